@@ -1,0 +1,314 @@
+//! The lab's job: `"KEY,VALUE"` messages, a running average per key with `mapWithState`, printed as Spark does.
+
+use crate::jvm::write_double;
+use crate::print::write_batch;
+use crate::record::RecordRef;
+use crate::state::{State, StateError, StateSpecOptions};
+use crate::stream::{
+    input, BatchContext, DStream, DStreamExt, Input, Job, JobError, MalformedPolicy, MapWithState,
+    MapWithStateCheckpoint, SimpleFn, StateSpec,
+};
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+/// The job's name, as recorded in checkpoints and recordings.
+pub const JOB_NAME: &str = "average";
+
+/// Why a message is not a lab record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LabParseError {
+    /// No comma in the value.
+    #[error("no comma: expected KEY,VALUE")]
+    NoComma,
+    /// Nothing before the first comma.
+    #[error("empty key")]
+    EmptyKey,
+    /// The key is not valid UTF-8.
+    #[error("key is not valid UTF-8")]
+    KeyNotUtf8,
+    /// Nothing after the first comma.
+    #[error("empty value")]
+    EmptyValue,
+    /// The value is not a decimal integer (optional sign, digits only).
+    #[error("value is not a decimal integer")]
+    NotAnInteger,
+    /// The value does not fit in a 64-bit signed integer.
+    #[error("value does not fit in a 64-bit integer")]
+    OutOfRange,
+}
+
+/// Parses a message value as `KEY,VALUE`; the key borrows from the input.
+pub fn parse_record(value: &[u8]) -> Result<(&str, i64), LabParseError> {
+    let comma = value.iter().position(|&b| b == b',').ok_or(LabParseError::NoComma)?;
+    let (key, rest) = (&value[..comma], &value[comma + 1..]);
+    if key.is_empty() {
+        return Err(LabParseError::EmptyKey);
+    }
+    let key = std::str::from_utf8(key).map_err(|_| LabParseError::KeyNotUtf8)?;
+    Ok((key, parse_i64(rest)?))
+}
+
+/// Parses an optionally signed decimal integer with no spaces.
+pub fn parse_i64(s: &[u8]) -> Result<i64, LabParseError> {
+    let (neg, digits) = match s.first() {
+        None => return Err(LabParseError::EmptyValue),
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        Some(_) => (false, s),
+    };
+    if digits.is_empty() {
+        return Err(LabParseError::NotAnInteger);
+    }
+    // Accumulate negatively so i64::MIN parses.
+    let mut acc: i64 = 0;
+    let mut overflow = false;
+    for &b in digits {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return Err(LabParseError::NotAnInteger);
+        }
+        match acc.checked_mul(10).and_then(|a| a.checked_sub(d as i64)) {
+            Some(a) => acc = a,
+            None => overflow = true,
+        }
+    }
+    if overflow {
+        return Err(LabParseError::OutOfRange);
+    }
+    if neg {
+        Ok(acc)
+    } else {
+        acc.checked_neg().ok_or(LabParseError::OutOfRange)
+    }
+}
+
+/// A key's running sum and count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Avg {
+    /// Sum of the values seen (wide enough never to overflow).
+    pub sum: i128,
+    /// Number of values seen.
+    pub count: u64,
+}
+
+impl Avg {
+    /// Adds one value.
+    #[inline]
+    pub fn add(&mut self, v: i64) {
+        self.sum += v as i128;
+        self.count += 1;
+    }
+    /// The mean, correctly rounded to the nearest f64.
+    #[inline]
+    pub fn mean(&self) -> f64 {
+        mean(self.sum, self.count)
+    }
+}
+
+/// `sum / count` rounded once to the nearest f64 (ties to even), exact for any sum and count.
+pub fn mean(sum: i128, count: u64) -> f64 {
+    if count == 0 {
+        return f64::NAN;
+    }
+    let neg = sum < 0;
+    let n = sum.unsigned_abs();
+    let d = count as u128;
+    const EXACT: u128 = 1 << 53;
+    let r = if n <= EXACT && d <= EXACT {
+        n as f64 / d as f64
+    } else {
+        // Long division to at least 56 significant bits, remainder folded into a sticky bit.
+        let mut shift = 0i32;
+        let mut n2 = n;
+        while n2 / d < (1u128 << 55) {
+            n2 <<= 1;
+            shift += 1;
+        }
+        let (q, rem) = (n2 / d, n2 % d);
+        let q = if rem != 0 { q | 1 } else { q };
+        (q as f64) * 2f64.powi(-shift)
+    };
+    if neg {
+        -r
+    } else {
+        r
+    }
+}
+
+/// How the lab job is configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabConfig {
+    /// `print(num)`: elements printed per batch; `None` prints nothing.
+    pub print: Option<usize>,
+    /// What to do with malformed records.
+    pub malformed: MalformedPolicy,
+    /// `mapWithState` options.
+    pub state: StateSpecOptions,
+}
+
+impl Default for LabConfig {
+    fn default() -> Self {
+        LabConfig { print: Some(10), malformed: MalformedPolicy::Skip, state: StateSpecOptions::default() }
+    }
+}
+
+/// The mapped element: (key, running average).
+pub type Output = (CompactString, f64);
+type ParseFn = fn(RecordRef<'_>) -> Result<(CompactString, i64), LabParseError>;
+type AverageFn = fn(&CompactString, Option<i64>, &mut State<Avg>) -> Result<Output, StateError>;
+type Stream = MapWithState<Input<ParseFn>, SimpleFn<AverageFn>, CompactString, Avg>;
+
+fn parse_lab(rec: RecordRef<'_>) -> Result<(CompactString, i64), LabParseError> {
+    let (k, v) = parse_record(rec.value)?;
+    Ok((CompactString::new(k), v))
+}
+
+/// The mapping function: add the value, emit the new average; a timing-out key emits its last average.
+pub fn average(key: &CompactString, value: Option<i64>, state: &mut State<Avg>) -> Result<Output, StateError> {
+    match value {
+        Some(v) => {
+            let mut a = state.get_option().copied().unwrap_or_default();
+            a.add(v);
+            state.update(a)?;
+            Ok((key.clone(), a.mean()))
+        }
+        None => Ok((key.clone(), state.get()?.mean())),
+    }
+}
+
+/// The lab's job: input -> mapWithState(average) -> print.
+pub struct LabJob {
+    config: LabConfig,
+    stream: Stream,
+    out: Vec<Output>,
+}
+
+/// The lab job's checkpointable state.
+pub type LabCheckpoint = MapWithStateCheckpoint<CompactString, Avg>;
+
+impl LabJob {
+    /// A job with the given configuration and no state.
+    pub fn new(config: LabConfig) -> Self {
+        Self::with_initial_state(config, Vec::new())
+    }
+
+    /// A job whose state starts from `initial` (stamped with the first batch's time).
+    pub fn with_initial_state(config: LabConfig, initial: Vec<(CompactString, Avg)>) -> Self {
+        let parse: ParseFn = parse_lab;
+        let f: AverageFn = average;
+        let spec = StateSpec::function(f).options(config.state.clone()).initial_state(initial);
+        let stream = input(parse, config.malformed).map_with_state(spec);
+        LabJob { config, stream, out: Vec::new() }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LabConfig {
+        &self.config
+    }
+    /// The last batch's mapped output, in processing order.
+    pub fn last_output(&self) -> &[Output] {
+        &self.out
+    }
+    /// Every key's (sum, count), sorted by key.
+    pub fn snapshot(&self) -> Vec<(CompactString, Avg)> {
+        self.stream.state().sorted_states()
+    }
+    /// Every key's current average, sorted by key.
+    pub fn averages(&self) -> Vec<(CompactString, f64)> {
+        self.snapshot().into_iter().map(|(k, a)| (k, a.mean())).collect()
+    }
+    /// The state to checkpoint.
+    pub fn checkpoint(&self) -> LabCheckpoint {
+        self.stream.checkpoint()
+    }
+    /// Restores state from a checkpoint.
+    pub fn restore(&mut self, cp: LabCheckpoint) {
+        self.stream.restore(cp)
+    }
+    /// Appends the JVM text of one output element to `s`.
+    pub fn write_element(s: &mut String, e: &Output) {
+        s.push('(');
+        s.push_str(&e.0);
+        s.push(',');
+        write_double(s, e.1);
+        s.push(')');
+    }
+}
+
+impl Job for LabJob {
+    fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.out.clear();
+        self.stream.compute(ctx, &mut self.out)?;
+        if let Some(num) = self.config.print {
+            write_batch(ctx.printed, ctx.time, &self.out, num);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parser_accepts() {
+        assert_eq!(parse_record(b"a,12"), Ok(("a", 12)));
+        assert_eq!(parse_record(b"a,+12"), Ok(("a", 12)));
+        assert_eq!(parse_record(b"a,-12"), Ok(("a", -12)));
+        assert_eq!(parse_record(b"a,-0"), Ok(("a", 0)));
+        assert_eq!(parse_record(b"a,007"), Ok(("a", 7)));
+        assert_eq!(parse_record(b"key with space,1"), Ok(("key with space", 1)));
+        assert_eq!(parse_record("é,1".as_bytes()), Ok(("é", 1)));
+        assert_eq!(parse_record(b"a,9223372036854775807"), Ok(("a", i64::MAX)));
+        assert_eq!(parse_record(b"a,-9223372036854775808"), Ok(("a", i64::MIN)));
+    }
+
+    #[test]
+    fn parser_rejects() {
+        use LabParseError::*;
+        let cases: &[(&[u8], LabParseError)] = &[
+            (b"", NoComma),
+            (b"a", NoComma),
+            (b"a 1", NoComma),
+            (b",1", EmptyKey),
+            (b"\xff,1", KeyNotUtf8),
+            (b"a,", EmptyValue),
+            (b"a,+", NotAnInteger),
+            (b"a,-", NotAnInteger),
+            (b"a, 1", NotAnInteger),
+            (b"a,1 ", NotAnInteger),
+            (b"a,1,2", NotAnInteger),
+            (b"a,1.5", NotAnInteger),
+            (b"a,1e3", NotAnInteger),
+            (b"a,0x10", NotAnInteger),
+            (b"a,--1", NotAnInteger),
+            (b"a,1\r", NotAnInteger),
+            ("a,١".as_bytes(), NotAnInteger),
+            (b"a,9223372036854775808", OutOfRange),
+            (b"a,-9223372036854775809", OutOfRange),
+            (b"a,99999999999999999999999", OutOfRange),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_record(input), Err(*want), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn mean_is_correctly_rounded() {
+        assert_eq!(mean(37, 3), 37.0 / 3.0);
+        assert_eq!(mean(25, 2), 12.5);
+        assert_eq!(mean(-7, 2), -3.5);
+        // Sums beyond 2^53: compare with exact rational rounding done by hand.
+        let big = i64::MAX as i128;
+        assert_eq!(mean(big * 2, 2), 9_223_372_036_854_775_808.0); // 2^63 - 1 rounds to 2^63
+        assert_eq!(mean(big, 1), 9_223_372_036_854_775_808.0);
+        // (2^53 + 1) / 1 rounds to even: 2^53
+        assert_eq!(mean((1i128 << 53) + 1, 1), 9007199254740992.0);
+        // (2^53 + 3) / 1 rounds up to 2^53 + 4
+        assert_eq!(mean((1i128 << 53) + 3, 1), 9007199254740996.0);
+        // (2^54 + 2 + 1) / 2 = 2^53 + 1.5 -> nearest is 2^53 + 2
+        assert_eq!(mean((1i128 << 54) + 3, 2), 9007199254740994.0);
+        assert_eq!(mean(i64::MIN as i128, 1), -9_223_372_036_854_775_808.0);
+        assert!(mean(1, 0).is_nan());
+    }
+}

@@ -1,0 +1,23 @@
+//! dstream-core: Spark Streaming's micro-batch model as a pure, synchronous engine.
+//!
+//! No sockets, files, threads or system clock: the caller passes time and records in, and takes
+//! outputs out. See `README.md` at the workspace root for the documented deviations from Spark.
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod jvm;
+pub mod lab;
+pub mod print;
+pub mod record;
+pub mod state;
+pub mod stream;
+pub mod time;
+
+pub use compact_str::CompactString;
+pub use engine::{BatchInfo, BatchReport, Engine, EngineError, Totals};
+pub use record::{OffsetRange, RecordBatch, RecordRef};
+pub use state::{State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
+pub use stream::{
+    input, BatchContext, DStream, DStreamExt, Graph, Job, JobError, Malformed, MalformedPolicy, OutputOp, StateSpec,
+};
+pub use time::{BatchTimer, Clock, Duration, ManualClock, Time};

@@ -1,0 +1,305 @@
+//! `mapWithState`'s pieces: the `State` handle, its errors, the `StateSpec` and the partitioned state map (SPARK-SEMANTICS §2).
+
+use crate::jvm::{partition_of, StableHash};
+use crate::time::{Duration, Time};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::Hash;
+
+/// Misuse of a `State` handle, as Spark's exceptions in the table of §2.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// `get()` on a state that is not set (Spark: NoSuchElementException).
+    #[error("state is not set (NoSuchElementException)")]
+    NotSet,
+    /// `update()` after `remove()` in the same call (Spark: IllegalArgumentException).
+    #[error("cannot update the state after it has been removed (IllegalArgumentException)")]
+    UpdateAfterRemove,
+    /// `update()` on a key that is timing out (Spark: IllegalArgumentException).
+    #[error("cannot update the state of a key that is timing out (IllegalArgumentException)")]
+    UpdateWhileTimingOut,
+    /// `remove()` after `remove()` in the same call (Spark: IllegalArgumentException).
+    #[error("cannot remove the state twice (IllegalArgumentException)")]
+    RemoveAfterRemove,
+    /// `remove()` on a key that is timing out (Spark: IllegalArgumentException).
+    #[error("cannot remove the state of a key that is timing out (IllegalArgumentException)")]
+    RemoveWhileTimingOut,
+}
+
+/// The per-key state handle given to a `mapWithState` function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct State<S> {
+    value: Option<S>,
+    updated: bool,
+    removed: bool,
+    timing_out: bool,
+}
+
+impl<S> State<S> {
+    /// A handle over an existing value (or none), as the engine builds it for one call.
+    pub fn wrap(value: Option<S>, timing_out: bool) -> Self {
+        State { value, updated: false, removed: false, timing_out }
+    }
+    /// True if the state is set.
+    pub fn exists(&self) -> bool {
+        self.value.is_some()
+    }
+    /// The state, or `StateError::NotSet`.
+    pub fn get(&self) -> Result<&S, StateError> {
+        self.value.as_ref().ok_or(StateError::NotSet)
+    }
+    /// The state if set.
+    pub fn get_option(&self) -> Option<&S> {
+        self.value.as_ref()
+    }
+    /// Sets the state.
+    pub fn update(&mut self, s: S) -> Result<(), StateError> {
+        if self.removed {
+            return Err(StateError::UpdateAfterRemove);
+        }
+        if self.timing_out {
+            return Err(StateError::UpdateWhileTimingOut);
+        }
+        self.value = Some(s);
+        self.updated = true;
+        Ok(())
+    }
+    /// Removes the state (allowed when unset).
+    pub fn remove(&mut self) -> Result<(), StateError> {
+        if self.removed {
+            return Err(StateError::RemoveAfterRemove);
+        }
+        if self.timing_out {
+            return Err(StateError::RemoveWhileTimingOut);
+        }
+        self.value = None;
+        self.removed = true;
+        Ok(())
+    }
+    /// True during the call made for a key whose idle timeout expired.
+    pub fn is_timing_out(&self) -> bool {
+        self.timing_out
+    }
+    /// True if `update` was called.
+    pub fn is_updated(&self) -> bool {
+        self.updated
+    }
+    /// True if `remove` was called.
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+    /// The value, consuming the handle.
+    pub fn into_option(self) -> Option<S> {
+        self.value
+    }
+}
+
+impl<S: fmt::Display> fmt::Display for State<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{v}"),
+            None => f.write_str("<state not set>"),
+        }
+    }
+}
+
+/// When idle keys are scanned for timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum TimeoutScan {
+    /// As Spark: only on batches whose state is checkpointed (every checkpoint interval, 10 batches by default),
+    /// so expiry lags by up to `timeout + checkpoint interval`.
+    #[default]
+    SparkCompatible,
+    /// Every batch: a key expires in the first batch where it has been idle longer than the timeout.
+    EveryBatch,
+}
+
+/// The options of a `mapWithState` stream beside its function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateSpecOptions {
+    /// Number of state partitions (Spark's `HashPartitioner(n)`); 2 as under `local[2]`.
+    pub num_partitions: usize,
+    /// Idle timeout; `None` means keys never time out.
+    pub timeout: Option<Duration>,
+    /// Interval of state checkpoints; `None` means 10 x the batch interval.
+    pub checkpoint_interval: Option<Duration>,
+    /// When timeouts are scanned.
+    pub timeout_scan: TimeoutScan,
+}
+
+impl Default for StateSpecOptions {
+    fn default() -> Self {
+        StateSpecOptions {
+            num_partitions: 2,
+            timeout: None,
+            checkpoint_interval: None,
+            timeout_scan: TimeoutScan::SparkCompatible,
+        }
+    }
+}
+
+/// One stored state with the batch time of its last update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateEntry<S> {
+    /// The state.
+    pub state: S,
+    /// Batch time of the last update (or refresh, when a timeout is set).
+    pub updated_at: Time,
+}
+
+/// Serialisable content of a state map: every live key with its state and stamp, sorted by key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateSnapshot<K, S> {
+    /// Number of partitions the map had.
+    pub num_partitions: usize,
+    /// Entries sorted by key.
+    pub entries: Vec<(K, StateEntry<S>)>,
+}
+
+/// A stored state: `value` is `Some` for every live key; it is taken out only during a call.
+#[derive(Debug, Clone)]
+pub(crate) struct Slot<S> {
+    pub(crate) value: Option<S>,
+    pub(crate) updated_at: Time,
+}
+
+/// Keyed state split over stable hash partitions.
+#[derive(Debug, Clone)]
+pub struct StateMap<K, S> {
+    pub(crate) parts: Vec<FxHashMap<K, Slot<S>>>,
+}
+
+impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
+    /// An empty map with `n` partitions (at least one).
+    pub fn new(n: usize) -> Self {
+        StateMap { parts: (0..n.max(1)).map(|_| FxHashMap::default()).collect() }
+    }
+    /// Number of partitions.
+    pub fn num_partitions(&self) -> usize {
+        self.parts.len()
+    }
+    /// The partition a key belongs to.
+    pub fn partition_of<Q: StableHash + ?Sized>(&self, key: &Q) -> usize {
+        partition_of(key, self.parts.len())
+    }
+    /// Number of live keys.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum()
+    }
+    /// True if no key has state.
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(|p| p.is_empty())
+    }
+    /// The state of a key and the time of its last update.
+    pub fn get<Q>(&self, key: &Q) -> Option<(&S, Time)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + StableHash + ?Sized,
+    {
+        let slot = self.parts[self.partition_of(key)].get(key)?;
+        slot.value.as_ref().map(|v| (v, slot.updated_at))
+    }
+    /// The state of a key.
+    pub fn get_state<Q>(&self, key: &Q) -> Option<&S>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + StableHash + ?Sized,
+    {
+        self.get(key).map(|e| e.0)
+    }
+    /// Sets a key's state and stamp.
+    pub fn insert(&mut self, key: K, state: S, updated_at: Time) {
+        let p = self.partition_of(&key);
+        self.parts[p].insert(key, Slot { value: Some(state), updated_at });
+    }
+    /// Removes a key's state, returning it.
+    pub fn remove<Q>(&mut self, key: &Q) -> Option<S>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + StableHash + ?Sized,
+    {
+        let p = self.partition_of(key);
+        self.parts[p].remove(key).and_then(|s| s.value)
+    }
+    /// All (key, state, last update), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &S, Time)> {
+        self.parts.iter().flat_map(|p| p.iter().filter_map(|(k, s)| s.value.as_ref().map(|v| (k, v, s.updated_at))))
+    }
+}
+
+impl<K: Hash + Eq + StableHash + Ord + Clone, S: Clone> StateMap<K, S> {
+    /// Every live (key, state), sorted by key.
+    pub fn sorted_states(&self) -> Vec<(K, S)> {
+        let mut v: Vec<(K, S)> = self.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+    /// The serialisable content of the map.
+    pub fn snapshot(&self) -> StateSnapshot<K, S> {
+        let mut entries: Vec<(K, StateEntry<S>)> =
+            self.iter().map(|(k, v, t)| (k.clone(), StateEntry { state: v.clone(), updated_at: t })).collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        StateSnapshot { num_partitions: self.num_partitions(), entries }
+    }
+    /// A map rebuilt from a snapshot.
+    pub fn from_snapshot(snap: StateSnapshot<K, S>) -> Self {
+        let mut m = StateMap::new(snap.num_partitions);
+        for (k, e) in snap.entries {
+            m.insert(k, e.state, e.updated_at);
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Every row of SPARK-SEMANTICS §2.1's table.
+    #[test]
+    fn state_table_normal_record() {
+        let mut s: State<i32> = State::wrap(None, false);
+        assert!(!s.exists());
+        assert_eq!(s.get(), Err(StateError::NotSet));
+        assert_eq!(s.get_option(), None);
+        assert!(!s.is_timing_out());
+        s.update(3).unwrap();
+        assert!(s.exists());
+        assert_eq!(s.get(), Ok(&3));
+        assert_eq!(s.get_option(), Some(&3));
+        assert!(s.is_updated());
+        assert_eq!(s.to_string(), "3");
+        s.remove().unwrap();
+        assert!(s.is_removed());
+        assert_eq!(s.to_string(), "<state not set>");
+    }
+
+    #[test]
+    fn state_table_after_remove() {
+        let mut s: State<i32> = State::wrap(Some(1), false);
+        s.remove().unwrap();
+        assert!(!s.exists());
+        assert_eq!(s.get(), Err(StateError::NotSet));
+        assert_eq!(s.get_option(), None);
+        assert_eq!(s.update(2), Err(StateError::UpdateAfterRemove));
+        assert_eq!(s.remove(), Err(StateError::RemoveAfterRemove));
+        assert!(!s.is_timing_out());
+        // remove on an unset state is allowed
+        let mut u: State<i32> = State::wrap(None, false);
+        assert_eq!(u.remove(), Ok(()));
+    }
+
+    #[test]
+    fn state_table_timing_out() {
+        let mut s: State<i32> = State::wrap(Some(7), true);
+        assert!(s.exists());
+        assert_eq!(s.get(), Ok(&7));
+        assert_eq!(s.get_option(), Some(&7));
+        assert!(s.is_timing_out());
+        assert_eq!(s.update(2), Err(StateError::UpdateWhileTimingOut));
+        assert_eq!(s.remove(), Err(StateError::RemoveWhileTimingOut));
+        assert_eq!(s.get(), Ok(&7));
+    }
+}

@@ -1,0 +1,989 @@
+//! DStreams: a job is an ordinary value built from these operators, pulled once per batch.
+
+use crate::jvm::{JvmDisplay, StableHash};
+use crate::print::write_batch;
+use crate::record::{RecordBatch, RecordRef};
+use crate::state::{Slot, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
+use crate::time::{Duration, Time};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::hash::Hash;
+use std::rc::Rc;
+
+/// A record that could not be parsed, with where it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Malformed {
+    /// Partition of the record.
+    pub partition: i32,
+    /// Offset of the record.
+    pub offset: i64,
+    /// What was wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed record at partition {} offset {}: {}", self.partition, self.offset, self.reason)
+    }
+}
+
+/// What to do with a record the job cannot parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum MalformedPolicy {
+    /// Skip it, count it and report its position (default).
+    #[default]
+    Skip,
+    /// Stop the job with an error naming the record.
+    Fail,
+}
+
+/// Why a batch failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JobError {
+    /// A malformed record under `MalformedPolicy::Fail`.
+    #[error("{0}")]
+    Malformed(Malformed),
+    /// A `mapWithState` function misused its `State` handle.
+    #[error("state error for key {key} in batch {time}: {error}")]
+    State {
+        /// Batch time.
+        time: Time,
+        /// The key, as `Debug` prints it.
+        key: String,
+        /// What went wrong.
+        error: StateError,
+    },
+    /// A stream was configured against Spark's rules (e.g. a window not a multiple of the batch interval).
+    #[error("invalid stream configuration: {0}")]
+    Config(String),
+}
+
+/// Everything an operator may see of one batch.
+#[derive(Debug)]
+pub struct BatchContext<'a> {
+    /// The batch's time (the end of the interval it covers).
+    pub time: Time,
+    /// The grid origin: batch k is at `zero + k * interval`.
+    pub zero: Time,
+    /// The batch interval.
+    pub interval: Duration,
+    /// The batch's input records.
+    pub input: &'a RecordBatch,
+    /// Malformed records found in this batch.
+    pub malformed: &'a mut Vec<Malformed>,
+    /// Text printed by `print` output operations.
+    pub printed: &'a mut String,
+}
+
+impl BatchContext<'_> {
+    /// True if `(time - zero)` is a positive multiple of `d`.
+    pub fn is_multiple(&self, d: Duration) -> bool {
+        let since = self.time - self.zero;
+        d.0 > 0 && since.0 > 0 && since.0 % d.0 == 0
+    }
+}
+
+/// A discretized stream: per batch it appends its elements to `out` and says whether it has output at this time.
+pub trait DStream {
+    /// Element type.
+    type Item;
+    /// Computes this batch's elements; `Ok(false)` means no output at this time (a window between slides).
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<Self::Item>) -> Result<bool, JobError>;
+}
+
+/// An output operation, run once per batch in registration order.
+pub trait OutputOp {
+    /// Runs the operation for the batch in `ctx`.
+    fn run(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
+}
+
+/// A whole streaming job: what runs on each batch.
+pub trait Job {
+    /// Runs every output operation for one batch.
+    fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
+}
+
+/// A job made of output operations, run in the order they were added.
+#[derive(Default)]
+pub struct Graph {
+    ops: Vec<Box<dyn OutputOp>>,
+}
+
+impl Graph {
+    /// An empty job.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds an output operation.
+    pub fn output(mut self, op: impl OutputOp + 'static) -> Self {
+        self.ops.push(Box::new(op));
+        self
+    }
+}
+
+impl Job for Graph {
+    fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        for op in &mut self.ops {
+            op.run(ctx)?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources
+
+/// The input stream: parses each record of the batch, in (partition, offset) order.
+pub struct Input<F> {
+    parse: F,
+    policy: MalformedPolicy,
+}
+
+/// The input stream of a job, with a parser from records to elements.
+pub fn input<T, E, F>(parse: F, policy: MalformedPolicy) -> Input<F>
+where
+    F: FnMut(RecordRef<'_>) -> Result<T, E>,
+    E: fmt::Display,
+{
+    Input { parse, policy }
+}
+
+impl<T, E: fmt::Display, F: FnMut(RecordRef<'_>) -> Result<T, E>> DStream for Input<F> {
+    type Item = T;
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<T>) -> Result<bool, JobError> {
+        out.reserve(ctx.input.len());
+        for rec in ctx.input.iter() {
+            match (self.parse)(rec) {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    let m = Malformed { partition: rec.partition, offset: rec.offset, reason: e.to_string() };
+                    if self.policy == MalformedPolicy::Fail {
+                        return Err(JobError::Malformed(m));
+                    }
+                    ctx.malformed.push(m);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stateless operators
+
+/// `map`.
+pub struct Map<P: DStream, F> {
+    parent: P,
+    f: F,
+    buf: Vec<P::Item>,
+}
+impl<P: DStream, U, F: FnMut(P::Item) -> U> DStream for Map<P, F> {
+    type Item = U;
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<U>) -> Result<bool, JobError> {
+        let has = self.parent.compute(ctx, &mut self.buf)?;
+        out.extend(self.buf.drain(..).map(&mut self.f));
+        Ok(has)
+    }
+}
+
+/// `flatMap`.
+pub struct FlatMap<P: DStream, F> {
+    parent: P,
+    f: F,
+    buf: Vec<P::Item>,
+}
+impl<P: DStream, I: IntoIterator, F: FnMut(P::Item) -> I> DStream for FlatMap<P, F> {
+    type Item = I::Item;
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<I::Item>) -> Result<bool, JobError> {
+        let has = self.parent.compute(ctx, &mut self.buf)?;
+        out.extend(self.buf.drain(..).flat_map(&mut self.f));
+        Ok(has)
+    }
+}
+
+/// `filter`.
+pub struct Filter<P: DStream, F> {
+    parent: P,
+    f: F,
+    buf: Vec<P::Item>,
+}
+impl<P: DStream, F: FnMut(&P::Item) -> bool> DStream for Filter<P, F> {
+    type Item = P::Item;
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<P::Item>) -> Result<bool, JobError> {
+        let has = self.parent.compute(ctx, &mut self.buf)?;
+        out.extend(self.buf.drain(..).filter(&mut self.f));
+        Ok(has)
+    }
+}
+
+/// `mapValues`.
+pub struct MapValues<P: DStream, F> {
+    parent: P,
+    f: F,
+    buf: Vec<P::Item>,
+}
+impl<K, V, U, P: DStream<Item = (K, V)>, F: FnMut(V) -> U> DStream for MapValues<P, F> {
+    type Item = (K, U);
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<(K, U)>) -> Result<bool, JobError> {
+        let has = self.parent.compute(ctx, &mut self.buf)?;
+        let f = &mut self.f;
+        out.extend(self.buf.drain(..).map(|(k, v)| (k, f(v))));
+        Ok(has)
+    }
+}
+
+/// `union`: this batch's elements of the first stream, then of the second.
+pub struct Union<A: DStream, B: DStream> {
+    a: A,
+    b: B,
+    buf: Vec<B::Item>,
+}
+impl<T, A: DStream<Item = T>, B: DStream<Item = T>> DStream for Union<A, B> {
+    type Item = T;
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<T>) -> Result<bool, JobError> {
+        let ha = self.a.compute(ctx, out)?;
+        let hb = self.b.compute(ctx, &mut self.buf)?;
+        out.append(&mut self.buf);
+        Ok(ha || hb)
+    }
+}
+
+/// `count`: one element per batch, the number of elements (0 for an empty batch).
+pub struct Count<P: DStream> {
+    parent: P,
+    buf: Vec<P::Item>,
+}
+impl<P: DStream> DStream for Count<P> {
+    type Item = i64;
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<i64>) -> Result<bool, JobError> {
+        let has = self.parent.compute(ctx, &mut self.buf)?;
+        if has {
+            out.push(self.buf.len() as i64);
+        }
+        self.buf.clear();
+        Ok(has)
+    }
+}
+
+/// `reduceByKey` within one batch; keys come out in the order of their first element.
+pub struct ReduceByKey<P: DStream, K, V, F> {
+    parent: P,
+    f: F,
+    buf: Vec<P::Item>,
+    index: FxHashMap<K, usize>,
+    acc: Vec<(K, Option<V>)>,
+}
+impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>, F: FnMut(V, V) -> V> DStream for ReduceByKey<P, K, V, F> {
+    type Item = (K, V);
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<(K, V)>) -> Result<bool, JobError> {
+        let has = self.parent.compute(ctx, &mut self.buf)?;
+        reduce_into(self.buf.drain(..), &mut self.f, &mut self.index, &mut self.acc);
+        out.extend(drain_reduced(&mut self.acc));
+        Ok(has)
+    }
+}
+
+fn reduce_into<K: Hash + Eq + Clone, V>(
+    items: impl Iterator<Item = (K, V)>,
+    f: &mut impl FnMut(V, V) -> V,
+    index: &mut FxHashMap<K, usize>,
+    acc: &mut Vec<(K, Option<V>)>,
+) {
+    index.clear();
+    for (k, v) in items {
+        match index.get(&k) {
+            Some(&i) => {
+                let slot = &mut acc[i].1;
+                let old = slot.take().expect("accumulated values are always set");
+                *slot = Some(f(old, v));
+            }
+            None => {
+                index.insert(k.clone(), acc.len());
+                acc.push((k, Some(v)));
+            }
+        }
+    }
+}
+
+fn drain_reduced<K, V>(acc: &mut Vec<(K, Option<V>)>) -> impl Iterator<Item = (K, V)> + '_ {
+    acc.drain(..).map(|(k, v)| (k, v.expect("accumulated values are always set")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Windows
+
+/// `window(length, slide)`: at slide times, the union of the parent's batches in `(T - length, T]`.
+pub struct Window<P: DStream> {
+    parent: P,
+    length: Duration,
+    slide: Duration,
+    kept: VecDeque<(Time, Vec<P::Item>)>,
+    spare: Vec<Vec<P::Item>>,
+}
+impl<P: DStream> DStream for Window<P>
+where
+    P::Item: Clone,
+{
+    type Item = P::Item;
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<P::Item>) -> Result<bool, JobError> {
+        check_window(ctx.interval, self.length, self.slide)?;
+        let mut buf = self.spare.pop().unwrap_or_default();
+        if self.parent.compute(ctx, &mut buf)? {
+            self.kept.push_back((ctx.time, buf));
+        } else {
+            self.spare.push(buf);
+        }
+        let start = ctx.time - self.length;
+        while self.kept.front().is_some_and(|(t, _)| *t <= start) {
+            let (_, mut b) = self.kept.pop_front().expect("checked non-empty");
+            b.clear();
+            self.spare.push(b);
+        }
+        if !ctx.is_multiple(self.slide) {
+            return Ok(false);
+        }
+        for (_, b) in &self.kept {
+            out.extend(b.iter().cloned());
+        }
+        Ok(true)
+    }
+}
+
+fn check_window(interval: Duration, length: Duration, slide: Duration) -> Result<(), JobError> {
+    if !length.is_multiple_of(interval) || !slide.is_multiple_of(interval) {
+        return Err(JobError::Config(format!(
+            "window length {length} and slide {slide} must be multiples of the batch interval {interval}"
+        )));
+    }
+    Ok(())
+}
+
+/// `reduceByKeyAndWindow` with an inverse function: the previous window minus the batches that left plus those that entered.
+pub struct ReducedWindow<P: DStream, K, V, F, G, H> {
+    parent: P,
+    reduce: F,
+    inverse: G,
+    filter: Option<H>,
+    length: Duration,
+    slide: Duration,
+    buf: Vec<P::Item>,
+    index: FxHashMap<K, usize>,
+    batches: VecDeque<(Time, Vec<(K, V)>)>,
+    window: BTreeMap<K, V>,
+}
+
+impl<K, V, P, F, G, H> DStream for ReducedWindow<P, K, V, F, G, H>
+where
+    K: Hash + Eq + Ord + Clone,
+    V: Clone,
+    P: DStream<Item = (K, V)>,
+    F: FnMut(V, V) -> V,
+    G: FnMut(V, V) -> V,
+    H: FnMut(&(K, V)) -> bool,
+{
+    type Item = (K, V);
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<(K, V)>) -> Result<bool, JobError> {
+        check_window(ctx.interval, self.length, self.slide)?;
+        let mut acc = Vec::new();
+        if self.parent.compute(ctx, &mut self.buf)? {
+            reduce_into(self.buf.drain(..), &mut self.reduce, &mut self.index, &mut acc);
+        }
+        let reduced: Vec<(K, V)> = drain_reduced(&mut acc).collect();
+        self.batches.push_back((ctx.time, reduced));
+        if !ctx.is_multiple(self.slide) {
+            return Ok(false);
+        }
+        let t = ctx.time;
+        let prev = t - self.slide;
+        // Per key: values that left the window (reduced), values that entered (reduced).
+        let mut left: BTreeMap<K, V> = BTreeMap::new();
+        let mut entered: BTreeMap<K, V> = BTreeMap::new();
+        for (bt, kvs) in &self.batches {
+            let target = if *bt > prev {
+                &mut entered
+            } else if *bt > prev - self.length && *bt <= t - self.length {
+                &mut left
+            } else {
+                continue;
+            };
+            for (k, v) in kvs {
+                match target.get_mut(k) {
+                    Some(acc) => *acc = (self.reduce)(acc.clone(), v.clone()),
+                    None => {
+                        target.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        let mut next: BTreeMap<K, V> = BTreeMap::new();
+        let old = std::mem::take(&mut self.window);
+        let mut keys: Vec<K> = old.keys().chain(entered.keys()).cloned().collect();
+        keys.sort();
+        keys.dedup();
+        let mut old = old;
+        for k in keys {
+            let value = match old.remove(&k) {
+                None => entered.remove(&k),
+                Some(mut v) => {
+                    if let Some(l) = left.remove(&k) {
+                        v = (self.inverse)(v, l);
+                    }
+                    if let Some(e) = entered.remove(&k) {
+                        v = (self.reduce)(v, e);
+                    }
+                    Some(v)
+                }
+            };
+            if let Some(v) = value {
+                let kv = (k, v);
+                let keep = match &mut self.filter {
+                    Some(f) => f(&kv),
+                    None => true,
+                };
+                if keep {
+                    next.insert(kv.0, kv.1);
+                }
+            }
+        }
+        out.extend(next.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.window = next;
+        let start = t - self.length;
+        while self.batches.front().is_some_and(|(bt, _)| *bt <= start) {
+            self.batches.pop_front();
+        }
+        Ok(true)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+/// `updateStateByKey`: every batch, `f(new values, old state)` for every key with state or data; `None` deletes.
+/// Output: every (key, state) after the batch, sorted by key.
+pub struct UpdateStateByKey<P: DStream, K, V, S, F> {
+    parent: P,
+    f: F,
+    buf: Vec<P::Item>,
+    state: BTreeMap<K, S>,
+    grouped: BTreeMap<K, Vec<V>>,
+}
+impl<K: Ord + Clone, V, S: Clone, P: DStream<Item = (K, V)>, F: FnMut(&[V], Option<S>) -> Option<S>> DStream
+    for UpdateStateByKey<P, K, V, S, F>
+{
+    type Item = (K, S);
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<(K, S)>) -> Result<bool, JobError> {
+        self.parent.compute(ctx, &mut self.buf)?;
+        for (k, v) in self.buf.drain(..) {
+            self.grouped.entry(k).or_default().push(v);
+        }
+        let mut grouped = std::mem::take(&mut self.grouped);
+        let old = std::mem::take(&mut self.state);
+        let mut keys: Vec<K> = old.keys().chain(grouped.keys()).cloned().collect();
+        keys.sort();
+        keys.dedup();
+        let mut old = old;
+        for k in keys {
+            let vals = grouped.remove(&k).unwrap_or_default();
+            if let Some(s) = (self.f)(&vals, old.remove(&k)) {
+                self.state.insert(k, s);
+            }
+        }
+        out.extend(self.state.iter().map(|(k, s)| (k.clone(), s.clone())));
+        Ok(true)
+    }
+}
+
+impl<P: DStream, K, V, S, F> UpdateStateByKey<P, K, V, S, F> {
+    /// Current state, sorted by key.
+    pub fn state(&self) -> &BTreeMap<K, S> {
+        &self.state
+    }
+}
+
+/// The function of a `mapWithState` stream in its full form: (batch time, key, value, state) -> optional output.
+pub trait MappingFunction<K, V, S> {
+    /// The mapped element type.
+    type Output;
+    /// One call for one record (or one timing-out key, with `value = None`).
+    fn call(
+        &mut self,
+        time: Time,
+        key: &K,
+        value: Option<V>,
+        state: &mut State<S>,
+    ) -> Result<Option<Self::Output>, StateError>;
+}
+
+/// Adapter for the full form.
+pub struct FullFn<F>(pub F);
+impl<K, V, S, M, F> MappingFunction<K, V, S> for FullFn<F>
+where
+    F: FnMut(Time, &K, Option<V>, &mut State<S>) -> Result<Option<M>, StateError>,
+{
+    type Output = M;
+    #[inline]
+    fn call(&mut self, time: Time, key: &K, value: Option<V>, state: &mut State<S>) -> Result<Option<M>, StateError> {
+        (self.0)(time, key, value, state)
+    }
+}
+
+/// Adapter for the simple form: one output for every call.
+pub struct SimpleFn<F>(pub F);
+impl<K, V, S, M, F> MappingFunction<K, V, S> for SimpleFn<F>
+where
+    F: FnMut(&K, Option<V>, &mut State<S>) -> Result<M, StateError>,
+{
+    type Output = M;
+    #[inline]
+    fn call(&mut self, _time: Time, key: &K, value: Option<V>, state: &mut State<S>) -> Result<Option<M>, StateError> {
+        (self.0)(key, value, state).map(Some)
+    }
+}
+
+/// A `StateSpec`: the mapping function, initial state and options.
+pub struct StateSpec<F, K, S> {
+    func: F,
+    initial: Vec<(K, S)>,
+    options: StateSpecOptions,
+}
+
+impl<K, S> StateSpec<(), K, S> {
+    /// A spec from the simple form `(key, value, state) -> output`.
+    pub fn function<V, M, G>(f: G) -> StateSpec<SimpleFn<G>, K, S>
+    where
+        G: FnMut(&K, Option<V>, &mut State<S>) -> Result<M, StateError>,
+    {
+        StateSpec { func: SimpleFn(f), initial: Vec::new(), options: StateSpecOptions::default() }
+    }
+    /// A spec from the full form `(time, key, value, state) -> optional output`.
+    pub fn full<V, M, G>(f: G) -> StateSpec<FullFn<G>, K, S>
+    where
+        G: FnMut(Time, &K, Option<V>, &mut State<S>) -> Result<Option<M>, StateError>,
+    {
+        StateSpec { func: FullFn(f), initial: Vec::new(), options: StateSpecOptions::default() }
+    }
+}
+
+impl<F, K, S> StateSpec<F, K, S> {
+    /// Initial state, stamped with the first batch's time.
+    pub fn initial_state(mut self, initial: Vec<(K, S)>) -> Self {
+        self.initial = initial;
+        self
+    }
+    /// Number of state partitions.
+    pub fn num_partitions(mut self, n: usize) -> Self {
+        self.options.num_partitions = n.max(1);
+        self
+    }
+    /// Idle timeout.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.options.timeout = Some(d);
+        self
+    }
+    /// State checkpoint interval (default 10 x batch interval); also the SparkCompatible scan interval.
+    pub fn checkpoint_interval(mut self, d: Duration) -> Self {
+        self.options.checkpoint_interval = Some(d);
+        self
+    }
+    /// When to scan for timed-out keys.
+    pub fn timeout_scan(mut self, scan: TimeoutScan) -> Self {
+        self.options.timeout_scan = scan;
+        self
+    }
+    /// All options at once.
+    pub fn options(mut self, options: StateSpecOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+/// Checkpointable content of a `mapWithState` stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MapWithStateCheckpoint<K, S> {
+    /// Whether the initial state has been applied.
+    pub initialized: bool,
+    /// The state.
+    pub state: StateSnapshot<K, S>,
+}
+
+/// `mapWithState`: one call per record in order, state threaded between calls, timeouts scanned after the data.
+pub struct MapWithState<P: DStream, F, K, S> {
+    parent: P,
+    func: F,
+    initial: Vec<(K, S)>,
+    options: StateSpecOptions,
+    initialized: bool,
+    map: StateMap<K, S>,
+    buf: Vec<P::Item>,
+    expired: Vec<K>,
+}
+
+impl<P, F, K, V, S> DStream for MapWithState<P, F, K, S>
+where
+    P: DStream<Item = (K, V)>,
+    F: MappingFunction<K, V, S>,
+    K: Hash + Eq + Ord + Clone + StableHash + fmt::Debug,
+{
+    type Item = F::Output;
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<F::Output>) -> Result<bool, JobError> {
+        let time = ctx.time;
+        if !self.initialized {
+            for (k, s) in self.initial.drain(..) {
+                self.map.insert(k, s, time);
+            }
+            self.initialized = true;
+        }
+        self.parent.compute(ctx, &mut self.buf)?;
+        let has_timeout = self.options.timeout.is_some();
+        out.reserve(self.buf.len());
+        let map = &mut self.map;
+        let func = &mut self.func;
+        let n = map.parts.len();
+        let mut failure = None;
+        for (k, v) in self.buf.drain(..) {
+            if failure.is_some() {
+                continue;
+            }
+            let p = if n == 1 { 0 } else { crate::jvm::partition_of(&k, n) };
+            let part = &mut map.parts[p];
+            let r = match part.get_mut(&k) {
+                Some(slot) => {
+                    let mut st = State::wrap(slot.value.take(), false);
+                    let r = func.call(time, &k, Some(v), &mut st);
+                    if st.is_removed() {
+                        part.remove(&k);
+                    } else {
+                        if st.is_updated() || (has_timeout && st.exists()) {
+                            slot.updated_at = time;
+                        }
+                        slot.value = st.into_option();
+                    }
+                    r
+                }
+                None => {
+                    let mut st = State::wrap(None, false);
+                    let r = func.call(time, &k, Some(v), &mut st);
+                    if st.is_updated() && !st.is_removed() {
+                        if let Some(s) = st.into_option() {
+                            part.insert(k.clone(), Slot { value: Some(s), updated_at: time });
+                        }
+                    }
+                    r
+                }
+            };
+            match r {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => {}
+                Err(error) => failure = Some(JobError::State { time, key: format!("{k:?}"), error }),
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if let Some(timeout) = self.options.timeout {
+            let scan = match self.options.timeout_scan {
+                TimeoutScan::EveryBatch => true,
+                TimeoutScan::SparkCompatible => {
+                    ctx.is_multiple(self.options.checkpoint_interval.unwrap_or(ctx.interval * 10))
+                }
+            };
+            if scan {
+                let threshold = time - timeout;
+                for p in 0..n {
+                    self.expired.clear();
+                    self.expired
+                        .extend(map.parts[p].iter().filter(|(_, s)| s.updated_at < threshold).map(|(k, _)| k.clone()));
+                    self.expired.sort();
+                    for k in self.expired.drain(..) {
+                        let value = map.parts[p].remove(&k).and_then(|s| s.value);
+                        let mut st = State::wrap(value, true);
+                        match func.call(time, &k, None, &mut st) {
+                            Ok(Some(m)) => out.push(m),
+                            Ok(None) => {}
+                            Err(error) => return Err(JobError::State { time, key: format!("{k:?}"), error }),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl<P: DStream, F, K, S> MapWithState<P, F, K, S>
+where
+    K: Hash + Eq + Ord + Clone + StableHash,
+    S: Clone,
+{
+    /// The live state.
+    pub fn state(&self) -> &StateMap<K, S> {
+        &self.map
+    }
+    /// The state checkpoint interval for a given batch interval (10 x batch by default).
+    pub fn checkpoint_interval(&self, batch: Duration) -> Duration {
+        self.options.checkpoint_interval.unwrap_or(batch * 10)
+    }
+    /// Checkpointable content.
+    pub fn checkpoint(&self) -> MapWithStateCheckpoint<K, S> {
+        MapWithStateCheckpoint { initialized: self.initialized, state: self.map.snapshot() }
+    }
+    /// Replaces the state with a checkpoint's; the partition count stays the spec's.
+    pub fn restore(&mut self, cp: MapWithStateCheckpoint<K, S>) {
+        let mut map = StateMap::new(self.options.num_partitions);
+        for (k, e) in cp.state.entries {
+            map.insert(k, e.state, e.updated_at);
+        }
+        self.map = map;
+        self.initialized = cp.initialized;
+        if cp.initialized {
+            self.initial.clear();
+        }
+    }
+    /// Shares this stream between its mapped output and `stateSnapshots()`.
+    #[allow(clippy::type_complexity)]
+    pub fn with_snapshots<V, M>(self) -> (Mapped<P, F, K, S, M>, Snapshots<P, F, K, S, M>)
+    where
+        P: DStream<Item = (K, V)>,
+        F: MappingFunction<K, V, S, Output = M>,
+        K: fmt::Debug,
+    {
+        let inner = Rc::new(RefCell::new(SharedMws { node: self, at: None, out: Vec::new() }));
+        (Mapped { inner: inner.clone() }, Snapshots { inner })
+    }
+}
+
+type SharedHandle<P, F, K, S, M> = Rc<RefCell<SharedMws<P, F, K, S, M>>>;
+
+/// A `mapWithState` stream shared by its mapped view and its snapshot view.
+pub struct SharedMws<P: DStream, F, K, S, M> {
+    node: MapWithState<P, F, K, S>,
+    at: Option<Time>,
+    out: Vec<M>,
+}
+
+impl<P, F, K, V, S, M> SharedMws<P, F, K, S, M>
+where
+    P: DStream<Item = (K, V)>,
+    F: MappingFunction<K, V, S, Output = M>,
+    K: Hash + Eq + Ord + Clone + StableHash + fmt::Debug,
+{
+    fn ensure(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        if self.at != Some(ctx.time) {
+            self.out.clear();
+            self.node.compute(ctx, &mut self.out)?;
+            self.at = Some(ctx.time);
+        }
+        Ok(())
+    }
+}
+
+/// The mapped view of a shared `mapWithState` stream.
+pub struct Mapped<P: DStream, F, K, S, M> {
+    inner: SharedHandle<P, F, K, S, M>,
+}
+impl<P, F, K, V, S, M> DStream for Mapped<P, F, K, S, M>
+where
+    P: DStream<Item = (K, V)>,
+    F: MappingFunction<K, V, S, Output = M>,
+    K: Hash + Eq + Ord + Clone + StableHash + fmt::Debug,
+    M: Clone,
+{
+    type Item = M;
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<M>) -> Result<bool, JobError> {
+        let mut inner = self.inner.borrow_mut();
+        inner.ensure(ctx)?;
+        out.extend(inner.out.iter().cloned());
+        Ok(true)
+    }
+}
+
+/// `stateSnapshots()`: every live (key, state) after the batch, sorted by key.
+pub struct Snapshots<P: DStream, F, K, S, M> {
+    inner: SharedHandle<P, F, K, S, M>,
+}
+impl<P, F, K, V, S, M> DStream for Snapshots<P, F, K, S, M>
+where
+    P: DStream<Item = (K, V)>,
+    F: MappingFunction<K, V, S, Output = M>,
+    K: Hash + Eq + Ord + Clone + StableHash + fmt::Debug,
+    S: Clone,
+{
+    type Item = (K, S);
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<(K, S)>) -> Result<bool, JobError> {
+        let mut inner = self.inner.borrow_mut();
+        inner.ensure(ctx)?;
+        out.extend(inner.node.map.sorted_states());
+        Ok(true)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output operations
+
+/// `print(num)`: Spark's header and the first `num` elements of every batch with output.
+pub struct Print<P: DStream> {
+    parent: P,
+    num: usize,
+    buf: Vec<P::Item>,
+}
+impl<P: DStream> OutputOp for Print<P>
+where
+    P::Item: JvmDisplay,
+{
+    fn run(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.buf.clear();
+        if self.parent.compute(ctx, &mut self.buf)? {
+            write_batch(ctx.printed, ctx.time, &self.buf, self.num);
+        }
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+/// `foreachRDD`: calls a function with each batch's elements.
+pub struct ForEachBatch<P: DStream, F> {
+    parent: P,
+    f: F,
+    buf: Vec<P::Item>,
+}
+impl<P: DStream, F: FnMut(Time, &[P::Item])> OutputOp for ForEachBatch<P, F> {
+    fn run(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.buf.clear();
+        if self.parent.compute(ctx, &mut self.buf)? {
+            (self.f)(ctx.time, &self.buf);
+        }
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builders
+
+/// The operators, as methods on every stream.
+pub trait DStreamExt: DStream + Sized {
+    /// `map`.
+    fn map<U, F: FnMut(Self::Item) -> U>(self, f: F) -> Map<Self, F> {
+        Map { parent: self, f, buf: Vec::new() }
+    }
+    /// `flatMap`.
+    fn flat_map<I: IntoIterator, F: FnMut(Self::Item) -> I>(self, f: F) -> FlatMap<Self, F> {
+        FlatMap { parent: self, f, buf: Vec::new() }
+    }
+    /// `filter`.
+    fn filter<F: FnMut(&Self::Item) -> bool>(self, f: F) -> Filter<Self, F> {
+        Filter { parent: self, f, buf: Vec::new() }
+    }
+    /// `mapValues`.
+    fn map_values<K, V, U, F: FnMut(V) -> U>(self, f: F) -> MapValues<Self, F>
+    where
+        Self: DStream<Item = (K, V)>,
+    {
+        MapValues { parent: self, f, buf: Vec::new() }
+    }
+    /// `union`.
+    fn union<B: DStream<Item = Self::Item>>(self, other: B) -> Union<Self, B> {
+        Union { a: self, b: other, buf: Vec::new() }
+    }
+    /// `count`.
+    fn count(self) -> Count<Self> {
+        Count { parent: self, buf: Vec::new() }
+    }
+    /// `reduceByKey`.
+    fn reduce_by_key<K, V, F: FnMut(V, V) -> V>(self, f: F) -> ReduceByKey<Self, K, V, F>
+    where
+        Self: DStream<Item = (K, V)>,
+    {
+        ReduceByKey { parent: self, f, buf: Vec::new(), index: FxHashMap::default(), acc: Vec::new() }
+    }
+    /// `window(length, slide)`.
+    fn window(self, length: Duration, slide: Duration) -> Window<Self> {
+        Window { parent: self, length, slide, kept: VecDeque::new(), spare: Vec::new() }
+    }
+    /// `reduceByKeyAndWindow` without an inverse: reduce per batch, window, reduce again.
+    #[allow(clippy::type_complexity)]
+    fn reduce_by_key_and_window<K, V, F>(
+        self,
+        f: F,
+        length: Duration,
+        slide: Duration,
+    ) -> ReduceByKey<Window<ReduceByKey<Self, K, V, F>>, K, V, F>
+    where
+        Self: DStream<Item = (K, V)>,
+        F: FnMut(V, V) -> V + Clone,
+        K: Hash + Eq + Clone,
+        V: Clone,
+    {
+        let g = f.clone();
+        self.reduce_by_key(f).window(length, slide).reduce_by_key(g)
+    }
+    /// `reduceByKeyAndWindow` with an inverse function and an optional filter; output sorted by key.
+    #[allow(clippy::type_complexity)]
+    fn reduce_by_key_and_window_inv<K, V, F, G, H>(
+        self,
+        reduce: F,
+        inverse: G,
+        length: Duration,
+        slide: Duration,
+        filter: Option<H>,
+    ) -> ReducedWindow<Self, K, V, F, G, H>
+    where
+        Self: DStream<Item = (K, V)>,
+        H: FnMut(&(K, V)) -> bool,
+    {
+        ReducedWindow {
+            parent: self,
+            reduce,
+            inverse,
+            filter,
+            length,
+            slide,
+            buf: Vec::new(),
+            index: FxHashMap::default(),
+            batches: VecDeque::new(),
+            window: BTreeMap::new(),
+        }
+    }
+    /// `updateStateByKey`.
+    fn update_state_by_key<K, V, S, F>(self, f: F) -> UpdateStateByKey<Self, K, V, S, F>
+    where
+        Self: DStream<Item = (K, V)>,
+        F: FnMut(&[V], Option<S>) -> Option<S>,
+    {
+        UpdateStateByKey { parent: self, f, buf: Vec::new(), state: BTreeMap::new(), grouped: BTreeMap::new() }
+    }
+    /// `mapWithState`.
+    fn map_with_state<K, V, S, F>(self, spec: StateSpec<F, K, S>) -> MapWithState<Self, F, K, S>
+    where
+        Self: DStream<Item = (K, V)>,
+        K: Hash + Eq + StableHash,
+    {
+        let n = spec.options.num_partitions;
+        MapWithState {
+            parent: self,
+            func: spec.func,
+            initial: spec.initial,
+            options: spec.options,
+            initialized: false,
+            map: StateMap::new(n),
+            buf: Vec::new(),
+            expired: Vec::new(),
+        }
+    }
+    /// `print(num)`.
+    fn print(self, num: usize) -> Print<Self>
+    where
+        Self::Item: JvmDisplay,
+    {
+        Print { parent: self, num, buf: Vec::new() }
+    }
+    /// `foreachRDD`.
+    fn foreach_batch<F: FnMut(Time, &[Self::Item])>(self, f: F) -> ForEachBatch<Self, F> {
+        ForEachBatch { parent: self, f, buf: Vec::new() }
+    }
+}
+
+impl<D: DStream> DStreamExt for D {}

@@ -1,0 +1,21 @@
+# dstream recipes. Nothing requires `just`: each recipe is one cargo command.
+
+# Run the lab job (arguments pass through to `dstream`).
+run *ARGS:
+    cargo run --release -- {{ARGS}}
+
+# Run all tests.
+test:
+    cargo test --workspace
+
+# Replay a text file of messages through the lab job.
+replay FILE *ARGS:
+    cargo run --release -- replay --lines {{FILE}} {{ARGS}}
+
+# Benchmarks (figures for README.md).
+bench:
+    cargo bench -p dstream-core --bench lab
+
+# What CI runs.
+ci:
+    bash .ci/run
