@@ -3,4 +3,6 @@
 
 pub mod broker;
 pub mod clock;
+pub mod generate;
 pub mod kafka;
+pub mod run;

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod conn;
+pub mod direct;
 pub mod error;
 pub mod records;
 
