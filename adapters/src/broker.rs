@@ -156,6 +156,8 @@ impl Tansu {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // Its own process group: a Ctrl-C at the terminal reaches dstream, which stops the broker last.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().map_err(|source| BrokerError::Spawn { binary: binary.to_path_buf(), source })?;
         let mut t = Tansu {
             child,

