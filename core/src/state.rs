@@ -28,31 +28,42 @@ pub enum StateError {
     RemoveWhileTimingOut,
 }
 
-/// The per-key state handle given to a `mapWithState` function.
-#[derive(Debug, Clone, PartialEq)]
-pub struct State<S> {
-    value: Option<S>,
+/// The per-key state handle given to a `mapWithState` function; it lends the stored value, never copies it.
+#[derive(Debug, PartialEq)]
+pub struct State<'a, S> {
+    stored: Option<&'a mut S>,
+    owned: Option<S>,
     updated: bool,
     removed: bool,
     timing_out: bool,
 }
 
-impl<S> State<S> {
-    /// A handle over an existing value (or none), as the engine builds it for one call.
+impl<'a, S> State<'a, S> {
+    /// A handle owning its value (or none); `timing_out` marks the call for an expired key.
     pub fn wrap(value: Option<S>, timing_out: bool) -> Self {
-        State { value, updated: false, removed: false, timing_out }
+        State { stored: None, owned: value, updated: false, removed: false, timing_out }
+    }
+    /// A handle over a value stored in the state map.
+    pub(crate) fn lend(stored: &'a mut S) -> Self {
+        State { stored: Some(stored), owned: None, updated: false, removed: false, timing_out: false }
     }
     /// True if the state is set.
     pub fn exists(&self) -> bool {
-        self.value.is_some()
+        !self.removed && (self.stored.is_some() || self.owned.is_some())
     }
     /// The state, or `StateError::NotSet`.
     pub fn get(&self) -> Result<&S, StateError> {
-        self.value.as_ref().ok_or(StateError::NotSet)
+        self.get_option().ok_or(StateError::NotSet)
     }
     /// The state if set.
     pub fn get_option(&self) -> Option<&S> {
-        self.value.as_ref()
+        if self.removed {
+            return None;
+        }
+        match &self.stored {
+            Some(s) => Some(&**s),
+            None => self.owned.as_ref(),
+        }
     }
     /// Sets the state.
     pub fn update(&mut self, s: S) -> Result<(), StateError> {
@@ -62,7 +73,10 @@ impl<S> State<S> {
         if self.timing_out {
             return Err(StateError::UpdateWhileTimingOut);
         }
-        self.value = Some(s);
+        match &mut self.stored {
+            Some(slot) => **slot = s,
+            None => self.owned = Some(s),
+        }
         self.updated = true;
         Ok(())
     }
@@ -74,7 +88,6 @@ impl<S> State<S> {
         if self.timing_out {
             return Err(StateError::RemoveWhileTimingOut);
         }
-        self.value = None;
         self.removed = true;
         Ok(())
     }
@@ -90,15 +103,19 @@ impl<S> State<S> {
     pub fn is_removed(&self) -> bool {
         self.removed
     }
-    /// The value, consuming the handle.
-    pub fn into_option(self) -> Option<S> {
-        self.value
+    /// The value set by `update` on a key that had none (the stored value is updated in place).
+    pub fn into_owned(self) -> Option<S> {
+        if self.removed {
+            None
+        } else {
+            self.owned
+        }
     }
 }
 
-impl<S: fmt::Display> fmt::Display for State<S> {
+impl<S: fmt::Display> fmt::Display for State<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.value {
+        match self.get_option() {
             Some(v) => write!(f, "{v}"),
             None => f.write_str("<state not set>"),
         }
@@ -158,10 +175,10 @@ pub struct StateSnapshot<K, S> {
     pub entries: Vec<(K, StateEntry<S>)>,
 }
 
-/// A stored state: `value` is `Some` for every live key; it is taken out only during a call.
+/// A stored state with the batch time of its last update.
 #[derive(Debug, Clone)]
 pub(crate) struct Slot<S> {
-    pub(crate) value: Option<S>,
+    pub(crate) value: S,
     pub(crate) updated_at: Time,
 }
 
@@ -199,7 +216,7 @@ impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
         Q: Hash + Eq + StableHash + ?Sized,
     {
         let slot = self.parts[self.partition_of(key)].get(key)?;
-        slot.value.as_ref().map(|v| (v, slot.updated_at))
+        Some((&slot.value, slot.updated_at))
     }
     /// The state of a key.
     pub fn get_state<Q>(&self, key: &Q) -> Option<&S>
@@ -212,7 +229,7 @@ impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
     /// Sets a key's state and stamp.
     pub fn insert(&mut self, key: K, state: S, updated_at: Time) {
         let p = self.partition_of(&key);
-        self.parts[p].insert(key, Slot { value: Some(state), updated_at });
+        self.parts[p].insert(key, Slot { value: state, updated_at });
     }
     /// Removes a key's state, returning it.
     pub fn remove<Q>(&mut self, key: &Q) -> Option<S>
@@ -221,11 +238,11 @@ impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
         Q: Hash + Eq + StableHash + ?Sized,
     {
         let p = self.partition_of(key);
-        self.parts[p].remove(key).and_then(|s| s.value)
+        self.parts[p].remove(key).map(|s| s.value)
     }
     /// All (key, state, last update), in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &S, Time)> {
-        self.parts.iter().flat_map(|p| p.iter().filter_map(|(k, s)| s.value.as_ref().map(|v| (k, v, s.updated_at))))
+        self.parts.iter().flat_map(|p| p.iter().map(|(k, s)| (k, &s.value, s.updated_at)))
     }
 }
 
@@ -260,7 +277,7 @@ mod tests {
     // Every row of SPARK-SEMANTICS §2.1's table.
     #[test]
     fn state_table_normal_record() {
-        let mut s: State<i32> = State::wrap(None, false);
+        let mut s: State<'_, i32> = State::wrap(None, false);
         assert!(!s.exists());
         assert_eq!(s.get(), Err(StateError::NotSet));
         assert_eq!(s.get_option(), None);
@@ -274,6 +291,21 @@ mod tests {
         s.remove().unwrap();
         assert!(s.is_removed());
         assert_eq!(s.to_string(), "<state not set>");
+        // A lent value is updated in place.
+        let mut stored = 5;
+        let mut l = State::lend(&mut stored);
+        assert_eq!(l.get(), Ok(&5));
+        l.update(6).unwrap();
+        assert_eq!(l.get(), Ok(&6));
+        assert_eq!(l.into_owned(), None);
+        assert_eq!(stored, 6);
+        // update then remove leaves the key removed
+        let mut stored = 5;
+        let mut l = State::lend(&mut stored);
+        l.update(7).unwrap();
+        l.remove().unwrap();
+        assert!(!l.exists());
+        assert_eq!(l.get(), Err(StateError::NotSet));
     }
 
     #[test]
