@@ -17,9 +17,12 @@ pub fn pair(rec: RecordRef<'_>) -> Result<(String, i64), String> {
     }
 }
 
+/// The parser's type.
+pub type PairFn = fn(RecordRef<'_>) -> Result<(String, i64), String>;
+
 /// The input stream of "key:value" messages.
-pub fn pairs() -> Input<fn(RecordRef<'_>) -> Result<(String, i64), String>> {
-    input(pair as fn(RecordRef<'_>) -> Result<(String, i64), String>, MalformedPolicy::Fail)
+pub fn pairs() -> Input<PairFn> {
+    input(pair as PairFn, MalformedPolicy::Fail)
 }
 
 /// Collected outputs: one entry per batch in which the stream had output.

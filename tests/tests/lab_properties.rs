@@ -30,13 +30,16 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![8 => good, 1 => bad]
 }
 
+type Messages = Vec<(i32, Vec<u8>)>;
+type Outputs = Vec<(String, f64)>;
+
 /// Messages with a partition each, and the sizes of consecutive batches.
-fn stream() -> impl Strategy<Value = (Vec<(i32, Vec<u8>)>, Vec<usize>, usize)> {
+fn stream() -> impl Strategy<Value = (Messages, Vec<usize>, usize)> {
     (prop::collection::vec((0i32..4, message()), 0..120), prop::collection::vec(0usize..30, 1..20), 1usize..5)
 }
 
 /// Runs the lab job; batch sizes repeat cyclically until every message is in a batch (0 = an empty batch).
-fn run(msgs: &[(i32, Vec<u8>)], sizes: &[usize], partitions: usize) -> (Vec<(String, f64)>, Vec<(String, f64)>) {
+fn run(msgs: &[(i32, Vec<u8>)], sizes: &[usize], partitions: usize) -> (Outputs, Outputs) {
     let mut config = LabConfig { print: None, ..LabConfig::default() };
     config.state.num_partitions = partitions;
     let mut clock = ManualClock::default();
@@ -66,7 +69,7 @@ fn run(msgs: &[(i32, Vec<u8>)], sizes: &[usize], partitions: usize) -> (Vec<(Str
 }
 
 /// What the model says: messages in (batch, partition, offset) order.
-fn model_outputs(msgs: &[(i32, Vec<u8>)], sizes: &[usize]) -> (Vec<(String, f64)>, Vec<(String, f64)>) {
+fn model_outputs(msgs: &[(i32, Vec<u8>)], sizes: &[usize]) -> (Outputs, Outputs) {
     let mut m = AverageModel::new();
     let mut out = Vec::new();
     let mut i = 0;
