@@ -103,7 +103,8 @@ fn reduce_by_key_and_window_keys_that_leave() {
 #[test]
 fn reduce_by_key_and_window_with_inverse_keeps_zeros_unless_filtered() {
     // With an inverse, a key stays with value 0 once it has left (Spark's WOS expects ("a",0)).
-    let run_inv = |filter: Option<fn(&(String, i64)) -> bool>| {
+    type KeepFn = fn(&(String, i64)) -> bool;
+    let run_inv = |filter: Option<KeepFn>| {
         let (out, sink) = collector::<(String, i64)>();
         let g = Graph::new().output(
             pairs()
