@@ -121,7 +121,7 @@ impl Avg {
     #[inline]
     pub fn mean(&self) -> f64 {
         if self.sum_hi == 0 && self.sum_lo < (1 << 53) && self.count < (1 << 53) {
-            return self.sum_lo as f64 / self.count as f64;
+            return (self.sum_lo as i64) as f64 / (self.count as i64) as f64;
         }
         mean(self.sum(), self.count)
     }
@@ -258,6 +258,10 @@ impl LabJob {
     /// Every key's (sum, count), sorted by key.
     pub fn snapshot(&self) -> Vec<(Key, Avg)> {
         self.stream.state().sorted_states()
+    }
+    /// Number of keys with state.
+    pub fn key_count(&self) -> usize {
+        self.stream.state().len()
     }
     /// Every key's current average, sorted by key.
     pub fn averages(&self) -> Vec<(Key, f64)> {

@@ -2,10 +2,12 @@
 
 use crate::jvm::{partition_of, StableHash};
 use crate::time::{Duration, Time};
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::hash::Hash;
 
 /// Misuse of a `State` handle, as Spark's exceptions in the table of §2.1.
@@ -182,16 +184,113 @@ pub(crate) struct Slot<S> {
     pub(crate) updated_at: Time,
 }
 
+/// One state partition: entries kept densely in a vector, found through a table of 4-byte indices, so a key
+/// costs its entry plus a few bytes of index (about half of a plain hash map of the same entries).
+#[derive(Debug, Clone)]
+pub(crate) struct Partition<K, S> {
+    index: HashTable<u32>,
+    entries: Vec<(K, Slot<S>)>,
+}
+
+impl<K, S> Default for Partition<K, S> {
+    fn default() -> Self {
+        Partition { index: HashTable::new(), entries: Vec::new() }
+    }
+}
+
+#[inline]
+fn hash_of<Q: Hash + ?Sized>(k: &Q) -> u64 {
+    FxBuildHasher.hash_one(k)
+}
+
+impl<K: Hash + Eq, S> Partition<K, S> {
+    #[inline]
+    fn position<Q>(&self, key: &Q, hash: u64) -> Option<usize>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let entries = &self.entries;
+        self.index.find(hash, |&i| entries[i as usize].0.borrow() == key).map(|&i| i as usize)
+    }
+
+    /// Number of keys.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The slot of a key.
+    #[inline]
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&Slot<S>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.position(key, hash_of(key)).map(|i| &self.entries[i].1)
+    }
+
+    /// The slot of a key, mutably.
+    #[inline]
+    pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut Slot<S>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.position(key, hash_of(key)).map(|i| &mut self.entries[i].1)
+    }
+
+    /// Sets a key's slot.
+    pub(crate) fn insert(&mut self, key: K, slot: Slot<S>) {
+        let hash = hash_of(&key);
+        match self.position(&key, hash) {
+            Some(i) => self.entries[i].1 = slot,
+            None => {
+                let i = self.entries.len() as u32;
+                self.entries.push((key, slot));
+                let entries = &self.entries;
+                self.index.insert_unique(hash, i, |&j| hash_of(&entries[j as usize].0));
+            }
+        }
+    }
+
+    /// Removes a key, moving the last entry into its place.
+    pub(crate) fn remove<Q>(&mut self, key: &Q) -> Option<Slot<S>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = hash_of(key);
+        let entries = &self.entries;
+        let found = self.index.find_entry(hash, |&i| entries[i as usize].0.borrow() == key).ok()?;
+        let (i, _) = found.remove();
+        let i = i as usize;
+        let last = self.entries.len() - 1;
+        let (_, slot) = self.entries.swap_remove(i);
+        if i != last {
+            let moved = hash_of(&self.entries[i].0);
+            if let Some(p) = self.index.find_mut(moved, |&j| j as usize == last) {
+                *p = i as u32;
+            }
+        }
+        Some(slot)
+    }
+
+    /// All entries, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &Slot<S>)> {
+        self.entries.iter().map(|(k, s)| (k, s))
+    }
+}
+
 /// Keyed state split over stable hash partitions.
 #[derive(Debug, Clone)]
 pub struct StateMap<K, S> {
-    pub(crate) parts: Vec<FxHashMap<K, Slot<S>>>,
+    pub(crate) parts: Vec<Partition<K, S>>,
 }
 
 impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
     /// An empty map with `n` partitions (at least one).
     pub fn new(n: usize) -> Self {
-        StateMap { parts: (0..n.max(1)).map(|_| FxHashMap::default()).collect() }
+        StateMap { parts: (0..n.max(1)).map(|_| Partition::default()).collect() }
     }
     /// Number of partitions.
     pub fn num_partitions(&self) -> usize {
@@ -207,7 +306,7 @@ impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
     }
     /// True if no key has state.
     pub fn is_empty(&self) -> bool {
-        self.parts.iter().all(|p| p.is_empty())
+        self.len() == 0
     }
     /// The state of a key and the time of its last update.
     pub fn get<Q>(&self, key: &Q) -> Option<(&S, Time)>
@@ -333,5 +432,39 @@ mod tests {
         assert_eq!(s.update(2), Err(StateError::UpdateWhileTimingOut));
         assert_eq!(s.remove(), Err(StateError::RemoveWhileTimingOut));
         assert_eq!(s.get(), Ok(&7));
+    }
+}
+
+#[cfg(test)]
+mod map_props {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    proptest! {
+        // Every put/remove sequence agrees with a BTreeMap, whatever the partition count (StateMapSuite's idea).
+        #[test]
+        fn state_map_matches_a_btree_map(
+            ops in prop::collection::vec((0u32..40, prop::option::of(any::<i32>())), 0..300), n in 1usize..5,
+        ) {
+            let mut m: StateMap<u32, i32> = StateMap::new(n);
+            let mut want: BTreeMap<u32, i32> = BTreeMap::new();
+            for (i, (k, v)) in ops.iter().enumerate() {
+                match v {
+                    Some(v) => {
+                        m.insert(*k, *v, Time(i as i64));
+                        want.insert(*k, *v);
+                    }
+                    None => prop_assert_eq!(m.remove(k), want.remove(k)),
+                }
+                prop_assert_eq!(m.len(), want.len());
+            }
+            for k in 0..40u32 {
+                prop_assert_eq!(m.get_state(&k), want.get(&k));
+            }
+            let snap = m.snapshot();
+            let restored = StateMap::from_snapshot(snap.clone());
+            prop_assert_eq!(restored.snapshot(), snap);
+        }
     }
 }
