@@ -7,3 +7,4 @@ pub mod lines;
 pub mod model;
 pub mod recording;
 pub mod replay;
+pub mod text;

@@ -29,6 +29,8 @@ pub const MAGIC: [u8; 8] = *b"\x89dstrec\n";
 pub const FORMAT_VERSION: u16 = 1;
 /// Bytes before each frame's payload: length and CRC32.
 pub const FRAME_PREFIX: u64 = 8;
+/// The most partitions a header may declare (far above any real topic; bounds per-partition work).
+pub const MAX_PARTITIONS: u32 = 1 << 16;
 /// The largest frame payload accepted (a sanity bound beside the file-size check).
 pub const MAX_FRAME: u64 = 1 << 30;
 
@@ -468,7 +470,17 @@ impl<R: Read> RecordingReader<R> {
                     available: 0,
                 })
             }
-            Some(offset) => r.header = decode(&r.buf, Section::Header, offset)?,
+            Some(offset) => {
+                let header: RecordingHeader = decode(&r.buf, Section::Header, offset)?;
+                if header.partitions > MAX_PARTITIONS {
+                    return Err(RecordingError::Decode {
+                        section: Section::Header,
+                        offset,
+                        reason: format!("{} partitions exceed the limit {MAX_PARTITIONS}", header.partitions),
+                    });
+                }
+                r.header = header;
+            }
         }
         Ok(r)
     }
