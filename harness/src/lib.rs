@@ -7,4 +7,5 @@ pub mod lines;
 pub mod model;
 pub mod recording;
 pub mod replay;
+pub mod strategies;
 pub mod text;

@@ -34,6 +34,103 @@ pub const MAX_PARTITIONS: u32 = 1 << 16;
 /// The largest frame payload accepted (a sanity bound beside the file-size check).
 pub const MAX_FRAME: u64 = 1 << 30;
 
+/// Deserialisation that never pre-allocates from a length the input claims: vectors grow only as elements
+/// actually decode, and byte strings are copied from bytes the decoder has already bounds-checked.
+mod cautious {
+    use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    struct VecVisitor<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for VecVisitor<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut v = Vec::new();
+            while let Some(x) = seq.next_element()? {
+                v.push(x);
+            }
+            Ok(v)
+        }
+    }
+
+    /// A `Vec<T>` without trusting the encoded length for capacity.
+    pub fn vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        d.deserialize_seq(VecVisitor(PhantomData))
+    }
+
+    struct BytesVisitor;
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Vec<u8>, A::Error> {
+            VecVisitor(PhantomData).visit_seq(seq)
+        }
+    }
+
+    /// Byte strings, encoded as postcard's bytes (a varint length and the raw bytes).
+    pub mod bytes {
+        use serde::{Deserializer, Serializer};
+
+        /// Encodes bytes.
+        pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(v)
+        }
+        /// Decodes bytes.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+            d.deserialize_byte_buf(super::BytesVisitor)
+        }
+    }
+
+    /// Optional byte strings.
+    pub mod opt_bytes {
+        use serde::de::{Deserializer, Visitor};
+        use serde::{Serialize, Serializer};
+        use std::fmt;
+
+        struct Wrap<'a>(&'a [u8]);
+        impl Serialize for Wrap<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        /// Encodes optional bytes.
+        pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(b) => s.serialize_some(&Wrap(b)),
+                None => s.serialize_none(),
+            }
+        }
+        struct OptVisitor;
+        impl<'de> Visitor<'de> for OptVisitor {
+            type Value = Option<Vec<u8>>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("optional bytes")
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                super::bytes::deserialize(d).map(Some)
+            }
+        }
+        /// Decodes optional bytes.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+            d.deserialize_option(OptVisitor)
+        }
+    }
+}
+
 /// What a recording is of: the input's shape and the job that consumed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordingHeader {
@@ -48,6 +145,7 @@ pub struct RecordingHeader {
     /// The job's name (`average` is the lab job).
     pub job: String,
     /// The job's parameters as (name, value) text pairs, in order; names may repeat.
+    #[serde(deserialize_with = "cautious::vec")]
     pub params: Vec<(String, String)>,
 }
 
@@ -75,8 +173,10 @@ pub struct Record {
     /// Record timestamp in ms.
     pub timestamp: i64,
     /// Optional key bytes.
+    #[serde(with = "cautious::opt_bytes")]
     pub key: Option<Vec<u8>>,
     /// Value bytes.
+    #[serde(with = "cautious::bytes")]
     pub value: Vec<u8>,
 }
 
@@ -86,8 +186,10 @@ pub struct Frame {
     /// Batch time.
     pub time: Time,
     /// `[from, until)` of every partition.
+    #[serde(deserialize_with = "cautious::vec")]
     pub ranges: Vec<OffsetRange>,
     /// The records, in the order they were read.
+    #[serde(deserialize_with = "cautious::vec")]
     pub records: Vec<Record>,
 }
 
@@ -122,6 +224,7 @@ pub struct Recording {
     /// The header.
     pub header: RecordingHeader,
     /// One frame per batch, in batch order.
+    #[serde(deserialize_with = "cautious::vec")]
     pub frames: Vec<Frame>,
 }
 
@@ -271,11 +374,7 @@ impl Serialize for BatchRecords<'_> {
         struct Bytes<'b>(&'b [u8]);
         impl Serialize for Bytes<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut seq = s.serialize_seq(Some(self.0.len()))?;
-                for b in self.0 {
-                    seq.serialize_element(b)?;
-                }
-                seq.end()
+                s.serialize_bytes(self.0)
             }
         }
         impl Serialize for Rec<'_> {

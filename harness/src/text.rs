@@ -100,8 +100,8 @@ fn raw_ok(s: &[u8]) -> bool {
     !t.is_empty()
         && !t.starts_with(['#', '[', '"'])
         && !t.starts_with("---")
-        && !t.starts_with([' ', '\t'])
-        && !t.ends_with([' ', '\t'])
+        && !t.starts_with(char::is_whitespace)
+        && !t.ends_with(char::is_whitespace)
         && !t.chars().any(|c| c.is_control())
 }
 
@@ -564,6 +564,8 @@ a,1\n\
             b"\x00\x7f",
             b"back\\slash",
             b"trailing ",
+            "\u{2003}".as_bytes(),
+            "\u{85}x".as_bytes(),
         ];
         let frames = vec![Frame {
             time: Time(2000),
