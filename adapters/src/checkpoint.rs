@@ -434,7 +434,7 @@ impl CheckpointStore {
                 e.file_type().ok().filter(|ft| ft.is_file()).map(|_| (t, e.path()))
             })
             .collect();
-        files.sort_by(|a, b| b.0.cmp(&a.0));
+        files.sort_by_key(|f| std::cmp::Reverse(f.0));
         Ok(files)
     }
 

@@ -164,13 +164,18 @@ impl<J: Checkpointable> Resumed<J> {
     /// Runs every pending batch again over its stored ranges, in order: `fetch` fills the batch with exactly
     /// the records of the ranges, `on_report` sees each report (print it: at-least-once output), and the
     /// checkpointer (if any) saves after each, so a crash during catch-up loses nothing either.
-    pub fn recompute<E: std::error::Error + 'static>(
+    pub fn recompute<E, F, R>(
         &mut self,
         checkpointer: Option<&Checkpointer>,
         clock: &dyn Clock,
-        fetch: &mut dyn FnMut(&[OffsetRange], &mut RecordBatch) -> Result<(), E>,
-        on_report: &mut dyn FnMut(&BatchReport),
-    ) -> Result<(), RecoveryError<E>> {
+        mut fetch: F,
+        mut on_report: R,
+    ) -> Result<(), RecoveryError<E>>
+    where
+        E: std::error::Error + 'static,
+        F: FnMut(&[OffsetRange], &mut RecordBatch) -> Result<(), E>,
+        R: FnMut(&BatchReport),
+    {
         let mut batch = RecordBatch::new();
         while !self.pending.is_empty() {
             let info = &self.pending[0];
