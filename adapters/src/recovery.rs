@@ -9,7 +9,9 @@
 use crate::checkpoint::{
     Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint, Loaded, NextOffset,
 };
-use dstream_core::lab::{LabCheckpoint, LabJob};
+use dstream_core::lab::{Avg, LabCheckpoint, LabJob};
+use dstream_core::stream::MapWithStateCheckpointRef;
+use dstream_core::CompactString;
 use dstream_core::{
     BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, OffsetRange, RecordBatch, Time,
 };
@@ -19,18 +21,23 @@ use std::path::PathBuf;
 
 /// A job whose state can be saved and restored.
 pub trait Checkpointable: Job {
-    /// The saved state.
-    type State: Serialize + DeserializeOwned;
-    /// The state as of the last completed batch.
-    fn checkpoint_state(&self) -> Self::State;
+    /// The saved state, as loaded.
+    type State: DeserializeOwned;
+    /// A borrowed view of the state that serialises as `State`.
+    type StateRef<'a>: Serialize
+    where
+        Self: 'a;
+    /// The state as of the last completed batch, borrowed (no copy on the batch path).
+    fn state_ref(&self) -> Self::StateRef<'_>;
     /// Replaces the state with a saved one.
     fn restore_state(&mut self, state: Self::State);
 }
 
 impl Checkpointable for LabJob {
     type State = LabCheckpoint;
-    fn checkpoint_state(&self) -> LabCheckpoint {
-        self.checkpoint()
+    type StateRef<'a> = MapWithStateCheckpointRef<'a, CompactString, Avg>;
+    fn state_ref(&self) -> Self::StateRef<'_> {
+        self.checkpoint_ref()
     }
     fn restore_state(&mut self, state: LabCheckpoint) {
         self.restore(state)
@@ -90,7 +97,7 @@ impl Checkpointer {
             next_offsets: next_offsets.to_vec(),
             pending: pending.to_vec(),
         };
-        let cp = Checkpoint { meta, state: engine.job().checkpoint_state() };
+        let cp = Checkpoint { meta, state: engine.job().state_ref() };
         self.store.save(&cp).map(Some)
     }
 

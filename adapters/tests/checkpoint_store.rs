@@ -311,3 +311,28 @@ proptest! {
         prop_assert!(decode::<LabCheckpoint>(&bad).is_err());
     }
 }
+
+#[test]
+fn the_borrowed_state_view_encodes_as_the_owned_checkpoint() {
+    use dstream_core::{BatchTimer, Engine, ManualClock, RecordBatch};
+    let mut clock = ManualClock::new(Time(0));
+    let mut engine = Engine::new(
+        dstream_core::lab::LabJob::new(LabConfig::default()),
+        BatchTimer::first_start(Time(0), Duration(1000)),
+    );
+    let mut batch = RecordBatch::new();
+    for (i, m) in ["b,1", "a,2", "z,3", "b,4", "é,5", "a,-7"].iter().enumerate() {
+        batch.push((i % 2) as i32, i as i64, 0, None, m.as_bytes());
+    }
+    clock.advance(Duration(1000));
+    let t = engine.poll_due(Time(1000)).unwrap();
+    engine.run_batch(t, &mut batch, &clock).unwrap();
+    let job = engine.job();
+    let bytes = postcard::to_stdvec(&job.checkpoint_ref()).unwrap();
+    let mut decoded: LabCheckpoint = postcard::from_bytes(&bytes).unwrap();
+    decoded.state.entries.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(decoded, job.checkpoint());
+    let keys: Vec<&str> = decoded.state.entries.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, vec!["a", "b", "z", "é"]);
+    assert_eq!(decoded.state.entries[0].1.state, Avg { sum: -5, count: 2 });
+}

@@ -173,7 +173,7 @@ impl Runner<'_> {
                                 next_offsets: next.clone(),
                                 pending,
                             },
-                            state: engine.job().checkpoint_state(),
+                            state: engine.job().state_ref(),
                         };
                         let bytes = encode(&cp).unwrap();
                         let cut = bytes.len() * sixteenths as usize / 16;
