@@ -9,9 +9,9 @@
 use crate::checkpoint::{
     Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint, Loaded, NextOffset,
 };
+use dstream_core::key::Key;
 use dstream_core::lab::{Avg, LabCheckpoint, LabJob};
 use dstream_core::stream::MapWithStateCheckpointRef;
-use dstream_core::CompactString;
 use dstream_core::{
     BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, OffsetRange, RecordBatch, Time,
 };
@@ -35,7 +35,7 @@ pub trait Checkpointable: Job {
 
 impl Checkpointable for LabJob {
     type State = LabCheckpoint;
-    type StateRef<'a> = MapWithStateCheckpointRef<'a, CompactString, Avg>;
+    type StateRef<'a> = MapWithStateCheckpointRef<'a, Key, Avg>;
     fn state_ref(&self) -> Self::StateRef<'_> {
         self.checkpoint_ref()
     }

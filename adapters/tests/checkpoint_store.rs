@@ -8,7 +8,7 @@ use dstream_adapters::checkpoint::{
 use dstream_core::lab::{Avg, LabCheckpoint, LabConfig};
 use dstream_core::state::{StateEntry, StateSnapshot};
 use dstream_core::stream::MapWithStateCheckpoint;
-use dstream_core::{BatchInfo, CompactString, Duration, OffsetRange, Time};
+use dstream_core::{BatchInfo, Duration, Key, OffsetRange, Time};
 use proptest::prelude::*;
 use std::fs;
 
@@ -19,10 +19,7 @@ fn fingerprint() -> Fingerprint {
 /// A checkpoint after batch `t` (ms) whose single key `a` has seen `t / 1000` values of 5.
 fn checkpoint(t: i64) -> Checkpoint<LabCheckpoint> {
     let n = (t / 1000) as u64;
-    let entries = vec![(
-        CompactString::new("a"),
-        StateEntry { state: Avg { sum: 5 * n as i128, count: n }, updated_at: Time(t) },
-    )];
+    let entries = vec![(Key::new("a"), StateEntry { state: Avg::new(5 * n as i128, n), updated_at: Time(t) })];
     Checkpoint {
         meta: CheckpointMeta {
             fingerprint: fingerprint(),
@@ -334,5 +331,5 @@ fn the_borrowed_state_view_encodes_as_the_owned_checkpoint() {
     assert_eq!(decoded, job.checkpoint());
     let keys: Vec<&str> = decoded.state.entries.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, vec!["a", "b", "z", "é"]);
-    assert_eq!(decoded.state.entries[0].1.state, Avg { sum: -5, count: 2 });
+    assert_eq!(decoded.state.entries[0].1.state, Avg::new(-5, 2));
 }

@@ -307,7 +307,7 @@ proptest! {
             }
         }
         let got: Vec<(String, i128, u64)> =
-            engine.job().snapshot().into_iter().map(|(k, a)| (k.to_string(), a.sum, a.count)).collect();
+            engine.job().snapshot().into_iter().map(|(k, a)| (k.to_string(), a.sum(), a.count())).collect();
         prop_assert_eq!(got, model.sums());
 
         // Output: every batch printed at least once, and each printing equals the uninterrupted run's.

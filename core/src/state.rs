@@ -2,10 +2,12 @@
 
 use crate::jvm::{partition_of, StableHash};
 use crate::time::{Duration, Time};
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::hash::Hash;
 
 /// Misuse of a `State` handle, as Spark's exceptions in the table of §2.1.
@@ -28,31 +30,42 @@ pub enum StateError {
     RemoveWhileTimingOut,
 }
 
-/// The per-key state handle given to a `mapWithState` function.
-#[derive(Debug, Clone, PartialEq)]
-pub struct State<S> {
-    value: Option<S>,
+/// The per-key state handle given to a `mapWithState` function; it lends the stored value, never copies it.
+#[derive(Debug, PartialEq)]
+pub struct State<'a, S> {
+    stored: Option<&'a mut S>,
+    owned: Option<S>,
     updated: bool,
     removed: bool,
     timing_out: bool,
 }
 
-impl<S> State<S> {
-    /// A handle over an existing value (or none), as the engine builds it for one call.
+impl<'a, S> State<'a, S> {
+    /// A handle owning its value (or none); `timing_out` marks the call for an expired key.
     pub fn wrap(value: Option<S>, timing_out: bool) -> Self {
-        State { value, updated: false, removed: false, timing_out }
+        State { stored: None, owned: value, updated: false, removed: false, timing_out }
+    }
+    /// A handle over a value stored in the state map.
+    pub(crate) fn lend(stored: &'a mut S) -> Self {
+        State { stored: Some(stored), owned: None, updated: false, removed: false, timing_out: false }
     }
     /// True if the state is set.
     pub fn exists(&self) -> bool {
-        self.value.is_some()
+        !self.removed && (self.stored.is_some() || self.owned.is_some())
     }
     /// The state, or `StateError::NotSet`.
     pub fn get(&self) -> Result<&S, StateError> {
-        self.value.as_ref().ok_or(StateError::NotSet)
+        self.get_option().ok_or(StateError::NotSet)
     }
     /// The state if set.
     pub fn get_option(&self) -> Option<&S> {
-        self.value.as_ref()
+        if self.removed {
+            return None;
+        }
+        match &self.stored {
+            Some(s) => Some(&**s),
+            None => self.owned.as_ref(),
+        }
     }
     /// Sets the state.
     pub fn update(&mut self, s: S) -> Result<(), StateError> {
@@ -62,7 +75,10 @@ impl<S> State<S> {
         if self.timing_out {
             return Err(StateError::UpdateWhileTimingOut);
         }
-        self.value = Some(s);
+        match &mut self.stored {
+            Some(slot) => **slot = s,
+            None => self.owned = Some(s),
+        }
         self.updated = true;
         Ok(())
     }
@@ -74,7 +90,6 @@ impl<S> State<S> {
         if self.timing_out {
             return Err(StateError::RemoveWhileTimingOut);
         }
-        self.value = None;
         self.removed = true;
         Ok(())
     }
@@ -90,15 +105,19 @@ impl<S> State<S> {
     pub fn is_removed(&self) -> bool {
         self.removed
     }
-    /// The value, consuming the handle.
-    pub fn into_option(self) -> Option<S> {
-        self.value
+    /// The value set by `update` on a key that had none (the stored value is updated in place).
+    pub fn into_owned(self) -> Option<S> {
+        if self.removed {
+            None
+        } else {
+            self.owned
+        }
     }
 }
 
-impl<S: fmt::Display> fmt::Display for State<S> {
+impl<S: fmt::Display> fmt::Display for State<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.value {
+        match self.get_option() {
             Some(v) => write!(f, "{v}"),
             None => f.write_str("<state not set>"),
         }
@@ -159,7 +178,7 @@ pub struct StateSnapshot<K, S> {
 }
 
 /// A borrowed view of a state map that serialises exactly as its `StateSnapshot`, without copying or sorting:
-/// entries come in partition then hash-map order (decode into `StateSnapshot`; order does not matter on restore).
+/// entries come in partition then insertion order (decode into `StateSnapshot`; order does not matter on restore).
 pub struct StateSnapshotRef<'a, K, S> {
     map: &'a StateMap<K, S>,
 }
@@ -193,23 +212,127 @@ impl<K: Serialize + Hash + Eq + StableHash, S: Serialize> Serialize for StateSna
     }
 }
 
-/// A stored state: `value` is `Some` for every live key; it is taken out only during a call.
+/// A stored state with the batch time of its last update.
 #[derive(Debug, Clone)]
 pub(crate) struct Slot<S> {
-    pub(crate) value: Option<S>,
+    pub(crate) value: S,
     pub(crate) updated_at: Time,
+}
+
+/// One state partition: entries kept densely in a vector, found through a table of 4-byte indices, so a key
+/// costs its entry plus a few bytes of index (about half of a plain hash map of the same entries).
+#[derive(Debug, Clone)]
+pub(crate) struct Partition<K, S> {
+    index: HashTable<u32>,
+    entries: Vec<(K, Slot<S>)>,
+}
+
+impl<K, S> Default for Partition<K, S> {
+    fn default() -> Self {
+        Partition { index: HashTable::new(), entries: Vec::new() }
+    }
+}
+
+#[inline]
+fn hash_of<Q: Hash + ?Sized>(k: &Q) -> u64 {
+    FxBuildHasher.hash_one(k)
+}
+
+impl<K: Hash + Eq, S> Partition<K, S> {
+    #[inline]
+    fn position<Q>(&self, key: &Q, hash: u64) -> Option<usize>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let entries = &self.entries;
+        self.index.find(hash, |&i| entries[i as usize].0.borrow() == key).map(|&i| i as usize)
+    }
+
+    /// Number of keys.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The slot of a key.
+    #[inline]
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&Slot<S>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.position(key, hash_of(key)).map(|i| &self.entries[i].1)
+    }
+
+    /// The slot of a key, mutably.
+    #[inline]
+    pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut Slot<S>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.position(key, hash_of(key)).map(|i| &mut self.entries[i].1)
+    }
+
+    /// Sets a key's slot.
+    pub(crate) fn insert(&mut self, key: K, slot: Slot<S>) {
+        let hash = hash_of(&key);
+        match self.position(&key, hash) {
+            Some(i) => self.entries[i].1 = slot,
+            None => {
+                let i = self.entries.len() as u32;
+                self.entries.push((key, slot));
+                let entries = &self.entries;
+                self.index.insert_unique(hash, i, |&j| hash_of(&entries[j as usize].0));
+            }
+        }
+    }
+
+    /// Removes a key, moving the last entry into its place.
+    pub(crate) fn remove<Q>(&mut self, key: &Q) -> Option<Slot<S>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = hash_of(key);
+        let entries = &self.entries;
+        let found = self.index.find_entry(hash, |&i| entries[i as usize].0.borrow() == key).ok()?;
+        let (i, _) = found.remove();
+        let i = i as usize;
+        let last = self.entries.len() - 1;
+        let (_, slot) = self.entries.swap_remove(i);
+        if i != last {
+            let moved = hash_of(&self.entries[i].0);
+            if let Some(p) = self.index.find_mut(moved, |&j| j as usize == last) {
+                *p = i as u32;
+            }
+        }
+        Some(slot)
+    }
+
+    /// Makes room for `n` more keys.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+        let entries = &self.entries;
+        self.index.reserve(n, |&j| hash_of(&entries[j as usize].0));
+    }
+
+    /// All entries, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &Slot<S>)> {
+        self.entries.iter().map(|(k, s)| (k, s))
+    }
 }
 
 /// Keyed state split over stable hash partitions.
 #[derive(Debug, Clone)]
 pub struct StateMap<K, S> {
-    pub(crate) parts: Vec<FxHashMap<K, Slot<S>>>,
+    pub(crate) parts: Vec<Partition<K, S>>,
 }
 
 impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
     /// An empty map with `n` partitions (at least one).
     pub fn new(n: usize) -> Self {
-        StateMap { parts: (0..n.max(1)).map(|_| FxHashMap::default()).collect() }
+        StateMap { parts: (0..n.max(1)).map(|_| Partition::default()).collect() }
     }
     /// Number of partitions.
     pub fn num_partitions(&self) -> usize {
@@ -225,7 +348,7 @@ impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
     }
     /// True if no key has state.
     pub fn is_empty(&self) -> bool {
-        self.parts.iter().all(|p| p.is_empty())
+        self.len() == 0
     }
     /// The state of a key and the time of its last update.
     pub fn get<Q>(&self, key: &Q) -> Option<(&S, Time)>
@@ -234,7 +357,7 @@ impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
         Q: Hash + Eq + StableHash + ?Sized,
     {
         let slot = self.parts[self.partition_of(key)].get(key)?;
-        slot.value.as_ref().map(|v| (v, slot.updated_at))
+        Some((&slot.value, slot.updated_at))
     }
     /// The state of a key.
     pub fn get_state<Q>(&self, key: &Q) -> Option<&S>
@@ -247,7 +370,7 @@ impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
     /// Sets a key's state and stamp.
     pub fn insert(&mut self, key: K, state: S, updated_at: Time) {
         let p = self.partition_of(&key);
-        self.parts[p].insert(key, Slot { value: Some(state), updated_at });
+        self.parts[p].insert(key, Slot { value: state, updated_at });
     }
     /// Removes a key's state, returning it.
     pub fn remove<Q>(&mut self, key: &Q) -> Option<S>
@@ -256,11 +379,11 @@ impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
         Q: Hash + Eq + StableHash + ?Sized,
     {
         let p = self.partition_of(key);
-        self.parts[p].remove(key).and_then(|s| s.value)
+        self.parts[p].remove(key).map(|s| s.value)
     }
     /// All (key, state, last update), in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &S, Time)> {
-        self.parts.iter().flat_map(|p| p.iter().filter_map(|(k, s)| s.value.as_ref().map(|v| (k, v, s.updated_at))))
+        self.parts.iter().flat_map(|p| p.iter().map(|(k, s)| (k, &s.value, s.updated_at)))
     }
 }
 
@@ -273,10 +396,9 @@ impl<K: Hash + Eq + StableHash + Ord + Clone, S: Clone> StateMap<K, S> {
     }
     /// The serialisable content of the map.
     pub fn snapshot(&self) -> StateSnapshot<K, S> {
-        let mut entries: Vec<(K, StateEntry<S>)> = Vec::with_capacity(self.len());
-        entries.extend(self.iter().map(|(k, v, t)| (k.clone(), StateEntry { state: v.clone(), updated_at: t })));
-        // Keys are unique, so an unstable sort gives the same order, faster.
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut entries: Vec<(K, StateEntry<S>)> =
+            self.iter().map(|(k, v, t)| (k.clone(), StateEntry { state: v.clone(), updated_at: t })).collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
         StateSnapshot { num_partitions: self.num_partitions(), entries }
     }
     /// A view that serialises as `snapshot()` would, without copying (entries unsorted).
@@ -287,18 +409,18 @@ impl<K: Hash + Eq + StableHash + Ord + Clone, S: Clone> StateMap<K, S> {
     pub fn from_snapshot(snap: StateSnapshot<K, S>) -> Self {
         Self::from_entries(snap.num_partitions, snap.entries)
     }
-    /// A map of `n` partitions holding `entries`, each partition sized once up front.
+    /// A map of `n` partitions holding `entries` (any order), each partition sized once up front.
     pub fn from_entries(n: usize, entries: Vec<(K, StateEntry<S>)>) -> Self {
         let mut m = StateMap::new(n);
         let n = m.parts.len();
-        let parts: Vec<usize> = entries.iter().map(|(k, _)| partition_of(k, n)).collect();
+        let parts: Vec<u32> = entries.iter().map(|(k, _)| partition_of(k, n) as u32).collect();
         let mut sizes = vec![0usize; n];
-        parts.iter().for_each(|&p| sizes[p] += 1);
+        parts.iter().for_each(|&p| sizes[p as usize] += 1);
         for (part, size) in m.parts.iter_mut().zip(sizes) {
             part.reserve(size);
         }
         for ((k, e), p) in entries.into_iter().zip(parts) {
-            m.parts[p].insert(k, Slot { value: Some(e.state), updated_at: e.updated_at });
+            m.parts[p as usize].insert(k, Slot { value: e.state, updated_at: e.updated_at });
         }
         m
     }
@@ -311,7 +433,7 @@ mod tests {
     // Every row of SPARK-SEMANTICS §2.1's table.
     #[test]
     fn state_table_normal_record() {
-        let mut s: State<i32> = State::wrap(None, false);
+        let mut s: State<'_, i32> = State::wrap(None, false);
         assert!(!s.exists());
         assert_eq!(s.get(), Err(StateError::NotSet));
         assert_eq!(s.get_option(), None);
@@ -325,6 +447,21 @@ mod tests {
         s.remove().unwrap();
         assert!(s.is_removed());
         assert_eq!(s.to_string(), "<state not set>");
+        // A lent value is updated in place.
+        let mut stored = 5;
+        let mut l = State::lend(&mut stored);
+        assert_eq!(l.get(), Ok(&5));
+        l.update(6).unwrap();
+        assert_eq!(l.get(), Ok(&6));
+        assert_eq!(l.into_owned(), None);
+        assert_eq!(stored, 6);
+        // update then remove leaves the key removed
+        let mut stored = 5;
+        let mut l = State::lend(&mut stored);
+        l.update(7).unwrap();
+        l.remove().unwrap();
+        assert!(!l.exists());
+        assert_eq!(l.get(), Err(StateError::NotSet));
     }
 
     #[test]
@@ -352,5 +489,39 @@ mod tests {
         assert_eq!(s.update(2), Err(StateError::UpdateWhileTimingOut));
         assert_eq!(s.remove(), Err(StateError::RemoveWhileTimingOut));
         assert_eq!(s.get(), Ok(&7));
+    }
+}
+
+#[cfg(test)]
+mod map_props {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    proptest! {
+        // Every put/remove sequence agrees with a BTreeMap, whatever the partition count (StateMapSuite's idea).
+        #[test]
+        fn state_map_matches_a_btree_map(
+            ops in prop::collection::vec((0u32..40, prop::option::of(any::<i32>())), 0..300), n in 1usize..5,
+        ) {
+            let mut m: StateMap<u32, i32> = StateMap::new(n);
+            let mut want: BTreeMap<u32, i32> = BTreeMap::new();
+            for (i, (k, v)) in ops.iter().enumerate() {
+                match v {
+                    Some(v) => {
+                        m.insert(*k, *v, Time(i as i64));
+                        want.insert(*k, *v);
+                    }
+                    None => prop_assert_eq!(m.remove(k), want.remove(k)),
+                }
+                prop_assert_eq!(m.len(), want.len());
+            }
+            for k in 0..40u32 {
+                prop_assert_eq!(m.get_state(&k), want.get(&k));
+            }
+            let snap = m.snapshot();
+            let restored = StateMap::from_snapshot(snap.clone());
+            prop_assert_eq!(restored.snapshot(), snap);
+        }
     }
 }
