@@ -271,6 +271,10 @@ impl LabJob {
     pub fn checkpoint(&self) -> LabCheckpoint {
         self.stream.checkpoint()
     }
+    /// The state to checkpoint, borrowed (serialises as `checkpoint()`, entries unsorted; no copy).
+    pub fn checkpoint_ref(&self) -> crate::stream::MapWithStateCheckpointRef<'_, Key, Avg> {
+        self.stream.checkpoint_ref()
+    }
     /// Restores state from a checkpoint.
     pub fn restore(&mut self, cp: LabCheckpoint) {
         self.stream.restore(cp)

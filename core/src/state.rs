@@ -191,6 +191,41 @@ pub struct StateSnapshot<K, S> {
     pub entries: Vec<(K, StateEntry<S>)>,
 }
 
+/// A borrowed view of a state map that serialises exactly as its `StateSnapshot`, without copying or sorting:
+/// entries come in partition then insertion order (decode into `StateSnapshot`; order does not matter on restore).
+pub struct StateSnapshotRef<'a, K, S> {
+    map: &'a StateMap<K, S>,
+}
+
+#[derive(Serialize)]
+struct StateEntryRef<'a, S> {
+    state: &'a S,
+    updated_at: Time,
+}
+
+struct EntriesRef<'a, K, S>(&'a StateMap<K, S>);
+
+impl<K: Serialize + Hash + Eq + StableHash, S: Serialize> Serialize for EntriesRef<'_, K, S> {
+    fn serialize<Z: serde::Serializer>(&self, z: Z) -> Result<Z::Ok, Z::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = z.serialize_seq(Some(self.0.len()))?;
+        for (k, state, updated_at) in self.0.iter() {
+            seq.serialize_element(&(k, StateEntryRef { state, updated_at }))?;
+        }
+        seq.end()
+    }
+}
+
+impl<K: Serialize + Hash + Eq + StableHash, S: Serialize> Serialize for StateSnapshotRef<'_, K, S> {
+    fn serialize<Z: serde::Serializer>(&self, z: Z) -> Result<Z::Ok, Z::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = z.serialize_struct("StateSnapshot", 2)?;
+        st.serialize_field("num_partitions", &self.map.num_partitions())?;
+        st.serialize_field("entries", &EntriesRef(self.map))?;
+        st.end()
+    }
+}
+
 /// A stored state with the batch time of its last update.
 #[derive(Debug, Clone)]
 pub(crate) struct Slot<S> {
@@ -289,6 +324,13 @@ impl<K: Hash + Eq, S> Partition<K, S> {
         Some(slot)
     }
 
+    /// Makes room for `n` more keys.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+        let entries = &self.entries;
+        self.index.reserve(n, |&j| hash_of(&entries[j as usize].0));
+    }
+
     /// All entries, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &Slot<S>)> {
         self.entries.iter().map(|(k, s)| (k, s))
@@ -373,11 +415,26 @@ impl<K: Hash + Eq + StableHash + Ord + Clone, S: Clone> StateMap<K, S> {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         StateSnapshot { num_partitions: self.num_partitions(), entries }
     }
+    /// A view that serialises as `snapshot()` would, without copying (entries unsorted).
+    pub fn snapshot_ref(&self) -> StateSnapshotRef<'_, K, S> {
+        StateSnapshotRef { map: self }
+    }
     /// A map rebuilt from a snapshot.
     pub fn from_snapshot(snap: StateSnapshot<K, S>) -> Self {
-        let mut m = StateMap::new(snap.num_partitions);
-        for (k, e) in snap.entries {
-            m.insert(k, e.state, e.updated_at);
+        Self::from_entries(snap.num_partitions, snap.entries)
+    }
+    /// A map of `n` partitions holding `entries` (any order), each partition sized once up front.
+    pub fn from_entries(n: usize, entries: Vec<(K, StateEntry<S>)>) -> Self {
+        let mut m = StateMap::new(n);
+        let n = m.parts.len();
+        let parts: Vec<u32> = entries.iter().map(|(k, _)| partition_of(k, n) as u32).collect();
+        let mut sizes = vec![0usize; n];
+        parts.iter().for_each(|&p| sizes[p as usize] += 1);
+        for (part, size) in m.parts.iter_mut().zip(sizes) {
+            part.reserve(size);
+        }
+        for ((k, e), p) in entries.into_iter().zip(parts) {
+            m.parts[p as usize].insert(k, Slot { value: e.state, updated_at: e.updated_at });
         }
         m
     }

@@ -685,6 +685,17 @@ pub struct MapWithStateCheckpoint<K, S> {
     pub state: StateSnapshot<K, S>,
 }
 
+/// A borrowed view of a `mapWithState` stream's checkpointable content; serialises as `MapWithStateCheckpoint`
+/// (entries unsorted), without copying the state.
+#[derive(Serialize)]
+#[serde(rename = "MapWithStateCheckpoint")]
+pub struct MapWithStateCheckpointRef<'a, K: Serialize + Hash + Eq + StableHash, S: Serialize> {
+    /// Whether the initial state has been applied.
+    pub initialized: bool,
+    /// The state.
+    pub state: crate::state::StateSnapshotRef<'a, K, S>,
+}
+
 /// `mapWithState`: one call per record in order, state threaded between calls, timeouts scanned after the data.
 pub struct MapWithState<P: DStream, F, K, S> {
     parent: P,
@@ -815,13 +826,17 @@ where
     pub fn checkpoint(&self) -> MapWithStateCheckpoint<K, S> {
         MapWithStateCheckpoint { initialized: self.initialized, state: self.map.snapshot() }
     }
+    /// Checkpointable content, borrowed: serialises as `checkpoint()` does, without copying or sorting.
+    pub fn checkpoint_ref(&self) -> MapWithStateCheckpointRef<'_, K, S>
+    where
+        K: Serialize,
+        S: Serialize,
+    {
+        MapWithStateCheckpointRef { initialized: self.initialized, state: self.map.snapshot_ref() }
+    }
     /// Replaces the state with a checkpoint's; the partition count stays the spec's.
     pub fn restore(&mut self, cp: MapWithStateCheckpoint<K, S>) {
-        let mut map = StateMap::new(self.options.num_partitions);
-        for (k, e) in cp.state.entries {
-            map.insert(k, e.state, e.updated_at);
-        }
-        self.map = map;
+        self.map = StateMap::from_entries(self.options.num_partitions, cp.state.entries);
         self.initialized = cp.initialized;
         if cp.initialized {
             self.initial.clear();
