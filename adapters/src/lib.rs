@@ -2,7 +2,9 @@
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod checkpoint;
 pub mod clock;
 pub mod generate;
 pub mod kafka;
+pub mod recovery;
 pub mod run;
