@@ -7,6 +7,7 @@ use dstream_adapters::generate::{generate, GenerateOptions};
 use dstream_adapters::kafka::direct::{OffsetReset, OutOfRangePolicy, StartingOffsets};
 use dstream_adapters::kafka::records::Codec;
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
+use dstream_adapters::record::Recorder;
 use dstream_adapters::run::{run_job, CompletedBatch, RunHooks, RunOptions};
 use dstream_core::lab::LabConfig;
 use dstream_core::{Duration, MalformedPolicy};
@@ -96,6 +97,12 @@ struct RunArgs {
     /// How long to ride out an unreachable or restarting broker before giving up.
     #[arg(long, default_value = "60s")]
     retry_for: Duration,
+    /// Also write every batch (time, ranges, records) to this recording, for `dstream replay FILE`.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Print nothing on stdout (set by `record`).
+    #[arg(skip)]
+    quiet: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -157,6 +164,14 @@ enum Command {
         /// Acknowledgements to wait for.
         #[arg(long, value_enum, default_value = "1")]
         acks: AcksArg,
+    },
+    /// Record the live topic batch by batch into a recording, as `run --record` without printing.
+    Record {
+        /// The recording to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Convert recordings between their binary and text forms.
     Recording {
@@ -289,6 +304,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None => cmd_run(cli.run, stop),
         Some(Command::Run(args)) => cmd_run(args, stop),
+        Some(Command::Record { out, mut run }) => {
+            run.record = Some(out);
+            run.quiet = true;
+            cmd_run(run, stop)
+        }
         Some(Command::Generate { brokers, topic, rate, count, seed, partitions, compression, acks }) => {
             if partitions < 1 {
                 bail!("--partitions must be at least 1");
@@ -455,10 +475,14 @@ fn provision(topic: &str, default_broker: &str) -> Result<(String, Provisioned)>
 
 struct StatusHooks {
     malformed_shown: u64,
+    recorder: Option<Recorder>,
 }
 
 impl RunHooks for StatusHooks {
     fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(r) = &mut self.recorder {
+            r.record(b)?;
+        }
         for m in &b.report.malformed {
             if self.malformed_shown < 20 {
                 eprintln!("dstream: skipped {m}");
@@ -521,11 +545,17 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
         },
     };
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out: Box<dyn Write> = if args.quiet { Box::new(std::io::sink()) } else { Box::new(stdout.lock()) };
     let mut status = std::io::stderr();
-    let mut hooks = StatusHooks { malformed_shown: 0 };
+    let recorder = args.record.as_ref().map(|path| Recorder::new(path.clone(), &opts.topic, &opts.lab));
+    let mut hooks = StatusHooks { malformed_shown: 0, recorder };
     let result = run_job(&opts, None, &mut hooks, stop, &mut out, &mut status);
     drop(provisioned);
+    if let Some(r) = hooks.recorder.take() {
+        let path = args.record.as_ref().expect("a recorder has a path");
+        let n = r.finish().with_context(|| format!("cannot finish the recording {}", path.display()))?;
+        eprintln!("dstream: recorded {n} batches to {}", path.display());
+    }
     let summary = match result {
         Ok(s) => s,
         Err(dstream_adapters::run::RunError::Kafka(e)) => return Err(explain(e)),

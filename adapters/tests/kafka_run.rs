@@ -144,3 +144,63 @@ fn unknown_topic_is_one_line_and_nonzero_exit() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("topic \"nope\" does not exist"), "{stderr}");
 }
+
+#[test]
+fn a_recorded_run_replays_to_the_same_output() {
+    let Some(b) = broker() else { return };
+    let addr = b.addr();
+    ok_stdout(&dstream(&[
+        "generate",
+        "--brokers",
+        addr,
+        "--rate",
+        "0",
+        "--count",
+        "1500",
+        "--seed",
+        "3",
+        "--partitions",
+        "2",
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run.rec");
+    let file = file.to_str().unwrap();
+    let live = ok_stdout(&dstream(&[
+        "run",
+        "--brokers",
+        addr,
+        "--starting-offsets",
+        "earliest",
+        "--batches",
+        "4",
+        "--batch-interval",
+        "200ms",
+        "--max-rate-per-partition",
+        "1000",
+        "--record",
+        file,
+    ]));
+    assert_eq!(live.matches("Time: ").count(), 4);
+    assert_eq!(ok_stdout(&dstream(&["replay", file])), live);
+    // `record` writes the same batches and prints nothing.
+    let file2 = dir.path().join("rec.rec");
+    let file2 = file2.to_str().unwrap();
+    let out = dstream(&[
+        "record",
+        "--brokers",
+        addr,
+        "--out",
+        file2,
+        "--starting-offsets",
+        "earliest",
+        "--batches",
+        "2",
+        "--batch-interval",
+        "200ms",
+    ]);
+    assert_eq!(ok_stdout(&out), "");
+    let replayed = ok_stdout(&dstream(&["replay", file2]));
+    let elements = printed_elements(&replayed);
+    assert_eq!(elements.len(), 10, "print(10) of the first batch's 1500 elements; the second batch is empty");
+    assert_eq!(batch_record_counts(&String::from_utf8_lossy(&out.stderr)), vec![1500, 0]);
+}
