@@ -36,15 +36,32 @@ pub struct RunOptions {
     pub client: ClientConfig,
 }
 
-/// Where a resumed run starts: offsets, job state and the batch grid, e.g. from a checkpoint.
-#[derive(Debug, Clone)]
+/// Where a resumed run starts, e.g. from a checkpoint: an engine (job state and batch grid), batches to run
+/// again over their stored ranges, and the offsets where the live stream continues after them.
 pub struct Resume {
-    /// The next offset of every partition.
+    /// The next offset of every partition after the pending batches.
     pub offsets: Vec<(i32, i64)>,
-    /// The job's state, if any.
-    pub state: Option<LabCheckpoint>,
-    /// The batch timer: its next tick is the first batch to run (missed ticks run at once, in order).
-    pub timer: BatchTimer,
+    /// The engine: its job's state and its timer, whose next tick is the first live batch (missed ticks run at
+    /// once, in order, as Spark's down-time batches).
+    pub engine: Engine<LabJob>,
+    /// Batches generated but not completed before the stop, run again first over exactly their ranges.
+    pub pending: Vec<BatchInfo>,
+}
+
+impl Resume {
+    /// A resume point from plain parts: offsets, an optional saved state, and the batch timer.
+    pub fn from_parts(
+        offsets: Vec<(i32, i64)>,
+        state: Option<LabCheckpoint>,
+        timer: BatchTimer,
+        lab: &LabConfig,
+    ) -> Self {
+        let mut job = LabJob::new(lab.clone());
+        if let Some(cp) = state {
+            job.restore(cp);
+        }
+        Resume { offsets, engine: Engine::new(job, timer), pending: Vec::new() }
+    }
 }
 
 /// A batch that completed, as the per-batch hook sees it.
@@ -57,8 +74,12 @@ pub struct CompletedBatch<'a> {
     pub records: &'a RecordBatch,
     /// The job after the batch.
     pub job: &'a LabJob,
-    /// The next offset of every partition after this batch.
+    /// The engine after the batch (job, timer, last completed batch), e.g. for a checkpointer.
+    pub engine: &'a Engine<LabJob>,
+    /// Where the live stream continues: the next offset of every partition not in this batch or `pending`.
     pub next_offsets: &'a [(i32, i64)],
+    /// Stored batches still to be run again (only while catching up after a resume; empty for live batches).
+    pub pending: &'a [BatchInfo],
     /// The batch grid (zero and interval).
     pub timer: &'a BatchTimer,
     /// Records beyond this batch's ranges when it was generated.
@@ -141,17 +162,36 @@ pub fn run_job(
         on_out_of_range: opts.on_out_of_range,
     };
     let clock = SystemClock;
-    let (offsets, state, timer) = match resume {
-        Some(r) => (Some(r.offsets), r.state, r.timer),
-        None => (None, None, BatchTimer::first_start(clock.now(), opts.batch_interval)),
+    let (offsets, mut engine, pending) = match resume {
+        Some(r) => (Some(r.offsets), r.engine, r.pending),
+        None => {
+            let timer = BatchTimer::first_start(clock.now(), opts.batch_interval);
+            (None, Engine::new(LabJob::new(opts.lab.clone()), timer), Vec::new())
+        }
     };
-    let direct = DirectStream::new(client, direct_cfg, offsets)?;
-    let mut job = LabJob::new(opts.lab.clone());
-    if let Some(cp) = state {
-        job.restore(cp);
-    }
-    let mut engine = Engine::new(job, timer.clone());
+    let mut direct = DirectStream::new(client, direct_cfg, offsets)?;
     let mut current: Vec<(i32, i64)> = direct.current_offsets().to_vec();
+    let mut summary = RunSummary::default();
+    // Catch up first: stored batches run again over exactly their ranges (their output appears again).
+    let mut records = RecordBatch::new();
+    for (i, info) in pending.iter().enumerate() {
+        records.clear();
+        direct.fetch_ranges(&info.ranges, &mut records)?;
+        let report = engine.run_batch(info.time, &mut records, &clock)?;
+        let done = CompletedBatch {
+            info,
+            report: &report,
+            records: &records,
+            job: engine.job(),
+            engine: &engine,
+            next_offsets: &current,
+            pending: &pending[i + 1..],
+            timer: engine.timer(),
+            lag: 0,
+        };
+        finish_batch(&done, &mut summary, hooks, out, status)?;
+    }
+    let timer = engine.timer().clone();
 
     let (tx, rx) = unbounded::<Result<Fetched, KafkaError>>();
     let (free_tx, free_rx) = unbounded::<RecordBatch>();
@@ -162,14 +202,14 @@ pub fn run_job(
         .spawn(move || fetch_loop(direct, timer, limit, fetch_stop, tx, free_rx))
         .map_err(RunError::Output)?;
 
-    let result = process_loop(&mut engine, &mut current, hooks, &stop, &rx, &free_tx, out, status, &clock);
+    let result = process_loop(&mut engine, &mut current, summary, hooks, &stop, &rx, &free_tx, out, status, &clock);
     // Tell the fetch thread to finish (it also stops when the channels close) and wait for it.
-    stop.store(true, Ordering::Relaxed);
+    let interrupted = stop.swap(true, Ordering::SeqCst);
     drop(rx);
     drop(free_tx);
     let _ = fetcher.join();
     result.map(|mut s| {
-        s.stopped = s.stopped || limit.is_none_or(|n| s.batches < n);
+        s.stopped = s.stopped || interrupted;
         s
     })
 }
@@ -177,7 +217,8 @@ pub fn run_job(
 #[allow(clippy::too_many_arguments)]
 fn process_loop(
     engine: &mut Engine<LabJob>,
-    current: &mut Vec<(i32, i64)>,
+    current: &mut [(i32, i64)],
+    mut summary: RunSummary,
     hooks: &mut dyn RunHooks,
     stop: &AtomicBool,
     rx: &Receiver<Result<Fetched, KafkaError>>,
@@ -186,7 +227,6 @@ fn process_loop(
     status: &mut dyn Write,
     clock: &SystemClock,
 ) -> Result<RunSummary, RunError> {
-    let mut summary = RunSummary::default();
     while let Ok(msg) = rx.recv() {
         let Fetched { generated, mut records } = msg?;
         for reset in &generated.resets {
@@ -194,36 +234,23 @@ fn process_loop(
         }
         let info = &generated.info;
         let report = engine.run_batch(info.time, &mut records, clock)?;
-        out.write_all(report.printed.as_bytes())?;
-        out.flush()?;
         for r in &info.ranges {
             if let Some(c) = current.iter_mut().find(|c| c.0 == r.partition) {
                 c.1 = r.until;
             }
         }
-        summary.batches += 1;
-        summary.records += report.records as u64;
-        summary.malformed += report.malformed.len() as u64;
-        writeln!(
-            status,
-            "dstream: batch {}: {} records, {} malformed, processing {} ms, scheduling delay {} ms, lag {}",
-            info.time,
-            report.records,
-            report.malformed.len(),
-            report.processing_time.millis(),
-            report.scheduling_delay.millis(),
-            generated.lag
-        )?;
         let done = CompletedBatch {
             info,
             report: &report,
             records: &records,
             job: engine.job(),
+            engine,
             next_offsets: current,
+            pending: &[],
             timer: engine.timer(),
             lag: generated.lag,
         };
-        hooks.after_batch(&done).map_err(|source| RunError::Hook { time: info.time, source })?;
+        finish_batch(&done, &mut summary, hooks, out, status)?;
         let _ = free_tx.send(records);
         if stop.load(Ordering::Relaxed) {
             summary.stopped = true;
@@ -231,6 +258,33 @@ fn process_loop(
         }
     }
     Ok(summary)
+}
+
+/// Prints a completed batch's output and status line, counts it, and calls the hook.
+fn finish_batch(
+    done: &CompletedBatch<'_>,
+    summary: &mut RunSummary,
+    hooks: &mut dyn RunHooks,
+    out: &mut dyn Write,
+    status: &mut dyn Write,
+) -> Result<(), RunError> {
+    let (info, report) = (done.info, done.report);
+    out.write_all(report.printed.as_bytes())?;
+    out.flush()?;
+    summary.batches += 1;
+    summary.records += report.records as u64;
+    summary.malformed += report.malformed.len() as u64;
+    writeln!(
+        status,
+        "dstream: batch {}: {} records, {} malformed, processing {} ms, scheduling delay {} ms, lag {}",
+        info.time,
+        report.records,
+        report.malformed.len(),
+        report.processing_time.millis(),
+        report.scheduling_delay.millis(),
+        done.lag
+    )?;
+    hooks.after_batch(done).map_err(|source| RunError::Hook { time: info.time, source })
 }
 
 fn fetch_loop(

@@ -1,0 +1,108 @@
+//! Resuming `run_job` from saved offsets and state (what a checkpoint holds): every offset is counted once.
+
+mod common;
+
+use common::*;
+use dstream_adapters::generate::LabMessages;
+use dstream_adapters::kafka::direct::{OutOfRangePolicy, StartingOffsets};
+use dstream_adapters::kafka::ClientConfig;
+use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunHooks, RunOptions};
+use dstream_core::lab::{LabCheckpoint, LabConfig};
+use dstream_core::{BatchInfo, BatchTimer, Clock, Duration, OffsetRange};
+use dstream_harness::model::AverageModel;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+#[derive(Default)]
+struct Saved {
+    state: Option<LabCheckpoint>,
+    offsets: Vec<(i32, i64)>,
+    batches: Vec<BatchInfo>,
+    averages: Vec<(String, f64)>,
+}
+
+impl RunHooks for Saved {
+    fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.state = Some(b.job.checkpoint());
+        self.offsets = b.next_offsets.to_vec();
+        self.batches.push(b.info.clone());
+        self.averages = b.job.averages().into_iter().map(|(k, a)| (k.to_string(), a)).collect();
+        Ok(())
+    }
+}
+
+fn options(addr: &str, batches: u64) -> RunOptions {
+    RunOptions {
+        brokers: vec![addr.to_string()],
+        topic: "avg".into(),
+        batch_interval: Duration::from_millis(100),
+        starting_offsets: StartingOffsets::Earliest,
+        max_rate_per_partition: 3000, // 300 per partition per batch
+        batches: Some(batches),
+        lab: LabConfig::default(),
+        on_out_of_range: OutOfRangePolicy::Fail,
+        client: ClientConfig::default(),
+    }
+}
+
+fn model(seed: u64, count: u64) -> Vec<(String, f64)> {
+    let mut m = LabMessages::new(seed);
+    let mut model = AverageModel::new();
+    let mut buf = vec![];
+    for _ in 0..count {
+        m.next_into(&mut buf);
+        model.feed(&buf).unwrap();
+    }
+    model.averages()
+}
+
+#[test]
+fn resume_from_saved_offsets_and_state_counts_every_offset_once() {
+    let Some(b) = broker() else { return };
+    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "1000", "--seed", "5"]));
+    let mut first = Saved::default();
+    let (mut out, mut status) = (Vec::new(), Vec::new());
+    let s = run_job(&options(b.addr(), 2), None, &mut first, Arc::new(AtomicBool::new(false)), &mut out, &mut status)
+        .unwrap();
+    assert_eq!((s.batches, s.records), (2, 600));
+    assert_eq!(first.offsets, vec![(0, 600)]);
+
+    // Resume on a new grid from the saved offsets and state: 300 + 100 remain.
+    let opts = options(b.addr(), 2);
+    let timer = BatchTimer::first_start(dstream_adapters::clock::SystemClock.now(), opts.batch_interval);
+    let resume = Resume::from_parts(first.offsets.clone(), first.state.clone(), timer, &opts.lab);
+    let mut second = Saved::default();
+    let s = run_job(&opts, Some(resume), &mut second, Arc::new(AtomicBool::new(false)), &mut out, &mut status).unwrap();
+    assert_eq!((s.batches, s.records), (2, 400));
+    assert_eq!(second.averages, model(5, 1000));
+}
+
+#[test]
+fn pending_batches_run_again_over_exactly_their_ranges() {
+    let Some(b) = broker() else { return };
+    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "1000", "--seed", "6"]));
+    let mut first = Saved::default();
+    let (mut out, mut status) = (Vec::new(), Vec::new());
+    run_job(&options(b.addr(), 1), None, &mut first, Arc::new(AtomicBool::new(false)), &mut out, &mut status).unwrap();
+    // As if batch 2 ([300, 700)) had been generated but not completed before a crash.
+    let last = first.batches[0].time;
+    let pending = BatchInfo {
+        time: last + Duration::from_millis(100),
+        ranges: vec![OffsetRange { partition: 0, from: 300, until: 700 }],
+    };
+    let opts = options(b.addr(), 1);
+    let mut resume = Resume::from_parts(
+        vec![(0, 700)],
+        first.state.clone(),
+        BatchTimer::resume(last - Duration::from_millis(100), opts.batch_interval, pending.time),
+        &opts.lab,
+    );
+    resume.pending = vec![pending.clone()];
+    let mut second = Saved::default();
+    let s = run_job(&opts, Some(resume), &mut second, Arc::new(AtomicBool::new(false)), &mut out, &mut status).unwrap();
+    // The pending batch (400 records), then one live batch of 300 (rate limit).
+    assert_eq!((s.batches, s.records), (2, 700));
+    assert_eq!(second.batches[0], pending);
+    assert_eq!(second.batches[1].ranges, vec![OffsetRange { partition: 0, from: 700, until: 1000 }]);
+    assert_eq!(second.averages, model(6, 1000));
+}
