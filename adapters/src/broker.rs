@@ -119,6 +119,7 @@ pub struct Tansu {
     binary: PathBuf,
     storage: String,
     env: Vec<(String, String)>,
+    args: Vec<String>,
 }
 
 impl Tansu {
@@ -129,13 +130,19 @@ impl Tansu {
 
     /// Starts tansu with the given storage engine URL and extra environment, on a free port.
     pub fn start_with(storage: &str, env: &[(&str, &str)]) -> Result<Tansu, BrokerError> {
+        Self::start_with_args(storage, env, &[])
+    }
+
+    /// As [`Tansu::start_with`], with extra command-line arguments (e.g. `--authentication`).
+    pub fn start_with_args(storage: &str, env: &[(&str, &str)], args: &[&str]) -> Result<Tansu, BrokerError> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let (binary, _) = tansu_binary()?;
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut last = None;
         for _ in 0..5 {
             let port =
                 free_port().map_err(|e| BrokerError::NotReady { addr: "127.0.0.1".into(), reason: e.to_string() })?;
-            match Self::spawn(&binary, &format!("127.0.0.1:{port}"), storage, &env) {
+            match Self::spawn(&binary, &format!("127.0.0.1:{port}"), storage, &env, &args) {
                 Ok(t) => return Ok(t),
                 Err(e @ BrokerError::NotReady { .. }) => last = Some(e),
                 Err(e) => return Err(e),
@@ -148,14 +155,21 @@ impl Tansu {
     pub fn start_on(addr: &str, storage: &str, env: &[(&str, &str)]) -> Result<Tansu, BrokerError> {
         let (binary, _) = tansu_binary()?;
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Self::spawn(&binary, addr, storage, &env)
+        Self::spawn(&binary, addr, storage, &env, &[])
     }
 
-    fn spawn(binary: &Path, addr: &str, storage: &str, env: &[(String, String)]) -> Result<Tansu, BrokerError> {
+    fn spawn(
+        binary: &Path,
+        addr: &str,
+        storage: &str,
+        env: &[(String, String)],
+        args: &[String],
+    ) -> Result<Tansu, BrokerError> {
         let url = format!("tcp://{addr}");
         let mut cmd = Command::new(binary);
         cmd.arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", storage])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -171,6 +185,7 @@ impl Tansu {
             binary: binary.to_path_buf(),
             storage: storage.to_string(),
             env: env.to_vec(),
+            args: args.to_vec(),
         };
         t.wait_ready(Duration::from_secs(15))?;
         Ok(t)
@@ -212,7 +227,7 @@ impl Tansu {
     /// Starts the broker again on the same address with the same storage (after [`Tansu::kill`]).
     pub fn restart(&mut self) -> Result<(), BrokerError> {
         self.kill();
-        let fresh = Self::spawn(&self.binary, &self.addr, &self.storage, &self.env)?;
+        let fresh = Self::spawn(&self.binary, &self.addr, &self.storage, &self.env, &self.args)?;
         let old = std::mem::replace(self, fresh);
         drop(old); // already reaped: killing it again is a no-op
         Ok(())

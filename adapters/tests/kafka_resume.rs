@@ -106,3 +106,43 @@ fn pending_batches_run_again_over_exactly_their_ranges() {
     assert_eq!(second.batches[1].ranges, vec![OffsetRange { partition: 0, from: 700, until: 1000 }]);
     assert_eq!(second.averages, model(6, 1000));
 }
+
+#[derive(Default)]
+struct Resets(Vec<dstream_adapters::kafka::direct::OffsetReset>, u64);
+
+impl RunHooks for Resets {
+    fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.1 += b.report.records as u64;
+        Ok(())
+    }
+    fn on_reset(&mut self, r: &dstream_adapters::kafka::direct::OffsetReset) {
+        self.0.push(*r);
+    }
+}
+
+#[test]
+fn offsets_outside_the_log_follow_the_policy() {
+    let Some(b) = broker() else { return };
+    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "500", "--seed", "8"]));
+    let run = |policy: OutOfRangePolicy| {
+        let mut opts = options(b.addr(), 1);
+        opts.on_out_of_range = policy;
+        opts.max_rate_per_partition = 0;
+        let timer = BatchTimer::first_start(dstream_adapters::clock::SystemClock.now(), opts.batch_interval);
+        // A saved offset beyond the log's end, as after the topic was deleted and created again.
+        let resume = Resume::from_parts(vec![(0, 5000)], None, timer, &opts.lab);
+        let mut hooks = Resets::default();
+        let (mut out, mut status) = (Vec::new(), Vec::new());
+        let r = run_job(&opts, Some(resume), &mut hooks, Arc::new(AtomicBool::new(false)), &mut out, &mut status);
+        (r, hooks)
+    };
+    let (r, _) = run(OutOfRangePolicy::Fail);
+    let err = r.err().expect("fails as Spark does");
+    assert!(err.to_string().contains("offset 5000 of avg-0 is out of range"), "{err}");
+    let (r, hooks) = run(OutOfRangePolicy::Earliest);
+    r.unwrap();
+    assert_eq!((hooks.0.len(), hooks.0[0].from, hooks.0[0].to, hooks.1), (1, 5000, 0, 500));
+    let (r, hooks) = run(OutOfRangePolicy::Latest);
+    r.unwrap();
+    assert_eq!((hooks.0.len(), hooks.0[0].from, hooks.0[0].to, hooks.1), (1, 5000, 500, 0));
+}
