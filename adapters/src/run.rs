@@ -312,7 +312,12 @@ fn fetch_loop(
         }
         let Some(time) = timer.poll(clock.now()) else { continue };
         let result = direct.generate(time).and_then(|generated| {
-            let mut records = free_rx.try_recv().unwrap_or_default();
+            let total: i64 = generated.info.ranges.iter().map(|r| r.count()).sum();
+            // A recycled buffer keeps its memory; a new one is sized for the batch (lab values are a few bytes).
+            let mut records = free_rx.try_recv().unwrap_or_else(|_| {
+                let n = usize::try_from(total).unwrap_or(0).min(1 << 24);
+                RecordBatch::with_capacity(n, n * 8)
+            });
             records.clear();
             direct.fetch_ranges(&generated.info.ranges, &mut records)?;
             Ok(Fetched { generated, records })

@@ -137,7 +137,7 @@ fn offsets_outside_the_log_follow_the_policy() {
         (r, hooks)
     };
     let (r, _) = run(OutOfRangePolicy::Fail);
-    let err = r.err().expect("fails as Spark does");
+    let err = r.expect_err("fails as Spark does");
     assert!(err.to_string().contains("offset 5000 of avg-0 is out of range"), "{err}");
     let (r, hooks) = run(OutOfRangePolicy::Earliest);
     r.unwrap();

@@ -377,10 +377,11 @@ impl Client {
         parts: &[PartitionFetch],
         max_wait: Duration,
     ) -> Result<Vec<FetchedPartition>> {
-        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, c.cfg.partition_max_bytes))
+        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, c.cfg.partition_max_bytes, c.cfg.fetch_max_bytes))
     }
 
-    /// As [`Client::fetch`] with a per-partition byte limit (the broker still returns at least one batch).
+    /// As [`Client::fetch`] with a byte limit per partition and per response (the broker still returns at least
+    /// one batch).
     pub fn fetch_limited(
         &mut self,
         topic: &str,
@@ -388,7 +389,7 @@ impl Client {
         max_wait: Duration,
         partition_max_bytes: i32,
     ) -> Result<Vec<FetchedPartition>> {
-        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, partition_max_bytes))
+        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, partition_max_bytes, partition_max_bytes))
     }
 
     fn fetch_once(
@@ -397,12 +398,12 @@ impl Client {
         parts: &[PartitionFetch],
         max_wait: Duration,
         partition_max_bytes: i32,
+        max_bytes: i32,
     ) -> Result<Vec<FetchedPartition>> {
         // tansu answers a fetch with max_wait_ms = 0 with no partitions at all.
         let wait_ms = max_wait.as_millis().clamp(1, i32::MAX as u128) as i32;
         let partitions: Vec<i32> = parts.iter().map(|p| p.partition).collect();
         let mut out = Vec::with_capacity(parts.len());
-        let max_bytes = self.cfg.fetch_max_bytes;
         for (leader, group) in self.by_leader(topic, &partitions)? {
             let conn = self.conn_to(leader)?;
             let addr = conn.addr().to_string();
