@@ -15,6 +15,11 @@ replay FILE *ARGS:
 # Benchmarks (figures for README.md).
 bench:
     cargo bench -p dstream-core --bench lab
+    cargo bench -p dstream-adapters --bench consume
+
+# Produce lab messages (arguments pass through, e.g. --brokers H:P --rate 0 --count 1000000).
+generate *ARGS:
+    cargo run --release -- generate {{ARGS}}
 
 # What CI runs.
 ci:
