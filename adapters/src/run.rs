@@ -169,6 +169,8 @@ pub fn run_job(
             (None, Engine::new(LabJob::new(opts.lab.clone()), timer), Vec::new())
         }
     };
+    let mut client = client;
+    client.set_interrupt(stop.clone());
     let mut direct = DirectStream::new(client, direct_cfg, offsets)?;
     let mut current: Vec<(i32, i64)> = direct.current_offsets().to_vec();
     let mut summary = RunSummary::default();
@@ -228,7 +230,15 @@ fn process_loop(
     clock: &SystemClock,
 ) -> Result<RunSummary, RunError> {
     while let Ok(msg) = rx.recv() {
-        let Fetched { generated, mut records } = msg?;
+        let Fetched { generated, mut records } = match msg {
+            Ok(f) => f,
+            // A fetch cut short by a stop request is not a failure.
+            Err(_) if stop.load(Ordering::Relaxed) => {
+                summary.stopped = true;
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
         for reset in &generated.resets {
             hooks.on_reset(reset);
         }

@@ -14,6 +14,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How the client connects, waits and retries.
@@ -103,6 +105,7 @@ pub struct Client {
     controller: i32,
     conns: HashMap<String, Connection>,
     topics: HashMap<String, Vec<PartitionMeta>>,
+    interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl Client {
@@ -116,6 +119,7 @@ impl Client {
             controller: -1,
             conns: HashMap::new(),
             topics: HashMap::new(),
+            interrupt: None,
         };
         if bootstrap.is_empty() {
             return Err(KafkaError::BadAddress { addr: String::new() });
@@ -143,6 +147,16 @@ impl Client {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A flag that, once set, ends retries at once (the last error is returned), e.g. on Ctrl-C.
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    /// True once the interrupt flag is set.
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
     /// The configuration.
@@ -212,6 +226,9 @@ impl Client {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retriable() => {
                     self.reset_after(&e);
+                    if self.interrupted() {
+                        return Err(e);
+                    }
                     if start.elapsed() + pause > self.cfg.retry_for {
                         return Err(KafkaError::RetriesExhausted {
                             attempts,

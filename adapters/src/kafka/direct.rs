@@ -260,7 +260,7 @@ impl DirectStream {
                 // nothing at all for longer than the retry deadline is an error.
                 one_at_a_time = true;
                 let since = *stalled_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > self.client.config().retry_for {
+                if since.elapsed() > self.client.config().retry_for || self.client.interrupted() {
                     let (partition, offset, end) = next[0];
                     return Err(KafkaError::MissingRecords { topic, partition, offset, end });
                 }
