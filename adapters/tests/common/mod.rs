@@ -62,7 +62,9 @@ pub fn confluent_kafka() -> PathBuf {
     if dir.join("confluent_kafka").is_dir() {
         return dir;
     }
-    let tmp = dir.with_extension(format!("tmp-{}", std::process::id()));
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.with_extension(format!("tmp-{}-{call}", std::process::id()));
     let status = Command::new("python3")
         .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
         .arg(&tmp)
