@@ -419,6 +419,9 @@ fn clock_seed() -> u64 {
 fn explain(e: KafkaError) -> anyhow::Error {
     match &e {
         KafkaError::Unreachable { .. } => anyhow::anyhow!("{e}; start a broker there or check --brokers"),
+        KafkaError::UnknownTopic { .. } => {
+            anyhow::anyhow!("{e}; check --topic, or create it (dstream generate creates it)")
+        }
         _ => anyhow::Error::new(e),
     }
 }

@@ -146,3 +146,17 @@ fn offsets_outside_the_log_follow_the_policy() {
     r.unwrap();
     assert_eq!((hooks.0.len(), hooks.0[0].from, hooks.0[0].to, hooks.1), (1, 5000, 500, 0));
 }
+
+#[test]
+fn saved_offsets_for_partitions_that_are_gone_are_a_clear_error() {
+    let Some(b) = broker() else { return };
+    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "10", "--seed", "1"]));
+    let opts = options(b.addr(), 1);
+    let timer = BatchTimer::first_start(dstream_adapters::clock::SystemClock.now(), opts.batch_interval);
+    let resume = Resume::from_parts(vec![(0, 0), (3, 0)], None, timer, &opts.lab);
+    let (mut out, mut status) = (Vec::new(), Vec::new());
+    let err =
+        run_job(&opts, Some(resume), &mut Saved::default(), Arc::new(AtomicBool::new(false)), &mut out, &mut status)
+            .expect_err("partition 3 does not exist");
+    assert!(err.to_string().contains("has no partition [3]"), "{err}");
+}

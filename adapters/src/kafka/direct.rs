@@ -87,6 +87,10 @@ impl DirectStream {
         let partitions = client.partitions(&cfg.topic)?;
         let current = match from {
             Some(mut offsets) => {
+                let gone: Vec<i32> = offsets.iter().map(|o| o.0).filter(|p| !partitions.contains(p)).collect();
+                if !gone.is_empty() {
+                    return Err(KafkaError::PartitionsGone { topic: cfg.topic.clone(), missing: gone });
+                }
                 // Partitions added since the checkpoint start at the earliest offset.
                 let missing: Vec<i32> =
                     partitions.iter().copied().filter(|p| !offsets.iter().any(|o| o.0 == *p)).collect();
