@@ -1,9 +1,9 @@
-//! The live job: a fetch thread generates each batch at its tick (fixing offset ranges) and fetches exactly
-//! those records; the calling thread runs the engine batch after batch and calls a hook after each.
+//! The live job: a generate thread fixes each batch's offset ranges at its tick, a fetch thread fetches exactly
+//! those records, and the calling thread runs the engine batch after batch and calls a hook after each.
 
 use crate::clock::SystemClock;
 use crate::kafka::direct::{
-    DirectConfig, DirectStream, GeneratedBatch, OffsetReset, OutOfRangePolicy, StartingOffsets,
+    DirectConfig, DirectStream, GeneratedBatch, OffsetReset, OutOfRangePolicy, RangeFetcher, StartingOffsets,
 };
 use crate::kafka::{Client, ClientConfig, KafkaError};
 use crossbeam_channel::{unbounded, Receiver, Sender};
@@ -171,14 +171,18 @@ pub fn run_job(
     };
     let mut client = client;
     client.set_interrupt(stop.clone());
-    let mut direct = DirectStream::new(client, direct_cfg, offsets)?;
+    let direct = DirectStream::new(client, direct_cfg, offsets)?;
+    // Fetching has a connection of its own, so that a slow fetch never delays fixing the next batch's ranges.
+    let mut fetch_client = Client::connect(&opts.brokers, opts.client.clone())?;
+    fetch_client.set_interrupt(stop.clone());
+    let mut fetcher = RangeFetcher::new(fetch_client, &opts.topic);
     let mut current: Vec<(i32, i64)> = direct.current_offsets().to_vec();
     let mut summary = RunSummary::default();
     // Catch up first: stored batches run again over exactly their ranges (their output appears again).
     let mut records = RecordBatch::new();
     for (i, info) in pending.iter().enumerate() {
         records.clear();
-        direct.fetch_ranges(&info.ranges, &mut records)?;
+        fetcher.fetch_ranges(&info.ranges, &mut records)?;
         let report = engine.run_batch(info.time, &mut records, &clock)?;
         let done = CompletedBatch {
             info,
@@ -195,13 +199,19 @@ pub fn run_job(
     }
     let timer = engine.timer().clone();
 
+    // generate thread --(ranges)--> fetch thread --(records)--> this thread; buffers go back for reuse.
+    let (gen_tx, gen_rx) = unbounded::<Result<GeneratedBatch, KafkaError>>();
     let (tx, rx) = unbounded::<Result<Fetched, KafkaError>>();
     let (free_tx, free_rx) = unbounded::<RecordBatch>();
-    let fetch_stop = stop.clone();
     let limit = opts.batches;
-    let fetcher = std::thread::Builder::new()
+    let gen_stop = stop.clone();
+    let generator = std::thread::Builder::new()
+        .name("dstream-generate".into())
+        .spawn(move || generate_loop(direct, timer, limit, gen_stop, gen_tx))
+        .map_err(RunError::Output)?;
+    let fetch_thread = std::thread::Builder::new()
         .name("dstream-fetch".into())
-        .spawn(move || fetch_loop(direct, timer, limit, fetch_stop, tx, free_rx))
+        .spawn(move || fetch_loop(fetcher, gen_rx, tx, free_rx))
         .map_err(RunError::Output)?;
 
     let result = process_loop(&mut engine, &mut current, summary, hooks, &stop, &rx, &free_tx, out, status, &clock);
@@ -209,7 +219,8 @@ pub fn run_job(
     let interrupted = stop.swap(true, Ordering::SeqCst);
     drop(rx);
     drop(free_tx);
-    let _ = fetcher.join();
+    let _ = generator.join();
+    let _ = fetch_thread.join();
     result.map(|mut s| {
         s.stopped = s.stopped || interrupted;
         s
@@ -297,13 +308,13 @@ fn finish_batch(
     hooks.after_batch(done).map_err(|source| RunError::Hook { time: info.time, source })
 }
 
-fn fetch_loop(
+/// Fixes each batch's ranges at its tick, independent of how fast batches are fetched and processed.
+fn generate_loop(
     mut direct: DirectStream,
     mut timer: BatchTimer,
     limit: Option<u64>,
     stop: Arc<AtomicBool>,
-    tx: Sender<Result<Fetched, KafkaError>>,
-    free_rx: Receiver<RecordBatch>,
+    tx: Sender<Result<GeneratedBatch, KafkaError>>,
 ) {
     let clock = SystemClock;
     let mut generated = 0u64;
@@ -321,7 +332,24 @@ fn fetch_loop(
             std::thread::sleep(std::time::Duration::from_millis((next - now).millis().clamp(1, 20) as u64));
         }
         let Some(time) = timer.poll(clock.now()) else { continue };
-        let result = direct.generate(time).and_then(|generated| {
+        let result = direct.generate(time);
+        let failed = result.is_err();
+        if tx.send(result).is_err() || failed {
+            return;
+        }
+        generated += 1;
+    }
+}
+
+/// Fetches exactly the records of each generated batch, in order.
+fn fetch_loop(
+    mut fetcher: RangeFetcher,
+    rx: Receiver<Result<GeneratedBatch, KafkaError>>,
+    tx: Sender<Result<Fetched, KafkaError>>,
+    free_rx: Receiver<RecordBatch>,
+) {
+    while let Ok(generated) = rx.recv() {
+        let result = generated.and_then(|generated| {
             let total: i64 = generated.info.ranges.iter().map(|r| r.count()).sum();
             // A recycled buffer keeps its memory; a new one is sized for the batch (lab values are a few bytes).
             let mut records = free_rx.try_recv().unwrap_or_else(|_| {
@@ -329,13 +357,12 @@ fn fetch_loop(
                 RecordBatch::with_capacity(n, n * 8)
             });
             records.clear();
-            direct.fetch_ranges(&generated.info.ranges, &mut records)?;
+            fetcher.fetch_ranges(&generated.info.ranges, &mut records)?;
             Ok(Fetched { generated, records })
         });
         let failed = result.is_err();
         if tx.send(result).is_err() || failed {
             return;
         }
-        generated += 1;
     }
 }

@@ -76,8 +76,6 @@ pub struct DirectStream {
     client: Client,
     cfg: DirectConfig,
     current: Vec<(i32, i64)>,
-    /// Per partition: fetched bytes beyond the last range read, starting at a batch boundary.
-    cache: Vec<(i32, Bytes)>,
 }
 
 impl DirectStream {
@@ -116,7 +114,7 @@ impl DirectStream {
                 start
             }
         };
-        Ok(DirectStream { client, cfg, current, cache: Vec::new() })
+        Ok(DirectStream { client, cfg, current })
     }
 
     /// The next offset of every partition, as (partition, offset), sorted by partition.
@@ -216,11 +214,27 @@ impl DirectStream {
         }
         Ok(GeneratedBatch { info: BatchInfo { time, ranges }, lag, resets })
     }
+}
+
+/// Fetches the records of fixed offset ranges, on a connection of its own, so that fetching one batch never
+/// delays fixing the next one's ranges. Bytes fetched beyond a range serve the next range of that partition.
+pub struct RangeFetcher {
+    client: Client,
+    topic: String,
+    /// Per partition: fetched bytes beyond the last range read, starting at a batch boundary.
+    cache: Vec<(i32, Bytes)>,
+}
+
+impl RangeFetcher {
+    /// A fetcher of `topic` over `client`.
+    pub fn new(client: Client, topic: &str) -> Self {
+        RangeFetcher { client, topic: topic.to_string(), cache: Vec::new() }
+    }
 
     /// Fetches exactly the records of `ranges` into `out` (appending), in offset order per partition. Bytes
     /// fetched beyond a range are kept and serve the next range of that partition first.
     pub fn fetch_ranges(&mut self, ranges: &[OffsetRange], out: &mut RecordBatch) -> Result<()> {
-        let topic = self.cfg.topic.clone();
+        let topic = self.topic.clone();
         let mut next: Vec<(i32, i64, i64)> =
             ranges.iter().filter(|r| r.until > r.from).map(|r| (r.partition, r.from, r.until)).collect();
         // First what earlier fetches brought beyond their ranges.
