@@ -441,15 +441,19 @@ impl CheckpointStore {
     /// Writes a checkpoint atomically: temporary file, fsync, rename into place, fsync of the directory; then
     /// deletes checkpoints beyond the newest `keep`. Returns the file's path.
     pub fn save<S: Serialize>(&self, cp: &Checkpoint<S>) -> Result<PathBuf, CheckpointError> {
-        let bytes = encode(cp)?;
-        let path = self.dir.join(file_name(cp.meta.time));
-        let temp = self.dir.join(temp_file_name(cp.meta.time));
+        self.write_encoded(cp.meta.time, &encode(cp)?)
+    }
+
+    /// Writes the bytes of an encoded checkpoint of batch `time` as [`CheckpointStore::save`] does.
+    pub fn write_encoded(&self, time: Time, bytes: &[u8]) -> Result<PathBuf, CheckpointError> {
+        let path = self.dir.join(file_name(time));
+        let temp = self.dir.join(temp_file_name(time));
         let write = |p: &Path| {
             let p = p.to_path_buf();
             move |source| CheckpointError::Write { path: p, source }
         };
         let mut f = File::create(&temp).map_err(write(&temp))?;
-        f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(write(&temp))?;
+        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(write(&temp))?;
         drop(f);
         fs::rename(&temp, &path).map_err(write(&path))?;
         sync_dir(&self.dir).map_err(write(&path))?;

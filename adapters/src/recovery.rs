@@ -7,8 +7,9 @@
 //! reflected in the state exactly once; the printed output of recomputed batches appears again (at least once).
 
 use crate::checkpoint::{
-    Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint, Loaded, NextOffset,
+    encode, file_name, Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint, Loaded, NextOffset,
 };
+use crossbeam_channel::{Receiver, Sender};
 use dstream_core::key::Key;
 use dstream_core::lab::{Avg, LabCheckpoint, LabJob};
 use dstream_core::stream::MapWithStateCheckpointRef;
@@ -18,6 +19,7 @@ use dstream_core::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::PathBuf;
+use std::thread::JoinHandle;
 
 /// A job whose state can be saved and restored.
 pub trait Checkpointable: Job {
@@ -44,18 +46,54 @@ impl Checkpointable for LabJob {
     }
 }
 
-/// Writes checkpoints of one job to a store, every `every` batches of the grid.
-#[derive(Debug, Clone)]
+/// Writes checkpoints of one job to a store, every `every` batches of the grid, inline or on a writer thread.
+#[derive(Debug)]
 pub struct Checkpointer {
     store: CheckpointStore,
     fingerprint: Fingerprint,
     every: u64,
+    background: Option<Background>,
+}
+
+/// The writer thread: checkpoints are encoded on the batch path (state and offsets captured together) and
+/// written, fsync'd and renamed in order on this thread, one at a time.
+#[derive(Debug)]
+struct Background {
+    tx: Option<Sender<(Time, Vec<u8>)>>,
+    acks: Receiver<Result<PathBuf, CheckpointError>>,
+    in_flight: usize,
+    handle: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
-    /// A checkpointer for the job `fingerprint` describes, saving every `every` batches (at least 1).
+    /// A checkpointer for the job `fingerprint` describes, saving every `every` batches (at least 1), inline.
     pub fn new(store: CheckpointStore, fingerprint: Fingerprint, every: u64) -> Self {
-        Checkpointer { store, fingerprint, every: every.max(1) }
+        Checkpointer { store, fingerprint, every: every.max(1), background: None }
+    }
+
+    /// Writes on a background thread: the batch path only encodes. At most one checkpoint waits while another is
+    /// written (then the batch path blocks); a failed write is returned by the next `after_batch`, `save` or
+    /// `flush`. A crash before a write finishes loses only that checkpoint: the previous one is used.
+    pub fn in_background(mut self) -> Self {
+        if self.background.is_none() {
+            let (tx, rx) = crossbeam_channel::bounded::<(Time, Vec<u8>)>(1);
+            let (ack_tx, acks) = crossbeam_channel::unbounded();
+            let store = self.store.clone();
+            let handle = std::thread::Builder::new()
+                .name("checkpoint-writer".into())
+                .spawn(move || {
+                    for (time, bytes) in rx {
+                        let r = store.write_encoded(time, &bytes);
+                        let failed = r.is_err();
+                        if ack_tx.send(r).is_err() || failed {
+                            break;
+                        }
+                    }
+                })
+                .expect("spawn the checkpoint writer thread");
+            self.background = Some(Background { tx: Some(tx), acks, in_flight: 0, handle: Some(handle) });
+        }
+        self
     }
 
     /// The store.
@@ -80,9 +118,10 @@ impl Checkpointer {
     }
 
     /// Saves the engine's state as of its last completed batch, with where the stream continues and the
-    /// batches generated after it; returns the file. Does nothing (`Ok(None)`) if no batch has completed.
+    /// batches generated after it; returns the file (written by the time this returns, unless in background).
+    /// Does nothing (`Ok(None)`) if no batch has completed.
     pub fn save<J: Checkpointable>(
-        &self,
+        &mut self,
         engine: &Engine<J>,
         next_offsets: &[NextOffset],
         pending: &[BatchInfo],
@@ -98,12 +137,25 @@ impl Checkpointer {
             pending: pending.to_vec(),
         };
         let cp = Checkpoint { meta, state: engine.job().state_ref() };
-        self.store.save(&cp).map(Some)
+        match &mut self.background {
+            None => self.store.save(&cp).map(Some),
+            Some(bg) => {
+                bg.collect(false)?;
+                let bytes = encode(&cp)?;
+                let tx = bg.tx.as_ref().expect("the sender lives until drop");
+                if tx.send((time, bytes)).is_err() {
+                    // The writer stopped after a failure it has already reported.
+                    bg.collect(true)?;
+                }
+                bg.in_flight += 1;
+                Ok(Some(self.store.dir().join(file_name(time))))
+            }
+        }
     }
 
     /// Saves if the engine's last completed batch is a checkpoint batch; call after every batch.
     pub fn after_batch<J: Checkpointable>(
-        &self,
+        &mut self,
         engine: &Engine<J>,
         next_offsets: &[NextOffset],
         pending: &[BatchInfo],
@@ -112,7 +164,52 @@ impl Checkpointer {
             Some(t) if self.is_due(t, engine.timer().zero(), engine.timer().interval()) => {
                 self.save(engine, next_offsets, pending)
             }
-            _ => Ok(None),
+            _ => {
+                if let Some(bg) = &mut self.background {
+                    bg.collect(false)?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Waits until every checkpoint handed to the writer thread is durable (no-op when inline).
+    pub fn flush(&mut self) -> Result<(), CheckpointError> {
+        match &mut self.background {
+            Some(bg) => bg.collect(true),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Background {
+    /// Takes the writer's results: all of them if `wait`, else those ready; the first failure is returned.
+    fn collect(&mut self, wait: bool) -> Result<(), CheckpointError> {
+        while self.in_flight > 0 {
+            let r = if wait {
+                match self.acks.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            } else {
+                match self.acks.try_recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            };
+            self.in_flight -= 1;
+            r?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // Finish queued writes: a clean exit leaves the newest checkpoint on disk.
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
         }
     }
 }
@@ -173,7 +270,7 @@ impl<J: Checkpointable> Resumed<J> {
     /// checkpointer (if any) saves after each, so a crash during catch-up loses nothing either.
     pub fn recompute<E, F, R>(
         &mut self,
-        checkpointer: Option<&Checkpointer>,
+        mut checkpointer: Option<&mut Checkpointer>,
         clock: &dyn Clock,
         mut fetch: F,
         mut on_report: R,
@@ -191,7 +288,7 @@ impl<J: Checkpointable> Resumed<J> {
             let report = self.engine.run_batch(info.time, &mut batch, clock)?;
             on_report(&report);
             self.pending.remove(0);
-            if let Some(c) = checkpointer {
+            if let Some(c) = checkpointer.as_deref_mut() {
                 c.after_batch(&self.engine, &self.next_offsets, &self.pending)?;
             }
         }
