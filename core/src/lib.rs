@@ -18,7 +18,7 @@ pub use compact_str::CompactString;
 pub use engine::{BatchInfo, BatchReport, Engine, EngineError, Totals};
 pub use key::Key;
 pub use record::{OffsetRange, RecordBatch, RecordRef};
-pub use state::{State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
+pub use state::{OutputOrder, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
 pub use stream::{
     input, BatchContext, DStream, DStreamExt, Graph, Job, JobError, Malformed, MalformedPolicy, OutputOp, StateSpec,
 };

@@ -135,6 +135,17 @@ pub enum TimeoutScan {
     EveryBatch,
 }
 
+/// The order of a `mapWithState` stream's outputs within a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OutputOrder {
+    /// dstream's default: records in (Kafka partition, offset) order, then timed-out keys.
+    #[default]
+    Arrival,
+    /// As Spark concatenates partitions: grouped by state partition (JVM `hashCode` mod partitions), arrival
+    /// order within each; then timed-out keys. Under `local[2]` the lab prints b, d, ..., z before a, c, ..., y.
+    SparkPartitions,
+}
+
 /// The options of a `mapWithState` stream beside its function.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateSpecOptions {
@@ -146,6 +157,8 @@ pub struct StateSpecOptions {
     pub checkpoint_interval: Option<Duration>,
     /// When timeouts are scanned.
     pub timeout_scan: TimeoutScan,
+    /// Order of the mapped outputs within a batch.
+    pub output_order: OutputOrder,
 }
 
 impl Default for StateSpecOptions {
@@ -155,6 +168,7 @@ impl Default for StateSpecOptions {
             timeout: None,
             checkpoint_interval: None,
             timeout_scan: TimeoutScan::SparkCompatible,
+            output_order: OutputOrder::Arrival,
         }
     }
 }

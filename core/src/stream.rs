@@ -3,7 +3,7 @@
 use crate::jvm::{JvmDisplay, StableHash};
 use crate::print::write_batch;
 use crate::record::{RecordBatch, RecordRef};
-use crate::state::{Slot, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
+use crate::state::{OutputOrder, Slot, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
 use crate::time::{Duration, Time};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -664,6 +664,11 @@ impl<F, K, S> StateSpec<F, K, S> {
         self.options.timeout_scan = scan;
         self
     }
+    /// Order of outputs within a batch.
+    pub fn output_order(mut self, order: OutputOrder) -> Self {
+        self.options.output_order = order;
+        self
+    }
     /// All options at once.
     pub fn options(mut self, options: StateSpecOptions) -> Self {
         self.options = options;
@@ -700,6 +705,7 @@ pub struct MapWithState<P: DStream, F, K, S> {
     initialized: bool,
     map: StateMap<K, S>,
     expired: Vec<K>,
+    tags: Vec<u32>,
 }
 
 impl<P, F, K, V, S> DStream for MapWithState<P, F, K, S>
@@ -722,6 +728,10 @@ where
         let func = &mut self.func;
         let n = map.parts.len();
         let mut failure = None;
+        let by_partition = self.options.output_order == OutputOrder::SparkPartitions && n > 1;
+        let first_out = out.len();
+        let tags = &mut self.tags;
+        tags.clear();
         self.parent.compute_each(ctx, |(k, v)| {
             if failure.is_some() {
                 return;
@@ -750,11 +760,22 @@ where
                 }
             };
             match r {
-                Ok(Some(m)) => out.push(m),
+                Ok(Some(m)) => {
+                    out.push(m);
+                    if by_partition {
+                        tags.push(p as u32);
+                    }
+                }
                 Ok(None) => {}
                 Err(error) => failure = Some(JobError::State { time, key: format!("{k:?}"), error }),
             }
         })?;
+        if by_partition {
+            // Stable: arrival order within each partition, as Spark's partitions are concatenated.
+            let mut tagged: Vec<(u32, F::Output)> = tags.drain(..).zip(out.drain(first_out..)).collect();
+            tagged.sort_by_key(|(p, _)| *p);
+            out.extend(tagged.into_iter().map(|(_, m)| m));
+        }
         if let Some(e) = failure {
             return Err(e);
         }
@@ -1049,6 +1070,7 @@ pub trait DStreamExt: DStream + Sized {
             initialized: false,
             map: StateMap::new(n),
             expired: Vec::new(),
+            tags: Vec::new(),
         }
     }
     /// `print(num)`.

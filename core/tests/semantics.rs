@@ -272,3 +272,21 @@ fn print_of_a_stream_with_count_and_union() {
     );
     assert_eq!(printed, want);
 }
+
+#[test]
+fn spark_partition_order_groups_outputs_as_local_2_would() {
+    // Under 2 partitions a one-letter key's partition is its character code mod 2: b (98), d (100) in
+    // partition 0; a (97), c (99) in partition 1. Spark concatenates partition 0 then 1, arrival order within.
+    let run_order = |order| {
+        let spec =
+            StateSpec::function(|k: &String, _v: Option<i64>, _st: &mut dstream_core::State<'_, i64>| Ok(k.clone()))
+                .output_order(order);
+        let (out, sink) = collector::<String>();
+        let g = Graph::new().output(pairs().map_with_state(spec).foreach_batch(sink));
+        run(g, 1000, &[&["a", "b", "c", "d", "a", "b"]], 0);
+        let got = out.borrow()[0].1.clone();
+        got
+    };
+    assert_eq!(run_order(dstream_core::OutputOrder::Arrival), ["a", "b", "c", "d", "a", "b"]);
+    assert_eq!(run_order(dstream_core::OutputOrder::SparkPartitions), ["b", "d", "b", "a", "c", "a"]);
+}

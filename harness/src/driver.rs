@@ -1,0 +1,368 @@
+//! A test driver in the manner of Kafka Streams' `TopologyTestDriver` (SPARK-SEMANTICS §8, STYLE §2).
+//!
+//! The driver owns a real core [`Engine`] and a [`ManualClock`] at zero. Records piped in land in the
+//! next batch, with offsets assigned per partition from 0; `advance(k)` moves the clock by k batch
+//! intervals and returns the k batches that ran, each with its mapped output, printed text, malformed
+//! records and the frame (time, ranges, records) a recording of it would hold. `checkpoint()` at a batch
+//! boundary and `Driver::restore` continue on the same grid with the same offsets and state.
+//!
+//! ```
+//! use dstream_core::{lab::LabConfig, Duration};
+//! use dstream_harness::driver::Driver;
+//! let mut d = Driver::new(LabConfig::default(), Duration::from_secs(2));
+//! d.pipe(0, b"a,10");
+//! d.pipe(0, b"a,15");
+//! let out = d.advance(1).unwrap();
+//! assert_eq!(out[0].time.millis(), 2000);
+//! assert_eq!(out[0].mapped[1].1, 12.5);
+//! ```
+
+use crate::recording::Frame;
+use dstream_core::lab::{Avg, LabCheckpoint, LabConfig, LabJob, Output};
+use dstream_core::{
+    BatchTimer, Clock, Duration, Engine, EngineError, Job, Key, Malformed, ManualClock, OffsetRange, RecordBatch, Time,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A job the driver can run and observe: its mapped output after each batch.
+pub trait DriverJob: Job {
+    /// An element of the mapped stream.
+    type Output: Clone + fmt::Debug + PartialEq;
+    /// The last batch's mapped output.
+    fn mapped(&self) -> &[Self::Output];
+}
+
+/// A job whose state the driver can checkpoint, restore and inspect.
+pub trait CheckpointJob: DriverJob {
+    /// The checkpointable state.
+    type Checkpoint: Clone + fmt::Debug + PartialEq + Serialize + DeserializeOwned;
+    /// Every key's state, sorted by key.
+    type Snapshot: Clone + fmt::Debug + PartialEq;
+    /// The state to checkpoint.
+    fn checkpoint_state(&self) -> Self::Checkpoint;
+    /// Replaces the state with a checkpoint's.
+    fn restore_state(&mut self, cp: Self::Checkpoint);
+    /// The current state.
+    fn snapshot_state(&self) -> Self::Snapshot;
+}
+
+impl DriverJob for LabJob {
+    type Output = Output;
+    fn mapped(&self) -> &[Output] {
+        self.last_output()
+    }
+}
+
+impl CheckpointJob for LabJob {
+    type Checkpoint = LabCheckpoint;
+    type Snapshot = Vec<(Key, Avg)>;
+    fn checkpoint_state(&self) -> LabCheckpoint {
+        self.checkpoint()
+    }
+    fn restore_state(&mut self, cp: LabCheckpoint) {
+        self.restore(cp)
+    }
+    fn snapshot_state(&self) -> Self::Snapshot {
+        self.snapshot()
+    }
+}
+
+impl DriverJob for crate::jobs::AnyJob {
+    type Output = ();
+    /// A job behind `AnyJob` is observed through its printed text only.
+    fn mapped(&self) -> &[()] {
+        &[]
+    }
+}
+
+/// What one batch produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchOutput<O> {
+    /// The batch's time.
+    pub time: Time,
+    /// The mapped stream's elements, in processing order.
+    pub mapped: Vec<O>,
+    /// What the job printed (Spark's `print()` text).
+    pub printed: String,
+    /// Records skipped as malformed.
+    pub malformed: Vec<Malformed>,
+    /// The batch as a recording holds it: time, every partition's range, the records.
+    pub frame: Frame,
+}
+
+/// Where a driver stood after a batch: enough to continue exactly, as a direct Kafka checkpoint is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriverCheckpoint<C> {
+    /// Time of the last completed batch (the grid's zero if none ran).
+    pub time: Time,
+    /// The batch grid's origin.
+    pub zero: Time,
+    /// The next offset to read, per partition (index = partition).
+    pub next_offsets: Vec<i64>,
+    /// The job's state.
+    pub job: C,
+}
+
+/// Why a driver checkpoint could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot decode a driver checkpoint: {0}")]
+pub struct CheckpointDecodeError(pub String);
+
+impl<C: Serialize + DeserializeOwned> DriverCheckpoint<C> {
+    /// The checkpoint as postcard bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("encoding plain data into a Vec cannot fail")
+    }
+    /// A checkpoint from postcard bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CheckpointDecodeError> {
+        match postcard::take_from_bytes(bytes) {
+            Ok((v, [])) => Ok(v),
+            Ok((_, rest)) => Err(CheckpointDecodeError(format!("{} bytes left over", rest.len()))),
+            Err(e) => Err(CheckpointDecodeError(e.to_string())),
+        }
+    }
+}
+
+/// Drives a job through the real engine with a manual clock.
+pub struct Driver<J: DriverJob> {
+    engine: Engine<J>,
+    clock: ManualClock,
+    pending: RecordBatch,
+    /// Next offset to assign, per partition.
+    next_offsets: Vec<i64>,
+    /// Offset where the next batch's range starts, per partition.
+    committed: Vec<i64>,
+}
+
+impl Driver<LabJob> {
+    /// A driver of the lab job with `config`, clock at zero, first batch at `batch_interval`.
+    pub fn new(config: LabConfig, batch_interval: Duration) -> Self {
+        Driver::with_job(LabJob::new(config), batch_interval)
+    }
+
+    /// A lab-job driver continuing from `checkpoint`.
+    pub fn restore(config: LabConfig, batch_interval: Duration, checkpoint: DriverCheckpoint<LabCheckpoint>) -> Self {
+        Driver::restore_job(LabJob::new(config), batch_interval, checkpoint)
+    }
+}
+
+impl<J: DriverJob> Driver<J> {
+    /// A driver of any job, clock at zero, first batch at `batch_interval`, one partition to start.
+    ///
+    /// # Panics
+    /// If `batch_interval` is not positive.
+    pub fn with_job(job: J, batch_interval: Duration) -> Self {
+        let clock = ManualClock::default();
+        let timer = BatchTimer::first_start(clock.now(), batch_interval);
+        Driver {
+            engine: Engine::new(job, timer),
+            clock,
+            pending: RecordBatch::new(),
+            next_offsets: vec![0],
+            committed: vec![0],
+        }
+    }
+
+    /// Declares `n` partitions (at least), so every batch has a range for each even if nothing was piped to it.
+    pub fn with_partitions(mut self, n: usize) -> Self {
+        self.grow(n);
+        self
+    }
+
+    fn grow(&mut self, n: usize) {
+        if self.next_offsets.len() < n {
+            self.next_offsets.resize(n, 0);
+            self.committed.resize(n, 0);
+        }
+    }
+
+    /// Pipes a value with no key into `partition`, timestamped with the clock; returns its offset.
+    pub fn pipe(&mut self, partition: i32, value: &[u8]) -> i64 {
+        let ts = self.clock.now().millis();
+        self.pipe_record(partition, None, value, ts)
+    }
+
+    /// Pipes a record into `partition`; returns the offset it was given.
+    ///
+    /// # Panics
+    /// If `partition` is negative.
+    pub fn pipe_record(&mut self, partition: i32, key: Option<&[u8]>, value: &[u8], timestamp: i64) -> i64 {
+        assert!(partition >= 0, "partition must not be negative, got {partition}");
+        let p = partition as usize;
+        self.grow(p + 1);
+        let offset = self.next_offsets[p];
+        self.next_offsets[p] += 1;
+        self.pending.push(partition, offset, timestamp, key, value);
+        offset
+    }
+
+    /// Advances the clock by `k` batch intervals and runs the `k` batches that fall due.
+    pub fn advance(&mut self, k: usize) -> Result<Vec<BatchOutput<J::Output>>, EngineError> {
+        let interval = self.engine.timer().interval();
+        let mut outputs = Vec::with_capacity(k);
+        for _ in 0..k {
+            self.clock.advance(interval);
+            while let Some(time) = self.engine.poll_due(self.clock.now()) {
+                outputs.push(self.run_one(time)?);
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// Spark's `TestSuiteBase` shape: batch i gets `batches[i]` on partition 0; returns one output per batch.
+    pub fn run_batches<V: AsRef<[u8]>>(
+        &mut self,
+        batches: &[Vec<V>],
+    ) -> Result<Vec<BatchOutput<J::Output>>, EngineError> {
+        let mut out = Vec::with_capacity(batches.len());
+        for b in batches {
+            for v in b {
+                self.pipe(0, v.as_ref());
+            }
+            out.extend(self.advance(1)?);
+        }
+        Ok(out)
+    }
+
+    fn run_one(&mut self, time: Time) -> Result<BatchOutput<J::Output>, EngineError> {
+        let ranges: Vec<OffsetRange> = (0..self.next_offsets.len())
+            .map(|p| OffsetRange { partition: p as i32, from: self.committed[p], until: self.next_offsets[p] })
+            .collect();
+        self.pending.sort_by_position();
+        let frame = Frame::from_batch(time, &ranges, &self.pending);
+        let report = self.engine.run_batch(time, &mut self.pending, &self.clock)?;
+        self.pending.clear();
+        self.committed.copy_from_slice(&self.next_offsets);
+        Ok(BatchOutput {
+            time,
+            mapped: self.engine.job().mapped().to_vec(),
+            printed: report.printed,
+            malformed: report.malformed,
+            frame,
+        })
+    }
+
+    /// The clock's time (the last batch's time after `advance`).
+    pub fn time(&self) -> Time {
+        self.clock.now()
+    }
+
+    /// The job.
+    pub fn job(&self) -> &J {
+        self.engine.job()
+    }
+
+    /// The engine's grid origin.
+    pub fn zero(&self) -> Time {
+        self.engine.timer().zero()
+    }
+
+    /// Number of partitions seen or declared.
+    pub fn partitions(&self) -> usize {
+        self.next_offsets.len()
+    }
+
+    /// Records piped but not yet in a batch.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+impl<J: CheckpointJob> Driver<J> {
+    /// The job's current state.
+    pub fn snapshot(&self) -> J::Snapshot {
+        self.engine.job().snapshot_state()
+    }
+
+    /// Where the driver stands after its last batch. Records piped since are not included: like records in
+    /// a Kafka log past the checkpointed offsets, they must be piped again after a restore.
+    pub fn checkpoint(&self) -> DriverCheckpoint<J::Checkpoint> {
+        DriverCheckpoint {
+            time: self.clock.now(),
+            zero: self.zero(),
+            next_offsets: self.committed.clone(),
+            job: self.engine.job().checkpoint_state(),
+        }
+    }
+
+    /// A driver of `job` continuing from `checkpoint`: same grid, offsets and state; the next batch is one
+    /// interval after the checkpoint's time.
+    ///
+    /// # Panics
+    /// If `batch_interval` is not positive.
+    pub fn restore_job(mut job: J, batch_interval: Duration, checkpoint: DriverCheckpoint<J::Checkpoint>) -> Self {
+        job.restore_state(checkpoint.job);
+        let timer = BatchTimer::resume(checkpoint.zero, batch_interval, checkpoint.time);
+        let mut next = checkpoint.next_offsets;
+        if next.is_empty() {
+            next.push(0);
+        }
+        Driver {
+            engine: Engine::new(job, timer),
+            clock: ManualClock::new(checkpoint.time),
+            pending: RecordBatch::new(),
+            committed: next.clone(),
+            next_offsets: next,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_go_into_the_next_batch_with_per_partition_offsets() {
+        let mut d = Driver::new(LabConfig::default(), Duration(1000));
+        assert_eq!(d.pipe(1, b"a,1"), 0);
+        assert_eq!(d.pipe(0, b"b,2"), 0);
+        assert_eq!(d.pipe(1, b"a,3"), 1);
+        let out = d.advance(2).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].time, Time(1000));
+        assert_eq!(out[1].time, Time(2000));
+        // Processing order is (partition, offset): b first, then a's two records.
+        assert_eq!(out[0].mapped, vec![(Key::new("b"), 2.0), (Key::new("a"), 1.0), (Key::new("a"), 2.0)]);
+        assert_eq!(
+            out[0].frame.ranges,
+            vec![OffsetRange { partition: 0, from: 0, until: 1 }, OffsetRange { partition: 1, from: 0, until: 2 }]
+        );
+        assert!(out[1].mapped.is_empty());
+        assert_eq!(
+            out[1].frame.ranges,
+            vec![OffsetRange { partition: 0, from: 1, until: 1 }, OffsetRange { partition: 1, from: 2, until: 2 }]
+        );
+        assert_eq!(
+            out[1].printed,
+            "-------------------------------------------\nTime: 2000 ms\n-------------------------------------------\n\n"
+        );
+    }
+
+    #[test]
+    fn restore_continues_the_grid_offsets_and_state() {
+        let mut d = Driver::new(LabConfig::default(), Duration(1000));
+        d.pipe(0, b"a,10");
+        d.advance(1).unwrap();
+        let cp = DriverCheckpoint::from_bytes(&d.checkpoint().to_bytes()).unwrap();
+        assert_eq!(cp.time, Time(1000));
+        assert_eq!(cp.next_offsets, vec![1]);
+        let mut r = Driver::restore(LabConfig::default(), Duration(1000), cp);
+        assert_eq!(r.pipe(0, b"a,20"), 1);
+        let out = r.advance(1).unwrap();
+        assert_eq!(out[0].time, Time(2000));
+        assert_eq!(out[0].mapped, vec![(Key::new("a"), 15.0)]);
+        assert_eq!(r.snapshot(), vec![(Key::new("a"), Avg::new(30, 2))]);
+    }
+
+    #[test]
+    fn malformed_records_are_reported_with_their_position() {
+        let mut d = Driver::new(LabConfig::default(), Duration(1000));
+        d.run_batches(&[vec!["a,1", "oops"]]).unwrap();
+        d.pipe(0, b"b,x");
+        let out = d.advance(1).unwrap();
+        assert_eq!(out[0].malformed.len(), 1);
+        assert_eq!((out[0].malformed[0].partition, out[0].malformed[0].offset), (0, 2));
+    }
+}
