@@ -127,7 +127,19 @@ impl Checkpointer {
         pending: &[BatchInfo],
     ) -> Result<Option<PathBuf>, CheckpointError> {
         let Some(time) = engine.last_completed() else { return Ok(None) };
-        let timer = engine.timer();
+        self.save_job(time, engine.timer(), engine.job(), next_offsets, pending).map(Some)
+    }
+
+    /// Saves `job`'s state as of completed batch `time` on `timer`'s grid (for run loops that hold the job, not
+    /// the engine); returns the file.
+    pub fn save_job<J: Checkpointable>(
+        &mut self,
+        time: Time,
+        timer: &BatchTimer,
+        job: &J,
+        next_offsets: &[NextOffset],
+        pending: &[BatchInfo],
+    ) -> Result<PathBuf, CheckpointError> {
         let meta = CheckpointMeta {
             fingerprint: self.fingerprint.clone(),
             time,
@@ -136,9 +148,9 @@ impl Checkpointer {
             next_offsets: next_offsets.to_vec(),
             pending: pending.to_vec(),
         };
-        let cp = Checkpoint { meta, state: engine.job().state_ref() };
+        let cp = Checkpoint { meta, state: job.state_ref() };
         match &mut self.background {
-            None => self.store.save(&cp).map(Some),
+            None => self.store.save(&cp),
             Some(bg) => {
                 bg.collect(false)?;
                 let bytes = encode(&cp)?;
@@ -148,7 +160,7 @@ impl Checkpointer {
                     bg.collect(true)?;
                 }
                 bg.in_flight += 1;
-                Ok(Some(self.store.dir().join(file_name(time))))
+                Ok(self.store.dir().join(file_name(time)))
             }
         }
     }
@@ -161,16 +173,27 @@ impl Checkpointer {
         pending: &[BatchInfo],
     ) -> Result<Option<PathBuf>, CheckpointError> {
         match engine.last_completed() {
-            Some(t) if self.is_due(t, engine.timer().zero(), engine.timer().interval()) => {
-                self.save(engine, next_offsets, pending)
-            }
-            _ => {
-                if let Some(bg) = &mut self.background {
-                    bg.collect(false)?;
-                }
-                Ok(None)
-            }
+            Some(t) => self.after_batch_of(t, engine.timer(), engine.job(), next_offsets, pending),
+            None => Ok(None),
         }
+    }
+
+    /// As [`Checkpointer::after_batch`], for run loops that hold the job and timer rather than the engine.
+    pub fn after_batch_of<J: Checkpointable>(
+        &mut self,
+        time: Time,
+        timer: &BatchTimer,
+        job: &J,
+        next_offsets: &[NextOffset],
+        pending: &[BatchInfo],
+    ) -> Result<Option<PathBuf>, CheckpointError> {
+        if self.is_due(time, timer.zero(), timer.interval()) {
+            return self.save_job(time, timer, job, next_offsets, pending).map(Some);
+        }
+        if let Some(bg) = &mut self.background {
+            bg.collect(false)?;
+        }
+        Ok(None)
     }
 
     /// Waits until every checkpoint handed to the writer thread is durable (no-op when inline).
@@ -294,4 +317,25 @@ impl<J: Checkpointable> Resumed<J> {
         }
         Ok(())
     }
+}
+
+/// Writes a lab checkpoint's state as a table sorted by key, one `KEY<TAB>SUM<TAB>COUNT<TAB>AVERAGE` line per key
+/// (the average as the JVM prints a double).
+pub fn write_lab_state(state: &LabCheckpoint, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut entries: Vec<(&Key, &Avg)> = state.state.entries.iter().map(|(k, e)| (k, &e.state)).collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut line = String::new();
+    for (k, a) in entries {
+        line.clear();
+        line.push_str(k.as_str());
+        line.push('\t');
+        line.push_str(&a.sum().to_string());
+        line.push('\t');
+        line.push_str(&a.count().to_string());
+        line.push('\t');
+        dstream_core::jvm::write_double(&mut line, a.mean());
+        line.push('\n');
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
 }
