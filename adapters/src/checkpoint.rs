@@ -403,6 +403,11 @@ impl CheckpointStore {
         Ok(store)
     }
 
+    /// A store over an existing directory, for reading only: nothing is created, probed or removed.
+    pub fn open_read_only(dir: impl Into<PathBuf>) -> Self {
+        CheckpointStore { dir: dir.into(), keep: DEFAULT_KEEP }
+    }
+
     /// Keeps the newest `keep` checkpoints (at least 1).
     pub fn with_keep(mut self, keep: usize) -> Self {
         self.keep = keep.max(1);
