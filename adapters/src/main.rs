@@ -588,7 +588,11 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let mut hooks = StatusHooks { malformed_shown: 0, checkpoint };
     let result = run_job(&opts, resume, &mut hooks, stop, &mut out, &mut status);
     if let Some(c) = &mut hooks.checkpoint {
-        c.checkpointer.flush().context("cannot write the last checkpoint")?;
+        let flushed = c.checkpointer.flush();
+        // A failed run's own error says more than a failed last write.
+        if result.is_ok() {
+            flushed.context("cannot write the last checkpoint")?;
+        }
     }
     drop(provisioned);
     let summary = match result {
