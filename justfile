@@ -19,3 +19,7 @@ bench:
 # What CI runs.
 ci:
     bash .ci/run
+
+# Checkpoint write/load cost and its share of batch time (figures for README.md).
+bench-checkpoint:
+    cargo bench -p dstream-adapters --bench checkpoint
