@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 
 const INTERVAL: Duration = Duration(1000);
 
+/// Batches of (partition, message).
+type Batches = Vec<Vec<(usize, Vec<u8>)>>;
+
 #[derive(Debug, Clone, Copy)]
 enum Crash {
     BeforeSave,
@@ -127,7 +130,7 @@ fn run(
     (driver, printed)
 }
 
-fn batches_strategy() -> impl Strategy<Value = (usize, Vec<Vec<(usize, Vec<u8>)>>)> {
+fn batches_strategy() -> impl Strategy<Value = (usize, Batches)> {
     (1usize..=3).prop_flat_map(|parts| {
         let msg = (0..parts, 0u8..4, -50i32..50)
             .prop_map(|(p, k, v)| (p, format!("{},{v}", (b'a' + k) as char).into_bytes()));
