@@ -462,8 +462,9 @@ impl CheckpointStore {
         drop(f);
         fs::rename(&temp, &path).map_err(write(&path))?;
         sync_dir(&self.dir).map_err(write(&path))?;
-        for (_, old) in self.list()?.into_iter().skip(self.keep) {
-            // A file that cannot be removed only costs space; the new checkpoint is already durable.
+        // Retention is best effort: the new checkpoint is already durable, and a file that cannot be listed or
+        // removed only costs space.
+        for (_, old) in self.list().unwrap_or_default().into_iter().skip(self.keep) {
             let _ = fs::remove_file(old);
         }
         Ok(path)
