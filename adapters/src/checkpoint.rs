@@ -528,7 +528,8 @@ impl CheckpointStore {
             n += 1;
         };
         fs::create_dir(&aside).map_err(|source| CheckpointError::NotWritable { path: self.dir.clone(), source })?;
-        for (_, f) in files {
+        // Oldest first: a crash part-way leaves the newest checkpoints in place, as if no reset had been asked.
+        for (_, f) in files.into_iter().rev() {
             let to = aside.join(f.file_name().expect("a listed file has a name"));
             fs::rename(&f, &to).map_err(|source| CheckpointError::Write { path: f.clone(), source })?;
         }
