@@ -24,3 +24,7 @@ generate *ARGS:
 # What CI runs.
 ci:
     bash .ci/run
+
+# Checkpoint write/load cost and its share of batch time (figures for README.md).
+bench-checkpoint:
+    cargo bench -p dstream-adapters --bench checkpoint
