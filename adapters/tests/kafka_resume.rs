@@ -160,3 +160,46 @@ fn saved_offsets_for_partitions_that_are_gone_are_a_clear_error() {
             .expect_err("partition 3 does not exist");
     assert!(err.to_string().contains("has no partition [3]"), "{err}");
 }
+
+/// Holds the first batch until well after the second batch's tick, then produces more records.
+struct SlowFirstBatch {
+    addr: String,
+    counts: Vec<usize>,
+}
+
+impl RunHooks for SlowFirstBatch {
+    fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.counts.push(b.report.records);
+        if self.counts.len() == 1 {
+            // Slow processing: the next tick (time + interval) passes while this batch is still running.
+            let late = b.info.time + b.timer.interval() + Duration::from_millis(500);
+            while dstream_adapters::clock::SystemClock.now() < late {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let mut c =
+                dstream_adapters::kafka::Client::connect(std::slice::from_ref(&self.addr), ClientConfig::default())?;
+            let values: Vec<&[u8]> = vec![b"z,1"; 50];
+            let batch = dstream_adapters::kafka::records::encode_batch(
+                &values,
+                0,
+                dstream_adapters::kafka::records::Codec::None,
+            )?;
+            c.produce("avg", 0, batch, dstream_adapters::kafka::Acks::All)?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_batch_holds_what_its_tick_saw_not_what_arrived_before_it_ran() {
+    let Some(b) = broker() else { return };
+    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "100", "--seed", "2"]));
+    let mut opts = options(b.addr(), 3);
+    opts.batch_interval = Duration::from_secs(1);
+    opts.max_rate_per_partition = 0;
+    let mut hooks = SlowFirstBatch { addr: b.addr().to_string(), counts: vec![] };
+    let (mut out, mut status) = (Vec::new(), Vec::new());
+    run_job(&opts, None, &mut hooks, Arc::new(AtomicBool::new(false)), &mut out, &mut status).unwrap();
+    // Batch 2 was generated at its tick, before the 50 records existed, though it ran after they arrived.
+    assert_eq!(hooks.counts, vec![100, 0, 50]);
+}
