@@ -537,16 +537,16 @@ impl RunHooks for StatusHooks {
         }
         if let Some(c) = &mut self.checkpoint {
             c.done += 1;
-            // The run loop hands over offsets of completed batches only, so nothing is pending: batches generated
-            // ahead of processing are generated again after a restart.
+            // Batches generated ahead of processing are stored as pending, with their ranges: after a restart they
+            // run again over exactly those ranges, and the live stream continues after them.
             let next: Vec<NextOffset> =
                 b.next_offsets.iter().map(|&(partition, offset)| NextOffset { partition, offset }).collect();
             let last = c.stop.load(Ordering::SeqCst) || c.limit == Some(c.done);
             if last {
-                c.checkpointer.save_job(b.info.time, b.timer, b.job, &next, &[])?;
+                c.checkpointer.save_job(b.info.time, b.timer, b.job, &next, b.pending)?;
                 c.checkpointer.flush()?;
             } else {
-                c.checkpointer.after_batch_of(b.info.time, b.timer, b.job, &next, &[])?;
+                c.checkpointer.after_batch_of(b.info.time, b.timer, b.job, &next, b.pending)?;
             }
         }
         Ok(())

@@ -8,10 +8,13 @@ use crate::kafka::direct::{
 use crate::kafka::{Client, ClientConfig, KafkaError};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob};
-use dstream_core::{BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, RecordBatch, Time};
+use dstream_core::{
+    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, OffsetRange, RecordBatch, Time,
+};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Everything `dstream run` needs.
 #[derive(Debug, Clone)]
@@ -200,21 +203,25 @@ pub fn run_job(
     let timer = engine.timer().clone();
 
     // generate thread --(ranges)--> fetch thread --(records)--> this thread; buffers go back for reuse.
+    // `in_flight` lists the batches generated but not yet completed, so a checkpoint can store them as pending.
+    let in_flight: InFlight = Arc::new(Mutex::new(VecDeque::new()));
     let (gen_tx, gen_rx) = unbounded::<Result<GeneratedBatch, KafkaError>>();
     let (tx, rx) = unbounded::<Result<Fetched, KafkaError>>();
     let (free_tx, free_rx) = unbounded::<RecordBatch>();
     let limit = opts.batches;
     let gen_stop = stop.clone();
+    let gen_in_flight = in_flight.clone();
     let generator = std::thread::Builder::new()
         .name("dstream-generate".into())
-        .spawn(move || generate_loop(direct, timer, limit, gen_stop, gen_tx))
+        .spawn(move || generate_loop(direct, timer, limit, gen_stop, gen_tx, gen_in_flight))
         .map_err(RunError::Output)?;
     let fetch_thread = std::thread::Builder::new()
         .name("dstream-fetch".into())
         .spawn(move || fetch_loop(fetcher, gen_rx, tx, free_rx))
         .map_err(RunError::Output)?;
 
-    let result = process_loop(&mut engine, &mut current, summary, hooks, &stop, &rx, &free_tx, out, status, &clock);
+    let result =
+        process_loop(&mut engine, &mut current, &in_flight, summary, hooks, &stop, &rx, &free_tx, out, status, &clock);
     // Tell the fetch thread to finish (it also stops when the channels close) and wait for it.
     let interrupted = stop.swap(true, Ordering::SeqCst);
     drop(rx);
@@ -231,6 +238,7 @@ pub fn run_job(
 fn process_loop(
     engine: &mut Engine<LabJob>,
     current: &mut [(i32, i64)],
+    in_flight: &InFlight,
     mut summary: RunSummary,
     hooks: &mut dyn RunHooks,
     stop: &AtomicBool,
@@ -255,10 +263,18 @@ fn process_loop(
         }
         let info = &generated.info;
         let report = engine.run_batch(info.time, &mut records, clock)?;
-        for r in &info.ranges {
-            if let Some(c) = current.iter_mut().find(|c| c.0 == r.partition) {
-                c.1 = r.until;
+        advance(current, &info.ranges);
+        // Batches generated after this one and not yet completed: pending, with the offsets after them.
+        let pending: Vec<BatchInfo> = {
+            let mut queue = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            while queue.front().is_some_and(|b| b.time <= info.time) {
+                queue.pop_front();
             }
+            queue.iter().cloned().collect()
+        };
+        let mut next = current.to_vec();
+        for b in &pending {
+            advance(&mut next, &b.ranges);
         }
         let done = CompletedBatch {
             info,
@@ -266,8 +282,8 @@ fn process_loop(
             records: &records,
             job: engine.job(),
             engine,
-            next_offsets: current,
-            pending: &[],
+            next_offsets: &next,
+            pending: &pending,
             timer: engine.timer(),
             lag: generated.lag,
         };
@@ -279,6 +295,18 @@ fn process_loop(
         }
     }
     Ok(summary)
+}
+
+/// Batches generated but not yet completed, oldest first.
+type InFlight = Arc<Mutex<VecDeque<BatchInfo>>>;
+
+/// Moves each partition's next offset to the end of its range.
+fn advance(offsets: &mut [(i32, i64)], ranges: &[OffsetRange]) {
+    for r in ranges {
+        if let Some(c) = offsets.iter_mut().find(|c| c.0 == r.partition) {
+            c.1 = c.1.max(r.until);
+        }
+    }
 }
 
 /// Prints a completed batch's output and status line, counts it, and calls the hook.
@@ -315,6 +343,7 @@ fn generate_loop(
     limit: Option<u64>,
     stop: Arc<AtomicBool>,
     tx: Sender<Result<GeneratedBatch, KafkaError>>,
+    in_flight: InFlight,
 ) {
     let clock = SystemClock;
     let mut generated = 0u64;
@@ -333,6 +362,9 @@ fn generate_loop(
         }
         let Some(time) = timer.poll(clock.now()) else { continue };
         let result = direct.generate(time);
+        if let Ok(b) = &result {
+            in_flight.lock().unwrap_or_else(|e| e.into_inner()).push_back(b.info.clone());
+        }
         let failed = result.is_err();
         if tx.send(result).is_err() || failed {
             return;
