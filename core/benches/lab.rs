@@ -1,1 +1,164 @@
-fn main() {}
+//! The lab job over 10,000,000 generated messages in batches of 100,000, beside a hand-written loop doing
+//! the same work, in the same run; then the memory held by a state of 1,000,000 distinct keys.
+//!
+//! Run with `cargo bench -p dstream-core --bench lab`. Figures go to stdout; README.md quotes them.
+
+use dstream_core::lab::{parse_record, LabConfig, LabJob};
+use dstream_core::{BatchTimer, Clock, Duration, Engine, ManualClock, RecordBatch};
+use rustc_hash::FxHashMap;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+struct Counting;
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = System.alloc(l);
+        if !p.is_null() {
+            let now = CURRENT.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        CURRENT.fetch_sub(l.size(), Ordering::Relaxed);
+        System.dealloc(p, l)
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const TOTAL: usize = 10_000_000;
+const PER_BATCH: usize = 100_000;
+
+/// xorshift64*: the lab distribution (letter a-z, value 0-25), reproducible.
+struct Gen(u64);
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn fill(&mut self, batch: &mut RecordBatch, first_offset: i64, n: usize) {
+        batch.clear();
+        let mut buf = [0u8; 8];
+        for i in 0..n {
+            let r = self.next();
+            let key = b'a' + (r % 26) as u8;
+            let v = ((r >> 32) % 26) as u8;
+            buf[0] = key;
+            buf[1] = b',';
+            let len = if v >= 10 {
+                buf[2] = b'0' + v / 10;
+                buf[3] = b'0' + v % 10;
+                4
+            } else {
+                buf[2] = b'0' + v;
+                3
+            };
+            batch.push(0, first_offset + i as i64, 0, None, &buf[..len]);
+        }
+    }
+}
+
+/// The same work written by hand: parse, hash-map update, push the average into a reused Vec.
+fn hand_loop(batch: &RecordBatch, state: &mut FxHashMap<String, (i64, u64)>, out: &mut Vec<f64>) -> usize {
+    out.clear();
+    let mut bad = 0;
+    for rec in batch.iter() {
+        let Ok((k, v)) = parse_record(rec.value) else {
+            bad += 1;
+            continue;
+        };
+        let e = match state.get_mut(k) {
+            Some(e) => e,
+            None => state.entry(k.to_string()).or_insert((0, 0)),
+        };
+        e.0 += v;
+        e.1 += 1;
+        out.push(e.0 as f64 / e.1 as f64);
+    }
+    bad
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let total = if quick { TOTAL / 10 } else { TOTAL };
+    let mut batch = RecordBatch::with_capacity(PER_BATCH, PER_BATCH * 5);
+
+    // Engine.
+    let mut clock = ManualClock::default();
+    let interval = Duration::from_secs(2);
+    let mut config = LabConfig { print: None, ..LabConfig::default() };
+    if let Ok(n) = std::env::var("PARTS") {
+        config.state.num_partitions = n.parse().unwrap();
+    }
+    let mut engine = Engine::new(LabJob::new(config), BatchTimer::first_start(clock.now(), interval));
+    // The hand-written loop runs on the same batch right after the engine, so both see the same machine load.
+    let mut gen = Gen(0x9E37_79B9_7F4A_7C15);
+    let mut state: FxHashMap<String, (i64, u64)> = FxHashMap::default();
+    let mut out = Vec::with_capacity(PER_BATCH);
+    let (mut engine_secs, mut hand_secs) = (0.0, 0.0);
+    let (mut checksum_engine, mut checksum_hand) = (0.0, 0.0);
+    for b in 0..total / PER_BATCH {
+        gen.fill(&mut batch, (b * PER_BATCH) as i64, PER_BATCH);
+        clock.advance(interval);
+        let t = engine.poll_due(clock.now()).expect("due");
+        let start = Instant::now();
+        engine.run_batch(t, &mut batch, &clock).expect("batch runs");
+        engine_secs += start.elapsed().as_secs_f64();
+        checksum_engine += engine.job().last_output().last().map_or(0.0, |o| o.1);
+
+        let start = Instant::now();
+        hand_loop(&batch, &mut state, &mut out);
+        hand_secs += start.elapsed().as_secs_f64();
+        checksum_hand += out.last().copied().unwrap_or(0.0);
+    }
+    assert_eq!(checksum_engine, checksum_hand, "engine and hand loop must agree");
+
+    let engine_rate = total as f64 / engine_secs / 1e6;
+    let hand_rate = total as f64 / hand_secs / 1e6;
+    println!("lab job, {total} messages in batches of {PER_BATCH}");
+    println!("  dstream engine : {engine_rate:8.1} M records/s ({engine_secs:.3} s)");
+    println!("  hand-written   : {hand_rate:8.1} M records/s ({hand_secs:.3} s)");
+    println!("  engine / hand  : {:8.2} x the hand loop's time", engine_secs / hand_secs);
+
+    if std::env::args().any(|a| a == "--no-memory") {
+        return;
+    }
+    // Memory for 1,000,000 distinct keys.
+    drop(engine);
+    drop(state);
+    let keys = 1_000_000;
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let mut clock = ManualClock::default();
+    let config = LabConfig { print: None, ..LabConfig::default() };
+    let mut engine = Engine::new(LabJob::new(config), BatchTimer::first_start(clock.now(), interval));
+    let mut line = String::new();
+    for b in 0..keys / PER_BATCH {
+        batch.clear();
+        for i in 0..PER_BATCH {
+            use std::fmt::Write;
+            line.clear();
+            let _ = write!(line, "key{:07},{}", b * PER_BATCH + i, i % 26);
+            batch.push(0, (b * PER_BATCH + i) as i64, 0, None, line.as_bytes());
+        }
+        clock.advance(interval);
+        let t = engine.poll_due(clock.now()).expect("due");
+        engine.run_batch(t, &mut batch, &clock).expect("batch runs");
+    }
+    let held = CURRENT.load(Ordering::Relaxed) - base;
+    let peak = PEAK.load(Ordering::Relaxed) - base;
+    assert_eq!(engine.job().key_count(), keys);
+    println!(
+        "state of {keys} distinct keys: {:.1} MB held, {:.1} MB peak (heap, incl. batch buffers)",
+        held as f64 / 1e6,
+        peak as f64 / 1e6
+    );
+}

@@ -152,8 +152,11 @@ mod tests {
 
     #[test]
     fn batches_run_in_order_and_report_delays() {
-        let job = Graph::new()
-            .output(input(|r| Ok::<_, String>(r.value.len() as i64), MalformedPolicy::Skip).count().print(10));
+        let job = Graph::new().output(
+            input(|r: crate::RecordRef<'_>| Ok::<_, String>(r.value.len() as i64), MalformedPolicy::Skip)
+                .count()
+                .print(10),
+        );
         let mut clock = ManualClock::default();
         let mut engine = Engine::new(job, BatchTimer::first_start(clock.now(), Duration(1000)));
         clock.advance(Duration(3000));

@@ -223,6 +223,7 @@ impl StableHash for u32 {
 }
 
 /// Spark's `HashPartitioner.getPartition`: the non-negative `hashCode mod n`.
+#[inline]
 pub fn partition_of<K: StableHash + ?Sized>(key: &K, n: usize) -> usize {
     if n <= 1 {
         return 0;

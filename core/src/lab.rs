@@ -1,14 +1,15 @@
 //! The lab's job: `"KEY,VALUE"` messages, a running average per key with `mapWithState`, printed as Spark does.
 
 use crate::jvm::write_double;
+use crate::key::Key;
 use crate::print::write_batch;
 use crate::record::RecordRef;
 use crate::state::{State, StateError, StateSpecOptions};
 use crate::stream::{
     input, BatchContext, DStream, DStreamExt, Input, Job, JobError, MalformedPolicy, MapWithState,
-    MapWithStateCheckpoint, SimpleFn, StateSpec,
+    MapWithStateCheckpoint, MappingFunction, RecordParser, StateSpec,
 };
-use compact_str::CompactString;
+use crate::time::Time;
 use serde::{Deserialize, Serialize};
 
 /// The job's name, as recorded in checkpoints and recordings.
@@ -38,6 +39,7 @@ pub enum LabParseError {
 }
 
 /// Parses a message value as `KEY,VALUE`; the key borrows from the input.
+#[inline]
 pub fn parse_record(value: &[u8]) -> Result<(&str, i64), LabParseError> {
     let comma = value.iter().position(|&b| b == b',').ok_or(LabParseError::NoComma)?;
     let (key, rest) = (&value[..comma], &value[comma + 1..]);
@@ -49,6 +51,7 @@ pub fn parse_record(value: &[u8]) -> Result<(&str, i64), LabParseError> {
 }
 
 /// Parses an optionally signed decimal integer with no spaces.
+#[inline]
 pub fn parse_i64(s: &[u8]) -> Result<i64, LabParseError> {
     let (neg, digits) = match s.first() {
         None => return Err(LabParseError::EmptyValue),
@@ -82,26 +85,45 @@ pub fn parse_i64(s: &[u8]) -> Result<i64, LabParseError> {
     }
 }
 
-/// A key's running sum and count.
+/// A key's running sum and count; the sum is 128 bits wide (kept as two words, 8-byte aligned) so it never overflows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Avg {
-    /// Sum of the values seen (wide enough never to overflow).
-    pub sum: i128,
-    /// Number of values seen.
-    pub count: u64,
+    sum_hi: i64,
+    sum_lo: u64,
+    count: u64,
 }
 
 impl Avg {
+    /// A state with the given sum and count.
+    pub fn new(sum: i128, count: u64) -> Self {
+        Avg { sum_hi: (sum >> 64) as i64, sum_lo: sum as u64, count }
+    }
+    /// Sum of the values seen.
+    #[inline]
+    pub fn sum(&self) -> i128 {
+        ((self.sum_hi as i128) << 64) | self.sum_lo as i128
+    }
+    /// Number of values seen.
+    #[inline]
+    pub fn count(&self) -> u64 {
+        self.count
+    }
     /// Adds one value.
     #[inline]
     pub fn add(&mut self, v: i64) {
-        self.sum += v as i128;
+        let (lo, carry) = self.sum_lo.overflowing_add(v as u64);
+        // Sign-extend v into the high word, plus the carry out of the low word.
+        self.sum_hi = self.sum_hi.wrapping_add((v >> 63) + carry as i64);
+        self.sum_lo = lo;
         self.count += 1;
     }
     /// The mean, correctly rounded to the nearest f64.
     #[inline]
     pub fn mean(&self) -> f64 {
-        mean(self.sum, self.count)
+        if self.sum_hi == 0 && self.sum_lo < (1 << 53) && self.count < (1 << 53) {
+            return (self.sum_lo as i64) as f64 / (self.count as i64) as f64;
+        }
+        mean(self.sum(), self.count)
     }
 }
 
@@ -153,18 +175,44 @@ impl Default for LabConfig {
 }
 
 /// The mapped element: (key, running average).
-pub type Output = (CompactString, f64);
-type ParseFn = fn(RecordRef<'_>) -> Result<(CompactString, i64), LabParseError>;
-type AverageFn = fn(&CompactString, Option<i64>, &mut State<Avg>) -> Result<Output, StateError>;
-type Stream = MapWithState<Input<ParseFn>, SimpleFn<AverageFn>, CompactString, Avg>;
+pub type Output = (Key, f64);
+type Stream = MapWithState<Input<LabParser>, AverageFn, Key, Avg>;
 
-fn parse_lab(rec: RecordRef<'_>) -> Result<(CompactString, i64), LabParseError> {
-    let (k, v) = parse_record(rec.value)?;
-    Ok((CompactString::new(k), v))
+/// The lab's record parser: `KEY,VALUE` into (key, value).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LabParser;
+
+impl RecordParser for LabParser {
+    type Item = (Key, i64);
+    type Error = LabParseError;
+    #[inline]
+    fn parse(&mut self, rec: RecordRef<'_>) -> Result<(Key, i64), LabParseError> {
+        let (k, v) = parse_record(rec.value)?;
+        Ok((Key::new(k), v))
+    }
+}
+
+/// The lab's mapping function, [`average`], as a nameable type.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AverageFn;
+
+impl MappingFunction<Key, i64, Avg> for AverageFn {
+    type Output = Output;
+    #[inline(always)]
+    fn call(
+        &mut self,
+        _time: Time,
+        key: &Key,
+        value: Option<i64>,
+        state: &mut State<'_, Avg>,
+    ) -> Result<Option<Output>, StateError> {
+        average(key, value, state).map(Some)
+    }
 }
 
 /// The mapping function: add the value, emit the new average; a timing-out key emits its last average.
-pub fn average(key: &CompactString, value: Option<i64>, state: &mut State<Avg>) -> Result<Output, StateError> {
+#[inline(always)]
+pub fn average(key: &Key, value: Option<i64>, state: &mut State<'_, Avg>) -> Result<Output, StateError> {
     match value {
         Some(v) => {
             let mut a = state.get_option().copied().unwrap_or_default();
@@ -184,7 +232,7 @@ pub struct LabJob {
 }
 
 /// The lab job's checkpointable state.
-pub type LabCheckpoint = MapWithStateCheckpoint<CompactString, Avg>;
+pub type LabCheckpoint = MapWithStateCheckpoint<Key, Avg>;
 
 impl LabJob {
     /// A job with the given configuration and no state.
@@ -193,11 +241,9 @@ impl LabJob {
     }
 
     /// A job whose state starts from `initial` (stamped with the first batch's time).
-    pub fn with_initial_state(config: LabConfig, initial: Vec<(CompactString, Avg)>) -> Self {
-        let parse: ParseFn = parse_lab;
-        let f: AverageFn = average;
-        let spec = StateSpec::function(f).options(config.state.clone()).initial_state(initial);
-        let stream = input(parse, config.malformed).map_with_state(spec);
+    pub fn with_initial_state(config: LabConfig, initial: Vec<(Key, Avg)>) -> Self {
+        let spec = StateSpec::with_mapping(AverageFn).options(config.state.clone()).initial_state(initial);
+        let stream = input(LabParser, config.malformed).map_with_state(spec);
         LabJob { config, stream, out: Vec::new() }
     }
 
@@ -210,16 +256,24 @@ impl LabJob {
         &self.out
     }
     /// Every key's (sum, count), sorted by key.
-    pub fn snapshot(&self) -> Vec<(CompactString, Avg)> {
+    pub fn snapshot(&self) -> Vec<(Key, Avg)> {
         self.stream.state().sorted_states()
     }
+    /// Number of keys with state.
+    pub fn key_count(&self) -> usize {
+        self.stream.state().len()
+    }
     /// Every key's current average, sorted by key.
-    pub fn averages(&self) -> Vec<(CompactString, f64)> {
+    pub fn averages(&self) -> Vec<(Key, f64)> {
         self.snapshot().into_iter().map(|(k, a)| (k, a.mean())).collect()
     }
     /// The state to checkpoint.
     pub fn checkpoint(&self) -> LabCheckpoint {
         self.stream.checkpoint()
+    }
+    /// The state to checkpoint, borrowed (serialises as `checkpoint()`, entries unsorted; no copy).
+    pub fn checkpoint_ref(&self) -> crate::stream::MapWithStateCheckpointRef<'_, Key, Avg> {
+        self.stream.checkpoint_ref()
     }
     /// Restores state from a checkpoint.
     pub fn restore(&mut self, cp: LabCheckpoint) {
@@ -228,7 +282,7 @@ impl LabJob {
     /// Appends the JVM text of one output element to `s`.
     pub fn write_element(s: &mut String, e: &Output) {
         s.push('(');
-        s.push_str(&e.0);
+        s.push_str(e.0.as_str());
         s.push(',');
         write_double(s, e.1);
         s.push(')');
@@ -310,5 +364,29 @@ mod tests {
         assert_eq!(mean((1i128 << 54) + 3, 2), 9007199254740994.0);
         assert_eq!(mean(i64::MIN as i128, 1), -9_223_372_036_854_775_808.0);
         assert!(mean(1, 0).is_nan());
+    }
+}
+
+#[cfg(test)]
+mod avg_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn avg_sum_matches_i128(values in proptest::collection::vec(any::<i64>(), 0..50)) {
+            let mut a = Avg::default();
+            let mut want: i128 = 0;
+            for v in &values {
+                a.add(*v);
+                want += *v as i128;
+                prop_assert_eq!(a.sum(), want);
+            }
+            prop_assert_eq!(a.count(), values.len() as u64);
+            prop_assert_eq!(Avg::new(want, a.count()), a);
+            if !values.is_empty() {
+                prop_assert_eq!(a.mean(), mean(want, values.len() as u64));
+            }
+        }
     }
 }

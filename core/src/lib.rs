@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod jvm;
+pub mod key;
 pub mod lab;
 pub mod print;
 pub mod record;
@@ -15,8 +16,9 @@ pub mod time;
 
 pub use compact_str::CompactString;
 pub use engine::{BatchInfo, BatchReport, Engine, EngineError, Totals};
+pub use key::Key;
 pub use record::{OffsetRange, RecordBatch, RecordRef};
-pub use state::{State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
+pub use state::{OutputOrder, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
 pub use stream::{
     input, BatchContext, DStream, DStreamExt, Graph, Job, JobError, Malformed, MalformedPolicy, OutputOp, StateSpec,
 };

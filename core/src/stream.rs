@@ -3,7 +3,7 @@
 use crate::jvm::{JvmDisplay, StableHash};
 use crate::print::write_batch;
 use crate::record::{RecordBatch, RecordRef};
-use crate::state::{Slot, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
+use crate::state::{OutputOrder, Slot, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
 use crate::time::{Duration, Time};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,17 @@ pub trait DStream {
     type Item;
     /// Computes this batch's elements; `Ok(false)` means no output at this time (a window between slides).
     fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<Self::Item>) -> Result<bool, JobError>;
+
+    /// Computes this batch's elements into `sink` one by one; streams that can, do it without a buffer.
+    fn compute_each<G: FnMut(Self::Item)>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError>
+    where
+        Self: Sized,
+    {
+        let mut buf = Vec::new();
+        let has = self.compute(ctx, &mut buf)?;
+        buf.into_iter().for_each(sink);
+        Ok(has)
+    }
 }
 
 /// An output operation, run once per batch in registration order.
@@ -136,6 +147,25 @@ impl Job for Graph {
 // ---------------------------------------------------------------------------------------------
 // Sources
 
+/// Turns an input record into a stream element.
+pub trait RecordParser {
+    /// The element type.
+    type Item;
+    /// Why a record is refused.
+    type Error: fmt::Display;
+    /// Parses one record.
+    fn parse(&mut self, rec: RecordRef<'_>) -> Result<Self::Item, Self::Error>;
+}
+
+impl<T, E: fmt::Display, F: FnMut(RecordRef<'_>) -> Result<T, E>> RecordParser for F {
+    type Item = T;
+    type Error = E;
+    #[inline]
+    fn parse(&mut self, rec: RecordRef<'_>) -> Result<T, E> {
+        self(rec)
+    }
+}
+
 /// The input stream: parses each record of the batch, in (partition, offset) order.
 pub struct Input<F> {
     parse: F,
@@ -143,23 +173,27 @@ pub struct Input<F> {
 }
 
 /// The input stream of a job, with a parser from records to elements.
-pub fn input<T, E, F>(parse: F, policy: MalformedPolicy) -> Input<F>
-where
-    F: FnMut(RecordRef<'_>) -> Result<T, E>,
-    E: fmt::Display,
-{
+pub fn input<F: RecordParser>(parse: F, policy: MalformedPolicy) -> Input<F> {
     Input { parse, policy }
 }
 
-impl<T, E: fmt::Display, F: FnMut(RecordRef<'_>) -> Result<T, E>> DStream for Input<F> {
-    type Item = T;
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<T>) -> Result<bool, JobError> {
+impl<F: RecordParser> DStream for Input<F> {
+    type Item = F::Item;
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<F::Item>) -> Result<bool, JobError> {
         out.reserve(ctx.input.len());
+        self.compute_each(ctx, |v| out.push(v))
+    }
+
+    fn compute_each<G: FnMut(F::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         for rec in ctx.input.iter() {
-            match (self.parse)(rec) {
-                Ok(v) => out.push(v),
+            match self.parse.parse(rec) {
+                Ok(v) => sink(v),
                 Err(e) => {
-                    let m = Malformed { partition: rec.partition, offset: rec.offset, reason: e.to_string() };
+                    let m = Malformed {
+                        partition: rec.partition,
+                        offset: rec.offset,
+                        reason: format!("{e} (value {:?})", preview(rec.value)),
+                    };
                     if self.policy == MalformedPolicy::Fail {
                         return Err(JobError::Malformed(m));
                     }
@@ -169,6 +203,15 @@ impl<T, E: fmt::Display, F: FnMut(RecordRef<'_>) -> Result<T, E>> DStream for In
         }
         Ok(true)
     }
+}
+
+fn preview(value: &[u8]) -> String {
+    const MAX: usize = 60;
+    let mut s = String::from_utf8_lossy(&value[..value.len().min(MAX)]).into_owned();
+    if value.len() > MAX {
+        s.push_str("...");
+    }
+    s
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -186,6 +229,10 @@ impl<P: DStream, U, F: FnMut(P::Item) -> U> DStream for Map<P, F> {
         let has = self.parent.compute(ctx, &mut self.buf)?;
         out.extend(self.buf.drain(..).map(&mut self.f));
         Ok(has)
+    }
+    fn compute_each<G: FnMut(U)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let f = &mut self.f;
+        self.parent.compute_each(ctx, |x| sink(f(x)))
     }
 }
 
@@ -216,6 +263,14 @@ impl<P: DStream, F: FnMut(&P::Item) -> bool> DStream for Filter<P, F> {
         let has = self.parent.compute(ctx, &mut self.buf)?;
         out.extend(self.buf.drain(..).filter(&mut self.f));
         Ok(has)
+    }
+    fn compute_each<G: FnMut(P::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let f = &mut self.f;
+        self.parent.compute_each(ctx, |x| {
+            if f(&x) {
+                sink(x)
+            }
+        })
     }
 }
 
@@ -513,7 +568,7 @@ pub trait MappingFunction<K, V, S> {
         time: Time,
         key: &K,
         value: Option<V>,
-        state: &mut State<S>,
+        state: &mut State<'_, S>,
     ) -> Result<Option<Self::Output>, StateError>;
 }
 
@@ -521,11 +576,17 @@ pub trait MappingFunction<K, V, S> {
 pub struct FullFn<F>(pub F);
 impl<K, V, S, M, F> MappingFunction<K, V, S> for FullFn<F>
 where
-    F: FnMut(Time, &K, Option<V>, &mut State<S>) -> Result<Option<M>, StateError>,
+    F: FnMut(Time, &K, Option<V>, &mut State<'_, S>) -> Result<Option<M>, StateError>,
 {
     type Output = M;
     #[inline]
-    fn call(&mut self, time: Time, key: &K, value: Option<V>, state: &mut State<S>) -> Result<Option<M>, StateError> {
+    fn call(
+        &mut self,
+        time: Time,
+        key: &K,
+        value: Option<V>,
+        state: &mut State<'_, S>,
+    ) -> Result<Option<M>, StateError> {
         (self.0)(time, key, value, state)
     }
 }
@@ -534,11 +595,17 @@ where
 pub struct SimpleFn<F>(pub F);
 impl<K, V, S, M, F> MappingFunction<K, V, S> for SimpleFn<F>
 where
-    F: FnMut(&K, Option<V>, &mut State<S>) -> Result<M, StateError>,
+    F: FnMut(&K, Option<V>, &mut State<'_, S>) -> Result<M, StateError>,
 {
     type Output = M;
     #[inline]
-    fn call(&mut self, _time: Time, key: &K, value: Option<V>, state: &mut State<S>) -> Result<Option<M>, StateError> {
+    fn call(
+        &mut self,
+        _time: Time,
+        key: &K,
+        value: Option<V>,
+        state: &mut State<'_, S>,
+    ) -> Result<Option<M>, StateError> {
         (self.0)(key, value, state).map(Some)
     }
 }
@@ -554,16 +621,20 @@ impl<K, S> StateSpec<(), K, S> {
     /// A spec from the simple form `(key, value, state) -> output`.
     pub fn function<V, M, G>(f: G) -> StateSpec<SimpleFn<G>, K, S>
     where
-        G: FnMut(&K, Option<V>, &mut State<S>) -> Result<M, StateError>,
+        G: FnMut(&K, Option<V>, &mut State<'_, S>) -> Result<M, StateError>,
     {
         StateSpec { func: SimpleFn(f), initial: Vec::new(), options: StateSpecOptions::default() }
     }
     /// A spec from the full form `(time, key, value, state) -> optional output`.
     pub fn full<V, M, G>(f: G) -> StateSpec<FullFn<G>, K, S>
     where
-        G: FnMut(Time, &K, Option<V>, &mut State<S>) -> Result<Option<M>, StateError>,
+        G: FnMut(Time, &K, Option<V>, &mut State<'_, S>) -> Result<Option<M>, StateError>,
     {
         StateSpec { func: FullFn(f), initial: Vec::new(), options: StateSpecOptions::default() }
+    }
+    /// A spec from any `MappingFunction` value (a nameable type, so the job's type can be written down).
+    pub fn with_mapping<F>(f: F) -> StateSpec<F, K, S> {
+        StateSpec { func: f, initial: Vec::new(), options: StateSpecOptions::default() }
     }
 }
 
@@ -593,6 +664,11 @@ impl<F, K, S> StateSpec<F, K, S> {
         self.options.timeout_scan = scan;
         self
     }
+    /// Order of outputs within a batch.
+    pub fn output_order(mut self, order: OutputOrder) -> Self {
+        self.options.output_order = order;
+        self
+    }
     /// All options at once.
     pub fn options(mut self, options: StateSpecOptions) -> Self {
         self.options = options;
@@ -609,6 +685,17 @@ pub struct MapWithStateCheckpoint<K, S> {
     pub state: StateSnapshot<K, S>,
 }
 
+/// A borrowed view of a `mapWithState` stream's checkpointable content; serialises as `MapWithStateCheckpoint`
+/// (entries unsorted), without copying the state.
+#[derive(Serialize)]
+#[serde(rename = "MapWithStateCheckpoint")]
+pub struct MapWithStateCheckpointRef<'a, K: Serialize + Hash + Eq + StableHash, S: Serialize> {
+    /// Whether the initial state has been applied.
+    pub initialized: bool,
+    /// The state.
+    pub state: crate::state::StateSnapshotRef<'a, K, S>,
+}
+
 /// `mapWithState`: one call per record in order, state threaded between calls, timeouts scanned after the data.
 pub struct MapWithState<P: DStream, F, K, S> {
     parent: P,
@@ -617,8 +704,8 @@ pub struct MapWithState<P: DStream, F, K, S> {
     options: StateSpecOptions,
     initialized: bool,
     map: StateMap<K, S>,
-    buf: Vec<P::Item>,
     expired: Vec<K>,
+    tags: Vec<u32>,
 }
 
 impl<P, F, K, V, S> DStream for MapWithState<P, F, K, S>
@@ -636,49 +723,58 @@ where
             }
             self.initialized = true;
         }
-        self.parent.compute(ctx, &mut self.buf)?;
         let has_timeout = self.options.timeout.is_some();
-        out.reserve(self.buf.len());
         let map = &mut self.map;
         let func = &mut self.func;
         let n = map.parts.len();
         let mut failure = None;
-        for (k, v) in self.buf.drain(..) {
+        let by_partition = self.options.output_order == OutputOrder::SparkPartitions && n > 1;
+        let first_out = out.len();
+        let tags = &mut self.tags;
+        tags.clear();
+        self.parent.compute_each(ctx, |(k, v)| {
             if failure.is_some() {
-                continue;
+                return;
             }
             let p = if n == 1 { 0 } else { crate::jvm::partition_of(&k, n) };
             let part = &mut map.parts[p];
             let r = match part.get_mut(&k) {
                 Some(slot) => {
-                    let mut st = State::wrap(slot.value.take(), false);
+                    let mut st = State::lend(&mut slot.value);
                     let r = func.call(time, &k, Some(v), &mut st);
-                    if st.is_removed() {
+                    let (removed, touched) = (st.is_removed(), st.is_updated() || has_timeout);
+                    if removed {
                         part.remove(&k);
-                    } else {
-                        if st.is_updated() || (has_timeout && st.exists()) {
-                            slot.updated_at = time;
-                        }
-                        slot.value = st.into_option();
+                    } else if touched {
+                        slot.updated_at = time;
                     }
                     r
                 }
                 None => {
                     let mut st = State::wrap(None, false);
                     let r = func.call(time, &k, Some(v), &mut st);
-                    if st.is_updated() && !st.is_removed() {
-                        if let Some(s) = st.into_option() {
-                            part.insert(k.clone(), Slot { value: Some(s), updated_at: time });
-                        }
+                    if let Some(s) = st.into_owned() {
+                        part.insert(k.clone(), Slot { value: s, updated_at: time });
                     }
                     r
                 }
             };
             match r {
-                Ok(Some(m)) => out.push(m),
+                Ok(Some(m)) => {
+                    out.push(m);
+                    if by_partition {
+                        tags.push(p as u32);
+                    }
+                }
                 Ok(None) => {}
                 Err(error) => failure = Some(JobError::State { time, key: format!("{k:?}"), error }),
             }
+        })?;
+        if by_partition {
+            // Stable: arrival order within each partition, as Spark's partitions are concatenated.
+            let mut tagged: Vec<(u32, F::Output)> = tags.drain(..).zip(out.drain(first_out..)).collect();
+            tagged.sort_by_key(|(p, _)| *p);
+            out.extend(tagged.into_iter().map(|(_, m)| m));
         }
         if let Some(e) = failure {
             return Err(e);
@@ -698,7 +794,7 @@ where
                         .extend(map.parts[p].iter().filter(|(_, s)| s.updated_at < threshold).map(|(k, _)| k.clone()));
                     self.expired.sort();
                     for k in self.expired.drain(..) {
-                        let value = map.parts[p].remove(&k).and_then(|s| s.value);
+                        let value = map.parts[p].remove(&k).map(|s| s.value);
                         let mut st = State::wrap(value, true);
                         match func.call(time, &k, None, &mut st) {
                             Ok(Some(m)) => out.push(m),
@@ -730,13 +826,17 @@ where
     pub fn checkpoint(&self) -> MapWithStateCheckpoint<K, S> {
         MapWithStateCheckpoint { initialized: self.initialized, state: self.map.snapshot() }
     }
+    /// Checkpointable content, borrowed: serialises as `checkpoint()` does, without copying or sorting.
+    pub fn checkpoint_ref(&self) -> MapWithStateCheckpointRef<'_, K, S>
+    where
+        K: Serialize,
+        S: Serialize,
+    {
+        MapWithStateCheckpointRef { initialized: self.initialized, state: self.map.snapshot_ref() }
+    }
     /// Replaces the state with a checkpoint's; the partition count stays the spec's.
     pub fn restore(&mut self, cp: MapWithStateCheckpoint<K, S>) {
-        let mut map = StateMap::new(self.options.num_partitions);
-        for (k, e) in cp.state.entries {
-            map.insert(k, e.state, e.updated_at);
-        }
-        self.map = map;
+        self.map = StateMap::from_entries(self.options.num_partitions, cp.state.entries);
         self.initialized = cp.initialized;
         if cp.initialized {
             self.initial.clear();
@@ -969,8 +1069,8 @@ pub trait DStreamExt: DStream + Sized {
             options: spec.options,
             initialized: false,
             map: StateMap::new(n),
-            buf: Vec::new(),
             expired: Vec::new(),
+            tags: Vec::new(),
         }
     }
     /// `print(num)`.

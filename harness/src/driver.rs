@@ -20,8 +20,7 @@
 use crate::recording::Frame;
 use dstream_core::lab::{Avg, LabCheckpoint, LabConfig, LabJob, Output};
 use dstream_core::{
-    BatchTimer, Clock, CompactString, Duration, Engine, EngineError, Job, Malformed, ManualClock, OffsetRange,
-    RecordBatch, Time,
+    BatchTimer, Clock, Duration, Engine, EngineError, Job, Key, Malformed, ManualClock, OffsetRange, RecordBatch, Time,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -58,7 +57,7 @@ impl DriverJob for LabJob {
 
 impl CheckpointJob for LabJob {
     type Checkpoint = LabCheckpoint;
-    type Snapshot = Vec<(CompactString, Avg)>;
+    type Snapshot = Vec<(Key, Avg)>;
     fn checkpoint_state(&self) -> LabCheckpoint {
         self.checkpoint()
     }
@@ -325,10 +324,7 @@ mod tests {
         assert_eq!(out[0].time, Time(1000));
         assert_eq!(out[1].time, Time(2000));
         // Processing order is (partition, offset): b first, then a's two records.
-        assert_eq!(
-            out[0].mapped,
-            vec![(CompactString::new("b"), 2.0), (CompactString::new("a"), 1.0), (CompactString::new("a"), 2.0)]
-        );
+        assert_eq!(out[0].mapped, vec![(Key::new("b"), 2.0), (Key::new("a"), 1.0), (Key::new("a"), 2.0)]);
         assert_eq!(
             out[0].frame.ranges,
             vec![OffsetRange { partition: 0, from: 0, until: 1 }, OffsetRange { partition: 1, from: 0, until: 2 }]
@@ -356,8 +352,8 @@ mod tests {
         assert_eq!(r.pipe(0, b"a,20"), 1);
         let out = r.advance(1).unwrap();
         assert_eq!(out[0].time, Time(2000));
-        assert_eq!(out[0].mapped, vec![(CompactString::new("a"), 15.0)]);
-        assert_eq!(r.snapshot(), vec![(CompactString::new("a"), Avg { sum: 30, count: 2 })]);
+        assert_eq!(out[0].mapped, vec![(Key::new("a"), 15.0)]);
+        assert_eq!(r.snapshot(), vec![(Key::new("a"), Avg::new(30, 2))]);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use crate::recording::RecordingHeader;
 use dstream_core::lab::{average, parse_record, Avg, LabConfig, LabJob, JOB_NAME};
 use dstream_core::{
-    input, BatchContext, CompactString, DStreamExt, Duration, Graph, Job, JobError, MalformedPolicy, RecordRef, State,
+    input, BatchContext, DStreamExt, Duration, Graph, Job, JobError, Key, MalformedPolicy, RecordRef, State,
     StateError, StateSpec, Time, TimeoutScan,
 };
 
@@ -91,10 +91,7 @@ pub fn lab_params(config: &LabConfig) -> Vec<(String, String)> {
 }
 
 /// The lab configuration and initial state described by `params` (defaults for what is absent).
-pub fn lab_config(
-    job: &str,
-    params: &[(String, String)],
-) -> Result<(LabConfig, Vec<(CompactString, Avg)>), JobSpecError> {
+pub fn lab_config(job: &str, params: &[(String, String)]) -> Result<(LabConfig, Vec<(Key, Avg)>), JobSpecError> {
     let mut config = LabConfig::default();
     let mut initial = Vec::new();
     for (name, value) in params {
@@ -144,12 +141,12 @@ fn apply_common(config: &mut LabConfig, name: &str, value: &str) -> Result<(), J
     Ok(())
 }
 
-fn parse_initial(value: &str) -> Option<(CompactString, Avg)> {
+fn parse_initial(value: &str) -> Option<(Key, Avg)> {
     let mut it = value.rsplitn(3, ',');
     let count: u64 = it.next()?.parse().ok()?;
     let sum: i128 = it.next()?.parse().ok()?;
     let key = it.next().filter(|k| !k.is_empty())?;
-    Some((CompactString::new(key), Avg { sum, count }))
+    Some((Key::new(key), Avg::new(sum, count)))
 }
 
 /// Any job behind one type, as a replay builds it from a recording's header.
@@ -168,17 +165,17 @@ impl Job for AnyJob {
     }
 }
 
-fn parse_pair(r: RecordRef<'_>) -> Result<(CompactString, i64), dstream_core::lab::LabParseError> {
-    parse_record(r.value).map(|(k, v)| (CompactString::new(k), v))
+fn parse_pair(r: RecordRef<'_>) -> Result<(Key, i64), dstream_core::lab::LabParseError> {
+    parse_record(r.value).map(|(k, v)| (Key::new(k), v))
 }
 
 /// The mapping function of `average-remove-on-zero`: a value 0 removes the state and emits nothing.
 pub fn average_or_remove(
     _time: Time,
-    key: &CompactString,
+    key: &Key,
     value: Option<i64>,
     state: &mut State<Avg>,
-) -> Result<Option<(CompactString, f64)>, StateError> {
+) -> Result<Option<(Key, f64)>, StateError> {
     if value == Some(0) {
         state.remove()?;
         return Ok(None);
@@ -187,15 +184,13 @@ pub fn average_or_remove(
 }
 
 /// The `average-remove-on-zero` job: mapped stream printed, then `stateSnapshots()` as `(key,sum,count)`.
-pub fn remove_on_zero_job(config: &LabConfig, initial: Vec<(CompactString, Avg)>) -> Graph {
+pub fn remove_on_zero_job(config: &LabConfig, initial: Vec<(Key, Avg)>) -> Graph {
     let spec = StateSpec::full(average_or_remove).options(config.state.clone()).initial_state(initial);
     let (mapped, snapshots) = input(parse_pair, config.malformed).map_with_state(spec).with_snapshots();
     let num = config.print.unwrap_or(0);
     let mut g = Graph::new();
     if config.print.is_some() {
-        g = g
-            .output(mapped.print(num))
-            .output(snapshots.map(|(k, a): (CompactString, Avg)| (k, a.sum, a.count)).print(num));
+        g = g.output(mapped.print(num)).output(snapshots.map(|(k, a): (Key, Avg)| (k, a.sum(), a.count())).print(num));
     }
     g
 }
@@ -265,10 +260,7 @@ mod tests {
         assert!(matches!(lab_config("average", &p("colour", "red")), Err(JobSpecError::UnknownParam { .. })));
         assert!(matches!(lab_config("average", &p("timeout", "soon")), Err(JobSpecError::BadValue { .. })));
         assert!(matches!(lab_config("average", &p("initial", "a,1")), Err(JobSpecError::BadValue { .. })));
-        assert_eq!(
-            lab_config("average", &p("initial", "é,25,2")).unwrap().1,
-            vec![(CompactString::new("é"), Avg { sum: 25, count: 2 })]
-        );
+        assert_eq!(lab_config("average", &p("initial", "é,25,2")).unwrap().1, vec![(Key::new("é"), Avg::new(25, 2))]);
         assert!(matches!(build_named("nope", &[]), Err(JobSpecError::UnknownJob(_))));
         assert!(matches!(build_named(WINDOWED_SUM, &p("window", "4s")), Err(JobSpecError::Missing { .. })));
     }

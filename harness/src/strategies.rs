@@ -2,7 +2,7 @@
 
 use crate::recording::{Frame, Record, Recording, RecordingHeader};
 use dstream_core::lab::LabConfig;
-use dstream_core::{Duration, MalformedPolicy, OffsetRange, StateSpecOptions, Time, TimeoutScan};
+use dstream_core::{Duration, MalformedPolicy, OffsetRange, OutputOrder, StateSpecOptions, Time, TimeoutScan};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -117,6 +117,7 @@ pub fn lab_config(interval: Duration) -> impl Strategy<Value = LabConfig> {
                 timeout: timeout.map(|k| interval * k),
                 checkpoint_interval: cpi.map(|k| interval * k),
                 timeout_scan: scan,
+                output_order: OutputOrder::Arrival,
             },
         })
 }

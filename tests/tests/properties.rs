@@ -1,7 +1,7 @@
 //! Properties of the engine, the driver, recordings and checkpoints over arbitrary streams.
 
 use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob, Output};
-use dstream_core::{CompactString, Duration, Time};
+use dstream_core::{Duration, Key, Time};
 use dstream_harness::driver::{BatchOutput, Driver, DriverCheckpoint};
 use dstream_harness::model::AverageModel;
 use dstream_harness::recording::{Frame, Recording, RecordingHeader};
@@ -122,7 +122,7 @@ proptest! {
         for o in &outs {
             for r in &o.frame.records {
                 if let Some((k, avg)) = model.feed(&r.value) {
-                    want.push((CompactString::new(k), avg));
+                    want.push((Key::from(k), avg));
                 }
             }
         }
@@ -132,7 +132,7 @@ proptest! {
             prop_assert_eq!(&g.0, &w.0);
             prop_assert_eq!(g.1.to_bits(), w.1.to_bits(), "{:?} vs {:?}", g, w);
         }
-        let sums: Vec<(String, i128, u64)> = d.snapshot().into_iter().map(|(k, a)| (k.to_string(), a.sum, a.count)).collect();
+        let sums: Vec<(String, i128, u64)> = d.snapshot().into_iter().map(|(k, a)| (k.to_string(), a.sum(), a.count())).collect();
         prop_assert_eq!(sums, model.sums());
     }
 

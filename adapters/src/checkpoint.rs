@@ -1,0 +1,528 @@
+//! The filesystem checkpoint store: one self-checking file per checkpoint, written atomically, newest K kept.
+//!
+//! File layout (all integers little-endian):
+//!
+//! ```text
+//! magic "DSTRMCKP" (8) | version u32 | meta length u64 | meta (postcard) | state length u64 | state (postcard) | crc32 u32
+//! ```
+//!
+//! The CRC covers every byte before it. The meta section (job fingerprint, batch time, grid, next offsets,
+//! pending batches) is decoded before the state, so a checkpoint of another job is reported as a fingerprint
+//! mismatch, not as a decoding error. State and offsets live in the same file, so they can never disagree.
+
+use dstream_core::lab::LabConfig;
+use dstream_core::{BatchInfo, Duration, Time};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The first bytes of every checkpoint file.
+pub const MAGIC: &[u8; 8] = b"DSTRMCKP";
+/// The format version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// How many checkpoints are kept by default.
+pub const DEFAULT_KEEP: usize = 10;
+
+const FILE_PREFIX: &str = "checkpoint-";
+const TEMP_PREFIX: &str = ".checkpoint-";
+const TEMP_SUFFIX: &str = ".tmp";
+const HEADER_LEN: usize = 8 + 4 + 8;
+
+/// What a checkpoint belongs to: a checkpoint is only resumed by the same job over the same input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// Kafka topic (or source name).
+    pub topic: String,
+    /// Number of partitions of the topic.
+    pub partitions: u32,
+    /// The job's name.
+    pub job: String,
+    /// Parameters that affect the job's state, as (name, value) pairs sorted by name.
+    pub params: Vec<(String, String)>,
+}
+
+impl Fingerprint {
+    /// A fingerprint with the given parameters (sorted by name here).
+    pub fn new(topic: &str, partitions: u32, job: &str, mut params: Vec<(String, String)>) -> Self {
+        params.sort();
+        Fingerprint { topic: topic.to_string(), partitions, job: job.to_string(), params }
+    }
+
+    /// The lab job's fingerprint: only what changes the state counts, so changing `--print` or the malformed
+    /// policy keeps the checkpoint usable. With no timeout the batch interval does not affect state either.
+    pub fn lab(topic: &str, partitions: u32, config: &LabConfig, interval: Duration) -> Self {
+        let s = &config.state;
+        let mut params = vec![("state.timeout".to_string(), s.timeout.map_or("none".to_string(), |d| d.to_string()))];
+        if s.timeout.is_some() {
+            params.push(("batch_interval".to_string(), interval.to_string()));
+            params.push((
+                "state.checkpoint_interval".to_string(),
+                s.checkpoint_interval.map_or("default".to_string(), |d| d.to_string()),
+            ));
+            params.push(("state.timeout_scan".to_string(), format!("{:?}", s.timeout_scan)));
+        }
+        Fingerprint::new(topic, partitions, dstream_core::lab::JOB_NAME, params)
+    }
+
+    /// Every field where `self` (stored) and `current` differ, in a fixed order.
+    pub fn differences(&self, current: &Fingerprint) -> Vec<FingerprintDiff> {
+        let mut d = Vec::new();
+        let mut field = |name: &str, stored: String, now: String| {
+            if stored != now {
+                d.push(FingerprintDiff { field: name.to_string(), stored, current: now });
+            }
+        };
+        field("topic", self.topic.clone(), current.topic.clone());
+        field("partitions", self.partitions.to_string(), current.partitions.to_string());
+        field("job", self.job.clone(), current.job.clone());
+        let mut names: Vec<&String> = self.params.iter().chain(&current.params).map(|(k, _)| k).collect();
+        names.sort();
+        names.dedup();
+        let get = |p: &[(String, String)], name: &str| {
+            p.iter().find(|(k, _)| k == name).map_or("(absent)".to_string(), |(_, v)| v.clone())
+        };
+        for name in names {
+            field(name, get(&self.params, name), get(&current.params, name));
+        }
+        d
+    }
+}
+
+/// One field in which a stored fingerprint differs from the current job's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FingerprintDiff {
+    /// The field's name, e.g. `topic` or `state.timeout`.
+    pub field: String,
+    /// Its value in the checkpoint.
+    pub stored: String,
+    /// Its value in the current job.
+    pub current: String,
+}
+
+impl fmt::Display for FingerprintDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: checkpoint has {:?}, this run has {:?}", self.field, self.stored, self.current)
+    }
+}
+
+/// Where a partition's stream continues: the first offset not yet assigned to any batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NextOffset {
+    /// Partition number.
+    pub partition: i32,
+    /// First offset not covered by any generated batch.
+    pub offset: i64,
+}
+
+/// Everything in a checkpoint but the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// The job and input this checkpoint belongs to.
+    pub fingerprint: Fingerprint,
+    /// The last completed batch, whose result the state holds.
+    pub time: Time,
+    /// The batch grid's origin.
+    pub zero: Time,
+    /// The batch interval.
+    pub interval: Duration,
+    /// Where each partition continues after the last generated batch.
+    pub next_offsets: Vec<NextOffset>,
+    /// Batches generated (ranges fixed) but not completed, oldest first; they run again on restore.
+    pub pending: Vec<BatchInfo>,
+}
+
+/// A whole checkpoint: metadata and the job's state, saved and loaded together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint<S> {
+    /// Fingerprint, time, grid, offsets and pending batches.
+    pub meta: CheckpointMeta,
+    /// The job's state after batch `meta.time`.
+    pub state: S,
+}
+
+/// Why a checkpoint file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CorruptCheckpoint {
+    /// The file could not be read.
+    #[error("cannot read: {0}")]
+    Io(#[from] io::Error),
+    /// Shorter than the smallest possible checkpoint.
+    #[error("truncated: {len} bytes")]
+    TooShort {
+        /// File length.
+        len: usize,
+    },
+    /// The file does not start with the checkpoint magic.
+    #[error("not a dstream checkpoint (bad magic)")]
+    BadMagic,
+    /// Written by a format version this code does not read.
+    #[error("format version {found} is not supported (this dstream reads version {FORMAT_VERSION})")]
+    UnsupportedVersion {
+        /// The version in the file.
+        found: u32,
+    },
+    /// A section length points past the end of the file.
+    #[error("truncated: a section needs {needed} bytes, the file has {len}")]
+    Truncated {
+        /// Bytes the sections claim.
+        needed: u64,
+        /// File length.
+        len: usize,
+    },
+    /// Bytes follow the checksum.
+    #[error("{extra} unexpected bytes after the checksum")]
+    TrailingBytes {
+        /// How many.
+        extra: usize,
+    },
+    /// The checksum does not match the content.
+    #[error("checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupt")]
+    Checksum {
+        /// CRC in the file.
+        stored: u32,
+        /// CRC of the content.
+        computed: u32,
+    },
+    /// A section passed the checksum but does not decode.
+    #[error("cannot decode the {section} section: {source}")]
+    Decode {
+        /// `meta` or `state`.
+        section: &'static str,
+        /// The decoder's error.
+        source: postcard::Error,
+    },
+}
+
+/// A corrupt checkpoint that was skipped in favour of an older one; the caller should print it.
+#[derive(Debug, thiserror::Error)]
+#[error("skipped checkpoint {}: {reason}", path.display())]
+pub struct SkippedCheckpoint {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub reason: CorruptCheckpoint,
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The directory could not be created.
+    #[error("cannot create checkpoint directory {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The directory exists but a file cannot be written in it.
+    #[error("checkpoint directory {} is not writable: {source}", path.display())]
+    NotWritable {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The directory could not be listed.
+    #[error("cannot list checkpoint directory {}: {source}", path.display())]
+    List {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Writing, syncing or renaming a checkpoint failed; the previous checkpoints are untouched.
+    #[error("cannot write checkpoint {}: {source}", path.display())]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The state could not be encoded.
+    #[error("cannot encode checkpoint: {0}")]
+    Encode(#[from] postcard::Error),
+    /// Checkpoint files exist but none can be used.
+    #[error(
+        "no valid checkpoint in {}: {} file(s), all unusable (newest {}: {}); pass --reset-checkpoint to start fresh",
+        dir.display(), skipped.len(), skipped[0].path.display(), skipped[0].reason
+    )]
+    NoValidCheckpoint {
+        /// The directory.
+        dir: PathBuf,
+        /// Every file tried, newest first, with why it failed (never empty).
+        skipped: Vec<SkippedCheckpoint>,
+    },
+    /// The newest valid checkpoint belongs to another job or input.
+    #[error(
+        "checkpoint {} belongs to a different job: {}; use another --checkpoint directory or pass --reset-checkpoint",
+        path.display(), differences.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")
+    )]
+    FingerprintMismatch {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What differs, field by field.
+        differences: Vec<FingerprintDiff>,
+    },
+}
+
+/// A checkpoint read from the store, with the newer files that had to be skipped.
+#[derive(Debug)]
+pub struct Loaded<S> {
+    /// The checkpoint.
+    pub checkpoint: Checkpoint<S>,
+    /// Its file.
+    pub path: PathBuf,
+    /// Newer files that were corrupt or truncated, newest first (print each).
+    pub skipped: Vec<SkippedCheckpoint>,
+}
+
+/// Encodes a checkpoint into the bytes of its file.
+pub fn encode<S: Serialize>(cp: &Checkpoint<S>) -> Result<Vec<u8>, CheckpointError> {
+    let meta = postcard::to_stdvec(&cp.meta)?;
+    let state = postcard::to_stdvec(&cp.state)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + meta.len() + 8 + state.len() + 4);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(meta.len() as u64).to_le_bytes());
+    out.extend_from_slice(&meta);
+    out.extend_from_slice(&(state.len() as u64).to_le_bytes());
+    out.extend_from_slice(&state);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Checks a file's framing and checksum; returns the meta and state sections.
+fn sections(bytes: &[u8]) -> Result<(&[u8], &[u8]), CorruptCheckpoint> {
+    let len = bytes.len();
+    if len < HEADER_LEN + 8 + 4 {
+        if len >= MAGIC.len() && &bytes[..MAGIC.len()] != MAGIC {
+            return Err(CorruptCheckpoint::BadMagic);
+        }
+        return Err(CorruptCheckpoint::TooShort { len });
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(CorruptCheckpoint::BadMagic);
+    }
+    let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+    let meta_len = u64_at(12);
+    let truncated = |needed: u64| CorruptCheckpoint::Truncated { needed, len };
+    // Lengths are checked against the file before anything is sliced or allocated.
+    let state_len_at = (HEADER_LEN as u64).checked_add(meta_len).filter(|&e| e + 8 + 4 <= len as u64);
+    let state_len_at = state_len_at.ok_or_else(|| truncated((HEADER_LEN as u64).saturating_add(meta_len)))? as usize;
+    let state_len = u64_at(state_len_at);
+    let end = (state_len_at as u64 + 8).checked_add(state_len).filter(|&e| e + 4 <= len as u64);
+    let end = end.ok_or_else(|| truncated((state_len_at as u64 + 8).saturating_add(state_len)))? as usize;
+    let stored = u32::from_le_bytes(bytes[end..end + 4].try_into().expect("4 bytes"));
+    let computed = crc32fast::hash(&bytes[..end]);
+    if stored != computed {
+        return Err(CorruptCheckpoint::Checksum { stored, computed });
+    }
+    // Version is checked after the CRC so a flipped version byte reads as corruption, not as a future format.
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(CorruptCheckpoint::UnsupportedVersion { found: version });
+    }
+    if end + 4 != len {
+        return Err(CorruptCheckpoint::TrailingBytes { extra: len - end - 4 });
+    }
+    Ok((&bytes[HEADER_LEN..state_len_at], &bytes[state_len_at + 8..end]))
+}
+
+fn decode_section<T: DeserializeOwned>(bytes: &[u8], section: &'static str) -> Result<T, CorruptCheckpoint> {
+    postcard::from_bytes(bytes).map_err(|source| CorruptCheckpoint::Decode { section, source })
+}
+
+/// Decodes only the metadata of a checkpoint file's bytes (checksum verified).
+pub fn decode_meta(bytes: &[u8]) -> Result<CheckpointMeta, CorruptCheckpoint> {
+    decode_section(sections(bytes)?.0, "meta")
+}
+
+/// Decodes a whole checkpoint from its file's bytes (checksum verified).
+pub fn decode<S: DeserializeOwned>(bytes: &[u8]) -> Result<Checkpoint<S>, CorruptCheckpoint> {
+    let (meta, state) = sections(bytes)?;
+    Ok(Checkpoint { meta: decode_section(meta, "meta")?, state: decode_section(state, "state")? })
+}
+
+/// Reads and decodes one checkpoint file.
+pub fn read_file<S: DeserializeOwned>(path: &Path) -> Result<Checkpoint<S>, CorruptCheckpoint> {
+    decode(&fs::read(path)?)
+}
+
+/// The name of the checkpoint file for batch `time`.
+pub fn file_name(time: Time) -> String {
+    format!("{FILE_PREFIX}{}", time.0)
+}
+
+/// The name of the temporary file a checkpoint for batch `time` is written to before its rename.
+pub fn temp_file_name(time: Time) -> String {
+    format!("{TEMP_PREFIX}{}{TEMP_SUFFIX}", time.0)
+}
+
+fn parse_file_name(name: &str) -> Option<Time> {
+    let digits = name.strip_prefix(FILE_PREFIX)?;
+    let body = digits.strip_prefix('-').unwrap_or(digits);
+    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(Time)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A directory of checkpoint files, newest `keep` retained.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+    keep: usize,
+}
+
+impl CheckpointStore {
+    /// Opens (creating if needed) a checkpoint directory, checks that it is writable and removes temporary files
+    /// left by a writer that crashed before its rename.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, CheckpointError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|source| CheckpointError::CreateDir { path: dir.clone(), source })?;
+        let store = CheckpointStore { dir, keep: DEFAULT_KEEP };
+        let probe = store.dir.join(format!("{TEMP_PREFIX}probe{TEMP_SUFFIX}"));
+        let not_writable = |source| CheckpointError::NotWritable { path: store.dir.clone(), source };
+        File::create(&probe).and_then(|mut f| f.write_all(b"probe")).map_err(not_writable)?;
+        fs::remove_file(&probe).map_err(not_writable)?;
+        for entry in store.entries()? {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
+                fs::remove_file(entry.path()).map_err(not_writable)?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Keeps the newest `keep` checkpoints (at least 1).
+    pub fn with_keep(mut self, keep: usize) -> Self {
+        self.keep = keep.max(1);
+        self
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How many checkpoints are kept.
+    pub fn keep(&self) -> usize {
+        self.keep
+    }
+
+    fn entries(&self) -> Result<Vec<fs::DirEntry>, CheckpointError> {
+        let list = |source| CheckpointError::List { path: self.dir.clone(), source };
+        fs::read_dir(&self.dir).map_err(list)?.collect::<Result<Vec<_>, _>>().map_err(list)
+    }
+
+    /// Every checkpoint file (by name), newest first.
+    pub fn list(&self) -> Result<Vec<(Time, PathBuf)>, CheckpointError> {
+        let mut files: Vec<(Time, PathBuf)> = self
+            .entries()?
+            .into_iter()
+            .filter_map(|e| {
+                let t = parse_file_name(&e.file_name().to_string_lossy())?;
+                e.file_type().ok().filter(|ft| ft.is_file()).map(|_| (t, e.path()))
+            })
+            .collect();
+        files.sort_by_key(|f| std::cmp::Reverse(f.0));
+        Ok(files)
+    }
+
+    /// Writes a checkpoint atomically: temporary file, fsync, rename into place, fsync of the directory; then
+    /// deletes checkpoints beyond the newest `keep`. Returns the file's path.
+    pub fn save<S: Serialize>(&self, cp: &Checkpoint<S>) -> Result<PathBuf, CheckpointError> {
+        let bytes = encode(cp)?;
+        let path = self.dir.join(file_name(cp.meta.time));
+        let temp = self.dir.join(temp_file_name(cp.meta.time));
+        let write = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| CheckpointError::Write { path: p, source }
+        };
+        let mut f = File::create(&temp).map_err(write(&temp))?;
+        f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(write(&temp))?;
+        drop(f);
+        fs::rename(&temp, &path).map_err(write(&path))?;
+        sync_dir(&self.dir).map_err(write(&path))?;
+        for (_, old) in self.list()?.into_iter().skip(self.keep) {
+            // A file that cannot be removed only costs space; the new checkpoint is already durable.
+            let _ = fs::remove_file(old);
+        }
+        Ok(path)
+    }
+
+    /// The newest checkpoint that reads back intact, skipping (and reporting) newer corrupt ones. `Ok(None)` when
+    /// the directory holds no checkpoint; an error when files exist but none is valid, or when the newest valid
+    /// one's fingerprint differs from `expected` (if given).
+    pub fn load_latest<S: DeserializeOwned>(
+        &self,
+        expected: Option<&Fingerprint>,
+    ) -> Result<Option<Loaded<S>>, CheckpointError> {
+        let mut skipped = Vec::new();
+        for (_, path) in self.list()? {
+            let bytes = match fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    skipped.push(SkippedCheckpoint { path, reason: e.into() });
+                    continue;
+                }
+            };
+            let (meta, state) = match sections(&bytes).and_then(|(m, s)| Ok((decode_section(m, "meta")?, s))) {
+                Ok(x) => x,
+                Err(reason) => {
+                    skipped.push(SkippedCheckpoint { path, reason });
+                    continue;
+                }
+            };
+            let meta: CheckpointMeta = meta;
+            if let Some(expected) = expected {
+                let differences = meta.fingerprint.differences(expected);
+                if !differences.is_empty() {
+                    return Err(CheckpointError::FingerprintMismatch { path, differences });
+                }
+            }
+            match decode_section(state, "state") {
+                Ok(state) => return Ok(Some(Loaded { checkpoint: Checkpoint { meta, state }, path, skipped })),
+                Err(reason) => skipped.push(SkippedCheckpoint { path, reason }),
+            }
+        }
+        if skipped.is_empty() {
+            Ok(None)
+        } else {
+            Err(CheckpointError::NoValidCheckpoint { dir: self.dir.clone(), skipped })
+        }
+    }
+
+    /// Moves every checkpoint file into a new subdirectory `discarded-N` (nothing is deleted), so the next run
+    /// starts fresh; returns the subdirectory, or `None` if there was nothing to move.
+    pub fn reset(&self) -> Result<Option<PathBuf>, CheckpointError> {
+        let files = self.list()?;
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let mut n = 1;
+        let aside = loop {
+            let p = self.dir.join(format!("discarded-{n}"));
+            if !p.exists() {
+                break p;
+            }
+            n += 1;
+        };
+        fs::create_dir(&aside).map_err(|source| CheckpointError::NotWritable { path: self.dir.clone(), source })?;
+        for (_, f) in files {
+            let to = aside.join(f.file_name().expect("a listed file has a name"));
+            fs::rename(&f, &to).map_err(|source| CheckpointError::Write { path: f.clone(), source })?;
+        }
+        sync_dir(&self.dir).map_err(|source| CheckpointError::Write { path: self.dir.clone(), source })?;
+        Ok(Some(aside))
+    }
+}

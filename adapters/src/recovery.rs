@@ -1,0 +1,200 @@
+//! Checkpointing a running engine and resuming it exactly once (SPARK-SEMANTICS §5).
+//!
+//! A run loop calls [`Checkpointer::after_batch`] after every completed batch and, on start,
+//! [`Checkpointer::load`] then [`restore`] and [`Resumed::recompute`]: the state comes back as of the
+//! checkpoint's batch, the batches that were generated but not completed are run again over their stored
+//! offset ranges, and the live stream continues from the stored next offsets. Every offset is therefore
+//! reflected in the state exactly once; the printed output of recomputed batches appears again (at least once).
+
+use crate::checkpoint::{
+    Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint, Loaded, NextOffset,
+};
+use dstream_core::key::Key;
+use dstream_core::lab::{Avg, LabCheckpoint, LabJob};
+use dstream_core::stream::MapWithStateCheckpointRef;
+use dstream_core::{
+    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, OffsetRange, RecordBatch, Time,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// A job whose state can be saved and restored.
+pub trait Checkpointable: Job {
+    /// The saved state, as loaded.
+    type State: DeserializeOwned;
+    /// A borrowed view of the state that serialises as `State`.
+    type StateRef<'a>: Serialize
+    where
+        Self: 'a;
+    /// The state as of the last completed batch, borrowed (no copy on the batch path).
+    fn state_ref(&self) -> Self::StateRef<'_>;
+    /// Replaces the state with a saved one.
+    fn restore_state(&mut self, state: Self::State);
+}
+
+impl Checkpointable for LabJob {
+    type State = LabCheckpoint;
+    type StateRef<'a> = MapWithStateCheckpointRef<'a, Key, Avg>;
+    fn state_ref(&self) -> Self::StateRef<'_> {
+        self.checkpoint_ref()
+    }
+    fn restore_state(&mut self, state: LabCheckpoint) {
+        self.restore(state)
+    }
+}
+
+/// Writes checkpoints of one job to a store, every `every` batches of the grid.
+#[derive(Debug, Clone)]
+pub struct Checkpointer {
+    store: CheckpointStore,
+    fingerprint: Fingerprint,
+    every: u64,
+}
+
+impl Checkpointer {
+    /// A checkpointer for the job `fingerprint` describes, saving every `every` batches (at least 1).
+    pub fn new(store: CheckpointStore, fingerprint: Fingerprint, every: u64) -> Self {
+        Checkpointer { store, fingerprint, every: every.max(1) }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &CheckpointStore {
+        &self.store
+    }
+
+    /// The job's fingerprint.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
+    }
+
+    /// True if batch `time` is a checkpoint batch: `(time - zero) / interval` is a multiple of `every`.
+    pub fn is_due(&self, time: Time, zero: Time, interval: Duration) -> bool {
+        let k = (time - zero).millis() / interval.millis().max(1);
+        k.rem_euclid(self.every as i64) == 0
+    }
+
+    /// The newest valid checkpoint of this job (see [`CheckpointStore::load_latest`]).
+    pub fn load<S: DeserializeOwned>(&self) -> Result<Option<Loaded<S>>, CheckpointError> {
+        self.store.load_latest(Some(&self.fingerprint))
+    }
+
+    /// Saves the engine's state as of its last completed batch, with where the stream continues and the
+    /// batches generated after it; returns the file. Does nothing (`Ok(None)`) if no batch has completed.
+    pub fn save<J: Checkpointable>(
+        &self,
+        engine: &Engine<J>,
+        next_offsets: &[NextOffset],
+        pending: &[BatchInfo],
+    ) -> Result<Option<PathBuf>, CheckpointError> {
+        let Some(time) = engine.last_completed() else { return Ok(None) };
+        let timer = engine.timer();
+        let meta = CheckpointMeta {
+            fingerprint: self.fingerprint.clone(),
+            time,
+            zero: timer.zero(),
+            interval: timer.interval(),
+            next_offsets: next_offsets.to_vec(),
+            pending: pending.to_vec(),
+        };
+        let cp = Checkpoint { meta, state: engine.job().state_ref() };
+        self.store.save(&cp).map(Some)
+    }
+
+    /// Saves if the engine's last completed batch is a checkpoint batch; call after every batch.
+    pub fn after_batch<J: Checkpointable>(
+        &self,
+        engine: &Engine<J>,
+        next_offsets: &[NextOffset],
+        pending: &[BatchInfo],
+    ) -> Result<Option<PathBuf>, CheckpointError> {
+        match engine.last_completed() {
+            Some(t) if self.is_due(t, engine.timer().zero(), engine.timer().interval()) => {
+                self.save(engine, next_offsets, pending)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// An engine restored from a checkpoint, with the work left to catch up.
+pub struct Resumed<J> {
+    /// The engine, its state as of the checkpoint's batch, its timer after the last stored batch.
+    pub engine: Engine<J>,
+    /// Where each partition's live stream continues once the pending batches have run.
+    pub next_offsets: Vec<NextOffset>,
+    /// Batches to run again over their stored ranges, oldest first.
+    pub pending: Vec<BatchInfo>,
+    /// The checkpoint's batch.
+    pub checkpoint_time: Time,
+}
+
+/// Why catching up after a restore failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError<E: std::error::Error + 'static> {
+    /// The records of a stored batch could not be fetched (e.g. retention deleted them).
+    #[error("cannot fetch the records of stored batch {time}: {source}")]
+    Fetch {
+        /// The batch.
+        time: Time,
+        /// The source's error.
+        source: E,
+    },
+    /// A recomputed batch failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The checkpoint after a recomputed batch could not be written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// Rebuilds an engine from a checkpoint: `job`'s state is replaced by the stored one. The batch grid is the
+/// stored one if `interval` is unchanged; otherwise a new grid starts after the last stored batch (and `now`).
+pub fn restore<J: Checkpointable>(cp: Checkpoint<J::State>, mut job: J, interval: Duration, now: Time) -> Resumed<J> {
+    let meta = cp.meta;
+    job.restore_state(cp.state);
+    let last = meta.pending.last().map_or(meta.time, |b| b.time.max(meta.time));
+    let timer = if meta.interval == interval {
+        BatchTimer::resume(meta.zero, interval, last)
+    } else {
+        BatchTimer::first_start(now.max(last), interval)
+    };
+    Resumed {
+        engine: Engine::new(job, timer),
+        next_offsets: meta.next_offsets,
+        pending: meta.pending,
+        checkpoint_time: meta.time,
+    }
+}
+
+impl<J: Checkpointable> Resumed<J> {
+    /// Runs every pending batch again over its stored ranges, in order: `fetch` fills the batch with exactly
+    /// the records of the ranges, `on_report` sees each report (print it: at-least-once output), and the
+    /// checkpointer (if any) saves after each, so a crash during catch-up loses nothing either.
+    pub fn recompute<E, F, R>(
+        &mut self,
+        checkpointer: Option<&Checkpointer>,
+        clock: &dyn Clock,
+        mut fetch: F,
+        mut on_report: R,
+    ) -> Result<(), RecoveryError<E>>
+    where
+        E: std::error::Error + 'static,
+        F: FnMut(&[OffsetRange], &mut RecordBatch) -> Result<(), E>,
+        R: FnMut(&BatchReport),
+    {
+        let mut batch = RecordBatch::new();
+        while !self.pending.is_empty() {
+            let info = &self.pending[0];
+            batch.clear();
+            fetch(&info.ranges, &mut batch).map_err(|source| RecoveryError::Fetch { time: info.time, source })?;
+            let report = self.engine.run_batch(info.time, &mut batch, clock)?;
+            on_report(&report);
+            self.pending.remove(0);
+            if let Some(c) = checkpointer {
+                c.after_batch(&self.engine, &self.next_offsets, &self.pending)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! `Key`: a string key that keeps up to 16 bytes inline, built and compared a machine word at a time.
+
+use crate::jvm::{JvmDisplay, StableHash};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cmp::Ordering;
+use std::fmt;
+
+const INLINE: usize = 16;
+
+/// A UTF-8 string key; keys of up to 16 bytes live inline, so making, hashing and comparing them never allocates.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key(Repr);
+
+#[derive(Clone, PartialEq, Eq)]
+enum Repr {
+    Inline([u8; INLINE], u8),
+    Heap(Box<str>),
+}
+
+impl Key {
+    /// A key holding `s`.
+    #[inline]
+    pub fn new(s: &str) -> Self {
+        let b = s.as_bytes();
+        if b.len() <= INLINE {
+            // Assemble in a register and store once: byte-wise stores followed by wide loads stall the CPU.
+            let mut w: u128 = 0;
+            for (i, &x) in b.iter().enumerate() {
+                w |= (x as u128) << (8 * i);
+            }
+            Key(Repr::Inline(w.to_le_bytes(), b.len() as u8))
+        } else {
+            Key(Repr::Heap(s.into()))
+        }
+    }
+
+    /// The key's bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline(b, len) => &b[..*len as usize],
+            Repr::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // Built from a &str, so always valid UTF-8.
+            Repr::Inline(b, len) => std::str::from_utf8(&b[..*len as usize]).unwrap_or_default(),
+            Repr::Heap(s) => s,
+        }
+    }
+}
+
+impl std::hash::Hash for Key {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match &self.0 {
+            Repr::Inline(b, len) => {
+                state.write_u128(u128::from_le_bytes(*b));
+                state.write_u8(*len);
+            }
+            Repr::Heap(s) => s.hash(state),
+        }
+    }
+}
+
+impl From<&str> for Key {
+    fn from(s: &str) -> Self {
+        Key::new(s)
+    }
+}
+impl From<String> for Key {
+    fn from(s: String) -> Self {
+        Key::new(&s)
+    }
+}
+impl PartialEq<str> for Key {
+    fn eq(&self, other: &str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+impl PartialEq<&str> for Key {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl JvmDisplay for Key {
+    fn write_jvm(&self, out: &mut String) {
+        out.push_str(self.as_str())
+    }
+}
+impl StableHash for Key {
+    #[inline]
+    fn stable_hash(&self) -> i32 {
+        match &self.0 {
+            Repr::Inline(b, len) if b[..*len as usize].is_ascii() => {
+                b[..*len as usize].iter().fold(0i32, |h, &c| h.wrapping_mul(31).wrapping_add(c as i32))
+            }
+            _ => self.as_str().stable_hash(),
+        }
+    }
+}
+impl Serialize for Key {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(Key::new(&s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_and_heap_keys_behave_as_strings() {
+        for s in
+            ["", "a", "é", "exactly16bytes!!", "seventeen bytes!!", "a much longer key with spaces", "日本語のキー"]
+        {
+            let k = Key::new(s);
+            assert_eq!(k.as_str(), s);
+            assert_eq!(k, Key::from(s.to_string()));
+            assert_eq!(k.stable_hash(), s.stable_hash());
+            assert_eq!(format!("{k}"), s);
+            assert_eq!(format!("{k:?}"), format!("{s:?}"));
+        }
+        assert!(Key::new("a") < Key::new("b"));
+        assert!(Key::new("ab") > Key::new("a"));
+        assert!(Key::new("zzzzzzzzzzzzzzzzzzzz") > Key::new("a"));
+        assert_ne!(Key::new("a"), Key::new("a\0"));
+        assert_eq!(std::mem::size_of::<Key>(), 24);
+    }
+}

@@ -1,0 +1,292 @@
+//! Golden tests for SPARK-SEMANTICS.md: windows (§3, WindowOperationsSuite), the timeout example (§2.4,
+//! MapWithStateSuite "state timing out"), state removal, snapshots and the `State` errors inside a job.
+//! Every expected value below is worked out by hand from the rules in the comments, not taken from a run.
+
+mod common;
+use common::*;
+use dstream_core::{DStreamExt, Duration, Graph, JobError, StateError, StateSpec, TimeoutScan};
+
+fn s(x: &str) -> String {
+    x.to_string()
+}
+
+#[test]
+fn window_length_4_slide_2() {
+    // Batch i (1 s) holds element i. Output at T with (T - zero) % 2 s == 0 is the union of batches in (T - 4 s, T].
+    // T=2: batches at 1,2 -> {0,1}; T=4: 1..4 -> {0..3}; T=6: 3..6 -> {2..5}; T=8: 5..8 -> {4,5}.
+    let (out, sink) = collector::<i64>();
+    let g = Graph::new().output(pairs().map(|(_, v)| v).window(Duration(4000), Duration(2000)).foreach_batch(sink));
+    run(g, 1000, &[&["x:0"], &["x:1"], &["x:2"], &["x:3"], &["x:4"], &["x:5"]], 2);
+    let got = out.borrow().clone();
+    assert_eq!(got, vec![(2000, vec![0, 1]), (4000, vec![0, 1, 2, 3]), (6000, vec![2, 3, 4, 5]), (8000, vec![4, 5])]);
+}
+
+#[test]
+fn window_length_2_slide_3() {
+    // T=3: (1,3] -> {1,2}; T=6: (4,6] -> {4,5}.
+    let (out, sink) = collector::<i64>();
+    let g = Graph::new().output(pairs().map(|(_, v)| v).window(Duration(2000), Duration(3000)).foreach_batch(sink));
+    run(g, 1000, &[&["x:0"], &["x:1"], &["x:2"], &["x:3"], &["x:4"], &["x:5"]], 0);
+    assert_eq!(out.borrow().clone(), vec![(3000, vec![1, 2]), (6000, vec![4, 5])]);
+}
+
+#[test]
+fn window_must_be_a_multiple_of_the_batch_interval() {
+    let g = Graph::new().output(pairs().window(Duration(1500), Duration(1000)).print(10));
+    let interval = Duration(1000);
+    let mut clock = dstream_core::ManualClock::default();
+    let mut e =
+        dstream_core::Engine::new(g, dstream_core::BatchTimer::first_start(dstream_core::Clock::now(&clock), interval));
+    clock.advance(interval);
+    let err = e.run_batch(dstream_core::Time(1000), &mut dstream_core::RecordBatch::new(), &clock).unwrap_err();
+    assert!(matches!(err, dstream_core::EngineError::Job { source: JobError::Config(_), .. }), "{err}");
+}
+
+const LARGER_SLIDE: &[&[&str]] = &[&["a:1"], &["a:2"], &["a:3"], &["a:4"], &["a:5"], &["a:6"], &[], &[]];
+
+#[test]
+fn reduce_by_key_and_window_larger_slide() {
+    // Window 4 s, slide 2 s: T=2: 1+2=3; T=4: 1+2+3+4=10; T=6: 3+4+5+6=18; T=8: 5+6=11.
+    let want = vec![
+        (2000, vec![(s("a"), 3)]),
+        (4000, vec![(s("a"), 10)]),
+        (6000, vec![(s("a"), 18)]),
+        (8000, vec![(s("a"), 11)]),
+    ];
+    let (out, sink) = collector::<(String, i64)>();
+    let g = Graph::new()
+        .output(pairs().reduce_by_key_and_window(|a, b| a + b, Duration(4000), Duration(2000)).foreach_batch(sink));
+    run(g, 1000, LARGER_SLIDE, 0);
+    assert_eq!(out.borrow().clone(), want);
+
+    let (out, sink) = collector::<(String, i64)>();
+    let g = Graph::new().output(
+        pairs()
+            .reduce_by_key_and_window_inv(
+                |a, b| a + b,
+                |a, b| a - b,
+                Duration(4000),
+                Duration(2000),
+                None::<fn(&(String, i64)) -> bool>,
+            )
+            .foreach_batch(sink),
+    );
+    run(g, 1000, LARGER_SLIDE, 0);
+    assert_eq!(out.borrow().clone(), want);
+}
+
+const KEYS_LEAVE: &[&[&str]] = &[&["a"], &["a", "b"], &["a", "b", "c"], &["a", "b"], &["b"], &[]];
+
+#[test]
+fn reduce_by_key_and_window_keys_that_leave() {
+    // Window 2 s, slide 1 s, counts. Window contents by T:
+    // 1: {a}; 2: {a},{a,b}; 3: {a,b},{a,b,c}; 4: {a,b,c},{a,b}; 5: {a,b},{b}; 6: {b},{}.
+    let (out, sink) = collector::<(String, i64)>();
+    let g = Graph::new()
+        .output(pairs().reduce_by_key_and_window(|a, b| a + b, Duration(2000), Duration(1000)).foreach_batch(sink));
+    run(g, 1000, KEYS_LEAVE, 0);
+    let mut got = out.borrow().clone();
+    for (_, v) in got.iter_mut() {
+        v.sort();
+    }
+    let want = vec![
+        (1000, vec![(s("a"), 1)]),
+        (2000, vec![(s("a"), 2), (s("b"), 1)]),
+        (3000, vec![(s("a"), 2), (s("b"), 2), (s("c"), 1)]),
+        (4000, vec![(s("a"), 2), (s("b"), 2), (s("c"), 1)]),
+        (5000, vec![(s("a"), 1), (s("b"), 2)]),
+        (6000, vec![(s("b"), 1)]),
+    ];
+    assert_eq!(got, want);
+}
+
+#[test]
+fn reduce_by_key_and_window_with_inverse_keeps_zeros_unless_filtered() {
+    // With an inverse, a key stays with value 0 once it has left (Spark's WOS expects ("a",0)).
+    type KeepFn = fn(&(String, i64)) -> bool;
+    let run_inv = |filter: Option<KeepFn>| {
+        let (out, sink) = collector::<(String, i64)>();
+        let g = Graph::new().output(
+            pairs()
+                .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, Duration(2000), Duration(1000), filter)
+                .foreach_batch(sink),
+        );
+        run(g, 1000, KEYS_LEAVE, 0);
+        let got = out.borrow().clone();
+        got
+    };
+    let got = run_inv(None);
+    assert_eq!(got[4], (5000, vec![(s("a"), 1), (s("b"), 2), (s("c"), 0)]));
+    assert_eq!(got[5], (6000, vec![(s("a"), 0), (s("b"), 1), (s("c"), 0)]));
+    let got = run_inv(Some(|kv: &(String, i64)| kv.1 != 0));
+    assert_eq!(got[4], (5000, vec![(s("a"), 1), (s("b"), 2)]));
+    assert_eq!(got[5], (6000, vec![(s("b"), 1)]));
+}
+
+#[test]
+fn update_state_by_key_visits_every_key_every_batch() {
+    // Running count; the function also counts how often it ran per key (state = (count, calls)).
+    let (out, sink) = collector::<(String, (i64, i64))>();
+    let g = Graph::new().output(
+        pairs()
+            .update_state_by_key(|vals: &[i64], st: Option<(i64, i64)>| {
+                let (c, calls) = st.unwrap_or((0, 0));
+                Some((c + vals.iter().sum::<i64>(), calls + 1))
+            })
+            .foreach_batch(sink),
+    );
+    run(g, 1000, &[&["a", "b", "a"], &[], &["b"]], 0);
+    let got = out.borrow().clone();
+    assert_eq!(got[0], (1000, vec![(s("a"), (2, 1)), (s("b"), (1, 1))]));
+    assert_eq!(got[1], (2000, vec![(s("a"), (2, 2)), (s("b"), (1, 2))]));
+    assert_eq!(got[2], (3000, vec![(s("a"), (2, 3)), (s("b"), (2, 3))]));
+}
+
+fn timing_out_run(scan: TimeoutScan) -> Vec<(i64, Vec<String>)> {
+    // MapWithStateSuite "state timing out": batch 1 s, timeout 3 s; the function updates on data and emits the key
+    // only when it is timing out.
+    let mut input: Vec<&[&str]> = vec![&["a", "b", "c"], &["a", "b"], &["a"], &[], &[], &["a"]];
+    input.extend(std::iter::repeat_n(&["a"][..], 20));
+    let spec = StateSpec::full(|_t, k: &String, v: Option<i64>, st: &mut dstream_core::State<'_, i64>| {
+        if v.is_some() {
+            st.update(1)?;
+        }
+        Ok(if st.is_timing_out() { Some(k.clone()) } else { None })
+    })
+    .timeout(Duration(3000))
+    .timeout_scan(scan);
+    let (out, sink) = collector::<String>();
+    let g = Graph::new().output(pairs().map_with_state(spec).foreach_batch(sink));
+    run(g, 1000, &input, 0);
+    let got: Vec<(i64, Vec<String>)> = out.borrow().iter().filter(|(_, v)| !v.is_empty()).cloned().collect();
+    got
+}
+
+#[test]
+fn timeouts_spark_compatible_fire_on_the_checkpoint_batch() {
+    // c last updated at 1 s, b at 2 s. The scan runs only when (T - zero) is a multiple of 10 s: at T=10 the
+    // threshold is 7 s, so b and c expire there, once each; a is refreshed every batch and never expires.
+    assert_eq!(timing_out_run(TimeoutScan::SparkCompatible), vec![(10_000, vec![s("b"), s("c")])]);
+}
+
+#[test]
+fn timeouts_every_batch_fire_as_soon_as_idle_longer_than_timeout() {
+    // Strict rule: expire when T - last > 3 s. c (last 1 s) expires at T=5; b (last 2 s) at T=6.
+    assert_eq!(timing_out_run(TimeoutScan::EveryBatch), vec![(5000, vec![s("c")]), (6000, vec![s("b")])]);
+}
+
+#[test]
+fn map_with_state_running_count_outputs_and_snapshots() {
+    // Simple API running count: each record emits (key, count so far); snapshots hold every live key, sorted,
+    // untouched keys included; a value of 0 removes the key.
+    let spec = StateSpec::function(|k: &String, v: Option<i64>, st: &mut dstream_core::State<'_, i64>| {
+        let v = v.unwrap_or(0);
+        if v == 0 {
+            st.remove()?;
+            return Ok((k.clone(), 0));
+        }
+        let c = st.get_option().copied().unwrap_or(0) + 1;
+        st.update(c)?;
+        Ok((k.clone(), c))
+    });
+    let (mapped, snaps) = pairs().map_with_state(spec).with_snapshots();
+    let (m_out, m_sink) = collector::<(String, i64)>();
+    let (s_out, s_sink) = collector::<(String, i64)>();
+    let g = Graph::new().output(mapped.foreach_batch(m_sink)).output(snaps.foreach_batch(s_sink));
+    run(g, 1000, &[&["b", "a", "b"], &["c"], &["a:0", "b"]], 0);
+    assert_eq!(
+        m_out.borrow().clone(),
+        vec![
+            (1000, vec![(s("b"), 1), (s("a"), 1), (s("b"), 2)]),
+            (2000, vec![(s("c"), 1)]),
+            (3000, vec![(s("a"), 0), (s("b"), 3)]),
+        ]
+    );
+    assert_eq!(
+        s_out.borrow().clone(),
+        vec![
+            (1000, vec![(s("a"), 1), (s("b"), 2)]),
+            (2000, vec![(s("a"), 1), (s("b"), 2), (s("c"), 1)]),
+            (3000, vec![(s("b"), 3), (s("c"), 1)]),
+        ]
+    );
+}
+
+#[test]
+fn initial_state_with_a_function_that_emits_nothing() {
+    // Initial state is stamped with the first batch's time; snapshots change though nothing is emitted.
+    let spec = StateSpec::full(|_t, _k: &String, v: Option<i64>, st: &mut dstream_core::State<'_, i64>| {
+        let c = st.get_option().copied().unwrap_or(0) + v.unwrap_or(0);
+        st.update(c)?;
+        Ok(None::<()>)
+    })
+    .initial_state(vec![(s("a"), 10), (s("z"), 5)]);
+    let (mapped, snaps) = pairs().map_with_state(spec).with_snapshots();
+    let (m_out, m_sink) = collector::<()>();
+    let (s_out, s_sink) = collector::<(String, i64)>();
+    let g = Graph::new().output(mapped.foreach_batch(m_sink)).output(snaps.foreach_batch(s_sink));
+    run(g, 1000, &[&["a:2"], &["b:1"]], 0);
+    assert!(m_out.borrow().iter().all(|(_, v)| v.is_empty()));
+    assert_eq!(
+        s_out.borrow().clone(),
+        vec![(1000, vec![(s("a"), 12), (s("z"), 5)]), (2000, vec![(s("a"), 12), (s("b"), 1), (s("z"), 5)])]
+    );
+}
+
+#[test]
+fn state_misuse_fails_the_batch_with_a_typed_error() {
+    let spec = StateSpec::function(|_k: &String, _v: Option<i64>, st: &mut dstream_core::State<'_, i64>| {
+        st.remove()?;
+        st.update(1)?; // update after remove: IllegalArgumentException in Spark
+        Ok(())
+    });
+    let g = Graph::new().output(pairs().map_with_state(spec).foreach_batch(|_, _| {}));
+    let interval = Duration(1000);
+    let mut clock = dstream_core::ManualClock::default();
+    let mut e =
+        dstream_core::Engine::new(g, dstream_core::BatchTimer::first_start(dstream_core::Clock::now(&clock), interval));
+    clock.advance(interval);
+    let mut b = dstream_core::RecordBatch::new();
+    b.push(0, 0, 0, None, b"k");
+    let err = e.run_batch(dstream_core::Time(1000), &mut b, &clock).unwrap_err();
+    match err {
+        dstream_core::EngineError::Job { source: JobError::State { key, error, .. }, .. } => {
+            assert_eq!(key, "\"k\"");
+            assert_eq!(error, StateError::UpdateAfterRemove);
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn print_of_a_stream_with_count_and_union() {
+    // count emits one element per batch, 0 for an empty batch; union is the first stream then the second.
+    let g = Graph::new()
+        .output(pairs().count().print(10))
+        .output(pairs().map(|(k, _)| k).union(pairs().map(|(k, _)| k.to_uppercase())).print(3));
+    let printed = run(g, 2000, &[&["a", "b"], &[]], 0);
+    let rule = "-------------------------------------------";
+    let want = format!(
+        "{rule}\nTime: 2000 ms\n{rule}\n2\n\n{rule}\nTime: 2000 ms\n{rule}\na\nb\nA\n...\n\n\
+         {rule}\nTime: 4000 ms\n{rule}\n0\n\n{rule}\nTime: 4000 ms\n{rule}\n\n"
+    );
+    assert_eq!(printed, want);
+}
+
+#[test]
+fn spark_partition_order_groups_outputs_as_local_2_would() {
+    // Under 2 partitions a one-letter key's partition is its character code mod 2: b (98), d (100) in
+    // partition 0; a (97), c (99) in partition 1. Spark concatenates partition 0 then 1, arrival order within.
+    let run_order = |order| {
+        let spec =
+            StateSpec::function(|k: &String, _v: Option<i64>, _st: &mut dstream_core::State<'_, i64>| Ok(k.clone()))
+                .output_order(order);
+        let (out, sink) = collector::<String>();
+        let g = Graph::new().output(pairs().map_with_state(spec).foreach_batch(sink));
+        run(g, 1000, &[&["a", "b", "c", "d", "a", "b"]], 0);
+        let got = out.borrow()[0].1.clone();
+        got
+    };
+    assert_eq!(run_order(dstream_core::OutputOrder::Arrival), ["a", "b", "c", "d", "a", "b"]);
+    assert_eq!(run_order(dstream_core::OutputOrder::SparkPartitions), ["b", "d", "b", "a", "c", "a"]);
+}
