@@ -2,18 +2,18 @@
 //!
 //! | job | what it prints | parameters |
 //! |---|---|---|
-//! | `average` | the lab job: `(key,running average)` per record | `print`, `on-malformed`, `state-partitions`, `timeout`, `timeout-scan`, `checkpoint-interval`, `initial` |
+//! | `average` | the lab job: `(key,running average)` per record | `print`, `on-malformed`, `state-partitions`, `timeout`, `timeout-scan`, `checkpoint-interval`, `output-order`, `initial` |
 //! | `average-remove-on-zero` | as `average`, but a value 0 removes the key's state and emits nothing; then `stateSnapshots()` as `(key,sum,count)` | as `average` |
 //! | `windowed-sum` | `reduceByKeyAndWindow(+, window, slide)` of the lab's pairs | `print`, `on-malformed`, `window`, `slide` |
 //!
 //! Values: `print` a number or `none`; `on-malformed` `skip` or `fail`; durations as `2s` or `500ms`;
-//! `timeout-scan` `spark` or `every-batch`; `initial` (repeatable) `KEY,SUM,COUNT`.
+//! `timeout-scan` `spark` or `every-batch`; `output-order` `arrival` or `spark-partitions`; `initial` (repeatable) `KEY,SUM,COUNT`.
 
 use crate::recording::RecordingHeader;
 use dstream_core::lab::{average, parse_record, Avg, LabConfig, LabJob, JOB_NAME};
 use dstream_core::{
-    input, BatchContext, DStreamExt, Duration, Graph, Job, JobError, Key, MalformedPolicy, RecordRef, State,
-    StateError, StateSpec, Time, TimeoutScan,
+    input, BatchContext, DStreamExt, Duration, Graph, Job, JobError, Key, MalformedPolicy, OutputOrder, RecordRef,
+    State, StateError, StateSpec, Time, TimeoutScan,
 };
 
 /// Name of the lab job variant whose function removes a key's state on value 0.
@@ -87,6 +87,14 @@ pub fn lab_params(config: &LabConfig) -> Vec<(String, String)> {
     if let Some(c) = config.state.checkpoint_interval {
         p.push(("checkpoint-interval".to_string(), c.to_string()));
     }
+    p.push((
+        "output-order".to_string(),
+        match config.state.output_order {
+            OutputOrder::Arrival => "arrival",
+            OutputOrder::SparkPartitions => "spark-partitions",
+        }
+        .to_string(),
+    ));
     p
 }
 
@@ -113,6 +121,13 @@ pub fn lab_config(job: &str, params: &[(String, String)]) -> Result<(LabConfig, 
                     "spark" => TimeoutScan::SparkCompatible,
                     "every-batch" => TimeoutScan::EveryBatch,
                     _ => return Err(bad(name, value, "expected spark or every-batch")),
+                }
+            }
+            "output-order" => {
+                config.state.output_order = match value.as_str() {
+                    "arrival" => OutputOrder::Arrival,
+                    "spark-partitions" => OutputOrder::SparkPartitions,
+                    _ => return Err(bad(name, value, "expected arrival or spark-partitions")),
                 }
             }
             "initial" => initial.push(parse_initial(value).ok_or_else(|| bad(name, value, "expected KEY,SUM,COUNT"))?),
@@ -251,6 +266,7 @@ mod tests {
         c.state.timeout = Some(Duration(6000));
         c.state.checkpoint_interval = Some(Duration(500));
         c.state.timeout_scan = TimeoutScan::EveryBatch;
+        c.state.output_order = OutputOrder::SparkPartitions;
         assert_eq!(lab_config(JOB_NAME, &lab_params(&c)).unwrap(), (c, vec![]));
     }
 

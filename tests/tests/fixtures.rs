@@ -79,4 +79,5 @@ fixtures!(
     state_removal,
     print_truncation,
     windowed,
+    spark_order,
 );

@@ -1,7 +1,7 @@
 //! Properties of the engine, the driver, recordings and checkpoints over arbitrary streams.
 
 use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob, Output};
-use dstream_core::{Duration, Key, Time};
+use dstream_core::{Duration, Key, OutputOrder, Time};
 use dstream_harness::driver::{BatchOutput, Driver, DriverCheckpoint};
 use dstream_harness::model::AverageModel;
 use dstream_harness::recording::{Frame, Recording, RecordingHeader};
@@ -94,6 +94,7 @@ proptest! {
     ) {
         let mut config = config;
         config.state.timeout = None;
+        config.state.output_order = OutputOrder::Arrival;
         let mut other = config.clone();
         other.state.num_partitions = state_parts;
         let n = s.messages.len();
@@ -116,6 +117,7 @@ proptest! {
     fn running_average_matches_the_model((s, sizes, config) in case()) {
         let mut config = config;
         config.state.timeout = None;
+        config.state.output_order = OutputOrder::Arrival;
         let (outs, d) = run(&config, s.partitions, &batches(&s.messages, &sizes), &[]);
         let mut model = AverageModel::new();
         let mut want = Vec::new();
