@@ -1,6 +1,10 @@
 //! dstream-adapters: everything that touches the world: Kafka, checkpoint files, the real clock, the CLI.
 #![warn(missing_docs)]
 
+pub mod broker;
 pub mod checkpoint;
 pub mod clock;
+pub mod generate;
+pub mod kafka;
 pub mod recovery;
+pub mod run;

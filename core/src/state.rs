@@ -247,13 +247,13 @@ impl<K, S> Default for Partition<K, S> {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn hash_of<Q: Hash + ?Sized>(k: &Q) -> u64 {
     FxBuildHasher.hash_one(k)
 }
 
 impl<K: Hash + Eq, S> Partition<K, S> {
-    #[inline]
+    #[inline(always)]
     fn position<Q>(&self, key: &Q, hash: u64) -> Option<usize>
     where
         K: Borrow<Q>,
@@ -279,7 +279,7 @@ impl<K: Hash + Eq, S> Partition<K, S> {
     }
 
     /// The slot of a key, mutably.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut Slot<S>>
     where
         K: Borrow<Q>,

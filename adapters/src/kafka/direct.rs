@@ -1,0 +1,275 @@
+//! The direct stream (SPARK-SEMANTICS §6): per batch, offset ranges `[from, until)` fixed at generation time,
+//! then exactly those records fetched.
+
+use super::client::{Client, OffsetSpec, PartitionFetch};
+use super::error::{KafkaError, Result};
+use super::records::for_each_record;
+use dstream_core::{BatchInfo, Duration, OffsetRange, RecordBatch, Time};
+use std::time::Instant;
+
+/// Where to start when there is no checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartingOffsets {
+    /// The first offset still in the log.
+    Earliest,
+    /// The log end: only records produced from now on (Spark's default).
+    #[default]
+    Latest,
+}
+
+/// What to do when the next offset fell out of the log (retention deleted it, or the log was truncated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutOfRangePolicy {
+    /// Fail the batch, as Spark does.
+    #[default]
+    Fail,
+    /// Skip to the earliest offset still in the log, with a warning naming the records skipped.
+    Earliest,
+    /// Skip to the log end, with a warning naming the records skipped.
+    Latest,
+}
+
+/// Offsets that were skipped because they fell out of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetReset {
+    /// Partition.
+    pub partition: i32,
+    /// The offset the stream was at.
+    pub from: i64,
+    /// The offset it continues from.
+    pub to: i64,
+    /// The log's earliest offset when it was noticed.
+    pub earliest: i64,
+    /// The log's end when it was noticed.
+    pub latest: i64,
+}
+
+/// One generated batch: its ranges, plus what the stream noticed while fixing them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedBatch {
+    /// Batch time and offset ranges.
+    pub info: BatchInfo,
+    /// Records in the log beyond the batch's ranges when it was generated (the lag).
+    pub lag: i64,
+    /// Offsets skipped by the out-of-range policy.
+    pub resets: Vec<OffsetReset>,
+}
+
+/// How a direct stream reads one topic.
+#[derive(Debug, Clone)]
+pub struct DirectConfig {
+    /// The topic.
+    pub topic: String,
+    /// Start offsets without a checkpoint.
+    pub starting_offsets: StartingOffsets,
+    /// Largest number of records per partition per second (0 = unlimited).
+    pub max_rate_per_partition: u64,
+    /// The batch interval (for the rate limit).
+    pub batch_interval: Duration,
+    /// Offsets out of the log.
+    pub on_out_of_range: OutOfRangePolicy,
+}
+
+/// A direct stream over one topic: the current offset of every partition, advanced batch by batch.
+pub struct DirectStream {
+    client: Client,
+    cfg: DirectConfig,
+    current: Vec<(i32, i64)>,
+}
+
+impl DirectStream {
+    /// A stream starting at `from` (e.g. restored from a checkpoint), else at the configured starting offsets.
+    /// The topic's partitions are fixed now, as in Spark.
+    pub fn new(mut client: Client, cfg: DirectConfig, from: Option<Vec<(i32, i64)>>) -> Result<DirectStream> {
+        let partitions = client.partitions(&cfg.topic)?;
+        let current = match from {
+            Some(mut offsets) => {
+                // Partitions added since the checkpoint start at the earliest offset.
+                let missing: Vec<i32> =
+                    partitions.iter().copied().filter(|p| !offsets.iter().any(|o| o.0 == *p)).collect();
+                if !missing.is_empty() {
+                    offsets.extend(client.list_offsets(&cfg.topic, &missing, OffsetSpec::Earliest)?);
+                }
+                offsets.sort_unstable();
+                offsets
+            }
+            None => {
+                let spec = match cfg.starting_offsets {
+                    StartingOffsets::Earliest => OffsetSpec::Earliest,
+                    StartingOffsets::Latest => OffsetSpec::Latest,
+                };
+                let mut start = client.list_offsets(&cfg.topic, &partitions, spec)?;
+                if spec == OffsetSpec::Latest {
+                    // tansu's ListOffsets(latest) can lag the log end; the high watermark does not.
+                    let ends = Self::probe_ends(&mut client, &cfg.topic, &start)?;
+                    for (s, e) in start.iter_mut().zip(ends) {
+                        s.1 = s.1.max(e.high_watermark);
+                    }
+                }
+                start
+            }
+        };
+        Ok(DirectStream { client, cfg, current })
+    }
+
+    /// The next offset of every partition, as (partition, offset), sorted by partition.
+    pub fn current_offsets(&self) -> &[(i32, i64)] {
+        &self.current
+    }
+
+    /// The client, e.g. to produce or list offsets.
+    pub fn client_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    fn probe_ends(client: &mut Client, topic: &str, at: &[(i32, i64)]) -> Result<Vec<Probe>> {
+        let mut out = Vec::with_capacity(at.len());
+        for &(partition, offset) in at {
+            // One partition per probe, so an out-of-range answer names its partition.
+            let probe = client.fetch_limited(
+                topic,
+                &[PartitionFetch { partition, offset }],
+                std::time::Duration::from_millis(1),
+                1,
+            );
+            match probe {
+                Ok(f) => {
+                    let p = f.first().ok_or_else(|| KafkaError::Protocol {
+                        addr: String::new(),
+                        api: "Fetch",
+                        reason: format!("no answer for partition {partition}"),
+                    })?;
+                    out.push(Probe {
+                        out_of_range: false,
+                        high_watermark: p.high_watermark,
+                        log_start: p.log_start_offset,
+                    });
+                }
+                Err(KafkaError::OffsetOutOfRange { earliest, latest, .. }) => {
+                    out.push(Probe { out_of_range: true, high_watermark: latest, log_start: earliest })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The log end of every partition: max(ListOffsets latest, the high watermark of a fetch at the current offset),
+    /// which is right on Kafka and on tansu (whose ListOffsets(latest) can lag).
+    pub fn end_offsets(&mut self) -> Result<Vec<(i32, i64)>> {
+        let parts: Vec<i32> = self.current.iter().map(|c| c.0).collect();
+        let latest = self.client.list_offsets(&self.cfg.topic, &parts, OffsetSpec::Latest)?;
+        let probes = Self::probe_ends(&mut self.client, &self.cfg.topic, &self.current)?;
+        Ok(latest.iter().zip(probes).map(|(l, p)| (l.0, l.1.max(p.high_watermark))).collect())
+    }
+
+    /// Generates the batch at `time`: fixes `[current, min(end, current + max))` for every partition and advances.
+    pub fn generate(&mut self, time: Time) -> Result<GeneratedBatch> {
+        let topic = self.cfg.topic.clone();
+        let parts: Vec<i32> = self.current.iter().map(|c| c.0).collect();
+        let latest = self.client.list_offsets(&topic, &parts, OffsetSpec::Latest)?;
+        let probes = Self::probe_ends(&mut self.client, &topic, &self.current)?;
+        let max = if self.cfg.max_rate_per_partition == 0 {
+            i64::MAX
+        } else {
+            ((self.cfg.max_rate_per_partition as i128 * self.cfg.batch_interval.millis() as i128 / 1000) as i64).max(1)
+        };
+        let mut ranges = Vec::with_capacity(self.current.len());
+        let mut resets = Vec::new();
+        let mut lag = 0i64;
+        for (i, cur) in self.current.iter_mut().enumerate() {
+            let probe = &probes[i];
+            let end = latest[i].1.max(probe.high_watermark);
+            let below = probe.log_start >= 0 && cur.1 < probe.log_start;
+            if probe.out_of_range || below || cur.1 > end {
+                let (earliest, latest_end) = (probe.log_start.max(0), end);
+                let to = match self.cfg.on_out_of_range {
+                    OutOfRangePolicy::Fail => {
+                        return Err(KafkaError::OffsetOutOfRange {
+                            topic,
+                            partition: cur.0,
+                            requested: cur.1,
+                            earliest,
+                            latest: latest_end,
+                        })
+                    }
+                    OutOfRangePolicy::Earliest => {
+                        let e = self.client.list_offsets(&topic, &[cur.0], OffsetSpec::Earliest)?[0].1;
+                        e.max(earliest)
+                    }
+                    OutOfRangePolicy::Latest => latest_end,
+                };
+                resets.push(OffsetReset { partition: cur.0, from: cur.1, to, earliest, latest: latest_end });
+                cur.1 = to;
+            }
+            let until = end.min(cur.1.saturating_add(max)).max(cur.1);
+            ranges.push(OffsetRange { partition: cur.0, from: cur.1, until });
+            lag += end - until;
+            cur.1 = until;
+        }
+        Ok(GeneratedBatch { info: BatchInfo { time, ranges }, lag, resets })
+    }
+
+    /// Fetches exactly the records of `ranges` into `out` (appending), in offset order per partition.
+    pub fn fetch_ranges(&mut self, ranges: &[OffsetRange], out: &mut RecordBatch) -> Result<()> {
+        let topic = self.cfg.topic.clone();
+        let mut next: Vec<(i32, i64, i64)> =
+            ranges.iter().filter(|r| r.until > r.from).map(|r| (r.partition, r.from, r.until)).collect();
+        let start = Instant::now();
+        let mut one_at_a_time = false;
+        let mut stalled_since: Option<Instant> = None;
+        while !next.is_empty() {
+            let pending: Vec<PartitionFetch> =
+                next.iter().map(|&(partition, offset, _)| PartitionFetch { partition, offset }).collect();
+            let asks: Vec<&[PartitionFetch]> =
+                if one_at_a_time { pending.chunks(1).collect() } else { vec![pending.as_slice()] };
+            let mut progressed = false;
+            for ask in asks {
+                let fetched = self.client.fetch(&topic, ask, std::time::Duration::from_millis(100))?;
+                for p in fetched {
+                    let Some(slot) = next.iter_mut().find(|n| n.0 == p.partition) else { continue };
+                    let (partition, from, until) = *slot;
+                    let scan = for_each_record(&p.records, |r| {
+                        if r.offset >= from && r.offset < until {
+                            out.push(partition, r.offset, r.timestamp, r.key, r.value);
+                        }
+                    })
+                    .map_err(|e| KafkaError::CorruptBatch {
+                        topic: topic.clone(),
+                        partition,
+                        offset: e.offset,
+                        reason: e.reason,
+                    })?;
+                    if let Some(n) = scan.next_offset.filter(|&n| n > from) {
+                        slot.1 = n;
+                        progressed = true;
+                    }
+                }
+            }
+            next.retain(|n| n.1 < n.2);
+            if progressed {
+                stalled_since = None;
+                one_at_a_time = false;
+            } else if !next.is_empty() {
+                // A partition whose next batch did not fit beside the others' gets a fetch of its own;
+                // nothing at all for longer than the retry deadline is an error.
+                one_at_a_time = true;
+                let since = *stalled_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > self.client.config().retry_for {
+                    let (partition, offset, end) = next[0];
+                    return Err(KafkaError::MissingRecords { topic, partition, offset, end });
+                }
+                if start.elapsed() > std::time::Duration::from_millis(200) {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Probe {
+    out_of_range: bool,
+    high_watermark: i64,
+    log_start: i64,
+}

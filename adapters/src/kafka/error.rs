@@ -1,0 +1,158 @@
+//! The Kafka client's errors: each variant names the situation and carries what a person needs to act on it.
+
+use kafka_protocol::ResponseError;
+
+/// What went wrong talking to Kafka.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// A broker address is not of the form HOST:PORT.
+    #[error("invalid broker address {addr:?}: expected HOST:PORT")]
+    BadAddress {
+        /// The address as given.
+        addr: String,
+    },
+    /// Nothing accepted a connection at the address.
+    #[error("no broker answers at {addr} ({source})")]
+    Unreachable {
+        /// The broker address.
+        addr: String,
+        /// The connect error.
+        source: std::io::Error,
+    },
+    /// An established connection failed (reset, closed, or timed out).
+    #[error("connection to {addr} lost: {source}")]
+    ConnectionLost {
+        /// The broker address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The topic does not exist (it is never created implicitly).
+    #[error("topic {topic:?} does not exist on the cluster at {addr}")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+        /// The broker that answered.
+        addr: String,
+    },
+    /// The broker does not offer a version of an API that this client implements.
+    #[error("broker {addr} does not support {api} versions {min}..={max} (it offers {offered})")]
+    UnsupportedVersion {
+        /// The broker address.
+        addr: String,
+        /// The API's name.
+        api: &'static str,
+        /// Lowest version this client implements.
+        min: i16,
+        /// Highest version this client implements.
+        max: i16,
+        /// What the broker offers, as text ("nothing" if absent).
+        offered: String,
+    },
+    /// The broker wants TLS or SASL, which this client does not speak.
+    #[error("broker {addr} requires authentication ({how}), which dstream does not support")]
+    AuthenticationRequired {
+        /// The broker address.
+        addr: String,
+        /// What gave it away.
+        how: &'static str,
+    },
+    /// The broker refused an operation for lack of authorization.
+    #[error("not authorized: {api} on {addr}: {error}")]
+    NotAuthorized {
+        /// The broker address.
+        addr: String,
+        /// The API's name.
+        api: &'static str,
+        /// The broker's error.
+        error: ResponseError,
+    },
+    /// Requested offsets are no longer (or not yet) in the log.
+    #[error("offset {requested} of {topic}-{partition} is out of range: the log holds [{earliest}, {latest})")]
+    OffsetOutOfRange {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The offset asked for.
+        requested: i64,
+        /// First offset in the log.
+        earliest: i64,
+        /// Log end.
+        latest: i64,
+    },
+    /// The broker answered an error code for a request.
+    #[error("{api} failed on {addr} for {topic}-{partition}: {error}")]
+    Broker {
+        /// The broker address.
+        addr: String,
+        /// The API's name.
+        api: &'static str,
+        /// Topic.
+        topic: String,
+        /// Partition (-1 when not partition-specific).
+        partition: i32,
+        /// The broker's error.
+        error: ResponseError,
+    },
+    /// A response could not be decoded or did not match the request.
+    #[error("malformed {api} response from {addr}: {reason}")]
+    Protocol {
+        /// The broker address.
+        addr: String,
+        /// The API's name.
+        api: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A fetched record batch failed its checksum or could not be parsed.
+    #[error("corrupt record batch in {topic}-{partition} at offset {offset}: {reason}")]
+    CorruptBatch {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Base offset of the batch.
+        offset: i64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A retriable failure went on past the retry deadline.
+    #[error("gave up after {attempts} attempts over {secs:.1} s: {last}")]
+    RetriesExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// Seconds spent.
+        secs: f64,
+        /// The last failure.
+        last: Box<KafkaError>,
+    },
+    /// A fetch returned nothing where records had to be, for longer than the retry deadline.
+    #[error("{topic}-{partition}: no records at offset {offset} although the log end is {end}")]
+    MissingRecords {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The offset asked for.
+        offset: i64,
+        /// The end the range was fixed against.
+        end: i64,
+    },
+}
+
+impl KafkaError {
+    /// True if trying again (after refreshing metadata and reconnecting) may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            KafkaError::ConnectionLost { .. } | KafkaError::Unreachable { .. } | KafkaError::MissingRecords { .. } => {
+                true
+            }
+            KafkaError::Broker { error, .. } => error.is_retriable(),
+            _ => false,
+        }
+    }
+}
+
+/// Result with a [`KafkaError`].
+pub type Result<T, E = KafkaError> = std::result::Result<T, E>;

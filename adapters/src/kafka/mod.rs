@@ -1,0 +1,10 @@
+//! A small synchronous Kafka client over `std::net::TcpStream`, using the `kafka-protocol` crate for the wire format.
+
+pub mod client;
+pub mod conn;
+pub mod direct;
+pub mod error;
+pub mod records;
+
+pub use client::{Acks, Client, ClientConfig, FetchedPartition, OffsetSpec, PartitionFetch};
+pub use error::{KafkaError, Result};
