@@ -401,6 +401,8 @@ impl Serialize for BatchRecords<'_> {
 pub struct RecordingWriter<W: Write = BufWriter<File>> {
     out: W,
     file: Option<File>,
+    /// The file's directory, fsynced once (at the first `sync`) so the new file's name is durable too.
+    dir_to_sync: Option<PathBuf>,
     path: PathBuf,
     scratch: Vec<u8>,
     frames: u64,
@@ -415,6 +417,7 @@ impl RecordingWriter<BufWriter<File>> {
         let mut w = RecordingWriter {
             out: BufWriter::with_capacity(1 << 16, file),
             file: Some(sync_handle),
+            dir_to_sync: Some(parent_dir(path)),
             path: path.to_path_buf(),
             scratch: Vec::new(),
             frames: 0,
@@ -427,8 +430,14 @@ impl RecordingWriter<BufWriter<File>> {
 impl<W: Write> RecordingWriter<W> {
     /// A writer over any byte sink (no fsync); writes the preamble and header.
     pub fn new(out: W, header: &RecordingHeader) -> Result<Self, RecordingError> {
-        let mut w =
-            RecordingWriter { out, file: None, path: PathBuf::from("<stream>"), scratch: Vec::new(), frames: 0 };
+        let mut w = RecordingWriter {
+            out,
+            file: None,
+            dir_to_sync: None,
+            path: PathBuf::from("<stream>"),
+            scratch: Vec::new(),
+            frames: 0,
+        };
         w.write_preamble(header)?;
         Ok(w)
     }
@@ -478,6 +487,9 @@ impl<W: Write> RecordingWriter<W> {
         if let Some(f) = &self.file {
             f.sync_data().map_err(io_err(&self.path))?;
         }
+        if let Some(dir) = self.dir_to_sync.take() {
+            sync_dir(&dir)?;
+        }
         Ok(())
     }
 
@@ -486,6 +498,18 @@ impl<W: Write> RecordingWriter<W> {
         self.sync()?;
         Ok(self.out)
     }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Makes a directory's entries (a created or renamed file's name) durable.
+fn sync_dir(dir: &Path) -> Result<(), RecordingError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
 /// Reads a recording frame by frame; every error names the frame and byte offset.
@@ -747,7 +771,8 @@ impl Recording {
             w.write_frame(f)?;
         }
         w.finish()?;
-        std::fs::rename(&tmp, path).map_err(io_err(path))
+        std::fs::rename(&tmp, path).map_err(io_err(path))?;
+        sync_dir(&parent_dir(path))
     }
 }
 
@@ -807,13 +832,11 @@ mod tests {
         let bytes = rec.to_bytes().unwrap();
         assert!(is_binary(&bytes));
         assert_eq!(Recording::from_bytes(&bytes).unwrap(), rec);
-        let dir = std::env::temp_dir().join(format!("dstream-rec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("a.dsrec");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.dsrec");
         rec.write(&path).unwrap();
         assert_eq!(Recording::read(&path).unwrap(), rec);
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -899,6 +922,39 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn streaming_reader_of_unknown_length_reads_the_same_and_names_truncation() {
+        let rec = sample();
+        let bytes = rec.to_bytes().unwrap();
+        let r = RecordingReader::new(std::io::Cursor::new(bytes.clone())).unwrap();
+        assert_eq!(r.header(), &rec.header);
+        assert_eq!(r.collect::<Result<Vec<_>, _>>().unwrap(), rec.frames);
+        let cut = &bytes[..bytes.len() - 2];
+        let mut r = RecordingReader::new(std::io::Cursor::new(cut.to_vec())).unwrap();
+        assert_eq!(r.next_frame().unwrap().as_ref(), Some(&rec.frames[0]));
+        match r.next_frame() {
+            Err(RecordingError::Truncated { section: Section::Batch(1), needed, available, .. }) => {
+                assert_eq!(needed - available, 2)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(r.next().is_none(), "a reader stops after an error");
+    }
+
+    #[test]
+    fn writer_appends_frames_readable_after_each_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("live.dsrec");
+        let rec = sample();
+        let mut w = RecordingWriter::create(&path, &rec.header).unwrap();
+        for (i, f) in rec.frames.iter().enumerate() {
+            w.write_frame(f).unwrap();
+            w.sync().unwrap();
+            assert_eq!(Recording::read(&path).unwrap().frames, rec.frames[..=i].to_vec());
+        }
+        assert_eq!(w.frames(), 2);
     }
 
     #[test]

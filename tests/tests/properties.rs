@@ -2,7 +2,7 @@
 
 use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob, Output};
 use dstream_core::{Duration, Key, OutputOrder, Time};
-use dstream_harness::driver::{BatchOutput, Driver, DriverCheckpoint};
+use dstream_harness::driver::{Batch, Driver, DriverCheckpoint};
 use dstream_harness::model::AverageModel;
 use dstream_harness::recording::{Frame, Recording, RecordingHeader};
 use dstream_harness::replay::replay_to_string;
@@ -15,12 +15,7 @@ const INTERVAL: Duration = Duration(1000);
 type Batches = Vec<Vec<(i32, Vec<u8>)>>;
 
 /// Runs batches through a fresh driver; restarts from a checkpoint (through its bytes) after batch i if `restart[i]`.
-fn run(
-    config: &LabConfig,
-    partitions: u32,
-    bs: &Batches,
-    restart: &[bool],
-) -> (Vec<BatchOutput<Output>>, Driver<LabJob>) {
+fn run(config: &LabConfig, partitions: u32, bs: &Batches, restart: &[bool]) -> (Vec<Batch<LabJob>>, Driver<LabJob>) {
     let mut d = Driver::new(config.clone(), INTERVAL).with_partitions(partitions as usize);
     let mut outs = Vec::new();
     for (i, b) in bs.iter().enumerate() {
@@ -37,11 +32,11 @@ fn run(
     (outs, d)
 }
 
-fn printed(outs: &[BatchOutput<Output>]) -> String {
+fn printed(outs: &[Batch<LabJob>]) -> String {
     outs.iter().map(|o| o.printed.as_str()).collect()
 }
 
-fn mapped(outs: &[BatchOutput<Output>]) -> Vec<Output> {
+fn mapped(outs: &[Batch<LabJob>]) -> Vec<Output> {
     outs.iter().flat_map(|o| o.mapped.iter().cloned()).collect()
 }
 
@@ -77,8 +72,10 @@ proptest! {
         let (restarted, d2) = run(&config, s.partitions, &bs, &seed);
         prop_assert_eq!(printed(&straight), printed(&restarted));
         prop_assert_eq!(mapped(&straight), mapped(&restarted));
-        let frames = |o: &[BatchOutput<Output>]| o.iter().map(|b| b.frame.clone()).collect::<Vec<Frame>>();
+        let frames = |o: &[Batch<LabJob>]| o.iter().map(|b| b.frame.clone()).collect::<Vec<Frame>>();
         prop_assert_eq!(frames(&straight), frames(&restarted));
+        // Everything else too: per-batch state snapshots, malformed reports.
+        prop_assert_eq!(&straight, &restarted);
         prop_assert_eq!(d1.snapshot(), d2.snapshot());
         prop_assert_eq!(d1.checkpoint(), d2.checkpoint());
     }
@@ -108,7 +105,7 @@ proptest! {
         prop_assert_eq!(c.snapshot(), a.snapshot());
         let (d_out, _) = run(&other, 1, &[one.clone()].to_vec(), &[]);
         prop_assert_eq!(mapped(&c_out), mapped(&d_out));
-        let malformed = |o: &[BatchOutput<Output>]| o.iter().map(|b| b.malformed.len()).sum::<usize>();
+        let malformed = |o: &[Batch<LabJob>]| o.iter().map(|b| b.malformed.len()).sum::<usize>();
         prop_assert_eq!(malformed(&a_out), malformed(&b_out));
     }
 
