@@ -2,6 +2,7 @@
 //! reads must re-encode to the same bytes (binary) or the same recording (text).
 #![no_main]
 
+use dstream_core::RecordBatch;
 use dstream_harness::recording::{Recording, RecordingReader};
 use dstream_harness::text::{from_text, to_text};
 use libfuzzer_sys::fuzz_target;
@@ -18,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
                 break;
             }
         }
+    }
+    // The replay path: frames decoded straight into a batch buffer.
+    if let Ok(mut reader) = RecordingReader::from_bytes(data) {
+        let mut batch = RecordBatch::new();
+        while let Ok(Some(_)) = reader.next_into(&mut batch) {}
     }
     // The text form.
     if let Ok(text) = std::str::from_utf8(data) {

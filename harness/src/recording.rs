@@ -16,7 +16,7 @@
 //! frame and the byte offset; it never panics on input.
 
 use dstream_core::lab::{LabConfig, JOB_NAME};
-use dstream_core::{Duration, OffsetRange, RecordBatch, Time};
+use dstream_core::{BatchInfo, Duration, OffsetRange, RecordBatch, Time};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs::File;
@@ -711,6 +711,32 @@ impl<R: Read> RecordingReader<R> {
         }
     }
 
+    /// The next batch frame decoded straight into `batch` (cleared first), its records borrowed from the
+    /// read buffer rather than copied into per-record vectors; returns the batch time and ranges, or `Ok(None)`
+    /// at the end of the recording. Replay uses this: it allocates nothing per record.
+    pub fn next_into(&mut self, batch: &mut RecordBatch) -> Result<Option<BatchInfo>, RecordingError> {
+        if self.failed {
+            return Ok(None);
+        }
+        let section = Section::Batch(self.next_frame);
+        let res = match self.read_frame(section) {
+            Ok(None) => return Ok(None),
+            Ok(Some(offset)) => decode_into(&self.buf, batch, section, offset),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(info) => {
+                self.next_frame += 1;
+                Ok(Some(info))
+            }
+            Err(e) => {
+                batch.clear();
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
+
     /// Reads every remaining frame into a `Recording`.
     pub fn read_all(mut self) -> Result<Recording, RecordingError> {
         let mut frames = Vec::new();
@@ -725,6 +751,97 @@ impl<R: Read> Iterator for RecordingReader<R> {
     type Item = Result<Frame, RecordingError>;
     fn next(&mut self) -> Option<Self::Item> {
         self.next_frame().transpose()
+    }
+}
+
+/// Decodes a batch frame's payload into `batch`, borrowing record bytes from `buf`.
+fn decode_into(
+    buf: &[u8],
+    batch: &mut RecordBatch,
+    section: Section,
+    offset: u64,
+) -> Result<BatchInfo, RecordingError> {
+    use serde::de::DeserializeSeed;
+    batch.clear();
+    let mut de = postcard::Deserializer::from_bytes(buf);
+    let info = FrameInto { batch }.deserialize(&mut de).map_err(|e| RecordingError::Decode {
+        section,
+        offset,
+        reason: e.to_string(),
+    })?;
+    match de.finalize() {
+        Ok([]) => Ok(info),
+        Ok(rest) => Err(RecordingError::Decode {
+            section,
+            offset,
+            reason: format!("{} bytes left over after the value", rest.len()),
+        }),
+        Err(e) => Err(RecordingError::Decode { section, offset, reason: e.to_string() }),
+    }
+}
+
+/// A record as it lies in the read buffer.
+#[derive(Deserialize)]
+struct RecordView<'a> {
+    partition: i32,
+    offset: i64,
+    timestamp: i64,
+    #[serde(borrow)]
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+}
+
+/// Seeds decoding a `Frame` whose records go straight into a `RecordBatch`.
+struct FrameInto<'b> {
+    batch: &'b mut RecordBatch,
+}
+
+struct RecordsInto<'b> {
+    batch: &'b mut RecordBatch,
+}
+
+#[derive(Deserialize)]
+struct Ranges(#[serde(deserialize_with = "cautious::vec")] Vec<OffsetRange>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FrameInto<'_> {
+    type Value = BatchInfo;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<BatchInfo, D::Error> {
+        struct V<'b>(&'b mut RecordBatch);
+        impl<'de> serde::de::Visitor<'de> for V<'_> {
+            type Value = BatchInfo;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a batch frame")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<BatchInfo, A::Error> {
+                use serde::de::Error;
+                let time: Time = seq.next_element()?.ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let ranges: Ranges = seq.next_element()?.ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                seq.next_element_seed(RecordsInto { batch: self.0 })?
+                    .ok_or_else(|| A::Error::custom("a batch frame needs its records"))?;
+                Ok(BatchInfo { time, ranges: ranges.0 })
+            }
+        }
+        d.deserialize_struct("Frame", &["time", "ranges", "records"], V(self.batch))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RecordsInto<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        struct V<'b>(&'b mut RecordBatch);
+        impl<'de> serde::de::Visitor<'de> for V<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("records")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+                while let Some(r) = seq.next_element::<RecordView<'de>>()? {
+                    self.0.push(r.partition, r.offset, r.timestamp, r.key, r.value);
+                }
+                Ok(())
+            }
+        }
+        d.deserialize_seq(V(self.batch))
     }
 }
 
@@ -941,6 +1058,27 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(r.next().is_none(), "a reader stops after an error");
+    }
+
+    #[test]
+    fn decoding_into_a_batch_equals_decoding_frames() {
+        let rec = sample();
+        let bytes = rec.to_bytes().unwrap();
+        let mut r = RecordingReader::from_bytes(&bytes).unwrap();
+        let mut batch = RecordBatch::new();
+        for f in &rec.frames {
+            let info = r.next_into(&mut batch).unwrap().unwrap();
+            assert_eq!((info.time, &info.ranges), (f.time, &f.ranges));
+            assert_eq!(&Frame::from_batch(info.time, &info.ranges, &batch), f);
+        }
+        assert!(r.next_into(&mut batch).unwrap().is_none());
+        let mut bad = bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let mut r = RecordingReader::from_bytes(&bad).unwrap();
+        r.next_into(&mut batch).unwrap().unwrap();
+        assert!(matches!(r.next_into(&mut batch), Err(RecordingError::Checksum { section: Section::Batch(1), .. })));
+        assert!(batch.is_empty());
     }
 
     #[test]

@@ -3,9 +3,10 @@
 use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob, Output};
 use dstream_core::{Duration, Key, OutputOrder, Time};
 use dstream_harness::driver::{Batch, Driver, DriverCheckpoint};
+use dstream_harness::jobs::build_job;
 use dstream_harness::model::AverageModel;
-use dstream_harness::recording::{Frame, Recording, RecordingHeader};
-use dstream_harness::replay::replay_to_string;
+use dstream_harness::recording::{Frame, Recording, RecordingHeader, RecordingReader};
+use dstream_harness::replay::{replay_reader, replay_to_string};
 use dstream_harness::strategies::{batches, lab_config, recording, restarts, split, stream, Stream};
 use dstream_harness::text::{from_text, to_text};
 use proptest::prelude::*;
@@ -58,8 +59,15 @@ proptest! {
         let header = RecordingHeader::lab("avg", s.partitions, INTERVAL, Time(0), &config);
         let rec = Recording { header, frames: outs.iter().map(|o| o.frame.clone()).collect() };
         let live = printed(&outs);
-        let from_binary = Recording::from_bytes(&rec.to_bytes().unwrap()).unwrap();
+        let bytes = rec.to_bytes().unwrap();
+        let from_binary = Recording::from_bytes(&bytes).unwrap();
         prop_assert_eq!(&replay_to_string(&from_binary).unwrap(), &live);
+        // The streaming path `dstream replay` takes: frames decoded straight into the batch buffer.
+        let mut reader = RecordingReader::from_bytes(&bytes).unwrap();
+        let job = build_job(reader.header()).unwrap();
+        let mut streamed = Vec::new();
+        replay_reader(job, &mut reader, &mut streamed, &mut |_| {}).unwrap();
+        prop_assert_eq!(&String::from_utf8(streamed).unwrap(), &live);
         let from_text = from_text(&to_text(&rec)).unwrap();
         prop_assert_eq!(replay_to_string(&from_text).unwrap(), live);
     }

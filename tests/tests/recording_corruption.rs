@@ -3,7 +3,8 @@
 //! This binary installs a counting allocator, so it holds only these tests: the largest single allocation
 //! made while decoding is checked against the input's size.
 
-use dstream_harness::recording::{Recording, RecordingError, FORMAT_VERSION, MAGIC};
+use dstream_core::RecordBatch;
+use dstream_harness::recording::{Recording, RecordingError, RecordingReader, FORMAT_VERSION, MAGIC};
 use dstream_harness::strategies::recording;
 use dstream_harness::text::from_text;
 use proptest::prelude::*;
@@ -53,7 +54,21 @@ fn decode_measured(bytes: &[u8]) -> (Result<Recording, RecordingError>, usize) {
     LARGEST.store(0, Ordering::SeqCst);
     MEASURING.with(|m| m.set(true));
     let r = Recording::from_bytes(bytes);
+    // The replay path: frames decoded straight into a batch buffer. It must fail exactly where the other does.
+    let mut batch = RecordBatch::new();
+    let streamed = RecordingReader::from_bytes(bytes).and_then(|mut reader| {
+        let mut n = 0usize;
+        while reader.next_into(&mut batch)?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    });
     MEASURING.with(|m| m.set(false));
+    match (&r, &streamed) {
+        (Ok(rec), Ok(n)) => assert_eq!(rec.frames.len(), *n),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (a, b) => panic!("whole-file and streaming decoding disagree: {a:?} vs {b:?}"),
+    }
     (r, LARGEST.load(Ordering::SeqCst))
 }
 
