@@ -4,10 +4,10 @@
 //! |---|---|---|
 //! | `average` | the lab job: `(key,running average)` per record | `print`, `on-malformed`, `state-partitions`, `timeout`, `timeout-scan`, `checkpoint-interval`, `output-order`, `initial` |
 //! | `average-remove-on-zero` | as `average`, but a value 0 removes the key's state and emits nothing; then `stateSnapshots()` as `(key,sum,count)` | as `average` |
-//! | `windowed-sum` | `reduceByKeyAndWindow(+, window, slide)` of the lab's pairs | `print`, `on-malformed`, `window`, `slide` |
+//! | `windowed-sum` | `reduceByKeyAndWindow(+, window, slide)` of the lab's pairs | `print`, `on-malformed`, `window`, `slide`, `inverse` |
 //!
 //! Values: `print` a number or `none`; `on-malformed` `skip` or `fail`; durations as `2s` or `500ms`;
-//! `timeout-scan` `spark` or `every-batch`; `output-order` `arrival` or `spark-partitions`; `initial` (repeatable) `KEY,SUM,COUNT`.
+//! `inverse` `true` or `false`; `timeout-scan` `spark` or `every-batch`; `output-order` `arrival` or `spark-partitions`; `initial` (repeatable) `KEY,SUM,COUNT`.
 
 use crate::recording::RecordingHeader;
 use dstream_core::lab::{average, parse_record, Avg, LabConfig, LabJob, JOB_NAME};
@@ -211,10 +211,28 @@ pub fn remove_on_zero_job(config: &LabConfig, initial: Vec<(Key, Avg)>) -> Graph
 }
 
 /// The `windowed-sum` job: `reduceByKeyAndWindow(+, window, slide)` over the lab's pairs, printed.
-pub fn windowed_sum_job(print: usize, malformed: MalformedPolicy, window: Duration, slide: Duration) -> Graph {
-    Graph::new().output(
-        input(parse_pair, malformed).reduce_by_key_and_window(|a: i64, b: i64| a + b, window, slide).print(print),
-    )
+///
+/// Sums wrap on overflow as the JVM's `Long` addition does. With `inverse`, the window is maintained
+/// incrementally (previous window minus the batches that left plus those that entered), keys stay in the
+/// output with value 0 (Spark's WOS golden tables), and the output is sorted by key; without it, keys come
+/// in order of first appearance. `print: None` registers no output operation.
+pub fn windowed_sum_job(
+    print: Option<usize>,
+    malformed: MalformedPolicy,
+    window: Duration,
+    slide: Duration,
+    inverse: bool,
+) -> Graph {
+    let Some(num) = print else { return Graph::new() };
+    let pairs = input(parse_pair, malformed);
+    let add = |a: i64, b: i64| a.wrapping_add(b);
+    if inverse {
+        let sub = |a: i64, b: i64| a.wrapping_sub(b);
+        let no_filter: Option<fn(&(Key, i64)) -> bool> = None;
+        Graph::new().output(pairs.reduce_by_key_and_window_inv(add, sub, window, slide, no_filter).print(num))
+    } else {
+        Graph::new().output(pairs.reduce_by_key_and_window(add, window, slide).print(num))
+    }
 }
 
 /// Builds the job a recording's header names.
@@ -235,18 +253,25 @@ pub fn build_named(job: &str, params: &[(String, String)]) -> Result<AnyJob, Job
         }
         WINDOWED_SUM => {
             let mut config = LabConfig::default();
-            let (mut window, mut slide) = (None, None);
+            let (mut window, mut slide, mut inverse) = (None, None, false);
             for (name, value) in params {
                 match name.as_str() {
                     "print" | "on-malformed" => apply_common(&mut config, name, value)?,
                     "window" => window = Some(value.parse::<Duration>().map_err(|e| bad(name, value, e))?),
                     "slide" => slide = Some(value.parse::<Duration>().map_err(|e| bad(name, value, e))?),
+                    "inverse" => {
+                        inverse = match value.as_str() {
+                            "true" => true,
+                            "false" => false,
+                            _ => return Err(bad(name, value, "expected true or false")),
+                        }
+                    }
                     _ => return Err(JobSpecError::UnknownParam { job: job.to_string(), name: name.clone() }),
                 }
             }
             let window = window.ok_or(JobSpecError::Missing { job: job.to_string(), name: "window" })?;
             let slide = slide.ok_or(JobSpecError::Missing { job: job.to_string(), name: "slide" })?;
-            Ok(AnyJob::new(windowed_sum_job(config.print.unwrap_or(10), config.malformed, window, slide)))
+            Ok(AnyJob::new(windowed_sum_job(config.print, config.malformed, window, slide, inverse)))
         }
         other => Err(JobSpecError::UnknownJob(other.to_string())),
     }

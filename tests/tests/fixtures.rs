@@ -79,5 +79,6 @@ fixtures!(
     state_removal,
     print_truncation,
     windowed,
+    windowed_inverse,
     spark_order,
 );
