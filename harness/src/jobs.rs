@@ -210,6 +210,9 @@ pub fn remove_on_zero_job(config: &LabConfig, initial: Vec<(Key, Avg)>) -> Graph
     g
 }
 
+/// A filter on windowed (key, sum) pairs.
+type PairFilter = fn(&(Key, i64)) -> bool;
+
 /// The `windowed-sum` job: `reduceByKeyAndWindow(+, window, slide)` over the lab's pairs, printed.
 ///
 /// Sums wrap on overflow as the JVM's `Long` addition does. With `inverse`, the window is maintained
@@ -228,7 +231,7 @@ pub fn windowed_sum_job(
     let add = |a: i64, b: i64| a.wrapping_add(b);
     if inverse {
         let sub = |a: i64, b: i64| a.wrapping_sub(b);
-        let no_filter: Option<fn(&(Key, i64)) -> bool> = None;
+        let no_filter: Option<PairFilter> = None;
         Graph::new().output(pairs.reduce_by_key_and_window_inv(add, sub, window, slide, no_filter).print(num))
     } else {
         Graph::new().output(pairs.reduce_by_key_and_window(add, window, slide).print(num))
