@@ -1096,6 +1096,17 @@ mod tests {
     }
 
     #[test]
+    fn absurd_partition_count_is_refused() {
+        let mut rec = sample();
+        rec.header.partitions = MAX_PARTITIONS + 1;
+        let bytes = rec.to_bytes().unwrap();
+        assert!(matches!(
+            Recording::from_bytes(&bytes),
+            Err(RecordingError::Decode { section: Section::Header, offset: 10, .. })
+        ));
+    }
+
+    #[test]
     fn wrong_version_and_magic_are_named() {
         let mut bytes = sample().to_bytes().unwrap();
         bytes[8] = 9;

@@ -134,3 +134,28 @@ pub fn replay_to_string(recording: &Recording) -> Result<String, ReplayError> {
     replay(recording, &mut out, &mut |_| {})?;
     Ok(String::from_utf8(out).expect("print output is built from Rust strings"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::from_text;
+
+    #[test]
+    fn bad_headers_are_errors_not_panics() {
+        let mut rec = from_text("dstream-recording 1\n--- batch\na,1\n").unwrap();
+        rec.header.batch_interval = dstream_core::Duration(0);
+        assert!(matches!(replay_to_string(&rec), Err(ReplayError::BadInterval(0))));
+        rec.header.batch_interval = dstream_core::Duration(1000);
+        rec.header.job = "nope".into();
+        assert!(matches!(replay_to_string(&rec), Err(ReplayError::Job(_))));
+    }
+
+    #[test]
+    fn batches_out_of_order_stop_the_replay_after_the_good_ones() {
+        let rec = from_text("dstream-recording 1\n--- batch 4000\na,1\n--- batch 2000\na,2\n").unwrap();
+        let mut out = Vec::new();
+        let err = replay(&rec, &mut out, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, ReplayError::Engine(EngineError::OutOfOrder { .. })), "{err}");
+        assert!(String::from_utf8(out).unwrap().contains("Time: 4000 ms\n"));
+    }
+}
