@@ -15,7 +15,16 @@ replay FILE *ARGS:
 # Benchmarks (figures for README.md).
 bench:
     cargo bench -p dstream-core --bench lab
+    cargo bench -p dstream-adapters --bench consume
+
+# Produce lab messages (arguments pass through, e.g. --brokers H:P --rate 0 --count 1000000).
+generate *ARGS:
+    cargo run --release -- generate {{ARGS}}
 
 # What CI runs.
 ci:
     bash .ci/run
+
+# Checkpoint write/load cost and its share of batch time (figures for README.md).
+bench-checkpoint:
+    cargo bench -p dstream-adapters --bench checkpoint

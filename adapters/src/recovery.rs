@@ -7,8 +7,9 @@
 //! reflected in the state exactly once; the printed output of recomputed batches appears again (at least once).
 
 use crate::checkpoint::{
-    Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint, Loaded, NextOffset,
+    encode, file_name, Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint, Loaded, NextOffset,
 };
+use crossbeam_channel::{Receiver, Sender};
 use dstream_core::key::Key;
 use dstream_core::lab::{Avg, LabCheckpoint, LabJob};
 use dstream_core::stream::MapWithStateCheckpointRef;
@@ -18,6 +19,7 @@ use dstream_core::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::PathBuf;
+use std::thread::JoinHandle;
 
 /// A job whose state can be saved and restored.
 pub trait Checkpointable: Job {
@@ -44,18 +46,54 @@ impl Checkpointable for LabJob {
     }
 }
 
-/// Writes checkpoints of one job to a store, every `every` batches of the grid.
-#[derive(Debug, Clone)]
+/// Writes checkpoints of one job to a store, every `every` batches of the grid, inline or on a writer thread.
+#[derive(Debug)]
 pub struct Checkpointer {
     store: CheckpointStore,
     fingerprint: Fingerprint,
     every: u64,
+    background: Option<Background>,
+}
+
+/// The writer thread: checkpoints are encoded on the batch path (state and offsets captured together) and
+/// written, fsync'd and renamed in order on this thread, one at a time.
+#[derive(Debug)]
+struct Background {
+    tx: Option<Sender<(Time, Vec<u8>)>>,
+    acks: Receiver<Result<PathBuf, CheckpointError>>,
+    in_flight: usize,
+    handle: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
-    /// A checkpointer for the job `fingerprint` describes, saving every `every` batches (at least 1).
+    /// A checkpointer for the job `fingerprint` describes, saving every `every` batches (at least 1), inline.
     pub fn new(store: CheckpointStore, fingerprint: Fingerprint, every: u64) -> Self {
-        Checkpointer { store, fingerprint, every: every.max(1) }
+        Checkpointer { store, fingerprint, every: every.max(1), background: None }
+    }
+
+    /// Writes on a background thread: the batch path only encodes. At most one checkpoint waits while another is
+    /// written (then the batch path blocks); a failed write is returned by the next `after_batch`, `save` or
+    /// `flush`. A crash before a write finishes loses only that checkpoint: the previous one is used.
+    pub fn in_background(mut self) -> Self {
+        if self.background.is_none() {
+            let (tx, rx) = crossbeam_channel::bounded::<(Time, Vec<u8>)>(1);
+            let (ack_tx, acks) = crossbeam_channel::unbounded();
+            let store = self.store.clone();
+            let handle = std::thread::Builder::new()
+                .name("checkpoint-writer".into())
+                .spawn(move || {
+                    for (time, bytes) in rx {
+                        let r = store.write_encoded(time, &bytes);
+                        let failed = r.is_err();
+                        if ack_tx.send(r).is_err() || failed {
+                            break;
+                        }
+                    }
+                })
+                .expect("spawn the checkpoint writer thread");
+            self.background = Some(Background { tx: Some(tx), acks, in_flight: 0, handle: Some(handle) });
+        }
+        self
     }
 
     /// The store.
@@ -80,15 +118,28 @@ impl Checkpointer {
     }
 
     /// Saves the engine's state as of its last completed batch, with where the stream continues and the
-    /// batches generated after it; returns the file. Does nothing (`Ok(None)`) if no batch has completed.
+    /// batches generated after it; returns the file (written by the time this returns, unless in background).
+    /// Does nothing (`Ok(None)`) if no batch has completed.
     pub fn save<J: Checkpointable>(
-        &self,
+        &mut self,
         engine: &Engine<J>,
         next_offsets: &[NextOffset],
         pending: &[BatchInfo],
     ) -> Result<Option<PathBuf>, CheckpointError> {
         let Some(time) = engine.last_completed() else { return Ok(None) };
-        let timer = engine.timer();
+        self.save_job(time, engine.timer(), engine.job(), next_offsets, pending).map(Some)
+    }
+
+    /// Saves `job`'s state as of completed batch `time` on `timer`'s grid (for run loops that hold the job, not
+    /// the engine); returns the file.
+    pub fn save_job<J: Checkpointable>(
+        &mut self,
+        time: Time,
+        timer: &BatchTimer,
+        job: &J,
+        next_offsets: &[NextOffset],
+        pending: &[BatchInfo],
+    ) -> Result<PathBuf, CheckpointError> {
         let meta = CheckpointMeta {
             fingerprint: self.fingerprint.clone(),
             time,
@@ -97,22 +148,91 @@ impl Checkpointer {
             next_offsets: next_offsets.to_vec(),
             pending: pending.to_vec(),
         };
-        let cp = Checkpoint { meta, state: engine.job().state_ref() };
-        self.store.save(&cp).map(Some)
+        let cp = Checkpoint { meta, state: job.state_ref() };
+        match &mut self.background {
+            None => self.store.save(&cp),
+            Some(bg) => {
+                bg.collect(false)?;
+                let bytes = encode(&cp)?;
+                let tx = bg.tx.as_ref().expect("the sender lives until drop");
+                if tx.send((time, bytes)).is_err() {
+                    // The writer stopped after a failure it has already reported.
+                    bg.collect(true)?;
+                }
+                bg.in_flight += 1;
+                Ok(self.store.dir().join(file_name(time)))
+            }
+        }
     }
 
     /// Saves if the engine's last completed batch is a checkpoint batch; call after every batch.
     pub fn after_batch<J: Checkpointable>(
-        &self,
+        &mut self,
         engine: &Engine<J>,
         next_offsets: &[NextOffset],
         pending: &[BatchInfo],
     ) -> Result<Option<PathBuf>, CheckpointError> {
         match engine.last_completed() {
-            Some(t) if self.is_due(t, engine.timer().zero(), engine.timer().interval()) => {
-                self.save(engine, next_offsets, pending)
-            }
-            _ => Ok(None),
+            Some(t) => self.after_batch_of(t, engine.timer(), engine.job(), next_offsets, pending),
+            None => Ok(None),
+        }
+    }
+
+    /// As [`Checkpointer::after_batch`], for run loops that hold the job and timer rather than the engine.
+    pub fn after_batch_of<J: Checkpointable>(
+        &mut self,
+        time: Time,
+        timer: &BatchTimer,
+        job: &J,
+        next_offsets: &[NextOffset],
+        pending: &[BatchInfo],
+    ) -> Result<Option<PathBuf>, CheckpointError> {
+        if self.is_due(time, timer.zero(), timer.interval()) {
+            return self.save_job(time, timer, job, next_offsets, pending).map(Some);
+        }
+        if let Some(bg) = &mut self.background {
+            bg.collect(false)?;
+        }
+        Ok(None)
+    }
+
+    /// Waits until every checkpoint handed to the writer thread is durable (no-op when inline).
+    pub fn flush(&mut self) -> Result<(), CheckpointError> {
+        match &mut self.background {
+            Some(bg) => bg.collect(true),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Background {
+    /// Takes the writer's results: all of them if `wait`, else those ready; the first failure is returned.
+    fn collect(&mut self, wait: bool) -> Result<(), CheckpointError> {
+        while self.in_flight > 0 {
+            let r = if wait {
+                match self.acks.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            } else {
+                match self.acks.try_recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            };
+            self.in_flight -= 1;
+            r?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // Finish queued writes: a clean exit leaves the newest checkpoint on disk.
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
         }
     }
 }
@@ -173,7 +293,7 @@ impl<J: Checkpointable> Resumed<J> {
     /// checkpointer (if any) saves after each, so a crash during catch-up loses nothing either.
     pub fn recompute<E, F, R>(
         &mut self,
-        checkpointer: Option<&Checkpointer>,
+        mut checkpointer: Option<&mut Checkpointer>,
         clock: &dyn Clock,
         mut fetch: F,
         mut on_report: R,
@@ -191,10 +311,31 @@ impl<J: Checkpointable> Resumed<J> {
             let report = self.engine.run_batch(info.time, &mut batch, clock)?;
             on_report(&report);
             self.pending.remove(0);
-            if let Some(c) = checkpointer {
+            if let Some(c) = checkpointer.as_deref_mut() {
                 c.after_batch(&self.engine, &self.next_offsets, &self.pending)?;
             }
         }
         Ok(())
     }
+}
+
+/// Writes a lab checkpoint's state as a table sorted by key, one `KEY<TAB>SUM<TAB>COUNT<TAB>AVERAGE` line per key
+/// (the average as the JVM prints a double).
+pub fn write_lab_state(state: &LabCheckpoint, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut entries: Vec<(&Key, &Avg)> = state.state.entries.iter().map(|(k, e)| (k, &e.state)).collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut line = String::new();
+    for (k, a) in entries {
+        line.clear();
+        line.push_str(k.as_str());
+        line.push('\t');
+        line.push_str(&a.sum().to_string());
+        line.push('\t');
+        line.push_str(&a.count().to_string());
+        line.push('\t');
+        dstream_core::jvm::write_double(&mut line, a.mean());
+        line.push('\n');
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
 }

@@ -1,9 +1,9 @@
-//! The live job: a fetch thread generates each batch at its tick (fixing offset ranges) and fetches exactly
-//! those records; the calling thread runs the engine batch after batch and calls a hook after each.
+//! The live job: a generate thread fixes each batch's offset ranges at its tick, a fetch thread fetches exactly
+//! those records, and the calling thread runs the engine batch after batch and calls a hook after each.
 
 use crate::clock::SystemClock;
 use crate::kafka::direct::{
-    DirectConfig, DirectStream, GeneratedBatch, OffsetReset, OutOfRangePolicy, StartingOffsets,
+    DirectConfig, DirectStream, GeneratedBatch, OffsetReset, OutOfRangePolicy, RangeFetcher, StartingOffsets,
 };
 use crate::kafka::{Client, ClientConfig, KafkaError};
 use crossbeam_channel::{unbounded, Receiver, Sender};
@@ -36,15 +36,32 @@ pub struct RunOptions {
     pub client: ClientConfig,
 }
 
-/// Where a resumed run starts: offsets, job state and the batch grid, e.g. from a checkpoint.
-#[derive(Debug, Clone)]
+/// Where a resumed run starts, e.g. from a checkpoint: an engine (job state and batch grid), batches to run
+/// again over their stored ranges, and the offsets where the live stream continues after them.
 pub struct Resume {
-    /// The next offset of every partition.
+    /// The next offset of every partition after the pending batches.
     pub offsets: Vec<(i32, i64)>,
-    /// The job's state, if any.
-    pub state: Option<LabCheckpoint>,
-    /// The batch timer: its next tick is the first batch to run (missed ticks run at once, in order).
-    pub timer: BatchTimer,
+    /// The engine: its job's state and its timer, whose next tick is the first live batch (missed ticks run at
+    /// once, in order, as Spark's down-time batches).
+    pub engine: Engine<LabJob>,
+    /// Batches generated but not completed before the stop, run again first over exactly their ranges.
+    pub pending: Vec<BatchInfo>,
+}
+
+impl Resume {
+    /// A resume point from plain parts: offsets, an optional saved state, and the batch timer.
+    pub fn from_parts(
+        offsets: Vec<(i32, i64)>,
+        state: Option<LabCheckpoint>,
+        timer: BatchTimer,
+        lab: &LabConfig,
+    ) -> Self {
+        let mut job = LabJob::new(lab.clone());
+        if let Some(cp) = state {
+            job.restore(cp);
+        }
+        Resume { offsets, engine: Engine::new(job, timer), pending: Vec::new() }
+    }
 }
 
 /// A batch that completed, as the per-batch hook sees it.
@@ -57,8 +74,12 @@ pub struct CompletedBatch<'a> {
     pub records: &'a RecordBatch,
     /// The job after the batch.
     pub job: &'a LabJob,
-    /// The next offset of every partition after this batch.
+    /// The engine after the batch (job, timer, last completed batch), e.g. for a checkpointer.
+    pub engine: &'a Engine<LabJob>,
+    /// Where the live stream continues: the next offset of every partition not in this batch or `pending`.
     pub next_offsets: &'a [(i32, i64)],
+    /// Stored batches still to be run again (only while catching up after a resume; empty for live batches).
+    pub pending: &'a [BatchInfo],
     /// The batch grid (zero and interval).
     pub timer: &'a BatchTimer,
     /// Records beyond this batch's ranges when it was generated.
@@ -141,35 +162,67 @@ pub fn run_job(
         on_out_of_range: opts.on_out_of_range,
     };
     let clock = SystemClock;
-    let (offsets, state, timer) = match resume {
-        Some(r) => (Some(r.offsets), r.state, r.timer),
-        None => (None, None, BatchTimer::first_start(clock.now(), opts.batch_interval)),
+    let (offsets, mut engine, pending) = match resume {
+        Some(r) => (Some(r.offsets), r.engine, r.pending),
+        None => {
+            let timer = BatchTimer::first_start(clock.now(), opts.batch_interval);
+            (None, Engine::new(LabJob::new(opts.lab.clone()), timer), Vec::new())
+        }
     };
+    let mut client = client;
+    client.set_interrupt(stop.clone());
     let direct = DirectStream::new(client, direct_cfg, offsets)?;
-    let mut job = LabJob::new(opts.lab.clone());
-    if let Some(cp) = state {
-        job.restore(cp);
-    }
-    let mut engine = Engine::new(job, timer.clone());
+    // Fetching has a connection of its own, so that a slow fetch never delays fixing the next batch's ranges.
+    let mut fetch_client = Client::connect(&opts.brokers, opts.client.clone())?;
+    fetch_client.set_interrupt(stop.clone());
+    let mut fetcher = RangeFetcher::new(fetch_client, &opts.topic);
     let mut current: Vec<(i32, i64)> = direct.current_offsets().to_vec();
+    let mut summary = RunSummary::default();
+    // Catch up first: stored batches run again over exactly their ranges (their output appears again).
+    let mut records = RecordBatch::new();
+    for (i, info) in pending.iter().enumerate() {
+        records.clear();
+        fetcher.fetch_ranges(&info.ranges, &mut records)?;
+        let report = engine.run_batch(info.time, &mut records, &clock)?;
+        let done = CompletedBatch {
+            info,
+            report: &report,
+            records: &records,
+            job: engine.job(),
+            engine: &engine,
+            next_offsets: &current,
+            pending: &pending[i + 1..],
+            timer: engine.timer(),
+            lag: 0,
+        };
+        finish_batch(&done, &mut summary, hooks, out, status)?;
+    }
+    let timer = engine.timer().clone();
 
+    // generate thread --(ranges)--> fetch thread --(records)--> this thread; buffers go back for reuse.
+    let (gen_tx, gen_rx) = unbounded::<Result<GeneratedBatch, KafkaError>>();
     let (tx, rx) = unbounded::<Result<Fetched, KafkaError>>();
     let (free_tx, free_rx) = unbounded::<RecordBatch>();
-    let fetch_stop = stop.clone();
     let limit = opts.batches;
-    let fetcher = std::thread::Builder::new()
+    let gen_stop = stop.clone();
+    let generator = std::thread::Builder::new()
+        .name("dstream-generate".into())
+        .spawn(move || generate_loop(direct, timer, limit, gen_stop, gen_tx))
+        .map_err(RunError::Output)?;
+    let fetch_thread = std::thread::Builder::new()
         .name("dstream-fetch".into())
-        .spawn(move || fetch_loop(direct, timer, limit, fetch_stop, tx, free_rx))
+        .spawn(move || fetch_loop(fetcher, gen_rx, tx, free_rx))
         .map_err(RunError::Output)?;
 
-    let result = process_loop(&mut engine, &mut current, hooks, &stop, &rx, &free_tx, out, status, &clock);
+    let result = process_loop(&mut engine, &mut current, summary, hooks, &stop, &rx, &free_tx, out, status, &clock);
     // Tell the fetch thread to finish (it also stops when the channels close) and wait for it.
-    stop.store(true, Ordering::Relaxed);
+    let interrupted = stop.swap(true, Ordering::SeqCst);
     drop(rx);
     drop(free_tx);
-    let _ = fetcher.join();
+    let _ = generator.join();
+    let _ = fetch_thread.join();
     result.map(|mut s| {
-        s.stopped = s.stopped || limit.is_none_or(|n| s.batches < n);
+        s.stopped = s.stopped || interrupted;
         s
     })
 }
@@ -177,7 +230,8 @@ pub fn run_job(
 #[allow(clippy::too_many_arguments)]
 fn process_loop(
     engine: &mut Engine<LabJob>,
-    current: &mut Vec<(i32, i64)>,
+    current: &mut [(i32, i64)],
+    mut summary: RunSummary,
     hooks: &mut dyn RunHooks,
     stop: &AtomicBool,
     rx: &Receiver<Result<Fetched, KafkaError>>,
@@ -186,44 +240,38 @@ fn process_loop(
     status: &mut dyn Write,
     clock: &SystemClock,
 ) -> Result<RunSummary, RunError> {
-    let mut summary = RunSummary::default();
     while let Ok(msg) = rx.recv() {
-        let Fetched { generated, mut records } = msg?;
+        let Fetched { generated, mut records } = match msg {
+            Ok(f) => f,
+            // A fetch cut short by a stop request is not a failure.
+            Err(_) if stop.load(Ordering::Relaxed) => {
+                summary.stopped = true;
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
         for reset in &generated.resets {
             hooks.on_reset(reset);
         }
         let info = &generated.info;
         let report = engine.run_batch(info.time, &mut records, clock)?;
-        out.write_all(report.printed.as_bytes())?;
-        out.flush()?;
         for r in &info.ranges {
             if let Some(c) = current.iter_mut().find(|c| c.0 == r.partition) {
                 c.1 = r.until;
             }
         }
-        summary.batches += 1;
-        summary.records += report.records as u64;
-        summary.malformed += report.malformed.len() as u64;
-        writeln!(
-            status,
-            "dstream: batch {}: {} records, {} malformed, processing {} ms, scheduling delay {} ms, lag {}",
-            info.time,
-            report.records,
-            report.malformed.len(),
-            report.processing_time.millis(),
-            report.scheduling_delay.millis(),
-            generated.lag
-        )?;
         let done = CompletedBatch {
             info,
             report: &report,
             records: &records,
             job: engine.job(),
+            engine,
             next_offsets: current,
+            pending: &[],
             timer: engine.timer(),
             lag: generated.lag,
         };
-        hooks.after_batch(&done).map_err(|source| RunError::Hook { time: info.time, source })?;
+        finish_batch(&done, &mut summary, hooks, out, status)?;
         let _ = free_tx.send(records);
         if stop.load(Ordering::Relaxed) {
             summary.stopped = true;
@@ -233,13 +281,40 @@ fn process_loop(
     Ok(summary)
 }
 
-fn fetch_loop(
+/// Prints a completed batch's output and status line, counts it, and calls the hook.
+fn finish_batch(
+    done: &CompletedBatch<'_>,
+    summary: &mut RunSummary,
+    hooks: &mut dyn RunHooks,
+    out: &mut dyn Write,
+    status: &mut dyn Write,
+) -> Result<(), RunError> {
+    let (info, report) = (done.info, done.report);
+    out.write_all(report.printed.as_bytes())?;
+    out.flush()?;
+    summary.batches += 1;
+    summary.records += report.records as u64;
+    summary.malformed += report.malformed.len() as u64;
+    writeln!(
+        status,
+        "dstream: batch {}: {} records, {} malformed, processing {} ms, scheduling delay {} ms, lag {}",
+        info.time,
+        report.records,
+        report.malformed.len(),
+        report.processing_time.millis(),
+        report.scheduling_delay.millis(),
+        done.lag
+    )?;
+    hooks.after_batch(done).map_err(|source| RunError::Hook { time: info.time, source })
+}
+
+/// Fixes each batch's ranges at its tick, independent of how fast batches are fetched and processed.
+fn generate_loop(
     mut direct: DirectStream,
     mut timer: BatchTimer,
     limit: Option<u64>,
     stop: Arc<AtomicBool>,
-    tx: Sender<Result<Fetched, KafkaError>>,
-    free_rx: Receiver<RecordBatch>,
+    tx: Sender<Result<GeneratedBatch, KafkaError>>,
 ) {
     let clock = SystemClock;
     let mut generated = 0u64;
@@ -257,16 +332,37 @@ fn fetch_loop(
             std::thread::sleep(std::time::Duration::from_millis((next - now).millis().clamp(1, 20) as u64));
         }
         let Some(time) = timer.poll(clock.now()) else { continue };
-        let result = direct.generate(time).and_then(|generated| {
-            let mut records = free_rx.try_recv().unwrap_or_default();
+        let result = direct.generate(time);
+        let failed = result.is_err();
+        if tx.send(result).is_err() || failed {
+            return;
+        }
+        generated += 1;
+    }
+}
+
+/// Fetches exactly the records of each generated batch, in order.
+fn fetch_loop(
+    mut fetcher: RangeFetcher,
+    rx: Receiver<Result<GeneratedBatch, KafkaError>>,
+    tx: Sender<Result<Fetched, KafkaError>>,
+    free_rx: Receiver<RecordBatch>,
+) {
+    while let Ok(generated) = rx.recv() {
+        let result = generated.and_then(|generated| {
+            let total: i64 = generated.info.ranges.iter().map(|r| r.count()).sum();
+            // A recycled buffer keeps its memory; a new one is sized for the batch (lab values are a few bytes).
+            let mut records = free_rx.try_recv().unwrap_or_else(|_| {
+                let n = usize::try_from(total).unwrap_or(0).min(1 << 24);
+                RecordBatch::with_capacity(n, n * 8)
+            });
             records.clear();
-            direct.fetch_ranges(&generated.info.ranges, &mut records)?;
+            fetcher.fetch_ranges(&generated.info.ranges, &mut records)?;
             Ok(Fetched { generated, records })
         });
         let failed = result.is_err();
         if tx.send(result).is_err() || failed {
             return;
         }
-        generated += 1;
     }
 }

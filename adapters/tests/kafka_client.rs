@@ -83,3 +83,13 @@ fn unreachable_broker_is_a_typed_error_quickly() {
     let err = Client::connect(&["nonsense".to_string()], ClientConfig::default()).err().unwrap();
     assert!(matches!(err, KafkaError::BadAddress { .. }), "{err}");
 }
+
+#[test]
+fn a_broker_that_wants_authentication_is_named_as_such() {
+    if broker().is_none() {
+        return;
+    }
+    let b = Tansu::start_with_args("memory://tansu/", &[], &["--authentication"]).unwrap();
+    let err = Client::connect(&[b.addr().to_string()], ClientConfig::default()).err().expect("refused");
+    assert!(matches!(err, KafkaError::AuthenticationRequired { .. }), "{err}");
+}

@@ -116,7 +116,7 @@ impl Runner<'_> {
                     log.fetch(r, b)
                 };
                 let on_report = |r: &dstream_core::BatchReport| printed.push((r.time, r.printed.clone()));
-                match resumed.recompute(Some(&self.checkpointer), &clock, fetch, on_report) {
+                match resumed.recompute(Some(&mut self.checkpointer), &clock, fetch, on_report) {
                     Ok(()) => {}
                     Err(RecoveryError::Fetch { source: FetchError::Crash, .. }) => return Outcome::Crashed,
                     Err(e) => panic!("recompute failed: {e}"),
@@ -187,6 +187,7 @@ impl Runner<'_> {
                 }
                 Some(CrashKind::TornNewest { truncate }) => {
                     self.checkpointer.after_batch(&engine, &next, &pending).unwrap();
+                    self.checkpointer.flush().unwrap();
                     let store = self.checkpointer.store();
                     let files = store.list().unwrap();
                     let all_valid =
@@ -250,6 +251,7 @@ fn run_to_end(
     lookahead: usize,
     every: u64,
     keep: usize,
+    background: bool,
     crashes: Vec<(usize, CrashKind)>,
 ) -> (Engine<LabJob>, Vec<(Time, String)>, usize) {
     let dir = tempfile::tempdir().unwrap();
@@ -271,9 +273,16 @@ fn run_to_end(
     loop {
         incarnations += 1;
         // Each incarnation opens the directory afresh, as a restarted process does.
-        runner.checkpointer =
-            Checkpointer::new(CheckpointStore::open(dir.path()).unwrap().with_keep(keep), fingerprint.clone(), every);
+        // Writes handed to a background writer before the crash land (a real crash may lose the last one, which
+        // is the same as crashing before it).
+        runner.checkpointer.flush().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap().with_keep(keep);
+        runner.checkpointer = Checkpointer::new(store, fingerprint.clone(), every);
+        if background {
+            runner.checkpointer = runner.checkpointer.in_background();
+        }
         if let Outcome::Finished(engine) = runner.run_once() {
+            runner.checkpointer.flush().unwrap();
             return (*engine, runner.printed, incarnations);
         }
     }
@@ -288,13 +297,14 @@ proptest! {
         lookahead in 1usize..=3,
         every in 1u64..=3,
         keep in 2usize..=4,
+        background in any::<bool>(),
         crash_gaps in proptest::collection::vec((0usize..=4, crash_strategy()), 0..=6),
     ) {
-        let (reference, reference_printed, _) = run_to_end(&log, lookahead, every, keep, vec![]);
+        let (reference, reference_printed, _) = run_to_end(&log, lookahead, every, keep, false, vec![]);
         // Crash points as counts of processed batches, non-decreasing (several crashes may hit one point).
         let mut at = 0;
         let crashes: Vec<(usize, CrashKind)> = crash_gaps.iter().map(|&(gap, kind)| { at += gap; (at, kind) }).collect();
-        let (engine, printed, incarnations) = run_to_end(&log, lookahead, every, keep, crashes.clone());
+        let (engine, printed, incarnations) = run_to_end(&log, lookahead, every, keep, background, crashes.clone());
         prop_assert!(incarnations >= 1);
 
         // State: exactly the uninterrupted run's, stamps included.
@@ -324,7 +334,7 @@ proptest! {
 #[test]
 fn a_crash_before_the_first_checkpoint_starts_over_from_the_beginning() {
     let log = Log { partitions: vec![vec![b"a,1".to_vec(), b"a,3".to_vec()]], plan: vec![vec![1], vec![1]] };
-    let (engine, printed, incarnations) = run_to_end(&log, 1, 1, 2, vec![(1, CrashKind::BeforeCheckpoint)]);
+    let (engine, printed, incarnations) = run_to_end(&log, 1, 1, 2, false, vec![(1, CrashKind::BeforeCheckpoint)]);
     assert_eq!(incarnations, 2);
     assert_eq!(engine.job().averages(), vec![("a".into(), 2.0)]);
     // Batch 1000 printed twice (at-least-once output), batch 2000 once.
@@ -339,9 +349,33 @@ fn pending_batches_run_again_over_their_stored_ranges() {
         partitions: vec![(1..=6).map(|v| format!("k,{v}").into_bytes()).collect()],
         plan: vec![vec![2], vec![2], vec![2]],
     };
-    let (engine, printed, incarnations) = run_to_end(&log, 3, 1, 3, vec![(1, CrashKind::AfterCheckpoint)]);
+    let (engine, printed, incarnations) = run_to_end(&log, 3, 1, 3, true, vec![(1, CrashKind::AfterCheckpoint)]);
     assert_eq!(incarnations, 2);
     assert_eq!(engine.job().averages(), vec![("k".into(), 3.5)]);
     let times: Vec<i64> = printed.iter().map(|(t, _)| t.0).collect();
     assert_eq!(times, vec![1000, 2000, 3000]);
+}
+
+#[test]
+fn a_failed_background_write_is_reported_and_the_previous_checkpoint_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let fingerprint = dstream_adapters::checkpoint::Fingerprint::lab("avg", 1, &LabConfig::default(), INTERVAL);
+    let mut ck = Checkpointer::new(CheckpointStore::open(dir.path()).unwrap(), fingerprint, 1).in_background();
+    let clock = ManualClock::new(Time(0));
+    let mut engine = Engine::new(LabJob::new(LabConfig::default()), BatchTimer::first_start(Time(0), INTERVAL));
+    let mut batch = RecordBatch::new();
+    batch.push(0, 0, 0, None, b"a,4");
+    engine.run_batch(Time(1000), &mut batch, &clock).unwrap();
+    let next = [NextOffset { partition: 0, offset: 1 }];
+    ck.after_batch(&engine, &next, &[]).unwrap();
+    ck.flush().unwrap();
+    // The next write cannot create its temporary file.
+    fs::create_dir(dir.path().join(temp_file_name(Time(2000)))).unwrap();
+    batch.clear();
+    engine.run_batch(Time(2000), &mut batch, &clock).unwrap();
+    ck.after_batch(&engine, &next, &[]).unwrap();
+    let err = ck.flush().unwrap_err();
+    assert!(err.to_string().contains(".checkpoint-2000.tmp"), "{err}");
+    let loaded = ck.load::<LabCheckpoint>().unwrap().unwrap();
+    assert_eq!(loaded.checkpoint.meta.time, Time(1000));
 }

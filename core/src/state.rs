@@ -324,6 +324,16 @@ impl<K: Hash + Eq, S> Partition<K, S> {
         Some(slot)
     }
 
+    /// Adds a key known to be absent (e.g. from a snapshot, whose keys are unique), skipping the lookup.
+    pub(crate) fn insert_new(&mut self, key: K, slot: Slot<S>) {
+        debug_assert!(self.position(&key, hash_of(&key)).is_none(), "insert_new of a present key");
+        let hash = hash_of(&key);
+        let i = self.entries.len() as u32;
+        self.entries.push((key, slot));
+        let entries = &self.entries;
+        self.index.insert_unique(hash, i, |&j| hash_of(&entries[j as usize].0));
+    }
+
     /// Makes room for `n` more keys.
     pub(crate) fn reserve(&mut self, n: usize) {
         self.entries.reserve(n);
@@ -434,7 +444,8 @@ impl<K: Hash + Eq + StableHash + Ord + Clone, S: Clone> StateMap<K, S> {
             part.reserve(size);
         }
         for ((k, e), p) in entries.into_iter().zip(parts) {
-            m.parts[p as usize].insert(k, Slot { value: e.state, updated_at: e.updated_at });
+            // Snapshot keys are unique (they come from a map), so no lookup is needed.
+            m.parts[p as usize].insert_new(k, Slot { value: e.state, updated_at: e.updated_at });
         }
         m
     }

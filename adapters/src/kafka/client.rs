@@ -14,6 +14,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How the client connects, waits and retries.
@@ -103,6 +105,7 @@ pub struct Client {
     controller: i32,
     conns: HashMap<String, Connection>,
     topics: HashMap<String, Vec<PartitionMeta>>,
+    interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl Client {
@@ -116,6 +119,7 @@ impl Client {
             controller: -1,
             conns: HashMap::new(),
             topics: HashMap::new(),
+            interrupt: None,
         };
         if bootstrap.is_empty() {
             return Err(KafkaError::BadAddress { addr: String::new() });
@@ -143,6 +147,16 @@ impl Client {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A flag that, once set, ends retries at once (the last error is returned), e.g. on Ctrl-C.
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    /// True once the interrupt flag is set.
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
     /// The configuration.
@@ -212,6 +226,9 @@ impl Client {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retriable() => {
                     self.reset_after(&e);
+                    if self.interrupted() {
+                        return Err(e);
+                    }
                     if start.elapsed() + pause > self.cfg.retry_for {
                         return Err(KafkaError::RetriesExhausted {
                             attempts,
@@ -377,10 +394,11 @@ impl Client {
         parts: &[PartitionFetch],
         max_wait: Duration,
     ) -> Result<Vec<FetchedPartition>> {
-        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, c.cfg.partition_max_bytes))
+        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, c.cfg.partition_max_bytes, c.cfg.fetch_max_bytes))
     }
 
-    /// As [`Client::fetch`] with a per-partition byte limit (the broker still returns at least one batch).
+    /// As [`Client::fetch`] with a byte limit per partition and per response (the broker still returns at least
+    /// one batch).
     pub fn fetch_limited(
         &mut self,
         topic: &str,
@@ -388,7 +406,7 @@ impl Client {
         max_wait: Duration,
         partition_max_bytes: i32,
     ) -> Result<Vec<FetchedPartition>> {
-        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, partition_max_bytes))
+        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, partition_max_bytes, partition_max_bytes))
     }
 
     fn fetch_once(
@@ -397,12 +415,12 @@ impl Client {
         parts: &[PartitionFetch],
         max_wait: Duration,
         partition_max_bytes: i32,
+        max_bytes: i32,
     ) -> Result<Vec<FetchedPartition>> {
         // tansu answers a fetch with max_wait_ms = 0 with no partitions at all.
         let wait_ms = max_wait.as_millis().clamp(1, i32::MAX as u128) as i32;
         let partitions: Vec<i32> = parts.iter().map(|p| p.partition).collect();
         let mut out = Vec::with_capacity(parts.len());
-        let max_bytes = self.cfg.fetch_max_bytes;
         for (leader, group) in self.by_leader(topic, &partitions)? {
             let conn = self.conn_to(leader)?;
             let addr = conn.addr().to_string();

@@ -18,6 +18,22 @@ pub const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
 ];
 
+/// For each implemented API, the highest version both sides support, or what the broker offers as text.
+/// `offered` holds (api key, min, max) as the broker's ApiVersions answer lists them.
+pub fn choose_versions(offered: &[(i16, i16, i16)]) -> Vec<(ApiKey, std::result::Result<i16, String>)> {
+    IMPLEMENTED
+        .iter()
+        .map(|&(key, min, max)| {
+            let v = match offered.iter().find(|o| o.0 == key as i16) {
+                Some(&(_, bmin, bmax)) if max.min(bmax) >= min.max(bmin) => Ok(max.min(bmax)),
+                Some(&(_, bmin, bmax)) => Err(format!("{bmin}..={bmax}")),
+                None => Err("nothing".to_string()),
+            };
+            (key, v)
+        })
+        .collect()
+}
+
 /// Largest response this client accepts (a sanity bound against garbage length prefixes).
 const MAX_RESPONSE: usize = 512 << 20;
 
@@ -134,15 +150,9 @@ impl Connection {
                 reason: format!("error code {}", resp.error_code),
             });
         }
-        for &(key, min, max) in IMPLEMENTED {
-            let offered = resp.api_keys.iter().find(|k| k.api_key == key as i16);
-            let v = match offered {
-                Some(o) if max.min(o.max_version) >= min.max(o.min_version) => Ok(max.min(o.max_version)),
-                Some(o) => Err(format!("{}..={}", o.min_version, o.max_version)),
-                None => Err("nothing".to_string()),
-            };
-            self.versions.push((key, v));
-        }
+        let offered: Vec<(i16, i16, i16)> =
+            resp.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
+        self.versions = choose_versions(&offered);
         Ok(())
     }
 
@@ -209,5 +219,34 @@ impl Connection {
             ));
         }
         S::decode(&mut body, version).map_err(|e| protocol(&self.addr, format!("cannot decode v{version}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_the_highest_both_support() {
+        // tansu's offer, a Kafka 4 offer (old versions removed), and a broker too old for us.
+        let tansu = [(0, 0, 11), (1, 0, 17), (2, 0, 9), (3, 0, 12), (19, 0, 7)];
+        let v = choose_versions(&tansu);
+        assert_eq!(
+            v,
+            vec![
+                (ApiKey::Metadata, Ok(12)),
+                (ApiKey::ListOffsets, Ok(7)),
+                (ApiKey::Fetch, Ok(12)),
+                (ApiKey::Produce, Ok(9)),
+                (ApiKey::CreateTopics, Ok(7)),
+            ]
+        );
+        let kafka4 = [(0, 3, 12), (1, 4, 17), (2, 1, 10), (3, 0, 13), (19, 2, 7)];
+        assert!(choose_versions(&kafka4).iter().all(|(_, v)| v.is_ok()));
+        let old = [(0, 0, 2), (1, 0, 3), (3, 0, 1)];
+        let v = choose_versions(&old);
+        assert_eq!(v[0], (ApiKey::Metadata, Err("0..=1".into())));
+        assert_eq!(v[2], (ApiKey::Fetch, Err("0..=3".into())));
+        assert_eq!(v[4], (ApiKey::CreateTopics, Err("nothing".into())));
     }
 }

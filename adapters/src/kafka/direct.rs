@@ -3,7 +3,8 @@
 
 use super::client::{Client, OffsetSpec, PartitionFetch};
 use super::error::{KafkaError, Result};
-use super::records::for_each_record;
+use super::records::{first_base_offset, for_each_record_before};
+use bytes::Bytes;
 use dstream_core::{BatchInfo, Duration, OffsetRange, RecordBatch, Time};
 use std::time::Instant;
 
@@ -84,6 +85,10 @@ impl DirectStream {
         let partitions = client.partitions(&cfg.topic)?;
         let current = match from {
             Some(mut offsets) => {
+                let gone: Vec<i32> = offsets.iter().map(|o| o.0).filter(|p| !partitions.contains(p)).collect();
+                if !gone.is_empty() {
+                    return Err(KafkaError::PartitionsGone { topic: cfg.topic.clone(), missing: gone });
+                }
                 // Partitions added since the checkpoint start at the earliest offset.
                 let missing: Vec<i32> =
                     partitions.iter().copied().filter(|p| !offsets.iter().any(|o| o.0 == *p)).collect();
@@ -209,12 +214,40 @@ impl DirectStream {
         }
         Ok(GeneratedBatch { info: BatchInfo { time, ranges }, lag, resets })
     }
+}
 
-    /// Fetches exactly the records of `ranges` into `out` (appending), in offset order per partition.
+/// Fetches the records of fixed offset ranges, on a connection of its own, so that fetching one batch never
+/// delays fixing the next one's ranges. Bytes fetched beyond a range serve the next range of that partition.
+pub struct RangeFetcher {
+    client: Client,
+    topic: String,
+    /// Per partition: fetched bytes beyond the last range read, starting at a batch boundary.
+    cache: Vec<(i32, Bytes)>,
+}
+
+impl RangeFetcher {
+    /// A fetcher of `topic` over `client`.
+    pub fn new(client: Client, topic: &str) -> Self {
+        RangeFetcher { client, topic: topic.to_string(), cache: Vec::new() }
+    }
+
+    /// Fetches exactly the records of `ranges` into `out` (appending), in offset order per partition. Bytes
+    /// fetched beyond a range are kept and serve the next range of that partition first.
     pub fn fetch_ranges(&mut self, ranges: &[OffsetRange], out: &mut RecordBatch) -> Result<()> {
-        let topic = self.cfg.topic.clone();
+        let topic = self.topic.clone();
         let mut next: Vec<(i32, i64, i64)> =
             ranges.iter().filter(|r| r.until > r.from).map(|r| (r.partition, r.from, r.until)).collect();
+        // First what earlier fetches brought beyond their ranges.
+        for slot in next.iter_mut() {
+            let Some(pos) = self.cache.iter().position(|c| c.0 == slot.0) else { continue };
+            let bytes = self.cache.swap_remove(pos).1;
+            if first_base_offset(&bytes).is_some_and(|b| b <= slot.1) {
+                if let Some(rest) = read_range(&topic, &bytes, slot, out)? {
+                    self.cache.push((slot.0, rest));
+                }
+            }
+        }
+        next.retain(|n| n.1 < n.2);
         let start = Instant::now();
         let mut one_at_a_time = false;
         let mut stalled_since: Option<Instant> = None;
@@ -228,22 +261,12 @@ impl DirectStream {
                 let fetched = self.client.fetch(&topic, ask, std::time::Duration::from_millis(100))?;
                 for p in fetched {
                     let Some(slot) = next.iter_mut().find(|n| n.0 == p.partition) else { continue };
-                    let (partition, from, until) = *slot;
-                    let scan = for_each_record(&p.records, |r| {
-                        if r.offset >= from && r.offset < until {
-                            out.push(partition, r.offset, r.timestamp, r.key, r.value);
-                        }
-                    })
-                    .map_err(|e| KafkaError::CorruptBatch {
-                        topic: topic.clone(),
-                        partition,
-                        offset: e.offset,
-                        reason: e.reason,
-                    })?;
-                    if let Some(n) = scan.next_offset.filter(|&n| n > from) {
-                        slot.1 = n;
-                        progressed = true;
+                    let before = slot.1;
+                    if let Some(rest) = read_range(&topic, &p.records, slot, out)? {
+                        self.cache.retain(|c| c.0 != p.partition);
+                        self.cache.push((p.partition, rest));
                     }
+                    progressed |= slot.1 > before;
                 }
             }
             next.retain(|n| n.1 < n.2);
@@ -255,7 +278,7 @@ impl DirectStream {
                 // nothing at all for longer than the retry deadline is an error.
                 one_at_a_time = true;
                 let since = *stalled_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > self.client.config().retry_for {
+                if since.elapsed() > self.client.config().retry_for || self.client.interrupted() {
                     let (partition, offset, end) = next[0];
                     return Err(KafkaError::MissingRecords { topic, partition, offset, end });
                 }
@@ -266,6 +289,27 @@ impl DirectStream {
         }
         Ok(())
     }
+}
+
+/// Reads the records of `slot` = (partition, next, until) from `bytes` into `out`, advancing `next`; returns
+/// the bytes that hold offsets at or after `until`, if any.
+fn read_range(topic: &str, bytes: &Bytes, slot: &mut (i32, i64, i64), out: &mut RecordBatch) -> Result<Option<Bytes>> {
+    let (partition, from, until) = *slot;
+    let scan = for_each_record_before(bytes, until, |r| {
+        if r.offset >= from && r.offset < until {
+            out.push(partition, r.offset, r.timestamp, r.key, r.value);
+        }
+    })
+    .map_err(|e| KafkaError::CorruptBatch {
+        topic: topic.to_string(),
+        partition,
+        offset: e.offset,
+        reason: e.reason,
+    })?;
+    if let Some(n) = scan.next_offset.filter(|&n| n > from) {
+        slot.1 = n.min(until);
+    }
+    Ok((scan.rest + 12 <= bytes.len()).then(|| bytes.slice(scan.rest..)))
 }
 
 struct Probe {

@@ -35,6 +35,14 @@ pub enum KafkaError {
         /// The broker that answered.
         addr: String,
     },
+    /// Saved offsets name partitions the topic no longer has.
+    #[error("topic {topic:?} has no partition {missing:?}, which the saved offsets name (was it re-created?)")]
+    PartitionsGone {
+        /// Topic.
+        topic: String,
+        /// The partitions that are gone.
+        missing: Vec<i32>,
+    },
     /// The broker does not offer a version of an API that this client implements.
     #[error("broker {addr} does not support {api} versions {min}..={max} (it offers {offered})")]
     UnsupportedVersion {

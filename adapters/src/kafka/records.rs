@@ -33,22 +33,34 @@ pub struct BatchError {
 /// What a pass over fetched bytes found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Scan {
-    /// The offset after the last whole batch (`None` if the bytes held no whole batch).
+    /// The offset after the last whole batch read (`None` if no whole batch was read).
     pub next_offset: Option<i64>,
-    /// Whole batches seen.
+    /// Whole batches read.
     pub batches: usize,
+    /// Byte position of the first batch not read to its end (a batch reaching `until` or beyond, or a
+    /// truncated one): where a later pass continues.
+    pub rest: usize,
 }
 
 /// Calls `f` for every record of every whole batch in `data` (a fetch response's record set), in log order.
 /// A truncated trailing batch is ignored; control batches (transaction markers) are skipped but counted in
 /// `next_offset`. Checksums are verified.
-pub fn for_each_record(data: &Bytes, mut f: impl FnMut(RecordView<'_>)) -> Result<Scan, BatchError> {
+pub fn for_each_record(data: &Bytes, f: impl FnMut(RecordView<'_>)) -> Result<Scan, BatchError> {
+    for_each_record_before(data, i64::MAX, f)
+}
+
+/// As [`for_each_record`], but stops before the first batch that starts at or after `until`; `rest` then points
+/// at the first batch holding offsets at or after `until`, so that the bytes from there serve a later range.
+pub fn for_each_record_before(data: &Bytes, until: i64, mut f: impl FnMut(RecordView<'_>)) -> Result<Scan, BatchError> {
     let mut pos = 0usize;
     let mut scan = Scan::default();
     while data.len() - pos >= 12 {
         let base_offset = i64::from_be_bytes(data[pos..pos + 8].try_into().expect("8 bytes"));
         let batch_len = i32::from_be_bytes(data[pos + 8..pos + 12].try_into().expect("4 bytes"));
         let err = |reason: String| BatchError { offset: base_offset, reason };
+        if base_offset >= until {
+            break;
+        }
         if batch_len < (HEADER - 12) as i32 {
             return Err(err(format!("batch length {batch_len} is too small")));
         }
@@ -83,11 +95,22 @@ pub fn for_each_record(data: &Bytes, mut f: impl FnMut(RecordView<'_>)) -> Resul
             }
             .map_err(err)?;
         }
-        scan.next_offset = Some(base_offset + last_delta as i64 + 1);
+        let next = base_offset + last_delta as i64 + 1;
+        scan.next_offset = Some(next);
         scan.batches += 1;
+        if next > until {
+            // This batch reaches past `until`: a later range starts inside it.
+            break;
+        }
         pos = end;
     }
+    scan.rest = pos;
     Ok(scan)
+}
+
+/// The base offset of the first batch in `data`, if it holds a batch header.
+pub fn first_base_offset(data: &[u8]) -> Option<i64> {
+    data.get(..8).map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes")))
 }
 
 #[inline]
@@ -219,7 +242,7 @@ mod tests {
         for codec in [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
             let one = encode_batch(&refs, 1000, codec).unwrap();
             let (got, scan) = collect(&one);
-            assert_eq!(scan, Scan { next_offset: Some(500), batches: 1 }, "{codec:?}");
+            assert_eq!(scan, Scan { next_offset: Some(500), batches: 1, rest: one.len() }, "{codec:?}");
             assert_eq!(got.len(), 500);
             for (i, (off, v)) in got.iter().enumerate() {
                 assert_eq!((*off, v.as_slice()), (i as i64, refs[i]));
@@ -230,6 +253,28 @@ mod tests {
                 assert!(got.is_empty() && scan.next_offset.is_none(), "{codec:?} cut {cut}");
             }
         }
+    }
+
+    #[test]
+    fn a_pass_stops_where_a_later_range_begins() {
+        let a = encode_batch(&[b"a,1", b"b,2", b"c,3"], 0, Codec::None).unwrap(); // offsets 0..3
+        let mut two = a.to_vec();
+        let mut b = encode_batch(&[b"d,4", b"e,5"], 0, Codec::None).unwrap().to_vec(); // offsets 3..5
+        b[..8].copy_from_slice(&3i64.to_be_bytes());
+        two.extend_from_slice(&b);
+        let two = Bytes::from(two);
+        // until inside the first batch: it is read, and kept for later.
+        let mut got = vec![];
+        let scan = for_each_record_before(&two, 2, |r| got.push(r.offset)).unwrap();
+        assert_eq!((got, scan.next_offset, scan.rest), (vec![0, 1, 2], Some(3), 0));
+        // until at the batch boundary: the first batch is consumed, the second untouched.
+        let mut got = vec![];
+        let scan = for_each_record_before(&two, 3, |r| got.push(r.offset)).unwrap();
+        assert_eq!((got, scan.next_offset, scan.rest), (vec![0, 1, 2], Some(3), a.len()));
+        assert_eq!(first_base_offset(&two[scan.rest..]), Some(3));
+        let mut got = vec![];
+        let scan = for_each_record_before(&two.slice(scan.rest..), 5, |r| got.push(r.offset)).unwrap();
+        assert_eq!((got, scan.next_offset, scan.rest), (vec![3, 4], Some(5), b.len()));
     }
 
     #[test]

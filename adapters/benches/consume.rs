@@ -1,0 +1,127 @@
+//! Consume 1,000,000 lab messages from a local tansu: the bare client, then `dstream run` end to end, same run.
+//! `cargo bench -p dstream-adapters --bench consume` (figures for README.md).
+
+use dstream_adapters::broker::Tansu;
+use dstream_adapters::generate::LabMessages;
+use dstream_adapters::kafka::records::{encode_batch, for_each_record, Codec};
+use dstream_adapters::kafka::{Acks, Client, ClientConfig, PartitionFetch};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const N: i64 = 1_000_000;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for a list; nothing to list
+    }
+    let broker = Tansu::start().expect("start tansu");
+    let addr = broker.addr().to_string();
+    let mut client = Client::connect(std::slice::from_ref(&addr), ClientConfig::default()).expect("connect");
+    client.create_topic("avg", 1, 1).expect("create topic");
+    let started = Instant::now();
+    let mut msgs = LabMessages::new(1);
+    let mut line = Vec::new();
+    let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(10_000);
+    let mut produced = 0;
+    while produced < N {
+        chunk.clear();
+        for _ in 0..10_000 {
+            msgs.next_into(&mut line);
+            chunk.push(line.clone());
+        }
+        let refs: Vec<&[u8]> = chunk.iter().map(|v| v.as_slice()).collect();
+        client.produce("avg", 0, encode_batch(&refs, 0, Codec::None).unwrap(), Acks::Leader).expect("produce");
+        produced += chunk.len() as i64;
+    }
+    println!("produced {N} lab messages in {:.3} s", started.elapsed().as_secs_f64());
+
+    // The bare client: fetch and parse every record in place, best of 3.
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (mut next, mut count, mut bytes) = (0i64, 0i64, 0usize);
+        while next < N {
+            let f = client
+                .fetch("avg", &[PartitionFetch { partition: 0, offset: next }], Duration::from_millis(100))
+                .unwrap();
+            let scan = for_each_record(&f[0].records, |r| {
+                if r.offset >= next && r.offset < N {
+                    count += 1;
+                    bytes += r.value.len();
+                }
+            })
+            .unwrap();
+            next = scan.next_offset.unwrap_or(next).max(next);
+        }
+        assert_eq!(count, N);
+        assert!(bytes > 0);
+        println!("  bare client pass: {:.3} s", t.elapsed().as_secs_f64());
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let bare = N as f64 / best;
+    println!("bare client: {N} records in {:.3} s = {:.2} M records/s", best, bare / 1e6);
+
+    // dstream run end to end: one batch from the earliest offset; its scheduling delay (fixing the ranges and
+    // fetching) plus processing time is the time from the batch's tick to its completion. Best of 3.
+    let mut best_ms = i64::MAX;
+    let mut wall = 0.0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_dstream"))
+            .args(["run", "--brokers", &addr, "--starting-offsets", "earliest", "--batches", "1"])
+            .args(["--batch-interval", "100ms"])
+            .output()
+            .expect("run dstream");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let line = stderr.lines().find(|l| l.starts_with("dstream: batch ")).expect("a status line");
+        assert!(line.contains(&format!(": {N} records")), "{line}");
+        let num_after = |key: &str| -> i64 {
+            let rest = &line[line.find(key).expect(key) + key.len()..];
+            rest.split(' ').next().unwrap().parse().unwrap()
+        };
+        let ms = num_after("processing ") + num_after("scheduling delay ");
+        if ms < best_ms {
+            best_ms = ms;
+            wall = t.elapsed().as_secs_f64();
+        }
+    }
+    let run = N as f64 / (best_ms.max(1) as f64 / 1000.0);
+    println!(
+        "dstream run: {N} records from tick to batch completion in {best_ms} ms = {:.2} M records/s \
+         ({:.2} of the bare client; whole process {:.3} s including start and waiting for the first tick)",
+        run / 1e6,
+        run / bare,
+        wall
+    );
+
+    // Pipelined: ten batches of 100,000 (rate-limited ranges) on a 10 ms grid, so the fetch thread fixes and
+    // fetches batch k+1 while batch k is processed. Rate = records / (last completion - first tick).
+    let mut best_ms = i64::MAX;
+    for _ in 0..3 {
+        let out = Command::new(env!("CARGO_BIN_EXE_dstream"))
+            .args(["run", "--brokers", &addr, "--starting-offsets", "earliest", "--batches", "10"])
+            .args(["--batch-interval", "10ms", "--max-rate-per-partition", "10000000"])
+            .output()
+            .expect("run dstream");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("dstream: batch ")).collect();
+        assert_eq!(lines.len(), 10, "{stderr}");
+        let field = |line: &str, key: &str| -> i64 {
+            let rest = &line[line.find(key).expect(key) + key.len()..];
+            rest.split(' ').next().unwrap().parse().unwrap()
+        };
+        let first = field(lines[0], "batch ");
+        let last = lines[9];
+        let end = field(last, "batch ") + field(last, "processing ") + field(last, "scheduling delay ");
+        best_ms = best_ms.min(end - first);
+    }
+    let piped = N as f64 / (best_ms.max(1) as f64 / 1000.0);
+    println!(
+        "dstream run, 10 batches of 100,000: first tick to last completion {best_ms} ms = {:.2} M records/s ({:.2} of the bare client)",
+        piped / 1e6,
+        piped / bare
+    );
+    drop(broker);
+}

@@ -1,0 +1,145 @@
+//! `dstream run --checkpoint` and `dstream checkpoint show` as a user meets them: resuming, a corrupt newest file,
+//! no valid file, a checkpoint of another job, --reset-checkpoint, and directories that cannot be used.
+
+use dstream_adapters::broker::Tansu;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn broker() -> Option<Tansu> {
+    if std::env::var_os("DSTREAM_NO_BROKER").is_some_and(|v| v == "1") {
+        eprintln!("DSTREAM_NO_BROKER=1: skipping a real-broker test on purpose");
+        return None;
+    }
+    Some(Tansu::start().expect("start tansu"))
+}
+
+fn dstream(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dstream")).args(args).stdin(Stdio::null()).output().expect("run dstream")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "dstream failed ({}): {}", out.status, stderr(out));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// A failure: exit status 1 and exactly one line on stderr, which is returned.
+fn one_line_failure(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    let err = stderr(out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+/// (key, sum, count) rows of `dstream checkpoint show`.
+fn show(dir: &Path) -> Vec<(String, i128, u64)> {
+    ok(&dstream(&["checkpoint", "show", dir.to_str().unwrap()]))
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].to_string(), f[1].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect()
+}
+
+fn newest(dir: &Path) -> std::path::PathBuf {
+    let store = dstream_adapters::checkpoint::CheckpointStore::open_read_only(dir);
+    store.list().unwrap()[0].1.clone()
+}
+
+#[test]
+fn an_unusable_checkpoint_directory_is_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let below = file.join("ck");
+    // The directory is checked before any broker is contacted.
+    let out = dstream(&["run", "--brokers", "127.0.0.1:1", "--checkpoint", below.to_str().unwrap()]);
+    let err = one_line_failure(&out);
+    assert!(err.starts_with("dstream: cannot create checkpoint directory"), "{err}");
+    assert!(err.contains("a-file/ck"), "{err}");
+
+    let out = dstream(&["checkpoint", "show", tmp.path().join("missing").to_str().unwrap()]);
+    let err = one_line_failure(&out);
+    assert!(err.starts_with("dstream: cannot list checkpoint directory"), "{err}");
+    let out = dstream(&["checkpoint", "show", tmp.path().to_str().unwrap()]);
+    assert!(one_line_failure(&out).contains("no checkpoint in"));
+
+    let out = dstream(&["run", "--reset-checkpoint"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--checkpoint"), "{}", stderr(&out));
+}
+
+#[test]
+fn resume_fall_back_refuse_and_reset() {
+    let Some(b) = broker() else { return };
+    let addr = b.addr();
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("ck");
+    let ck_s = ck.to_str().unwrap();
+    ok(&dstream(&["generate", "--brokers", addr, "--rate", "0", "--count", "300", "--seed", "5"]));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--brokers", addr, "--starting-offsets", "earliest", "--batch-interval", "100ms"];
+        args.extend_from_slice(&["--max-rate-per-partition", "1000", "--checkpoint", ck_s]);
+        args.extend_from_slice(extra);
+        dstream(&args)
+    };
+
+    // 100 records per batch: two batches, then two more after a restart, which resumes where the first run ended.
+    let first = run(&["--batches", "2"]);
+    ok(&first);
+    assert!(stderr(&first).contains("no checkpoint in"), "{}", stderr(&first));
+    let after_two: u64 = show(&ck).iter().map(|r| r.2).sum();
+    assert_eq!(after_two, 200);
+    let second = run(&["--batches", "2"]);
+    ok(&second);
+    assert!(stderr(&second).contains("dstream: resuming from"), "{}", stderr(&second));
+    let all = show(&ck);
+    assert_eq!(all.iter().map(|r| r.2).sum::<u64>(), 300);
+
+    // A corrupt newest file is reported and the previous checkpoint used.
+    let path = newest(&ck);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let third = run(&["--batches", "1"]);
+    ok(&third);
+    let err = stderr(&third);
+    assert!(err.contains("warning: skipped checkpoint") && err.contains("checksum mismatch"), "{err}");
+    assert_eq!(show(&ck), all, "recomputing from the older checkpoint gives the same state");
+
+    // Another topic's job is refused, saying what differs.
+    ok(&dstream(&[
+        "generate",
+        "--brokers",
+        addr,
+        "--topic",
+        "other",
+        "--rate",
+        "0",
+        "--count",
+        "10",
+        "--partitions",
+        "2",
+    ]));
+    let out = run(&["--batches", "1", "--topic", "other"]);
+    let err = one_line_failure(&out);
+    assert!(err.contains("belongs to a different job"), "{err}");
+    assert!(err.contains(r#"topic: checkpoint has "avg", this run has "other""#), "{err}");
+    assert!(err.contains(r#"partitions: checkpoint has "1", this run has "2""#), "{err}");
+
+    // No valid file at all: a clear error; --reset-checkpoint starts fresh on purpose.
+    for (_, p) in dstream_adapters::checkpoint::CheckpointStore::open_read_only(&ck).list().unwrap() {
+        std::fs::write(&p, b"garbage").unwrap();
+    }
+    let err = one_line_failure(&run(&["--batches", "1"]));
+    assert!(err.contains("no valid checkpoint") && err.contains("--reset-checkpoint"), "{err}");
+    let fresh = run(&["--batches", "1", "--reset-checkpoint"]);
+    ok(&fresh);
+    assert!(stderr(&fresh).contains("moved the old checkpoints to"), "{}", stderr(&fresh));
+    assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 100);
+}

@@ -1,0 +1,95 @@
+//! Shared helpers of the real-broker tests: a broker per test, the dstream binary, output parsing, and a
+//! third-party Kafka client (confluent-kafka from PyPI) for cross-checks.
+#![allow(dead_code)]
+
+use dstream_adapters::broker::Tansu;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// A fresh tansu on a free port, or `None` if DSTREAM_NO_BROKER=1 is set on purpose.
+pub fn broker() -> Option<Tansu> {
+    if std::env::var_os("DSTREAM_NO_BROKER").is_some_and(|v| v == "1") {
+        eprintln!("DSTREAM_NO_BROKER=1: skipping a real-broker test on purpose");
+        return None;
+    }
+    Some(Tansu::start().expect("start tansu"))
+}
+
+/// Runs the dstream binary with `args` to completion.
+pub fn dstream(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dstream")).args(args).stdin(Stdio::null()).output().expect("run dstream")
+}
+
+/// Asserts success and returns stdout as text.
+pub fn ok_stdout(out: &Output) -> String {
+    assert!(out.status.success(), "dstream failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).expect("utf-8 output")
+}
+
+/// The printed elements `(key,average)` in print order, across all batches.
+pub fn printed_elements(stdout: &str) -> Vec<(String, f64)> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix('(')?.strip_suffix(')'))
+        .map(|e| {
+            let (k, v) = e.rsplit_once(',').expect("key,average");
+            (k.to_string(), v.parse::<f64>().expect("a number"))
+        })
+        .collect()
+}
+
+/// Each key's last printed average: the final averages when every element was printed.
+pub fn final_averages(stdout: &str) -> BTreeMap<String, f64> {
+    printed_elements(stdout).into_iter().collect()
+}
+
+/// The record counts of the status lines, one per batch.
+pub fn batch_record_counts(stderr: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("dstream: batch "))
+        .map(|l| {
+            let after = l.split(": ").nth(2).expect("status fields");
+            after.split(' ').next().unwrap().parse().expect("record count")
+        })
+        .collect()
+}
+
+/// A folder with the PyPI package confluent-kafka installed (cached; installed on first use).
+pub fn confluent_kafka() -> PathBuf {
+    let dir = dstream_adapters::broker::cache_dir().unwrap().parent().unwrap().join("pylib-confluent-kafka");
+    if dir.join("confluent_kafka").is_dir() {
+        return dir;
+    }
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.with_extension(format!("tmp-{}-{call}", std::process::id()));
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+        .arg(&tmp)
+        .arg("confluent-kafka")
+        .status()
+        .expect("run pip");
+    assert!(status.success(), "pip install confluent-kafka failed");
+    if std::fs::rename(&tmp, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    assert!(dir.join("confluent_kafka").is_dir());
+    dir
+}
+
+/// Runs a Python script with confluent-kafka importable; returns stdout.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let lib = confluent_kafka();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env("PYTHONPATH", lib)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -1,0 +1,205 @@
+//! Resuming `run_job` from saved offsets and state (what a checkpoint holds): every offset is counted once.
+
+mod common;
+
+use common::*;
+use dstream_adapters::generate::LabMessages;
+use dstream_adapters::kafka::direct::{OutOfRangePolicy, StartingOffsets};
+use dstream_adapters::kafka::ClientConfig;
+use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunHooks, RunOptions};
+use dstream_core::lab::{LabCheckpoint, LabConfig};
+use dstream_core::{BatchInfo, BatchTimer, Clock, Duration, OffsetRange};
+use dstream_harness::model::AverageModel;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+#[derive(Default)]
+struct Saved {
+    state: Option<LabCheckpoint>,
+    offsets: Vec<(i32, i64)>,
+    batches: Vec<BatchInfo>,
+    averages: Vec<(String, f64)>,
+}
+
+impl RunHooks for Saved {
+    fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.state = Some(b.job.checkpoint());
+        self.offsets = b.next_offsets.to_vec();
+        self.batches.push(b.info.clone());
+        self.averages = b.job.averages().into_iter().map(|(k, a)| (k.to_string(), a)).collect();
+        Ok(())
+    }
+}
+
+fn options(addr: &str, batches: u64) -> RunOptions {
+    RunOptions {
+        brokers: vec![addr.to_string()],
+        topic: "avg".into(),
+        batch_interval: Duration::from_millis(100),
+        starting_offsets: StartingOffsets::Earliest,
+        max_rate_per_partition: 3000, // 300 per partition per batch
+        batches: Some(batches),
+        lab: LabConfig::default(),
+        on_out_of_range: OutOfRangePolicy::Fail,
+        client: ClientConfig::default(),
+    }
+}
+
+fn model(seed: u64, count: u64) -> Vec<(String, f64)> {
+    let mut m = LabMessages::new(seed);
+    let mut model = AverageModel::new();
+    let mut buf = vec![];
+    for _ in 0..count {
+        m.next_into(&mut buf);
+        model.feed(&buf).unwrap();
+    }
+    model.averages()
+}
+
+#[test]
+fn resume_from_saved_offsets_and_state_counts_every_offset_once() {
+    let Some(b) = broker() else { return };
+    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "1000", "--seed", "5"]));
+    let mut first = Saved::default();
+    let (mut out, mut status) = (Vec::new(), Vec::new());
+    let s = run_job(&options(b.addr(), 2), None, &mut first, Arc::new(AtomicBool::new(false)), &mut out, &mut status)
+        .unwrap();
+    assert_eq!((s.batches, s.records), (2, 600));
+    assert_eq!(first.offsets, vec![(0, 600)]);
+
+    // Resume on a new grid from the saved offsets and state: 300 + 100 remain.
+    let opts = options(b.addr(), 2);
+    let timer = BatchTimer::first_start(dstream_adapters::clock::SystemClock.now(), opts.batch_interval);
+    let resume = Resume::from_parts(first.offsets.clone(), first.state.clone(), timer, &opts.lab);
+    let mut second = Saved::default();
+    let s = run_job(&opts, Some(resume), &mut second, Arc::new(AtomicBool::new(false)), &mut out, &mut status).unwrap();
+    assert_eq!((s.batches, s.records), (2, 400));
+    assert_eq!(second.averages, model(5, 1000));
+}
+
+#[test]
+fn pending_batches_run_again_over_exactly_their_ranges() {
+    let Some(b) = broker() else { return };
+    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "1000", "--seed", "6"]));
+    let mut first = Saved::default();
+    let (mut out, mut status) = (Vec::new(), Vec::new());
+    run_job(&options(b.addr(), 1), None, &mut first, Arc::new(AtomicBool::new(false)), &mut out, &mut status).unwrap();
+    // As if batch 2 ([300, 700)) had been generated but not completed before a crash.
+    let last = first.batches[0].time;
+    let pending = BatchInfo {
+        time: last + Duration::from_millis(100),
+        ranges: vec![OffsetRange { partition: 0, from: 300, until: 700 }],
+    };
+    let opts = options(b.addr(), 1);
+    let mut resume = Resume::from_parts(
+        vec![(0, 700)],
+        first.state.clone(),
+        BatchTimer::resume(last - Duration::from_millis(100), opts.batch_interval, pending.time),
+        &opts.lab,
+    );
+    resume.pending = vec![pending.clone()];
+    let mut second = Saved::default();
+    let s = run_job(&opts, Some(resume), &mut second, Arc::new(AtomicBool::new(false)), &mut out, &mut status).unwrap();
+    // The pending batch (400 records), then one live batch of 300 (rate limit).
+    assert_eq!((s.batches, s.records), (2, 700));
+    assert_eq!(second.batches[0], pending);
+    assert_eq!(second.batches[1].ranges, vec![OffsetRange { partition: 0, from: 700, until: 1000 }]);
+    assert_eq!(second.averages, model(6, 1000));
+}
+
+#[derive(Default)]
+struct Resets(Vec<dstream_adapters::kafka::direct::OffsetReset>, u64);
+
+impl RunHooks for Resets {
+    fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.1 += b.report.records as u64;
+        Ok(())
+    }
+    fn on_reset(&mut self, r: &dstream_adapters::kafka::direct::OffsetReset) {
+        self.0.push(*r);
+    }
+}
+
+#[test]
+fn offsets_outside_the_log_follow_the_policy() {
+    let Some(b) = broker() else { return };
+    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "500", "--seed", "8"]));
+    let run = |policy: OutOfRangePolicy| {
+        let mut opts = options(b.addr(), 1);
+        opts.on_out_of_range = policy;
+        opts.max_rate_per_partition = 0;
+        let timer = BatchTimer::first_start(dstream_adapters::clock::SystemClock.now(), opts.batch_interval);
+        // A saved offset beyond the log's end, as after the topic was deleted and created again.
+        let resume = Resume::from_parts(vec![(0, 5000)], None, timer, &opts.lab);
+        let mut hooks = Resets::default();
+        let (mut out, mut status) = (Vec::new(), Vec::new());
+        let r = run_job(&opts, Some(resume), &mut hooks, Arc::new(AtomicBool::new(false)), &mut out, &mut status);
+        (r, hooks)
+    };
+    let (r, _) = run(OutOfRangePolicy::Fail);
+    let err = r.expect_err("fails as Spark does");
+    assert!(err.to_string().contains("offset 5000 of avg-0 is out of range"), "{err}");
+    let (r, hooks) = run(OutOfRangePolicy::Earliest);
+    r.unwrap();
+    assert_eq!((hooks.0.len(), hooks.0[0].from, hooks.0[0].to, hooks.1), (1, 5000, 0, 500));
+    let (r, hooks) = run(OutOfRangePolicy::Latest);
+    r.unwrap();
+    assert_eq!((hooks.0.len(), hooks.0[0].from, hooks.0[0].to, hooks.1), (1, 5000, 500, 0));
+}
+
+#[test]
+fn saved_offsets_for_partitions_that_are_gone_are_a_clear_error() {
+    let Some(b) = broker() else { return };
+    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "10", "--seed", "1"]));
+    let opts = options(b.addr(), 1);
+    let timer = BatchTimer::first_start(dstream_adapters::clock::SystemClock.now(), opts.batch_interval);
+    let resume = Resume::from_parts(vec![(0, 0), (3, 0)], None, timer, &opts.lab);
+    let (mut out, mut status) = (Vec::new(), Vec::new());
+    let err =
+        run_job(&opts, Some(resume), &mut Saved::default(), Arc::new(AtomicBool::new(false)), &mut out, &mut status)
+            .expect_err("partition 3 does not exist");
+    assert!(err.to_string().contains("has no partition [3]"), "{err}");
+}
+
+/// Holds the first batch until well after the second batch's tick, then produces more records.
+struct SlowFirstBatch {
+    addr: String,
+    counts: Vec<usize>,
+}
+
+impl RunHooks for SlowFirstBatch {
+    fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.counts.push(b.report.records);
+        if self.counts.len() == 1 {
+            // Slow processing: the next tick (time + interval) passes while this batch is still running.
+            let late = b.info.time + b.timer.interval() + Duration::from_millis(500);
+            while dstream_adapters::clock::SystemClock.now() < late {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let mut c =
+                dstream_adapters::kafka::Client::connect(std::slice::from_ref(&self.addr), ClientConfig::default())?;
+            let values: Vec<&[u8]> = vec![b"z,1"; 50];
+            let batch = dstream_adapters::kafka::records::encode_batch(
+                &values,
+                0,
+                dstream_adapters::kafka::records::Codec::None,
+            )?;
+            c.produce("avg", 0, batch, dstream_adapters::kafka::Acks::All)?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_batch_holds_what_its_tick_saw_not_what_arrived_before_it_ran() {
+    let Some(b) = broker() else { return };
+    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "100", "--seed", "2"]));
+    let mut opts = options(b.addr(), 3);
+    opts.batch_interval = Duration::from_secs(1);
+    opts.max_rate_per_partition = 0;
+    let mut hooks = SlowFirstBatch { addr: b.addr().to_string(), counts: vec![] };
+    let (mut out, mut status) = (Vec::new(), Vec::new());
+    run_job(&opts, None, &mut hooks, Arc::new(AtomicBool::new(false)), &mut out, &mut status).unwrap();
+    // Batch 2 was generated at its tick, before the 50 records existed, though it ran after they arrived.
+    assert_eq!(hooks.counts, vec![100, 0, 50]);
+}

@@ -1,0 +1,206 @@
+//! `dstream generate` and `dstream run` against a real broker: the final averages equal an independent model
+//! of exactly what was produced.
+
+mod common;
+
+use common::*;
+use dstream_adapters::generate::LabMessages;
+use dstream_harness::model::AverageModel;
+use std::time::{Duration, Instant};
+
+/// What `dstream generate --seed S --count N --partitions P` produced, per partition in offset order.
+fn produced(seed: u64, count: u64, partitions: u64) -> Vec<Vec<Vec<u8>>> {
+    let mut m = LabMessages::new(seed);
+    let mut out = vec![Vec::new(); partitions as usize];
+    let mut buf = vec![];
+    for i in 0..count {
+        m.next_into(&mut buf);
+        out[(i % partitions) as usize].push(buf.clone());
+    }
+    out
+}
+
+fn model_of(parts: &[Vec<Vec<u8>>]) -> Vec<(String, f64)> {
+    let mut model = AverageModel::new();
+    for p in parts {
+        for v in p {
+            model.feed(v).expect("lab messages are well-formed");
+        }
+    }
+    model.averages()
+}
+
+#[test]
+fn rate_limited_batches_cover_exactly_what_was_produced() {
+    let Some(b) = broker() else { return };
+    let addr = b.addr();
+    let gen = dstream(&["generate", "--brokers", addr, "--rate", "0", "--count", "2000", "--seed", "42"]);
+    ok_stdout(&gen);
+    // 1000 records/s per partition at 300 ms batches: 300 per batch, so 7 batches hold 2000.
+    let out = dstream(&[
+        "run",
+        "--brokers",
+        addr,
+        "--starting-offsets",
+        "earliest",
+        "--batches",
+        "7",
+        "--batch-interval",
+        "300ms",
+        "--max-rate-per-partition",
+        "1000",
+        "--print",
+        "100000",
+    ]);
+    let stdout = ok_stdout(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(batch_record_counts(&stderr), vec![300, 300, 300, 300, 300, 300, 200], "{stderr}");
+    let parts = produced(42, 2000, 1);
+    // Every record printed once, in offset order: the running averages match the model fed in that order.
+    let mut model = AverageModel::new();
+    let expected: Vec<(String, f64)> = parts[0].iter().map(|v| model.feed(v).unwrap()).collect();
+    assert_eq!(printed_elements(&stdout), expected);
+    let finals: Vec<(String, f64)> = final_averages(&stdout).into_iter().collect();
+    assert_eq!(finals, model_of(&parts));
+}
+
+#[test]
+fn four_partitions() {
+    let Some(b) = broker() else { return };
+    let addr = b.addr();
+    ok_stdout(&dstream(&[
+        "generate",
+        "--brokers",
+        addr,
+        "--rate",
+        "0",
+        "--count",
+        "4000",
+        "--seed",
+        "7",
+        "--partitions",
+        "4",
+        "--compression",
+        "lz4",
+    ]));
+    let out = dstream(&[
+        "run",
+        "--brokers",
+        addr,
+        "--starting-offsets",
+        "earliest",
+        "--batches",
+        "2",
+        "--batch-interval",
+        "200ms",
+        "--print",
+        "100000",
+    ]);
+    let stdout = ok_stdout(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(batch_record_counts(&stderr), vec![4000, 0], "{stderr}");
+    let parts = produced(7, 4000, 4);
+    // A batch is processed in (partition, offset) order.
+    let mut model = AverageModel::new();
+    let expected: Vec<(String, f64)> = parts.iter().flatten().map(|v| model.feed(v).unwrap()).collect();
+    assert_eq!(printed_elements(&stdout), expected);
+    let finals: Vec<(String, f64)> = final_averages(&stdout).into_iter().collect();
+    assert_eq!(finals, model_of(&parts));
+}
+
+#[test]
+fn latest_start_reads_only_new_records() {
+    let Some(b) = broker() else { return };
+    let addr = b.addr();
+    ok_stdout(&dstream(&["generate", "--brokers", addr, "--rate", "0", "--count", "500", "--seed", "1"]));
+    // Starting at the log end (Spark's default), one batch sees nothing of what was there before.
+    let out = dstream(&["run", "--brokers", addr, "--batches", "1", "--batch-interval", "200ms"]);
+    ok_stdout(&out);
+    assert_eq!(batch_record_counts(&String::from_utf8_lossy(&out.stderr)), vec![0]);
+}
+
+#[test]
+fn unreachable_broker_is_one_line_and_nonzero_exit() {
+    let port = dstream_adapters::broker::free_port().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let start = Instant::now();
+    let out = dstream(&["run", "--brokers", &addr, "--batches", "1"]);
+    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&format!("no broker answers at {addr}")), "{stderr}");
+    let out = dstream(&["generate", "--brokers", &addr, "--count", "1"]);
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
+
+#[test]
+fn unknown_topic_is_one_line_and_nonzero_exit() {
+    let Some(b) = broker() else { return };
+    let out = dstream(&["run", "--brokers", b.addr(), "--topic", "nope", "--batches", "1"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("topic \"nope\" does not exist"), "{stderr}");
+}
+
+#[test]
+fn a_recorded_run_replays_to_the_same_output() {
+    let Some(b) = broker() else { return };
+    let addr = b.addr();
+    ok_stdout(&dstream(&[
+        "generate",
+        "--brokers",
+        addr,
+        "--rate",
+        "0",
+        "--count",
+        "1500",
+        "--seed",
+        "3",
+        "--partitions",
+        "2",
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("run.rec");
+    let file = file.to_str().unwrap();
+    let live = ok_stdout(&dstream(&[
+        "run",
+        "--brokers",
+        addr,
+        "--starting-offsets",
+        "earliest",
+        "--batches",
+        "4",
+        "--batch-interval",
+        "200ms",
+        "--max-rate-per-partition",
+        "1000",
+        "--record",
+        file,
+    ]));
+    assert_eq!(live.matches("Time: ").count(), 4);
+    assert_eq!(ok_stdout(&dstream(&["replay", file])), live);
+    // `record` writes the same batches and prints nothing.
+    let file2 = dir.path().join("rec.rec");
+    let file2 = file2.to_str().unwrap();
+    let out = dstream(&[
+        "record",
+        "--brokers",
+        addr,
+        "--out",
+        file2,
+        "--starting-offsets",
+        "earliest",
+        "--batches",
+        "2",
+        "--batch-interval",
+        "200ms",
+    ]);
+    assert_eq!(ok_stdout(&out), "");
+    let replayed = ok_stdout(&dstream(&["replay", file2]));
+    let elements = printed_elements(&replayed);
+    assert_eq!(elements.len(), 10, "print(10) of the first batch's 1500 elements; the second batch is empty");
+    assert_eq!(batch_record_counts(&String::from_utf8_lossy(&out.stderr)), vec![1500, 0]);
+}

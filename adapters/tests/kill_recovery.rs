@@ -1,0 +1,157 @@
+//! `dstream run --checkpoint` against a real tansu, killed with SIGKILL at random moments and restarted each time:
+//! at the end the state holds every produced message exactly once. Set DSTREAM_KILL_SEED to replay a failure; the
+//! seed and every kill moment are printed (shown by `cargo test` when the test fails).
+
+use dstream_adapters::broker::Tansu;
+use dstream_adapters::checkpoint::{CheckpointStore, Loaded};
+use dstream_adapters::generate::{LabMessages, SplitMix64};
+use dstream_core::lab::LabCheckpoint;
+use dstream_harness::model::AverageModel;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MESSAGES: u64 = 200_000;
+const PARTITIONS: u64 = 2;
+const KILLS: usize = 12;
+
+fn broker() -> Option<Tansu> {
+    if std::env::var_os("DSTREAM_NO_BROKER").is_some_and(|v| v == "1") {
+        eprintln!("DSTREAM_NO_BROKER=1: skipping a real-broker test on purpose");
+        return None;
+    }
+    Some(Tansu::start().expect("start tansu"))
+}
+
+fn dstream(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dstream")).args(args).stdin(Stdio::null()).output().expect("run dstream")
+}
+
+fn ok_stdout(out: &Output) -> String {
+    assert!(out.status.success(), "dstream failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).expect("utf-8 output")
+}
+
+/// `dstream run` resuming from `dir`, at most `rate` records per partition per second (0: no limit).
+fn spawn_run(addr: &str, dir: &Path, rate: u32) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_dstream"))
+        .args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batch-interval", "100ms"])
+        .args(["--max-rate-per-partition", &rate.to_string(), "--print", "1", "--checkpoint"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dstream run")
+}
+
+fn latest(dir: &Path) -> Option<Loaded<LabCheckpoint>> {
+    CheckpointStore::open_read_only(dir).load_latest::<LabCheckpoint>(None).expect("checkpoints stay readable")
+}
+
+/// Every checkpoint must count exactly the records before its next offsets: all produced messages are valid and
+/// the run starts at offset 0, so the state's total count equals the sum of the next offsets.
+fn check_exactly_once(cp: &Loaded<LabCheckpoint>, log: &mut String) -> u64 {
+    let counted: u64 = cp.checkpoint.state.state.entries.iter().map(|(_, e)| e.state.count()).sum();
+    let consumed: i64 = cp.checkpoint.meta.next_offsets.iter().map(|n| n.offset).sum();
+    assert_eq!(counted as i64, consumed, "state and offsets disagree in {}\n{log}", cp.path.display());
+    log.push_str(&format!("  checkpoint {}: {counted} records\n", cp.path.display()));
+    counted
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
+    let Some(broker) = broker() else { return };
+    let addr = broker.addr();
+    let seed: u64 = std::env::var("DSTREAM_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    let mut log = format!("kill test seed {seed} (DSTREAM_KILL_SEED={seed} replays the kill moments)\n");
+    let data_seed = 20_251_126;
+    ok_stdout(&dstream(&[
+        "generate",
+        "--brokers",
+        addr,
+        "--rate",
+        "0",
+        "--count",
+        &MESSAGES.to_string(),
+        "--seed",
+        &data_seed.to_string(),
+        "--partitions",
+        &PARTITIONS.to_string(),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("checkpoints");
+    let mut rng = SplitMix64::new(seed);
+    let mut progress = 0;
+    for kill in 1..=KILLS {
+        // Moments from just after the start (connecting, loading, recomputing) to well into the run.
+        let after = Duration::from_millis(50 + rng.below(700) as u64);
+        let mut child = spawn_run(addr, &ck, 7500);
+        let started = Instant::now();
+        while started.elapsed() < after {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+                panic!("dstream run exited early ({status}) before kill {kill}: {err}\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        log.push_str(&format!("kill {kill}: SIGKILL {} ms after start\n", after.as_millis()));
+        if let Some(cp) = latest(&ck) {
+            let counted = check_exactly_once(&cp, &mut log);
+            assert!(counted >= progress, "a restart went backwards\n{log}");
+            progress = counted;
+        }
+    }
+    // 15,000 records/s at most: the kill phase (about 12 x 0.4 s) ends well before the 200,000th record.
+    assert!(progress < MESSAGES, "the kills should interrupt the stream, not follow it\n{log}");
+
+    // The last run goes to the end of the log, without a rate limit (not part of the job's fingerprint); every
+    // checkpoint on the way must hold exactly its offsets.
+    let mut child = spawn_run(addr, &ck, 0);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if let Some(cp) = latest(&ck) {
+            if check_exactly_once(&cp, &mut log) >= MESSAGES {
+                break;
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("dstream run exited ({status}) before reaching the end\n{log}");
+        }
+        assert!(Instant::now() < deadline, "no complete checkpoint within 180 s\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+
+    // The final state, as `dstream checkpoint show` prints it, equals the model of everything produced.
+    let show = dstream(&["checkpoint", "show", ck.to_str().unwrap()]);
+    let table = ok_stdout(&show);
+    let got: Vec<(String, i128, u64)> = table
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 4, "{l}");
+            (f[0].to_string(), f[1].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect();
+    let mut model = AverageModel::new();
+    let mut messages = LabMessages::new(data_seed);
+    let mut buf = Vec::new();
+    for _ in 0..MESSAGES {
+        messages.next_into(&mut buf);
+        model.feed(&buf).expect("lab messages are well-formed");
+    }
+    assert_eq!(got, model.sums(), "\n{log}");
+    // The averages column is the model's average of each key, printed as the JVM prints doubles.
+    for (line, (key, avg)) in table.lines().zip(model.averages()) {
+        let printed: f64 = line.rsplit('\t').next().unwrap().parse().unwrap();
+        assert_eq!((line.split('\t').next().unwrap(), printed), (key.as_str(), avg));
+    }
+    eprintln!("{log}");
+}
