@@ -275,10 +275,9 @@ fn replay_recording(path: &Path) -> Result<()> {
     };
     let summary = if is_binary {
         // Stream frame by frame: a long live recording never has to fit in memory.
-        let reader = RecordingReader::open(path).with_context(|| format!("{}", path.display()))?;
-        let header = reader.header().clone();
-        let job = jobs::build_job(&header).with_context(|| format!("{}", path.display()))?;
-        replay::replay_frames(job, &header, reader, &mut out, &mut on_batch)
+        let mut reader = RecordingReader::open(path).with_context(|| format!("{}", path.display()))?;
+        let job = jobs::build_job(reader.header()).with_context(|| format!("{}", path.display()))?;
+        replay::replay_reader(job, &mut reader, &mut out, &mut on_batch)
     } else {
         let rec = read_recording(path)?;
         let job = jobs::build_job(&rec.header).with_context(|| format!("{}", path.display()))?;

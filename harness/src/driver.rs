@@ -26,64 +26,71 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A job the driver can run and observe: its mapped output after each batch.
+/// A job the driver can run and observe: its mapped output and its state after each batch.
 pub trait DriverJob: Job {
     /// An element of the mapped stream.
     type Output: Clone + fmt::Debug + PartialEq;
+    /// The job's state as `stateSnapshots()` shows it (every live key, sorted by key).
+    type Snapshot: Clone + fmt::Debug + PartialEq;
     /// The last batch's mapped output.
     fn mapped(&self) -> &[Self::Output];
-}
-
-/// A job whose state the driver can checkpoint, restore and inspect.
-pub trait CheckpointJob: DriverJob {
-    /// The checkpointable state.
-    type Checkpoint: Clone + fmt::Debug + PartialEq + Serialize + DeserializeOwned;
-    /// Every key's state, sorted by key.
-    type Snapshot: Clone + fmt::Debug + PartialEq;
-    /// The state to checkpoint.
-    fn checkpoint_state(&self) -> Self::Checkpoint;
-    /// Replaces the state with a checkpoint's.
-    fn restore_state(&mut self, cp: Self::Checkpoint);
     /// The current state.
     fn snapshot_state(&self) -> Self::Snapshot;
 }
 
-impl DriverJob for LabJob {
-    type Output = Output;
-    fn mapped(&self) -> &[Output] {
-        self.last_output()
-    }
+/// A job whose state the driver can checkpoint and restore.
+pub trait CheckpointJob: DriverJob {
+    /// The checkpointable state.
+    type Checkpoint: Clone + fmt::Debug + PartialEq + Serialize + DeserializeOwned;
+    /// The state to checkpoint.
+    fn checkpoint_state(&self) -> Self::Checkpoint;
+    /// Replaces the state with a checkpoint's.
+    fn restore_state(&mut self, cp: Self::Checkpoint);
 }
 
-impl CheckpointJob for LabJob {
-    type Checkpoint = LabCheckpoint;
+impl DriverJob for LabJob {
+    type Output = Output;
     type Snapshot = Vec<(Key, Avg)>;
-    fn checkpoint_state(&self) -> LabCheckpoint {
-        self.checkpoint()
-    }
-    fn restore_state(&mut self, cp: LabCheckpoint) {
-        self.restore(cp)
+    fn mapped(&self) -> &[Output] {
+        self.last_output()
     }
     fn snapshot_state(&self) -> Self::Snapshot {
         self.snapshot()
     }
 }
 
-impl DriverJob for crate::jobs::AnyJob {
-    type Output = ();
-    /// A job behind `AnyJob` is observed through its printed text only.
-    fn mapped(&self) -> &[()] {
-        &[]
+impl CheckpointJob for LabJob {
+    type Checkpoint = LabCheckpoint;
+    fn checkpoint_state(&self) -> LabCheckpoint {
+        self.checkpoint()
+    }
+    fn restore_state(&mut self, cp: LabCheckpoint) {
+        self.restore(cp)
     }
 }
 
+/// A job behind `AnyJob` is observed through its printed text only.
+impl DriverJob for crate::jobs::AnyJob {
+    type Output = ();
+    type Snapshot = ();
+    fn mapped(&self) -> &[()] {
+        &[]
+    }
+    fn snapshot_state(&self) {}
+}
+
+/// What one batch of the job `J` produced.
+pub type Batch<J> = BatchOutput<<J as DriverJob>::Output, <J as DriverJob>::Snapshot>;
+
 /// What one batch produced.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BatchOutput<O> {
+pub struct BatchOutput<O, S = ()> {
     /// The batch's time.
     pub time: Time,
     /// The mapped stream's elements, in processing order.
     pub mapped: Vec<O>,
+    /// The state after the batch (`stateSnapshots()`), unless the driver was built `without_snapshots`.
+    pub snapshot: Option<S>,
     /// What the job printed (Spark's `print()` text).
     pub printed: String,
     /// Records skipped as malformed.
@@ -134,6 +141,8 @@ pub struct Driver<J: DriverJob> {
     next_offsets: Vec<i64>,
     /// Offset where the next batch's range starts, per partition.
     committed: Vec<i64>,
+    /// Whether each batch's output carries a state snapshot.
+    snapshots: bool,
 }
 
 impl Driver<LabJob> {
@@ -162,7 +171,14 @@ impl<J: DriverJob> Driver<J> {
             pending: RecordBatch::new(),
             next_offsets: vec![0],
             committed: vec![0],
+            snapshots: true,
         }
+    }
+
+    /// Leaves the per-batch state snapshot out of every `BatchOutput` (it copies the whole state each batch).
+    pub fn without_snapshots(mut self) -> Self {
+        self.snapshots = false;
+        self
     }
 
     /// Declares `n` partitions (at least), so every batch has a range for each even if nothing was piped to it.
@@ -199,7 +215,7 @@ impl<J: DriverJob> Driver<J> {
     }
 
     /// Advances the clock by `k` batch intervals and runs the `k` batches that fall due.
-    pub fn advance(&mut self, k: usize) -> Result<Vec<BatchOutput<J::Output>>, EngineError> {
+    pub fn advance(&mut self, k: usize) -> Result<Vec<Batch<J>>, EngineError> {
         let interval = self.engine.timer().interval();
         let mut outputs = Vec::with_capacity(k);
         for _ in 0..k {
@@ -212,10 +228,7 @@ impl<J: DriverJob> Driver<J> {
     }
 
     /// Spark's `TestSuiteBase` shape: batch i gets `batches[i]` on partition 0; returns one output per batch.
-    pub fn run_batches<V: AsRef<[u8]>>(
-        &mut self,
-        batches: &[Vec<V>],
-    ) -> Result<Vec<BatchOutput<J::Output>>, EngineError> {
+    pub fn run_batches<V: AsRef<[u8]>>(&mut self, batches: &[Vec<V>]) -> Result<Vec<Batch<J>>, EngineError> {
         let mut out = Vec::with_capacity(batches.len());
         for b in batches {
             for v in b {
@@ -226,7 +239,7 @@ impl<J: DriverJob> Driver<J> {
         Ok(out)
     }
 
-    fn run_one(&mut self, time: Time) -> Result<BatchOutput<J::Output>, EngineError> {
+    fn run_one(&mut self, time: Time) -> Result<Batch<J>, EngineError> {
         let ranges: Vec<OffsetRange> = (0..self.next_offsets.len())
             .map(|p| OffsetRange { partition: p as i32, from: self.committed[p], until: self.next_offsets[p] })
             .collect();
@@ -238,6 +251,7 @@ impl<J: DriverJob> Driver<J> {
         Ok(BatchOutput {
             time,
             mapped: self.engine.job().mapped().to_vec(),
+            snapshot: self.snapshots.then(|| self.engine.job().snapshot_state()),
             printed: report.printed,
             malformed: report.malformed,
             frame,
@@ -270,12 +284,14 @@ impl<J: DriverJob> Driver<J> {
     }
 }
 
-impl<J: CheckpointJob> Driver<J> {
+impl<J: DriverJob> Driver<J> {
     /// The job's current state.
     pub fn snapshot(&self) -> J::Snapshot {
         self.engine.job().snapshot_state()
     }
+}
 
+impl<J: CheckpointJob> Driver<J> {
     /// Where the driver stands after its last batch. Records piped since are not included: like records in
     /// a Kafka log past the checkpointed offsets, they must be piped again after a restore.
     pub fn checkpoint(&self) -> DriverCheckpoint<J::Checkpoint> {
@@ -305,6 +321,7 @@ impl<J: CheckpointJob> Driver<J> {
             pending: RecordBatch::new(),
             committed: next.clone(),
             next_offsets: next,
+            snapshots: true,
         }
     }
 }
@@ -353,6 +370,7 @@ mod tests {
         let out = r.advance(1).unwrap();
         assert_eq!(out[0].time, Time(2000));
         assert_eq!(out[0].mapped, vec![(Key::new("a"), 15.0)]);
+        assert_eq!(out[0].snapshot, Some(vec![(Key::new("a"), Avg::new(30, 2))]));
         assert_eq!(r.snapshot(), vec![(Key::new("a"), Avg::new(30, 2))]);
     }
 

@@ -2,18 +2,18 @@
 //!
 //! | job | what it prints | parameters |
 //! |---|---|---|
-//! | `average` | the lab job: `(key,running average)` per record | `print`, `on-malformed`, `state-partitions`, `timeout`, `timeout-scan`, `checkpoint-interval`, `initial` |
+//! | `average` | the lab job: `(key,running average)` per record | `print`, `on-malformed`, `state-partitions`, `timeout`, `timeout-scan`, `checkpoint-interval`, `output-order`, `initial` |
 //! | `average-remove-on-zero` | as `average`, but a value 0 removes the key's state and emits nothing; then `stateSnapshots()` as `(key,sum,count)` | as `average` |
-//! | `windowed-sum` | `reduceByKeyAndWindow(+, window, slide)` of the lab's pairs | `print`, `on-malformed`, `window`, `slide` |
+//! | `windowed-sum` | `reduceByKeyAndWindow(+, window, slide)` of the lab's pairs | `print`, `on-malformed`, `window`, `slide`, `inverse` |
 //!
 //! Values: `print` a number or `none`; `on-malformed` `skip` or `fail`; durations as `2s` or `500ms`;
-//! `timeout-scan` `spark` or `every-batch`; `initial` (repeatable) `KEY,SUM,COUNT`.
+//! `inverse` `true` or `false`; `timeout-scan` `spark` or `every-batch`; `output-order` `arrival` or `spark-partitions`; `initial` (repeatable) `KEY,SUM,COUNT`.
 
 use crate::recording::RecordingHeader;
 use dstream_core::lab::{average, parse_record, Avg, LabConfig, LabJob, JOB_NAME};
 use dstream_core::{
-    input, BatchContext, DStreamExt, Duration, Graph, Job, JobError, Key, MalformedPolicy, RecordRef, State,
-    StateError, StateSpec, Time, TimeoutScan,
+    input, BatchContext, DStreamExt, Duration, Graph, Job, JobError, Key, MalformedPolicy, OutputOrder, RecordRef,
+    State, StateError, StateSpec, Time, TimeoutScan,
 };
 
 /// Name of the lab job variant whose function removes a key's state on value 0.
@@ -87,6 +87,14 @@ pub fn lab_params(config: &LabConfig) -> Vec<(String, String)> {
     if let Some(c) = config.state.checkpoint_interval {
         p.push(("checkpoint-interval".to_string(), c.to_string()));
     }
+    p.push((
+        "output-order".to_string(),
+        match config.state.output_order {
+            OutputOrder::Arrival => "arrival",
+            OutputOrder::SparkPartitions => "spark-partitions",
+        }
+        .to_string(),
+    ));
     p
 }
 
@@ -113,6 +121,13 @@ pub fn lab_config(job: &str, params: &[(String, String)]) -> Result<(LabConfig, 
                     "spark" => TimeoutScan::SparkCompatible,
                     "every-batch" => TimeoutScan::EveryBatch,
                     _ => return Err(bad(name, value, "expected spark or every-batch")),
+                }
+            }
+            "output-order" => {
+                config.state.output_order = match value.as_str() {
+                    "arrival" => OutputOrder::Arrival,
+                    "spark-partitions" => OutputOrder::SparkPartitions,
+                    _ => return Err(bad(name, value, "expected arrival or spark-partitions")),
                 }
             }
             "initial" => initial.push(parse_initial(value).ok_or_else(|| bad(name, value, "expected KEY,SUM,COUNT"))?),
@@ -195,11 +210,32 @@ pub fn remove_on_zero_job(config: &LabConfig, initial: Vec<(Key, Avg)>) -> Graph
     g
 }
 
+/// A filter on windowed (key, sum) pairs.
+type PairFilter = fn(&(Key, i64)) -> bool;
+
 /// The `windowed-sum` job: `reduceByKeyAndWindow(+, window, slide)` over the lab's pairs, printed.
-pub fn windowed_sum_job(print: usize, malformed: MalformedPolicy, window: Duration, slide: Duration) -> Graph {
-    Graph::new().output(
-        input(parse_pair, malformed).reduce_by_key_and_window(|a: i64, b: i64| a + b, window, slide).print(print),
-    )
+///
+/// Sums wrap on overflow as the JVM's `Long` addition does. With `inverse`, the window is maintained
+/// incrementally (previous window minus the batches that left plus those that entered), keys stay in the
+/// output with value 0 (Spark's WOS golden tables), and the output is sorted by key; without it, keys come
+/// in order of first appearance. `print: None` registers no output operation.
+pub fn windowed_sum_job(
+    print: Option<usize>,
+    malformed: MalformedPolicy,
+    window: Duration,
+    slide: Duration,
+    inverse: bool,
+) -> Graph {
+    let Some(num) = print else { return Graph::new() };
+    let pairs = input(parse_pair, malformed);
+    let add = |a: i64, b: i64| a.wrapping_add(b);
+    if inverse {
+        let sub = |a: i64, b: i64| a.wrapping_sub(b);
+        let no_filter: Option<PairFilter> = None;
+        Graph::new().output(pairs.reduce_by_key_and_window_inv(add, sub, window, slide, no_filter).print(num))
+    } else {
+        Graph::new().output(pairs.reduce_by_key_and_window(add, window, slide).print(num))
+    }
 }
 
 /// Builds the job a recording's header names.
@@ -220,18 +256,25 @@ pub fn build_named(job: &str, params: &[(String, String)]) -> Result<AnyJob, Job
         }
         WINDOWED_SUM => {
             let mut config = LabConfig::default();
-            let (mut window, mut slide) = (None, None);
+            let (mut window, mut slide, mut inverse) = (None, None, false);
             for (name, value) in params {
                 match name.as_str() {
                     "print" | "on-malformed" => apply_common(&mut config, name, value)?,
                     "window" => window = Some(value.parse::<Duration>().map_err(|e| bad(name, value, e))?),
                     "slide" => slide = Some(value.parse::<Duration>().map_err(|e| bad(name, value, e))?),
+                    "inverse" => {
+                        inverse = match value.as_str() {
+                            "true" => true,
+                            "false" => false,
+                            _ => return Err(bad(name, value, "expected true or false")),
+                        }
+                    }
                     _ => return Err(JobSpecError::UnknownParam { job: job.to_string(), name: name.clone() }),
                 }
             }
             let window = window.ok_or(JobSpecError::Missing { job: job.to_string(), name: "window" })?;
             let slide = slide.ok_or(JobSpecError::Missing { job: job.to_string(), name: "slide" })?;
-            Ok(AnyJob::new(windowed_sum_job(config.print.unwrap_or(10), config.malformed, window, slide)))
+            Ok(AnyJob::new(windowed_sum_job(config.print, config.malformed, window, slide, inverse)))
         }
         other => Err(JobSpecError::UnknownJob(other.to_string())),
     }
@@ -251,6 +294,7 @@ mod tests {
         c.state.timeout = Some(Duration(6000));
         c.state.checkpoint_interval = Some(Duration(500));
         c.state.timeout_scan = TimeoutScan::EveryBatch;
+        c.state.output_order = OutputOrder::SparkPartitions;
         assert_eq!(lab_config(JOB_NAME, &lab_params(&c)).unwrap(), (c, vec![]));
     }
 

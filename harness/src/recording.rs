@@ -16,7 +16,7 @@
 //! frame and the byte offset; it never panics on input.
 
 use dstream_core::lab::{LabConfig, JOB_NAME};
-use dstream_core::{Duration, OffsetRange, RecordBatch, Time};
+use dstream_core::{BatchInfo, Duration, OffsetRange, RecordBatch, Time};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs::File;
@@ -401,6 +401,8 @@ impl Serialize for BatchRecords<'_> {
 pub struct RecordingWriter<W: Write = BufWriter<File>> {
     out: W,
     file: Option<File>,
+    /// The file's directory, fsynced once (at the first `sync`) so the new file's name is durable too.
+    dir_to_sync: Option<PathBuf>,
     path: PathBuf,
     scratch: Vec<u8>,
     frames: u64,
@@ -415,6 +417,7 @@ impl RecordingWriter<BufWriter<File>> {
         let mut w = RecordingWriter {
             out: BufWriter::with_capacity(1 << 16, file),
             file: Some(sync_handle),
+            dir_to_sync: Some(parent_dir(path)),
             path: path.to_path_buf(),
             scratch: Vec::new(),
             frames: 0,
@@ -427,8 +430,14 @@ impl RecordingWriter<BufWriter<File>> {
 impl<W: Write> RecordingWriter<W> {
     /// A writer over any byte sink (no fsync); writes the preamble and header.
     pub fn new(out: W, header: &RecordingHeader) -> Result<Self, RecordingError> {
-        let mut w =
-            RecordingWriter { out, file: None, path: PathBuf::from("<stream>"), scratch: Vec::new(), frames: 0 };
+        let mut w = RecordingWriter {
+            out,
+            file: None,
+            dir_to_sync: None,
+            path: PathBuf::from("<stream>"),
+            scratch: Vec::new(),
+            frames: 0,
+        };
         w.write_preamble(header)?;
         Ok(w)
     }
@@ -478,6 +487,9 @@ impl<W: Write> RecordingWriter<W> {
         if let Some(f) = &self.file {
             f.sync_data().map_err(io_err(&self.path))?;
         }
+        if let Some(dir) = self.dir_to_sync.take() {
+            sync_dir(&dir)?;
+        }
         Ok(())
     }
 
@@ -486,6 +498,18 @@ impl<W: Write> RecordingWriter<W> {
         self.sync()?;
         Ok(self.out)
     }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Makes a directory's entries (a created or renamed file's name) durable.
+fn sync_dir(dir: &Path) -> Result<(), RecordingError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
 /// Reads a recording frame by frame; every error names the frame and byte offset.
@@ -687,6 +711,32 @@ impl<R: Read> RecordingReader<R> {
         }
     }
 
+    /// The next batch frame decoded straight into `batch` (cleared first), its records borrowed from the
+    /// read buffer rather than copied into per-record vectors; returns the batch time and ranges, or `Ok(None)`
+    /// at the end of the recording. Replay uses this: it allocates nothing per record.
+    pub fn next_into(&mut self, batch: &mut RecordBatch) -> Result<Option<BatchInfo>, RecordingError> {
+        if self.failed {
+            return Ok(None);
+        }
+        let section = Section::Batch(self.next_frame);
+        let res = match self.read_frame(section) {
+            Ok(None) => return Ok(None),
+            Ok(Some(offset)) => decode_into(&self.buf, batch, section, offset),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(info) => {
+                self.next_frame += 1;
+                Ok(Some(info))
+            }
+            Err(e) => {
+                batch.clear();
+                self.failed = true;
+                Err(e)
+            }
+        }
+    }
+
     /// Reads every remaining frame into a `Recording`.
     pub fn read_all(mut self) -> Result<Recording, RecordingError> {
         let mut frames = Vec::new();
@@ -701,6 +751,97 @@ impl<R: Read> Iterator for RecordingReader<R> {
     type Item = Result<Frame, RecordingError>;
     fn next(&mut self) -> Option<Self::Item> {
         self.next_frame().transpose()
+    }
+}
+
+/// Decodes a batch frame's payload into `batch`, borrowing record bytes from `buf`.
+fn decode_into(
+    buf: &[u8],
+    batch: &mut RecordBatch,
+    section: Section,
+    offset: u64,
+) -> Result<BatchInfo, RecordingError> {
+    use serde::de::DeserializeSeed;
+    batch.clear();
+    let mut de = postcard::Deserializer::from_bytes(buf);
+    let info = FrameInto { batch }.deserialize(&mut de).map_err(|e| RecordingError::Decode {
+        section,
+        offset,
+        reason: e.to_string(),
+    })?;
+    match de.finalize() {
+        Ok([]) => Ok(info),
+        Ok(rest) => Err(RecordingError::Decode {
+            section,
+            offset,
+            reason: format!("{} bytes left over after the value", rest.len()),
+        }),
+        Err(e) => Err(RecordingError::Decode { section, offset, reason: e.to_string() }),
+    }
+}
+
+/// A record as it lies in the read buffer.
+#[derive(Deserialize)]
+struct RecordView<'a> {
+    partition: i32,
+    offset: i64,
+    timestamp: i64,
+    #[serde(borrow)]
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+}
+
+/// Seeds decoding a `Frame` whose records go straight into a `RecordBatch`.
+struct FrameInto<'b> {
+    batch: &'b mut RecordBatch,
+}
+
+struct RecordsInto<'b> {
+    batch: &'b mut RecordBatch,
+}
+
+#[derive(Deserialize)]
+struct Ranges(#[serde(deserialize_with = "cautious::vec")] Vec<OffsetRange>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FrameInto<'_> {
+    type Value = BatchInfo;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<BatchInfo, D::Error> {
+        struct V<'b>(&'b mut RecordBatch);
+        impl<'de> serde::de::Visitor<'de> for V<'_> {
+            type Value = BatchInfo;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a batch frame")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<BatchInfo, A::Error> {
+                use serde::de::Error;
+                let time: Time = seq.next_element()?.ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let ranges: Ranges = seq.next_element()?.ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                seq.next_element_seed(RecordsInto { batch: self.0 })?
+                    .ok_or_else(|| A::Error::custom("a batch frame needs its records"))?;
+                Ok(BatchInfo { time, ranges: ranges.0 })
+            }
+        }
+        d.deserialize_struct("Frame", &["time", "ranges", "records"], V(self.batch))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RecordsInto<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        struct V<'b>(&'b mut RecordBatch);
+        impl<'de> serde::de::Visitor<'de> for V<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("records")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+                while let Some(r) = seq.next_element::<RecordView<'de>>()? {
+                    self.0.push(r.partition, r.offset, r.timestamp, r.key, r.value);
+                }
+                Ok(())
+            }
+        }
+        d.deserialize_seq(V(self.batch))
     }
 }
 
@@ -747,7 +888,8 @@ impl Recording {
             w.write_frame(f)?;
         }
         w.finish()?;
-        std::fs::rename(&tmp, path).map_err(io_err(path))
+        std::fs::rename(&tmp, path).map_err(io_err(path))?;
+        sync_dir(&parent_dir(path))
     }
 }
 
@@ -807,13 +949,11 @@ mod tests {
         let bytes = rec.to_bytes().unwrap();
         assert!(is_binary(&bytes));
         assert_eq!(Recording::from_bytes(&bytes).unwrap(), rec);
-        let dir = std::env::temp_dir().join(format!("dstream-rec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("a.dsrec");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.dsrec");
         rec.write(&path).unwrap();
         assert_eq!(Recording::read(&path).unwrap(), rec);
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -899,6 +1039,71 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn streaming_reader_of_unknown_length_reads_the_same_and_names_truncation() {
+        let rec = sample();
+        let bytes = rec.to_bytes().unwrap();
+        let r = RecordingReader::new(std::io::Cursor::new(bytes.clone())).unwrap();
+        assert_eq!(r.header(), &rec.header);
+        assert_eq!(r.collect::<Result<Vec<_>, _>>().unwrap(), rec.frames);
+        let cut = &bytes[..bytes.len() - 2];
+        let mut r = RecordingReader::new(std::io::Cursor::new(cut.to_vec())).unwrap();
+        assert_eq!(r.next_frame().unwrap().as_ref(), Some(&rec.frames[0]));
+        match r.next_frame() {
+            Err(RecordingError::Truncated { section: Section::Batch(1), needed, available, .. }) => {
+                assert_eq!(needed - available, 2)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(r.next().is_none(), "a reader stops after an error");
+    }
+
+    #[test]
+    fn decoding_into_a_batch_equals_decoding_frames() {
+        let rec = sample();
+        let bytes = rec.to_bytes().unwrap();
+        let mut r = RecordingReader::from_bytes(&bytes).unwrap();
+        let mut batch = RecordBatch::new();
+        for f in &rec.frames {
+            let info = r.next_into(&mut batch).unwrap().unwrap();
+            assert_eq!((info.time, &info.ranges), (f.time, &f.ranges));
+            assert_eq!(&Frame::from_batch(info.time, &info.ranges, &batch), f);
+        }
+        assert!(r.next_into(&mut batch).unwrap().is_none());
+        let mut bad = bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let mut r = RecordingReader::from_bytes(&bad).unwrap();
+        r.next_into(&mut batch).unwrap().unwrap();
+        assert!(matches!(r.next_into(&mut batch), Err(RecordingError::Checksum { section: Section::Batch(1), .. })));
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn writer_appends_frames_readable_after_each_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("live.dsrec");
+        let rec = sample();
+        let mut w = RecordingWriter::create(&path, &rec.header).unwrap();
+        for (i, f) in rec.frames.iter().enumerate() {
+            w.write_frame(f).unwrap();
+            w.sync().unwrap();
+            assert_eq!(Recording::read(&path).unwrap().frames, rec.frames[..=i].to_vec());
+        }
+        assert_eq!(w.frames(), 2);
+    }
+
+    #[test]
+    fn absurd_partition_count_is_refused() {
+        let mut rec = sample();
+        rec.header.partitions = MAX_PARTITIONS + 1;
+        let bytes = rec.to_bytes().unwrap();
+        assert!(matches!(
+            Recording::from_bytes(&bytes),
+            Err(RecordingError::Decode { section: Section::Header, offset: 10, .. })
+        ));
     }
 
     #[test]

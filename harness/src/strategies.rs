@@ -100,7 +100,7 @@ pub fn restarts(batches: usize) -> impl Strategy<Value = Vec<bool>> {
 }
 
 /// A lab configuration: print 0-12, 1-4 state partitions, no timeout or one of 1-6 intervals under either
-/// scan policy, checkpoint interval default or 1-3 intervals; malformed records skipped.
+/// scan policy, checkpoint interval default or 1-3 intervals, either output order; malformed records skipped.
 pub fn lab_config(interval: Duration) -> impl Strategy<Value = LabConfig> {
     (
         0usize..=12,
@@ -108,8 +108,9 @@ pub fn lab_config(interval: Duration) -> impl Strategy<Value = LabConfig> {
         prop::option::of(1i64..=6),
         prop_oneof![Just(TimeoutScan::SparkCompatible), Just(TimeoutScan::EveryBatch)],
         prop::option::of(1i64..=3),
+        prop_oneof![3 => Just(OutputOrder::Arrival), 1 => Just(OutputOrder::SparkPartitions)],
     )
-        .prop_map(move |(print, parts, timeout, scan, cpi)| LabConfig {
+        .prop_map(move |(print, parts, timeout, scan, cpi, order)| LabConfig {
             print: Some(print),
             malformed: MalformedPolicy::Skip,
             state: StateSpecOptions {
@@ -117,7 +118,7 @@ pub fn lab_config(interval: Duration) -> impl Strategy<Value = LabConfig> {
                 timeout: timeout.map(|k| interval * k),
                 checkpoint_interval: cpi.map(|k| interval * k),
                 timeout_scan: scan,
-                output_order: OutputOrder::Arrival,
+                output_order: order,
             },
         })
 }

@@ -547,6 +547,29 @@ a,1\n\
     }
 
     #[test]
+    fn readme_example_parses_as_described() {
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("## The text form").expect("section")..];
+        let start = section.find("```text\n").expect("example") + 8;
+        let example = &section[start..start + section[start..].find("```").expect("end")];
+        let rec = from_text(example).unwrap();
+        assert_eq!(rec.header.params.len(), 2);
+        assert_eq!(rec.frames.len(), 3);
+        let f = &rec.frames[0];
+        let values: Vec<&[u8]> = f.records.iter().map(|r| &r.value[..]).collect();
+        assert_eq!(values, vec![&b"a,1"[..], b"b,2", b"c,3", b"#not a comment", b"a,1\r", b""]);
+        assert_eq!(
+            f.ranges,
+            vec![OffsetRange { partition: 0, from: 0, until: 4 }, OffsetRange { partition: 1, from: 0, until: 8 }]
+        );
+        assert_eq!(rec.frames[1].time, Time(6000));
+        let last = &rec.frames[2];
+        assert_eq!((last.time, last.records[0].partition, last.records[0].offset), (Time(8000), 1, 8));
+        assert_eq!(last.records[0].value, b"line\nbreak");
+        assert_eq!(from_text(&to_text(&rec)).unwrap(), rec);
+    }
+
+    #[test]
     fn awkward_values_round_trip() {
         let values: Vec<&[u8]> = vec![
             b"",

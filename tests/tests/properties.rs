@@ -1,11 +1,12 @@
 //! Properties of the engine, the driver, recordings and checkpoints over arbitrary streams.
 
 use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob, Output};
-use dstream_core::{Duration, Key, Time};
-use dstream_harness::driver::{BatchOutput, Driver, DriverCheckpoint};
+use dstream_core::{Duration, Key, OutputOrder, Time};
+use dstream_harness::driver::{Batch, Driver, DriverCheckpoint};
+use dstream_harness::jobs::build_job;
 use dstream_harness::model::AverageModel;
-use dstream_harness::recording::{Frame, Recording, RecordingHeader};
-use dstream_harness::replay::replay_to_string;
+use dstream_harness::recording::{Frame, Recording, RecordingHeader, RecordingReader};
+use dstream_harness::replay::{replay_reader, replay_to_string};
 use dstream_harness::strategies::{batches, lab_config, recording, restarts, split, stream, Stream};
 use dstream_harness::text::{from_text, to_text};
 use proptest::prelude::*;
@@ -15,12 +16,7 @@ const INTERVAL: Duration = Duration(1000);
 type Batches = Vec<Vec<(i32, Vec<u8>)>>;
 
 /// Runs batches through a fresh driver; restarts from a checkpoint (through its bytes) after batch i if `restart[i]`.
-fn run(
-    config: &LabConfig,
-    partitions: u32,
-    bs: &Batches,
-    restart: &[bool],
-) -> (Vec<BatchOutput<Output>>, Driver<LabJob>) {
+fn run(config: &LabConfig, partitions: u32, bs: &Batches, restart: &[bool]) -> (Vec<Batch<LabJob>>, Driver<LabJob>) {
     let mut d = Driver::new(config.clone(), INTERVAL).with_partitions(partitions as usize);
     let mut outs = Vec::new();
     for (i, b) in bs.iter().enumerate() {
@@ -37,11 +33,11 @@ fn run(
     (outs, d)
 }
 
-fn printed(outs: &[BatchOutput<Output>]) -> String {
+fn printed(outs: &[Batch<LabJob>]) -> String {
     outs.iter().map(|o| o.printed.as_str()).collect()
 }
 
-fn mapped(outs: &[BatchOutput<Output>]) -> Vec<Output> {
+fn mapped(outs: &[Batch<LabJob>]) -> Vec<Output> {
     outs.iter().flat_map(|o| o.mapped.iter().cloned()).collect()
 }
 
@@ -63,8 +59,15 @@ proptest! {
         let header = RecordingHeader::lab("avg", s.partitions, INTERVAL, Time(0), &config);
         let rec = Recording { header, frames: outs.iter().map(|o| o.frame.clone()).collect() };
         let live = printed(&outs);
-        let from_binary = Recording::from_bytes(&rec.to_bytes().unwrap()).unwrap();
+        let bytes = rec.to_bytes().unwrap();
+        let from_binary = Recording::from_bytes(&bytes).unwrap();
         prop_assert_eq!(&replay_to_string(&from_binary).unwrap(), &live);
+        // The streaming path `dstream replay` takes: frames decoded straight into the batch buffer.
+        let mut reader = RecordingReader::from_bytes(&bytes).unwrap();
+        let job = build_job(reader.header()).unwrap();
+        let mut streamed = Vec::new();
+        replay_reader(job, &mut reader, &mut streamed, &mut |_| {}).unwrap();
+        prop_assert_eq!(&String::from_utf8(streamed).unwrap(), &live);
         let from_text = from_text(&to_text(&rec)).unwrap();
         prop_assert_eq!(replay_to_string(&from_text).unwrap(), live);
     }
@@ -77,8 +80,10 @@ proptest! {
         let (restarted, d2) = run(&config, s.partitions, &bs, &seed);
         prop_assert_eq!(printed(&straight), printed(&restarted));
         prop_assert_eq!(mapped(&straight), mapped(&restarted));
-        let frames = |o: &[BatchOutput<Output>]| o.iter().map(|b| b.frame.clone()).collect::<Vec<Frame>>();
+        let frames = |o: &[Batch<LabJob>]| o.iter().map(|b| b.frame.clone()).collect::<Vec<Frame>>();
         prop_assert_eq!(frames(&straight), frames(&restarted));
+        // Everything else too: per-batch state snapshots, malformed reports.
+        prop_assert_eq!(&straight, &restarted);
         prop_assert_eq!(d1.snapshot(), d2.snapshot());
         prop_assert_eq!(d1.checkpoint(), d2.checkpoint());
     }
@@ -94,6 +99,7 @@ proptest! {
     ) {
         let mut config = config;
         config.state.timeout = None;
+        config.state.output_order = OutputOrder::Arrival;
         let mut other = config.clone();
         other.state.num_partitions = state_parts;
         let n = s.messages.len();
@@ -107,7 +113,7 @@ proptest! {
         prop_assert_eq!(c.snapshot(), a.snapshot());
         let (d_out, _) = run(&other, 1, &[one.clone()].to_vec(), &[]);
         prop_assert_eq!(mapped(&c_out), mapped(&d_out));
-        let malformed = |o: &[BatchOutput<Output>]| o.iter().map(|b| b.malformed.len()).sum::<usize>();
+        let malformed = |o: &[Batch<LabJob>]| o.iter().map(|b| b.malformed.len()).sum::<usize>();
         prop_assert_eq!(malformed(&a_out), malformed(&b_out));
     }
 
@@ -116,6 +122,7 @@ proptest! {
     fn running_average_matches_the_model((s, sizes, config) in case()) {
         let mut config = config;
         config.state.timeout = None;
+        config.state.output_order = OutputOrder::Arrival;
         let (outs, d) = run(&config, s.partitions, &batches(&s.messages, &sizes), &[]);
         let mut model = AverageModel::new();
         let mut want = Vec::new();
