@@ -47,10 +47,18 @@ struct Meta {
 }
 
 /// A reusable buffer of records for one batch: all bytes live in one arena, so filling it does not allocate per record.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RecordBatch {
     bytes: Vec<u8>,
     meta: Vec<Meta>,
+    /// True while every push so far came in (partition, offset) order.
+    sorted: bool,
+}
+
+impl Default for RecordBatch {
+    fn default() -> Self {
+        RecordBatch { bytes: Vec::new(), meta: Vec::new(), sorted: true }
+    }
 }
 
 impl RecordBatch {
@@ -61,13 +69,14 @@ impl RecordBatch {
 
     /// An empty batch with room for `records` records of `bytes` bytes in all.
     pub fn with_capacity(records: usize, bytes: usize) -> Self {
-        RecordBatch { bytes: Vec::with_capacity(bytes), meta: Vec::with_capacity(records) }
+        RecordBatch { bytes: Vec::with_capacity(bytes), meta: Vec::with_capacity(records), sorted: true }
     }
 
     /// Empties the batch, keeping its memory.
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.meta.clear();
+        self.sorted = true;
     }
 
     /// Appends one record.
@@ -80,6 +89,9 @@ impl RecordBatch {
             }
             None => (0, u32::MAX),
         };
+        if let Some(last) = self.meta.last() {
+            self.sorted &= (last.partition, last.offset) <= (partition, offset);
+        }
         let value_start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(value);
         self.meta.push(Meta {
@@ -130,8 +142,9 @@ impl RecordBatch {
 
     /// Sorts records by (partition, offset), the engine's documented processing order; stable and cheap when already sorted.
     pub fn sort_by_position(&mut self) {
-        if !self.meta.windows(2).all(|w| (w[0].partition, w[0].offset) <= (w[1].partition, w[1].offset)) {
+        if !self.sorted {
             self.meta.sort_by_key(|m| (m.partition, m.offset));
+            self.sorted = true;
         }
     }
 }
