@@ -1,6 +1,7 @@
 //! dstream-adapters: everything that touches the world: Kafka, checkpoint files, the real clock, the CLI.
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod broker;
 pub mod checkpoint;
 pub mod clock;
