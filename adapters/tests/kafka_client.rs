@@ -1,8 +1,10 @@
 //! The bare client against a real broker (tansu, started per test on a free port).
 
 use dstream_adapters::broker::Tansu;
+use dstream_adapters::kafka::direct::RangeFetcher;
 use dstream_adapters::kafka::records::{encode_batch, for_each_record, Codec};
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError, OffsetSpec, PartitionFetch};
+use dstream_core::{OffsetRange, RecordBatch};
 use std::time::{Duration, Instant};
 
 fn broker() -> Option<Tansu> {
@@ -92,4 +94,51 @@ fn a_broker_that_wants_authentication_is_named_as_such() {
     let b = Tansu::start_with_args("memory://tansu/", &[], &["--authentication"]).unwrap();
     let err = Client::connect(&[b.addr().to_string()], ClientConfig::default()).err().expect("refused");
     assert!(matches!(err, KafkaError::AuthenticationRequired { .. }), "{err}");
+}
+
+#[test]
+fn ranges_read_over_many_pipelined_fetches_are_exact() {
+    let Some(b) = broker() else { return };
+    let addr = vec![b.addr().to_string()];
+    let mut c = Client::connect(&addr, ClientConfig::default()).unwrap();
+    c.create_topic("avg", 3, 1).unwrap();
+    // Per partition: 40 batches of 50 records; record i of partition p has the value "p:i".
+    let mut expected: Vec<Vec<Vec<u8>>> = vec![vec![]; 3];
+    for round in 0..40 {
+        for p in 0..3 {
+            let values: Vec<Vec<u8>> = (0..50).map(|j| format!("{p}:{}", round * 50 + j).into_bytes()).collect();
+            let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+            c.produce("avg", p, encode_batch(&refs, 7, Codec::None).unwrap(), Acks::Leader).unwrap();
+            expected[p as usize].extend(values);
+        }
+    }
+    // A tiny per-partition limit: every fetch brings about one batch per partition, so reading a range takes many
+    // rounds, each asked for before the previous answer is read.
+    let cfg = ClientConfig { partition_max_bytes: 600, fetch_max_bytes: 4000, ..ClientConfig::default() };
+    let mut fetcher = RangeFetcher::new(Client::connect(&addr, cfg).unwrap(), "avg");
+    let mut batch = RecordBatch::new();
+    // Consecutive ranges that start and end inside batches, different per partition, one partition idle once.
+    let cuts: [[i64; 3]; 4] = [[0, 0, 0], [275, 130, 0], [276, 1555, 1333], [2000, 2000, 2000]];
+    for w in cuts.windows(2) {
+        let ranges: Vec<OffsetRange> =
+            (0..3).map(|p| OffsetRange { partition: p, from: w[0][p as usize], until: w[1][p as usize] }).collect();
+        batch.clear();
+        fetcher.fetch_ranges(&ranges, &mut batch).unwrap();
+        batch.sort_by_position();
+        let got: Vec<(i32, i64, Vec<u8>)> = batch.iter().map(|r| (r.partition, r.offset, r.value.to_vec())).collect();
+        let want: Vec<(i32, i64, Vec<u8>)> = ranges
+            .iter()
+            .flat_map(|r| (r.from..r.until).map(move |o| (r.partition, o)))
+            .map(|(p, o)| (p, o, expected[p as usize][o as usize].clone()))
+            .collect();
+        assert_eq!(got, want, "ranges {ranges:?}");
+    }
+    // A fetch sent and never read leaves the connection usable: its answer is skipped by the next request.
+    let pending = c.fetch_send("avg", &[PartitionFetch { partition: 0, offset: 0 }], Duration::from_millis(1)).unwrap();
+    drop(pending);
+    assert_eq!(c.list_offsets("avg", &[1], OffsetSpec::Earliest).unwrap(), vec![(1, 0)]);
+    let pending =
+        c.fetch_send("avg", &[PartitionFetch { partition: 2, offset: 1990 }], Duration::from_millis(1)).unwrap();
+    let got = c.fetch_receive(pending).unwrap();
+    assert_eq!((got.len(), got[0].partition, got[0].high_watermark), (1, 2, 2000));
 }

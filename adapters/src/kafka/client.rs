@@ -9,7 +9,8 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
+    ApiKey, BrokerId, CreateTopicsRequest, FetchRequest, FetchResponse, ListOffsetsRequest, MetadataRequest,
+    ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -417,69 +418,65 @@ impl Client {
         partition_max_bytes: i32,
         max_bytes: i32,
     ) -> Result<Vec<FetchedPartition>> {
-        // tansu answers a fetch with max_wait_ms = 0 with no partitions at all.
-        let wait_ms = max_wait.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let wait_ms = wait_millis(max_wait);
         let partitions: Vec<i32> = parts.iter().map(|p| p.partition).collect();
         let mut out = Vec::with_capacity(parts.len());
         for (leader, group) in self.by_leader(topic, &partitions)? {
             let conn = self.conn_to(leader)?;
             let addr = conn.addr().to_string();
             let version = conn.version(ApiKey::Fetch)?;
-            let mut req = FetchRequest::default();
-            req.max_wait_ms = wait_ms;
-            req.min_bytes = 1;
-            req.max_bytes = max_bytes;
-            req.isolation_level = 0;
-            req.topics =
-                vec![FetchTopic::default().with_topic(TopicName(StrBytes::from_string(topic.into()))).with_partitions(
-                    group
-                        .iter()
-                        .map(|&p| {
-                            let offset = parts.iter().find(|x| x.partition == p).expect("asked for").offset;
-                            FetchPartition::default()
-                                .with_partition(p)
-                                .with_fetch_offset(offset)
-                                .with_partition_max_bytes(partition_max_bytes)
-                        })
-                        .collect(),
-                )];
+            let req = fetch_request(topic, parts, &group, wait_ms, partition_max_bytes, max_bytes);
             let resp = conn.request(&req, version, Duration::from_millis(wait_ms as u64))?;
-            if let Some(error) = ResponseError::try_from_code(resp.error_code) {
-                return Err(KafkaError::Broker { addr, api: "Fetch", topic: topic.into(), partition: -1, error });
-            }
-            for t in resp.responses {
-                for p in t.partitions {
-                    match ResponseError::try_from_code(p.error_code) {
-                        None => {}
-                        Some(ResponseError::OffsetOutOfRange) => {
-                            let requested =
-                                parts.iter().find(|x| x.partition == p.partition_index).map_or(-1, |x| x.offset);
-                            return Err(KafkaError::OffsetOutOfRange {
-                                topic: topic.into(),
-                                partition: p.partition_index,
-                                requested,
-                                earliest: p.log_start_offset,
-                                latest: p.high_watermark,
-                            });
-                        }
-                        Some(error) => {
-                            return Err(KafkaError::Broker {
-                                addr,
-                                api: "Fetch",
-                                topic: topic.into(),
-                                partition: p.partition_index,
-                                error,
-                            })
-                        }
-                    }
-                    out.push(FetchedPartition {
-                        partition: p.partition_index,
-                        high_watermark: p.high_watermark,
-                        log_start_offset: p.log_start_offset,
-                        records: p.records.unwrap_or_default(),
-                    });
-                }
-            }
+            fetch_answer(topic, parts, &addr, resp, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Sends the fetch [`Client::fetch`] would make, without waiting for its answer, so that the caller can work
+    /// (e.g. read the previous answer) while the brokers prepare it; [`Client::fetch_receive`] reads the answer.
+    /// No retries: on failure, fall back to [`Client::fetch`].
+    pub fn fetch_send(&mut self, topic: &str, parts: &[PartitionFetch], max_wait: Duration) -> Result<PendingFetch> {
+        let result = self.fetch_send_once(topic, parts, max_wait);
+        if let Err(e) = &result {
+            self.reset_after(e);
+        }
+        result
+    }
+
+    fn fetch_send_once(&mut self, topic: &str, parts: &[PartitionFetch], max_wait: Duration) -> Result<PendingFetch> {
+        let wait_ms = wait_millis(max_wait);
+        let (partition_max_bytes, max_bytes) = (self.cfg.partition_max_bytes, self.cfg.fetch_max_bytes);
+        let partitions: Vec<i32> = parts.iter().map(|p| p.partition).collect();
+        let mut sent = Vec::new();
+        for (leader, group) in self.by_leader(topic, &partitions)? {
+            let conn = self.conn_to(leader)?;
+            let version = conn.version(ApiKey::Fetch)?;
+            let req = fetch_request(topic, parts, &group, wait_ms, partition_max_bytes, max_bytes);
+            conn.send(&req, version)?;
+            sent.push((conn.addr().to_string(), version));
+        }
+        Ok(PendingFetch { topic: topic.to_string(), parts: parts.to_vec(), wait_ms, sent })
+    }
+
+    /// Reads the answers to a fetch sent with [`Client::fetch_send`]. No retries: on a retriable failure, fetch
+    /// again with [`Client::fetch`].
+    pub fn fetch_receive(&mut self, pending: PendingFetch) -> Result<Vec<FetchedPartition>> {
+        let result = self.fetch_receive_once(&pending);
+        if let Err(e) = &result {
+            self.reset_after(e);
+        }
+        result
+    }
+
+    fn fetch_receive_once(&mut self, pending: &PendingFetch) -> Result<Vec<FetchedPartition>> {
+        let mut out = Vec::with_capacity(pending.parts.len());
+        for (addr, version) in &pending.sent {
+            let conn = self.conns.get_mut(addr).ok_or_else(|| KafkaError::ConnectionLost {
+                addr: addr.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotConnected, "closed while a fetch was waiting"),
+            })?;
+            let resp = conn.receive::<FetchRequest>(*version, Duration::from_millis(pending.wait_ms as u64))?;
+            fetch_answer(&pending.topic, &pending.parts, addr, resp, &mut out)?;
         }
         Ok(out)
     }
@@ -579,4 +576,102 @@ impl Client {
             }
         }
     }
+}
+
+/// A fetch sent by [`Client::fetch_send`] and not yet read.
+#[derive(Debug)]
+pub struct PendingFetch {
+    topic: String,
+    parts: Vec<PartitionFetch>,
+    wait_ms: i32,
+    /// (broker address, request version) of every request sent.
+    sent: Vec<(String, i16)>,
+}
+
+impl PendingFetch {
+    /// The partitions and offsets asked for.
+    pub fn parts(&self) -> &[PartitionFetch] {
+        &self.parts
+    }
+}
+
+/// A fetch's wait in ms: at least 1, since tansu answers a fetch with max_wait_ms = 0 with no partitions at all.
+fn wait_millis(max_wait: Duration) -> i32 {
+    max_wait.as_millis().clamp(1, i32::MAX as u128) as i32
+}
+
+/// The fetch request for the partitions `group` (all led by one broker) at their offsets in `parts`.
+fn fetch_request(
+    topic: &str,
+    parts: &[PartitionFetch],
+    group: &[i32],
+    wait_ms: i32,
+    partition_max_bytes: i32,
+    max_bytes: i32,
+) -> FetchRequest {
+    let mut req = FetchRequest::default();
+    req.max_wait_ms = wait_ms;
+    req.min_bytes = 1;
+    req.max_bytes = max_bytes;
+    req.isolation_level = 0;
+    req.topics =
+        vec![FetchTopic::default().with_topic(TopicName(StrBytes::from_string(topic.into()))).with_partitions(
+            group
+                .iter()
+                .map(|&p| {
+                    let offset = parts.iter().find(|x| x.partition == p).expect("asked for").offset;
+                    FetchPartition::default()
+                        .with_partition(p)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(partition_max_bytes)
+                })
+                .collect(),
+        )];
+    req
+}
+
+/// Checks one broker's fetch answer for errors and appends its partitions to `out`.
+fn fetch_answer(
+    topic: &str,
+    parts: &[PartitionFetch],
+    addr: &str,
+    resp: FetchResponse,
+    out: &mut Vec<FetchedPartition>,
+) -> Result<()> {
+    if let Some(error) = ResponseError::try_from_code(resp.error_code) {
+        return Err(KafkaError::Broker { addr: addr.into(), api: "Fetch", topic: topic.into(), partition: -1, error });
+    }
+    for t in resp.responses {
+        for p in t.partitions {
+            match ResponseError::try_from_code(p.error_code) {
+                None => {}
+                Some(ResponseError::OffsetOutOfRange) => {
+                    let requested = parts.iter().find(|x| x.partition == p.partition_index).map_or(-1, |x| x.offset);
+                    return Err(KafkaError::OffsetOutOfRange {
+                        topic: topic.into(),
+                        partition: p.partition_index,
+                        requested,
+                        earliest: p.log_start_offset,
+                        latest: p.high_watermark,
+                    });
+                }
+                Some(error) => {
+                    return Err(KafkaError::Broker {
+                        addr: addr.into(),
+                        api: "Fetch",
+                        topic: topic.into(),
+                        partition: p.partition_index,
+                        error,
+                    })
+                }
+            }
+            out.push(FetchedPartition {
+                partition: p.partition_index,
+                high_watermark: p.high_watermark,
+                log_start_offset: p.log_start_offset,
+                records: p.records.unwrap_or_default(),
+            });
+        }
+    }
+    Ok(())
 }

@@ -55,6 +55,8 @@ pub struct Connection {
     client_id: StrBytes,
     versions: Vec<(ApiKey, std::result::Result<i16, String>)>,
     out: BytesMut,
+    /// A request sent with [`Connection::send`] whose response was not read yet: its correlation id.
+    in_flight: Option<i32>,
 }
 
 /// A short name of an API for messages.
@@ -99,6 +101,7 @@ impl Connection {
             client_id: StrBytes::from_string(client_id.to_string()),
             versions: Vec::new(),
             out: BytesMut::with_capacity(4096),
+            in_flight: None,
         };
         conn.negotiate()?;
         Ok(conn)
@@ -159,12 +162,46 @@ impl Connection {
     /// Sends `req` at the negotiated `version` and waits for its response, at most the request timeout plus
     /// `extra_wait` (the time the request itself asks the broker to wait).
     pub fn request<R: Request>(&mut self, req: &R, version: i16, extra_wait: Duration) -> Result<R::Response> {
-        let key = ApiKey::try_from(R::KEY).map_err(|_| KafkaError::Protocol {
+        let key = Self::key_of::<R>(&self.addr)?;
+        self.exchange(key, req, version, extra_wait)
+    }
+
+    /// Sends `req` at the negotiated `version` without waiting; [`Connection::receive`] reads its response. Lets
+    /// the caller work while the broker prepares the answer. A response never read is skipped by the next request.
+    pub fn send<R: Request>(&mut self, req: &R, version: i16) -> Result<()> {
+        let key = Self::key_of::<R>(&self.addr)?;
+        self.skip_in_flight(key)?;
+        self.write_request(key, req, version)?;
+        self.in_flight = Some(self.correlation);
+        Ok(())
+    }
+
+    /// Reads the response to the request [`Connection::send`] sent, waiting at most the request timeout plus
+    /// `extra_wait`.
+    pub fn receive<R: Request>(&mut self, version: i16, extra_wait: Duration) -> Result<R::Response> {
+        let key = Self::key_of::<R>(&self.addr)?;
+        let correlation = self.in_flight.take().ok_or_else(|| KafkaError::Protocol {
             addr: self.addr.clone(),
+            api: api_name(key),
+            reason: "no request is waiting for its response".into(),
+        })?;
+        self.read_response(key, version, correlation, extra_wait)
+    }
+
+    fn key_of<R: Request>(addr: &str) -> Result<ApiKey> {
+        ApiKey::try_from(R::KEY).map_err(|_| KafkaError::Protocol {
+            addr: addr.to_string(),
             api: "request",
             reason: format!("unknown api key {}", R::KEY),
-        })?;
-        self.exchange(key, req, version, extra_wait)
+        })
+    }
+
+    /// Reads and drops the response of a request sent but never received, so the next response read is ours.
+    fn skip_in_flight(&mut self, key: ApiKey) -> Result<()> {
+        if self.in_flight.take().is_some() {
+            self.read_frame(key, Duration::ZERO)?;
+        }
+        Ok(())
     }
 
     fn exchange<Q: Encodable, S: Decodable>(
@@ -174,6 +211,12 @@ impl Connection {
         version: i16,
         extra_wait: Duration,
     ) -> Result<S> {
+        self.skip_in_flight(key)?;
+        self.write_request(key, req, version)?;
+        self.read_response(key, version, self.correlation, extra_wait)
+    }
+
+    fn write_request<Q: Encodable>(&mut self, key: ApiKey, req: &Q, version: i16) -> Result<()> {
         let api = api_name(key);
         let protocol = |addr: &str, reason: String| KafkaError::Protocol { addr: addr.to_string(), api, reason };
         self.correlation = self.correlation.wrapping_add(1);
@@ -193,7 +236,12 @@ impl Connection {
 
         let lost = |addr: &str, source: std::io::Error| KafkaError::ConnectionLost { addr: addr.to_string(), source };
         self.stream.set_write_timeout(Some(self.timeouts.request)).map_err(|e| lost(&self.addr, e))?;
-        self.stream.write_all(&self.out).map_err(|e| lost(&self.addr, e))?;
+        self.stream.write_all(&self.out).map_err(|e| lost(&self.addr, e))
+    }
+
+    /// Reads one length-prefixed response frame.
+    fn read_frame(&mut self, key: ApiKey, extra_wait: Duration) -> Result<BytesMut> {
+        let lost = |addr: &str, source: std::io::Error| KafkaError::ConnectionLost { addr: addr.to_string(), source };
         self.stream.set_read_timeout(Some(self.timeouts.request + extra_wait)).map_err(|e| lost(&self.addr, e))?;
         let mut len_buf = [0u8; 4];
         self.stream.read_exact(&mut len_buf).map_err(|e| lost(&self.addr, e))?;
@@ -205,17 +253,33 @@ impl Connection {
         }
         let n = i32::from_be_bytes(len_buf);
         if n < 4 || n as usize > MAX_RESPONSE {
-            return Err(protocol(&self.addr, format!("response length {n} out of bounds")));
+            return Err(KafkaError::Protocol {
+                addr: self.addr.clone(),
+                api: api_name(key),
+                reason: format!("response length {n} out of bounds"),
+            });
         }
         let mut body = BytesMut::zeroed(n as usize);
         self.stream.read_exact(&mut body).map_err(|e| lost(&self.addr, e))?;
-        let mut body = body.freeze();
+        Ok(body)
+    }
+
+    fn read_response<S: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        correlation: i32,
+        extra_wait: Duration,
+    ) -> Result<S> {
+        let api = api_name(key);
+        let protocol = |addr: &str, reason: String| KafkaError::Protocol { addr: addr.to_string(), api, reason };
+        let mut body = self.read_frame(key, extra_wait)?.freeze();
         let rh = ResponseHeader::decode(&mut body, key.response_header_version(version))
             .map_err(|e| protocol(&self.addr, format!("bad header: {e}")))?;
-        if rh.correlation_id != self.correlation {
+        if rh.correlation_id != correlation {
             return Err(protocol(
                 &self.addr,
-                format!("correlation id {} where {} was expected", rh.correlation_id, self.correlation),
+                format!("correlation id {} where {} was expected", rh.correlation_id, correlation),
             ));
         }
         S::decode(&mut body, version).map_err(|e| protocol(&self.addr, format!("cannot decode v{version}: {e}")))

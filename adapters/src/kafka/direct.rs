@@ -1,9 +1,9 @@
 //! The direct stream (SPARK-SEMANTICS §6): per batch, offset ranges `[from, until)` fixed at generation time,
 //! then exactly those records fetched.
 
-use super::client::{Client, OffsetSpec, PartitionFetch};
+use super::client::{Client, OffsetSpec, PartitionFetch, PendingFetch};
 use super::error::{KafkaError, Result};
-use super::records::{first_base_offset, for_each_record_before};
+use super::records::{first_base_offset, for_each_record_before, next_offset_before};
 use bytes::Bytes;
 use dstream_core::{BatchInfo, Duration, OffsetRange, RecordBatch, Time};
 use std::time::Instant;
@@ -216,6 +216,9 @@ impl DirectStream {
     }
 }
 
+/// How long a fetch for a range's records waits for data.
+const WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Fetches the records of fixed offset ranges, on a connection of its own, so that fetching one batch never
 /// delays fixing the next one's ranges. Bytes fetched beyond a range serve the next range of that partition.
 pub struct RangeFetcher {
@@ -251,6 +254,7 @@ impl RangeFetcher {
         let start = Instant::now();
         let mut one_at_a_time = false;
         let mut stalled_since: Option<Instant> = None;
+        let mut prefetched: Option<PendingFetch> = None;
         while !next.is_empty() {
             let pending: Vec<PartitionFetch> =
                 next.iter().map(|&(partition, offset, _)| PartitionFetch { partition, offset }).collect();
@@ -258,7 +262,34 @@ impl RangeFetcher {
                 if one_at_a_time { pending.chunks(1).collect() } else { vec![pending.as_slice()] };
             let mut progressed = false;
             for ask in asks {
-                let fetched = self.client.fetch(&topic, ask, std::time::Duration::from_millis(100))?;
+                let fetched = match prefetched.take() {
+                    Some(p) if p.parts() == ask => match self.client.fetch_receive(p) {
+                        Ok(f) => f,
+                        Err(e) if e.is_retriable() => self.client.fetch(&topic, ask, WAIT)?,
+                        Err(e) => return Err(e),
+                    },
+                    _ => self.client.fetch(&topic, ask, WAIT)?,
+                };
+                // Ask for the bytes after these before reading them, so that the broker prepares the next answer
+                // while this one is read. Where the next fetch starts is known from the batch headers.
+                if !one_at_a_time {
+                    let ahead: Vec<PartitionFetch> = next
+                        .iter()
+                        .filter_map(|&(partition, from, until)| {
+                            let start = fetched
+                                .iter()
+                                .find(|p| p.partition == partition)
+                                .and_then(|p| next_offset_before(&p.records, until))
+                                .filter(|&n| n > from)
+                                .map_or(from, |n| n.min(until));
+                            (start < until).then_some(PartitionFetch { partition, offset: start })
+                        })
+                        .collect();
+                    if !ahead.is_empty() {
+                        // A failed send only means no head start: the next round fetches as usual.
+                        prefetched = self.client.fetch_send(&topic, &ahead, WAIT).ok();
+                    }
+                }
                 for p in fetched {
                     let Some(slot) = next.iter_mut().find(|n| n.0 == p.partition) else { continue };
                     let before = slot.1;

@@ -108,6 +108,32 @@ pub fn for_each_record_before(data: &Bytes, until: i64, mut f: impl FnMut(Record
     Ok(scan)
 }
 
+/// The `next_offset` that [`for_each_record_before`] will report for `data` and `until`, found from the batch
+/// headers alone (no checksums, no records): lets a reader ask for the next bytes before reading these.
+pub fn next_offset_before(data: &[u8], until: i64) -> Option<i64> {
+    let mut pos = 0usize;
+    let mut next = None;
+    while data.len() - pos >= 12 {
+        let base_offset = i64::from_be_bytes(data[pos..pos + 8].try_into().expect("8 bytes"));
+        let batch_len = i32::from_be_bytes(data[pos + 8..pos + 12].try_into().expect("4 bytes"));
+        if base_offset >= until || batch_len < (HEADER - 12) as i32 {
+            break;
+        }
+        let end = pos + 12 + batch_len as usize;
+        if end > data.len() {
+            break;
+        }
+        let last_delta = i32::from_be_bytes(data[pos + 23..pos + 27].try_into().expect("4 bytes"));
+        let n = base_offset + last_delta as i64 + 1;
+        next = Some(n);
+        if n > until {
+            break;
+        }
+        pos = end;
+    }
+    next
+}
+
 /// The base offset of the first batch in `data`, if it holds a batch header.
 pub fn first_base_offset(data: &[u8]) -> Option<i64> {
     data.get(..8).map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes")))
@@ -275,6 +301,14 @@ mod tests {
         let mut got = vec![];
         let scan = for_each_record_before(&two.slice(scan.rest..), 5, |r| got.push(r.offset)).unwrap();
         assert_eq!((got, scan.next_offset, scan.rest), (vec![3, 4], Some(5), b.len()));
+        // The header walk predicts every pass's next offset, for every cut and every until.
+        for cut in 0..=two.len() {
+            for until in 0..7 {
+                let part = two.slice(..cut);
+                let scan = for_each_record_before(&part, until, |_| {}).unwrap();
+                assert_eq!(next_offset_before(&part, until), scan.next_offset, "cut {cut} until {until}");
+            }
+        }
     }
 
     #[test]
