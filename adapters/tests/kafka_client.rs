@@ -134,11 +134,14 @@ fn ranges_read_over_many_pipelined_fetches_are_exact() {
         assert_eq!(got, want, "ranges {ranges:?}");
     }
     // A fetch sent and never read leaves the connection usable: its answer is skipped by the next request.
-    let pending = c.fetch_send("avg", &[PartitionFetch { partition: 0, offset: 0 }], Duration::from_millis(1)).unwrap();
+    let pending = c
+        .fetch_send("avg", &[PartitionFetch { partition: 0, offset: 0 }], Duration::from_millis(1), 1 << 20, 1 << 20)
+        .unwrap();
     drop(pending);
     assert_eq!(c.list_offsets("avg", &[1], OffsetSpec::Earliest).unwrap(), vec![(1, 0)]);
-    let pending =
-        c.fetch_send("avg", &[PartitionFetch { partition: 2, offset: 1990 }], Duration::from_millis(1)).unwrap();
+    let pending = c
+        .fetch_send("avg", &[PartitionFetch { partition: 2, offset: 1990 }], Duration::from_millis(1), 1 << 20, 1 << 20)
+        .unwrap();
     let got = c.fetch_receive(pending).unwrap();
     assert_eq!((got.len(), got[0].partition, got[0].high_watermark), (1, 2, 2000));
 }

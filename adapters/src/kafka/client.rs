@@ -410,6 +410,28 @@ impl Client {
         self.with_retry(|c| c.fetch_once(topic, parts, max_wait, partition_max_bytes, partition_max_bytes))
     }
 
+    /// As [`Client::fetch`] with a byte limit per partition and one for the whole response, e.g. sized to what a
+    /// range needs (the broker still returns at least one batch; limits above the configured ones are lowered).
+    pub fn fetch_sized(
+        &mut self,
+        topic: &str,
+        parts: &[PartitionFetch],
+        max_wait: Duration,
+        partition_max_bytes: i32,
+        max_bytes: i32,
+    ) -> Result<Vec<FetchedPartition>> {
+        let (pmax, max) = self.clamp_sizes(partition_max_bytes, max_bytes);
+        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, pmax, max))
+    }
+
+    /// The byte limits a fetch asking for these actually uses: at least 1, at most the configured maximums.
+    pub fn clamp_sizes(&self, partition_max_bytes: i32, max_bytes: i32) -> (i32, i32) {
+        (
+            partition_max_bytes.clamp(1, self.cfg.partition_max_bytes.max(1)),
+            max_bytes.clamp(1, self.cfg.fetch_max_bytes.max(1)),
+        )
+    }
+
     fn fetch_once(
         &mut self,
         topic: &str,
@@ -434,18 +456,32 @@ impl Client {
 
     /// Sends the fetch [`Client::fetch`] would make, without waiting for its answer, so that the caller can work
     /// (e.g. read the previous answer) while the brokers prepare it; [`Client::fetch_receive`] reads the answer.
-    /// No retries: on failure, fall back to [`Client::fetch`].
-    pub fn fetch_send(&mut self, topic: &str, parts: &[PartitionFetch], max_wait: Duration) -> Result<PendingFetch> {
-        let result = self.fetch_send_once(topic, parts, max_wait);
+    /// Byte limits as in [`Client::fetch_sized`]. No retries: on failure, fall back to [`Client::fetch`].
+    pub fn fetch_send(
+        &mut self,
+        topic: &str,
+        parts: &[PartitionFetch],
+        max_wait: Duration,
+        partition_max_bytes: i32,
+        max_bytes: i32,
+    ) -> Result<PendingFetch> {
+        let result = self.fetch_send_once(topic, parts, max_wait, partition_max_bytes, max_bytes);
         if let Err(e) = &result {
             self.reset_after(e);
         }
         result
     }
 
-    fn fetch_send_once(&mut self, topic: &str, parts: &[PartitionFetch], max_wait: Duration) -> Result<PendingFetch> {
+    fn fetch_send_once(
+        &mut self,
+        topic: &str,
+        parts: &[PartitionFetch],
+        max_wait: Duration,
+        partition_max_bytes: i32,
+        max_bytes: i32,
+    ) -> Result<PendingFetch> {
         let wait_ms = wait_millis(max_wait);
-        let (partition_max_bytes, max_bytes) = (self.cfg.partition_max_bytes, self.cfg.fetch_max_bytes);
+        let (partition_max_bytes, max_bytes) = self.clamp_sizes(partition_max_bytes, max_bytes);
         let partitions: Vec<i32> = parts.iter().map(|p| p.partition).collect();
         let mut sent = Vec::new();
         for (leader, group) in self.by_leader(topic, &partitions)? {
@@ -455,7 +491,13 @@ impl Client {
             conn.send(&req, version)?;
             sent.push((conn.addr().to_string(), version));
         }
-        Ok(PendingFetch { topic: topic.to_string(), parts: parts.to_vec(), wait_ms, sent })
+        Ok(PendingFetch {
+            topic: topic.to_string(),
+            parts: parts.to_vec(),
+            wait_ms,
+            sizes: (partition_max_bytes, max_bytes),
+            sent,
+        })
     }
 
     /// Reads the answers to a fetch sent with [`Client::fetch_send`]. No retries: on a retriable failure, fetch
@@ -584,6 +626,8 @@ pub struct PendingFetch {
     topic: String,
     parts: Vec<PartitionFetch>,
     wait_ms: i32,
+    /// (partition_max_bytes, max_bytes) asked for.
+    sizes: (i32, i32),
     /// (broker address, request version) of every request sent.
     sent: Vec<(String, i16)>,
 }
@@ -592,6 +636,11 @@ impl PendingFetch {
     /// The partitions and offsets asked for.
     pub fn parts(&self) -> &[PartitionFetch] {
         &self.parts
+    }
+
+    /// The byte limits asked for: (per partition, whole response).
+    pub fn sizes(&self) -> (i32, i32) {
+        self.sizes
     }
 }
 

@@ -216,6 +216,17 @@ impl DirectStream {
     }
 }
 
+/// Bytes per record assumed before the first fetch (small lab records take about 12 in a batch of many).
+const FIRST_GUESS_RECORD_BYTES: f64 = 16.0;
+
+/// Smallest byte limit per partition of a range fetch.
+const MIN_FETCH_BYTES: i64 = 64 << 10;
+
+/// Offsets left in the range of the partition of `at`, from `at`'s offset.
+fn remaining(next: &[(i32, i64, i64)], at: &PartitionFetch) -> i64 {
+    next.iter().find(|n| n.0 == at.partition).map_or(0, |n| (n.2 - at.offset).max(0))
+}
+
 /// How long a fetch for a range's records waits for data.
 const WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -226,12 +237,37 @@ pub struct RangeFetcher {
     topic: String,
     /// Per partition: fetched bytes beyond the last range read, starting at a batch boundary.
     cache: Vec<(i32, Bytes)>,
+    /// Bytes per record in the batches fetched last (a guess before the first fetch), to size fetches.
+    record_bytes: f64,
 }
 
 impl RangeFetcher {
     /// A fetcher of `topic` over `client`.
     pub fn new(client: Client, topic: &str) -> Self {
-        RangeFetcher { client, topic: topic.to_string(), cache: Vec::new() }
+        RangeFetcher { client, topic: topic.to_string(), cache: Vec::new(), record_bytes: FIRST_GUESS_RECORD_BYTES }
+    }
+
+    /// Byte limits (per partition, whole response) for fetching `remaining` offsets of each partition asked for:
+    /// what they should take at the bytes per record seen so far plus a quarter, at least [`MIN_FETCH_BYTES`]
+    /// per partition; the client lowers them to its configured maximums. A fetch sized to the range does not
+    /// bring (and wait for) megabytes that belong to later batches.
+    fn sizes(&self, remaining: impl Iterator<Item = i64>) -> (i32, i32) {
+        let (mut per, mut total) = (0i64, 0i64);
+        for n in remaining {
+            let want = ((n as f64 * self.record_bytes * 1.25) as i64).saturating_add(MIN_FETCH_BYTES);
+            per = per.max(want);
+            total = total.saturating_add(want);
+        }
+        (per.min(i32::MAX as i64) as i32, total.min(i32::MAX as i64) as i32)
+    }
+
+    /// Learns the bytes per record from the whole batches of a fetched partition.
+    fn learn(&mut self, records: &[u8]) {
+        if let (Some(first), Some(next)) = (first_base_offset(records), next_offset_before(records, i64::MAX)) {
+            if next > first {
+                self.record_bytes = (records.len() as f64 / (next - first) as f64).max(1.0);
+            }
+        }
     }
 
     /// Fetches exactly the records of `ranges` into `out` (appending), in offset order per partition. Bytes
@@ -262,14 +298,20 @@ impl RangeFetcher {
                 if one_at_a_time { pending.chunks(1).collect() } else { vec![pending.as_slice()] };
             let mut progressed = false;
             for ask in asks {
+                let (pmax, max) = self.sizes(ask.iter().map(|a| remaining(&next, a)));
                 let fetched = match prefetched.take() {
-                    Some(p) if p.parts() == ask => match self.client.fetch_receive(p) {
-                        Ok(f) => f,
-                        Err(e) if e.is_retriable() => self.client.fetch(&topic, ask, WAIT)?,
-                        Err(e) => return Err(e),
-                    },
-                    _ => self.client.fetch(&topic, ask, WAIT)?,
+                    Some(p) if p.parts() == ask && p.sizes() == self.client.clamp_sizes(pmax, max) => {
+                        match self.client.fetch_receive(p) {
+                            Ok(f) => f,
+                            Err(e) if e.is_retriable() => self.client.fetch_sized(&topic, ask, WAIT, pmax, max)?,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    _ => self.client.fetch_sized(&topic, ask, WAIT, pmax, max)?,
                 };
+                for p in &fetched {
+                    self.learn(&p.records);
+                }
                 // Ask for the bytes after these before reading them, so that the broker prepares the next answer
                 // while this one is read. Where the next fetch starts is known from the batch headers.
                 if !one_at_a_time {
@@ -286,8 +328,9 @@ impl RangeFetcher {
                         })
                         .collect();
                     if !ahead.is_empty() {
+                        let (pmax, max) = self.sizes(ahead.iter().map(|a| remaining(&next, a)));
                         // A failed send only means no head start: the next round fetches as usual.
-                        prefetched = self.client.fetch_send(&topic, &ahead, WAIT).ok();
+                        prefetched = self.client.fetch_send(&topic, &ahead, WAIT, pmax, max).ok();
                     }
                 }
                 for p in fetched {
