@@ -139,8 +139,20 @@ pub fn first_base_offset(data: &[u8]) -> Option<i64> {
     data.get(..8).map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes")))
 }
 
-#[inline]
+/// A zigzag varint; one-byte values (most lengths and deltas of small records) take the short path.
+#[inline(always)]
 fn varint(b: &[u8], pos: &mut usize) -> Result<i64, String> {
+    match b.get(*pos) {
+        Some(&byte) if byte < 0x80 => {
+            *pos += 1;
+            Ok((byte >> 1) as i64 ^ -((byte & 1) as i64))
+        }
+        _ => varint_long(b, pos),
+    }
+}
+
+#[inline(never)]
+fn varint_long(b: &[u8], pos: &mut usize) -> Result<i64, String> {
     let mut shift = 0u32;
     let mut acc = 0u64;
     loop {
@@ -157,7 +169,7 @@ fn varint(b: &[u8], pos: &mut usize) -> Result<i64, String> {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn bytes_field<'a>(b: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, String> {
     let len = varint(b, pos)?;
     if len < 0 {
