@@ -95,33 +95,41 @@ fn main() {
         wall
     );
 
-    // Pipelined: ten batches of 100,000 (rate-limited ranges) on a 10 ms grid, so the fetch thread fixes and
-    // fetches batch k+1 while batch k is processed. Rate = records / (last completion - first tick).
-    let mut best_ms = i64::MAX;
-    for _ in 0..3 {
-        let out = Command::new(env!("CARGO_BIN_EXE_dstream"))
-            .args(["run", "--brokers", &addr, "--starting-offsets", "earliest", "--batches", "10"])
-            .args(["--batch-interval", "10ms", "--max-rate-per-partition", "10000000"])
-            .output()
-            .expect("run dstream");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("dstream: batch ")).collect();
-        assert_eq!(lines.len(), 10, "{stderr}");
-        let field = |line: &str, key: &str| -> i64 {
-            let rest = &line[line.find(key).expect(key) + key.len()..];
-            rest.split(' ').next().unwrap().parse().unwrap()
-        };
-        let first = field(lines[0], "batch ");
-        let last = lines[9];
-        let end = field(last, "batch ") + field(last, "processing ") + field(last, "scheduling delay ");
-        best_ms = best_ms.min(end - first);
+    // Pipelined: ten batches of 100,000 (rate-limited ranges), so the fetch thread fixes and fetches batch k+1
+    // while batch k is processed. Rate = records / (last completion - first tick). On a 10 ms grid the ten ticks
+    // alone span 90 ms, so that figure shows the grid more than the job; on a 1 ms grid batches queue up and
+    // the figure is the sustained throughput of a job that has fallen behind (the live job's worst case).
+    for interval_ms in [10u64, 1] {
+        let rate = (100_000 * 1000 / interval_ms).to_string();
+        let interval = format!("{interval_ms}ms");
+        let mut best_ms = i64::MAX;
+        for _ in 0..3 {
+            let out = Command::new(env!("CARGO_BIN_EXE_dstream"))
+                .args(["run", "--brokers", &addr, "--starting-offsets", "earliest", "--batches", "10"])
+                .args(["--batch-interval", &interval, "--max-rate-per-partition", &rate])
+                .output()
+                .expect("run dstream");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{stderr}");
+            let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("dstream: batch ")).collect();
+            assert_eq!(lines.len(), 10, "{stderr}");
+            assert!(lines.iter().all(|l| l.contains(": 100000 records")), "{stderr}");
+            let field = |line: &str, key: &str| -> i64 {
+                let rest = &line[line.find(key).expect(key) + key.len()..];
+                rest.split(' ').next().unwrap().parse().unwrap()
+            };
+            let first = field(lines[0], "batch ");
+            let last = lines[9];
+            let end = field(last, "batch ") + field(last, "processing ") + field(last, "scheduling delay ");
+            best_ms = best_ms.min(end - first);
+        }
+        let piped = N as f64 / (best_ms.max(1) as f64 / 1000.0);
+        println!(
+            "dstream run, 10 batches of 100,000 on a {interval_ms} ms grid: first tick to last completion {best_ms} ms \
+             = {:.2} M records/s ({:.2} of the bare client)",
+            piped / 1e6,
+            piped / bare
+        );
     }
-    let piped = N as f64 / (best_ms.max(1) as f64 / 1000.0);
-    println!(
-        "dstream run, 10 batches of 100,000: first tick to last completion {best_ms} ms = {:.2} M records/s ({:.2} of the bare client)",
-        piped / 1e6,
-        piped / bare
-    );
     drop(broker);
 }
