@@ -16,7 +16,7 @@ use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunHooks, RunOption
 use dstream_core::lab::LabConfig;
 use dstream_core::lab::{LabCheckpoint, LabJob};
 use dstream_core::Clock;
-use dstream_core::{Duration, MalformedPolicy};
+use dstream_core::{Duration, MalformedPolicy, OutputOrder};
 use dstream_harness::recording::{self, Recording, RecordingReader};
 use dstream_harness::{jobs, replay, text};
 use std::io::Write;
@@ -97,6 +97,9 @@ struct RunArgs {
     /// What to do with a malformed record.
     #[arg(long, value_enum, default_value = "skip")]
     on_malformed: OnMalformed,
+    /// Order of the printed elements within a batch.
+    #[arg(long, value_enum, default_value = "arrival")]
+    order: OrderArg,
     /// What to do when the next offsets fell out of the log: fail (as Spark), or skip to earliest/latest with a warning.
     #[arg(long, value_enum, default_value = "fail")]
     on_offset_out_of_range: OutOfRangeArg,
@@ -129,6 +132,33 @@ enum OnMalformed {
     Fail,
 }
 
+/// Order of the printed elements within a batch.
+#[derive(Clone, Copy, Default, clap::ValueEnum)]
+enum OrderArg {
+    /// (Kafka partition, offset) order: dstream's documented default.
+    #[default]
+    Arrival,
+    /// Spark's: grouped by state partition (JVM hashCode mod 2, as under local[2]), arrival order within each.
+    Spark,
+}
+
+/// The lab job's configuration from the command line.
+fn lab_config(print: usize, on_malformed: OnMalformed, order: OrderArg) -> LabConfig {
+    let mut config = LabConfig {
+        print: Some(print),
+        malformed: match on_malformed {
+            OnMalformed::Skip => MalformedPolicy::Skip,
+            OnMalformed::Fail => MalformedPolicy::Fail,
+        },
+        ..LabConfig::default()
+    };
+    config.state.output_order = match order {
+        OrderArg::Arrival => OutputOrder::Arrival,
+        OrderArg::Spark => OutputOrder::SparkPartitions,
+    };
+    config
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Replay a recording (binary or text form, detected) batch by batch with a manual clock, printing
@@ -153,6 +183,9 @@ enum Command {
         /// What to do with a malformed record.
         #[arg(long, value_enum, default_value = "skip")]
         on_malformed: OnMalformed,
+        /// Order of the printed elements within a batch.
+        #[arg(long, value_enum, default_value = "arrival")]
+        order: OrderArg,
     },
     /// Run the lab job live on a Kafka topic (the default command).
     Run(RunArgs),
@@ -392,20 +425,13 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Replay { file: Some(file), .. }) => replay_recording(&file),
-        Some(Command::Replay { file: None, lines, records_per_batch, print, batch_interval, on_malformed }) => {
+        Some(Command::Replay { file: None, lines, records_per_batch, print, batch_interval, on_malformed, order }) => {
             let Some(lines) = lines else { bail!("give a recording FILE or --lines FILE") };
             if records_per_batch == 0 {
                 bail!("--records-per-batch must be at least 1");
             }
             let text = std::fs::read(&lines).with_context(|| format!("cannot read {}", lines.display()))?;
-            let config = LabConfig {
-                print: Some(print),
-                malformed: match on_malformed {
-                    OnMalformed::Skip => MalformedPolicy::Skip,
-                    OnMalformed::Fail => MalformedPolicy::Fail,
-                },
-                ..LabConfig::default()
-            };
+            let config = lab_config(print, on_malformed, order);
             let started = Instant::now();
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -585,14 +611,7 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
         },
         max_rate_per_partition: args.max_rate_per_partition,
         batches: args.batches,
-        lab: LabConfig {
-            print: Some(args.print),
-            malformed: match args.on_malformed {
-                OnMalformed::Skip => MalformedPolicy::Skip,
-                OnMalformed::Fail => MalformedPolicy::Fail,
-            },
-            ..LabConfig::default()
-        },
+        lab: lab_config(args.print, args.on_malformed, args.order),
         on_out_of_range: match args.on_offset_out_of_range {
             OutOfRangeArg::Fail => OutOfRangePolicy::Fail,
             OutOfRangeArg::Earliest => OutOfRangePolicy::Earliest,
