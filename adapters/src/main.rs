@@ -320,6 +320,12 @@ fn replay_recording(path: &Path) -> Result<()> {
     out.flush()?;
     drop(out);
     bad.finish();
+    print_replay_summary(&summary, started);
+    Ok(())
+}
+
+/// The summary line of a replay, on stderr.
+fn print_replay_summary(summary: &replay::ReplaySummary, started: Instant) {
     eprintln!(
         "dstream: replayed {} records ({} malformed) in {} batches, {:.3} s",
         summary.records,
@@ -327,7 +333,6 @@ fn replay_recording(path: &Path) -> Result<()> {
         summary.batches,
         started.elapsed().as_secs_f64()
     );
-    Ok(())
 }
 
 fn main() {
@@ -448,13 +453,7 @@ fn run(cli: Cli) -> Result<()> {
             out.flush()?;
             drop(out);
             bad.finish();
-            eprintln!(
-                "dstream: replayed {} records ({} malformed) in {} batches, {:.3} s",
-                summary.records,
-                summary.malformed,
-                summary.batches,
-                started.elapsed().as_secs_f64()
-            );
+            print_replay_summary(&summary, started);
             Ok(())
         }
     }
