@@ -292,4 +292,44 @@ mod tests {
         tiny[8..12].copy_from_slice(&3i32.to_be_bytes());
         assert!(for_each_record(&Bytes::from(tiny), |_| {}).is_err());
     }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn codec() -> impl Strategy<Value = Codec> {
+            prop_oneof![Just(Codec::None), Just(Codec::Gzip), Just(Codec::Snappy), Just(Codec::Lz4), Just(Codec::Zstd)]
+        }
+
+        proptest! {
+            // Whatever a broker sends, the parser answers with records or an error, never a panic.
+            #[test]
+            fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+                let _ = for_each_record(&Bytes::from(bytes), |_| {});
+            }
+
+            #[test]
+            fn damaged_batches_never_panic(
+                values in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..20), 1..8),
+                codec in codec(),
+                edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+                let good = encode_batch(&refs, 7, codec).unwrap();
+                let mut seen = Vec::new();
+                for_each_record(&good, |r| seen.push((r.offset, r.value.to_vec()))).unwrap();
+                let want: Vec<(i64, Vec<u8>)> = values.iter().enumerate().map(|(i, v)| (i as i64, v.clone())).collect();
+                prop_assert_eq!(seen, want);
+                let mut bad = good.to_vec();
+                for (at, byte) in &edits {
+                    let i = at.index(bad.len());
+                    bad[i] = *byte;
+                }
+                let _ = for_each_record(&Bytes::from(bad.clone()), |_| {});
+                bad.truncate(cut.index(bad.len() + 1));
+                let _ = for_each_record(&Bytes::from(bad), |_| {});
+            }
+        }
+    }
 }
