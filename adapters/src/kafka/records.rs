@@ -189,8 +189,16 @@ pub enum Codec {
     Zstd,
 }
 
+/// A record batch could not be encoded (the codec failed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot encode a record batch: {reason}")]
+pub struct EncodeError {
+    /// What the encoder said.
+    pub reason: String,
+}
+
 /// Encodes `values` (no keys) as one v2 record batch with consecutive sequence numbers, timestamp `now_ms`.
-pub fn encode_batch(values: &[&[u8]], now_ms: i64, codec: Codec) -> Result<Bytes, String> {
+pub fn encode_batch(values: &[&[u8]], now_ms: i64, codec: Codec) -> Result<Bytes, EncodeError> {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -220,7 +228,7 @@ pub fn encode_batch(values: &[&[u8]], now_ms: i64, codec: Codec) -> Result<Bytes
     };
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| EncodeError { reason: e.to_string() })?;
     Ok(buf.freeze())
 }
 
