@@ -8,14 +8,19 @@ run *ARGS:
 test:
     cargo test --workspace
 
-# Replay a text file of messages through the lab job.
+# Replay a text file of messages (one per line) through the lab job.
 replay FILE *ARGS:
     cargo run --release -- replay --lines {{FILE}} {{ARGS}}
+
+# Replay a recording (binary or text form), printing what the recorded run printed.
+replay-recording FILE:
+    cargo run --release -- replay {{FILE}}
 
 # Benchmarks (figures for README.md).
 bench:
     cargo bench -p dstream-core --bench lab
     cargo bench -p dstream-adapters --bench consume
+    cargo bench -p dstream-adapters --bench checkpoint
 
 # Produce lab messages (arguments pass through, e.g. --brokers H:P --rate 0 --count 1000000).
 generate *ARGS:

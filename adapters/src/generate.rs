@@ -119,10 +119,10 @@ pub fn generate(client: &mut Client, opts: &GenerateOptions, stop: &AtomicBool) 
                     continue;
                 }
                 let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
-                let batch = encode_batch(&refs, now_ms, opts.codec).map_err(|reason| KafkaError::Protocol {
+                let batch = encode_batch(&refs, now_ms, opts.codec).map_err(|e| KafkaError::Protocol {
                     addr: String::new(),
                     api: "Produce",
-                    reason,
+                    reason: e.to_string(),
                 })?;
                 client.produce(&opts.topic, partitions[k], batch, opts.acks)?;
             }

@@ -16,7 +16,7 @@ use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunHooks, RunOption
 use dstream_core::lab::LabConfig;
 use dstream_core::lab::{LabCheckpoint, LabJob};
 use dstream_core::Clock;
-use dstream_core::{Duration, MalformedPolicy};
+use dstream_core::{Duration, MalformedPolicy, OutputOrder};
 use dstream_harness::recording::{self, Recording, RecordingReader};
 use dstream_harness::{jobs, replay, text};
 use std::io::Write;
@@ -101,6 +101,9 @@ struct RunArgs {
     /// What to do with a malformed record.
     #[arg(long, value_enum, default_value = "skip")]
     on_malformed: OnMalformed,
+    /// Order of the printed elements within a batch.
+    #[arg(long, value_enum, default_value = "arrival")]
+    order: OrderArg,
     /// What to do when the next offsets fell out of the log: fail (as Spark), or skip to earliest/latest with a warning.
     #[arg(long, value_enum, default_value = "fail")]
     on_offset_out_of_range: OutOfRangeArg,
@@ -133,6 +136,33 @@ enum OnMalformed {
     Fail,
 }
 
+/// Order of the printed elements within a batch.
+#[derive(Clone, Copy, Default, clap::ValueEnum)]
+enum OrderArg {
+    /// (Kafka partition, offset) order: dstream's documented default.
+    #[default]
+    Arrival,
+    /// Spark's: grouped by state partition (JVM hashCode mod 2, as under local[2]), arrival order within each.
+    Spark,
+}
+
+/// The lab job's configuration from the command line.
+fn lab_config(print: usize, on_malformed: OnMalformed, order: OrderArg) -> LabConfig {
+    let mut config = LabConfig {
+        print: Some(print),
+        malformed: match on_malformed {
+            OnMalformed::Skip => MalformedPolicy::Skip,
+            OnMalformed::Fail => MalformedPolicy::Fail,
+        },
+        ..LabConfig::default()
+    };
+    config.state.output_order = match order {
+        OrderArg::Arrival => OutputOrder::Arrival,
+        OrderArg::Spark => OutputOrder::SparkPartitions,
+    };
+    config
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Replay a recording (binary or text form, detected) batch by batch with a manual clock, printing
@@ -157,6 +187,9 @@ enum Command {
         /// What to do with a malformed record.
         #[arg(long, value_enum, default_value = "skip")]
         on_malformed: OnMalformed,
+        /// Order of the printed elements within a batch.
+        #[arg(long, value_enum, default_value = "arrival")]
+        order: OrderArg,
     },
     /// Run the lab job live on a Kafka topic (the default command).
     Run(RunArgs),
@@ -291,6 +324,12 @@ fn replay_recording(path: &Path) -> Result<()> {
     out.flush()?;
     drop(out);
     bad.finish();
+    print_replay_summary(&summary, started);
+    Ok(())
+}
+
+/// The summary line of a replay, on stderr.
+fn print_replay_summary(summary: &replay::ReplaySummary, started: Instant) {
     eprintln!(
         "dstream: replayed {} records ({} malformed) in {} batches, {:.3} s",
         summary.records,
@@ -298,7 +337,6 @@ fn replay_recording(path: &Path) -> Result<()> {
         summary.batches,
         started.elapsed().as_secs_f64()
     );
-    Ok(())
 }
 
 fn main() {
@@ -396,20 +434,13 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Replay { file: Some(file), .. }) => replay_recording(&file),
-        Some(Command::Replay { file: None, lines, records_per_batch, print, batch_interval, on_malformed }) => {
+        Some(Command::Replay { file: None, lines, records_per_batch, print, batch_interval, on_malformed, order }) => {
             let Some(lines) = lines else { bail!("give a recording FILE or --lines FILE") };
             if records_per_batch == 0 {
                 bail!("--records-per-batch must be at least 1");
             }
             let text = std::fs::read(&lines).with_context(|| format!("cannot read {}", lines.display()))?;
-            let config = LabConfig {
-                print: Some(print),
-                malformed: match on_malformed {
-                    OnMalformed::Skip => MalformedPolicy::Skip,
-                    OnMalformed::Fail => MalformedPolicy::Fail,
-                },
-                ..LabConfig::default()
-            };
+            let config = lab_config(print, on_malformed, order);
             let started = Instant::now();
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -426,13 +457,7 @@ fn run(cli: Cli) -> Result<()> {
             out.flush()?;
             drop(out);
             bad.finish();
-            eprintln!(
-                "dstream: replayed {} records ({} malformed) in {} batches, {:.3} s",
-                summary.records,
-                summary.malformed,
-                summary.batches,
-                started.elapsed().as_secs_f64()
-            );
+            print_replay_summary(&summary, started);
             Ok(())
         }
     }
@@ -589,14 +614,7 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
         },
         max_rate_per_partition: args.max_rate_per_partition,
         batches: args.batches,
-        lab: LabConfig {
-            print: Some(args.print),
-            malformed: match args.on_malformed {
-                OnMalformed::Skip => MalformedPolicy::Skip,
-                OnMalformed::Fail => MalformedPolicy::Fail,
-            },
-            ..LabConfig::default()
-        },
+        lab: lab_config(args.print, args.on_malformed, args.order),
         on_out_of_range: match args.on_offset_out_of_range {
             OutOfRangeArg::Fail => OutOfRangePolicy::Fail,
             OutOfRangeArg::Earliest => OutOfRangePolicy::Earliest,

@@ -90,3 +90,33 @@ fn bad_flags_and_missing_files_are_one_line_and_non_zero() {
         assert!(err.starts_with("dstream: "), "{err}");
     }
 }
+
+#[test]
+fn spark_order_prints_even_letters_first_as_local_2_does() {
+    // Under local[2] a one-letter key's partition is its character code mod 2; Spark prints partition 0 first,
+    // arrival order within each partition.
+    let path = fixture("lab.txt");
+    let out = dstream()
+        .args(["replay", "--lines", &path, "--records-per-batch", "200", "--print", "1000", "--order", "spark"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = std::fs::read(&path).unwrap();
+    let lines: Vec<&[u8]> = text.strip_suffix(b"\n").unwrap().split(|&b| b == b'\n').collect();
+    // The running averages are the arrival-order ones, only printed in another order: compute them in arrival
+    // order, then print in partition order.
+    let mut m = AverageModel::new();
+    let rule = "-".repeat(43);
+    let mut want = String::new();
+    for (i, chunk) in lines.chunks(200).enumerate() {
+        let outs: Vec<(String, f64)> = chunk.iter().filter_map(|l| m.feed(l)).collect();
+        want.push_str(&format!("{rule}\nTime: {} ms\n{rule}\n", (i + 1) * 2000));
+        for parity in [0, 1] {
+            for (k, v) in outs.iter().filter(|(k, _)| k.as_bytes()[0] % 2 == parity) {
+                want.push_str(&format!("({k},{v:?})\n"));
+            }
+        }
+        want.push('\n');
+    }
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
+}

@@ -208,6 +208,18 @@ impl MappingFunction<Key, i64, Avg> for AverageFn {
     ) -> Result<Option<Output>, StateError> {
         average(key, value, state).map(Some)
     }
+    #[inline(always)]
+    fn call_into(
+        &mut self,
+        _time: Time,
+        key: &Key,
+        value: Option<i64>,
+        state: &mut State<'_, Avg>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), StateError> {
+        out.push(average(key, value, state)?);
+        Ok(())
+    }
 }
 
 /// The mapping function: add the value, emit the new average; a timing-out key emits its last average.

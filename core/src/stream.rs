@@ -570,6 +570,22 @@ pub trait MappingFunction<K, V, S> {
         value: Option<V>,
         state: &mut State<'_, S>,
     ) -> Result<Option<Self::Output>, StateError>;
+
+    /// The same call, pushing its output (if any) onto `out`; override to write the output in place.
+    #[inline(always)]
+    fn call_into(
+        &mut self,
+        time: Time,
+        key: &K,
+        value: Option<V>,
+        state: &mut State<'_, S>,
+        out: &mut Vec<Self::Output>,
+    ) -> Result<(), StateError> {
+        if let Some(m) = self.call(time, key, value, state)? {
+            out.push(m);
+        }
+        Ok(())
+    }
 }
 
 /// Adapter for the full form.
@@ -738,10 +754,11 @@ where
             }
             let p = if n == 1 { 0 } else { crate::jvm::partition_of(&k, n) };
             let part = &mut map.parts[p];
+            let before = out.len();
             let r = match part.get_mut(&k) {
                 Some(slot) => {
                     let mut st = State::lend(&mut slot.value);
-                    let r = func.call(time, &k, Some(v), &mut st);
+                    let r = func.call_into(time, &k, Some(v), &mut st, out);
                     let (removed, touched) = (st.is_removed(), st.is_updated() || has_timeout);
                     if removed {
                         part.remove(&k);
@@ -752,22 +769,17 @@ where
                 }
                 None => {
                     let mut st = State::wrap(None, false);
-                    let r = func.call(time, &k, Some(v), &mut st);
+                    let r = func.call_into(time, &k, Some(v), &mut st, out);
                     if let Some(s) = st.into_owned() {
                         part.insert(k.clone(), Slot { value: s, updated_at: time });
                     }
                     r
                 }
             };
-            match r {
-                Ok(Some(m)) => {
-                    out.push(m);
-                    if by_partition {
-                        tags.push(p as u32);
-                    }
-                }
-                Ok(None) => {}
-                Err(error) => failure = Some(JobError::State { time, key: format!("{k:?}"), error }),
+            if let Err(error) = r {
+                failure = Some(JobError::State { time, key: format!("{k:?}"), error });
+            } else if by_partition && out.len() > before {
+                tags.push(p as u32);
             }
         })?;
         if by_partition {

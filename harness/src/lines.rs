@@ -4,16 +4,7 @@ use dstream_core::lab::{LabConfig, LabJob};
 use dstream_core::{BatchTimer, Clock, Duration, Engine, EngineError, ManualClock, RecordBatch};
 use std::io::Write;
 
-/// Totals of a replay.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReplaySummary {
-    /// Records replayed.
-    pub records: u64,
-    /// Malformed records skipped.
-    pub malformed: u64,
-    /// Batches run.
-    pub batches: u64,
-}
+pub use crate::replay::ReplaySummary;
 
 /// Why a replay stopped.
 #[derive(Debug, thiserror::Error)]

@@ -227,8 +227,16 @@ pub enum Codec {
     Zstd,
 }
 
+/// A record batch could not be encoded (the codec failed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot encode a record batch: {reason}")]
+pub struct EncodeError {
+    /// What the encoder said.
+    pub reason: String,
+}
+
 /// Encodes `values` (no keys) as one v2 record batch with consecutive sequence numbers, timestamp `now_ms`.
-pub fn encode_batch(values: &[&[u8]], now_ms: i64, codec: Codec) -> Result<Bytes, String> {
+pub fn encode_batch(values: &[&[u8]], now_ms: i64, codec: Codec) -> Result<Bytes, EncodeError> {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -258,7 +266,7 @@ pub fn encode_batch(values: &[&[u8]], now_ms: i64, codec: Codec) -> Result<Bytes
     };
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| EncodeError { reason: e.to_string() })?;
     Ok(buf.freeze())
 }
 
@@ -337,5 +345,45 @@ mod tests {
         let mut tiny = one.to_vec();
         tiny[8..12].copy_from_slice(&3i32.to_be_bytes());
         assert!(for_each_record(&Bytes::from(tiny), |_| {}).is_err());
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn codec() -> impl Strategy<Value = Codec> {
+            prop_oneof![Just(Codec::None), Just(Codec::Gzip), Just(Codec::Snappy), Just(Codec::Lz4), Just(Codec::Zstd)]
+        }
+
+        proptest! {
+            // Whatever a broker sends, the parser answers with records or an error, never a panic.
+            #[test]
+            fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+                let _ = for_each_record(&Bytes::from(bytes), |_| {});
+            }
+
+            #[test]
+            fn damaged_batches_never_panic(
+                values in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..20), 1..8),
+                codec in codec(),
+                edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+                let good = encode_batch(&refs, 7, codec).unwrap();
+                let mut seen = Vec::new();
+                for_each_record(&good, |r| seen.push((r.offset, r.value.to_vec()))).unwrap();
+                let want: Vec<(i64, Vec<u8>)> = values.iter().enumerate().map(|(i, v)| (i as i64, v.clone())).collect();
+                prop_assert_eq!(seen, want);
+                let mut bad = good.to_vec();
+                for (at, byte) in &edits {
+                    let i = at.index(bad.len());
+                    bad[i] = *byte;
+                }
+                let _ = for_each_record(&Bytes::from(bad.clone()), |_| {});
+                bad.truncate(cut.index(bad.len() + 1));
+                let _ = for_each_record(&Bytes::from(bad), |_| {});
+            }
+        }
     }
 }
