@@ -323,16 +323,18 @@ fn finish_batch(
     summary.batches += 1;
     summary.records += report.records as u64;
     summary.malformed += report.malformed.len() as u64;
-    writeln!(
-        status,
-        "dstream: batch {}: {} records, {} malformed, processing {} ms, scheduling delay {} ms, lag {}",
+    // Formatted first and written at once: stderr is unbuffered, and a formatted write to it is a system call per
+    // piece.
+    let line = format!(
+        "dstream: batch {}: {} records, {} malformed, processing {} ms, scheduling delay {} ms, lag {}\n",
         info.time,
         report.records,
         report.malformed.len(),
         report.processing_time.millis(),
         report.scheduling_delay.millis(),
         done.lag
-    )?;
+    );
+    status.write_all(line.as_bytes())?;
     hooks.after_batch(done).map_err(|source| RunError::Hook { time: info.time, source })
 }
 
