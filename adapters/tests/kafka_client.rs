@@ -145,3 +145,27 @@ fn ranges_read_over_many_pipelined_fetches_are_exact() {
     let got = c.fetch_receive(pending).unwrap();
     assert_eq!((got.len(), got[0].partition, got[0].high_watermark), (1, 2, 2000));
 }
+
+#[test]
+fn fetches_sized_from_a_wrong_first_guess_still_read_exact_ranges() {
+    let Some(b) = broker() else { return };
+    let addr = vec![b.addr().to_string()];
+    let mut c = Client::connect(&addr, ClientConfig::default()).unwrap();
+    c.create_topic("avg", 1, 1).unwrap();
+    // 3,000 records of 3 KB (the fetcher's first guess is 16 bytes a record), in batches of 100.
+    let value = |i: usize| format!("{i:08},{}", "x".repeat(3000)).into_bytes();
+    for batch in 0..30 {
+        let values: Vec<Vec<u8>> = (0..100).map(|j| value(batch * 100 + j)).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        c.produce("avg", 0, encode_batch(&refs, 7, Codec::None).unwrap(), Acks::Leader).unwrap();
+    }
+    let mut fetcher = RangeFetcher::new(Client::connect(&addr, ClientConfig::default()).unwrap(), "avg");
+    let mut batch = RecordBatch::new();
+    for (from, until) in [(0i64, 1234i64), (1234, 1250), (1250, 3000)] {
+        batch.clear();
+        fetcher.fetch_ranges(&[OffsetRange { partition: 0, from, until }], &mut batch).unwrap();
+        let got: Vec<(i64, Vec<u8>)> = batch.iter().map(|r| (r.offset, r.value.to_vec())).collect();
+        let want: Vec<(i64, Vec<u8>)> = (from..until).map(|o| (o, value(o as usize))).collect();
+        assert!(got == want, "range {from}..{until}: {} records read, {} wanted", got.len(), want.len());
+    }
+}
