@@ -169,3 +169,58 @@ fn fetches_sized_from_a_wrong_first_guess_still_read_exact_ranges() {
         assert!(got == want, "range {from}..{until}: {} records read, {} wanted", got.len(), want.len());
     }
 }
+
+#[test]
+fn ranges_read_from_what_was_read_ahead_are_exact() {
+    let Some(b) = broker() else { return };
+    let addr = vec![b.addr().to_string()];
+    let mut c = Client::connect(&addr, ClientConfig::default()).unwrap();
+    c.create_topic("avg", 2, 1).unwrap();
+    let value = |p: i32, i: i64| format!("{p}:{i}").into_bytes();
+    let produce = |c: &mut Client, p: i32, from: i64, n: i64| {
+        let values: Vec<Vec<u8>> = (from..from + n).map(|i| value(p, i)).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        c.produce("avg", p, encode_batch(&refs, 7, Codec::None).unwrap(), Acks::Leader).unwrap();
+    };
+    for round in 0..20 {
+        produce(&mut c, 0, round * 50, 50);
+        produce(&mut c, 1, round * 30, 30);
+    }
+    // Small fetches: reading ahead takes several rounds and leaves several chunks per partition.
+    let cfg = ClientConfig { partition_max_bytes: 700, fetch_max_bytes: 1400, ..ClientConfig::default() };
+    let mut fetcher = RangeFetcher::new(Client::connect(&addr, cfg).unwrap(), "avg");
+    fetcher.start_at(&[(0, 0), (1, 0)]);
+    let mut rounds = 0;
+    while fetcher.read_ahead(1 << 20) {
+        rounds += 1;
+        assert!(rounds < 1000, "reading ahead never catches up");
+    }
+    assert!(rounds > 2 && fetcher.cached_bytes() > 0, "{rounds} rounds");
+    // The budget is respected: nothing more is read once it is reached.
+    let held = fetcher.cached_bytes();
+    assert!(!fetcher.read_ahead(held));
+    // More records after the read-ahead: later ranges run past what is held into fetched records.
+    produce(&mut c, 0, 1000, 50);
+    produce(&mut c, 1, 600, 30);
+    let mut batch = RecordBatch::new();
+    let check = |fetcher: &mut RangeFetcher, batch: &mut RecordBatch, ranges: &[OffsetRange]| {
+        batch.clear();
+        fetcher.fetch_ranges(ranges, batch).unwrap();
+        batch.sort_by_position();
+        let got: Vec<(i32, i64, Vec<u8>)> = batch.iter().map(|r| (r.partition, r.offset, r.value.to_vec())).collect();
+        let want: Vec<(i32, i64, Vec<u8>)> = ranges
+            .iter()
+            .flat_map(|r| (r.from..r.until).map(move |o| (r.partition, o, value(r.partition, o))))
+            .collect();
+        assert_eq!(got, want, "ranges {ranges:?}");
+    };
+    let r = |partition, from, until| OffsetRange { partition, from, until };
+    check(&mut fetcher, &mut batch, &[r(0, 0, 333), r(1, 0, 17)]);
+    check(&mut fetcher, &mut batch, &[r(0, 333, 334), r(1, 17, 599)]);
+    assert!(fetcher.read_ahead(1 << 20) || fetcher.cached_bytes() > 0);
+    check(&mut fetcher, &mut batch, &[r(0, 334, 1050), r(1, 599, 630)]);
+    // Caught up: nothing to read ahead.
+    assert!(!fetcher.read_ahead(1 << 20));
+    // A range back before what was read (as after an offset reset) is read again exactly.
+    check(&mut fetcher, &mut batch, &[r(0, 10, 20), r(1, 0, 0)]);
+}
