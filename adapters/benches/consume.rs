@@ -62,8 +62,7 @@ fn main() {
     println!("bare client: {N} records in {:.3} s = {:.2} M records/s", best, bare / 1e6);
 
     // dstream run end to end: one batch from the earliest offset; its scheduling delay (fixing the ranges and
-    // fetching, of which the fetch thread's read-ahead does part while the process waits for the tick) plus
-    // processing time is the time from the batch's tick to its completion. Best of 3.
+    // fetching) plus processing time is the time from the batch's tick to its completion. Best of 3.
     let mut best_ms = i64::MAX;
     let mut wall = 0.0;
     for _ in 0..3 {
