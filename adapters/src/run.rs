@@ -6,7 +6,7 @@ use crate::kafka::direct::{
     DirectConfig, DirectStream, GeneratedBatch, OffsetReset, OutOfRangePolicy, RangeFetcher, StartingOffsets,
 };
 use crate::kafka::{Client, ClientConfig, KafkaError};
-use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
+use crossbeam_channel::{unbounded, Receiver, Sender};
 use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob};
 use dstream_core::{
     BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, OffsetRange, RecordBatch, Time,
@@ -179,7 +179,6 @@ pub fn run_job(
     let mut fetch_client = Client::connect(&opts.brokers, opts.client.clone())?;
     fetch_client.set_interrupt(stop.clone());
     let mut fetcher = RangeFetcher::new(fetch_client, &opts.topic);
-    fetcher.start_at(direct.current_offsets());
     let mut current: Vec<(i32, i64)> = direct.current_offsets().to_vec();
     let mut summary = RunSummary::default();
     // Catch up first: stored batches run again over exactly their ranges (their output appears again).
@@ -376,9 +375,6 @@ fn generate_loop(
     }
 }
 
-/// Most bytes the fetch thread holds for ranges not yet generated.
-const READ_AHEAD_BYTES: usize = 32 << 20;
-
 /// Fetches exactly the records of each generated batch, in order.
 fn fetch_loop(
     mut fetcher: RangeFetcher,
@@ -386,21 +382,7 @@ fn fetch_loop(
     tx: Sender<Result<Fetched, KafkaError>>,
     free_rx: Receiver<RecordBatch>,
 ) {
-    loop {
-        // While no batch waits, read ahead what the log already holds beyond the last range, within a budget.
-        let generated = match rx.try_recv() {
-            Ok(g) => g,
-            Err(TryRecvError::Disconnected) => return,
-            Err(TryRecvError::Empty) => {
-                if fetcher.read_ahead(READ_AHEAD_BYTES) {
-                    continue;
-                }
-                match rx.recv() {
-                    Ok(g) => g,
-                    Err(_) => return,
-                }
-            }
-        };
+    while let Ok(generated) = rx.recv() {
         let result = generated.and_then(|generated| {
             let total: i64 = generated.info.ranges.iter().map(|r| r.count()).sum();
             // A recycled buffer keeps its memory; a new one is sized for the batch (lab values are a few bytes).

@@ -6,7 +6,6 @@ use super::error::{KafkaError, Result};
 use super::records::{first_base_offset, for_each_record_before, next_offset_before};
 use bytes::Bytes;
 use dstream_core::{BatchInfo, Duration, OffsetRange, RecordBatch, Time};
-use std::collections::VecDeque;
 use std::time::Instant;
 
 /// Where to start when there is no checkpoint.
@@ -228,12 +227,6 @@ fn remaining(next: &[(i32, i64, i64)], at: &PartitionFetch) -> i64 {
     next.iter().find(|n| n.0 == at.partition).map_or(0, |n| (n.2 - at.offset).max(0))
 }
 
-/// Largest fetch per partition when reading ahead, so that a tick never waits long for one to finish.
-const READ_AHEAD_FETCH_BYTES: usize = 4 << 20;
-
-/// How long a read-ahead fetch waits for records that are not there yet: not at all, in effect.
-const READ_AHEAD_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
-
 /// How long a fetch for a range's records waits for data.
 const WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -242,11 +235,8 @@ const WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 pub struct RangeFetcher {
     client: Client,
     topic: String,
-    /// Per partition: fetched bytes beyond the last range read, in offset order, each chunk starting at a batch
-    /// boundary (a chunk's trailing part may be a batch cut short, which the next chunk then holds whole).
-    cache: Vec<(i32, VecDeque<Bytes>)>,
-    /// Per partition: the end of the last range read (or where reading starts), for reading ahead.
-    read_to: Vec<(i32, i64)>,
+    /// Per partition: fetched bytes beyond the last range read, starting at a batch boundary.
+    cache: Vec<(i32, Bytes)>,
     /// Bytes per record in the batches fetched last (a guess before the first fetch), to size fetches.
     record_bytes: f64,
 }
@@ -254,63 +244,7 @@ pub struct RangeFetcher {
 impl RangeFetcher {
     /// A fetcher of `topic` over `client`.
     pub fn new(client: Client, topic: &str) -> Self {
-        RangeFetcher {
-            client,
-            topic: topic.to_string(),
-            cache: Vec::new(),
-            read_to: Vec::new(),
-            record_bytes: FIRST_GUESS_RECORD_BYTES,
-        }
-    }
-
-    /// Where the next ranges start, per partition, so that [`RangeFetcher::read_ahead`] knows where to read.
-    pub fn start_at(&mut self, offsets: &[(i32, i64)]) {
-        self.read_to = offsets.to_vec();
-    }
-
-    /// Bytes held for later ranges.
-    pub fn cached_bytes(&self) -> usize {
-        self.cache.iter().flat_map(|c| c.1.iter()).map(|b| b.len()).sum()
-    }
-
-    /// One fetch of the records after what is held, while no range is waiting (e.g. before a tick), so that a
-    /// later range finds its records in memory; at most `budget` bytes are held in all. Records are immutable, so
-    /// reading them early changes nothing about which records a batch holds: that is still its ranges, fixed at
-    /// its tick. Returns true if it brought anything (false: caught up with the log, over budget, or a failure,
-    /// which the range fetch that needs the records will meet and report).
-    pub fn read_ahead(&mut self, budget: usize) -> bool {
-        let held = self.cached_bytes();
-        if self.read_to.is_empty() || held >= budget {
-            return false;
-        }
-        let positions: Vec<PartitionFetch> = self
-            .read_to
-            .iter()
-            .map(|&(partition, to)| {
-                let last = self.cache.iter().find(|c| c.0 == partition).and_then(|c| c.1.back());
-                let offset = last.and_then(|b| next_offset_before(b, i64::MAX).or_else(|| first_base_offset(b)));
-                PartitionFetch { partition, offset: offset.unwrap_or(to).max(to) }
-            })
-            .collect();
-        let per = ((budget - held) / positions.len()).clamp(MIN_FETCH_BYTES as usize, READ_AHEAD_FETCH_BYTES);
-        let total = per.saturating_mul(positions.len()).min(i32::MAX as usize) as i32;
-        let Ok(fetched) = self.client.fetch_sized(&self.topic, &positions, READ_AHEAD_WAIT, per as i32, total) else {
-            return false;
-        };
-        let mut brought = false;
-        for p in fetched {
-            let Some(at) = positions.iter().find(|a| a.partition == p.partition) else { continue };
-            if next_offset_before(&p.records, i64::MAX).is_none_or(|n| n <= at.offset) {
-                continue; // nothing whole beyond what is held
-            }
-            self.learn(&p.records);
-            match self.cache.iter_mut().find(|c| c.0 == p.partition) {
-                Some(c) => c.1.push_back(p.records),
-                None => self.cache.push((p.partition, VecDeque::from([p.records]))),
-            }
-            brought = true;
-        }
-        brought
+        RangeFetcher { client, topic: topic.to_string(), cache: Vec::new(), record_bytes: FIRST_GUESS_RECORD_BYTES }
     }
 
     /// Byte limits (per partition, whole response) for fetching `remaining` offsets of each partition asked for:
@@ -344,23 +278,14 @@ impl RangeFetcher {
             ranges.iter().filter(|r| r.until > r.from).map(|r| (r.partition, r.from, r.until)).collect();
         // First what earlier fetches brought beyond their ranges.
         for slot in next.iter_mut() {
-            let Some(chunks) = self.cache.iter_mut().find(|c| c.0 == slot.0).map(|c| &mut c.1) else { continue };
-            while let Some(bytes) = chunks.pop_front() {
-                if first_base_offset(&bytes).is_none_or(|b| b > slot.1) {
-                    chunks.clear(); // not contiguous with the range: fetch instead
-                    break;
+            let Some(pos) = self.cache.iter().position(|c| c.0 == slot.0) else { continue };
+            let bytes = self.cache.swap_remove(pos).1;
+            if first_base_offset(&bytes).is_some_and(|b| b <= slot.1) {
+                if let Some(rest) = read_range(&topic, &bytes, slot, out)? {
+                    self.cache.push((slot.0, rest));
                 }
-                let rest = read_range(&topic, &bytes, slot, out)?;
-                if slot.1 >= slot.2 {
-                    if let Some(rest) = rest {
-                        chunks.push_front(rest);
-                    }
-                    break;
-                }
-                // Not done: what is left of this chunk is a batch cut short, which the next chunk holds whole.
             }
         }
-        self.cache.retain(|c| !c.1.is_empty());
         next.retain(|n| n.1 < n.2);
         let start = Instant::now();
         let mut one_at_a_time = false;
@@ -413,7 +338,7 @@ impl RangeFetcher {
                     let before = slot.1;
                     if let Some(rest) = read_range(&topic, &p.records, slot, out)? {
                         self.cache.retain(|c| c.0 != p.partition);
-                        self.cache.push((p.partition, VecDeque::from([rest])));
+                        self.cache.push((p.partition, rest));
                     }
                     progressed |= slot.1 > before;
                 }
@@ -434,12 +359,6 @@ impl RangeFetcher {
                 if start.elapsed() > std::time::Duration::from_millis(200) {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-            }
-        }
-        for r in ranges.iter().filter(|r| r.until > r.from) {
-            match self.read_to.iter_mut().find(|t| t.0 == r.partition) {
-                Some(t) => t.1 = r.until,
-                None => self.read_to.push((r.partition, r.until)),
             }
         }
         Ok(())
