@@ -304,6 +304,8 @@ impl LabJob {
 impl Job for LabJob {
     fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.out.clear();
+        // One output per record: size the buffer once rather than growing it through the batch.
+        self.out.reserve(ctx.input.len());
         self.stream.compute(ctx, &mut self.out)?;
         if let Some(num) = self.config.print {
             write_batch(ctx.printed, ctx.time, &self.out, num);
