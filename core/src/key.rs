@@ -58,8 +58,11 @@ impl std::hash::Hash for Key {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         match &self.0 {
             Repr::Inline(b, len) => {
-                state.write_u128(u128::from_le_bytes(*b));
-                state.write_u8(*len);
+                // One word per key: the two halves and the length folded together (equal keys fold equally;
+                // a collision only costs a comparison).
+                let w = u128::from_le_bytes(*b);
+                let (lo, hi) = (w as u64, (w >> 64) as u64);
+                state.write_u64(lo ^ (hi ^ (*len as u64) << 56).rotate_left(32));
             }
             Repr::Heap(s) => s.hash(state),
         }
