@@ -13,9 +13,15 @@ pub struct Key(Repr);
 
 #[derive(Clone, PartialEq, Eq)]
 enum Repr {
-    Inline([u8; INLINE], u8),
+    Inline(Word, u8),
     Heap(Box<str>),
 }
+
+/// The inline bytes, 8-byte aligned so they are built, copied and loaded as whole words (a misaligned array makes
+/// the compiler copy keys in odd-sized pieces, and the next wide load stalls on them).
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(8))]
+struct Word([u8; INLINE]);
 
 impl Key {
     /// A key holding `s`.
@@ -28,7 +34,7 @@ impl Key {
             for (i, &x) in b.iter().enumerate() {
                 w |= (x as u128) << (8 * i);
             }
-            Key(Repr::Inline(w.to_le_bytes(), b.len() as u8))
+            Key(Repr::Inline(Word(w.to_le_bytes()), b.len() as u8))
         } else {
             Key(Repr::Heap(s.into()))
         }
@@ -38,7 +44,7 @@ impl Key {
     #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
-            Repr::Inline(b, len) => &b[..*len as usize],
+            Repr::Inline(b, len) => &b.0[..*len as usize],
             Repr::Heap(s) => s.as_bytes(),
         }
     }
@@ -47,7 +53,7 @@ impl Key {
     pub fn as_str(&self) -> &str {
         match &self.0 {
             // Built from a &str, so always valid UTF-8.
-            Repr::Inline(b, len) => std::str::from_utf8(&b[..*len as usize]).unwrap_or_default(),
+            Repr::Inline(b, len) => std::str::from_utf8(&b.0[..*len as usize]).unwrap_or_default(),
             Repr::Heap(s) => s,
         }
     }
@@ -60,7 +66,7 @@ impl std::hash::Hash for Key {
             Repr::Inline(b, len) => {
                 // One word per key: the two halves and the length folded together (equal keys fold equally;
                 // a collision only costs a comparison).
-                let w = u128::from_le_bytes(*b);
+                let w = u128::from_le_bytes(b.0);
                 let (lo, hi) = (w as u64, (w >> 64) as u64);
                 state.write_u64(lo ^ (hi ^ (*len as u64) << 56).rotate_left(32));
             }
@@ -118,8 +124,8 @@ impl StableHash for Key {
     #[inline]
     fn stable_hash(&self) -> i32 {
         match &self.0 {
-            Repr::Inline(b, len) if b[..*len as usize].is_ascii() => {
-                b[..*len as usize].iter().fold(0i32, |h, &c| h.wrapping_mul(31).wrapping_add(c as i32))
+            Repr::Inline(b, len) if b.0[..*len as usize].is_ascii() => {
+                b.0[..*len as usize].iter().fold(0i32, |h, &c| h.wrapping_mul(31).wrapping_add(c as i32))
             }
             _ => self.as_str().stable_hash(),
         }
