@@ -228,7 +228,12 @@ pub fn partition_of<K: StableHash + ?Sized>(key: &K, n: usize) -> usize {
     if n <= 1 {
         return 0;
     }
-    (key.stable_hash() as i64).rem_euclid(n as i64) as usize
+    let h = key.stable_hash() as i64;
+    if n.is_power_of_two() {
+        // rem_euclid by a power of two is a mask in two's complement (no division on the per-record path).
+        return h as usize & (n - 1);
+    }
+    h.rem_euclid(n as i64) as usize
 }
 
 #[cfg(test)]
@@ -289,6 +294,15 @@ mod tests {
         assert_eq!(partition_of("polygenelubricants", 2), 0);
         assert_eq!(partition_of("a", 2), 1);
         assert_eq!(partition_of("b", 2), 0);
+        // Negative hashCode -217287203: Java's nonNegativeMod gives -3 + 4 = 1 (n = 4), -3 + 8 = 5 (n = 8),
+        // -2 + 3 = 1 (n = 3); the power-of-two mask and the division must agree.
+        assert_eq!("hello world!".stable_hash(), -217287203);
+        assert_eq!(partition_of("hello world!", 2), 1);
+        assert_eq!(partition_of("hello world!", 3), 1);
+        assert_eq!(partition_of("hello world!", 4), 1);
+        assert_eq!(partition_of("hello world!", 8), 5);
+        assert_eq!(partition_of("polygenelubricants", 3), 1);
+        assert_eq!(partition_of("polygenelubricants", 8), 0);
         assert_eq!("é".stable_hash(), 0xe9);
         assert_eq!("😀".stable_hash(), 0xD83D * 31 + 0xDE00);
         assert_eq!((-1i64).stable_hash(), 0);
