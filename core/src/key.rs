@@ -23,21 +23,40 @@ enum Repr {
 #[repr(C, align(8))]
 struct Word([u8; INLINE]);
 
+/// Up to 16 bytes as one little-endian word, zero-padded: assembled in a register and stored once, because
+/// byte-wise stores followed by wide loads stall the CPU.
+#[inline(always)]
+fn word_of(b: &[u8]) -> u128 {
+    let mut w: u128 = 0;
+    for (i, &x) in b.iter().enumerate() {
+        w |= (x as u128) << (8 * i);
+    }
+    w
+}
+
 impl Key {
     /// A key holding `s`.
     #[inline(always)]
     pub fn new(s: &str) -> Self {
         let b = s.as_bytes();
         if b.len() <= INLINE {
-            // Assemble in a register and store once: byte-wise stores followed by wide loads stall the CPU.
-            let mut w: u128 = 0;
-            for (i, &x) in b.iter().enumerate() {
-                w |= (x as u128) << (8 * i);
-            }
-            Key(Repr::Inline(Word(w.to_le_bytes()), b.len() as u8))
+            Key(Repr::Inline(Word(word_of(b).to_le_bytes()), b.len() as u8))
         } else {
             Key(Repr::Heap(s.into()))
         }
+    }
+
+    /// A key holding `b` if it is UTF-8; an ASCII key of up to 16 bytes is built without a separate validation pass.
+    #[inline(always)]
+    pub fn from_utf8(b: &[u8]) -> Result<Self, std::str::Utf8Error> {
+        if b.len() <= INLINE {
+            let w = word_of(b);
+            // ASCII (no byte with its top bit set) is always valid UTF-8.
+            if w & 0x8080_8080_8080_8080_8080_8080_8080_8080 == 0 {
+                return Ok(Key(Repr::Inline(Word(w.to_le_bytes()), b.len() as u8)));
+            }
+        }
+        std::str::from_utf8(b).map(Key::new)
     }
 
     /// The key's bytes.
@@ -164,5 +183,12 @@ mod tests {
         assert!(Key::new("zzzzzzzzzzzzzzzzzzzz") > Key::new("a"));
         assert_ne!(Key::new("a"), Key::new("a\0"));
         assert_eq!(std::mem::size_of::<Key>(), 24);
+        // from_utf8 agrees with new on valid text (ASCII fast path or not) and refuses what str refuses.
+        for s in ["", "a", "exactly16bytes!!", "seventeen bytes!!", "é", "\u{7f}x", "日本語のキー"] {
+            assert_eq!(Key::from_utf8(s.as_bytes()), Ok(Key::new(s)));
+        }
+        for b in [&b"\xff"[..], b"ab\xc3", b"\x80abcdefghijklmnop", b"abc\xe6\x97"] {
+            assert_eq!(Key::from_utf8(b).ok(), None, "{b:?}");
+        }
     }
 }

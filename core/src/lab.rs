@@ -41,13 +41,20 @@ pub enum LabParseError {
 /// Parses a message value as `KEY,VALUE`; the key borrows from the input.
 #[inline]
 pub fn parse_record(value: &[u8]) -> Result<(&str, i64), LabParseError> {
+    let (key, rest) = split_record(value)?;
+    let key = std::str::from_utf8(key).map_err(|_| LabParseError::KeyNotUtf8)?;
+    Ok((key, parse_i64(rest)?))
+}
+
+/// Splits `KEY,VALUE` at the first comma into the (non-empty) key bytes and the value bytes.
+#[inline]
+fn split_record(value: &[u8]) -> Result<(&[u8], &[u8]), LabParseError> {
     let comma = value.iter().position(|&b| b == b',').ok_or(LabParseError::NoComma)?;
     let (key, rest) = (&value[..comma], &value[comma + 1..]);
     if key.is_empty() {
         return Err(LabParseError::EmptyKey);
     }
-    let key = std::str::from_utf8(key).map_err(|_| LabParseError::KeyNotUtf8)?;
-    Ok((key, parse_i64(rest)?))
+    Ok((key, rest))
 }
 
 /// Parses an optionally signed decimal integer with no spaces.
@@ -187,8 +194,10 @@ impl RecordParser for LabParser {
     type Error = LabParseError;
     #[inline]
     fn parse(&mut self, rec: RecordRef<'_>) -> Result<(Key, i64), LabParseError> {
-        let (k, v) = parse_record(rec.value)?;
-        Ok((Key::new(k), v))
+        // As parse_record (same checks, same order), building the key straight from its bytes.
+        let (key, rest) = split_record(rec.value)?;
+        let key = Key::from_utf8(key).map_err(|_| LabParseError::KeyNotUtf8)?;
+        Ok((key, parse_i64(rest)?))
     }
 }
 
