@@ -37,6 +37,29 @@ pub struct Engine<J> {
     timer: BatchTimer,
     last_completed: Option<Time>,
     totals: Totals,
+    /// The parts of an open batch, gathered for a job that takes a batch only whole.
+    gathered: RecordBatch,
+}
+
+/// A batch begun with [`Engine::begin_batch`] and not yet finished: what it has reported so far.
+#[derive(Debug)]
+pub struct OpenBatch {
+    time: Time,
+    start: Time,
+    records: usize,
+    malformed: Vec<Malformed>,
+    printed: String,
+}
+
+impl OpenBatch {
+    /// The batch's time.
+    pub fn time(&self) -> Time {
+        self.time
+    }
+    /// Records fed so far.
+    pub fn records(&self) -> usize {
+        self.records
+    }
 }
 
 /// Running totals across batches.
@@ -74,7 +97,7 @@ pub enum EngineError {
 impl<J: Job> Engine<J> {
     /// An engine running `job` on `timer`'s grid.
     pub fn new(job: J, timer: BatchTimer) -> Self {
-        Engine { job, timer, last_completed: None, totals: Totals::default() }
+        Engine { job, timer, last_completed: None, totals: Totals::default(), gathered: RecordBatch::new() }
     }
 
     /// The job.
@@ -101,6 +124,83 @@ impl<J: Job> Engine<J> {
     /// The next batch time due at `now`, if any; call until `None` to get every missed tick, in order.
     pub fn poll_due(&mut self, now: Time) -> Option<Time> {
         self.timer.poll(now)
+    }
+
+    /// Starts the batch at `time`, to be given its input part by part with [`feed`](Self::feed) and ended with
+    /// [`finish_batch`](Self::finish_batch); the report is the one [`run_batch`](Self::run_batch) gives for the
+    /// whole input, processing time counted from this call.
+    pub fn begin_batch(&mut self, time: Time, clock: &dyn Clock) -> Result<OpenBatch, EngineError> {
+        if let Some(last) = self.last_completed {
+            if time <= last {
+                return Err(EngineError::OutOfOrder { time, last });
+            }
+        }
+        let mut batch = OpenBatch { time, start: clock.now(), records: 0, malformed: Vec::new(), printed: String::new() };
+        self.gathered.clear();
+        if self.job.incremental() {
+            let empty = RecordBatch::new();
+            let mut ctx = self.context(&mut batch, &empty);
+            self.job.begin_batch(&mut ctx).map_err(|source| EngineError::Job { time, source })?;
+        }
+        Ok(batch)
+    }
+
+    /// Gives the open batch the next part of its input: sorted into (partition, offset) order first, and every
+    /// record after those of the earlier parts in that order.
+    pub fn feed(&mut self, batch: &mut OpenBatch, part: &mut RecordBatch) -> Result<(), EngineError> {
+        part.sort_by_position();
+        batch.records += part.len();
+        if self.job.incremental() {
+            let time = batch.time;
+            let mut ctx = self.context(batch, part);
+            self.job.feed(&mut ctx).map_err(|source| EngineError::Job { time, source })
+        } else {
+            self.gathered.extend_from(part);
+            Ok(())
+        }
+    }
+
+    /// Ends the open batch and reports it, as [`run_batch`](Self::run_batch) would for all of its parts at once.
+    pub fn finish_batch(&mut self, mut batch: OpenBatch, clock: &dyn Clock) -> Result<BatchReport, EngineError> {
+        let time = batch.time;
+        if self.job.incremental() {
+            let empty = RecordBatch::new();
+            let mut ctx = self.context(&mut batch, &empty);
+            self.job.finish_batch(&mut ctx).map_err(|source| EngineError::Job { time, source })?;
+        } else {
+            let mut gathered = std::mem::take(&mut self.gathered);
+            let result = {
+                let mut ctx = self.context(&mut batch, &gathered);
+                self.job.run_batch(&mut ctx)
+            };
+            gathered.clear();
+            self.gathered = gathered;
+            result.map_err(|source| EngineError::Job { time, source })?;
+        }
+        let end = clock.now();
+        self.last_completed = Some(time);
+        self.totals.batches += 1;
+        self.totals.records += batch.records as u64;
+        self.totals.malformed += batch.malformed.len() as u64;
+        Ok(BatchReport {
+            time,
+            records: batch.records,
+            malformed: batch.malformed,
+            printed: batch.printed,
+            scheduling_delay: batch.start - time,
+            processing_time: end - batch.start,
+        })
+    }
+
+    fn context<'a>(&self, batch: &'a mut OpenBatch, input: &'a RecordBatch) -> BatchContext<'a> {
+        BatchContext {
+            time: batch.time,
+            zero: self.timer.zero(),
+            interval: self.timer.interval(),
+            input,
+            malformed: &mut batch.malformed,
+            printed: &mut batch.printed,
+        }
     }
 
     /// Runs the batch at `time` over `input` (sorted into partition, offset order first); `clock` times it.

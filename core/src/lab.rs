@@ -6,7 +6,7 @@ use crate::print::write_batch;
 use crate::record::RecordRef;
 use crate::state::{State, StateError, StateSpecOptions};
 use crate::stream::{
-    input, BatchContext, DStream, DStreamExt, Input, Job, JobError, MalformedPolicy, MapWithState,
+    input, BatchContext, DStreamExt, Input, Job, JobError, MalformedPolicy, MapWithState,
     MapWithStateCheckpoint, MappingFunction, RecordParser, StateSpec,
 };
 use crate::time::Time;
@@ -312,10 +312,29 @@ impl LabJob {
 
 impl Job for LabJob {
     fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.begin_batch(ctx)?;
+        self.feed(ctx)?;
+        self.finish_batch(ctx)
+    }
+
+    fn incremental(&self) -> bool {
+        true
+    }
+
+    fn begin_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.out.clear();
-        // One output per record: size the buffer once rather than growing it through the batch.
+        self.stream.begin(ctx.time);
+        Ok(())
+    }
+
+    fn feed(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        // One output per record: size the buffer once per part rather than growing it record by record.
         self.out.reserve(ctx.input.len());
-        self.stream.compute(ctx, &mut self.out)?;
+        self.stream.process(ctx, &mut self.out)
+    }
+
+    fn finish_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.stream.finish(ctx, &mut self.out)?;
         if let Some(num) = self.config.print {
             write_batch(ctx.printed, ctx.time, &self.out, num);
         }

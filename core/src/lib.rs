@@ -15,7 +15,7 @@ pub mod stream;
 pub mod time;
 
 pub use compact_str::CompactString;
-pub use engine::{BatchInfo, BatchReport, Engine, EngineError, Totals};
+pub use engine::{BatchInfo, BatchReport, Engine, EngineError, OpenBatch, Totals};
 pub use key::Key;
 pub use record::{OffsetRange, RecordBatch, RecordRef};
 pub use state::{OutputOrder, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};

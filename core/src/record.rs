@@ -98,6 +98,17 @@ impl RecordBatch {
         self.meta.push(Meta { offset, timestamp, partition, key_len, value_start, value_len: value.len() as u32 });
     }
 
+    /// Appends every record of `other`, in its order (one copy of its bytes and entries).
+    pub fn extend_from(&mut self, other: &RecordBatch) {
+        if let (Some(last), Some(first)) = (self.meta.last(), other.meta.first()) {
+            self.sorted &= (last.partition, last.offset) <= (first.partition, first.offset);
+        }
+        self.sorted &= other.sorted;
+        let shift = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(&other.bytes);
+        self.meta.extend(other.meta.iter().map(|m| Meta { value_start: m.value_start + shift, ..*m }));
+    }
+
     /// Number of records.
     pub fn len(&self) -> usize {
         self.meta.len()
@@ -176,5 +187,27 @@ mod tests {
         );
         b.clear();
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn extend_from_appends_records_and_keeps_order_flag() {
+        let mut a = RecordBatch::new();
+        a.push(0, 1, 5, Some(b"k"), b"x");
+        let mut b = RecordBatch::new();
+        b.push(0, 2, 6, None, b"yz");
+        b.push(1, 0, 7, Some(b"kk"), b"");
+        a.extend_from(&b);
+        let got: Vec<(i32, i64, i64, Option<&[u8]>, &[u8])> =
+            a.iter().map(|r| (r.partition, r.offset, r.timestamp, r.key, r.value)).collect();
+        let want: Vec<(i32, i64, i64, Option<&[u8]>, &[u8])> =
+            vec![(0, 1, 5, Some(b"k"), b"x"), (0, 2, 6, None, b"yz"), (1, 0, 7, Some(b"kk"), b"")];
+        assert_eq!(got, want);
+        // Appending a record before the last one makes the batch unsorted: sorting restores position order.
+        let mut c = RecordBatch::new();
+        c.push(0, 0, 8, None, b"w");
+        a.extend_from(&c);
+        a.sort_by_position();
+        let offsets: Vec<(i32, i64)> = a.iter().map(|r| (r.partition, r.offset)).collect();
+        assert_eq!(offsets, vec![(0, 0), (0, 1), (0, 2), (1, 0)]);
     }
 }

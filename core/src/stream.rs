@@ -115,6 +115,26 @@ pub trait OutputOp {
 pub trait Job {
     /// Runs every output operation for one batch.
     fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
+
+    /// True if the job takes a batch part by part (`begin_batch`, `feed`..., `finish_batch`); otherwise the engine
+    /// gathers the parts and calls `run_batch` once, at the end.
+    fn incremental(&self) -> bool {
+        false
+    }
+    /// Starts a batch (`ctx.input` is empty); only called if `incremental()`.
+    fn begin_batch(&mut self, _ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        Ok(())
+    }
+    /// Processes one part of the batch's input (`ctx.input`), after every earlier part in (partition, offset)
+    /// order; only called if `incremental()`.
+    fn feed(&mut self, _ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        Ok(())
+    }
+    /// Ends the batch (`ctx.input` is empty): what must see the whole batch, then the output operations; only
+    /// called if `incremental()`.
+    fn finish_batch(&mut self, _ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        Ok(())
+    }
 }
 
 /// A job made of output operations, run in the order they were added.
@@ -732,22 +752,42 @@ where
 {
     type Item = F::Output;
     fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<F::Output>) -> Result<bool, JobError> {
-        let time = ctx.time;
+        self.begin(ctx.time);
+        self.process(ctx, out)?;
+        self.finish(ctx, out)?;
+        Ok(true)
+    }
+}
+
+impl<P, F, K, V, S> MapWithState<P, F, K, S>
+where
+    P: DStream<Item = (K, V)>,
+    F: MappingFunction<K, V, S>,
+    K: Hash + Eq + Ord + Clone + StableHash + fmt::Debug,
+{
+    /// Starts the batch at `time`: applies the initial state (first batch only) and forgets any unfinished batch.
+    /// Then [`process`](Self::process) any number of parts of the batch's input, in order, and
+    /// [`finish`](Self::finish) it; `compute` is exactly these three calls over the whole input.
+    pub fn begin(&mut self, time: Time) {
         if !self.initialized {
             for (k, s) in self.initial.drain(..) {
                 self.map.insert(k, s, time);
             }
             self.initialized = true;
         }
+        self.tags.clear();
+    }
+
+    /// Runs the mapping function over the data records of `ctx` (one part of the batch's input), appending to `out`.
+    pub fn process(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<F::Output>) -> Result<(), JobError> {
+        let time = ctx.time;
         let has_timeout = self.options.timeout.is_some();
         let map = &mut self.map;
         let func = &mut self.func;
         let n = map.parts.len();
         let mut failure = None;
         let by_partition = self.options.output_order == OutputOrder::SparkPartitions && n > 1;
-        let first_out = out.len();
         let tags = &mut self.tags;
-        tags.clear();
         self.parent.compute_each(ctx, |(k, v)| {
             if failure.is_some() {
                 return;
@@ -782,14 +822,26 @@ where
                 tags.push(p as u32);
             }
         })?;
-        if by_partition {
-            // Stable: arrival order within each partition, as Spark's partitions are concatenated.
-            let mut tagged: Vec<(u32, F::Output)> = tags.drain(..).zip(out.drain(first_out..)).collect();
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the batch: groups the data records' outputs by state partition (Spark's order, if configured), then
+    /// scans for timeouts; `out` must hold exactly what [`process`](Self::process) appended at its end.
+    pub fn finish(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<F::Output>) -> Result<(), JobError> {
+        let time = ctx.time;
+        let map = &mut self.map;
+        let func = &mut self.func;
+        let n = map.parts.len();
+        if self.options.output_order == OutputOrder::SparkPartitions && n > 1 {
+            // Stable: arrival order within each partition, as Spark's partitions are concatenated. One tag per
+            // output of the data records, which are the last `tags.len()` elements of `out`.
+            let first_out = out.len() - self.tags.len();
+            let mut tagged: Vec<(u32, F::Output)> = self.tags.drain(..).zip(out.drain(first_out..)).collect();
             tagged.sort_by_key(|(p, _)| *p);
             out.extend(tagged.into_iter().map(|(_, m)| m));
-        }
-        if let Some(e) = failure {
-            return Err(e);
         }
         if let Some(timeout) = self.options.timeout {
             let scan = match self.options.timeout_scan {
@@ -817,7 +869,7 @@ where
                 }
             }
         }
-        Ok(true)
+        Ok(())
     }
 }
 
