@@ -579,6 +579,9 @@ impl RunHooks for StatusHooks {
         }
         Ok(())
     }
+    fn needs_records(&self) -> bool {
+        self.recorder.is_some()
+    }
     fn on_reset(&mut self, r: &OffsetReset) {
         eprintln!(
             "dstream: warning: partition {} offsets [{}, {}) are outside the log [{}, {}); skipped {} offsets to {}",

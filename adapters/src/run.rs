@@ -4,12 +4,13 @@
 use crate::clock::SystemClock;
 use crate::kafka::direct::{
     DirectConfig, DirectStream, GeneratedBatch, OffsetReset, OutOfRangePolicy, RangeFetcher, StartingOffsets,
+    PART_RECORDS,
 };
 use crate::kafka::{Client, ClientConfig, KafkaError};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob};
 use dstream_core::{
-    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, OffsetRange, RecordBatch, Time,
+    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, OffsetRange, OpenBatch, RecordBatch, Time,
 };
 use std::collections::VecDeque;
 use std::io::Write;
@@ -73,7 +74,8 @@ pub struct CompletedBatch<'a> {
     pub info: &'a BatchInfo,
     /// What the engine reported (printed text, delays, malformed records).
     pub report: &'a BatchReport,
-    /// The records it processed, sorted by (partition, offset).
+    /// The records it processed, sorted by (partition, offset); empty for a live batch unless
+    /// [`RunHooks::needs_records`] says the hooks use them.
     pub records: &'a RecordBatch,
     /// The job after the batch.
     pub job: &'a LabJob,
@@ -95,6 +97,11 @@ pub trait RunHooks {
     fn after_batch(&mut self, batch: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
     /// When offsets fell out of the log and were skipped (policy earliest or latest).
     fn on_reset(&mut self, _reset: &OffsetReset) {}
+    /// True if `after_batch` reads [`CompletedBatch::records`]: live batches are processed part by part as they
+    /// are fetched, and the whole batch's records are kept (one more copy) only if this says so.
+    fn needs_records(&self) -> bool {
+        true
+    }
 }
 
 /// Hooks that do nothing.
@@ -103,6 +110,9 @@ pub struct NoHooks;
 impl RunHooks for NoHooks {
     fn after_batch(&mut self, _: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Ok(())
+    }
+    fn needs_records(&self) -> bool {
+        false
     }
 }
 
@@ -141,9 +151,12 @@ pub enum RunError {
     Output(#[from] std::io::Error),
 }
 
-struct Fetched {
-    generated: GeneratedBatch,
-    records: RecordBatch,
+/// What the fetch thread sends, per batch: `Begin`, then its records in parts in (partition, offset) order, then
+/// `End`.
+enum Fetched {
+    Begin(GeneratedBatch),
+    Part(RecordBatch),
+    End,
 }
 
 /// Connects, then runs the lab job until `batches` batches completed or `stop` is set; the running batch always
@@ -248,9 +261,13 @@ fn process_loop(
     status: &mut dyn Write,
     clock: &SystemClock,
 ) -> Result<RunSummary, RunError> {
+    let keep = hooks.needs_records();
+    let mut whole = RecordBatch::new();
+    // The batch being fed: its generation and the engine's open batch.
+    let mut open: Option<(GeneratedBatch, OpenBatch)> = None;
     while let Ok(msg) = rx.recv() {
-        let Fetched { generated, mut records } = match msg {
-            Ok(f) => f,
+        let msg = match msg {
+            Ok(m) => m,
             // A fetch cut short by a stop request is not a failure.
             Err(_) if stop.load(Ordering::Relaxed) => {
                 summary.stopped = true;
@@ -258,11 +275,31 @@ fn process_loop(
             }
             Err(e) => return Err(e.into()),
         };
-        for reset in &generated.resets {
-            hooks.on_reset(reset);
+        match msg {
+            Fetched::Begin(generated) => {
+                for reset in &generated.resets {
+                    hooks.on_reset(reset);
+                }
+                let batch = engine.begin_batch(generated.info.time, clock)?;
+                whole.clear();
+                open = Some((generated, batch));
+                continue;
+            }
+            Fetched::Part(mut part) => {
+                if let Some((_, batch)) = open.as_mut() {
+                    engine.feed(batch, &mut part)?;
+                    if keep {
+                        whole.extend_from(&part);
+                    }
+                }
+                let _ = free_tx.send(part);
+                continue;
+            }
+            Fetched::End => {}
         }
+        let Some((generated, batch)) = open.take() else { continue };
+        let report = engine.finish_batch(batch, clock)?;
         let info = &generated.info;
-        let report = engine.run_batch(info.time, &mut records, clock)?;
         advance(current, &info.ranges);
         // Batches generated after this one and not yet completed: pending, with the offsets after them.
         let pending: Vec<BatchInfo> = {
@@ -279,7 +316,7 @@ fn process_loop(
         let done = CompletedBatch {
             info,
             report: &report,
-            records: &records,
+            records: &whole,
             job: engine.job(),
             engine,
             next_offsets: &next,
@@ -288,7 +325,6 @@ fn process_loop(
             lag: generated.lag,
         };
         finish_batch(&done, &mut summary, hooks, out, status)?;
-        let _ = free_tx.send(records);
         if stop.load(Ordering::Relaxed) {
             summary.stopped = true;
             break;
@@ -375,7 +411,7 @@ fn generate_loop(
     }
 }
 
-/// Fetches exactly the records of each generated batch, in order.
+/// Fetches exactly the records of each generated batch, in order, and sends them on in parts as they are read.
 fn fetch_loop(
     mut fetcher: RangeFetcher,
     rx: Receiver<Result<GeneratedBatch, KafkaError>>,
@@ -383,19 +419,28 @@ fn fetch_loop(
     free_rx: Receiver<RecordBatch>,
 ) {
     while let Ok(generated) = rx.recv() {
-        let result = generated.and_then(|generated| {
-            let total: i64 = generated.info.ranges.iter().map(|r| r.count()).sum();
-            // A recycled buffer keeps its memory; a new one is sized for the batch (lab values are a few bytes).
-            let mut records = free_rx.try_recv().unwrap_or_else(|_| {
-                let n = usize::try_from(total).unwrap_or(0).min(1 << 24);
-                RecordBatch::with_capacity(n, n * 8)
-            });
-            records.clear();
-            fetcher.fetch_ranges(&generated.info.ranges, &mut records)?;
-            Ok(Fetched { generated, records })
+        let generated = match generated {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        let ranges = generated.info.ranges.clone();
+        if tx.send(Ok(Fetched::Begin(generated))).is_err() {
+            return;
+        }
+        let result = fetcher.fetch_ranges_in_parts(&ranges, |part| {
+            // A recycled buffer keeps its memory; a new one is sized for a part (lab values are a few bytes).
+            let mut fresh =
+                free_rx.try_recv().unwrap_or_else(|_| RecordBatch::with_capacity(PART_RECORDS, PART_RECORDS * 8));
+            fresh.clear();
+            std::mem::swap(part, &mut fresh);
+            let _ = tx.send(Ok(Fetched::Part(fresh)));
         });
-        let failed = result.is_err();
-        if tx.send(result).is_err() || failed {
+        let msg = result.map(|()| Fetched::End);
+        let failed = msg.is_err();
+        if tx.send(msg).is_err() || failed {
             return;
         }
     }

@@ -135,7 +135,8 @@ impl<J: Job> Engine<J> {
                 return Err(EngineError::OutOfOrder { time, last });
             }
         }
-        let mut batch = OpenBatch { time, start: clock.now(), records: 0, malformed: Vec::new(), printed: String::new() };
+        let mut batch =
+            OpenBatch { time, start: clock.now(), records: 0, malformed: Vec::new(), printed: String::new() };
         self.gathered.clear();
         if self.job.incremental() {
             let empty = RecordBatch::new();

@@ -6,8 +6,8 @@ use crate::print::write_batch;
 use crate::record::RecordRef;
 use crate::state::{State, StateError, StateSpecOptions};
 use crate::stream::{
-    input, BatchContext, DStreamExt, Input, Job, JobError, MalformedPolicy, MapWithState,
-    MapWithStateCheckpoint, MappingFunction, RecordParser, StateSpec,
+    input, BatchContext, DStreamExt, Input, Job, JobError, MalformedPolicy, MapWithState, MapWithStateCheckpoint,
+    MappingFunction, RecordParser, StateSpec,
 };
 use crate::time::Time;
 use serde::{Deserialize, Serialize};

@@ -197,10 +197,13 @@ mod tests {
         b.push(0, 2, 6, None, b"yz");
         b.push(1, 0, 7, Some(b"kk"), b"");
         a.extend_from(&b);
-        let got: Vec<(i32, i64, i64, Option<&[u8]>, &[u8])> =
-            a.iter().map(|r| (r.partition, r.offset, r.timestamp, r.key, r.value)).collect();
-        let want: Vec<(i32, i64, i64, Option<&[u8]>, &[u8])> =
-            vec![(0, 1, 5, Some(b"k"), b"x"), (0, 2, 6, None, b"yz"), (1, 0, 7, Some(b"kk"), b"")];
+        let got: Vec<RecordRef<'_>> = a.iter().collect();
+        let rec = |partition, offset, timestamp, key, value| RecordRef { partition, offset, timestamp, key, value };
+        let want = vec![
+            rec(0, 1, 5, Some(&b"k"[..]), &b"x"[..]),
+            rec(0, 2, 6, None, &b"yz"[..]),
+            rec(1, 0, 7, Some(&b"kk"[..]), &b""[..]),
+        ];
         assert_eq!(got, want);
         // Appending a record before the last one makes the batch unsorted: sorting restores position order.
         let mut c = RecordBatch::new();

@@ -273,6 +273,24 @@ impl RangeFetcher {
     /// Fetches exactly the records of `ranges` into `out` (appending), in offset order per partition. Bytes
     /// fetched beyond a range are kept and serve the next range of that partition first.
     pub fn fetch_ranges(&mut self, ranges: &[OffsetRange], out: &mut RecordBatch) -> Result<()> {
+        self.fetch_into(ranges, out)
+    }
+
+    /// Fetches exactly the records of `ranges` as [`fetch_ranges`](Self::fetch_ranges) does, handing them to
+    /// `part` as they are read, in parts of at most about [`PART_RECORDS`] records, in (partition, offset) order
+    /// over all parts: a partition's records are handed over once every lower partition's are (records of a later
+    /// partition fetched earlier wait for their turn). `part` takes the records and leaves its argument empty (it
+    /// may swap in another buffer).
+    pub fn fetch_ranges_in_parts(&mut self, ranges: &[OffsetRange], part: impl FnMut(&mut RecordBatch)) -> Result<()> {
+        let mut order: Vec<i32> = ranges.iter().filter(|r| r.until > r.from).map(|r| r.partition).collect();
+        order.sort_unstable();
+        order.dedup();
+        let staged = order.iter().map(|_| RecordBatch::new()).collect();
+        let mut dest = InOrder { order, cursor: 0, staged, emit: part };
+        self.fetch_into(ranges, &mut dest)
+    }
+
+    fn fetch_into(&mut self, ranges: &[OffsetRange], dest: &mut dyn Dest) -> Result<()> {
         let topic = self.topic.clone();
         let mut next: Vec<(i32, i64, i64)> =
             ranges.iter().filter(|r| r.until > r.from).map(|r| (r.partition, r.from, r.until)).collect();
@@ -281,12 +299,13 @@ impl RangeFetcher {
             let Some(pos) = self.cache.iter().position(|c| c.0 == slot.0) else { continue };
             let bytes = self.cache.swap_remove(pos).1;
             if first_base_offset(&bytes).is_some_and(|b| b <= slot.1) {
-                if let Some(rest) = read_range(&topic, &bytes, slot, out)? {
+                if let Some(rest) = dest.read(&topic, &bytes, slot)? {
                     self.cache.push((slot.0, rest));
                 }
             }
         }
         next.retain(|n| n.1 < n.2);
+        dest.round(&next);
         let start = Instant::now();
         let mut one_at_a_time = false;
         let mut stalled_since: Option<Instant> = None;
@@ -336,7 +355,7 @@ impl RangeFetcher {
                 for p in fetched {
                     let Some(slot) = next.iter_mut().find(|n| n.0 == p.partition) else { continue };
                     let before = slot.1;
-                    if let Some(rest) = read_range(&topic, &p.records, slot, out)? {
+                    if let Some(rest) = dest.read(&topic, &p.records, slot)? {
                         self.cache.retain(|c| c.0 != p.partition);
                         self.cache.push((p.partition, rest));
                     }
@@ -344,6 +363,7 @@ impl RangeFetcher {
                 }
             }
             next.retain(|n| n.1 < n.2);
+            dest.round(&next);
             if progressed {
                 stalled_since = None;
                 one_at_a_time = false;
@@ -365,13 +385,78 @@ impl RangeFetcher {
     }
 }
 
-/// Reads the records of `slot` = (partition, next, until) from `bytes` into `out`, advancing `next`; returns
-/// the bytes that hold offsets at or after `until`, if any.
-fn read_range(topic: &str, bytes: &Bytes, slot: &mut (i32, i64, i64), out: &mut RecordBatch) -> Result<Option<Bytes>> {
+/// Records handed over at once by [`RangeFetcher::fetch_ranges_in_parts`] (a part may hold a whole partition's
+/// records when they had to wait for a lower partition's).
+pub const PART_RECORDS: usize = 1 << 16;
+
+/// Where a fetch puts the records it reads.
+trait Dest {
+    /// Reads the records of `slot` = (partition, next, until) from `bytes`, as [`read_range`].
+    fn read(&mut self, topic: &str, bytes: &Bytes, slot: &mut (i32, i64, i64)) -> Result<Option<Bytes>>;
+    /// After a round of reads: `open` lists the ranges not complete yet.
+    fn round(&mut self, _open: &[(i32, i64, i64)]) {}
+}
+
+impl Dest for RecordBatch {
+    fn read(&mut self, topic: &str, bytes: &Bytes, slot: &mut (i32, i64, i64)) -> Result<Option<Bytes>> {
+        read_range(topic, bytes, slot, self, |_| {})
+    }
+}
+
+/// Hands records over in (partition, offset) order: the lowest partition not yet complete (`order[cursor]`) goes
+/// out in parts as it is read; later partitions are staged until their turn.
+struct InOrder<F> {
+    order: Vec<i32>,
+    cursor: usize,
+    staged: Vec<RecordBatch>,
+    emit: F,
+}
+
+impl<F: FnMut(&mut RecordBatch)> Dest for InOrder<F> {
+    fn read(&mut self, topic: &str, bytes: &Bytes, slot: &mut (i32, i64, i64)) -> Result<Option<Bytes>> {
+        let Some(i) = self.order.iter().position(|&p| p == slot.0) else {
+            return read_range(topic, bytes, slot, &mut RecordBatch::new(), |_| {});
+        };
+        let live = i == self.cursor;
+        let emit = &mut self.emit;
+        read_range(topic, bytes, slot, &mut self.staged[i], |buf| {
+            if live && buf.len() >= PART_RECORDS {
+                emit(buf);
+                buf.clear();
+            }
+        })
+    }
+
+    fn round(&mut self, open: &[(i32, i64, i64)]) {
+        while self.cursor < self.order.len() {
+            let buf = &mut self.staged[self.cursor];
+            if !buf.is_empty() {
+                (self.emit)(buf);
+                buf.clear();
+            }
+            if open.iter().any(|o| o.0 == self.order[self.cursor]) {
+                break;
+            }
+            self.cursor += 1;
+        }
+    }
+}
+
+/// Reads the records of `slot` = (partition, next, until) from `bytes` into `out`, advancing `next`, calling
+/// `after` after each record appended; returns the bytes that hold offsets at or after `until`, if any.
+#[inline]
+fn read_range(
+    topic: &str,
+    bytes: &Bytes,
+    slot: &mut (i32, i64, i64),
+    out: &mut RecordBatch,
+    mut after: impl FnMut(&mut RecordBatch),
+) -> Result<Option<Bytes>> {
     let (partition, from, until) = *slot;
     let scan = for_each_record_before(bytes, until, |r| {
         if r.offset >= from && r.offset < until {
             out.push(partition, r.offset, r.timestamp, r.key, r.value);
+            after(out);
         }
     })
     .map_err(|e| KafkaError::CorruptBatch {
