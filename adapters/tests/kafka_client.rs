@@ -1,7 +1,7 @@
 //! The bare client against a real broker (tansu, started per test on a free port).
 
 use dstream_adapters::broker::Tansu;
-use dstream_adapters::kafka::direct::RangeFetcher;
+use dstream_adapters::kafka::direct::{RangeFetcher, PART_RECORDS};
 use dstream_adapters::kafka::records::{encode_batch, for_each_record, Codec};
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError, OffsetSpec, PartitionFetch};
 use dstream_core::{OffsetRange, RecordBatch};
@@ -168,4 +168,71 @@ fn fetches_sized_from_a_wrong_first_guess_still_read_exact_ranges() {
         let want: Vec<(i64, Vec<u8>)> = (from..until).map(|o| (o, value(o as usize))).collect();
         assert!(got == want, "range {from}..{until}: {} records read, {} wanted", got.len(), want.len());
     }
+}
+
+/// Reads `ranges` in parts; returns the parts' sizes and all records in the order handed over (not sorted after).
+fn read_in_parts(fetcher: &mut RangeFetcher, ranges: &[OffsetRange]) -> (Vec<usize>, Vec<(i32, i64, Vec<u8>)>) {
+    let (mut sizes, mut got) = (vec![], vec![]);
+    fetcher
+        .fetch_ranges_in_parts(ranges, |part| {
+            sizes.push(part.len());
+            got.extend(part.iter().map(|r| (r.partition, r.offset, r.value.to_vec())));
+            *part = RecordBatch::new();
+        })
+        .unwrap();
+    (sizes, got)
+}
+
+#[test]
+fn parts_come_in_partition_then_offset_order_while_partitions_are_fetched_together() {
+    let Some(b) = broker() else { return };
+    let addr = vec![b.addr().to_string()];
+    let mut c = Client::connect(&addr, ClientConfig::default()).unwrap();
+    c.create_topic("avg", 3, 1).unwrap();
+    // Per partition: 20 batches of 50 records; record i of partition p has the value "p:i".
+    let mut expected: Vec<Vec<Vec<u8>>> = vec![vec![]; 3];
+    for round in 0..20 {
+        for p in 0..3 {
+            let values: Vec<Vec<u8>> = (0..50).map(|j| format!("{p}:{}", round * 50 + j).into_bytes()).collect();
+            let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+            c.produce("avg", p, encode_batch(&refs, 7, Codec::None).unwrap(), Acks::Leader).unwrap();
+            expected[p as usize].extend(values);
+        }
+    }
+    // Every fetch brings about one batch of each partition: partitions 1 and 2 arrive long before their turn.
+    let cfg = ClientConfig { partition_max_bytes: 600, fetch_max_bytes: 4000, ..ClientConfig::default() };
+    let mut fetcher = RangeFetcher::new(Client::connect(&addr, cfg).unwrap(), "avg");
+    let cuts: [[i64; 3]; 3] = [[0, 0, 0], [275, 0, 130], [1000, 555, 1000]];
+    for w in cuts.windows(2) {
+        let ranges: Vec<OffsetRange> =
+            (0..3).map(|p| OffsetRange { partition: p, from: w[0][p as usize], until: w[1][p as usize] }).collect();
+        let (sizes, got) = read_in_parts(&mut fetcher, &ranges);
+        let want: Vec<(i32, i64, Vec<u8>)> = ranges
+            .iter()
+            .flat_map(|r| (r.from..r.until).map(move |o| (r.partition, o)))
+            .map(|(p, o)| (p, o, expected[p as usize][o as usize].clone()))
+            .collect();
+        assert_eq!(got, want, "ranges {ranges:?}");
+        assert!(sizes.len() >= 2 && sizes.iter().all(|&n| n > 0), "parts {sizes:?}");
+    }
+}
+
+#[test]
+fn a_large_range_is_handed_over_in_parts_of_bounded_size() {
+    let Some(b) = broker() else { return };
+    let addr = vec![b.addr().to_string()];
+    let mut c = Client::connect(&addr, ClientConfig::default()).unwrap();
+    c.create_topic("avg", 1, 1).unwrap();
+    let n = 2 * PART_RECORDS + 1000;
+    let value = |i: usize| format!("k,{i}").into_bytes();
+    for start in (0..n).step_by(1000) {
+        let values: Vec<Vec<u8>> = (start..(start + 1000).min(n)).map(value).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        c.produce("avg", 0, encode_batch(&refs, 7, Codec::None).unwrap(), Acks::Leader).unwrap();
+    }
+    let mut fetcher = RangeFetcher::new(Client::connect(&addr, ClientConfig::default()).unwrap(), "avg");
+    let (sizes, got) = read_in_parts(&mut fetcher, &[OffsetRange { partition: 0, from: 10, until: n as i64 }]);
+    assert_eq!(got.len(), n - 10);
+    assert!(got.iter().enumerate().all(|(i, r)| r == &(0, i as i64 + 10, value(i + 10))), "records differ");
+    assert!(sizes.len() >= 3 && sizes.iter().all(|&s| s > 0 && s <= PART_RECORDS), "parts {sizes:?}");
 }
