@@ -170,8 +170,11 @@ fn fetches_sized_from_a_wrong_first_guess_still_read_exact_ranges() {
     }
 }
 
+/// (partition, offset, value) of a record.
+type Rec = (i32, i64, Vec<u8>);
+
 /// Reads `ranges` in parts; returns the parts' sizes and all records in the order handed over (not sorted after).
-fn read_in_parts(fetcher: &mut RangeFetcher, ranges: &[OffsetRange]) -> (Vec<usize>, Vec<(i32, i64, Vec<u8>)>) {
+fn read_in_parts(fetcher: &mut RangeFetcher, ranges: &[OffsetRange]) -> (Vec<usize>, Vec<Rec>) {
     let (mut sizes, mut got) = (vec![], vec![]);
     fetcher
         .fetch_ranges_in_parts(ranges, |part| {

@@ -285,7 +285,11 @@ impl RangeFetcher {
         let mut order: Vec<i32> = ranges.iter().filter(|r| r.until > r.from).map(|r| r.partition).collect();
         order.sort_unstable();
         order.dedup();
-        let staged = order.iter().map(|_| RecordBatch::new()).collect();
+        // The first partition's buffer is sized for a part; later partitions' grow as they wait for their turn.
+        let mut staged: Vec<RecordBatch> = order.iter().map(|_| RecordBatch::new()).collect();
+        if let Some(first) = staged.first_mut() {
+            *first = RecordBatch::with_capacity(PART_RECORDS, PART_RECORDS * 8);
+        }
         let mut dest = InOrder { order, cursor: 0, staged, emit: part };
         self.fetch_into(ranges, &mut dest)
     }
@@ -387,7 +391,7 @@ impl RangeFetcher {
 
 /// Records handed over at once by [`RangeFetcher::fetch_ranges_in_parts`] (a part may hold a whole partition's
 /// records when they had to wait for a lower partition's).
-pub const PART_RECORDS: usize = 1 << 16;
+pub const PART_RECORDS: usize = 1 << 14;
 
 /// Where a fetch puts the records it reads.
 trait Dest {
