@@ -391,7 +391,7 @@ impl RangeFetcher {
 
 /// Records handed over at once by [`RangeFetcher::fetch_ranges_in_parts`] (a part may hold a whole partition's
 /// records when they had to wait for a lower partition's).
-pub const PART_RECORDS: usize = 1 << 14;
+pub const PART_RECORDS: usize = 1 << 16;
 
 /// Where a fetch puts the records it reads.
 trait Dest {
