@@ -221,6 +221,15 @@ pub fn run_job(
     let (gen_tx, gen_rx) = unbounded::<Result<GeneratedBatch, KafkaError>>();
     let (tx, rx) = unbounded::<Result<Fetched, KafkaError>>();
     let (free_tx, free_rx) = unbounded::<RecordBatch>();
+    // A few part buffers, their memory touched now rather than while the first batch is fetched.
+    for _ in 0..4 {
+        let mut b = RecordBatch::with_capacity(PART_RECORDS, PART_RECORDS * 8);
+        for i in 0..PART_RECORDS {
+            b.push(0, i as i64, 0, None, &[0; 8]);
+        }
+        b.clear();
+        let _ = free_tx.send(b);
+    }
     let limit = opts.batches;
     let gen_stop = stop.clone();
     let gen_in_flight = in_flight.clone();

@@ -239,12 +239,20 @@ pub struct RangeFetcher {
     cache: Vec<(i32, Bytes)>,
     /// Bytes per record in the batches fetched last (a guess before the first fetch), to size fetches.
     record_bytes: f64,
+    /// Buffers kept between calls of `fetch_ranges_in_parts`, one per partition, so that their memory is reused.
+    spare: Vec<RecordBatch>,
 }
 
 impl RangeFetcher {
     /// A fetcher of `topic` over `client`.
     pub fn new(client: Client, topic: &str) -> Self {
-        RangeFetcher { client, topic: topic.to_string(), cache: Vec::new(), record_bytes: FIRST_GUESS_RECORD_BYTES }
+        RangeFetcher {
+            client,
+            topic: topic.to_string(),
+            cache: Vec::new(),
+            record_bytes: FIRST_GUESS_RECORD_BYTES,
+            spare: Vec::new(),
+        }
     }
 
     /// Byte limits (per partition, whole response) for fetching `remaining` offsets of each partition asked for:
@@ -285,13 +293,19 @@ impl RangeFetcher {
         let mut order: Vec<i32> = ranges.iter().filter(|r| r.until > r.from).map(|r| r.partition).collect();
         order.sort_unstable();
         order.dedup();
-        // The first partition's buffer is sized for a part; later partitions' grow as they wait for their turn.
-        let mut staged: Vec<RecordBatch> = order.iter().map(|_| RecordBatch::new()).collect();
-        if let Some(first) = staged.first_mut() {
-            *first = RecordBatch::with_capacity(PART_RECORDS, PART_RECORDS * 8);
-        }
+        // Staging buffers from the last call (sized for a part at first); later partitions' grow as they wait for
+        // their turn.
+        let staged: Vec<RecordBatch> = order
+            .iter()
+            .map(|_| self.spare.pop().unwrap_or_else(|| RecordBatch::with_capacity(PART_RECORDS, PART_RECORDS * 8)))
+            .collect();
         let mut dest = InOrder { order, cursor: 0, staged, emit: part };
-        self.fetch_into(ranges, &mut dest)
+        let result = self.fetch_into(ranges, &mut dest);
+        for mut b in dest.staged {
+            b.clear();
+            self.spare.push(b);
+        }
+        result
     }
 
     fn fetch_into(&mut self, ranges: &[OffsetRange], dest: &mut dyn Dest) -> Result<()> {
