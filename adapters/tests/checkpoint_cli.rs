@@ -1,21 +1,11 @@
 //! `dstream run --checkpoint` and `dstream checkpoint show` as a user meets them: resuming, a corrupt newest file,
 //! no valid file, a checkpoint of another job, --reset-checkpoint, and directories that cannot be used.
 
-use dstream_adapters::broker::Tansu;
+mod common;
+
+use common::{broker, dstream};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn broker() -> Option<Tansu> {
-    if std::env::var_os("DSTREAM_NO_BROKER").is_some_and(|v| v == "1") {
-        eprintln!("DSTREAM_NO_BROKER=1: skipping a real-broker test on purpose");
-        return None;
-    }
-    Some(Tansu::start().expect("start tansu"))
-}
-
-fn dstream(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dstream")).args(args).stdin(Stdio::null()).output().expect("run dstream")
-}
+use std::process::Output;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

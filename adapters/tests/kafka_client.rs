@@ -1,19 +1,14 @@
 //! The bare client against a real broker (tansu, started per test on a free port).
 
+mod common;
+
+use common::broker;
 use dstream_adapters::broker::Tansu;
 use dstream_adapters::kafka::direct::{RangeFetcher, PART_RECORDS};
 use dstream_adapters::kafka::records::{encode_batch, for_each_record, Codec};
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError, OffsetSpec, PartitionFetch};
 use dstream_core::{OffsetRange, RecordBatch};
 use std::time::{Duration, Instant};
-
-fn broker() -> Option<Tansu> {
-    if std::env::var_os("DSTREAM_NO_BROKER").is_some_and(|v| v == "1") {
-        eprintln!("DSTREAM_NO_BROKER=1: skipping a real-broker test on purpose");
-        return None;
-    }
-    Some(Tansu::start().expect("start tansu"))
-}
 
 /// Reads `[from, until)` of a partition with repeated fetches.
 fn read_all(client: &mut Client, topic: &str, partition: i32, from: i64, until: i64) -> Vec<(i64, Vec<u8>)> {

@@ -2,35 +2,20 @@
 //! at the end the state holds every produced message exactly once. Set DSTREAM_KILL_SEED to replay a failure; the
 //! seed and every kill moment are printed (shown by `cargo test` when the test fails).
 
-use dstream_adapters::broker::Tansu;
+mod common;
+
+use common::{broker, dstream, ok_stdout};
 use dstream_adapters::checkpoint::{CheckpointStore, Loaded};
 use dstream_adapters::generate::{LabMessages, SplitMix64};
 use dstream_core::lab::LabCheckpoint;
 use dstream_harness::model::AverageModel;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MESSAGES: u64 = 200_000;
 const PARTITIONS: u64 = 2;
 const KILLS: usize = 12;
-
-fn broker() -> Option<Tansu> {
-    if std::env::var_os("DSTREAM_NO_BROKER").is_some_and(|v| v == "1") {
-        eprintln!("DSTREAM_NO_BROKER=1: skipping a real-broker test on purpose");
-        return None;
-    }
-    Some(Tansu::start().expect("start tansu"))
-}
-
-fn dstream(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dstream")).args(args).stdin(Stdio::null()).output().expect("run dstream")
-}
-
-fn ok_stdout(out: &Output) -> String {
-    assert!(out.status.success(), "dstream failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).expect("utf-8 output")
-}
 
 /// `dstream run` resuming from `dir`, at most `rate` records per partition per second (0: no limit).
 fn spawn_run(addr: &str, dir: &Path, rate: u32) -> Child {
