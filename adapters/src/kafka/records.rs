@@ -139,7 +139,8 @@ pub fn first_base_offset(data: &[u8]) -> Option<i64> {
     data.get(..8).map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes")))
 }
 
-/// A zigzag varint; one-byte values (most lengths and deltas of small records) take the short path.
+/// A zigzag varint; one- and two-byte values (lengths and deltas of small records: offset deltas up to 8191 in a
+/// batch) take the short path.
 #[inline(always)]
 fn varint(b: &[u8], pos: &mut usize) -> Result<i64, String> {
     match b.get(*pos) {
@@ -147,7 +148,15 @@ fn varint(b: &[u8], pos: &mut usize) -> Result<i64, String> {
             *pos += 1;
             Ok((byte >> 1) as i64 ^ -((byte & 1) as i64))
         }
-        _ => varint_long(b, pos),
+        Some(&low) => match b.get(*pos + 1) {
+            Some(&high) if high < 0x80 => {
+                *pos += 2;
+                let v = (low & 0x7f) as u64 | (high as u64) << 7;
+                Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+            }
+            _ => varint_long(b, pos),
+        },
+        None => varint_long(b, pos),
     }
 }
 
