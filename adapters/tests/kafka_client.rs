@@ -91,15 +91,13 @@ fn a_broker_that_wants_authentication_is_named_as_such() {
     assert!(matches!(err, KafkaError::AuthenticationRequired { .. }), "{err}");
 }
 
-#[test]
-fn ranges_read_over_many_pipelined_fetches_are_exact() {
-    let Some(b) = broker() else { return };
-    let addr = vec![b.addr().to_string()];
-    let mut c = Client::connect(&addr, ClientConfig::default()).unwrap();
+/// Creates topic `avg` with 3 partitions and writes `rounds` batches of 50 records to each; record i of partition p
+/// has the value "p:i". Returns every partition's values in offset order.
+fn produce_numbered(addr: &[String], rounds: i64) -> Vec<Vec<Vec<u8>>> {
+    let mut c = Client::connect(addr, ClientConfig::default()).unwrap();
     c.create_topic("avg", 3, 1).unwrap();
-    // Per partition: 40 batches of 50 records; record i of partition p has the value "p:i".
     let mut expected: Vec<Vec<Vec<u8>>> = vec![vec![]; 3];
-    for round in 0..40 {
+    for round in 0..rounds {
         for p in 0..3 {
             let values: Vec<Vec<u8>> = (0..50).map(|j| format!("{p}:{}", round * 50 + j).into_bytes()).collect();
             let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
@@ -107,6 +105,15 @@ fn ranges_read_over_many_pipelined_fetches_are_exact() {
             expected[p as usize].extend(values);
         }
     }
+    expected
+}
+
+#[test]
+fn ranges_read_over_many_pipelined_fetches_are_exact() {
+    let Some(b) = broker() else { return };
+    let addr = vec![b.addr().to_string()];
+    let expected = produce_numbered(&addr, 40);
+    let mut c = Client::connect(&addr, ClientConfig::default()).unwrap();
     // A tiny per-partition limit: every fetch brings about one batch per partition, so reading a range takes many
     // rounds, each asked for before the previous answer is read.
     let cfg = ClientConfig { partition_max_bytes: 600, fetch_max_bytes: 4000, ..ClientConfig::default() };
@@ -185,18 +192,7 @@ fn read_in_parts(fetcher: &mut RangeFetcher, ranges: &[OffsetRange]) -> (Vec<usi
 fn parts_come_in_partition_then_offset_order_while_partitions_are_fetched_together() {
     let Some(b) = broker() else { return };
     let addr = vec![b.addr().to_string()];
-    let mut c = Client::connect(&addr, ClientConfig::default()).unwrap();
-    c.create_topic("avg", 3, 1).unwrap();
-    // Per partition: 20 batches of 50 records; record i of partition p has the value "p:i".
-    let mut expected: Vec<Vec<Vec<u8>>> = vec![vec![]; 3];
-    for round in 0..20 {
-        for p in 0..3 {
-            let values: Vec<Vec<u8>> = (0..50).map(|j| format!("{p}:{}", round * 50 + j).into_bytes()).collect();
-            let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
-            c.produce("avg", p, encode_batch(&refs, 7, Codec::None).unwrap(), Acks::Leader).unwrap();
-            expected[p as usize].extend(values);
-        }
-    }
+    let expected = produce_numbered(&addr, 20);
     // Every fetch brings about one batch of each partition: partitions 1 and 2 arrive long before their turn.
     let cfg = ClientConfig { partition_max_bytes: 600, fetch_max_bytes: 4000, ..ClientConfig::default() };
     let mut fetcher = RangeFetcher::new(Client::connect(&addr, cfg).unwrap(), "avg");
