@@ -185,6 +185,8 @@ pub fn run_job(
             (None, Engine::new(LabJob::new(opts.lab.clone()), timer), Vec::new())
         }
     };
+    // Mapped elements that `print` does not show are not kept: a batch's output then needs no memory per record.
+    engine.job_mut().keep_printed_only();
     let mut client = client;
     client.set_interrupt(stop.clone());
     let direct = DirectStream::new(client, direct_cfg, offsets)?;

@@ -1,6 +1,6 @@
 //! A batch fed to the engine in parts (`begin_batch`, `feed`..., `finish_batch`) gives exactly what `run_batch`
 //! gives for the whole batch: the same report (printed text, malformed records, record count) and the same state,
-//! for any split, under both timeout scans and both output orders.
+//! for any split, under both timeout scans and both output orders, also when the job keeps only what it prints.
 
 use dstream_core::lab::{LabConfig, LabJob};
 use dstream_core::{
@@ -54,10 +54,14 @@ fn lab_engine(config: &LabConfig) -> Engine<LabJob> {
     Engine::new(LabJob::new(config.clone()), BatchTimer::first_start(Time(0), Duration(1000)))
 }
 
-/// Runs every batch both ways and compares after each batch.
-fn check_lab(config: LabConfig, batches: &[Batch]) -> Result<(), TestCaseError> {
+/// Runs every batch both ways and compares after each batch; with `printed_only` the job fed in parts keeps only
+/// the elements `print` shows, which must not change what it prints.
+fn check_lab(config: LabConfig, batches: &[Batch], printed_only: bool) -> Result<(), TestCaseError> {
     let clock = ManualClock::default();
     let (mut whole, mut split) = (lab_engine(&config), lab_engine(&config));
+    if printed_only {
+        split.job_mut().keep_printed_only();
+    }
     let mut next = [0i64; 3];
     let mut buf = RecordBatch::new();
     for (i, (batch, cuts)) in batches.iter().enumerate() {
@@ -104,10 +108,11 @@ proptest! {
 
     #[test]
     fn lab_job_fed_in_parts_matches_run_batch(
-        b in batches(), state in options(), fail in prop::bool::ANY, print in prop::option::of(1usize..40),
+        b in batches(), state in options(), fail in prop::bool::ANY, print in prop::option::of(0usize..40),
+        printed_only in prop::bool::ANY,
     ) {
         let malformed = if fail { MalformedPolicy::Fail } else { MalformedPolicy::Skip };
-        check_lab(LabConfig { print, malformed, state }, &b)?;
+        check_lab(LabConfig { print, malformed, state }, &b, printed_only)?;
     }
 
     #[test]

@@ -41,7 +41,9 @@ pub fn replay_lines(
         return Err(ReplayError::ZeroBatch);
     }
     let mut clock = ManualClock::default();
-    let mut engine = Engine::new(LabJob::new(config), BatchTimer::first_start(clock.now(), interval));
+    let mut job = LabJob::new(config);
+    job.keep_printed_only();
+    let mut engine = Engine::new(job, BatchTimer::first_start(clock.now(), interval));
     let mut batch = RecordBatch::new();
     let mut lines = split_lines(text).peekable();
     let mut offset = 0i64;
