@@ -280,8 +280,8 @@ impl LabJob {
 
     /// How many mapped elements a batch must keep, if not all.
     fn output_limit(&self) -> Option<usize> {
-        let spark_sorted = self.config.state.output_order == OutputOrder::SparkPartitions
-            && self.config.state.num_partitions > 1;
+        let spark_sorted =
+            self.config.state.output_order == OutputOrder::SparkPartitions && self.config.state.num_partitions > 1;
         if !self.printed_only || spark_sorted {
             return None;
         }

@@ -3,9 +3,10 @@
 
 use super::client::{Client, OffsetSpec, PartitionFetch, PendingFetch};
 use super::error::{KafkaError, Result};
-use super::records::{first_base_offset, for_each_record_before, next_offset_before};
+use super::records::{first_base_offset, for_each_record_in_chunks, next_offset_before};
 use bytes::Bytes;
-use dstream_core::{BatchInfo, Duration, OffsetRange, RecordBatch, Time};
+use dstream_core::{BatchInfo, Duration, OffsetRange, RecordBatch, SharedBytes, Time};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Where to start when there is no checkpoint.
@@ -222,6 +223,14 @@ const FIRST_GUESS_RECORD_BYTES: f64 = 16.0;
 /// Smallest byte limit per partition of a range fetch.
 const MIN_FETCH_BYTES: i64 = 64 << 10;
 
+/// Records per partition the first fetch of a range is sized for; each later fetch of the same call is sized for
+/// [`RAMP`] times as many (up to what is left). A large range then reaches its reader after a short first fetch
+/// rather than after the whole range came in one answer, so that reading overlaps fetching from the start.
+const FIRST_FETCH_RECORDS: i64 = PART_RECORDS as i64;
+
+/// Growth of the record count a fetch is sized for, from one fetch to the next within one call.
+const RAMP: i64 = 4;
+
 /// Offsets left in the range of the partition of `at`, from `at`'s offset.
 fn remaining(next: &[(i32, i64, i64)], at: &PartitionFetch) -> i64 {
     next.iter().find(|n| n.0 == at.partition).map_or(0, |n| (n.2 - at.offset).max(0))
@@ -328,6 +337,7 @@ impl RangeFetcher {
         let mut one_at_a_time = false;
         let mut stalled_since: Option<Instant> = None;
         let mut prefetched: Option<PendingFetch> = None;
+        let mut ramp = FIRST_FETCH_RECORDS;
         while !next.is_empty() {
             let pending: Vec<PartitionFetch> =
                 next.iter().map(|&(partition, offset, _)| PartitionFetch { partition, offset }).collect();
@@ -335,16 +345,22 @@ impl RangeFetcher {
                 if one_at_a_time { pending.chunks(1).collect() } else { vec![pending.as_slice()] };
             let mut progressed = false;
             for ask in asks {
-                let (pmax, max) = self.sizes(ask.iter().map(|a| remaining(&next, a)));
+                // The prefetched answer serves if it asked for the same offsets; its size only sets how much of
+                // the range it brings.
                 let fetched = match prefetched.take() {
-                    Some(p) if p.parts() == ask && p.sizes() == self.client.clamp_sizes(pmax, max) => {
-                        match self.client.fetch_receive(p) {
-                            Ok(f) => f,
-                            Err(e) if e.is_retriable() => self.client.fetch_sized(&topic, ask, WAIT, pmax, max)?,
-                            Err(e) => return Err(e),
+                    Some(p) if p.parts() == ask => match self.client.fetch_receive(p) {
+                        Ok(f) => f,
+                        Err(e) if e.is_retriable() => {
+                            let (pmax, max) = self.sizes(ask.iter().map(|a| remaining(&next, a).min(ramp)));
+                            self.client.fetch_sized(&topic, ask, WAIT, pmax, max)?
                         }
+                        Err(e) => return Err(e),
+                    },
+                    _ => {
+                        let (pmax, max) = self.sizes(ask.iter().map(|a| remaining(&next, a).min(ramp)));
+                        ramp = ramp.saturating_mul(RAMP);
+                        self.client.fetch_sized(&topic, ask, WAIT, pmax, max)?
                     }
-                    _ => self.client.fetch_sized(&topic, ask, WAIT, pmax, max)?,
                 };
                 for p in &fetched {
                     self.learn(&p.records);
@@ -365,7 +381,8 @@ impl RangeFetcher {
                         })
                         .collect();
                     if !ahead.is_empty() {
-                        let (pmax, max) = self.sizes(ahead.iter().map(|a| remaining(&next, a)));
+                        let (pmax, max) = self.sizes(ahead.iter().map(|a| remaining(&next, a).min(ramp)));
+                        ramp = ramp.saturating_mul(RAMP);
                         // A failed send only means no head start: the next round fetches as usual.
                         prefetched = self.client.fetch_send(&topic, &ahead, WAIT, pmax, max).ok();
                     }
@@ -471,9 +488,22 @@ fn read_range(
     mut after: impl FnMut(&mut RecordBatch),
 ) -> Result<Option<Bytes>> {
     let (partition, from, until) = *slot;
-    let scan = for_each_record_before(bytes, until, |r| {
+    // Values of records without a key stay in the fetched (or decompressed) bytes, shared by the batch: one
+    // handle per chunk of bytes, no copy per record.
+    let mut shared: Option<(usize, usize, SharedBytes)> = None;
+    let scan = for_each_record_in_chunks(bytes, until, |chunk, r| {
         if r.offset >= from && r.offset < until {
-            out.push(partition, r.offset, r.timestamp, r.key, r.value);
+            if r.key.is_none() && !r.value.is_empty() {
+                let base = chunk.as_ptr() as usize;
+                let handle = match &shared {
+                    Some((p, n, h)) if *p == base && *n == chunk.len() => h,
+                    _ => &shared.insert((base, chunk.len(), Arc::new(chunk.clone()) as SharedBytes)).2,
+                };
+                let start = r.value.as_ptr() as usize - base;
+                out.push_shared(partition, r.offset, r.timestamp, handle, start, r.value.len());
+            } else {
+                out.push(partition, r.offset, r.timestamp, r.key, r.value);
+            }
             after(out);
         }
     })

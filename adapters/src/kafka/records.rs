@@ -52,6 +52,16 @@ pub fn for_each_record(data: &Bytes, f: impl FnMut(RecordView<'_>)) -> Result<Sc
 /// As [`for_each_record`], but stops before the first batch that starts at or after `until`; `rest` then points
 /// at the first batch holding offsets at or after `until`, so that the bytes from there serve a later range.
 pub fn for_each_record_before(data: &Bytes, until: i64, mut f: impl FnMut(RecordView<'_>)) -> Result<Scan, BatchError> {
+    for_each_record_in_chunks(data, until, |_, r| f(r))
+}
+
+/// As [`for_each_record_before`], also passing the bytes each record's slices lie in: `data` itself, or the
+/// decompressed records of a compressed batch (so that a reader can keep them instead of copying records).
+pub fn for_each_record_in_chunks(
+    data: &Bytes,
+    until: i64,
+    mut f: impl FnMut(&Bytes, RecordView<'_>),
+) -> Result<Scan, BatchError> {
     let mut pos = 0usize;
     let mut scan = Scan::default();
     while data.len() - pos >= 12 {
@@ -83,14 +93,18 @@ pub fn for_each_record_before(data: &Bytes, until: i64, mut f: impl FnMut(Record
         let count = i32::from_be_bytes(b[57..61].try_into().expect("4 bytes"));
         let control = attributes & (1 << 5) != 0;
         if !control {
-            let mut emit = |records: &[u8]| parse_records(records, count, base_offset, base_ts, &mut f);
+            let mut emit = |chunk: &Bytes, records: &[u8]| {
+                parse_records(records, count, base_offset, base_ts, &mut |r| f(chunk, r))
+            };
             let mut body = data.slice(pos + HEADER..end);
             match attributes & 7 {
-                0 => emit(&body),
-                1 => Gzip::decompress(&mut body, |d: &mut Bytes| Ok(emit(d))).unwrap_or_else(|e| Err(e.to_string())),
-                2 => Snappy::decompress(&mut body, |d: &mut Bytes| Ok(emit(d))).unwrap_or_else(|e| Err(e.to_string())),
-                3 => Lz4::decompress(&mut body, |d: &mut Bytes| Ok(emit(d))).unwrap_or_else(|e| Err(e.to_string())),
-                4 => Zstd::decompress(&mut body, |d: &mut Bytes| Ok(emit(d))).unwrap_or_else(|e| Err(e.to_string())),
+                0 => emit(data, &data[pos + HEADER..end]),
+                1 => Gzip::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
+                2 => {
+                    Snappy::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string()))
+                }
+                3 => Lz4::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
+                4 => Zstd::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
                 c => Err(format!("unknown compression codec {c}")),
             }
             .map_err(err)?;
