@@ -365,7 +365,8 @@ mod tests {
         b.push_shared(0, 3, 4, &two, 0, 3);
         b.push_shared(0, 4, 5, &one, 11, 0); // empty, at the very end of a chunk
         b.push_shared(0, 5, 6, &one, 2, 1); // back to an earlier chunk
-        let want: Vec<(i64, Option<&[u8]>, &[u8])> = vec![
+        type Row<'a> = (i64, Option<&'a [u8]>, &'a [u8]);
+        let want: Vec<Row<'_>> = vec![
             (0, None, b"a,1"),
             (1, Some(b"k"), b"own"),
             (2, None, b"b,22"),
@@ -373,7 +374,7 @@ mod tests {
             (4, None, b""),
             (5, None, b"a"),
         ];
-        let got: Vec<(i64, Option<&[u8]>, &[u8])> = b.iter().map(|r| (r.offset, r.key, r.value)).collect();
+        let got: Vec<Row<'_>> = b.iter().map(|r| (r.offset, r.key, r.value)).collect();
         assert_eq!(got, want);
         for (i, w) in want.iter().enumerate() {
             let r = b.get(i);
