@@ -3,14 +3,14 @@
 
 use crate::clock::SystemClock;
 use crate::kafka::direct::{
-    DirectConfig, DirectStream, GeneratedBatch, OffsetReset, OutOfRangePolicy, RangeFetcher, StartingOffsets,
-    PART_RECORDS,
+    DirectConfig, DirectStream, GeneratedBatch, OffsetReset, OutOfRangePolicy, RangeFetcher, Segment, StartingOffsets,
 };
 use crate::kafka::{Client, ClientConfig, KafkaError};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob};
 use dstream_core::{
-    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, OffsetRange, OpenBatch, RecordBatch, Time,
+    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, OffsetRange, OpenBatch, RecordBatch,
+    RecordSource, Time,
 };
 use std::collections::VecDeque;
 use std::io::Write;
@@ -151,11 +151,11 @@ pub enum RunError {
     Output(#[from] std::io::Error),
 }
 
-/// What the fetch thread sends, per batch: `Begin`, then its records in parts in (partition, offset) order, then
-/// `End`.
+/// What the fetch thread sends, per batch: `Begin`, then the fetched bytes holding its records, unread, in
+/// (partition, offset) order, then `End`.
 enum Fetched {
     Begin(GeneratedBatch),
-    Part(RecordBatch),
+    Segment(Segment),
     End,
 }
 
@@ -222,16 +222,6 @@ pub fn run_job(
     let in_flight: InFlight = Arc::new(Mutex::new(VecDeque::new()));
     let (gen_tx, gen_rx) = unbounded::<Result<GeneratedBatch, KafkaError>>();
     let (tx, rx) = unbounded::<Result<Fetched, KafkaError>>();
-    let (free_tx, free_rx) = unbounded::<RecordBatch>();
-    // A few part buffers, their memory touched now rather than while the first batch is fetched.
-    for _ in 0..4 {
-        let mut b = RecordBatch::with_capacity(PART_RECORDS, PART_RECORDS * 8);
-        for i in 0..PART_RECORDS {
-            b.push(0, i as i64, 0, None, &[0; 8]);
-        }
-        b.clear();
-        let _ = free_tx.send(b);
-    }
     let limit = opts.batches;
     let gen_stop = stop.clone();
     let gen_in_flight = in_flight.clone();
@@ -241,15 +231,13 @@ pub fn run_job(
         .map_err(RunError::Output)?;
     let fetch_thread = std::thread::Builder::new()
         .name("dstream-fetch".into())
-        .spawn(move || fetch_loop(fetcher, gen_rx, tx, free_rx))
+        .spawn(move || fetch_loop(fetcher, gen_rx, tx))
         .map_err(RunError::Output)?;
 
-    let result =
-        process_loop(&mut engine, &mut current, &in_flight, summary, hooks, &stop, &rx, &free_tx, out, status, &clock);
+    let result = process_loop(&mut engine, &mut current, &in_flight, summary, hooks, &stop, &rx, out, status, &clock);
     // Tell the fetch thread to finish (it also stops when the channels close) and wait for it.
     let interrupted = stop.swap(true, Ordering::SeqCst);
     drop(rx);
-    drop(free_tx);
     let _ = generator.join();
     let _ = fetch_thread.join();
     result.map(|mut s| {
@@ -267,7 +255,6 @@ fn process_loop(
     hooks: &mut dyn RunHooks,
     stop: &AtomicBool,
     rx: &Receiver<Result<Fetched, KafkaError>>,
-    free_tx: &Sender<RecordBatch>,
     out: &mut dyn Write,
     status: &mut dyn Write,
     clock: &SystemClock,
@@ -296,14 +283,16 @@ fn process_loop(
                 open = Some((generated, batch));
                 continue;
             }
-            Fetched::Part(mut part) => {
+            Fetched::Segment(segment) => {
+                // Its records are read in place, on this thread, straight into the job.
                 if let Some((_, batch)) = open.as_mut() {
-                    engine.feed(batch, &mut part)?;
+                    engine.feed_source(batch, &segment)?;
                     if keep {
-                        whole.extend_from(&part);
+                        segment
+                            .for_each_record(&mut |r| whole.push(r.partition, r.offset, r.timestamp, r.key, r.value))
+                            .map_err(|e| EngineError::Job { time: batch.time(), source: e.into() })?;
                     }
                 }
-                let _ = free_tx.send(part);
                 continue;
             }
             Fetched::End => {}
@@ -422,12 +411,11 @@ fn generate_loop(
     }
 }
 
-/// Fetches exactly the records of each generated batch, in order, and sends them on in parts as they are read.
+/// Fetches exactly the records of each generated batch, in order, and sends the fetched bytes on as they come.
 fn fetch_loop(
     mut fetcher: RangeFetcher,
     rx: Receiver<Result<GeneratedBatch, KafkaError>>,
     tx: Sender<Result<Fetched, KafkaError>>,
-    free_rx: Receiver<RecordBatch>,
 ) {
     while let Ok(generated) = rx.recv() {
         let generated = match generated {
@@ -441,13 +429,8 @@ fn fetch_loop(
         if tx.send(Ok(Fetched::Begin(generated))).is_err() {
             return;
         }
-        let result = fetcher.fetch_ranges_in_parts(&ranges, |part| {
-            // A recycled buffer keeps its memory; a new one is sized for a part (lab values are a few bytes).
-            let mut fresh =
-                free_rx.try_recv().unwrap_or_else(|_| RecordBatch::with_capacity(PART_RECORDS, PART_RECORDS * 8));
-            fresh.clear();
-            std::mem::swap(part, &mut fresh);
-            let _ = tx.send(Ok(Fetched::Part(fresh)));
+        let result = fetcher.fetch_ranges_in_segments(&ranges, |segment| {
+            let _ = tx.send(Ok(Fetched::Segment(segment)));
         });
         let msg = result.map(|()| Fetched::End);
         let failed = msg.is_err();

@@ -4,10 +4,10 @@ mod common;
 
 use common::broker;
 use dstream_adapters::broker::Tansu;
-use dstream_adapters::kafka::direct::{RangeFetcher, PART_RECORDS};
+use dstream_adapters::kafka::direct::{RangeFetcher, FIRST_FETCH_RECORDS};
 use dstream_adapters::kafka::records::{encode_batch, for_each_record, Codec};
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError, OffsetSpec, PartitionFetch};
-use dstream_core::{OffsetRange, RecordBatch};
+use dstream_core::{OffsetRange, RecordBatch, RecordSource};
 use std::time::{Duration, Instant};
 
 /// Reads `[from, until)` of a partition with repeated fetches.
@@ -175,21 +175,20 @@ fn fetches_sized_from_a_wrong_first_guess_still_read_exact_ranges() {
 /// (partition, offset, value) of a record.
 type Rec = (i32, i64, Vec<u8>);
 
-/// Reads `ranges` in parts; returns the parts' sizes and all records in the order handed over (not sorted after).
-fn read_in_parts(fetcher: &mut RangeFetcher, ranges: &[OffsetRange]) -> (Vec<usize>, Vec<Rec>) {
+/// Reads `ranges` in segments; returns the records each segment held and all records in the order handed over.
+fn read_in_segments(fetcher: &mut RangeFetcher, ranges: &[OffsetRange]) -> (Vec<usize>, Vec<Rec>) {
+    let mut segments = vec![];
+    fetcher.fetch_ranges_in_segments(ranges, |s| segments.push(s)).unwrap();
     let (mut sizes, mut got) = (vec![], vec![]);
-    fetcher
-        .fetch_ranges_in_parts(ranges, |part| {
-            sizes.push(part.len());
-            got.extend(part.iter().map(|r| (r.partition, r.offset, r.value.to_vec())));
-            *part = RecordBatch::new();
-        })
-        .unwrap();
+    for s in segments {
+        let n = s.for_each_record(&mut |r| got.push((r.partition, r.offset, r.value.to_vec()))).unwrap();
+        sizes.push(n);
+    }
     (sizes, got)
 }
 
 #[test]
-fn parts_come_in_partition_then_offset_order_while_partitions_are_fetched_together() {
+fn segments_come_in_partition_then_offset_order_while_partitions_are_fetched_together() {
     let Some(b) = broker() else { return };
     let addr = vec![b.addr().to_string()];
     let expected = produce_numbered(&addr, 20);
@@ -200,24 +199,24 @@ fn parts_come_in_partition_then_offset_order_while_partitions_are_fetched_togeth
     for w in cuts.windows(2) {
         let ranges: Vec<OffsetRange> =
             (0..3).map(|p| OffsetRange { partition: p, from: w[0][p as usize], until: w[1][p as usize] }).collect();
-        let (sizes, got) = read_in_parts(&mut fetcher, &ranges);
+        let (sizes, got) = read_in_segments(&mut fetcher, &ranges);
         let want: Vec<(i32, i64, Vec<u8>)> = ranges
             .iter()
             .flat_map(|r| (r.from..r.until).map(move |o| (r.partition, o)))
             .map(|(p, o)| (p, o, expected[p as usize][o as usize].clone()))
             .collect();
         assert_eq!(got, want, "ranges {ranges:?}");
-        assert!(sizes.len() >= 2 && sizes.iter().all(|&n| n > 0), "parts {sizes:?}");
+        assert!(sizes.len() >= 2 && sizes.iter().all(|&n| n > 0), "segments {sizes:?}");
     }
 }
 
 #[test]
-fn a_large_range_is_handed_over_in_parts_of_bounded_size() {
+fn a_large_range_starts_with_a_short_fetch_and_is_handed_over_as_it_comes() {
     let Some(b) = broker() else { return };
     let addr = vec![b.addr().to_string()];
     let mut c = Client::connect(&addr, ClientConfig::default()).unwrap();
     c.create_topic("avg", 1, 1).unwrap();
-    let n = 2 * PART_RECORDS + 1000;
+    let n = 4 * FIRST_FETCH_RECORDS as usize + 1000;
     let value = |i: usize| format!("k,{i}").into_bytes();
     for start in (0..n).step_by(1000) {
         let values: Vec<Vec<u8>> = (start..(start + 1000).min(n)).map(value).collect();
@@ -225,8 +224,10 @@ fn a_large_range_is_handed_over_in_parts_of_bounded_size() {
         c.produce("avg", 0, encode_batch(&refs, 7, Codec::None).unwrap(), Acks::Leader).unwrap();
     }
     let mut fetcher = RangeFetcher::new(Client::connect(&addr, ClientConfig::default()).unwrap(), "avg");
-    let (sizes, got) = read_in_parts(&mut fetcher, &[OffsetRange { partition: 0, from: 10, until: n as i64 }]);
+    let (sizes, got) = read_in_segments(&mut fetcher, &[OffsetRange { partition: 0, from: 10, until: n as i64 }]);
     assert_eq!(got.len(), n - 10);
     assert!(got.iter().enumerate().all(|(i, r)| r == &(0, i as i64 + 10, value(i + 10))), "records differ");
-    assert!(sizes.len() >= 3 && sizes.iter().all(|&s| s > 0 && s <= PART_RECORDS), "parts {sizes:?}");
+    // The first fetch is sized for FIRST_FETCH_RECORDS records (at a guessed size per record), far short of the
+    // range; the rest comes in several more.
+    assert!(sizes.len() >= 3 && sizes[0] > 0 && sizes[0] < n / 2, "segments {sizes:?}");
 }

@@ -1,9 +1,10 @@
 //! The engine: one batch at a time, FIFO, on the batch grid; time is passed in, never read.
 
-use crate::record::{OffsetRange, RecordBatch};
+use crate::record::{OffsetRange, RecordBatch, RecordSource, SourceError};
 use crate::stream::{BatchContext, Job, JobError, Malformed};
 use crate::time::{BatchTimer, Clock, Duration, Time};
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 
 /// What happened in one batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +72,23 @@ pub struct Totals {
     pub records: u64,
     /// Malformed records skipped.
     pub malformed: u64,
+}
+
+/// A source that remembers how many records it handed over last (a job reads its input once per part).
+struct Counted<'a> {
+    source: &'a dyn RecordSource,
+    count: Cell<usize>,
+}
+
+impl RecordSource for Counted<'_> {
+    fn len_hint(&self) -> usize {
+        self.source.len_hint()
+    }
+    fn for_each_record(&self, f: &mut dyn FnMut(crate::RecordRef<'_>)) -> Result<usize, SourceError> {
+        let n = self.source.for_each_record(f)?;
+        self.count.set(n);
+        Ok(n)
+    }
 }
 
 /// A batch ran out of order or failed.
@@ -150,13 +168,28 @@ impl<J: Job> Engine<J> {
     /// record after those of the earlier parts in that order.
     pub fn feed(&mut self, batch: &mut OpenBatch, part: &mut RecordBatch) -> Result<(), EngineError> {
         part.sort_by_position();
-        batch.records += part.len();
+        self.feed_source(batch, part)
+    }
+
+    /// Gives the open batch the next part of its input from a source that hands its records over in
+    /// (partition, offset) order, every one after those of the earlier parts (e.g. records read in place from
+    /// fetched bytes, with no buffer of their own).
+    pub fn feed_source(&mut self, batch: &mut OpenBatch, part: &dyn RecordSource) -> Result<(), EngineError> {
+        let time = batch.time;
         if self.job.incremental() {
-            let time = batch.time;
-            let mut ctx = self.context(batch, part);
-            self.job.feed(&mut ctx).map_err(|source| EngineError::Job { time, source })
+            let counted = Counted { source: part, count: Cell::new(0) };
+            let result = {
+                let mut ctx = self.context(batch, &counted);
+                self.job.feed(&mut ctx)
+            };
+            batch.records += counted.count.get();
+            result.map_err(|source| EngineError::Job { time, source })
         } else {
-            self.gathered.extend_from(part);
+            let gathered = &mut self.gathered;
+            let n = part
+                .for_each_record(&mut |r| gathered.push(r.partition, r.offset, r.timestamp, r.key, r.value))
+                .map_err(|e| EngineError::Job { time, source: e.into() })?;
+            batch.records += n;
             Ok(())
         }
     }
@@ -193,7 +226,7 @@ impl<J: Job> Engine<J> {
         })
     }
 
-    fn context<'a>(&self, batch: &'a mut OpenBatch, input: &'a RecordBatch) -> BatchContext<'a> {
+    fn context<'a>(&self, batch: &'a mut OpenBatch, input: &'a dyn RecordSource) -> BatchContext<'a> {
         BatchContext {
             time: batch.time,
             zero: self.timer.zero(),

@@ -4,7 +4,7 @@ use crate::jvm::write_double;
 use crate::key::Key;
 use crate::print::write_batch;
 use crate::record::RecordRef;
-use crate::state::{OutputOrder, State, StateError, StateSpecOptions};
+use crate::state::{State, StateError, StateSpecOptions};
 use crate::stream::{
     input, BatchContext, DStreamExt, Input, Job, JobError, MalformedPolicy, MapWithState, MapWithStateCheckpoint,
     MappingFunction, RecordParser, StateSpec,
@@ -250,8 +250,6 @@ pub struct LabJob {
     config: LabConfig,
     stream: Stream,
     out: Vec<Output>,
-    /// Keep only the mapped elements `print` shows (see [`LabJob::keep_printed_only`]).
-    printed_only: bool,
 }
 
 /// The lab job's checkpointable state.
@@ -267,7 +265,7 @@ impl LabJob {
     pub fn with_initial_state(config: LabConfig, initial: Vec<(Key, Avg)>) -> Self {
         let spec = StateSpec::with_mapping(AverageFn).options(config.state.clone()).initial_state(initial);
         let stream = input(LabParser, config.malformed).map_with_state(spec);
-        LabJob { config, stream, out: Vec::new(), printed_only: false }
+        LabJob { config, stream, out: Vec::new() }
     }
 
     /// Keeps of each batch's mapped output only what `print(num)` shows (its first `num + 1` elements), so that a
@@ -275,17 +273,7 @@ impl LabJob {
     /// then holds only those elements. Spark's output order over several state partitions sorts the whole output
     /// at the batch's end, so with it every element is kept as before.
     pub fn keep_printed_only(&mut self) {
-        self.printed_only = true;
-    }
-
-    /// How many mapped elements a batch must keep, if not all.
-    fn output_limit(&self) -> Option<usize> {
-        let spark_sorted =
-            self.config.state.output_order == OutputOrder::SparkPartitions && self.config.state.num_partitions > 1;
-        if !self.printed_only || spark_sorted {
-            return None;
-        }
-        Some(self.config.print.map_or(0, |num| num.saturating_add(1)))
+        self.stream.limit_output(Some(self.config.print.map_or(0, |num| num.saturating_add(1))));
     }
 
     /// The configuration.
@@ -348,21 +336,13 @@ impl Job for LabJob {
     }
 
     fn feed(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        // One output per record: size the buffer once per part rather than growing it record by record.
-        self.out.reserve(ctx.input.len());
-        self.stream.process(ctx, &mut self.out)?;
-        if let Some(limit) = self.output_limit() {
-            // Elements past the limit are never printed; dropping them part by part keeps the buffer one part long.
-            self.out.truncate(limit);
-        }
-        Ok(())
+        // At most one output per record: size the buffer once per part rather than growing it record by record.
+        self.out.reserve(ctx.input.len_hint());
+        self.stream.process(ctx, &mut self.out)
     }
 
     fn finish_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.stream.finish(ctx, &mut self.out)?;
-        if let Some(limit) = self.output_limit() {
-            self.out.truncate(limit);
-        }
         if let Some(num) = self.config.print {
             write_batch(ctx.printed, ctx.time, &self.out, num);
         }

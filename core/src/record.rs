@@ -19,6 +19,34 @@ pub struct RecordRef<'a> {
     pub value: &'a [u8],
 }
 
+/// Records handed over one at a time in (partition, offset) order: a [`RecordBatch`], or records read in place
+/// from where they arrived (e.g. fetched bytes), so that they need no buffer of their own.
+pub trait RecordSource {
+    /// At least the number of records (to size buffers).
+    fn len_hint(&self) -> usize;
+    /// Calls `f` for every record, in (partition, offset) order, and returns how many there were; on an error,
+    /// the records before it were handed over.
+    fn for_each_record(&self, f: &mut dyn FnMut(RecordRef<'_>)) -> Result<usize, SourceError>;
+}
+
+/// Records could not be read from a [`RecordSource`] (e.g. damaged bytes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read records: {reason}")]
+pub struct SourceError {
+    /// What was wrong, naming where.
+    pub reason: String,
+}
+
+impl RecordSource for RecordBatch {
+    fn len_hint(&self) -> usize {
+        self.len()
+    }
+    fn for_each_record(&self, f: &mut dyn FnMut(RecordRef<'_>)) -> Result<usize, SourceError> {
+        self.iter().for_each(f);
+        Ok(self.len())
+    }
+}
+
 /// The half-open offset range `[from, until)` of one partition in one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct OffsetRange {

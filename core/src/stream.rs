@@ -2,7 +2,7 @@
 
 use crate::jvm::{JvmDisplay, StableHash};
 use crate::print::write_batch;
-use crate::record::{RecordBatch, RecordRef};
+use crate::record::{RecordRef, RecordSource, SourceError};
 use crate::state::{OutputOrder, Slot, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
 use crate::time::{Duration, Time};
 use rustc_hash::FxHashMap;
@@ -59,10 +59,12 @@ pub enum JobError {
     /// A stream was configured against Spark's rules (e.g. a window not a multiple of the batch interval).
     #[error("invalid stream configuration: {0}")]
     Config(String),
+    /// The batch's records could not be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 /// Everything an operator may see of one batch.
-#[derive(Debug)]
 pub struct BatchContext<'a> {
     /// The batch's time (the end of the interval it covers).
     pub time: Time,
@@ -70,12 +72,25 @@ pub struct BatchContext<'a> {
     pub zero: Time,
     /// The batch interval.
     pub interval: Duration,
-    /// The batch's input records.
-    pub input: &'a RecordBatch,
+    /// The batch's input records (or one part of them).
+    pub input: &'a dyn RecordSource,
     /// Malformed records found in this batch.
     pub malformed: &'a mut Vec<Malformed>,
     /// Text printed by `print` output operations.
     pub printed: &'a mut String,
+}
+
+impl fmt::Debug for BatchContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchContext")
+            .field("time", &self.time)
+            .field("zero", &self.zero)
+            .field("interval", &self.interval)
+            .field("input_len_hint", &self.input.len_hint())
+            .field("malformed", &self.malformed)
+            .field("printed", &self.printed)
+            .finish()
+    }
 }
 
 impl BatchContext<'_> {
@@ -200,13 +215,19 @@ pub fn input<F: RecordParser>(parse: F, policy: MalformedPolicy) -> Input<F> {
 impl<F: RecordParser> DStream for Input<F> {
     type Item = F::Item;
     fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<F::Item>) -> Result<bool, JobError> {
-        out.reserve(ctx.input.len());
+        out.reserve(ctx.input.len_hint());
         self.compute_each(ctx, |v| out.push(v))
     }
 
     fn compute_each<G: FnMut(F::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
-        for rec in ctx.input.iter() {
-            match self.parse.parse(rec) {
+        let (parse, policy, malformed) = (&mut self.parse, self.policy, &mut *ctx.malformed);
+        // Under MalformedPolicy::Fail the first malformed record ends the batch: later records are skipped.
+        let mut failed = None;
+        ctx.input.for_each_record(&mut |rec| {
+            if failed.is_some() {
+                return;
+            }
+            match parse.parse(rec) {
                 Ok(v) => sink(v),
                 Err(e) => {
                     let m = Malformed {
@@ -214,14 +235,18 @@ impl<F: RecordParser> DStream for Input<F> {
                         offset: rec.offset,
                         reason: format!("{e} (value {:?})", preview(rec.value)),
                     };
-                    if self.policy == MalformedPolicy::Fail {
-                        return Err(JobError::Malformed(m));
+                    if policy == MalformedPolicy::Fail {
+                        failed = Some(m);
+                    } else {
+                        malformed.push(m);
                     }
-                    ctx.malformed.push(m);
                 }
             }
+        })?;
+        match failed {
+            Some(m) => Err(JobError::Malformed(m)),
+            None => Ok(true),
         }
-        Ok(true)
     }
 }
 
@@ -742,6 +767,8 @@ pub struct MapWithState<P: DStream, F, K, S> {
     map: StateMap<K, S>,
     expired: Vec<K>,
     tags: Vec<u32>,
+    /// Outputs kept per batch, if not all (see [`MapWithState::limit_output`]).
+    output_limit: Option<usize>,
 }
 
 impl<P, F, K, V, S> DStream for MapWithState<P, F, K, S>
@@ -782,6 +809,7 @@ where
     pub fn process(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<F::Output>) -> Result<(), JobError> {
         let time = ctx.time;
         let has_timeout = self.options.timeout.is_some();
+        let limit = self.limit();
         let map = &mut self.map;
         let func = &mut self.func;
         let n = map.parts.len();
@@ -798,7 +826,11 @@ where
             let r = match part.get_mut(&k) {
                 Some(slot) => {
                     let mut st = State::lend(&mut slot.value);
-                    let r = func.call_into(time, &k, Some(v), &mut st, out);
+                    let r = if out.len() < limit {
+                        func.call_into(time, &k, Some(v), &mut st, out)
+                    } else {
+                        func.call(time, &k, Some(v), &mut st).map(drop)
+                    };
                     let (removed, touched) = (st.is_removed(), st.is_updated() || has_timeout);
                     if removed {
                         part.remove(&k);
@@ -809,7 +841,11 @@ where
                 }
                 None => {
                     let mut st = State::wrap(None, false);
-                    let r = func.call_into(time, &k, Some(v), &mut st, out);
+                    let r = if out.len() < limit {
+                        func.call_into(time, &k, Some(v), &mut st, out)
+                    } else {
+                        func.call(time, &k, Some(v), &mut st).map(drop)
+                    };
                     if let Some(s) = st.into_owned() {
                         part.insert(k.clone(), Slot { value: s, updated_at: time });
                     }
@@ -828,10 +864,27 @@ where
         }
     }
 
+    /// Keeps at most `limit` outputs of each batch (`None`: all), e.g. only what `print` shows; the mapping
+    /// function still runs for every record and timing-out key. Ignored under Spark's output order over several
+    /// state partitions, which orders the whole output at the batch's end.
+    pub fn limit_output(&mut self, limit: Option<usize>) {
+        self.output_limit = limit;
+    }
+
+    /// The number of outputs a batch keeps.
+    fn limit(&self) -> usize {
+        let spark_sorted = self.options.output_order == OutputOrder::SparkPartitions && self.map.parts.len() > 1;
+        match self.output_limit {
+            Some(n) if !spark_sorted => n,
+            _ => usize::MAX,
+        }
+    }
+
     /// Ends the batch: groups the data records' outputs by state partition (Spark's order, if configured), then
     /// scans for timeouts; `out` must hold exactly what [`process`](Self::process) appended at its end.
     pub fn finish(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<F::Output>) -> Result<(), JobError> {
         let time = ctx.time;
+        let limit = self.limit();
         let map = &mut self.map;
         let func = &mut self.func;
         let n = map.parts.len();
@@ -861,7 +914,8 @@ where
                         let value = map.parts[p].remove(&k).map(|s| s.value);
                         let mut st = State::wrap(value, true);
                         match func.call(time, &k, None, &mut st) {
-                            Ok(Some(m)) => out.push(m),
+                            Ok(Some(m)) if out.len() < limit => out.push(m),
+                            Ok(Some(_)) => {}
                             Ok(None) => {}
                             Err(error) => return Err(JobError::State { time, key: format!("{k:?}"), error }),
                         }
@@ -1135,6 +1189,7 @@ pub trait DStreamExt: DStream + Sized {
             map: StateMap::new(n),
             expired: Vec::new(),
             tags: Vec::new(),
+            output_limit: None,
         }
     }
     /// `print(num)`.

@@ -3,9 +3,13 @@
 
 use super::client::{Client, OffsetSpec, PartitionFetch, PendingFetch};
 use super::error::{KafkaError, Result};
-use super::records::{first_base_offset, for_each_record_in_chunks, next_offset_before};
+use super::records::{
+    first_base_offset, for_each_record_before, for_each_record_in_chunks, next_offset_before, scan_headers_before,
+};
 use bytes::Bytes;
-use dstream_core::{BatchInfo, Duration, OffsetRange, RecordBatch, SharedBytes, Time};
+use dstream_core::{
+    BatchInfo, Duration, OffsetRange, RecordBatch, RecordRef, RecordSource, SharedBytes, SourceError, Time,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -226,10 +230,10 @@ const MIN_FETCH_BYTES: i64 = 64 << 10;
 /// Records per partition the first fetch of a range is sized for; each later fetch of the same call is sized for
 /// [`RAMP`] times as many (up to what is left). A large range then reaches its reader after a short first fetch
 /// rather than after the whole range came in one answer, so that reading overlaps fetching from the start.
-const FIRST_FETCH_RECORDS: i64 = PART_RECORDS as i64;
+pub const FIRST_FETCH_RECORDS: i64 = 1 << 16;
 
 /// Growth of the record count a fetch is sized for, from one fetch to the next within one call.
-const RAMP: i64 = 4;
+const RAMP: i64 = 2;
 
 /// Offsets left in the range of the partition of `at`, from `at`'s offset.
 fn remaining(next: &[(i32, i64, i64)], at: &PartitionFetch) -> i64 {
@@ -248,20 +252,12 @@ pub struct RangeFetcher {
     cache: Vec<(i32, Bytes)>,
     /// Bytes per record in the batches fetched last (a guess before the first fetch), to size fetches.
     record_bytes: f64,
-    /// Buffers kept between calls of `fetch_ranges_in_parts`, one per partition, so that their memory is reused.
-    spare: Vec<RecordBatch>,
 }
 
 impl RangeFetcher {
     /// A fetcher of `topic` over `client`.
     pub fn new(client: Client, topic: &str) -> Self {
-        RangeFetcher {
-            client,
-            topic: topic.to_string(),
-            cache: Vec::new(),
-            record_bytes: FIRST_GUESS_RECORD_BYTES,
-            spare: Vec::new(),
-        }
+        RangeFetcher { client, topic: topic.to_string(), cache: Vec::new(), record_bytes: FIRST_GUESS_RECORD_BYTES }
     }
 
     /// Byte limits (per partition, whole response) for fetching `remaining` offsets of each partition asked for:
@@ -293,28 +289,19 @@ impl RangeFetcher {
         self.fetch_into(ranges, out)
     }
 
-    /// Fetches exactly the records of `ranges` as [`fetch_ranges`](Self::fetch_ranges) does, handing them to
-    /// `part` as they are read, in parts of at most about [`PART_RECORDS`] records, in (partition, offset) order
-    /// over all parts: a partition's records are handed over once every lower partition's are (records of a later
-    /// partition fetched earlier wait for their turn). `part` takes the records and leaves its argument empty (it
-    /// may swap in another buffer).
-    pub fn fetch_ranges_in_parts(&mut self, ranges: &[OffsetRange], part: impl FnMut(&mut RecordBatch)) -> Result<()> {
+    /// Fetches the records of `ranges` as [`fetch_ranges`](Self::fetch_ranges) does, but hands the fetched bytes
+    /// to `segment` as they arrive, unread, as [`Segment`]s: the caller reads the records in place (checksums,
+    /// decompression, records), on its own thread, with no copy. Segments come in (partition, offset) order over
+    /// all calls of `segment`: a partition's come once every lower partition's did (those of a later partition
+    /// fetched earlier wait for their turn). Batch headers are checked here; the rest when a segment is read.
+    pub fn fetch_ranges_in_segments(&mut self, ranges: &[OffsetRange], segment: impl FnMut(Segment)) -> Result<()> {
         let mut order: Vec<i32> = ranges.iter().filter(|r| r.until > r.from).map(|r| r.partition).collect();
         order.sort_unstable();
         order.dedup();
-        // Staging buffers from the last call (sized for a part at first); later partitions' grow as they wait for
-        // their turn.
-        let staged: Vec<RecordBatch> = order
-            .iter()
-            .map(|_| self.spare.pop().unwrap_or_else(|| RecordBatch::with_capacity(PART_RECORDS, PART_RECORDS * 8)))
-            .collect();
-        let mut dest = InOrder { order, cursor: 0, staged, emit: part };
-        let result = self.fetch_into(ranges, &mut dest);
-        for mut b in dest.staged {
-            b.clear();
-            self.spare.push(b);
-        }
-        result
+        let staged = order.iter().map(|_| Vec::new()).collect();
+        let topic: Arc<str> = self.topic.as_str().into();
+        let mut dest = InOrder { topic, order, cursor: 0, staged, emit: segment };
+        self.fetch_into(ranges, &mut dest)
     }
 
     fn fetch_into(&mut self, ranges: &[OffsetRange], dest: &mut dyn Dest) -> Result<()> {
@@ -420,10 +407,6 @@ impl RangeFetcher {
     }
 }
 
-/// Records handed over at once by [`RangeFetcher::fetch_ranges_in_parts`] (a part may hold a whole partition's
-/// records when they had to wait for a lower partition's).
-pub const PART_RECORDS: usize = 1 << 16;
-
 /// Where a fetch puts the records it reads.
 trait Dest {
     /// Reads the records of `slot` = (partition, next, until) from `bytes`, as [`read_range`].
@@ -438,36 +421,86 @@ impl Dest for RecordBatch {
     }
 }
 
-/// Hands records over in (partition, offset) order: the lowest partition not yet complete (`order[cursor]`) goes
-/// out in parts as it is read; later partitions are staged until their turn.
+/// Fetched bytes holding the records of one partition's offsets `[from, until)` (and perhaps records before and
+/// after them, which reading skips), not yet read.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// The topic (named in errors).
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// First offset wanted.
+    pub from: i64,
+    /// First offset not wanted.
+    pub until: i64,
+    /// Whole record batches, as fetched.
+    pub bytes: Bytes,
+}
+
+impl RecordSource for Segment {
+    fn len_hint(&self) -> usize {
+        // A record takes at least 7 bytes in a batch.
+        ((self.until - self.from).max(0) as usize).min(self.bytes.len() / 7)
+    }
+
+    fn for_each_record(&self, f: &mut dyn FnMut(RecordRef<'_>)) -> std::result::Result<usize, SourceError> {
+        let (partition, from, until) = (self.partition, self.from, self.until);
+        let mut n = 0;
+        for_each_record_before(&self.bytes, until, |r| {
+            if r.offset >= from && r.offset < until {
+                f(RecordRef { partition, offset: r.offset, timestamp: r.timestamp, key: r.key, value: r.value });
+                n += 1;
+            }
+        })
+        .map_err(|e| {
+            let error = KafkaError::CorruptBatch {
+                topic: self.topic.to_string(),
+                partition,
+                offset: e.offset,
+                reason: e.reason,
+            };
+            SourceError { reason: error.to_string() }
+        })?;
+        Ok(n)
+    }
+}
+
+/// Hands fetched bytes over as [`Segment`]s in (partition, offset) order: the lowest partition not yet complete
+/// (`order[cursor]`) goes out as it is fetched; later partitions' are staged until their turn.
 struct InOrder<F> {
+    topic: Arc<str>,
     order: Vec<i32>,
     cursor: usize,
-    staged: Vec<RecordBatch>,
+    staged: Vec<Vec<Segment>>,
     emit: F,
 }
 
-impl<F: FnMut(&mut RecordBatch)> Dest for InOrder<F> {
+impl<F: FnMut(Segment)> Dest for InOrder<F> {
     fn read(&mut self, topic: &str, bytes: &Bytes, slot: &mut (i32, i64, i64)) -> Result<Option<Bytes>> {
-        let Some(i) = self.order.iter().position(|&p| p == slot.0) else {
-            return read_range(topic, bytes, slot, &mut RecordBatch::new(), |_| {});
-        };
-        let live = i == self.cursor;
-        let emit = &mut self.emit;
-        read_range(topic, bytes, slot, &mut self.staged[i], |buf| {
-            if live && buf.len() >= PART_RECORDS {
-                emit(buf);
-                buf.clear();
+        let (partition, from, until) = *slot;
+        let scan = scan_headers_before(bytes, until).map_err(|e| KafkaError::CorruptBatch {
+            topic: topic.to_string(),
+            partition,
+            offset: e.offset,
+            reason: e.reason,
+        })?;
+        if let Some(n) = scan.next_offset.filter(|&n| n > from) {
+            let topic = self.topic.clone();
+            let segment = Segment { topic, partition, from, until, bytes: bytes.slice(..scan.end) };
+            match self.order.iter().position(|&p| p == partition) {
+                Some(i) if i == self.cursor => (self.emit)(segment),
+                Some(i) => self.staged[i].push(segment),
+                None => {}
             }
-        })
+            slot.1 = n.min(until);
+        }
+        Ok((scan.rest + 12 <= bytes.len()).then(|| bytes.slice(scan.rest..)))
     }
 
     fn round(&mut self, open: &[(i32, i64, i64)]) {
         while self.cursor < self.order.len() {
-            let buf = &mut self.staged[self.cursor];
-            if !buf.is_empty() {
-                (self.emit)(buf);
-                buf.clear();
+            for segment in self.staged[self.cursor].drain(..) {
+                (self.emit)(segment);
             }
             if open.iter().any(|o| o.0 == self.order[self.cursor]) {
                 break;

@@ -40,6 +40,8 @@ pub struct Scan {
     /// Byte position of the first batch not read to its end (a batch reaching `until` or beyond, or a
     /// truncated one): where a later pass continues.
     pub rest: usize,
+    /// Byte position after the last whole batch read: the records read all lie before it.
+    pub end: usize,
 }
 
 /// Calls `f` for every record of every whole batch in `data` (a fetch response's record set), in log order.
@@ -112,8 +114,47 @@ pub fn for_each_record_in_chunks(
         let next = base_offset + last_delta as i64 + 1;
         scan.next_offset = Some(next);
         scan.batches += 1;
+        scan.end = end;
         if next > until {
             // This batch reaches past `until`: a later range starts inside it.
+            break;
+        }
+        pos = end;
+    }
+    scan.rest = pos;
+    Ok(scan)
+}
+
+/// What [`for_each_record_before`] reports for `data` and `until`, read from the batch headers alone: the same
+/// [`Scan`] for sound batches, and the same errors for a bad length or record format; checksums, compression and
+/// records are left to the pass that reads the records. Cheap: one look per batch.
+pub fn scan_headers_before(data: &[u8], until: i64) -> Result<Scan, BatchError> {
+    let mut pos = 0usize;
+    let mut scan = Scan::default();
+    while data.len() - pos >= 12 {
+        let base_offset = i64::from_be_bytes(data[pos..pos + 8].try_into().expect("8 bytes"));
+        let batch_len = i32::from_be_bytes(data[pos + 8..pos + 12].try_into().expect("4 bytes"));
+        let err = |reason: String| BatchError { offset: base_offset, reason };
+        if base_offset >= until {
+            break;
+        }
+        if batch_len < (HEADER - 12) as i32 {
+            return Err(err(format!("batch length {batch_len} is too small")));
+        }
+        let end = pos + 12 + batch_len as usize;
+        if end > data.len() {
+            break;
+        }
+        let magic = data[pos + 16] as i8;
+        if magic != 2 {
+            return Err(err(format!("record format v{magic} is not supported (only v2)")));
+        }
+        let last_delta = i32::from_be_bytes(data[pos + 23..pos + 27].try_into().expect("4 bytes"));
+        let next = base_offset + last_delta as i64 + 1;
+        scan.next_offset = Some(next);
+        scan.batches += 1;
+        scan.end = end;
+        if next > until {
             break;
         }
         pos = end;
@@ -125,27 +166,7 @@ pub fn for_each_record_in_chunks(
 /// The `next_offset` that [`for_each_record_before`] will report for `data` and `until`, found from the batch
 /// headers alone (no checksums, no records): lets a reader ask for the next bytes before reading these.
 pub fn next_offset_before(data: &[u8], until: i64) -> Option<i64> {
-    let mut pos = 0usize;
-    let mut next = None;
-    while data.len() - pos >= 12 {
-        let base_offset = i64::from_be_bytes(data[pos..pos + 8].try_into().expect("8 bytes"));
-        let batch_len = i32::from_be_bytes(data[pos + 8..pos + 12].try_into().expect("4 bytes"));
-        if base_offset >= until || batch_len < (HEADER - 12) as i32 {
-            break;
-        }
-        let end = pos + 12 + batch_len as usize;
-        if end > data.len() {
-            break;
-        }
-        let last_delta = i32::from_be_bytes(data[pos + 23..pos + 27].try_into().expect("4 bytes"));
-        let n = base_offset + last_delta as i64 + 1;
-        next = Some(n);
-        if n > until {
-            break;
-        }
-        pos = end;
-    }
-    next
+    scan_headers_before(data, until).ok().and_then(|s| s.next_offset)
 }
 
 /// The base offset of the first batch in `data`, if it holds a batch header.
@@ -311,7 +332,8 @@ mod tests {
         for codec in [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
             let one = encode_batch(&refs, 1000, codec).unwrap();
             let (got, scan) = collect(&one);
-            assert_eq!(scan, Scan { next_offset: Some(500), batches: 1, rest: one.len() }, "{codec:?}");
+            assert_eq!(scan, Scan { next_offset: Some(500), batches: 1, rest: one.len(), end: one.len() }, "{codec:?}");
+            assert_eq!(scan_headers_before(&one, i64::MAX), Ok(scan));
             assert_eq!(got.len(), 500);
             for (i, (off, v)) in got.iter().enumerate() {
                 assert_eq!((*off, v.as_slice()), (i as i64, refs[i]));
@@ -350,6 +372,7 @@ mod tests {
                 let part = two.slice(..cut);
                 let scan = for_each_record_before(&part, until, |_| {}).unwrap();
                 assert_eq!(next_offset_before(&part, until), scan.next_offset, "cut {cut} until {until}");
+                assert_eq!(scan_headers_before(&part, until), Ok(scan), "cut {cut} until {until}");
             }
         }
     }
@@ -405,7 +428,15 @@ mod tests {
                 }
                 let _ = for_each_record(&Bytes::from(bad.clone()), |_| {});
                 bad.truncate(cut.index(bad.len() + 1));
-                let _ = for_each_record(&Bytes::from(bad), |_| {});
+                let full = for_each_record(&Bytes::from(bad.clone()), |_| {});
+                // The header walk agrees with every pass that succeeds, and fails only where the pass fails.
+                let headers = scan_headers_before(&bad, i64::MAX);
+                if full.is_ok() {
+                    prop_assert_eq!(&headers, &full);
+                }
+                if headers.is_err() {
+                    prop_assert!(full.is_err());
+                }
             }
         }
     }
