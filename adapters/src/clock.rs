@@ -15,6 +15,13 @@ impl Clock for SystemClock {
 }
 
 impl SystemClock {
+    /// How long until the clock reads `target` (zero if it already does), to the nanosecond, so that a sleep
+    /// ends at the tick rather than up to a millisecond after it.
+    pub fn time_until(&self, target: Time) -> std::time::Duration {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        std::time::Duration::from_millis(target.0.max(0) as u64).saturating_sub(now)
+    }
+
     /// Sleeps until the clock reads at least `target` (in slices, as Spark's SystemClock).
     pub fn wait_till(&self, target: Time) -> Time {
         loop {
@@ -26,5 +33,19 @@ impl SystemClock {
             let slice = remaining.min((remaining / 10).max(25));
             std::thread::sleep(std::time::Duration::from_millis(slice as u64));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_until_a_tick_is_zero_once_it_passed_and_at_most_its_distance_before() {
+        let c = SystemClock;
+        assert!(c.time_until(Time(0)).is_zero());
+        let ahead = c.now() + dstream_core::Duration(1000);
+        let left = c.time_until(ahead);
+        assert!(left > std::time::Duration::ZERO && left <= std::time::Duration::from_millis(1000), "{left:?}");
     }
 }

@@ -392,11 +392,11 @@ fn generate_loop(
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            let now = clock.now();
-            if now >= next {
+            let left = clock.time_until(next);
+            if left.is_zero() {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis((next - now).millis().clamp(1, 20) as u64));
+            std::thread::sleep(left.min(std::time::Duration::from_millis(20)));
         }
         let Some(time) = timer.poll(clock.now()) else { continue };
         let result = direct.generate(time);

@@ -230,10 +230,14 @@ const MIN_FETCH_BYTES: i64 = 64 << 10;
 /// Records per partition the first fetch of a range is sized for; each later fetch of the same call is sized for
 /// [`RAMP`] times as many (up to what is left). A large range then reaches its reader after a short first fetch
 /// rather than after the whole range came in one answer, so that reading overlaps fetching from the start.
-pub const FIRST_FETCH_RECORDS: i64 = 1 << 16;
+pub const FIRST_FETCH_RECORDS: i64 = 1 << 14;
 
 /// Growth of the record count a fetch is sized for, from one fetch to the next within one call.
 const RAMP: i64 = 2;
+
+/// Most records per partition a fetch is sized for: the last answer of a range then holds little, so that little is
+/// left to read once the broker has sent everything.
+pub const MAX_FETCH_RECORDS: i64 = 1 << 17;
 
 /// Offsets left in the range of the partition of `at`, from `at`'s offset.
 fn remaining(next: &[(i32, i64, i64)], at: &PartitionFetch) -> i64 {
@@ -345,7 +349,7 @@ impl RangeFetcher {
                     },
                     _ => {
                         let (pmax, max) = self.sizes(ask.iter().map(|a| remaining(&next, a).min(ramp)));
-                        ramp = ramp.saturating_mul(RAMP);
+                        ramp = ramp.saturating_mul(RAMP).min(MAX_FETCH_RECORDS);
                         self.client.fetch_sized(&topic, ask, WAIT, pmax, max)?
                     }
                 };
@@ -369,7 +373,7 @@ impl RangeFetcher {
                         .collect();
                     if !ahead.is_empty() {
                         let (pmax, max) = self.sizes(ahead.iter().map(|a| remaining(&next, a).min(ramp)));
-                        ramp = ramp.saturating_mul(RAMP);
+                        ramp = ramp.saturating_mul(RAMP).min(MAX_FETCH_RECORDS);
                         // A failed send only means no head start: the next round fetches as usual.
                         prefetched = self.client.fetch_send(&topic, &ahead, WAIT, pmax, max).ok();
                     }
