@@ -64,6 +64,34 @@ pub fn for_each_record_in_chunks(
     until: i64,
     mut f: impl FnMut(&Bytes, RecordView<'_>),
 ) -> Result<Scan, BatchError> {
+    walk(data, until, true, |b| read_batch(data, b, &mut f))
+}
+
+/// What [`for_each_record_before`] reports for `data` and `until`, read from the batch headers alone: the same
+/// [`Scan`] for sound batches, and the same errors for a bad length or record format; checksums, compression and
+/// records are left to the pass that reads the records. Cheap: one look per batch.
+pub fn scan_headers_before(data: &[u8], until: i64) -> Result<Scan, BatchError> {
+    walk(data, until, false, |_| Ok(()))
+}
+
+/// One whole batch found by [`walk`]: where it lies in the data and what its header says.
+struct BatchAt {
+    pos: usize,
+    end: usize,
+    base_offset: i64,
+    attributes: i16,
+    base_ts: i64,
+    count: i32,
+}
+
+/// Walks the whole batches of `data` before `until` (see [`for_each_record_before`]), checking lengths, the
+/// record format and, if `checksums`, each batch's checksum, and calls `batch` for each one.
+fn walk(
+    data: &[u8],
+    until: i64,
+    checksums: bool,
+    mut batch: impl FnMut(&BatchAt) -> Result<(), String>,
+) -> Result<Scan, BatchError> {
     let mut pos = 0usize;
     let mut scan = Scan::default();
     while data.len() - pos >= 12 {
@@ -85,32 +113,22 @@ pub fn for_each_record_in_chunks(
         if magic != 2 {
             return Err(err(format!("record format v{magic} is not supported (only v2)")));
         }
-        let crc = u32::from_be_bytes(b[17..21].try_into().expect("4 bytes"));
-        if crc32c::crc32c(&b[21..]) != crc {
-            return Err(err("checksum mismatch".into()));
-        }
-        let attributes = i16::from_be_bytes(b[21..23].try_into().expect("2 bytes"));
-        let last_delta = i32::from_be_bytes(b[23..27].try_into().expect("4 bytes"));
-        let base_ts = i64::from_be_bytes(b[27..35].try_into().expect("8 bytes"));
-        let count = i32::from_be_bytes(b[57..61].try_into().expect("4 bytes"));
-        let control = attributes & (1 << 5) != 0;
-        if !control {
-            let mut emit = |chunk: &Bytes, records: &[u8]| {
-                parse_records(records, count, base_offset, base_ts, &mut |r| f(chunk, r))
-            };
-            let mut body = data.slice(pos + HEADER..end);
-            match attributes & 7 {
-                0 => emit(data, &data[pos + HEADER..end]),
-                1 => Gzip::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
-                2 => {
-                    Snappy::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string()))
-                }
-                3 => Lz4::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
-                4 => Zstd::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
-                c => Err(format!("unknown compression codec {c}")),
+        if checksums {
+            let crc = u32::from_be_bytes(b[17..21].try_into().expect("4 bytes"));
+            if crc32c::crc32c(&b[21..]) != crc {
+                return Err(err("checksum mismatch".into()));
             }
-            .map_err(err)?;
         }
+        let last_delta = i32::from_be_bytes(b[23..27].try_into().expect("4 bytes"));
+        batch(&BatchAt {
+            pos,
+            end,
+            base_offset,
+            attributes: i16::from_be_bytes(b[21..23].try_into().expect("2 bytes")),
+            base_ts: i64::from_be_bytes(b[27..35].try_into().expect("8 bytes")),
+            count: i32::from_be_bytes(b[57..61].try_into().expect("4 bytes")),
+        })
+        .map_err(err)?;
         let next = base_offset + last_delta as i64 + 1;
         scan.next_offset = Some(next);
         scan.batches += 1;
@@ -125,42 +143,24 @@ pub fn for_each_record_in_chunks(
     Ok(scan)
 }
 
-/// What [`for_each_record_before`] reports for `data` and `until`, read from the batch headers alone: the same
-/// [`Scan`] for sound batches, and the same errors for a bad length or record format; checksums, compression and
-/// records are left to the pass that reads the records. Cheap: one look per batch.
-pub fn scan_headers_before(data: &[u8], until: i64) -> Result<Scan, BatchError> {
-    let mut pos = 0usize;
-    let mut scan = Scan::default();
-    while data.len() - pos >= 12 {
-        let base_offset = i64::from_be_bytes(data[pos..pos + 8].try_into().expect("8 bytes"));
-        let batch_len = i32::from_be_bytes(data[pos + 8..pos + 12].try_into().expect("4 bytes"));
-        let err = |reason: String| BatchError { offset: base_offset, reason };
-        if base_offset >= until {
-            break;
-        }
-        if batch_len < (HEADER - 12) as i32 {
-            return Err(err(format!("batch length {batch_len} is too small")));
-        }
-        let end = pos + 12 + batch_len as usize;
-        if end > data.len() {
-            break;
-        }
-        let magic = data[pos + 16] as i8;
-        if magic != 2 {
-            return Err(err(format!("record format v{magic} is not supported (only v2)")));
-        }
-        let last_delta = i32::from_be_bytes(data[pos + 23..pos + 27].try_into().expect("4 bytes"));
-        let next = base_offset + last_delta as i64 + 1;
-        scan.next_offset = Some(next);
-        scan.batches += 1;
-        scan.end = end;
-        if next > until {
-            break;
-        }
-        pos = end;
+/// Reads the records of one batch of `data` (decompressing them if needed), passing each with the bytes it lies
+/// in; control batches (transaction markers) hold no records to read.
+#[inline]
+fn read_batch(data: &Bytes, b: &BatchAt, f: &mut impl FnMut(&Bytes, RecordView<'_>)) -> Result<(), String> {
+    if b.attributes & (1 << 5) != 0 {
+        return Ok(());
     }
-    scan.rest = pos;
-    Ok(scan)
+    let mut emit =
+        |chunk: &Bytes, records: &[u8]| parse_records(records, b.count, b.base_offset, b.base_ts, &mut |r| f(chunk, r));
+    let mut body = data.slice(b.pos + HEADER..b.end);
+    match b.attributes & 7 {
+        0 => emit(data, &data[b.pos + HEADER..b.end]),
+        1 => Gzip::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
+        2 => Snappy::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
+        3 => Lz4::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
+        4 => Zstd::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
+        c => Err(format!("unknown compression codec {c}")),
+    }
 }
 
 /// The `next_offset` that [`for_each_record_before`] will report for `data` and `until`, found from the batch
