@@ -151,6 +151,13 @@ pub enum RunError {
     Output(#[from] std::io::Error),
 }
 
+/// What the generate thread sends the fetch thread, per batch: `Tick` with where the batch starts, as soon as its
+/// time has come (so that fetching its first records overlaps finding its end), then the batch.
+enum Generated {
+    Tick(Vec<(i32, i64)>),
+    Batch(GeneratedBatch),
+}
+
 /// What the fetch thread sends, per batch: `Begin`, then the fetched bytes holding its records, unread, in
 /// (partition, offset) order, then `End`.
 enum Fetched {
@@ -220,7 +227,7 @@ pub fn run_job(
     // generate thread --(ranges)--> fetch thread --(records)--> this thread; buffers go back for reuse.
     // `in_flight` lists the batches generated but not yet completed, so a checkpoint can store them as pending.
     let in_flight: InFlight = Arc::new(Mutex::new(VecDeque::new()));
-    let (gen_tx, gen_rx) = unbounded::<Result<GeneratedBatch, KafkaError>>();
+    let (gen_tx, gen_rx) = unbounded::<Result<Generated, KafkaError>>();
     let (tx, rx) = unbounded::<Result<Fetched, KafkaError>>();
     let limit = opts.batches;
     let gen_stop = stop.clone();
@@ -380,7 +387,7 @@ fn generate_loop(
     mut timer: BatchTimer,
     limit: Option<u64>,
     stop: Arc<AtomicBool>,
-    tx: Sender<Result<GeneratedBatch, KafkaError>>,
+    tx: Sender<Result<Generated, KafkaError>>,
     in_flight: InFlight,
 ) {
     let clock = SystemClock;
@@ -399,12 +406,15 @@ fn generate_loop(
             std::thread::sleep(left.min(std::time::Duration::from_millis(20)));
         }
         let Some(time) = timer.poll(clock.now()) else { continue };
+        if tx.send(Ok(Generated::Tick(direct.current_offsets().to_vec()))).is_err() {
+            return;
+        }
         let result = direct.generate(time);
         if let Ok(b) = &result {
             in_flight.lock().unwrap_or_else(|e| e.into_inner()).push_back(b.info.clone());
         }
         let failed = result.is_err();
-        if tx.send(result).is_err() || failed {
+        if tx.send(result.map(Generated::Batch)).is_err() || failed {
             return;
         }
         generated += 1;
@@ -414,12 +424,16 @@ fn generate_loop(
 /// Fetches exactly the records of each generated batch, in order, and sends the fetched bytes on as they come.
 fn fetch_loop(
     mut fetcher: RangeFetcher,
-    rx: Receiver<Result<GeneratedBatch, KafkaError>>,
+    rx: Receiver<Result<Generated, KafkaError>>,
     tx: Sender<Result<Fetched, KafkaError>>,
 ) {
     while let Ok(generated) = rx.recv() {
         let generated = match generated {
-            Ok(g) => g,
+            Ok(Generated::Tick(from)) => {
+                fetcher.prefetch(&from);
+                continue;
+            }
+            Ok(Generated::Batch(g)) => g,
             Err(e) => {
                 let _ = tx.send(Err(e));
                 return;

@@ -216,7 +216,7 @@ fn a_large_range_starts_with_a_short_fetch_and_is_handed_over_as_it_comes() {
     let addr = vec![b.addr().to_string()];
     let mut c = Client::connect(&addr, ClientConfig::default()).unwrap();
     c.create_topic("avg", 1, 1).unwrap();
-    let n = 4 * FIRST_FETCH_RECORDS as usize + 1000;
+    let n = 16 * FIRST_FETCH_RECORDS as usize + 1000;
     let value = |i: usize| format!("k,{i}").into_bytes();
     for start in (0..n).step_by(1000) {
         let values: Vec<Vec<u8>> = (start..(start + 1000).min(n)).map(value).collect();
@@ -230,4 +230,35 @@ fn a_large_range_starts_with_a_short_fetch_and_is_handed_over_as_it_comes() {
     // The first fetch is sized for FIRST_FETCH_RECORDS records (at a guessed size per record), far short of the
     // range; the rest comes in several more.
     assert!(sizes.len() >= 3 && sizes[0] > 0 && sizes[0] < n / 2, "segments {sizes:?}");
+}
+
+#[test]
+fn a_prefetch_from_any_offset_never_changes_what_ranges_read() {
+    let Some(b) = broker() else { return };
+    let addr = vec![b.addr().to_string()];
+    let expected = produce_numbered(&addr, 20); // 1,000 records per partition, in batches of 50
+    let mut fetcher = RangeFetcher::new(Client::connect(&addr, ClientConfig::default()).unwrap(), "avg");
+    // Consecutive ranges of partitions 0 and 2, each after a prefetch: from where the range starts (the live case),
+    // from a wrong offset, from a partition not read, or none; then the next range.
+    let cuts = [0i64, 10, 75, 75, 300, 301, 620, 1000];
+    let prefetches: [&[(i32, i64)]; 7] = [
+        &[(0, 0), (2, 0)],
+        &[(0, 500), (2, 3)],
+        &[],
+        &[(1, 0)],
+        &[(0, 300), (2, 300)],
+        &[(0, 301)],
+        &[(0, 620), (2, 0)],
+    ];
+    for (w, from) in cuts.windows(2).zip(prefetches) {
+        fetcher.prefetch(from);
+        let ranges = [0, 2].map(|p| OffsetRange { partition: p, from: w[0], until: w[1] });
+        let (_, got) = read_in_segments(&mut fetcher, &ranges);
+        let want: Vec<Rec> = ranges
+            .iter()
+            .flat_map(|r| (r.from..r.until).map(move |o| (r.partition, o)))
+            .map(|(p, o)| (p, o, expected[p as usize][o as usize].clone()))
+            .collect();
+        assert_eq!(got, want, "ranges {ranges:?} after a prefetch from {from:?}");
+    }
 }

@@ -256,12 +256,20 @@ pub struct RangeFetcher {
     cache: Vec<(i32, Bytes)>,
     /// Bytes per record in the batches fetched last (a guess before the first fetch), to size fetches.
     record_bytes: f64,
+    /// A fetch sent by [`RangeFetcher::prefetch`], not yet read.
+    prefetched: Option<PendingFetch>,
 }
 
 impl RangeFetcher {
     /// A fetcher of `topic` over `client`.
     pub fn new(client: Client, topic: &str) -> Self {
-        RangeFetcher { client, topic: topic.to_string(), cache: Vec::new(), record_bytes: FIRST_GUESS_RECORD_BYTES }
+        RangeFetcher {
+            client,
+            topic: topic.to_string(),
+            cache: Vec::new(),
+            record_bytes: FIRST_GUESS_RECORD_BYTES,
+            prefetched: None,
+        }
     }
 
     /// Byte limits (per partition, whole response) for fetching `remaining` offsets of each partition asked for:
@@ -308,6 +316,28 @@ impl RangeFetcher {
         self.fetch_into(ranges, &mut dest)
     }
 
+    /// Asks for the first records of the next ranges, which start at `from` (each partition's next offset), without
+    /// waiting for the answer: e.g. while the next batch's ends are being found. The next fetch uses the answer if
+    /// it asks for the same offsets; records beyond the batch's ranges serve the next batch, as always.
+    pub fn prefetch(&mut self, from: &[(i32, i64)]) {
+        let asks: Vec<PartitionFetch> = from
+            .iter()
+            .map(|&(partition, offset)| {
+                // Where the next fetch starts: after the bytes kept from the last one, if they hold `offset`.
+                let kept = self.cache.iter().find(|c| c.0 == partition).map(|c| &c.1);
+                let after = kept
+                    .filter(|b| first_base_offset(b).is_some_and(|first| first <= offset))
+                    .and_then(|b| next_offset_before(b, i64::MAX));
+                PartitionFetch { partition, offset: after.map_or(offset, |n| n.max(offset)) }
+            })
+            .collect();
+        let (pmax, max) = self.sizes(asks.iter().map(|_| FIRST_FETCH_RECORDS));
+        // A short wait: if nothing new is there, the answer comes at once instead of holding the connection.
+        let wait = std::time::Duration::from_millis(1);
+        // A failed send only means no head start.
+        self.prefetched = self.client.fetch_send(&self.topic, &asks, wait, pmax, max).ok();
+    }
+
     fn fetch_into(&mut self, ranges: &[OffsetRange], dest: &mut dyn Dest) -> Result<()> {
         let topic = self.topic.clone();
         let mut next: Vec<(i32, i64, i64)> =
@@ -327,7 +357,7 @@ impl RangeFetcher {
         let start = Instant::now();
         let mut one_at_a_time = false;
         let mut stalled_since: Option<Instant> = None;
-        let mut prefetched: Option<PendingFetch> = None;
+        let mut prefetched: Option<PendingFetch> = self.prefetched.take();
         let mut ramp = FIRST_FETCH_RECORDS;
         while !next.is_empty() {
             let pending: Vec<PartitionFetch> =
