@@ -84,8 +84,8 @@ impl RecordSource for Counted<'_> {
     fn len_hint(&self) -> usize {
         self.source.len_hint()
     }
-    fn for_each_record(&self, f: &mut dyn FnMut(crate::RecordRef<'_>)) -> Result<usize, SourceError> {
-        let n = self.source.for_each_record(f)?;
+    fn for_each_run(&self, f: &mut dyn FnMut(&[crate::RecordRef<'_>])) -> Result<usize, SourceError> {
+        let n = self.source.for_each_run(f)?;
         self.count.set(n);
         Ok(n)
     }
@@ -168,7 +168,15 @@ impl<J: Job> Engine<J> {
     /// record after those of the earlier parts in that order.
     pub fn feed(&mut self, batch: &mut OpenBatch, part: &mut RecordBatch) -> Result<(), EngineError> {
         part.sort_by_position();
-        self.feed_source(batch, part)
+        batch.records += part.len();
+        if self.job.incremental() {
+            let time = batch.time;
+            let mut ctx = self.context(batch, part);
+            self.job.feed(&mut ctx).map_err(|source| EngineError::Job { time, source })
+        } else {
+            self.gathered.extend_from(part);
+            Ok(())
+        }
     }
 
     /// Gives the open batch the next part of its input from a source that hands its records over in

@@ -19,15 +19,25 @@ pub struct RecordRef<'a> {
     pub value: &'a [u8],
 }
 
-/// Records handed over one at a time in (partition, offset) order: a [`RecordBatch`], or records read in place
-/// from where they arrived (e.g. fetched bytes), so that they need no buffer of their own.
+/// Records read in place from where they arrived (e.g. fetched bytes), handed over in (partition, offset) order
+/// in runs of consecutive records, so that they need no buffer of their own and the reader's loop over a run is a
+/// tight one.
 pub trait RecordSource {
     /// At least the number of records (to size buffers).
     fn len_hint(&self) -> usize;
-    /// Calls `f` for every record, in (partition, offset) order, and returns how many there were; on an error,
-    /// the records before it were handed over.
-    fn for_each_record(&self, f: &mut dyn FnMut(RecordRef<'_>)) -> Result<usize, SourceError>;
+
+    /// Calls `f` with every record, in runs (a few hundred records at most), and returns how many there were; on
+    /// an error, some of the records before it may have been handed over.
+    fn for_each_run(&self, f: &mut dyn FnMut(&[RecordRef<'_>])) -> Result<usize, SourceError>;
+
+    /// Calls `f` for every record, as [`for_each_run`](Self::for_each_run) hands them over.
+    fn for_each_record(&self, f: &mut dyn FnMut(RecordRef<'_>)) -> Result<usize, SourceError> {
+        self.for_each_run(&mut |run| run.iter().for_each(|r| f(*r)))
+    }
 }
+
+/// Records a [`RecordSource`] hands over at once, at most.
+pub const RUN_RECORDS: usize = 256;
 
 /// Records could not be read from a [`RecordSource`] (e.g. damaged bytes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,8 +51,18 @@ impl RecordSource for RecordBatch {
     fn len_hint(&self) -> usize {
         self.len()
     }
-    fn for_each_record(&self, f: &mut dyn FnMut(RecordRef<'_>)) -> Result<usize, SourceError> {
-        self.iter().for_each(f);
+    fn for_each_run(&self, f: &mut dyn FnMut(&[RecordRef<'_>])) -> Result<usize, SourceError> {
+        let mut run = Vec::with_capacity(RUN_RECORDS.min(self.len()));
+        for r in self.iter() {
+            run.push(r);
+            if run.len() == RUN_RECORDS {
+                f(&run);
+                run.clear();
+            }
+        }
+        if !run.is_empty() {
+            f(&run);
+        }
         Ok(self.len())
     }
 }
@@ -295,10 +315,22 @@ pub struct Iter<'a> {
     base: u32,
 }
 
+impl Iter<'_> {
+    /// Moves to the shared chunk holding position `at`.
+    #[cold]
+    #[inline(never)]
+    fn seek(&mut self, at: u32) {
+        let chunks = &self.batch.chunks;
+        let c = &chunks[chunks.partition_point(|c| c.base <= at).saturating_sub(1)];
+        self.chunk = c.slice();
+        self.base = c.base;
+    }
+}
+
 impl<'a> Iterator for Iter<'a> {
     type Item = RecordRef<'a>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<RecordRef<'a>> {
         let m = self.meta.next()?;
         if m.value_start & SHARED == 0 {
@@ -306,10 +338,7 @@ impl<'a> Iterator for Iter<'a> {
         }
         let at = m.value_start & !SHARED;
         if at < self.base || (at - self.base) as usize + m.value_len as usize > self.chunk.len() {
-            let chunks = &self.batch.chunks;
-            let c = &chunks[chunks.partition_point(|c| c.base <= at).saturating_sub(1)];
-            self.chunk = c.slice();
-            self.base = c.base;
+            self.seek(at);
         }
         Some(view(self.chunk, self.base, m))
     }
@@ -432,5 +461,29 @@ mod tests {
     fn a_shared_value_outside_its_chunk_panics() {
         let one: SharedBytes = Arc::new(b"a,1".to_vec());
         RecordBatch::new().push_shared(0, 0, 0, &one, 2, 5);
+    }
+
+    #[test]
+    fn a_batch_as_a_source_hands_over_every_record_in_runs() {
+        let mut b = RecordBatch::new();
+        let values: Vec<String> = (0..(2 * RUN_RECORDS + 7)).map(|i| format!("v{i}")).collect();
+        for (i, v) in values.iter().enumerate() {
+            b.push(0, i as i64, 0, None, v.as_bytes());
+        }
+        let (mut runs, mut seen) = (vec![], vec![]);
+        let n = b
+            .for_each_run(&mut |run| {
+                runs.push(run.len());
+                seen.extend(run.iter().map(|r| (r.offset, r.value.to_vec())));
+            })
+            .unwrap();
+        assert_eq!(n, values.len());
+        assert_eq!(runs, [RUN_RECORDS, RUN_RECORDS, 7]);
+        let want: Vec<(i64, Vec<u8>)> =
+            values.iter().enumerate().map(|(i, v)| (i as i64, v.clone().into_bytes())).collect();
+        assert_eq!(seen, want);
+        let mut count = 0;
+        assert_eq!(RecordBatch::new().for_each_record(&mut |_| count += 1), Ok(0));
+        assert_eq!(count, 0);
     }
 }

@@ -220,26 +220,14 @@ impl<F: RecordParser> DStream for Input<F> {
     }
 
     fn compute_each<G: FnMut(F::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
-        let (parse, policy, malformed) = (&mut self.parse, self.policy, &mut *ctx.malformed);
-        // Under MalformedPolicy::Fail the first malformed record ends the batch: later records are skipped.
         let mut failed = None;
-        ctx.input.for_each_record(&mut |rec| {
-            if failed.is_some() {
-                return;
-            }
-            match parse.parse(rec) {
-                Ok(v) => sink(v),
-                Err(e) => {
-                    let m = Malformed {
-                        partition: rec.partition,
-                        offset: rec.offset,
-                        reason: format!("{e} (value {:?})", preview(rec.value)),
-                    };
-                    if policy == MalformedPolicy::Fail {
-                        failed = Some(m);
-                    } else {
-                        malformed.push(m);
-                    }
+        let mut reader =
+            Reader { parse: &mut self.parse, policy: self.policy, malformed: ctx.malformed, failed: &mut failed };
+        // Records come a run at a time; the loop over a run, with the per-record work inlined, is the only one.
+        ctx.input.for_each_run(&mut |run| {
+            for rec in run {
+                if !reader.read(*rec, &mut sink) {
+                    break;
                 }
             }
         })?;
@@ -248,6 +236,44 @@ impl<F: RecordParser> DStream for Input<F> {
             None => Ok(true),
         }
     }
+}
+
+/// Parses records for [`Input`]: elements go to the sink, malformed records to the batch's list, or, under
+/// `MalformedPolicy::Fail`, the first one ends the batch (later records are skipped).
+struct Reader<'a, F> {
+    parse: &'a mut F,
+    policy: MalformedPolicy,
+    malformed: &'a mut Vec<Malformed>,
+    failed: &'a mut Option<Malformed>,
+}
+
+impl<F: RecordParser> Reader<'_, F> {
+    /// Reads one record; false once the batch has failed.
+    #[inline(always)]
+    fn read(&mut self, rec: RecordRef<'_>, sink: &mut impl FnMut(F::Item)) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        match self.parse.parse(rec) {
+            Ok(v) => sink(v),
+            Err(e) => {
+                let m = malformed(&rec, &e);
+                if self.policy == MalformedPolicy::Fail {
+                    *self.failed = Some(m);
+                    return false;
+                }
+                self.malformed.push(m);
+            }
+        }
+        true
+    }
+}
+
+/// What is reported of a malformed record.
+#[cold]
+#[inline(never)]
+fn malformed(rec: &RecordRef<'_>, e: &dyn fmt::Display) -> Malformed {
+    Malformed { partition: rec.partition, offset: rec.offset, reason: format!("{e} (value {:?})", preview(rec.value)) }
 }
 
 fn preview(value: &[u8]) -> String {

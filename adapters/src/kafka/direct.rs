@@ -3,12 +3,10 @@
 
 use super::client::{Client, OffsetSpec, PartitionFetch, PendingFetch};
 use super::error::{KafkaError, Result};
-use super::records::{
-    first_base_offset, for_each_record_before, for_each_record_in_chunks, next_offset_before, scan_headers_before,
-};
+use super::records::{first_base_offset, for_each_record_in_chunks, next_offset_before, scan_headers_before};
 use bytes::Bytes;
 use dstream_core::{
-    BatchInfo, Duration, OffsetRange, RecordBatch, RecordRef, RecordSource, SharedBytes, SourceError, Time,
+    BatchInfo, Duration, OffsetRange, RecordBatch, RecordRef, RecordSource, SharedBytes, SourceError, Time, RUN_RECORDS,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -477,13 +475,39 @@ impl RecordSource for Segment {
         ((self.until - self.from).max(0) as usize).min(self.bytes.len() / 7)
     }
 
-    fn for_each_record(&self, f: &mut dyn FnMut(RecordRef<'_>)) -> std::result::Result<usize, SourceError> {
+    fn for_each_run(&self, f: &mut dyn FnMut(&[RecordRef<'_>])) -> std::result::Result<usize, SourceError> {
         let (partition, from, until) = (self.partition, self.from, self.until);
+        let data = &self.bytes;
+        // A record read from the segment's own bytes (not decompressed) borrows them for as long as the segment
+        // lives, so it can wait in a run; its slices are found again in `data` by position.
+        let again = |s: &[u8]| -> &[u8] {
+            if s.is_empty() {
+                return &[];
+            }
+            let start = s.as_ptr() as usize - data.as_ptr() as usize;
+            &data[start..start + s.len()]
+        };
+        let mut run: Vec<RecordRef<'_>> = Vec::with_capacity(RUN_RECORDS);
         let mut n = 0;
-        for_each_record_before(&self.bytes, until, |r| {
-            if r.offset >= from && r.offset < until {
-                f(RecordRef { partition, offset: r.offset, timestamp: r.timestamp, key: r.key, value: r.value });
-                n += 1;
+        for_each_record_in_chunks(data, until, |chunk, r| {
+            if r.offset < from || r.offset >= until {
+                return;
+            }
+            n += 1;
+            let (offset, timestamp) = (r.offset, r.timestamp);
+            if std::ptr::eq(chunk, data) {
+                run.push(RecordRef { partition, offset, timestamp, key: r.key.map(again), value: again(r.value) });
+                if run.len() == RUN_RECORDS {
+                    f(&run);
+                    run.clear();
+                }
+            } else {
+                // Decompressed records live only while their batch is read: hand them over one at a time.
+                if !run.is_empty() {
+                    f(&run);
+                    run.clear();
+                }
+                f(&[RecordRef { partition, offset, timestamp, key: r.key, value: r.value }]);
             }
         })
         .map_err(|e| {
@@ -495,6 +519,9 @@ impl RecordSource for Segment {
             };
             SourceError { reason: error.to_string() }
         })?;
+        if !run.is_empty() {
+            f(&run);
+        }
         Ok(n)
     }
 }
