@@ -3,7 +3,10 @@
 
 use super::client::{Client, OffsetSpec, PartitionFetch, PendingFetch};
 use super::error::{KafkaError, Result};
-use super::records::{first_base_offset, for_each_record_in_chunks, next_offset_before, scan_headers_before};
+use super::records::{
+    first_base_offset, for_each_record_in_chunks, for_each_record_placed, next_offset_before, scan_headers_before,
+    PlacedRecords, RecordView,
+};
 use bytes::Bytes;
 use dstream_core::{
     BatchInfo, Duration, OffsetRange, RecordBatch, RecordRef, RecordSource, SharedBytes, SourceError, Time, RUN_RECORDS,
@@ -476,53 +479,63 @@ impl RecordSource for Segment {
     }
 
     fn for_each_run(&self, f: &mut dyn FnMut(&[RecordRef<'_>])) -> std::result::Result<usize, SourceError> {
-        let (partition, from, until) = (self.partition, self.from, self.until);
-        let data = &self.bytes;
-        // A record read from the segment's own bytes (not decompressed) borrows them for as long as the segment
-        // lives, so it can wait in a run; its slices are found again in `data` by position.
-        let again = |s: &[u8]| -> &[u8] {
-            if s.is_empty() {
-                return &[];
-            }
-            let start = s.as_ptr() as usize - data.as_ptr() as usize;
-            &data[start..start + s.len()]
-        };
-        let mut run: Vec<RecordRef<'_>> = Vec::with_capacity(RUN_RECORDS);
-        let mut n = 0;
-        for_each_record_in_chunks(data, until, |chunk, r| {
-            if r.offset < from || r.offset >= until {
-                return;
-            }
-            n += 1;
-            let (offset, timestamp) = (r.offset, r.timestamp);
-            if std::ptr::eq(chunk, data) {
-                run.push(RecordRef { partition, offset, timestamp, key: r.key.map(again), value: again(r.value) });
-                if run.len() == RUN_RECORDS {
-                    f(&run);
-                    run.clear();
-                }
-            } else {
-                // Decompressed records live only while their batch is read: hand them over one at a time.
-                if !run.is_empty() {
-                    f(&run);
-                    run.clear();
-                }
-                f(&[RecordRef { partition, offset, timestamp, key: r.key, value: r.value }]);
-            }
-        })
-        .map_err(|e| {
+        let mut runs = Runs { partition: self.partition, from: self.from, until: self.until, run: Vec::new(), n: 0, f };
+        runs.run.reserve(RUN_RECORDS);
+        for_each_record_placed(&self.bytes, self.until, &mut runs).map_err(|e| {
             let error = KafkaError::CorruptBatch {
                 topic: self.topic.to_string(),
-                partition,
+                partition: self.partition,
                 offset: e.offset,
                 reason: e.reason,
             };
             SourceError { reason: error.to_string() }
         })?;
-        if !run.is_empty() {
-            f(&run);
+        runs.flush();
+        Ok(runs.n)
+    }
+}
+
+/// Gathers a segment's records of `[from, until)` into runs for `f`.
+struct Runs<'a, 'f> {
+    partition: i32,
+    from: i64,
+    until: i64,
+    run: Vec<RecordRef<'a>>,
+    n: usize,
+    f: &'f mut dyn FnMut(&[RecordRef<'_>]),
+}
+
+impl Runs<'_, '_> {
+    fn flush(&mut self) {
+        if !self.run.is_empty() {
+            (self.f)(&self.run);
+            self.run.clear();
         }
-        Ok(n)
+    }
+}
+
+impl<'a> PlacedRecords<'a> for Runs<'a, '_> {
+    /// Records of uncompressed batches borrow the segment's bytes: they wait in a run.
+    #[inline(always)]
+    fn in_place(&mut self, r: RecordView<'a>) {
+        if r.offset >= self.from && r.offset < self.until {
+            self.n += 1;
+            let (partition, offset, timestamp) = (self.partition, r.offset, r.timestamp);
+            self.run.push(RecordRef { partition, offset, timestamp, key: r.key, value: r.value });
+            if self.run.len() == RUN_RECORDS {
+                self.flush();
+            }
+        }
+    }
+
+    /// Decompressed records live only while their batch is read: handed over one at a time.
+    fn decompressed(&mut self, r: RecordView<'_>) {
+        if r.offset >= self.from && r.offset < self.until {
+            self.n += 1;
+            self.flush();
+            let (partition, offset, timestamp) = (self.partition, r.offset, r.timestamp);
+            (self.f)(&[RecordRef { partition, offset, timestamp, key: r.key, value: r.value }]);
+        }
     }
 }
 

@@ -67,6 +67,31 @@ pub fn for_each_record_in_chunks(
     walk(data, until, true, |b| read_batch(data, b, &mut f))
 }
 
+/// Takes records from [`for_each_record_placed`], by where they lie.
+pub trait PlacedRecords<'a> {
+    /// A record in the fetched bytes themselves (an uncompressed batch): valid as long as they are.
+    fn in_place(&mut self, r: RecordView<'a>);
+    /// A record in a compressed batch's decompressed records: valid during the call only.
+    fn decompressed(&mut self, r: RecordView<'_>);
+}
+
+/// As [`for_each_record_before`], handing each record over by where it lies, so that a reader can keep records of
+/// uncompressed batches (slices of `data`) beyond the call without copying them.
+pub fn for_each_record_placed<'a>(
+    data: &'a Bytes,
+    until: i64,
+    to: &mut impl PlacedRecords<'a>,
+) -> Result<Scan, BatchError> {
+    walk(data, until, true, |b| {
+        if b.attributes & 7 == 0 && b.attributes & (1 << 5) == 0 {
+            let records: &'a [u8] = &data[b.pos + HEADER..b.end];
+            parse_records(records, b.count, b.base_offset, b.base_ts, &mut |r| to.in_place(r))
+        } else {
+            read_batch(data, b, &mut |_, r| to.decompressed(r))
+        }
+    })
+}
+
 /// What [`for_each_record_before`] reports for `data` and `until`, read from the batch headers alone: the same
 /// [`Scan`] for sound batches, and the same errors for a bad length or record format; checksums, compression and
 /// records are left to the pass that reads the records. Cheap: one look per batch.
@@ -225,12 +250,12 @@ fn bytes_field<'a>(b: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, Str
     Ok(Some(s))
 }
 
-fn parse_records(
-    b: &[u8],
+fn parse_records<'a>(
+    b: &'a [u8],
     count: i32,
     base_offset: i64,
     base_ts: i64,
-    f: &mut impl FnMut(RecordView<'_>),
+    f: &mut impl FnMut(RecordView<'a>),
 ) -> Result<(), String> {
     let mut pos = 0usize;
     for _ in 0..count {
@@ -343,6 +368,33 @@ mod tests {
                 let (got, scan) = collect(&one.slice(..cut));
                 assert!(got.is_empty() && scan.next_offset.is_none(), "{codec:?} cut {cut}");
             }
+        }
+    }
+
+    /// Records by where they were found: (in place?, offset, value).
+    struct Placements(Vec<(bool, i64, Vec<u8>)>);
+    impl<'a> PlacedRecords<'a> for Placements {
+        fn in_place(&mut self, r: RecordView<'a>) {
+            self.0.push((true, r.offset, r.value.to_vec()));
+        }
+        fn decompressed(&mut self, r: RecordView<'_>) {
+            self.0.push((false, r.offset, r.value.to_vec()));
+        }
+    }
+
+    #[test]
+    fn records_are_placed_in_place_exactly_when_their_batch_is_not_compressed() {
+        let values: Vec<Vec<u8>> = (0..300).map(|i| format!("k,{i}").into_bytes()).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        for codec in [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+            let data = encode_batch(&refs, 0, codec).unwrap();
+            let mut placed = Placements(vec![]);
+            let scan = for_each_record_placed(&data, 200, &mut placed).unwrap();
+            let (want, want_scan) = collect(&data.slice(..));
+            assert_eq!(scan.next_offset, want_scan.next_offset, "{codec:?}");
+            let in_place = codec == Codec::None;
+            let want: Vec<(bool, i64, Vec<u8>)> = want.into_iter().map(|(o, v)| (in_place, o, v)).collect();
+            assert_eq!(placed.0, want, "{codec:?}");
         }
     }
 
