@@ -3,11 +3,11 @@
 use crate::jvm::{partition_of, StableHash};
 use crate::time::{Duration, Time};
 use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
+use rustc_hash::FxHasher;
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::Hasher;
 use std::hash::Hash;
 
 /// Misuse of a `State` handle, as Spark's exceptions in the table of §2.1.
@@ -249,7 +249,10 @@ impl<K, S> Default for Partition<K, S> {
 
 #[inline(always)]
 fn hash_of<Q: Hash + ?Sized>(k: &Q) -> u64 {
-    FxBuildHasher.hash_one(k)
+    // By hand rather than `BuildHasher::hash_one`, which the compiler left as a call on the per-record path.
+    let mut h = FxHasher::default();
+    k.hash(&mut h);
+    h.finish()
 }
 
 impl<K: Hash + Eq, S> Partition<K, S> {
