@@ -7,8 +7,8 @@ use rustc_hash::FxHasher;
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::fmt;
-use std::hash::Hasher;
 use std::hash::Hash;
+use std::hash::Hasher;
 
 /// Misuse of a `State` handle, as Spark's exceptions in the table of §2.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
