@@ -84,7 +84,7 @@ impl RecordSource for Counted<'_> {
     fn len_hint(&self) -> usize {
         self.source.len_hint()
     }
-    fn for_each_run(&self, f: &mut dyn FnMut(&[crate::RecordRef<'_>])) -> Result<usize, SourceError> {
+    fn for_each_run(&self, f: &mut dyn FnMut(crate::record::Run<'_>)) -> Result<usize, SourceError> {
         let n = self.source.for_each_run(f)?;
         self.count.set(n);
         Ok(n)

@@ -26,18 +26,77 @@ pub trait RecordSource {
     /// At least the number of records (to size buffers).
     fn len_hint(&self) -> usize;
 
-    /// Calls `f` with every record, in runs (a few hundred records at most), and returns how many there were; on
-    /// an error, some of the records before it may have been handed over.
-    fn for_each_run(&self, f: &mut dyn FnMut(&[RecordRef<'_>])) -> Result<usize, SourceError>;
+    /// Calls `f` with every record, in runs, and returns how many there were; on an error, some of the records
+    /// before it may have been handed over.
+    fn for_each_run(&self, f: &mut dyn FnMut(Run<'_>)) -> Result<usize, SourceError>;
 
     /// Calls `f` for every record, as [`for_each_run`](Self::for_each_run) hands them over.
     fn for_each_record(&self, f: &mut dyn FnMut(RecordRef<'_>)) -> Result<usize, SourceError> {
-        self.for_each_run(&mut |run| run.iter().for_each(|r| f(*r)))
+        self.for_each_run(&mut |run| run.iter().for_each(&mut *f))
     }
 }
 
-/// Records a [`RecordSource`] hands over at once, at most.
+/// Records a source gathers into one run of [`RecordRef`]s, at most (a buffer that stays in the CPU's cache).
 pub const RUN_RECORDS: usize = 256;
+
+/// Consecutive records a [`RecordSource`] hands over at once: records read into a slice, or a whole batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a>(RunOf<'a>);
+
+#[derive(Debug, Clone, Copy)]
+enum RunOf<'a> {
+    Refs(&'a [RecordRef<'a>]),
+    Batch(&'a RecordBatch),
+}
+
+impl<'a> Run<'a> {
+    /// A run of records read into a slice.
+    pub fn of_refs(refs: &'a [RecordRef<'a>]) -> Self {
+        Run(RunOf::Refs(refs))
+    }
+    /// A whole batch as one run.
+    pub fn of_batch(batch: &'a RecordBatch) -> Self {
+        Run(RunOf::Batch(batch))
+    }
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        match self.0 {
+            RunOf::Refs(r) => r.len(),
+            RunOf::Batch(b) => b.len(),
+        }
+    }
+    /// True if the run holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The records in order.
+    #[inline(always)]
+    pub fn iter(&self) -> RunIter<'a> {
+        RunIter(match self.0 {
+            RunOf::Refs(r) => RunIterOf::Refs(r.iter()),
+            RunOf::Batch(b) => RunIterOf::Batch(b.iter()),
+        })
+    }
+}
+
+/// The records of a [`Run`] in order.
+pub struct RunIter<'a>(RunIterOf<'a>);
+
+enum RunIterOf<'a> {
+    Refs(std::slice::Iter<'a, RecordRef<'a>>),
+    Batch(Iter<'a>),
+}
+
+impl<'a> Iterator for RunIter<'a> {
+    type Item = RecordRef<'a>;
+    #[inline(always)]
+    fn next(&mut self) -> Option<RecordRef<'a>> {
+        match &mut self.0 {
+            RunIterOf::Refs(r) => r.next().copied(),
+            RunIterOf::Batch(b) => b.next(),
+        }
+    }
+}
 
 /// Records could not be read from a [`RecordSource`] (e.g. damaged bytes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,18 +110,8 @@ impl RecordSource for RecordBatch {
     fn len_hint(&self) -> usize {
         self.len()
     }
-    fn for_each_run(&self, f: &mut dyn FnMut(&[RecordRef<'_>])) -> Result<usize, SourceError> {
-        let mut run = Vec::with_capacity(RUN_RECORDS.min(self.len()));
-        for r in self.iter() {
-            run.push(r);
-            if run.len() == RUN_RECORDS {
-                f(&run);
-                run.clear();
-            }
-        }
-        if !run.is_empty() {
-            f(&run);
-        }
+    fn for_each_run(&self, f: &mut dyn FnMut(Run<'_>)) -> Result<usize, SourceError> {
+        f(Run::of_batch(self));
         Ok(self.len())
     }
 }
@@ -464,7 +513,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_as_a_source_hands_over_every_record_in_runs() {
+    fn a_batch_as_a_source_hands_over_every_record_in_one_run() {
         let mut b = RecordBatch::new();
         let values: Vec<String> = (0..(2 * RUN_RECORDS + 7)).map(|i| format!("v{i}")).collect();
         for (i, v) in values.iter().enumerate() {
@@ -478,7 +527,11 @@ mod tests {
             })
             .unwrap();
         assert_eq!(n, values.len());
-        assert_eq!(runs, [RUN_RECORDS, RUN_RECORDS, 7]);
+        assert_eq!(runs, [values.len()]);
+        // A run of records read into a slice reads the same.
+        let refs: Vec<RecordRef<'_>> = b.iter().collect();
+        let again: Vec<(i64, Vec<u8>)> = Run::of_refs(&refs).iter().map(|r| (r.offset, r.value.to_vec())).collect();
+        assert_eq!(again, seen);
         let want: Vec<(i64, Vec<u8>)> =
             values.iter().enumerate().map(|(i, v)| (i as i64, v.clone().into_bytes())).collect();
         assert_eq!(seen, want);

@@ -2,7 +2,7 @@
 
 use crate::jvm::{JvmDisplay, StableHash};
 use crate::print::write_batch;
-use crate::record::{RecordRef, RecordSource, SourceError};
+use crate::record::{RecordRef, RecordSource, Run, SourceError};
 use crate::state::{OutputOrder, Slot, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
 use crate::time::{Duration, Time};
 use rustc_hash::FxHashMap;
@@ -223,14 +223,21 @@ impl<F: RecordParser> DStream for Input<F> {
         let mut failed = None;
         let mut reader =
             Reader { parse: &mut self.parse, policy: self.policy, malformed: ctx.malformed, failed: &mut failed };
-        // Records come a run at a time; the loop over a run, with the per-record work inlined, is the only one.
-        ctx.input.for_each_run(&mut |run| {
-            for rec in run {
-                if !reader.read(*rec, &mut sink) {
+        // Records come a run at a time; the loop over a run, with the per-record work inlined, is the only one. The
+        // closure owns the reader and the sink, so that the loop keeps their parts in registers.
+        let mut each_run = move |run: Run<'_>| {
+            if reader.failed.is_some() {
+                return;
+            }
+            for rec in run.iter() {
+                if !reader.read(rec, &mut sink) {
                     break;
                 }
             }
-        })?;
+        };
+        let read = ctx.input.for_each_run(&mut each_run);
+        drop(each_run);
+        read?;
         match failed {
             Some(m) => Err(JobError::Malformed(m)),
             None => Ok(true),
@@ -248,12 +255,9 @@ struct Reader<'a, F> {
 }
 
 impl<F: RecordParser> Reader<'_, F> {
-    /// Reads one record; false once the batch has failed.
+    /// Reads one record; false if it failed the batch.
     #[inline(always)]
     fn read(&mut self, rec: RecordRef<'_>, sink: &mut impl FnMut(F::Item)) -> bool {
-        if self.failed.is_some() {
-            return false;
-        }
         match self.parse.parse(rec) {
             Ok(v) => sink(v),
             Err(e) => {

@@ -9,7 +9,8 @@ use super::records::{
 };
 use bytes::Bytes;
 use dstream_core::{
-    BatchInfo, Duration, OffsetRange, RecordBatch, RecordRef, RecordSource, SharedBytes, SourceError, Time, RUN_RECORDS,
+    BatchInfo, Duration, OffsetRange, RecordBatch, RecordRef, RecordSource, Run, SharedBytes, SourceError, Time,
+    RUN_RECORDS,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -478,7 +479,7 @@ impl RecordSource for Segment {
         ((self.until - self.from).max(0) as usize).min(self.bytes.len() / 7)
     }
 
-    fn for_each_run(&self, f: &mut dyn FnMut(&[RecordRef<'_>])) -> std::result::Result<usize, SourceError> {
+    fn for_each_run(&self, f: &mut dyn FnMut(Run<'_>)) -> std::result::Result<usize, SourceError> {
         let mut runs = Runs { partition: self.partition, from: self.from, until: self.until, run: Vec::new(), n: 0, f };
         runs.run.reserve(RUN_RECORDS);
         for_each_record_placed(&self.bytes, self.until, &mut runs).map_err(|e| {
@@ -502,13 +503,13 @@ struct Runs<'a, 'f> {
     until: i64,
     run: Vec<RecordRef<'a>>,
     n: usize,
-    f: &'f mut dyn FnMut(&[RecordRef<'_>]),
+    f: &'f mut dyn FnMut(Run<'_>),
 }
 
 impl Runs<'_, '_> {
     fn flush(&mut self) {
         if !self.run.is_empty() {
-            (self.f)(&self.run);
+            (self.f)(Run::of_refs(&self.run));
             self.run.clear();
         }
     }
@@ -534,7 +535,7 @@ impl<'a> PlacedRecords<'a> for Runs<'a, '_> {
             self.n += 1;
             self.flush();
             let (partition, offset, timestamp) = (self.partition, r.offset, r.timestamp);
-            (self.f)(&[RecordRef { partition, offset, timestamp, key: r.key, value: r.value }]);
+            (self.f)(Run::of_refs(&[RecordRef { partition, offset, timestamp, key: r.key, value: r.value }]));
         }
     }
 }
