@@ -232,7 +232,7 @@ const MIN_FETCH_BYTES: i64 = 64 << 10;
 /// Records per partition the first fetch of a range is sized for; each later fetch of the same call is sized for
 /// [`RAMP`] times as many (up to what is left). A large range then reaches its reader after a short first fetch
 /// rather than after the whole range came in one answer, so that reading overlaps fetching from the start.
-pub const FIRST_FETCH_RECORDS: i64 = 1 << 14;
+pub const FIRST_FETCH_RECORDS: i64 = 1 << 15;
 
 /// Growth of the record count a fetch is sized for, from one fetch to the next within one call.
 const RAMP: i64 = 2;
