@@ -5,7 +5,7 @@ use super::client::{Client, OffsetSpec, PartitionFetch, PendingFetch};
 use super::error::{KafkaError, Result};
 use super::records::{
     first_base_offset, for_each_record_in_chunks, for_each_record_placed, next_offset_before, scan_headers_before,
-    PlacedRecords, RecordView,
+    BatchError, PlacedRecords, RecordView,
 };
 use bytes::Bytes;
 use dstream_core::{
@@ -482,15 +482,8 @@ impl RecordSource for Segment {
     fn for_each_run(&self, f: &mut dyn FnMut(Run<'_>)) -> std::result::Result<usize, SourceError> {
         let mut runs = Runs { partition: self.partition, from: self.from, until: self.until, run: Vec::new(), n: 0, f };
         runs.run.reserve(RUN_RECORDS);
-        for_each_record_placed(&self.bytes, self.until, &mut runs).map_err(|e| {
-            let error = KafkaError::CorruptBatch {
-                topic: self.topic.to_string(),
-                partition: self.partition,
-                offset: e.offset,
-                reason: e.reason,
-            };
-            SourceError { reason: error.to_string() }
-        })?;
+        for_each_record_placed(&self.bytes, self.until, &mut runs)
+            .map_err(|e| SourceError { reason: corrupt(&self.topic, self.partition, e).to_string() })?;
         runs.flush();
         Ok(runs.n)
     }
@@ -553,12 +546,7 @@ struct InOrder<F> {
 impl<F: FnMut(Segment)> Dest for InOrder<F> {
     fn read(&mut self, topic: &str, bytes: &Bytes, slot: &mut (i32, i64, i64)) -> Result<Option<Bytes>> {
         let (partition, from, until) = *slot;
-        let scan = scan_headers_before(bytes, until).map_err(|e| KafkaError::CorruptBatch {
-            topic: topic.to_string(),
-            partition,
-            offset: e.offset,
-            reason: e.reason,
-        })?;
+        let scan = scan_headers_before(bytes, until).map_err(|e| corrupt(topic, partition, e))?;
         if let Some(n) = scan.next_offset.filter(|&n| n > from) {
             let topic = self.topic.clone();
             let segment = Segment { topic, partition, from, until, bytes: bytes.slice(..scan.end) };
@@ -615,20 +603,70 @@ fn read_range(
             after(out);
         }
     })
-    .map_err(|e| KafkaError::CorruptBatch {
-        topic: topic.to_string(),
-        partition,
-        offset: e.offset,
-        reason: e.reason,
-    })?;
+    .map_err(|e| corrupt(topic, partition, e))?;
     if let Some(n) = scan.next_offset.filter(|&n| n > from) {
         slot.1 = n.min(until);
     }
     Ok((scan.rest + 12 <= bytes.len()).then(|| bytes.slice(scan.rest..)))
 }
 
+/// The error for a damaged batch of a partition.
+fn corrupt(topic: &str, partition: i32, e: BatchError) -> KafkaError {
+    KafkaError::CorruptBatch { topic: topic.to_string(), partition, offset: e.offset, reason: e.reason }
+}
+
 struct Probe {
     out_of_range: bool,
     high_watermark: i64,
     log_start: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::records::{encode_batch, Codec};
+    use dstream_core::lab::{LabConfig, LabJob};
+    use dstream_core::{BatchTimer, Engine, ManualClock};
+
+    fn segment(bytes: Bytes, from: i64, until: i64) -> Segment {
+        Segment { topic: "avg".into(), partition: 3, from, until, bytes }
+    }
+
+    #[test]
+    fn a_segment_hands_over_exactly_its_range_in_runs_for_every_codec() {
+        let values: Vec<Vec<u8>> = (0..600).map(|i| format!("k,{i}").into_bytes()).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        for codec in [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+            let s = segment(encode_batch(&refs, 5, codec).unwrap(), 7, 500);
+            let (mut runs, mut got) = (0, vec![]);
+            let n = s
+                .for_each_run(&mut |run| {
+                    runs += 1;
+                    got.extend(run.iter().map(|r| (r.partition, r.offset, r.timestamp, r.value.to_vec())));
+                })
+                .unwrap();
+            let want: Vec<(i32, i64, i64, Vec<u8>)> = (7..500).map(|o| (3, o, 5, values[o as usize].clone())).collect();
+            assert_eq!((n, got), (want.len(), want), "{codec:?}");
+            // Uncompressed records come in runs of up to RUN_RECORDS; decompressed ones one at a time.
+            let expected_runs = if codec == Codec::None { 493usize.div_ceil(RUN_RECORDS) } else { 493 };
+            assert_eq!(runs, expected_runs, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_segment_fails_its_batch_naming_topic_partition_and_offset() {
+        let good = encode_batch(&[b"a,1", b"b,2"], 0, Codec::None).unwrap();
+        let mut bad = good.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1; // inside the records: the checksum no longer matches
+        let s = segment(Bytes::from(bad), 0, 2);
+        let err = s.for_each_record(&mut |_| {}).unwrap_err();
+        assert!(err.reason.contains("avg") && err.reason.contains('3') && err.reason.contains("checksum"), "{err}");
+        let clock = ManualClock::default();
+        let timer = BatchTimer::first_start(dstream_core::Time(0), dstream_core::Duration(1000));
+        let mut engine = Engine::new(LabJob::new(LabConfig::default()), timer);
+        let mut open = engine.begin_batch(dstream_core::Time(1000), &clock).unwrap();
+        let failed = engine.feed_source(&mut open, &s).unwrap_err();
+        assert!(failed.to_string().contains("checksum"), "{failed}");
+    }
 }
