@@ -224,7 +224,7 @@ pub fn run_job(
     }
     let timer = engine.timer().clone();
 
-    // generate thread --(ranges)--> fetch thread --(records)--> this thread; buffers go back for reuse.
+    // generate thread --(tick, ranges)--> fetch thread --(fetched bytes)--> this thread, which reads the records.
     // `in_flight` lists the batches generated but not yet completed, so a checkpoint can store them as pending.
     let in_flight: InFlight = Arc::new(Mutex::new(VecDeque::new()));
     let (gen_tx, gen_rx) = unbounded::<Result<Generated, KafkaError>>();
