@@ -17,9 +17,7 @@ pub mod time;
 pub use compact_str::CompactString;
 pub use engine::{BatchInfo, BatchReport, Engine, EngineError, OpenBatch, Totals};
 pub use key::Key;
-pub use record::{
-    OffsetRange, RecordBatch, RecordRef, RecordSource, Run, RunIter, SharedBytes, SourceError, RUN_RECORDS,
-};
+pub use record::{OffsetRange, RecordBatch, RecordRef, RecordSource, Run, RunIter, SourceError, RUN_RECORDS};
 pub use state::{OutputOrder, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
 pub use stream::{
     input, BatchContext, DStream, DStreamExt, Graph, Job, JobError, Malformed, MalformedPolicy, OutputOp, StateSpec,

@@ -1,8 +1,6 @@
 //! Input records, offset ranges and the reusable batch buffer that carries them into the engine.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::sync::Arc;
 
 /// A record borrowed from a batch buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +17,9 @@ pub struct RecordRef<'a> {
     pub value: &'a [u8],
 }
 
-/// Records read in place from where they arrived (e.g. fetched bytes), handed over in (partition, offset) order
-/// in runs of consecutive records, so that they need no buffer of their own and the reader's loop over a run is a
-/// tight one.
+/// Records handed over in (partition, offset) order in runs of consecutive records: a [`RecordBatch`], or records
+/// read in place from where they arrived (e.g. fetched bytes), with no buffer of their own; a reader's loop over
+/// a run is a tight one.
 pub trait RecordSource {
     /// At least the number of records (to size buffers).
     fn len_hint(&self) -> usize;
@@ -134,15 +132,8 @@ impl OffsetRange {
     }
 }
 
-/// Bytes a batch shares with where they came from (e.g. a fetched response) instead of copying them.
-pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
-
-/// Set in `Meta::value_start` when the value lies in a shared chunk; the other 31 bits are then a position in
-/// the shared chunks laid end to end.
-const SHARED: u32 = 1 << 31;
-
-/// Where one record lives: 32 bytes, so a million records' entries fill 32 MB, not 40. A key is stored right
-/// before its value (records with keys are always copied), so its start needs no field of its own.
+/// Where one record lives in the arena: 32 bytes, so a million records' entries fill 32 MB, not 40. A key is
+/// stored right before its value, so its start needs no field of its own.
 #[derive(Debug, Clone, Copy)]
 struct Meta {
     offset: i64,
@@ -153,43 +144,18 @@ struct Meta {
     value_len: u32,
 }
 
-/// A shared chunk and where it starts among the shared chunks laid end to end.
-#[derive(Clone)]
-struct Chunk {
-    base: u32,
-    len: u32,
-    bytes: SharedBytes,
-}
-
-impl Chunk {
-    #[inline]
-    fn slice(&self) -> &[u8] {
-        (*self.bytes).as_ref()
-    }
-}
-
-impl fmt::Debug for Chunk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Chunk {{ base: {}, len: {} }}", self.base, self.len)
-    }
-}
-
-/// A reusable buffer of records for one batch: bytes live in one arena, or stay in chunks shared with their
-/// source, so filling it does not allocate per record.
+/// A reusable buffer of records for one batch: all bytes live in one arena, so filling it does not allocate per record.
 #[derive(Debug, Clone)]
 pub struct RecordBatch {
     bytes: Vec<u8>,
     meta: Vec<Meta>,
-    /// Shared chunks in the order they were first used; `shared_len` is their total length.
-    chunks: Vec<Chunk>,
-    shared_len: u32,
     /// True while every push so far came in (partition, offset) order.
     sorted: bool,
 }
 
 impl Default for RecordBatch {
     fn default() -> Self {
-        RecordBatch { bytes: Vec::new(), meta: Vec::new(), chunks: Vec::new(), shared_len: 0, sorted: true }
+        RecordBatch { bytes: Vec::new(), meta: Vec::new(), sorted: true }
     }
 }
 
@@ -201,27 +167,17 @@ impl RecordBatch {
 
     /// An empty batch with room for `records` records of `bytes` bytes in all.
     pub fn with_capacity(records: usize, bytes: usize) -> Self {
-        RecordBatch { bytes: Vec::with_capacity(bytes), meta: Vec::with_capacity(records), ..Self::default() }
+        RecordBatch { bytes: Vec::with_capacity(bytes), meta: Vec::with_capacity(records), sorted: true }
     }
 
-    /// Empties the batch, keeping its memory (shared chunks are let go).
+    /// Empties the batch, keeping its memory.
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.meta.clear();
-        self.chunks.clear();
-        self.shared_len = 0;
         self.sorted = true;
     }
 
-    #[inline(always)]
-    fn push_meta(&mut self, m: Meta) {
-        if let Some(last) = self.meta.last() {
-            self.sorted &= (last.partition, last.offset) <= (m.partition, m.offset);
-        }
-        self.meta.push(m);
-    }
-
-    /// Appends one record, copying its key and value.
+    /// Appends one record.
     #[inline]
     pub fn push(&mut self, partition: i32, offset: i64, timestamp: i64, key: Option<&[u8]>, value: &[u8]) {
         let key_len = match key {
@@ -231,79 +187,23 @@ impl RecordBatch {
             }
             None => u32::MAX,
         };
+        if let Some(last) = self.meta.last() {
+            self.sorted &= (last.partition, last.offset) <= (partition, offset);
+        }
         let value_start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(value);
-        self.push_meta(Meta { offset, timestamp, partition, key_len, value_start, value_len: value.len() as u32 });
+        self.meta.push(Meta { offset, timestamp, partition, key_len, value_start, value_len: value.len() as u32 });
     }
 
-    /// Appends one record without a key whose value is `chunk[start..start + len]`, sharing `chunk` instead of
-    /// copying the value. Consecutive records of one chunk share it once; a batch whose shared chunks would
-    /// exceed 2 GiB copies the value instead. Panics if the value is not inside the chunk.
-    #[inline(always)]
-    pub fn push_shared(
-        &mut self,
-        partition: i32,
-        offset: i64,
-        timestamp: i64,
-        chunk: &SharedBytes,
-        start: usize,
-        len: usize,
-    ) {
-        match self.chunks.last() {
-            Some(c) if Arc::ptr_eq(&c.bytes, chunk) && start <= c.len as usize && len <= c.len as usize - start => {
-                let value_start = SHARED | (c.base + start as u32);
-                let m = Meta { offset, timestamp, partition, key_len: u32::MAX, value_start, value_len: len as u32 };
-                self.push_meta(m);
-            }
-            _ => self.push_shared_first(partition, offset, timestamp, chunk, start, len),
-        }
-    }
-
-    /// [`push_shared`](Self::push_shared) for a chunk other than the last one shared.
-    #[cold]
-    #[inline(never)]
-    fn push_shared_first(
-        &mut self,
-        partition: i32,
-        offset: i64,
-        timestamp: i64,
-        chunk: &SharedBytes,
-        start: usize,
-        len: usize,
-    ) {
-        let bytes = (**chunk).as_ref();
-        let value = &bytes[start..start + len];
-        let Some(end) = (self.shared_len as usize).checked_add(bytes.len()).filter(|&e| e < SHARED as usize) else {
-            return self.push(partition, offset, timestamp, None, value);
-        };
-        self.chunks.push(Chunk { base: self.shared_len, len: bytes.len() as u32, bytes: chunk.clone() });
-        self.shared_len = end as u32;
-        self.push_shared(partition, offset, timestamp, chunk, start, len);
-    }
-
-    /// Appends every record of `other`, in its order (one copy of its owned bytes and its entries; shared chunks
-    /// are shared again).
+    /// Appends every record of `other`, in its order (one copy of its bytes and entries).
     pub fn extend_from(&mut self, other: &RecordBatch) {
         if let (Some(last), Some(first)) = (self.meta.last(), other.meta.first()) {
             self.sorted &= (last.partition, last.offset) <= (first.partition, first.offset);
         }
         self.sorted &= other.sorted;
-        if (self.shared_len as usize) + (other.shared_len as usize) >= SHARED as usize {
-            // Too much shared between the two: copy every record of `other`.
-            for r in other.iter() {
-                self.push(r.partition, r.offset, r.timestamp, r.key, r.value);
-            }
-            return;
-        }
-        let owned_shift = self.bytes.len() as u32;
-        let shared_shift = self.shared_len;
+        let shift = self.bytes.len() as u32;
         self.bytes.extend_from_slice(&other.bytes);
-        self.chunks.extend(other.chunks.iter().map(|c| Chunk { base: c.base + shared_shift, ..c.clone() }));
-        self.shared_len += other.shared_len;
-        self.meta.extend(other.meta.iter().map(|m| {
-            let shift = if m.value_start & SHARED != 0 { shared_shift } else { owned_shift };
-            Meta { value_start: m.value_start + shift, ..*m }
-        }));
+        self.meta.extend(other.meta.iter().map(|m| Meta { value_start: m.value_start + shift, ..*m }));
     }
 
     /// Number of records.
@@ -318,18 +218,12 @@ impl RecordBatch {
 
     /// The record at index `i`.
     pub fn get(&self, i: usize) -> RecordRef<'_> {
-        let m = &self.meta[i];
-        if m.value_start & SHARED == 0 {
-            return view(&self.bytes, 0, m);
-        }
-        let at = m.value_start & !SHARED;
-        let c = &self.chunks[self.chunks.partition_point(|c| c.base <= at).saturating_sub(1)];
-        view(c.slice(), c.base, m)
+        view(&self.bytes, &self.meta[i])
     }
 
     /// The records in the order they were pushed.
     pub fn iter(&self) -> Iter<'_> {
-        Iter { batch: self, meta: self.meta.iter(), chunk: &[], base: 0 }
+        Iter { bytes: &self.bytes, meta: self.meta.iter() }
     }
 
     /// Sorts records by (partition, offset), the engine's documented processing order; stable and cheap when already sorted.
@@ -341,10 +235,10 @@ impl RecordBatch {
     }
 }
 
-/// The record `m` describes, its bytes in `bytes`, which starts at position `base` of its space.
+/// The record `m` describes, its bytes in `bytes`.
 #[inline(always)]
-fn view<'a>(bytes: &'a [u8], base: u32, m: &Meta) -> RecordRef<'a> {
-    let start = ((m.value_start & !SHARED) - base) as usize;
+fn view<'a>(bytes: &'a [u8], m: &Meta) -> RecordRef<'a> {
+    let start = m.value_start as usize;
     let key = if m.key_len == u32::MAX { None } else { Some(&bytes[start - m.key_len as usize..start]) };
     RecordRef {
         partition: m.partition,
@@ -357,23 +251,8 @@ fn view<'a>(bytes: &'a [u8], base: u32, m: &Meta) -> RecordRef<'a> {
 
 /// The records of a batch in the order they were pushed.
 pub struct Iter<'a> {
-    batch: &'a RecordBatch,
+    bytes: &'a [u8],
     meta: std::slice::Iter<'a, Meta>,
-    /// The shared chunk the last shared record was in, and its base: the next one is most likely there too.
-    chunk: &'a [u8],
-    base: u32,
-}
-
-impl Iter<'_> {
-    /// Moves to the shared chunk holding position `at`.
-    #[cold]
-    #[inline(never)]
-    fn seek(&mut self, at: u32) {
-        let chunks = &self.batch.chunks;
-        let c = &chunks[chunks.partition_point(|c| c.base <= at).saturating_sub(1)];
-        self.chunk = c.slice();
-        self.base = c.base;
-    }
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -381,15 +260,7 @@ impl<'a> Iterator for Iter<'a> {
 
     #[inline(always)]
     fn next(&mut self) -> Option<RecordRef<'a>> {
-        let m = self.meta.next()?;
-        if m.value_start & SHARED == 0 {
-            return Some(view(&self.batch.bytes, 0, m));
-        }
-        let at = m.value_start & !SHARED;
-        if at < self.base || (at - self.base) as usize + m.value_len as usize > self.chunk.len() {
-            self.seek(at);
-        }
-        Some(view(self.chunk, self.base, m))
+        self.meta.next().map(|m| view(self.bytes, m))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -458,58 +329,6 @@ mod tests {
         a.sort_by_position();
         let offsets: Vec<(i32, i64)> = a.iter().map(|r| (r.partition, r.offset)).collect();
         assert_eq!(offsets, vec![(0, 0), (0, 1), (0, 2), (1, 0)]);
-    }
-
-    #[test]
-    fn shared_chunks_read_back_like_copies() {
-        let one: SharedBytes = Arc::new(b"xxa,1yyb,22".to_vec());
-        let two: SharedBytes = Arc::new(b"c,3".to_vec());
-        let mut b = RecordBatch::new();
-        b.push_shared(0, 0, 1, &one, 2, 3);
-        b.push(0, 1, 2, Some(b"k"), b"own");
-        b.push_shared(0, 2, 3, &one, 7, 4);
-        b.push_shared(0, 3, 4, &two, 0, 3);
-        b.push_shared(0, 4, 5, &one, 11, 0); // empty, at the very end of a chunk
-        b.push_shared(0, 5, 6, &one, 2, 1); // back to an earlier chunk
-        type Row<'a> = (i64, Option<&'a [u8]>, &'a [u8]);
-        let want: Vec<Row<'_>> = vec![
-            (0, None, b"a,1"),
-            (1, Some(b"k"), b"own"),
-            (2, None, b"b,22"),
-            (3, None, b"c,3"),
-            (4, None, b""),
-            (5, None, b"a"),
-        ];
-        let got: Vec<Row<'_>> = b.iter().map(|r| (r.offset, r.key, r.value)).collect();
-        assert_eq!(got, want);
-        for (i, w) in want.iter().enumerate() {
-            let r = b.get(i);
-            assert_eq!((r.offset, r.key, r.value), *w);
-        }
-        // Appended to a batch with chunks and bytes of its own, every record still reads back.
-        let mut c = RecordBatch::new();
-        c.push(0, 0, 0, None, b"zz");
-        c.push_shared(0, 0, 0, &two, 1, 2);
-        c.extend_from(&b);
-        let got: Vec<&[u8]> = c.iter().map(|r| r.value).collect();
-        assert_eq!(got, [&b"zz"[..], b",3", b"a,1", b"own", b"b,22", b"c,3", b"", b"a"]);
-        // Out of order: sorting keeps each record's bytes.
-        let mut d = RecordBatch::new();
-        d.push_shared(1, 0, 0, &one, 7, 4);
-        d.push_shared(0, 9, 0, &two, 0, 3);
-        d.push_shared(0, 8, 0, &one, 2, 3);
-        d.sort_by_position();
-        let got: Vec<(i32, i64, &[u8])> = d.iter().map(|r| (r.partition, r.offset, r.value)).collect();
-        assert_eq!(got, [(0, 8, &b"a,1"[..]), (0, 9, b"c,3"), (1, 0, b"b,22")]);
-        d.clear();
-        assert!(d.is_empty() && d.chunks.is_empty());
-    }
-
-    #[test]
-    #[should_panic]
-    fn a_shared_value_outside_its_chunk_panics() {
-        let one: SharedBytes = Arc::new(b"a,1".to_vec());
-        RecordBatch::new().push_shared(0, 0, 0, &one, 2, 5);
     }
 
     #[test]

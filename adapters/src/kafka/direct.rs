@@ -4,13 +4,12 @@
 use super::client::{Client, OffsetSpec, PartitionFetch, PendingFetch};
 use super::error::{KafkaError, Result};
 use super::records::{
-    first_base_offset, for_each_record_in_chunks, for_each_record_placed, next_offset_before, scan_headers_before,
-    BatchError, PlacedRecords, RecordView,
+    first_base_offset, for_each_record_before, for_each_record_placed, next_offset_before, scan_headers_before,
+    BatchError, PlacedRecords, RecordView, Scan,
 };
 use bytes::Bytes;
 use dstream_core::{
-    BatchInfo, Duration, OffsetRange, RecordBatch, RecordRef, RecordSource, Run, SharedBytes, SourceError, Time,
-    RUN_RECORDS,
+    BatchInfo, Duration, OffsetRange, RecordBatch, RecordRef, RecordSource, Run, SourceError, Time, RUN_RECORDS,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -445,7 +444,8 @@ impl RangeFetcher {
 
 /// Where a fetch puts the records it reads.
 trait Dest {
-    /// Reads the records of `slot` = (partition, next, until) from `bytes`, as [`read_range`].
+    /// Takes the records of `slot` = (partition, next, until) from `bytes`, advancing `next` past the whole
+    /// batches read; returns the bytes that hold offsets at or after `until`, if any.
     fn read(&mut self, topic: &str, bytes: &Bytes, slot: &mut (i32, i64, i64)) -> Result<Option<Bytes>>;
     /// After a round of reads: `open` lists the ranges not complete yet.
     fn round(&mut self, _open: &[(i32, i64, i64)]) {}
@@ -453,8 +453,24 @@ trait Dest {
 
 impl Dest for RecordBatch {
     fn read(&mut self, topic: &str, bytes: &Bytes, slot: &mut (i32, i64, i64)) -> Result<Option<Bytes>> {
-        read_range(topic, bytes, slot, self, |_| {})
+        let (partition, from, until) = *slot;
+        let scan = for_each_record_before(bytes, until, |r| {
+            if r.offset >= from && r.offset < until {
+                self.push(partition, r.offset, r.timestamp, r.key, r.value);
+            }
+        })
+        .map_err(|e| corrupt(topic, partition, e))?;
+        Ok(advance(slot, &scan, bytes))
     }
+}
+
+/// After reading `bytes` for `slot`: moves its next offset past the whole batches read (within its range) and
+/// returns the bytes that hold offsets at or after its end, if any, for the next range.
+fn advance(slot: &mut (i32, i64, i64), scan: &Scan, bytes: &Bytes) -> Option<Bytes> {
+    if let Some(n) = scan.next_offset.filter(|&n| n > slot.1) {
+        slot.1 = n.min(slot.2);
+    }
+    (scan.rest + 12 <= bytes.len()).then(|| bytes.slice(scan.rest..))
 }
 
 /// Fetched bytes holding the records of one partition's offsets `[from, until)` (and perhaps records before and
@@ -547,7 +563,7 @@ impl<F: FnMut(Segment)> Dest for InOrder<F> {
     fn read(&mut self, topic: &str, bytes: &Bytes, slot: &mut (i32, i64, i64)) -> Result<Option<Bytes>> {
         let (partition, from, until) = *slot;
         let scan = scan_headers_before(bytes, until).map_err(|e| corrupt(topic, partition, e))?;
-        if let Some(n) = scan.next_offset.filter(|&n| n > from) {
+        if scan.next_offset.is_some_and(|n| n > from) {
             let topic = self.topic.clone();
             let segment = Segment { topic, partition, from, until, bytes: bytes.slice(..scan.end) };
             match self.order.iter().position(|&p| p == partition) {
@@ -555,9 +571,8 @@ impl<F: FnMut(Segment)> Dest for InOrder<F> {
                 Some(i) => self.staged[i].push(segment),
                 None => {}
             }
-            slot.1 = n.min(until);
         }
-        Ok((scan.rest + 12 <= bytes.len()).then(|| bytes.slice(scan.rest..)))
+        Ok(advance(slot, &scan, bytes))
     }
 
     fn round(&mut self, open: &[(i32, i64, i64)]) {
@@ -571,43 +586,6 @@ impl<F: FnMut(Segment)> Dest for InOrder<F> {
             self.cursor += 1;
         }
     }
-}
-
-/// Reads the records of `slot` = (partition, next, until) from `bytes` into `out`, advancing `next`, calling
-/// `after` after each record appended; returns the bytes that hold offsets at or after `until`, if any.
-#[inline]
-fn read_range(
-    topic: &str,
-    bytes: &Bytes,
-    slot: &mut (i32, i64, i64),
-    out: &mut RecordBatch,
-    mut after: impl FnMut(&mut RecordBatch),
-) -> Result<Option<Bytes>> {
-    let (partition, from, until) = *slot;
-    // Values of records without a key stay in the fetched (or decompressed) bytes, shared by the batch: one
-    // handle per chunk of bytes, no copy per record.
-    let mut shared: Option<(usize, usize, SharedBytes)> = None;
-    let scan = for_each_record_in_chunks(bytes, until, |chunk, r| {
-        if r.offset >= from && r.offset < until {
-            if r.key.is_none() && !r.value.is_empty() {
-                let base = chunk.as_ptr() as usize;
-                let handle = match &shared {
-                    Some((p, n, h)) if *p == base && *n == chunk.len() => h,
-                    _ => &shared.insert((base, chunk.len(), Arc::new(chunk.clone()) as SharedBytes)).2,
-                };
-                let start = r.value.as_ptr() as usize - base;
-                out.push_shared(partition, r.offset, r.timestamp, handle, start, r.value.len());
-            } else {
-                out.push(partition, r.offset, r.timestamp, r.key, r.value);
-            }
-            after(out);
-        }
-    })
-    .map_err(|e| corrupt(topic, partition, e))?;
-    if let Some(n) = scan.next_offset.filter(|&n| n > from) {
-        slot.1 = n.min(until);
-    }
-    Ok((scan.rest + 12 <= bytes.len()).then(|| bytes.slice(scan.rest..)))
 }
 
 /// The error for a damaged batch of a partition.

@@ -53,18 +53,18 @@ pub fn for_each_record(data: &Bytes, f: impl FnMut(RecordView<'_>)) -> Result<Sc
 
 /// As [`for_each_record`], but stops before the first batch that starts at or after `until`; `rest` then points
 /// at the first batch holding offsets at or after `until`, so that the bytes from there serve a later range.
-pub fn for_each_record_before(data: &Bytes, until: i64, mut f: impl FnMut(RecordView<'_>)) -> Result<Scan, BatchError> {
-    for_each_record_in_chunks(data, until, |_, r| f(r))
-}
-
-/// As [`for_each_record_before`], also passing the bytes each record's slices lie in: `data` itself, or the
-/// decompressed records of a compressed batch (so that a reader can keep them instead of copying records).
-pub fn for_each_record_in_chunks(
-    data: &Bytes,
-    until: i64,
-    mut f: impl FnMut(&Bytes, RecordView<'_>),
-) -> Result<Scan, BatchError> {
-    walk(data, until, true, |b| read_batch(data, b, &mut f))
+pub fn for_each_record_before(data: &Bytes, until: i64, f: impl FnMut(RecordView<'_>)) -> Result<Scan, BatchError> {
+    /// Every record alike, wherever it lies.
+    struct Each<F>(F);
+    impl<F: FnMut(RecordView<'_>)> PlacedRecords<'_> for Each<F> {
+        fn in_place(&mut self, r: RecordView<'_>) {
+            (self.0)(r)
+        }
+        fn decompressed(&mut self, r: RecordView<'_>) {
+            (self.0)(r)
+        }
+    }
+    for_each_record_placed(data, until, &mut Each(f))
 }
 
 /// Takes records from [`for_each_record_placed`], by where they lie.
@@ -83,11 +83,13 @@ pub fn for_each_record_placed<'a>(
     to: &mut impl PlacedRecords<'a>,
 ) -> Result<Scan, BatchError> {
     walk(data, until, true, |b| {
-        if b.attributes & 7 == 0 && b.attributes & (1 << 5) == 0 {
+        if b.attributes & (1 << 5) != 0 {
+            Ok(()) // a control batch (transaction marker) holds no records to read
+        } else if b.attributes & 7 == 0 {
             let records: &'a [u8] = &data[b.pos + HEADER..b.end];
             parse_records(records, b.count, b.base_offset, b.base_ts, &mut |r| to.in_place(r))
         } else {
-            read_batch(data, b, &mut |_, r| to.decompressed(r))
+            read_compressed(data, b, &mut |r| to.decompressed(r))
         }
     })
 }
@@ -168,22 +170,15 @@ fn walk(
     Ok(scan)
 }
 
-/// Reads the records of one batch of `data` (decompressing them if needed), passing each with the bytes it lies
-/// in; control batches (transaction markers) hold no records to read.
-#[inline]
-fn read_batch(data: &Bytes, b: &BatchAt, f: &mut impl FnMut(&Bytes, RecordView<'_>)) -> Result<(), String> {
-    if b.attributes & (1 << 5) != 0 {
-        return Ok(());
-    }
-    let mut emit =
-        |chunk: &Bytes, records: &[u8]| parse_records(records, b.count, b.base_offset, b.base_ts, &mut |r| f(chunk, r));
+/// Reads the records of one compressed batch of `data`.
+fn read_compressed(data: &Bytes, b: &BatchAt, f: &mut impl FnMut(RecordView<'_>)) -> Result<(), String> {
+    let mut emit = |records: &[u8]| parse_records(records, b.count, b.base_offset, b.base_ts, &mut *f);
     let mut body = data.slice(b.pos + HEADER..b.end);
     match b.attributes & 7 {
-        0 => emit(data, &data[b.pos + HEADER..b.end]),
-        1 => Gzip::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
-        2 => Snappy::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
-        3 => Lz4::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
-        4 => Zstd::decompress(&mut body, |d: &mut Bytes| Ok(emit(d, d))).unwrap_or_else(|e| Err(e.to_string())),
+        1 => Gzip::decompress(&mut body, |d: &mut Bytes| Ok(emit(d))).unwrap_or_else(|e| Err(e.to_string())),
+        2 => Snappy::decompress(&mut body, |d: &mut Bytes| Ok(emit(d))).unwrap_or_else(|e| Err(e.to_string())),
+        3 => Lz4::decompress(&mut body, |d: &mut Bytes| Ok(emit(d))).unwrap_or_else(|e| Err(e.to_string())),
+        4 => Zstd::decompress(&mut body, |d: &mut Bytes| Ok(emit(d))).unwrap_or_else(|e| Err(e.to_string())),
         c => Err(format!("unknown compression codec {c}")),
     }
 }
