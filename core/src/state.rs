@@ -296,13 +296,16 @@ impl<K: Hash + Eq, S> Partition<K, S> {
         let hash = hash_of(&key);
         match self.position(&key, hash) {
             Some(i) => self.entries[i].1 = slot,
-            None => {
-                let i = self.entries.len() as u32;
-                self.entries.push((key, slot));
-                let entries = &self.entries;
-                self.index.insert_unique(hash, i, |&j| hash_of(&entries[j as usize].0));
-            }
+            None => self.push(key, slot, hash),
         }
+    }
+
+    /// Appends an absent key whose hash is `hash`.
+    fn push(&mut self, key: K, slot: Slot<S>, hash: u64) {
+        let i = self.entries.len() as u32;
+        self.entries.push((key, slot));
+        let entries = &self.entries;
+        self.index.insert_unique(hash, i, |&j| hash_of(&entries[j as usize].0));
     }
 
     /// Removes a key, moving the last entry into its place.
@@ -329,12 +332,9 @@ impl<K: Hash + Eq, S> Partition<K, S> {
 
     /// Adds a key known to be absent (e.g. from a snapshot, whose keys are unique), skipping the lookup.
     pub(crate) fn insert_new(&mut self, key: K, slot: Slot<S>) {
-        debug_assert!(self.position(&key, hash_of(&key)).is_none(), "insert_new of a present key");
         let hash = hash_of(&key);
-        let i = self.entries.len() as u32;
-        self.entries.push((key, slot));
-        let entries = &self.entries;
-        self.index.insert_unique(hash, i, |&j| hash_of(&entries[j as usize].0));
+        debug_assert!(self.position(&key, hash).is_none(), "insert_new of a present key");
+        self.push(key, slot, hash);
     }
 
     /// Makes room for `n` more keys.

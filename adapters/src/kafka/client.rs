@@ -125,21 +125,8 @@ impl Client {
         if bootstrap.is_empty() {
             return Err(KafkaError::BadAddress { addr: String::new() });
         }
-        let mut first_err = None;
-        for addr in bootstrap {
-            match Connection::connect(addr, &client.cfg.client_id, client.cfg.timeouts) {
-                Ok(c) => {
-                    client.conns.insert(addr.clone(), c);
-                    break;
-                }
-                Err(e) => {
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-        if client.conns.is_empty() {
-            return Err(first_err.expect("at least one address was tried"));
-        }
+        // No broker is known yet: the first bootstrap address that answers.
+        client.any_conn()?;
         match client.metadata(None) {
             Ok(()) => Ok(client),
             // A broker that completes the version handshake and then hangs up wants SASL first.
@@ -163,11 +150,6 @@ impl Client {
     /// The configuration.
     pub fn config(&self) -> &ClientConfig {
         &self.cfg
-    }
-
-    /// The addresses of the brokers the cluster advertises.
-    pub fn brokers(&self) -> Vec<String> {
-        self.brokers.values().cloned().collect()
     }
 
     fn any_conn(&mut self) -> Result<&mut Connection> {
@@ -388,26 +370,14 @@ impl Client {
     }
 
     /// One fetch round: asks each partition's leader for records from the given offsets, waiting up to
-    /// `max_wait` (at least 1 ms) for data. Retries retriable failures.
+    /// `max_wait` (at least 1 ms) for data, within the configured byte limits. Retries retriable failures.
     pub fn fetch(
         &mut self,
         topic: &str,
         parts: &[PartitionFetch],
         max_wait: Duration,
     ) -> Result<Vec<FetchedPartition>> {
-        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, c.cfg.partition_max_bytes, c.cfg.fetch_max_bytes))
-    }
-
-    /// As [`Client::fetch`] with a byte limit per partition and per response (the broker still returns at least
-    /// one batch).
-    pub fn fetch_limited(
-        &mut self,
-        topic: &str,
-        parts: &[PartitionFetch],
-        max_wait: Duration,
-        partition_max_bytes: i32,
-    ) -> Result<Vec<FetchedPartition>> {
-        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, partition_max_bytes, partition_max_bytes))
+        self.fetch_sized(topic, parts, max_wait, i32::MAX, i32::MAX)
     }
 
     /// As [`Client::fetch`] with a byte limit per partition and one for the whole response, e.g. sized to what a
@@ -420,38 +390,18 @@ impl Client {
         partition_max_bytes: i32,
         max_bytes: i32,
     ) -> Result<Vec<FetchedPartition>> {
-        let (pmax, max) = self.clamp_sizes(partition_max_bytes, max_bytes);
-        self.with_retry(|c| c.fetch_once(topic, parts, max_wait, pmax, max))
+        self.with_retry(|c| {
+            let pending = c.fetch_send_once(topic, parts, max_wait, partition_max_bytes, max_bytes)?;
+            c.fetch_receive_once(&pending)
+        })
     }
 
     /// The byte limits a fetch asking for these actually uses: at least 1, at most the configured maximums.
-    pub fn clamp_sizes(&self, partition_max_bytes: i32, max_bytes: i32) -> (i32, i32) {
+    fn clamp_sizes(&self, partition_max_bytes: i32, max_bytes: i32) -> (i32, i32) {
         (
             partition_max_bytes.clamp(1, self.cfg.partition_max_bytes.max(1)),
             max_bytes.clamp(1, self.cfg.fetch_max_bytes.max(1)),
         )
-    }
-
-    fn fetch_once(
-        &mut self,
-        topic: &str,
-        parts: &[PartitionFetch],
-        max_wait: Duration,
-        partition_max_bytes: i32,
-        max_bytes: i32,
-    ) -> Result<Vec<FetchedPartition>> {
-        let wait_ms = wait_millis(max_wait);
-        let partitions: Vec<i32> = parts.iter().map(|p| p.partition).collect();
-        let mut out = Vec::with_capacity(parts.len());
-        for (leader, group) in self.by_leader(topic, &partitions)? {
-            let conn = self.conn_to(leader)?;
-            let addr = conn.addr().to_string();
-            let version = conn.version(ApiKey::Fetch)?;
-            let req = fetch_request(topic, parts, &group, wait_ms, partition_max_bytes, max_bytes);
-            let resp = conn.request(&req, version, Duration::from_millis(wait_ms as u64))?;
-            fetch_answer(topic, parts, &addr, resp, &mut out)?;
-        }
-        Ok(out)
     }
 
     /// Sends the fetch [`Client::fetch`] would make, without waiting for its answer, so that the caller can work
@@ -465,11 +415,8 @@ impl Client {
         partition_max_bytes: i32,
         max_bytes: i32,
     ) -> Result<PendingFetch> {
-        let result = self.fetch_send_once(topic, parts, max_wait, partition_max_bytes, max_bytes);
-        if let Err(e) = &result {
-            self.reset_after(e);
-        }
-        result
+        self.fetch_send_once(topic, parts, max_wait, partition_max_bytes, max_bytes)
+            .inspect_err(|e| self.reset_after(e))
     }
 
     fn fetch_send_once(
@@ -491,23 +438,13 @@ impl Client {
             conn.send(&req, version)?;
             sent.push((conn.addr().to_string(), version));
         }
-        Ok(PendingFetch {
-            topic: topic.to_string(),
-            parts: parts.to_vec(),
-            wait_ms,
-            sizes: (partition_max_bytes, max_bytes),
-            sent,
-        })
+        Ok(PendingFetch { topic: topic.to_string(), parts: parts.to_vec(), wait_ms, sent })
     }
 
     /// Reads the answers to a fetch sent with [`Client::fetch_send`]. No retries: on a retriable failure, fetch
     /// again with [`Client::fetch`].
     pub fn fetch_receive(&mut self, pending: PendingFetch) -> Result<Vec<FetchedPartition>> {
-        let result = self.fetch_receive_once(&pending);
-        if let Err(e) = &result {
-            self.reset_after(e);
-        }
-        result
+        self.fetch_receive_once(&pending).inspect_err(|e| self.reset_after(e))
     }
 
     fn fetch_receive_once(&mut self, pending: &PendingFetch) -> Result<Vec<FetchedPartition>> {
@@ -626,8 +563,6 @@ pub struct PendingFetch {
     topic: String,
     parts: Vec<PartitionFetch>,
     wait_ms: i32,
-    /// (partition_max_bytes, max_bytes) asked for.
-    sizes: (i32, i32),
     /// (broker address, request version) of every request sent.
     sent: Vec<(String, i16)>,
 }
@@ -636,11 +571,6 @@ impl PendingFetch {
     /// The partitions and offsets asked for.
     pub fn parts(&self) -> &[PartitionFetch] {
         &self.parts
-    }
-
-    /// The byte limits asked for: (per partition, whole response).
-    pub fn sizes(&self) -> (i32, i32) {
-        self.sizes
     }
 }
 

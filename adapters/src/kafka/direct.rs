@@ -128,21 +128,12 @@ impl DirectStream {
         &self.current
     }
 
-    /// The client, e.g. to produce or list offsets.
-    pub fn client_mut(&mut self) -> &mut Client {
-        &mut self.client
-    }
-
     fn probe_ends(client: &mut Client, topic: &str, at: &[(i32, i64)]) -> Result<Vec<Probe>> {
         let mut out = Vec::with_capacity(at.len());
         for &(partition, offset) in at {
             // One partition per probe, so an out-of-range answer names its partition.
-            let probe = client.fetch_limited(
-                topic,
-                &[PartitionFetch { partition, offset }],
-                std::time::Duration::from_millis(1),
-                1,
-            );
+            let at = [PartitionFetch { partition, offset }];
+            let probe = client.fetch_sized(topic, &at, std::time::Duration::from_millis(1), 1, 1);
             match probe {
                 Ok(f) => {
                     let p = f.first().ok_or_else(|| KafkaError::Protocol {
@@ -163,15 +154,6 @@ impl DirectStream {
             }
         }
         Ok(out)
-    }
-
-    /// The log end of every partition: max(ListOffsets latest, the high watermark of a fetch at the current offset),
-    /// which is right on Kafka and on tansu (whose ListOffsets(latest) can lag).
-    pub fn end_offsets(&mut self) -> Result<Vec<(i32, i64)>> {
-        let parts: Vec<i32> = self.current.iter().map(|c| c.0).collect();
-        let latest = self.client.list_offsets(&self.cfg.topic, &parts, OffsetSpec::Latest)?;
-        let probes = Self::probe_ends(&mut self.client, &self.cfg.topic, &self.current)?;
-        Ok(latest.iter().zip(probes).map(|(l, p)| (l.0, l.1.max(p.high_watermark))).collect())
     }
 
     /// Generates the batch at `time`: fixes `[current, min(end, current + max))` for every partition and advances.
@@ -287,11 +269,13 @@ impl RangeFetcher {
         (per.min(i32::MAX as i64) as i32, total.min(i32::MAX as i64) as i32)
     }
 
-    /// Learns the bytes per record from the whole batches of a fetched partition.
+    /// Learns the bytes per record from the whole batches of a fetched partition (a truncated batch at its end
+    /// does not count).
     fn learn(&mut self, records: &[u8]) {
-        if let (Some(first), Some(next)) = (first_base_offset(records), next_offset_before(records, i64::MAX)) {
+        let Ok(scan) = scan_headers_before(records, i64::MAX) else { return };
+        if let (Some(first), Some(next)) = (first_base_offset(records), scan.next_offset) {
             if next > first {
-                self.record_bytes = (records.len() as f64 / (next - first) as f64).max(1.0);
+                self.record_bytes = (scan.end as f64 / (next - first) as f64).max(1.0);
             }
         }
     }
@@ -369,15 +353,11 @@ impl RangeFetcher {
             for ask in asks {
                 // The prefetched answer serves if it asked for the same offsets; its size only sets how much of
                 // the range it brings.
-                let fetched = match prefetched.take() {
-                    Some(p) if p.parts() == ask => match self.client.fetch_receive(p) {
-                        Ok(f) => f,
-                        Err(e) if e.is_retriable() => {
-                            let (pmax, max) = self.sizes(ask.iter().map(|a| remaining(&next, a).min(ramp)));
-                            self.client.fetch_sized(&topic, ask, WAIT, pmax, max)?
-                        }
-                        Err(e) => return Err(e),
-                    },
+                let fetched = match prefetched.take().filter(|p| p.parts() == ask).map(|p| self.client.fetch_receive(p))
+                {
+                    Some(Ok(f)) => f,
+                    Some(Err(e)) if !e.is_retriable() => return Err(e),
+                    // No answer asked for ahead, or it was lost: fetch now (with retries).
                     _ => {
                         let (pmax, max) = self.sizes(ask.iter().map(|a| remaining(&next, a).min(ramp)));
                         ramp = ramp.saturating_mul(RAMP).min(MAX_FETCH_RECORDS);
@@ -393,12 +373,8 @@ impl RangeFetcher {
                     let ahead: Vec<PartitionFetch> = next
                         .iter()
                         .filter_map(|&(partition, from, until)| {
-                            let start = fetched
-                                .iter()
-                                .find(|p| p.partition == partition)
-                                .and_then(|p| next_offset_before(&p.records, until))
-                                .filter(|&n| n > from)
-                                .map_or(from, |n| n.min(until));
+                            let read = fetched.iter().find(|p| p.partition == partition);
+                            let start = moved_to(from, until, read.and_then(|p| next_offset_before(&p.records, until)));
                             (start < until).then_some(PartitionFetch { partition, offset: start })
                         })
                         .collect();
@@ -467,10 +443,13 @@ impl Dest for RecordBatch {
 /// After reading `bytes` for `slot`: moves its next offset past the whole batches read (within its range) and
 /// returns the bytes that hold offsets at or after its end, if any, for the next range.
 fn advance(slot: &mut (i32, i64, i64), scan: &Scan, bytes: &Bytes) -> Option<Bytes> {
-    if let Some(n) = scan.next_offset.filter(|&n| n > slot.1) {
-        slot.1 = n.min(slot.2);
-    }
+    slot.1 = moved_to(slot.1, slot.2, scan.next_offset);
     (scan.rest + 12 <= bytes.len()).then(|| bytes.slice(scan.rest..))
+}
+
+/// Where a range at `from` (ending at `until`) continues once whole batches up to `next` are read.
+fn moved_to(from: i64, until: i64, next: Option<i64>) -> i64 {
+    next.filter(|&n| n > from).map_or(from, |n| n.min(until))
 }
 
 /// Fetched bytes holding the records of one partition's offsets `[from, until)` (and perhaps records before and
