@@ -49,18 +49,16 @@ pub fn cache_dir() -> Result<PathBuf, BrokerError> {
 }
 
 /// The tansu binary: `$DSTREAM_TANSU` if set, else the cached install, installing it first if needed.
-/// Returns the path and whether it was installed just now.
-pub fn tansu_binary() -> Result<(PathBuf, bool), BrokerError> {
+pub fn tansu_binary() -> Result<PathBuf, BrokerError> {
     if let Some(p) = std::env::var_os("DSTREAM_TANSU").filter(|v| !v.is_empty()) {
-        return Ok((PathBuf::from(p), false));
+        return Ok(PathBuf::from(p));
     }
     let dir = cache_dir()?;
     let bin = binary_in(&dir);
-    if bin.is_file() {
-        return Ok((bin, false));
+    if !bin.is_file() {
+        install(&dir)?;
     }
-    install(&dir)?;
-    Ok((bin, true))
+    Ok(bin)
 }
 
 fn binary_in(dir: &Path) -> PathBuf {
@@ -139,7 +137,7 @@ impl Tansu {
     /// As [`Tansu::start_with`], with extra command-line arguments (e.g. `--authentication`).
     pub fn start_with_args(storage: &str, env: &[(&str, &str)], args: &[&str]) -> Result<Tansu, BrokerError> {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let (binary, _) = tansu_binary()?;
+        let binary = tansu_binary()?;
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut last = None;
         for _ in 0..5 {
@@ -152,13 +150,6 @@ impl Tansu {
             }
         }
         Err(last.expect("tried at least once"))
-    }
-
-    /// Starts tansu on a given address (HOST:PORT).
-    pub fn start_on(addr: &str, storage: &str, env: &[(&str, &str)]) -> Result<Tansu, BrokerError> {
-        let (binary, _) = tansu_binary()?;
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Self::spawn(&binary, addr, storage, &env, &[])
     }
 
     fn spawn(
@@ -214,11 +205,6 @@ impl Tansu {
     /// The broker's address, HOST:PORT.
     pub fn addr(&self) -> &str {
         &self.addr
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// Kills the broker (SIGKILL) and reaps it.

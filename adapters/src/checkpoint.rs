@@ -336,11 +336,6 @@ fn decode_section<T: DeserializeOwned>(bytes: &[u8], section: &'static str) -> R
     postcard::from_bytes(bytes).map_err(|source| CorruptCheckpoint::Decode { section, source })
 }
 
-/// Decodes only the metadata of a checkpoint file's bytes (checksum verified).
-pub fn decode_meta(bytes: &[u8]) -> Result<CheckpointMeta, CorruptCheckpoint> {
-    decode_section(sections(bytes)?.0, "meta")
-}
-
 /// Decodes a whole checkpoint from its file's bytes (checksum verified).
 pub fn decode<S: DeserializeOwned>(bytes: &[u8]) -> Result<Checkpoint<S>, CorruptCheckpoint> {
     let (meta, state) = sections(bytes)?;

@@ -21,19 +21,6 @@ impl SystemClock {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         std::time::Duration::from_millis(target.0.max(0) as u64).saturating_sub(now)
     }
-
-    /// Sleeps until the clock reads at least `target` (in slices, as Spark's SystemClock).
-    pub fn wait_till(&self, target: Time) -> Time {
-        loop {
-            let now = self.now();
-            if now >= target {
-                return now;
-            }
-            let remaining = (target - now).millis();
-            let slice = remaining.min((remaining / 10).max(25));
-            std::thread::sleep(std::time::Duration::from_millis(slice as u64));
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
 //! The lab's generator (SPARK-SEMANTICS §9): `"<letter>,<n>"`, letter uniform over a..z, n uniform over 0..25,
 //! no key, 100 messages a second by default; deterministic given a seed.
 
+use crate::clock::SystemClock;
 use crate::kafka::records::{encode_batch, Codec};
 use crate::kafka::{Acks, Client, KafkaError};
+use dstream_core::Clock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -112,8 +114,7 @@ pub fn generate(client: &mut Client, opts: &GenerateOptions, stop: &AtomicBool) 
                 msgs.next_into(&mut line);
                 bufs[(i % p) as usize].push(line.clone());
             }
-            let now_ms =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            let now_ms = SystemClock.now().0;
             for (k, values) in bufs.iter().enumerate() {
                 if values.is_empty() {
                     continue;

@@ -12,7 +12,7 @@ use dstream_adapters::kafka::records::Codec;
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
 use dstream_adapters::record::Recorder;
 use dstream_adapters::recovery::{restore, write_lab_state, Checkpointer};
-use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunHooks, RunOptions};
+use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunEnd, RunHooks, RunOptions};
 use dstream_core::lab::LabConfig;
 use dstream_core::lab::{LabCheckpoint, LabJob};
 use dstream_core::Clock;
@@ -538,18 +538,17 @@ fn provision(topic: &str, default_broker: &str) -> Result<(String, Provisioned)>
     Ok((addr, Provisioned { generator: Some(generator), stop, _broker: broker }))
 }
 
+/// Reports malformed records, records batches and saves checkpoints (every N batches, and after the last batch of
+/// a run that ends).
 struct StatusHooks {
-    malformed_shown: u64,
+    malformed: MalformedReporter,
     recorder: Option<Recorder>,
-    checkpoint: Option<CheckpointHook>,
+    checkpointer: Option<Checkpointer>,
 }
 
-/// Saves checkpoints after batches: every N, and after the last batch of a run that stops.
-struct CheckpointHook {
-    checkpointer: Checkpointer,
-    stop: Arc<AtomicBool>,
-    limit: Option<u64>,
-    done: u64,
+/// Offsets as a checkpoint stores them.
+fn next_offsets(offsets: &[(i32, i64)]) -> Vec<NextOffset> {
+    offsets.iter().map(|&(partition, offset)| NextOffset { partition, offset }).collect()
 }
 
 impl RunHooks for StatusHooks {
@@ -557,25 +556,18 @@ impl RunHooks for StatusHooks {
         if let Some(r) = &mut self.recorder {
             r.record(b)?;
         }
-        for m in &b.report.malformed {
-            if self.malformed_shown < 20 {
-                eprintln!("dstream: skipped {m}");
-            }
-            self.malformed_shown += 1;
-        }
-        if let Some(c) = &mut self.checkpoint {
-            c.done += 1;
+        b.report.malformed.iter().for_each(|m| self.malformed.report(m));
+        if let Some(c) = &mut self.checkpointer {
             // Batches generated ahead of processing are stored as pending, with their ranges: after a restart they
             // run again over exactly those ranges, and the live stream continues after them.
-            let next: Vec<NextOffset> =
-                b.next_offsets.iter().map(|&(partition, offset)| NextOffset { partition, offset }).collect();
-            let last = c.stop.load(Ordering::SeqCst) || c.limit == Some(c.done);
-            if last {
-                c.checkpointer.save_job(b.info.time, b.timer, b.job, &next, b.pending)?;
-                c.checkpointer.flush()?;
-            } else {
-                c.checkpointer.after_batch_of(b.info.time, b.timer, b.job, &next, b.pending)?;
-            }
+            c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
+        }
+        Ok(())
+    }
+    fn at_end(&mut self, end: &RunEnd<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(c) = &mut self.checkpointer {
+            c.save(end.engine, &next_offsets(end.next_offsets), end.pending)?;
+            c.flush()?;
         }
         Ok(())
     }
@@ -632,17 +624,17 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let mut out: Box<dyn Write> = if args.quiet { Box::new(std::io::sink()) } else { Box::new(stdout.lock()) };
     let mut status = std::io::stderr();
     let recorder = args.record.as_ref().map(|path| Recorder::new(path.clone(), &opts.topic, &opts.lab));
-    let (resume, checkpoint) = match &args.checkpoint {
+    let (resume, checkpointer) = match &args.checkpoint {
         None => (None, None),
         Some(dir) => {
             let (resume, checkpointer) = prepare_checkpoint(dir, &args, &opts, &mut out)?;
-            (resume, Some(CheckpointHook { checkpointer, stop: stop.clone(), limit: opts.batches, done: 0 }))
+            (resume, Some(checkpointer))
         }
     };
-    let mut hooks = StatusHooks { malformed_shown: 0, recorder, checkpoint };
+    let mut hooks = StatusHooks { malformed: MalformedReporter { reported: 0 }, recorder, checkpointer };
     let result = run_job(&opts, resume, &mut hooks, stop, &mut out, &mut status);
-    if let Some(c) = &mut hooks.checkpoint {
-        let flushed = c.checkpointer.flush();
+    if let Some(c) = &mut hooks.checkpointer {
+        let flushed = c.flush();
         // A failed run's own error says more than a failed last write.
         if result.is_ok() {
             flushed.context("cannot write the last checkpoint")?;
@@ -659,9 +651,7 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
         Err(dstream_adapters::run::RunError::Kafka(e)) => return Err(explain(e)),
         Err(e) => return Err(e.into()),
     };
-    if hooks.malformed_shown > 20 {
-        eprintln!("dstream: ... {} more malformed records not shown", hooks.malformed_shown - 20);
-    }
+    hooks.malformed.finish();
     eprintln!(
         "dstream: {} after {} batches, {} records ({} malformed)",
         if summary.stopped { "stopped" } else { "done" },

@@ -27,8 +27,8 @@ impl Recorder {
             let header = RecordingHeader::lab(
                 &self.topic,
                 b.info.ranges.len() as u32,
-                b.timer.interval(),
-                b.timer.zero(),
+                b.engine.timer().interval(),
+                b.engine.timer().zero(),
                 &self.config,
             );
             self.writer = Some(RecordingWriter::create(&self.path, &header)?);

@@ -130,9 +130,8 @@ impl Checkpointer {
         self.save_job(time, engine.timer(), engine.job(), next_offsets, pending).map(Some)
     }
 
-    /// Saves `job`'s state as of completed batch `time` on `timer`'s grid (for run loops that hold the job, not
-    /// the engine); returns the file.
-    pub fn save_job<J: Checkpointable>(
+    /// Saves `job`'s state as of completed batch `time` on `timer`'s grid; returns the file.
+    fn save_job<J: Checkpointable>(
         &mut self,
         time: Time,
         timer: &BatchTimer,
@@ -178,8 +177,8 @@ impl Checkpointer {
         }
     }
 
-    /// As [`Checkpointer::after_batch`], for run loops that hold the job and timer rather than the engine.
-    pub fn after_batch_of<J: Checkpointable>(
+    /// As [`Checkpointer::after_batch`], for batch `time` of `job` on `timer`'s grid.
+    fn after_batch_of<J: Checkpointable>(
         &mut self,
         time: Time,
         timer: &BatchTimer,
@@ -245,8 +244,6 @@ pub struct Resumed<J> {
     pub next_offsets: Vec<NextOffset>,
     /// Batches to run again over their stored ranges, oldest first.
     pub pending: Vec<BatchInfo>,
-    /// The checkpoint's batch.
-    pub checkpoint_time: Time,
 }
 
 /// Why catching up after a restore failed.
@@ -279,12 +276,7 @@ pub fn restore<J: Checkpointable>(cp: Checkpoint<J::State>, mut job: J, interval
     } else {
         BatchTimer::first_start(now.max(last), interval)
     };
-    Resumed {
-        engine: Engine::new(job, timer),
-        next_offsets: meta.next_offsets,
-        pending: meta.pending,
-        checkpoint_time: meta.time,
-    }
+    Resumed { engine: Engine::new(job, timer), next_offsets: meta.next_offsets, pending: meta.pending }
 }
 
 impl<J: Checkpointable> Resumed<J> {

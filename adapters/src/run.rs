@@ -77,16 +77,12 @@ pub struct CompletedBatch<'a> {
     /// The records it processed, sorted by (partition, offset); empty for a live batch unless
     /// [`RunHooks::needs_records`] says the hooks use them.
     pub records: &'a RecordBatch,
-    /// The job after the batch.
-    pub job: &'a LabJob,
     /// The engine after the batch (job, timer, last completed batch), e.g. for a checkpointer.
     pub engine: &'a Engine<LabJob>,
     /// Where the live stream continues: the next offset of every partition not in this batch or `pending`.
     pub next_offsets: &'a [(i32, i64)],
     /// Stored batches still to be run again (only while catching up after a resume; empty for live batches).
     pub pending: &'a [BatchInfo],
-    /// The batch grid (zero and interval).
-    pub timer: &'a BatchTimer,
     /// Records beyond this batch's ranges when it was generated.
     pub lag: i64,
 }
@@ -102,18 +98,21 @@ pub trait RunHooks {
     fn needs_records(&self) -> bool {
         true
     }
-}
-
-/// Hooks that do nothing.
-pub struct NoHooks;
-
-impl RunHooks for NoHooks {
-    fn after_batch(&mut self, _: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// Once, when the run ends without an error (by `--batches`, Ctrl-C or the end of the stream), after its last
+    /// batch: e.g. to save that batch's state whatever the checkpoint interval.
+    fn at_end(&mut self, _end: &RunEnd<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Ok(())
     }
-    fn needs_records(&self) -> bool {
-        false
-    }
+}
+
+/// Where a run ended, as [`RunHooks::at_end`] sees it.
+pub struct RunEnd<'a> {
+    /// The engine after the last completed batch.
+    pub engine: &'a Engine<LabJob>,
+    /// Where the live stream continues: the next offset of every partition not in `pending`.
+    pub next_offsets: &'a [(i32, i64)],
+    /// Batches generated but not completed, oldest first: to run again over their ranges after a restart.
+    pub pending: &'a [BatchInfo],
 }
 
 /// What a run did.
@@ -149,6 +148,9 @@ pub enum RunError {
     /// Writing output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// The hook at the end of the run failed.
+    #[error("at the end of the run: {0}")]
+    End(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// What the generate thread sends the fetch thread, per batch: `Tick` with where the batch starts, as soon as its
@@ -176,7 +178,7 @@ pub fn run_job(
     out: &mut dyn Write,
     status: &mut dyn Write,
 ) -> Result<RunSummary, RunError> {
-    let client = Client::connect(&opts.brokers, opts.client.clone())?;
+    let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
     let direct_cfg = DirectConfig {
         topic: opts.topic.clone(),
         starting_offsets: opts.starting_offsets,
@@ -194,7 +196,6 @@ pub fn run_job(
     };
     // Mapped elements that `print` does not show are not kept: a batch's output then needs no memory per record.
     engine.job_mut().keep_printed_only();
-    let mut client = client;
     client.set_interrupt(stop.clone());
     let direct = DirectStream::new(client, direct_cfg, offsets)?;
     // Fetching has a connection of its own, so that a slow fetch never delays fixing the next batch's ranges.
@@ -213,11 +214,9 @@ pub fn run_job(
             info,
             report: &report,
             records: &records,
-            job: engine.job(),
             engine: &engine,
             next_offsets: &current,
             pending: &pending[i + 1..],
-            timer: engine.timer(),
             lag: 0,
         };
         finish_batch(&done, &mut summary, hooks, out, status)?;
@@ -247,10 +246,12 @@ pub fn run_job(
     drop(rx);
     let _ = generator.join();
     let _ = fetch_thread.join();
-    result.map(|mut s| {
-        s.stopped = s.stopped || interrupted;
-        s
-    })
+    let mut summary = result?;
+    summary.stopped |= interrupted;
+    // Both threads are done: the batches generated and not completed are final.
+    let (pending, next_offsets) = pending_after(&in_flight, engine.last_completed(), &current);
+    hooks.at_end(&RunEnd { engine: &engine, next_offsets: &next_offsets, pending: &pending }).map_err(RunError::End)?;
+    Ok(summary)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -308,27 +309,14 @@ fn process_loop(
         let report = engine.finish_batch(batch, clock)?;
         let info = &generated.info;
         advance(current, &info.ranges);
-        // Batches generated after this one and not yet completed: pending, with the offsets after them.
-        let pending: Vec<BatchInfo> = {
-            let mut queue = in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            while queue.front().is_some_and(|b| b.time <= info.time) {
-                queue.pop_front();
-            }
-            queue.iter().cloned().collect()
-        };
-        let mut next = current.to_vec();
-        for b in &pending {
-            advance(&mut next, &b.ranges);
-        }
+        let (pending, next) = pending_after(in_flight, Some(info.time), current);
         let done = CompletedBatch {
             info,
             report: &report,
             records: &whole,
-            job: engine.job(),
             engine,
             next_offsets: &next,
             pending: &pending,
-            timer: engine.timer(),
             lag: generated.lag,
         };
         finish_batch(&done, &mut summary, hooks, out, status)?;
@@ -342,6 +330,27 @@ fn process_loop(
 
 /// Batches generated but not yet completed, oldest first.
 type InFlight = Arc<Mutex<VecDeque<BatchInfo>>>;
+
+/// The batches generated after the completed batch `done` (forgetting those up to it), and where the stream
+/// continues after them, `current` being the offsets after `done`.
+fn pending_after(
+    in_flight: &InFlight,
+    done: Option<Time>,
+    current: &[(i32, i64)],
+) -> (Vec<BatchInfo>, Vec<(i32, i64)>) {
+    let pending: Vec<BatchInfo> = {
+        let mut queue = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        while queue.front().is_some_and(|b| Some(b.time) <= done) {
+            queue.pop_front();
+        }
+        queue.iter().cloned().collect()
+    };
+    let mut next = current.to_vec();
+    for b in &pending {
+        advance(&mut next, &b.ranges);
+    }
+    (pending, next)
+}
 
 /// Moves each partition's next offset to the end of its range.
 fn advance(offsets: &mut [(i32, i64)], ranges: &[OffsetRange]) {

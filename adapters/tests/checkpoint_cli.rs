@@ -3,17 +3,13 @@
 
 mod common;
 
-use common::{broker, dstream};
+use common::{broker, dstream, ok_stdout as ok};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "dstream failed ({}): {}", out.status, stderr(out));
-    String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 /// A failure: exit status 1 and exactly one line on stderr, which is returned.
@@ -132,4 +128,40 @@ fn resume_fall_back_refuse_and_reset() {
     ok(&fresh);
     assert!(stderr(&fresh).contains("moved the old checkpoints to"), "{}", stderr(&fresh));
     assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 100);
+}
+
+#[test]
+fn ctrl_c_between_batches_saves_the_last_batch_whatever_the_interval() {
+    let Some(b) = broker() else { return };
+    let addr = b.addr();
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("ck");
+    ok(&dstream(&["generate", "--brokers", addr, "--rate", "0", "--count", "50", "--seed", "9"]));
+    // A checkpoint is due every 100 batches only: the one batch of this run is saved because the run ends.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dstream"))
+        .args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batch-interval", "1s"])
+        .args(["--checkpoint", ck.to_str().unwrap(), "--checkpoint-every", "100"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "dstream ended before its first batch: {seen}");
+        seen.push_str(&line);
+        if line.starts_with("dstream: batch ") {
+            assert!(line.contains(": 50 records"), "{seen}");
+            break;
+        }
+    }
+    // The next batch is a second away: Ctrl-C reaches a run waiting for it.
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(status.success(), "{status}: {seen}{rest}");
+    assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 50, "{seen}{rest}");
 }

@@ -23,10 +23,10 @@ struct Saved {
 
 impl RunHooks for Saved {
     fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.state = Some(b.job.checkpoint());
+        self.state = Some(b.engine.job().checkpoint());
         self.offsets = b.next_offsets.to_vec();
         self.batches.push(b.info.clone());
-        self.averages = b.job.averages().into_iter().map(|(k, a)| (k.to_string(), a)).collect();
+        self.averages = b.engine.job().averages().into_iter().map(|(k, a)| (k.to_string(), a)).collect();
         Ok(())
     }
 }
@@ -172,7 +172,7 @@ impl RunHooks for SlowFirstBatch {
         self.counts.push(b.report.records);
         if self.counts.len() == 1 {
             // Slow processing: the next tick (time + interval) passes while this batch is still running.
-            let late = b.info.time + b.timer.interval() + Duration::from_millis(500);
+            let late = b.info.time + b.engine.timer().interval() + Duration::from_millis(500);
             while dstream_adapters::clock::SystemClock.now() < late {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
