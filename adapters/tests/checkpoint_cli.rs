@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{broker, dstream, ok_stdout as ok};
+use common::{broker, checkpoint_rows, dstream, generate, ok_stdout as ok};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -22,13 +22,7 @@ fn one_line_failure(out: &Output) -> String {
 
 /// (key, sum, count) rows of `dstream checkpoint show`.
 fn show(dir: &Path) -> Vec<(String, i128, u64)> {
-    ok(&dstream(&["checkpoint", "show", dir.to_str().unwrap()]))
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f[0].to_string(), f[1].parse().unwrap(), f[2].parse().unwrap())
-        })
-        .collect()
+    checkpoint_rows(&ok(&dstream(&["checkpoint", "show", dir.to_str().unwrap()])))
 }
 
 fn newest(dir: &Path) -> std::path::PathBuf {
@@ -66,7 +60,7 @@ fn resume_fall_back_refuse_and_reset() {
     let tmp = tempfile::tempdir().unwrap();
     let ck = tmp.path().join("ck");
     let ck_s = ck.to_str().unwrap();
-    ok(&dstream(&["generate", "--brokers", addr, "--rate", "0", "--count", "300", "--seed", "5"]));
+    generate(addr, 300, 5, &[]);
     let run = |extra: &[&str]| {
         let mut args = vec!["run", "--brokers", addr, "--starting-offsets", "earliest", "--batch-interval", "100ms"];
         args.extend_from_slice(&["--max-rate-per-partition", "1000", "--checkpoint", ck_s]);
@@ -99,19 +93,7 @@ fn resume_fall_back_refuse_and_reset() {
     assert_eq!(show(&ck), all, "recomputing from the older checkpoint gives the same state");
 
     // Another topic's job is refused, saying what differs.
-    ok(&dstream(&[
-        "generate",
-        "--brokers",
-        addr,
-        "--topic",
-        "other",
-        "--rate",
-        "0",
-        "--count",
-        "10",
-        "--partitions",
-        "2",
-    ]));
+    generate(addr, 10, 1, &["--topic", "other", "--partitions", "2"]);
     let out = run(&["--batches", "1", "--topic", "other"]);
     let err = one_line_failure(&out);
     assert!(err.contains("belongs to a different job"), "{err}");
@@ -136,7 +118,7 @@ fn ctrl_c_between_batches_saves_the_last_batch_whatever_the_interval() {
     let addr = b.addr();
     let tmp = tempfile::tempdir().unwrap();
     let ck = tmp.path().join("ck");
-    ok(&dstream(&["generate", "--brokers", addr, "--rate", "0", "--count", "50", "--seed", "9"]));
+    generate(addr, 50, 9, &[]);
     // A checkpoint is due every 100 batches only: the one batch of this run is saved because the run ends.
     let mut child = Command::new(env!("CARGO_BIN_EXE_dstream"))
         .args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batch-interval", "1s"])

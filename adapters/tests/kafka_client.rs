@@ -128,11 +128,7 @@ fn ranges_read_over_many_pipelined_fetches_are_exact() {
         fetcher.fetch_ranges(&ranges, &mut batch).unwrap();
         batch.sort_by_position();
         let got: Vec<(i32, i64, Vec<u8>)> = batch.iter().map(|r| (r.partition, r.offset, r.value.to_vec())).collect();
-        let want: Vec<(i32, i64, Vec<u8>)> = ranges
-            .iter()
-            .flat_map(|r| (r.from..r.until).map(move |o| (r.partition, o)))
-            .map(|(p, o)| (p, o, expected[p as usize][o as usize].clone()))
-            .collect();
+        let want = records_of(&ranges, &expected);
         assert_eq!(got, want, "ranges {ranges:?}");
     }
     // A fetch sent and never read leaves the connection usable: its answer is skipped by the next request.
@@ -175,6 +171,15 @@ fn fetches_sized_from_a_wrong_first_guess_still_read_exact_ranges() {
 /// (partition, offset, value) of a record.
 type Rec = (i32, i64, Vec<u8>);
 
+/// The records of `ranges` in range order, from `expected` (per partition, in offset order from 0).
+fn records_of(ranges: &[OffsetRange], expected: &[Vec<Vec<u8>>]) -> Vec<Rec> {
+    ranges
+        .iter()
+        .flat_map(|r| (r.from..r.until).map(move |o| (r.partition, o)))
+        .map(|(p, o)| (p, o, expected[p as usize][o as usize].clone()))
+        .collect()
+}
+
 /// Reads `ranges` in segments; returns the records each segment held and all records in the order handed over.
 fn read_in_segments(fetcher: &mut RangeFetcher, ranges: &[OffsetRange]) -> (Vec<usize>, Vec<Rec>) {
     let mut segments = vec![];
@@ -200,11 +205,7 @@ fn segments_come_in_partition_then_offset_order_while_partitions_are_fetched_tog
         let ranges: Vec<OffsetRange> =
             (0..3).map(|p| OffsetRange { partition: p, from: w[0][p as usize], until: w[1][p as usize] }).collect();
         let (sizes, got) = read_in_segments(&mut fetcher, &ranges);
-        let want: Vec<(i32, i64, Vec<u8>)> = ranges
-            .iter()
-            .flat_map(|r| (r.from..r.until).map(move |o| (r.partition, o)))
-            .map(|(p, o)| (p, o, expected[p as usize][o as usize].clone()))
-            .collect();
+        let want = records_of(&ranges, &expected);
         assert_eq!(got, want, "ranges {ranges:?}");
         assert!(sizes.len() >= 2 && sizes.iter().all(|&n| n > 0), "segments {sizes:?}");
     }
@@ -254,11 +255,7 @@ fn a_prefetch_from_any_offset_never_changes_what_ranges_read() {
         fetcher.prefetch(from);
         let ranges = [0, 2].map(|p| OffsetRange { partition: p, from: w[0], until: w[1] });
         let (_, got) = read_in_segments(&mut fetcher, &ranges);
-        let want: Vec<Rec> = ranges
-            .iter()
-            .flat_map(|r| (r.from..r.until).map(move |o| (r.partition, o)))
-            .map(|(p, o)| (p, o, expected[p as usize][o as usize].clone()))
-            .collect();
+        let want = records_of(&ranges, &expected);
         assert_eq!(got, want, "ranges {ranges:?} after a prefetch from {from:?}");
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn no_broker_anywhere_provisions_tansu_and_the_generator() {
@@ -35,7 +35,7 @@ fn no_broker_anywhere_provisions_tansu_and_the_generator() {
 #[test]
 fn ctrl_c_finishes_the_running_batch_and_exits_zero() {
     let Some(b) = broker() else { return };
-    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "10"]));
+    generate(b.addr(), 10, 1, &[]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_dstream"))
         .args(["run", "--brokers", b.addr(), "--batch-interval", "200ms"])
         .stdin(Stdio::null())
@@ -49,15 +49,10 @@ fn ctrl_c_finishes_the_running_batch_and_exits_zero() {
     assert!(first.starts_with("dstream: batch "), "{first}");
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "dstream did not stop");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    // The rest of stderr is read on the side, so that a run that does not stop fails the test instead of hanging.
+    let rest = std::thread::spawn(move || lines.map(|l| l.unwrap()).collect::<Vec<String>>());
+    let exit = exit_within(&mut child, Duration::from_secs(10));
+    let rest = rest.join().unwrap();
     assert!(exit.success(), "{exit} {rest:?}");
     assert!(rest.last().is_some_and(|l| l.starts_with("dstream: stopped after")), "{rest:?}");
 }

@@ -5,22 +5,10 @@ mod common;
 
 use common::*;
 use dstream_adapters::broker::{SeaweedS3, Tansu};
-use dstream_adapters::generate::LabMessages;
 use dstream_harness::model::AverageModel;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn messages(seed: u64, count: u64) -> Vec<Vec<u8>> {
-    let mut m = LabMessages::new(seed);
-    let mut buf = vec![];
-    (0..count)
-        .map(|_| {
-            m.next_into(&mut buf);
-            buf.clone()
-        })
-        .collect()
-}
+use std::time::Duration;
 
 #[test]
 fn broker_restart_mid_run_loses_and_duplicates_nothing() {
@@ -33,7 +21,7 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut tansu = Tansu::start_with("s3://tansu/", &env).expect("start tansu on S3");
     let addr = tansu.addr().to_string();
-    ok_stdout(&dstream(&["generate", "--brokers", &addr, "--rate", "0", "--count", "600", "--seed", "11"]));
+    generate(&addr, 600, 11, &[]);
 
     // 200 records per 200 ms batch; 12 batches are room for all 1000 records even after the outage.
     let mut child = Command::new(env!("CARGO_BIN_EXE_dstream"))
@@ -58,24 +46,23 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
     tansu.kill();
     std::thread::sleep(Duration::from_millis(1500));
     tansu.restart().expect("restart tansu");
-    ok_stdout(&dstream(&["generate", "--brokers", &addr, "--rate", "0", "--count", "400", "--seed", "12"]));
+    generate(&addr, 400, 12, &[]);
 
-    let rest: Vec<String> = stderr.map(|l| l.unwrap()).collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "run did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    // The rest of stderr is read on the side, so that a run that does not finish fails the test instead of hanging.
+    let rest = std::thread::spawn(move || stderr.map(|l| l.unwrap()).collect::<Vec<String>>());
+    let status = exit_within(&mut child, Duration::from_secs(60));
+    let rest = rest.join().unwrap();
     assert!(status.success(), "{rest:?}");
     let printed = reader.join().unwrap();
     let total: u64 = batch_record_counts(&first).iter().chain(batch_record_counts(&rest.join("\n")).iter()).sum();
     assert_eq!(total, 1000, "{rest:?}");
     let mut model = AverageModel::new();
-    let expected: Vec<(String, f64)> =
-        messages(11, 600).iter().chain(messages(12, 400).iter()).map(|v| model.feed(v).unwrap()).collect();
+    let expected: Vec<(String, f64)> = [lab_messages(11, 600, 1), lab_messages(12, 400, 1)]
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|v| model.feed(v).unwrap())
+        .collect();
     assert_eq!(printed_elements(&printed), expected);
     drop(s3);
 }

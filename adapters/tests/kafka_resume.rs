@@ -3,13 +3,11 @@
 mod common;
 
 use common::*;
-use dstream_adapters::generate::LabMessages;
 use dstream_adapters::kafka::direct::{OutOfRangePolicy, StartingOffsets};
 use dstream_adapters::kafka::ClientConfig;
-use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunHooks, RunOptions};
+use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunError, RunHooks, RunOptions, RunSummary};
 use dstream_core::lab::{LabCheckpoint, LabConfig};
 use dstream_core::{BatchInfo, BatchTimer, Clock, Duration, OffsetRange};
-use dstream_harness::model::AverageModel;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -45,45 +43,42 @@ fn options(addr: &str, batches: u64) -> RunOptions {
     }
 }
 
-fn model(seed: u64, count: u64) -> Vec<(String, f64)> {
-    let mut m = LabMessages::new(seed);
-    let mut model = AverageModel::new();
-    let mut buf = vec![];
-    for _ in 0..count {
-        m.next_into(&mut buf);
-        model.feed(&buf).unwrap();
-    }
-    model.averages()
+/// Runs the job to its end, output and status lines discarded.
+fn run(opts: &RunOptions, resume: Option<Resume>, hooks: &mut dyn RunHooks) -> Result<RunSummary, RunError> {
+    let (mut out, mut status) = (Vec::new(), Vec::new());
+    run_job(opts, resume, hooks, Arc::new(AtomicBool::new(false)), &mut out, &mut status)
+}
+
+/// A batch grid starting now.
+fn grid_from_now(opts: &RunOptions) -> BatchTimer {
+    BatchTimer::first_start(dstream_adapters::clock::SystemClock.now(), opts.batch_interval)
 }
 
 #[test]
 fn resume_from_saved_offsets_and_state_counts_every_offset_once() {
     let Some(b) = broker() else { return };
-    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "1000", "--seed", "5"]));
+    generate(b.addr(), 1000, 5, &[]);
     let mut first = Saved::default();
-    let (mut out, mut status) = (Vec::new(), Vec::new());
-    let s = run_job(&options(b.addr(), 2), None, &mut first, Arc::new(AtomicBool::new(false)), &mut out, &mut status)
-        .unwrap();
+    let s = run(&options(b.addr(), 2), None, &mut first).unwrap();
     assert_eq!((s.batches, s.records), (2, 600));
     assert_eq!(first.offsets, vec![(0, 600)]);
 
     // Resume on a new grid from the saved offsets and state: 300 + 100 remain.
     let opts = options(b.addr(), 2);
-    let timer = BatchTimer::first_start(dstream_adapters::clock::SystemClock.now(), opts.batch_interval);
+    let timer = grid_from_now(&opts);
     let resume = Resume::from_parts(first.offsets.clone(), first.state.clone(), timer, &opts.lab);
     let mut second = Saved::default();
-    let s = run_job(&opts, Some(resume), &mut second, Arc::new(AtomicBool::new(false)), &mut out, &mut status).unwrap();
+    let s = run(&opts, Some(resume), &mut second).unwrap();
     assert_eq!((s.batches, s.records), (2, 400));
-    assert_eq!(second.averages, model(5, 1000));
+    assert_eq!(second.averages, model_of(lab_messages(5, 1000, 1).iter().flatten()).averages());
 }
 
 #[test]
 fn pending_batches_run_again_over_exactly_their_ranges() {
     let Some(b) = broker() else { return };
-    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "1000", "--seed", "6"]));
+    generate(b.addr(), 1000, 6, &[]);
     let mut first = Saved::default();
-    let (mut out, mut status) = (Vec::new(), Vec::new());
-    run_job(&options(b.addr(), 1), None, &mut first, Arc::new(AtomicBool::new(false)), &mut out, &mut status).unwrap();
+    run(&options(b.addr(), 1), None, &mut first).unwrap();
     // As if batch 2 ([300, 700)) had been generated but not completed before a crash.
     let last = first.batches[0].time;
     let pending = BatchInfo {
@@ -99,12 +94,12 @@ fn pending_batches_run_again_over_exactly_their_ranges() {
     );
     resume.pending = vec![pending.clone()];
     let mut second = Saved::default();
-    let s = run_job(&opts, Some(resume), &mut second, Arc::new(AtomicBool::new(false)), &mut out, &mut status).unwrap();
+    let s = run(&opts, Some(resume), &mut second).unwrap();
     // The pending batch (400 records), then one live batch of 300 (rate limit).
     assert_eq!((s.batches, s.records), (2, 700));
     assert_eq!(second.batches[0], pending);
     assert_eq!(second.batches[1].ranges, vec![OffsetRange { partition: 0, from: 700, until: 1000 }]);
-    assert_eq!(second.averages, model(6, 1000));
+    assert_eq!(second.averages, model_of(lab_messages(6, 1000, 1).iter().flatten()).averages());
 }
 
 #[derive(Default)]
@@ -123,26 +118,25 @@ impl RunHooks for Resets {
 #[test]
 fn offsets_outside_the_log_follow_the_policy() {
     let Some(b) = broker() else { return };
-    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "500", "--seed", "8"]));
-    let run = |policy: OutOfRangePolicy| {
+    generate(b.addr(), 500, 8, &[]);
+    let run_with = |policy: OutOfRangePolicy| {
         let mut opts = options(b.addr(), 1);
         opts.on_out_of_range = policy;
         opts.max_rate_per_partition = 0;
-        let timer = BatchTimer::first_start(dstream_adapters::clock::SystemClock.now(), opts.batch_interval);
+        let timer = grid_from_now(&opts);
         // A saved offset beyond the log's end, as after the topic was deleted and created again.
         let resume = Resume::from_parts(vec![(0, 5000)], None, timer, &opts.lab);
         let mut hooks = Resets::default();
-        let (mut out, mut status) = (Vec::new(), Vec::new());
-        let r = run_job(&opts, Some(resume), &mut hooks, Arc::new(AtomicBool::new(false)), &mut out, &mut status);
+        let r = run(&opts, Some(resume), &mut hooks);
         (r, hooks)
     };
-    let (r, _) = run(OutOfRangePolicy::Fail);
+    let (r, _) = run_with(OutOfRangePolicy::Fail);
     let err = r.expect_err("fails as Spark does");
     assert!(err.to_string().contains("offset 5000 of avg-0 is out of range"), "{err}");
-    let (r, hooks) = run(OutOfRangePolicy::Earliest);
+    let (r, hooks) = run_with(OutOfRangePolicy::Earliest);
     r.unwrap();
     assert_eq!((hooks.0.len(), hooks.0[0].from, hooks.0[0].to, hooks.1), (1, 5000, 0, 500));
-    let (r, hooks) = run(OutOfRangePolicy::Latest);
+    let (r, hooks) = run_with(OutOfRangePolicy::Latest);
     r.unwrap();
     assert_eq!((hooks.0.len(), hooks.0[0].from, hooks.0[0].to, hooks.1), (1, 5000, 500, 0));
 }
@@ -150,14 +144,11 @@ fn offsets_outside_the_log_follow_the_policy() {
 #[test]
 fn saved_offsets_for_partitions_that_are_gone_are_a_clear_error() {
     let Some(b) = broker() else { return };
-    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "10", "--seed", "1"]));
+    generate(b.addr(), 10, 1, &[]);
     let opts = options(b.addr(), 1);
-    let timer = BatchTimer::first_start(dstream_adapters::clock::SystemClock.now(), opts.batch_interval);
+    let timer = grid_from_now(&opts);
     let resume = Resume::from_parts(vec![(0, 0), (3, 0)], None, timer, &opts.lab);
-    let (mut out, mut status) = (Vec::new(), Vec::new());
-    let err =
-        run_job(&opts, Some(resume), &mut Saved::default(), Arc::new(AtomicBool::new(false)), &mut out, &mut status)
-            .expect_err("partition 3 does not exist");
+    let err = run(&opts, Some(resume), &mut Saved::default()).expect_err("partition 3 does not exist");
     assert!(err.to_string().contains("has no partition [3]"), "{err}");
 }
 
@@ -193,13 +184,12 @@ impl RunHooks for SlowFirstBatch {
 #[test]
 fn a_batch_holds_what_its_tick_saw_not_what_arrived_before_it_ran() {
     let Some(b) = broker() else { return };
-    ok_stdout(&dstream(&["generate", "--brokers", b.addr(), "--rate", "0", "--count", "100", "--seed", "2"]));
+    generate(b.addr(), 100, 2, &[]);
     let mut opts = options(b.addr(), 3);
     opts.batch_interval = Duration::from_secs(1);
     opts.max_rate_per_partition = 0;
     let mut hooks = SlowFirstBatch { addr: b.addr().to_string(), counts: vec![] };
-    let (mut out, mut status) = (Vec::new(), Vec::new());
-    run_job(&opts, None, &mut hooks, Arc::new(AtomicBool::new(false)), &mut out, &mut status).unwrap();
+    run(&opts, None, &mut hooks).unwrap();
     // Batch 2 was generated at its tick, before the 50 records existed, though it ran after they arrived.
     assert_eq!(hooks.counts, vec![100, 0, 50]);
 }

@@ -4,38 +4,14 @@
 mod common;
 
 use common::*;
-use dstream_adapters::generate::LabMessages;
 use dstream_harness::model::AverageModel;
 use std::time::{Duration, Instant};
-
-/// What `dstream generate --seed S --count N --partitions P` produced, per partition in offset order.
-fn produced(seed: u64, count: u64, partitions: u64) -> Vec<Vec<Vec<u8>>> {
-    let mut m = LabMessages::new(seed);
-    let mut out = vec![Vec::new(); partitions as usize];
-    let mut buf = vec![];
-    for i in 0..count {
-        m.next_into(&mut buf);
-        out[(i % partitions) as usize].push(buf.clone());
-    }
-    out
-}
-
-fn model_of(parts: &[Vec<Vec<u8>>]) -> Vec<(String, f64)> {
-    let mut model = AverageModel::new();
-    for p in parts {
-        for v in p {
-            model.feed(v).expect("lab messages are well-formed");
-        }
-    }
-    model.averages()
-}
 
 #[test]
 fn rate_limited_batches_cover_exactly_what_was_produced() {
     let Some(b) = broker() else { return };
     let addr = b.addr();
-    let gen = dstream(&["generate", "--brokers", addr, "--rate", "0", "--count", "2000", "--seed", "42"]);
-    ok_stdout(&gen);
+    generate(addr, 2000, 42, &[]);
     // 1000 records/s per partition at 300 ms batches: 300 per batch, so 7 batches hold 2000.
     let out = dstream(&[
         "run",
@@ -55,34 +31,20 @@ fn rate_limited_batches_cover_exactly_what_was_produced() {
     let stdout = ok_stdout(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(batch_record_counts(&stderr), vec![300, 300, 300, 300, 300, 300, 200], "{stderr}");
-    let parts = produced(42, 2000, 1);
+    let parts = lab_messages(42, 2000, 1);
     // Every record printed once, in offset order: the running averages match the model fed in that order.
     let mut model = AverageModel::new();
     let expected: Vec<(String, f64)> = parts[0].iter().map(|v| model.feed(v).unwrap()).collect();
     assert_eq!(printed_elements(&stdout), expected);
     let finals: Vec<(String, f64)> = final_averages(&stdout).into_iter().collect();
-    assert_eq!(finals, model_of(&parts));
+    assert_eq!(finals, model_of(parts.iter().flatten()).averages());
 }
 
 #[test]
 fn four_partitions() {
     let Some(b) = broker() else { return };
     let addr = b.addr();
-    ok_stdout(&dstream(&[
-        "generate",
-        "--brokers",
-        addr,
-        "--rate",
-        "0",
-        "--count",
-        "4000",
-        "--seed",
-        "7",
-        "--partitions",
-        "4",
-        "--compression",
-        "lz4",
-    ]));
+    generate(addr, 4000, 7, &["--partitions", "4", "--compression", "lz4"]);
     let out = dstream(&[
         "run",
         "--brokers",
@@ -99,20 +61,20 @@ fn four_partitions() {
     let stdout = ok_stdout(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(batch_record_counts(&stderr), vec![4000, 0], "{stderr}");
-    let parts = produced(7, 4000, 4);
+    let parts = lab_messages(7, 4000, 4);
     // A batch is processed in (partition, offset) order.
     let mut model = AverageModel::new();
     let expected: Vec<(String, f64)> = parts.iter().flatten().map(|v| model.feed(v).unwrap()).collect();
     assert_eq!(printed_elements(&stdout), expected);
     let finals: Vec<(String, f64)> = final_averages(&stdout).into_iter().collect();
-    assert_eq!(finals, model_of(&parts));
+    assert_eq!(finals, model_of(parts.iter().flatten()).averages());
 }
 
 #[test]
 fn latest_start_reads_only_new_records() {
     let Some(b) = broker() else { return };
     let addr = b.addr();
-    ok_stdout(&dstream(&["generate", "--brokers", addr, "--rate", "0", "--count", "500", "--seed", "1"]));
+    generate(addr, 500, 1, &[]);
     // Starting at the log end (Spark's default), one batch sees nothing of what was there before.
     let out = dstream(&["run", "--brokers", addr, "--batches", "1", "--batch-interval", "200ms"]);
     ok_stdout(&out);
@@ -149,19 +111,7 @@ fn unknown_topic_is_one_line_and_nonzero_exit() {
 fn a_recorded_run_replays_to_the_same_output() {
     let Some(b) = broker() else { return };
     let addr = b.addr();
-    ok_stdout(&dstream(&[
-        "generate",
-        "--brokers",
-        addr,
-        "--rate",
-        "0",
-        "--count",
-        "1500",
-        "--seed",
-        "3",
-        "--partitions",
-        "2",
-    ]));
+    generate(addr, 1500, 3, &["--partitions", "2"]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("run.rec");
     let file = file.to_str().unwrap();

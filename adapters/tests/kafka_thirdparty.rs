@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use dstream_adapters::generate::LabMessages;
 
 const PRODUCE: &str = r#"
 import sys
@@ -80,41 +79,21 @@ fn dstream_reads_a_third_party_stream_exactly_once_in_offset_order() {
 fn a_third_party_consumer_reads_back_everything_dstream_generated() {
     let Some(b) = broker() else { return };
     for (topic, codec) in [("gen-none", "none"), ("gen-zstd", "zstd")] {
-        ok_stdout(&dstream(&[
-            "generate",
-            "--brokers",
-            b.addr(),
-            "--topic",
-            topic,
-            "--rate",
-            "0",
-            "--count",
-            "3000",
-            "--seed",
-            "9",
-            "--partitions",
-            "2",
-            "--compression",
-            codec,
-        ]));
+        generate(b.addr(), 3000, 9, &["--topic", topic, "--partitions", "2", "--compression", codec]);
         let text = python(CONSUME, &[b.addr(), topic, "3000", "2"]);
         let mut got: Vec<&str> = text.lines().collect();
         got.sort_by_key(|l| {
             let mut f = l.split(' ');
             (f.next().unwrap().parse::<i32>().unwrap(), f.next().unwrap().parse::<i64>().unwrap())
         });
-        let mut m = LabMessages::new(9);
-        let mut buf = vec![];
-        let mut expected: Vec<String> = (0..3000u64)
-            .map(|i| {
-                m.next_into(&mut buf);
-                format!("{} {} {}", i % 2, i / 2, String::from_utf8_lossy(&buf))
+        // "partition offset value", in (partition, offset) order.
+        let expected: Vec<String> = lab_messages(9, 3000, 2)
+            .iter()
+            .enumerate()
+            .flat_map(|(p, values)| {
+                values.iter().enumerate().map(move |(o, v)| format!("{p} {o} {}", String::from_utf8_lossy(v)))
             })
             .collect();
-        expected.sort_by_key(|l| {
-            let mut f = l.split(' ');
-            (f.next().unwrap().parse::<i32>().unwrap(), f.next().unwrap().parse::<i64>().unwrap())
-        });
         assert_eq!(got, expected, "{codec}");
     }
 }

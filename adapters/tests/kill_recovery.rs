@@ -4,11 +4,10 @@
 
 mod common;
 
-use common::{broker, dstream, ok_stdout};
+use common::{broker, checkpoint_rows, dstream, generate, lab_messages, model_of, ok_stdout};
 use dstream_adapters::checkpoint::{CheckpointStore, Loaded};
-use dstream_adapters::generate::{LabMessages, SplitMix64};
+use dstream_adapters::generate::SplitMix64;
 use dstream_core::lab::LabCheckpoint;
-use dstream_harness::model::AverageModel;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -59,19 +58,7 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
     });
     let mut log = format!("kill test seed {seed} (DSTREAM_KILL_SEED={seed} replays the kill moments)\n");
     let data_seed = 20_251_126;
-    ok_stdout(&dstream(&[
-        "generate",
-        "--brokers",
-        addr,
-        "--rate",
-        "0",
-        "--count",
-        &MESSAGES.to_string(),
-        "--seed",
-        &data_seed.to_string(),
-        "--partitions",
-        &PARTITIONS.to_string(),
-    ]));
+    generate(addr, MESSAGES, data_seed, &["--partitions", &PARTITIONS.to_string()]);
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("checkpoints");
     let mut rng = SplitMix64::new(seed);
@@ -123,21 +110,9 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
     // The final state, as `dstream checkpoint show` prints it, equals the model of everything produced.
     let show = dstream(&["checkpoint", "show", ck.to_str().unwrap()]);
     let table = ok_stdout(&show);
-    let got: Vec<(String, i128, u64)> = table
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            assert_eq!(f.len(), 4, "{l}");
-            (f[0].to_string(), f[1].parse().unwrap(), f[2].parse().unwrap())
-        })
-        .collect();
-    let mut model = AverageModel::new();
-    let mut messages = LabMessages::new(data_seed);
-    let mut buf = Vec::new();
-    for _ in 0..MESSAGES {
-        messages.next_into(&mut buf);
-        model.feed(&buf).expect("lab messages are well-formed");
-    }
+    let got = checkpoint_rows(&table);
+    // The generator's messages in the order it made them (the sums do not depend on the order).
+    let model = model_of(lab_messages(data_seed, MESSAGES, 1).iter().flatten());
     assert_eq!(got, model.sums(), "\n{log}");
     // The averages column is the model's average of each key, printed as the JVM prints doubles.
     for (line, (key, avg)) in table.lines().zip(model.averages()) {

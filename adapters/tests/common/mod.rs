@@ -3,9 +3,12 @@
 #![allow(dead_code)]
 
 use dstream_adapters::broker::Tansu;
+use dstream_adapters::generate::LabMessages;
+use dstream_harness::model::AverageModel;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A fresh tansu on a free port, or `None` if DSTREAM_NO_BROKER=1 is set on purpose.
 pub fn broker() -> Option<Tansu> {
@@ -25,6 +28,64 @@ pub fn dstream(args: &[&str]) -> Output {
 pub fn ok_stdout(out: &Output) -> String {
     assert!(out.status.success(), "dstream failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout.clone()).expect("utf-8 output")
+}
+
+/// Waits for `child` to exit, at most `within`; past that it is killed and the test fails.
+pub fn exit_within(child: &mut Child, within: Duration) -> ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for dstream") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("dstream did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `dstream generate --brokers ADDR --rate 0 --count COUNT --seed SEED` and `extra` (e.g. `--partitions 2`), which
+/// must succeed.
+pub fn generate(addr: &str, count: u64, seed: u64, extra: &[&str]) {
+    let (count, seed) = (count.to_string(), seed.to_string());
+    let mut args = vec!["generate", "--brokers", addr, "--rate", "0", "--count", &count, "--seed", &seed];
+    args.extend_from_slice(extra);
+    ok_stdout(&dstream(&args));
+}
+
+/// What `dstream generate --seed SEED --count COUNT --partitions PARTITIONS` produces: per partition, in offset
+/// order (message i goes to partition i mod PARTITIONS).
+pub fn lab_messages(seed: u64, count: u64, partitions: u64) -> Vec<Vec<Vec<u8>>> {
+    let mut m = LabMessages::new(seed);
+    let mut out = vec![Vec::new(); partitions as usize];
+    let mut buf = vec![];
+    for i in 0..count {
+        m.next_into(&mut buf);
+        out[(i % partitions) as usize].push(buf.clone());
+    }
+    out
+}
+
+/// The reference model fed `messages` in order.
+pub fn model_of<'a>(messages: impl IntoIterator<Item = &'a Vec<u8>>) -> AverageModel {
+    let mut model = AverageModel::new();
+    for m in messages {
+        model.feed(m).expect("lab messages are well-formed");
+    }
+    model
+}
+
+/// The `(key, sum, count)` rows of `dstream checkpoint show`'s table (key, sum, count, average per line).
+pub fn checkpoint_rows(table: &str) -> Vec<(String, i128, u64)> {
+    table
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 4, "{l}");
+            (f[0].to_string(), f[1].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect()
 }
 
 /// The printed elements `(key,average)` in print order, across all batches.
