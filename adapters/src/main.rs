@@ -123,7 +123,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     checkpoint_every: u64,
     /// Checkpoints kept in the directory (the newest).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = dstream_adapters::checkpoint::DEFAULT_KEEP as u64, value_parser = clap::value_parser!(u64).range(1..))]
     keep_checkpoints: u64,
     /// Start fresh on purpose: move the directory's checkpoints aside (into DIR/discarded-N) instead of resuming.
     #[arg(long, requires = "checkpoint")]

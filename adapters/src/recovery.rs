@@ -127,29 +127,17 @@ impl Checkpointer {
         pending: &[BatchInfo],
     ) -> Result<Option<PathBuf>, CheckpointError> {
         let Some(time) = engine.last_completed() else { return Ok(None) };
-        self.save_job(time, engine.timer(), engine.job(), next_offsets, pending).map(Some)
-    }
-
-    /// Saves `job`'s state as of completed batch `time` on `timer`'s grid; returns the file.
-    fn save_job<J: Checkpointable>(
-        &mut self,
-        time: Time,
-        timer: &BatchTimer,
-        job: &J,
-        next_offsets: &[NextOffset],
-        pending: &[BatchInfo],
-    ) -> Result<PathBuf, CheckpointError> {
         let meta = CheckpointMeta {
             fingerprint: self.fingerprint.clone(),
             time,
-            zero: timer.zero(),
-            interval: timer.interval(),
+            zero: engine.timer().zero(),
+            interval: engine.timer().interval(),
             next_offsets: next_offsets.to_vec(),
             pending: pending.to_vec(),
         };
-        let cp = Checkpoint { meta, state: job.state_ref() };
+        let cp = Checkpoint { meta, state: engine.job().state_ref() };
         match &mut self.background {
-            None => self.store.save(&cp),
+            None => self.store.save(&cp).map(Some),
             Some(bg) => {
                 bg.collect(false)?;
                 let bytes = encode(&cp)?;
@@ -159,7 +147,7 @@ impl Checkpointer {
                     bg.collect(true)?;
                 }
                 bg.in_flight += 1;
-                Ok(self.store.dir().join(file_name(time)))
+                Ok(Some(self.store.dir().join(file_name(time))))
             }
         }
     }
@@ -171,23 +159,9 @@ impl Checkpointer {
         next_offsets: &[NextOffset],
         pending: &[BatchInfo],
     ) -> Result<Option<PathBuf>, CheckpointError> {
-        match engine.last_completed() {
-            Some(t) => self.after_batch_of(t, engine.timer(), engine.job(), next_offsets, pending),
-            None => Ok(None),
-        }
-    }
-
-    /// As [`Checkpointer::after_batch`], for batch `time` of `job` on `timer`'s grid.
-    fn after_batch_of<J: Checkpointable>(
-        &mut self,
-        time: Time,
-        timer: &BatchTimer,
-        job: &J,
-        next_offsets: &[NextOffset],
-        pending: &[BatchInfo],
-    ) -> Result<Option<PathBuf>, CheckpointError> {
-        if self.is_due(time, timer.zero(), timer.interval()) {
-            return self.save_job(time, timer, job, next_offsets, pending).map(Some);
+        let timer = engine.timer();
+        if engine.last_completed().is_some_and(|t| self.is_due(t, timer.zero(), timer.interval())) {
+            return self.save(engine, next_offsets, pending);
         }
         if let Some(bg) = &mut self.background {
             bg.collect(false)?;
