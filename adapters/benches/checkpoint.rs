@@ -4,7 +4,7 @@
 
 use dstream_adapters::checkpoint::{CheckpointStore, Fingerprint, NextOffset};
 use dstream_adapters::recovery::{restore, Checkpointer};
-use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob};
+use dstream_core::lab::{LabConfig, LabJob};
 use dstream_core::{BatchTimer, Clock, Duration, Engine, ManualClock, RecordBatch, Time};
 use std::time::Instant;
 
@@ -53,13 +53,13 @@ fn million_keys() {
     let mut size = 0;
     for _ in 0..5 {
         let start = Instant::now();
-        let path = ck.save(&engine, &next, &[]).unwrap().unwrap();
+        let path = ck.save(&mut engine, &next, &[]).unwrap().unwrap();
         writes.push(ms(start.elapsed()));
         size = std::fs::metadata(&path).unwrap().len();
 
         let start = Instant::now();
-        let loaded = ck.load::<LabCheckpoint>().unwrap().unwrap();
-        let resumed = restore(loaded.checkpoint, LabJob::new(LabConfig::default()), INTERVAL, clock.now());
+        let loaded = ck.load().unwrap().unwrap();
+        let resumed = restore(loaded.checkpoint, LabJob::new(LabConfig::default()), INTERVAL, clock.now()).unwrap();
         loads.push(ms(start.elapsed()));
         assert_eq!(resumed.engine.job().checkpoint().state.entries.len(), KEYS);
     }
@@ -109,7 +109,7 @@ fn lab_share(background: bool) -> (f64, f64) {
         engine.run_batch(t, &mut batch, &clock).unwrap();
         process.push(ms(start.elapsed()));
         let start = Instant::now();
-        ck.after_batch(&engine, &next, &[]).unwrap().unwrap();
+        ck.after_batch(&mut engine, &next, &[]).unwrap().unwrap();
         save.push(ms(start.elapsed()));
     }
     ck.flush().unwrap();

@@ -9,9 +9,14 @@
 //! The CRC covers every byte before it. The meta section (job fingerprint, batch time, grid, next offsets,
 //! pending batches) is decoded before the state, so a checkpoint of another job is reported as a fingerprint
 //! mismatch, not as a decoding error. State and offsets live in the same file, so they can never disagree.
+//!
+//! Version 2 (this one): the state section is a job's [`JobState`], one frame per stateful operator (id, kind,
+//! size, the operator's own encoding), and the fingerprint lists each stateful operator with the parameters
+//! that define its state. Version 1 files (the lab job only, before any job could be checkpointed) are refused
+//! with a message naming the version.
 
-use dstream_core::lab::LabConfig;
-use dstream_core::{BatchInfo, Duration, Time};
+use dstream_core::lab::{LabConfig, LabJob};
+use dstream_core::{BatchInfo, Duration, Job, StateVisit, Stateful, Time};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -22,7 +27,7 @@ use std::path::{Path, PathBuf};
 /// The first bytes of every checkpoint file.
 pub const MAGIC: &[u8; 8] = b"DSTRMCKP";
 /// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// How many checkpoints are kept by default.
 pub const DEFAULT_KEEP: usize = 10;
 
@@ -51,20 +56,24 @@ impl Fingerprint {
         Fingerprint { topic: topic.to_string(), partitions, job: job.to_string(), params }
     }
 
-    /// The lab job's fingerprint: only what changes the state counts, so changing `--print` or the malformed
-    /// policy keeps the checkpoint usable. With no timeout the batch interval does not affect state either.
+    /// The fingerprint of `job` named `name` reading `topic`: each stateful operator (by id) with its kind and the
+    /// parameters that define its state. What does not change state (a `print` count, a closure) does not count.
+    pub fn of_job<J: Job + ?Sized>(topic: &str, partitions: u32, name: &str, job: &mut J, interval: Duration) -> Self {
+        let mut params = Vec::new();
+        for_each_operator(job, &mut |id, op| {
+            params.push((id.to_string(), op.kind().to_string()));
+            for (k, v) in op.params(interval) {
+                params.push((format!("{id}.{k}"), v));
+            }
+        });
+        Fingerprint::new(topic, partitions, name, params)
+    }
+
+    /// The lab job's fingerprint (see [`Fingerprint::of_job`]): the state's types and timeout; with no timeout
+    /// the batch interval does not affect state either.
     pub fn lab(topic: &str, partitions: u32, config: &LabConfig, interval: Duration) -> Self {
-        let s = &config.state;
-        let mut params = vec![("state.timeout".to_string(), s.timeout.map_or("none".to_string(), |d| d.to_string()))];
-        if s.timeout.is_some() {
-            params.push(("batch_interval".to_string(), interval.to_string()));
-            params.push((
-                "state.checkpoint_interval".to_string(),
-                s.checkpoint_interval.map_or("default".to_string(), |d| d.to_string()),
-            ));
-            params.push(("state.timeout_scan".to_string(), format!("{:?}", s.timeout_scan)));
-        }
-        Fingerprint::new(topic, partitions, dstream_core::lab::JOB_NAME, params)
+        let mut job = LabJob::new(config.clone());
+        Fingerprint::of_job(topic, partitions, dstream_core::lab::JOB_NAME, &mut job, interval)
     }
 
     /// Every field where `self` (stored) and `current` differ, in a fixed order.
@@ -107,6 +116,37 @@ impl fmt::Display for FingerprintDiff {
         write!(f, "{}: checkpoint has {:?}, this run has {:?}", self.field, self.stored, self.current)
     }
 }
+
+/// Calls `f` with every stateful operator of `job` and its id: the name the program gave it, or its kind and
+/// position among the job's stateful operators (`map_with_state#0`), in the job's fixed order.
+pub fn for_each_operator<J: Job + ?Sized>(job: &mut J, f: &mut dyn FnMut(&str, &mut dyn Stateful)) {
+    let mut position = 0usize;
+    let mut each = |op: &mut dyn Stateful| {
+        let id = match op.name() {
+            Some(name) => name.to_string(),
+            None => format!("{}#{position}", op.kind()),
+        };
+        position += 1;
+        f(&id, op);
+    };
+    job.visit_state(&mut StateVisit::new(&mut each));
+}
+
+/// One stateful operator's state in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorState {
+    /// The operator's id (see [`for_each_operator`]).
+    pub id: String,
+    /// Its kind, e.g. `map_with_state`.
+    pub kind: String,
+    /// Keys (or kept batches) it held.
+    pub len: u64,
+    /// Its state, in the operator's own encoding.
+    pub bytes: Vec<u8>,
+}
+
+/// A job's state in a checkpoint: one entry per stateful operator, in the job's order.
+pub type JobState = Vec<OperatorState>;
 
 /// Where a partition's stream continues: the first offset not yet assigned to any batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -244,6 +284,9 @@ pub enum CheckpointError {
     /// The state could not be encoded.
     #[error("cannot encode checkpoint: {0}")]
     Encode(#[from] postcard::Error),
+    /// An operator's state could not be encoded.
+    #[error("cannot encode checkpoint: {0}")]
+    State(String),
     /// Checkpoint files exist but none can be used.
     #[error(
         "no valid checkpoint in {}: {} file(s), all unusable (newest {}: {}); pass --reset-checkpoint to start fresh",

@@ -11,10 +11,10 @@ use dstream_adapters::kafka::direct::{OffsetReset, OutOfRangePolicy, StartingOff
 use dstream_adapters::kafka::records::Codec;
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
 use dstream_adapters::record::Recorder;
-use dstream_adapters::recovery::{restore, write_lab_state, Checkpointer};
-use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunEnd, RunHooks, RunOptions};
+use dstream_adapters::recovery::{lab_state, restore, write_lab_state, Checkpointer};
+use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunEnd, RunHooks, RunOptions, Start};
 use dstream_core::lab::LabConfig;
-use dstream_core::lab::{LabCheckpoint, LabJob};
+use dstream_core::lab::{LabConfig as LabJobConfig, LabJob};
 use dstream_core::Clock;
 use dstream_core::{Duration, MalformedPolicy, OutputOrder};
 use dstream_harness::recording::{self, Recording, RecordingReader};
@@ -551,8 +551,11 @@ fn next_offsets(offsets: &[(i32, i64)]) -> Vec<NextOffset> {
     offsets.iter().map(|&(partition, offset)| NextOffset { partition, offset }).collect()
 }
 
-impl RunHooks for StatusHooks {
-    fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+impl RunHooks<LabJob> for StatusHooks {
+    fn after_batch(
+        &mut self,
+        b: &mut CompletedBatch<'_, LabJob>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if let Some(r) = &mut self.recorder {
             r.record(b)?;
         }
@@ -564,7 +567,7 @@ impl RunHooks for StatusHooks {
         }
         Ok(())
     }
-    fn at_end(&mut self, end: &RunEnd<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    fn at_end(&mut self, end: &mut RunEnd<'_, LabJob>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if let Some(c) = &mut self.checkpointer {
             c.save(end.engine, &next_offsets(end.next_offsets), end.pending)?;
             c.flush()?;
@@ -609,7 +612,6 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
         },
         max_rate_per_partition: args.max_rate_per_partition,
         batches: args.batches,
-        lab: lab_config(args.print, args.on_malformed, args.order),
         on_out_of_range: match args.on_offset_out_of_range {
             OutOfRangeArg::Fail => OutOfRangePolicy::Fail,
             OutOfRangeArg::Earliest => OutOfRangePolicy::Earliest,
@@ -623,16 +625,29 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out: Box<dyn Write> = if args.quiet { Box::new(std::io::sink()) } else { Box::new(stdout.lock()) };
     let mut status = std::io::stderr();
-    let recorder = args.record.as_ref().map(|path| Recorder::new(path.clone(), &opts.topic, &opts.lab));
+    let lab = lab_config(args.print, args.on_malformed, args.order);
+    let recorder = args.record.as_ref().map(|path| Recorder::lab(path.clone(), &opts.topic, &lab));
     let (resume, checkpointer) = match &args.checkpoint {
         None => (None, None),
         Some(dir) => {
-            let (resume, checkpointer) = prepare_checkpoint(dir, &args, &opts, &mut out)?;
+            let (resume, checkpointer) = prepare_checkpoint(dir, &args, &opts, &lab, &mut out)?;
             (resume, Some(checkpointer))
         }
     };
+    // Mapped elements that `print` does not show are not kept: a batch's output then needs no memory per record.
+    let start = match resume {
+        Some(mut r) => {
+            r.engine.job_mut().keep_printed_only();
+            Start::Resume(r)
+        }
+        None => {
+            let mut job = LabJob::new(lab.clone());
+            job.keep_printed_only();
+            Start::Fresh(job)
+        }
+    };
     let mut hooks = StatusHooks { malformed: MalformedReporter { reported: 0 }, recorder, checkpointer };
-    let result = run_job(&opts, resume, &mut hooks, stop, &mut out, &mut status);
+    let result = run_job(&opts, start, &mut hooks, stop, &mut out, &mut status);
     if let Some(c) = &mut hooks.checkpointer {
         let flushed = c.flush();
         // A failed run's own error says more than a failed last write.
@@ -669,8 +684,9 @@ fn prepare_checkpoint(
     dir: &Path,
     args: &RunArgs,
     opts: &RunOptions,
+    lab: &LabJobConfig,
     out: &mut dyn Write,
-) -> Result<(Option<Resume>, Checkpointer)> {
+) -> Result<(Option<Resume<LabJob>>, Checkpointer)> {
     let store = CheckpointStore::open(dir)?.with_keep(args.keep_checkpoints as usize);
     if args.reset_checkpoint {
         if let Some(aside) = store.reset()? {
@@ -679,9 +695,9 @@ fn prepare_checkpoint(
     }
     let mut client = Client::connect(&opts.brokers, opts.client.clone()).map_err(explain)?;
     let partitions = client.partitions(&opts.topic).map_err(explain)?;
-    let fingerprint = Fingerprint::lab(&opts.topic, partitions.len() as u32, &opts.lab, opts.batch_interval);
+    let fingerprint = Fingerprint::lab(&opts.topic, partitions.len() as u32, lab, opts.batch_interval);
     let mut checkpointer = Checkpointer::new(store, fingerprint, args.checkpoint_every).in_background();
-    let Some(loaded) = checkpointer.load::<LabCheckpoint>()? else {
+    let Some(loaded) = checkpointer.load()? else {
         eprintln!("dstream: no checkpoint in {}: starting fresh", dir.display());
         return Ok((None, checkpointer));
     };
@@ -695,7 +711,8 @@ fn prepare_checkpoint(
         meta.time,
         meta.pending.len()
     );
-    let mut resumed = restore(loaded.checkpoint, LabJob::new(opts.lab.clone()), opts.batch_interval, SystemClock.now());
+    let mut resumed = restore(loaded.checkpoint, LabJob::new(lab.clone()), opts.batch_interval, SystemClock.now())
+        .with_context(|| format!("cannot resume from {}", loaded.path.display()))?;
     if !resumed.pending.is_empty() {
         let mut fetcher = RangeFetcher::new(client, &opts.topic);
         let mut write_err = None;
@@ -724,16 +741,17 @@ fn prepare_checkpoint(
     Ok((Some(resume), checkpointer))
 }
 
-/// `dstream checkpoint show DIR`.
+/// `dstream checkpoint show DIR`: the lab's table for the lab job, a line per stateful operator for any other.
 fn checkpoint_show(dir: &Path) -> Result<()> {
     let store = CheckpointStore::open_read_only(dir);
-    let Some(loaded) = store.load_latest::<LabCheckpoint>(None)? else {
+    let Some(loaded) = store.load_latest::<dstream_adapters::checkpoint::JobState>(None)? else {
         bail!("no checkpoint in {}", dir.display());
     };
     for skipped in &loaded.skipped {
         eprintln!("dstream: warning: {skipped}; using an older checkpoint");
     }
     let meta = &loaded.checkpoint.meta;
+    let state = &loaded.checkpoint.state;
     let offsets: Vec<String> = meta.next_offsets.iter().map(|n| format!("{}:{}", n.partition, n.offset)).collect();
     eprintln!(
         "dstream: {}: job {} on topic {} ({} partitions), batch {}, next offsets {}, {} pending batch(es), {} keys",
@@ -744,10 +762,21 @@ fn checkpoint_show(dir: &Path) -> Result<()> {
         meta.time,
         offsets.join(" "),
         meta.pending.len(),
-        loaded.checkpoint.state.state.entries.len()
+        state.iter().map(|op| op.len).sum::<u64>()
     );
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    write_lab_state(&loaded.checkpoint.state, &mut out)?;
+    match (meta.fingerprint.job == dstream_core::lab::JOB_NAME).then(|| lab_state(state)).flatten() {
+        Some(lab) => {
+            let lab = lab.with_context(|| format!("cannot decode the lab state in {}", loaded.path.display()))?;
+            write_lab_state(&lab, &mut out)?;
+        }
+        None => {
+            writeln!(out, "OPERATOR\tKIND\tKEYS\tBYTES")?;
+            for op in state {
+                writeln!(out, "{}\t{}\t{}\t{}", op.id, op.kind, op.len, op.bytes.len())?;
+            }
+        }
+    }
     out.flush()?;
     Ok(())
 }

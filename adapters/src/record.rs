@@ -1,8 +1,7 @@
 //! Recording a live run: every batch's time, ranges and records, written as a harness recording that
-//! `dstream replay FILE` plays back with the same output.
+//! `dstream replay FILE` (or the same program, through `replay`) plays back with the same output.
 
 use crate::run::CompletedBatch;
-use dstream_core::lab::LabConfig;
 use dstream_harness::recording::{RecordingError, RecordingHeader, RecordingWriter};
 use std::path::PathBuf;
 
@@ -11,26 +10,34 @@ use std::path::PathBuf;
 pub struct Recorder {
     path: PathBuf,
     topic: String,
-    config: LabConfig,
+    job: String,
+    params: Vec<(String, String)>,
     writer: Option<RecordingWriter>,
 }
 
 impl Recorder {
-    /// A recorder writing to `path` for a run of the lab job with `config` on `topic`.
-    pub fn new(path: PathBuf, topic: &str, config: &LabConfig) -> Self {
-        Recorder { path, topic: topic.to_string(), config: config.clone(), writer: None }
+    /// A recorder writing to `path` for a run of the job named `job` with text parameters `params` on `topic`
+    /// (the recording's header names them, so that a replay can rebuild the job).
+    pub fn new(path: PathBuf, topic: &str, job: &str, params: Vec<(String, String)>) -> Self {
+        Recorder { path, topic: topic.to_string(), job: job.to_string(), params, writer: None }
+    }
+
+    /// A recorder for the lab job with `config`.
+    pub fn lab(path: PathBuf, topic: &str, config: &dstream_core::lab::LabConfig) -> Self {
+        Recorder::new(path, topic, dstream_core::lab::JOB_NAME, dstream_harness::jobs::lab_params(config))
     }
 
     /// Appends one completed batch.
-    pub fn record(&mut self, b: &CompletedBatch<'_>) -> Result<(), RecordingError> {
+    pub fn record<J: dstream_core::Job>(&mut self, b: &CompletedBatch<'_, J>) -> Result<(), RecordingError> {
         if self.writer.is_none() {
-            let header = RecordingHeader::lab(
-                &self.topic,
-                b.info.ranges.len() as u32,
-                b.engine.timer().interval(),
-                b.engine.timer().zero(),
-                &self.config,
-            );
+            let header = RecordingHeader {
+                topic: self.topic.clone(),
+                partitions: b.info.ranges.len() as u32,
+                batch_interval: b.engine.timer().interval(),
+                zero: b.engine.timer().zero(),
+                job: self.job.clone(),
+                params: self.params.clone(),
+            };
             self.writer = Some(RecordingWriter::create(&self.path, &header)?);
         }
         let w = self.writer.as_mut().expect("created above");

@@ -7,42 +7,111 @@
 //! reflected in the state exactly once; the printed output of recomputed batches appears again (at least once).
 
 use crate::checkpoint::{
-    encode, file_name, Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint, Loaded, NextOffset,
+    encode, file_name, for_each_operator, Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint,
+    JobState, Loaded, NextOffset, OperatorState,
 };
 use crossbeam_channel::{Receiver, Sender};
 use dstream_core::key::Key;
-use dstream_core::lab::{Avg, LabCheckpoint, LabJob};
-use dstream_core::stream::MapWithStateCheckpointRef;
+use dstream_core::lab::{Avg, LabCheckpoint};
 use dstream_core::{
-    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, OffsetRange, RecordBatch, Time,
+    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, OffsetRange, RecordBatch,
+    StateCodecError, Time,
 };
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
-/// A job whose state can be saved and restored.
-pub trait Checkpointable: Job {
-    /// The saved state, as loaded.
-    type State: DeserializeOwned;
-    /// A borrowed view of the state that serialises as `State`.
-    type StateRef<'a>: Serialize
-    where
-        Self: 'a;
-    /// The state as of the last completed batch, borrowed (no copy on the batch path).
-    fn state_ref(&self) -> Self::StateRef<'_>;
-    /// Replaces the state with a saved one.
-    fn restore_state(&mut self, state: Self::State);
+/// The state of every stateful operator of `job`, as a checkpoint stores it.
+pub fn save_state<J: Job + ?Sized>(job: &mut J) -> Result<JobState, RestoreError> {
+    let mut ops = Vec::new();
+    let mut failed = None;
+    for_each_operator(job, &mut |id, op| {
+        let mut bytes = Vec::new();
+        match op.save(&mut bytes) {
+            Ok(()) => {
+                ops.push(OperatorState { id: id.to_string(), kind: op.kind().to_string(), len: op.len() as u64, bytes })
+            }
+            Err(source) => {
+                failed.get_or_insert(RestoreError::Codec { id: id.to_string(), source });
+            }
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(ops),
+    }
 }
 
-impl Checkpointable for LabJob {
-    type State = LabCheckpoint;
-    type StateRef<'a> = MapWithStateCheckpointRef<'a, Key, Avg>;
-    fn state_ref(&self) -> Self::StateRef<'_> {
-        self.checkpoint_ref()
+/// Restores every stateful operator of `job` (rebuilt by the program) from a checkpoint's state, by id.
+pub fn restore_state<J: Job + ?Sized>(job: &mut J, state: &JobState) -> Result<(), RestoreError> {
+    let mut failed = None;
+    let mut used = 0;
+    for_each_operator(job, &mut |id, op| {
+        if failed.is_some() {
+            return;
+        }
+        match state.iter().find(|s| s.id == id) {
+            None => failed = Some(RestoreError::Missing { id: id.to_string() }),
+            Some(s) if s.kind != op.kind() => {
+                failed = Some(RestoreError::Kind { id: id.to_string(), stored: s.kind.clone(), current: op.kind() })
+            }
+            Some(s) => {
+                used += 1;
+                if let Err(source) = op.restore(&s.bytes) {
+                    failed = Some(RestoreError::Codec { id: id.to_string(), source });
+                }
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
-    fn restore_state(&mut self, state: LabCheckpoint) {
-        self.restore(state)
+    if used != state.len() {
+        let ids: Vec<&str> = state.iter().map(|s| s.id.as_str()).collect();
+        return Err(RestoreError::Extra { stored: ids.join(", ") });
+    }
+    Ok(())
+}
+
+/// Why a job's state could not be saved or restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// An operator's state did not encode or decode.
+    #[error("state of operator {id}: {source}")]
+    Codec {
+        /// The operator.
+        id: String,
+        /// What went wrong.
+        source: StateCodecError,
+    },
+    /// The job has a stateful operator the checkpoint has no state for.
+    #[error("the checkpoint holds no state for operator {id}")]
+    Missing {
+        /// The operator.
+        id: String,
+    },
+    /// The checkpoint's operator of this id is of another kind.
+    #[error("operator {id} is a {current} in this job but a {stored} in the checkpoint")]
+    Kind {
+        /// The operator.
+        id: String,
+        /// Its kind in the checkpoint.
+        stored: String,
+        /// Its kind now.
+        current: &'static str,
+    },
+    /// The checkpoint holds state for operators this job does not have.
+    #[error("the checkpoint holds state for operators this job does not have (it has {stored})")]
+    Extra {
+        /// The checkpoint's operators.
+        stored: String,
+    },
+}
+
+/// The lab job's state in a checkpoint's job state (its one `map_with_state` operator), if it holds one.
+pub fn lab_state(state: &JobState) -> Option<Result<LabCheckpoint, StateCodecError>> {
+    match state.as_slice() {
+        [op] if op.kind == "map_with_state" => Some(dstream_core::stateful::decode(&op.bytes)),
+        _ => None,
     }
 }
 
@@ -113,16 +182,16 @@ impl Checkpointer {
     }
 
     /// The newest valid checkpoint of this job (see [`CheckpointStore::load_latest`]).
-    pub fn load<S: DeserializeOwned>(&self) -> Result<Option<Loaded<S>>, CheckpointError> {
+    pub fn load(&self) -> Result<Option<Loaded<JobState>>, CheckpointError> {
         self.store.load_latest(Some(&self.fingerprint))
     }
 
     /// Saves the engine's state as of its last completed batch, with where the stream continues and the
     /// batches generated after it; returns the file (written by the time this returns, unless in background).
     /// Does nothing (`Ok(None)`) if no batch has completed.
-    pub fn save<J: Checkpointable>(
+    pub fn save<J: Job>(
         &mut self,
-        engine: &Engine<J>,
+        engine: &mut Engine<J>,
         next_offsets: &[NextOffset],
         pending: &[BatchInfo],
     ) -> Result<Option<PathBuf>, CheckpointError> {
@@ -135,7 +204,8 @@ impl Checkpointer {
             next_offsets: next_offsets.to_vec(),
             pending: pending.to_vec(),
         };
-        let cp = Checkpoint { meta, state: engine.job().state_ref() };
+        let state = save_state(engine.job_mut()).map_err(|e| CheckpointError::State(e.to_string()))?;
+        let cp = Checkpoint { meta, state };
         match &mut self.background {
             None => self.store.save(&cp).map(Some),
             Some(bg) => {
@@ -153,9 +223,9 @@ impl Checkpointer {
     }
 
     /// Saves if the engine's last completed batch is a checkpoint batch; call after every batch.
-    pub fn after_batch<J: Checkpointable>(
+    pub fn after_batch<J: Job>(
         &mut self,
-        engine: &Engine<J>,
+        engine: &mut Engine<J>,
         next_offsets: &[NextOffset],
         pending: &[BatchInfo],
     ) -> Result<Option<PathBuf>, CheckpointError> {
@@ -234,26 +304,34 @@ pub enum RecoveryError<E: std::error::Error + 'static> {
     /// A recomputed batch failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The checkpoint's state does not fit the job.
+    #[error("cannot restore the checkpoint's state: {0}")]
+    Restore(#[from] RestoreError),
     /// The checkpoint after a recomputed batch could not be written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
 }
 
-/// Rebuilds an engine from a checkpoint: `job`'s state is replaced by the stored one. The batch grid is the
-/// stored one if `interval` is unchanged; otherwise a new grid starts after the last stored batch (and `now`).
-pub fn restore<J: Checkpointable>(cp: Checkpoint<J::State>, mut job: J, interval: Duration, now: Time) -> Resumed<J> {
+/// Rebuilds an engine from a checkpoint: `job` (rebuilt by the program) gets the stored state. The batch grid
+/// is the stored one if `interval` is unchanged; otherwise a new grid starts after the last stored batch (and `now`).
+pub fn restore<J: Job>(
+    cp: Checkpoint<JobState>,
+    mut job: J,
+    interval: Duration,
+    now: Time,
+) -> Result<Resumed<J>, RestoreError> {
     let meta = cp.meta;
-    job.restore_state(cp.state);
+    restore_state(&mut job, &cp.state)?;
     let last = meta.pending.last().map_or(meta.time, |b| b.time.max(meta.time));
     let timer = if meta.interval == interval {
         BatchTimer::resume(meta.zero, interval, last)
     } else {
         BatchTimer::first_start(now.max(last), interval)
     };
-    Resumed { engine: Engine::new(job, timer), next_offsets: meta.next_offsets, pending: meta.pending }
+    Ok(Resumed { engine: Engine::new(job, timer), next_offsets: meta.next_offsets, pending: meta.pending })
 }
 
-impl<J: Checkpointable> Resumed<J> {
+impl<J: Job> Resumed<J> {
     /// Runs every pending batch again over its stored ranges, in order: `fetch` fills the batch with exactly
     /// the records of the ranges, `on_report` sees each report (print it: at-least-once output), and the
     /// checkpointer (if any) saves after each, so a crash during catch-up loses nothing either.
@@ -278,7 +356,7 @@ impl<J: Checkpointable> Resumed<J> {
             on_report(&report);
             self.pending.remove(0);
             if let Some(c) = checkpointer.as_deref_mut() {
-                c.after_batch(&self.engine, &self.next_offsets, &self.pending)?;
+                c.after_batch(&mut self.engine, &self.next_offsets, &self.pending)?;
             }
         }
         Ok(())

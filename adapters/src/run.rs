@@ -7,9 +7,8 @@ use crate::kafka::direct::{
 };
 use crate::kafka::{Client, ClientConfig, KafkaError};
 use crossbeam_channel::{unbounded, Receiver, Sender};
-use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob};
 use dstream_core::{
-    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, OffsetRange, OpenBatch, RecordBatch,
+    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, OffsetRange, OpenBatch, RecordBatch,
     RecordSource, Time,
 };
 use std::collections::VecDeque;
@@ -32,44 +31,34 @@ pub struct RunOptions {
     pub max_rate_per_partition: u64,
     /// Stop after this many batches.
     pub batches: Option<u64>,
-    /// The lab job's configuration.
-    pub lab: LabConfig,
     /// Offsets that fell out of the log.
     pub on_out_of_range: OutOfRangePolicy,
     /// The Kafka client's settings.
     pub client: ClientConfig,
 }
 
+/// Where a run starts: a job on a new batch grid, or where a checkpoint left it.
+pub enum Start<J> {
+    /// A fresh job; the first batch is one interval after the start.
+    Fresh(J),
+    /// A resumed job (see [`Resume`]).
+    Resume(Resume<J>),
+}
+
 /// Where a resumed run starts, e.g. from a checkpoint: an engine (job state and batch grid), batches to run
 /// again over their stored ranges, and the offsets where the live stream continues after them.
-pub struct Resume {
+pub struct Resume<J> {
     /// The next offset of every partition after the pending batches.
     pub offsets: Vec<(i32, i64)>,
     /// The engine: its job's state and its timer, whose next tick is the first live batch (missed ticks run at
     /// once, in order, as Spark's down-time batches).
-    pub engine: Engine<LabJob>,
+    pub engine: Engine<J>,
     /// Batches generated but not completed before the stop, run again first over exactly their ranges.
     pub pending: Vec<BatchInfo>,
 }
 
-impl Resume {
-    /// A resume point from plain parts: offsets, an optional saved state, and the batch timer.
-    pub fn from_parts(
-        offsets: Vec<(i32, i64)>,
-        state: Option<LabCheckpoint>,
-        timer: BatchTimer,
-        lab: &LabConfig,
-    ) -> Self {
-        let mut job = LabJob::new(lab.clone());
-        if let Some(cp) = state {
-            job.restore(cp);
-        }
-        Resume { offsets, engine: Engine::new(job, timer), pending: Vec::new() }
-    }
-}
-
 /// A batch that completed, as the per-batch hook sees it.
-pub struct CompletedBatch<'a> {
+pub struct CompletedBatch<'a, J> {
     /// Its time and offset ranges.
     pub info: &'a BatchInfo,
     /// What the engine reported (printed text, delays, malformed records).
@@ -78,7 +67,7 @@ pub struct CompletedBatch<'a> {
     /// [`RunHooks::needs_records`] says the hooks use them.
     pub records: &'a RecordBatch,
     /// The engine after the batch (job, timer, last completed batch), e.g. for a checkpointer.
-    pub engine: &'a Engine<LabJob>,
+    pub engine: &'a mut Engine<J>,
     /// Where the live stream continues: the next offset of every partition not in this batch or `pending`.
     pub next_offsets: &'a [(i32, i64)],
     /// Stored batches still to be run again (only while catching up after a resume; empty for live batches).
@@ -88,9 +77,12 @@ pub struct CompletedBatch<'a> {
 }
 
 /// Called by [`run_job`] on the processing thread.
-pub trait RunHooks {
+pub trait RunHooks<J> {
     /// After each completed batch, before the next starts; an error stops the run.
-    fn after_batch(&mut self, batch: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+    fn after_batch(
+        &mut self,
+        batch: &mut CompletedBatch<'_, J>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
     /// When offsets fell out of the log and were skipped (policy earliest or latest).
     fn on_reset(&mut self, _reset: &OffsetReset) {}
     /// True if `after_batch` reads [`CompletedBatch::records`]: live batches are processed part by part as they
@@ -100,15 +92,15 @@ pub trait RunHooks {
     }
     /// Once, when the run ends without an error (by `--batches`, Ctrl-C or the end of the stream), after its last
     /// batch: e.g. to save that batch's state whatever the checkpoint interval.
-    fn at_end(&mut self, _end: &RunEnd<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    fn at_end(&mut self, _end: &mut RunEnd<'_, J>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Ok(())
     }
 }
 
 /// Where a run ended, as [`RunHooks::at_end`] sees it.
-pub struct RunEnd<'a> {
+pub struct RunEnd<'a, J> {
     /// The engine after the last completed batch.
-    pub engine: &'a Engine<LabJob>,
+    pub engine: &'a mut Engine<J>,
     /// Where the live stream continues: the next offset of every partition not in `pending`.
     pub next_offsets: &'a [(i32, i64)],
     /// Batches generated but not completed, oldest first: to run again over their ranges after a restart.
@@ -168,12 +160,12 @@ enum Fetched {
     End,
 }
 
-/// Connects, then runs the lab job until `batches` batches completed or `stop` is set; the running batch always
+/// Connects, then runs the job until `batches` batches completed or `stop` is set; the running batch always
 /// finishes. stdout gets what `print` writes; `status` gets one line per batch.
-pub fn run_job(
+pub fn run_job<J: Job>(
     opts: &RunOptions,
-    resume: Option<Resume>,
-    hooks: &mut dyn RunHooks,
+    start: Start<J>,
+    hooks: &mut dyn RunHooks<J>,
     stop: Arc<AtomicBool>,
     out: &mut dyn Write,
     status: &mut dyn Write,
@@ -187,15 +179,13 @@ pub fn run_job(
         on_out_of_range: opts.on_out_of_range,
     };
     let clock = SystemClock;
-    let (offsets, mut engine, pending) = match resume {
-        Some(r) => (Some(r.offsets), r.engine, r.pending),
-        None => {
+    let (offsets, mut engine, pending) = match start {
+        Start::Resume(r) => (Some(r.offsets), r.engine, r.pending),
+        Start::Fresh(job) => {
             let timer = BatchTimer::first_start(clock.now(), opts.batch_interval);
-            (None, Engine::new(LabJob::new(opts.lab.clone()), timer), Vec::new())
+            (None, Engine::new(job, timer), Vec::new())
         }
     };
-    // Mapped elements that `print` does not show are not kept: a batch's output then needs no memory per record.
-    engine.job_mut().keep_printed_only();
     client.set_interrupt(stop.clone());
     let direct = DirectStream::new(client, direct_cfg, offsets)?;
     // Fetching has a connection of its own, so that a slow fetch never delays fixing the next batch's ranges.
@@ -210,16 +200,16 @@ pub fn run_job(
         records.clear();
         fetcher.fetch_ranges(&info.ranges, &mut records)?;
         let report = engine.run_batch(info.time, &mut records, &clock)?;
-        let done = CompletedBatch {
+        let mut done = CompletedBatch {
             info,
             report: &report,
             records: &records,
-            engine: &engine,
+            engine: &mut engine,
             next_offsets: &current,
             pending: &pending[i + 1..],
             lag: 0,
         };
-        finish_batch(&done, &mut summary, hooks, out, status)?;
+        finish_batch(&mut done, &mut summary, hooks, out, status)?;
     }
     let timer = engine.timer().clone();
 
@@ -250,17 +240,19 @@ pub fn run_job(
     summary.stopped |= interrupted;
     // Both threads are done: the batches generated and not completed are final.
     let (pending, next_offsets) = pending_after(&in_flight, engine.last_completed(), &current);
-    hooks.at_end(&RunEnd { engine: &engine, next_offsets: &next_offsets, pending: &pending }).map_err(RunError::End)?;
+    hooks
+        .at_end(&mut RunEnd { engine: &mut engine, next_offsets: &next_offsets, pending: &pending })
+        .map_err(RunError::End)?;
     Ok(summary)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn process_loop(
-    engine: &mut Engine<LabJob>,
+fn process_loop<J: Job>(
+    engine: &mut Engine<J>,
     current: &mut [(i32, i64)],
     in_flight: &InFlight,
     mut summary: RunSummary,
-    hooks: &mut dyn RunHooks,
+    hooks: &mut dyn RunHooks<J>,
     stop: &AtomicBool,
     rx: &Receiver<Result<Fetched, KafkaError>>,
     out: &mut dyn Write,
@@ -310,7 +302,7 @@ fn process_loop(
         let info = &generated.info;
         advance(current, &info.ranges);
         let (pending, next) = pending_after(in_flight, Some(info.time), current);
-        let done = CompletedBatch {
+        let mut done = CompletedBatch {
             info,
             report: &report,
             records: &whole,
@@ -319,7 +311,7 @@ fn process_loop(
             pending: &pending,
             lag: generated.lag,
         };
-        finish_batch(&done, &mut summary, hooks, out, status)?;
+        finish_batch(&mut done, &mut summary, hooks, out, status)?;
         if stop.load(Ordering::Relaxed) {
             summary.stopped = true;
             break;
@@ -362,10 +354,10 @@ fn advance(offsets: &mut [(i32, i64)], ranges: &[OffsetRange]) {
 }
 
 /// Prints a completed batch's output and status line, counts it, and calls the hook.
-fn finish_batch(
-    done: &CompletedBatch<'_>,
+fn finish_batch<J>(
+    done: &mut CompletedBatch<'_, J>,
     summary: &mut RunSummary,
-    hooks: &mut dyn RunHooks,
+    hooks: &mut dyn RunHooks<J>,
     out: &mut dyn Write,
     status: &mut dyn Write,
 ) -> Result<(), RunError> {

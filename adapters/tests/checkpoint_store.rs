@@ -182,11 +182,17 @@ fn fingerprint_mismatch_says_what_differs() {
             // Adding a timeout brings in the parameters that only matter with one.
             assert_eq!(
                 fields,
-                vec!["topic", "batch_interval", "state.checkpoint_interval", "state.timeout", "state.timeout_scan"]
+                vec![
+                    "topic",
+                    "map_with_state#0.batch_interval",
+                    "map_with_state#0.checkpoint_interval",
+                    "map_with_state#0.timeout",
+                    "map_with_state#0.timeout_scan"
+                ]
             );
             let msg = e.to_string();
             assert!(msg.contains(r#"topic: checkpoint has "avg", this run has "averages""#), "{msg}");
-            assert!(msg.contains(r#"state.timeout: checkpoint has "none", this run has "10s""#), "{msg}");
+            assert!(msg.contains(r#"map_with_state#0.timeout: checkpoint has "none", this run has "10s""#), "{msg}");
         }
         other => panic!("expected FingerprintMismatch, got {other:?}"),
     }
@@ -325,7 +331,7 @@ fn the_borrowed_state_view_encodes_as_the_owned_checkpoint() {
     let t = engine.poll_due(Time(1000)).unwrap();
     engine.run_batch(t, &mut batch, &clock).unwrap();
     let job = engine.job();
-    let bytes = postcard::to_stdvec(&job.checkpoint_ref()).unwrap();
+    let bytes = job.checkpoint_bytes();
     let mut decoded: LabCheckpoint = postcard::from_bytes(&bytes).unwrap();
     decoded.state.entries.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(decoded, job.checkpoint());

@@ -5,9 +5,9 @@ mod common;
 use common::*;
 use dstream_adapters::kafka::direct::{OutOfRangePolicy, StartingOffsets};
 use dstream_adapters::kafka::ClientConfig;
-use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunError, RunHooks, RunOptions, RunSummary};
-use dstream_core::lab::{LabCheckpoint, LabConfig};
-use dstream_core::{BatchInfo, BatchTimer, Clock, Duration, OffsetRange};
+use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunError, RunHooks, RunOptions, RunSummary, Start};
+use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob};
+use dstream_core::{BatchInfo, BatchTimer, Clock, Duration, Engine, OffsetRange};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -19,8 +19,11 @@ struct Saved {
     averages: Vec<(String, f64)>,
 }
 
-impl RunHooks for Saved {
-    fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+impl RunHooks<LabJob> for Saved {
+    fn after_batch(
+        &mut self,
+        b: &mut CompletedBatch<'_, LabJob>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.state = Some(b.engine.job().checkpoint());
         self.offsets = b.next_offsets.to_vec();
         self.batches.push(b.info.clone());
@@ -37,16 +40,32 @@ fn options(addr: &str, batches: u64) -> RunOptions {
         starting_offsets: StartingOffsets::Earliest,
         max_rate_per_partition: 3000, // 300 per partition per batch
         batches: Some(batches),
-        lab: LabConfig::default(),
         on_out_of_range: OutOfRangePolicy::Fail,
         client: ClientConfig::default(),
     }
 }
 
-/// Runs the job to its end, output and status lines discarded.
-fn run(opts: &RunOptions, resume: Option<Resume>, hooks: &mut dyn RunHooks) -> Result<RunSummary, RunError> {
+/// Runs the lab job to its end, output and status lines discarded.
+fn run(
+    opts: &RunOptions,
+    resume: Option<Resume<LabJob>>,
+    hooks: &mut dyn RunHooks<LabJob>,
+) -> Result<RunSummary, RunError> {
     let (mut out, mut status) = (Vec::new(), Vec::new());
-    run_job(opts, resume, hooks, Arc::new(AtomicBool::new(false)), &mut out, &mut status)
+    let start = match resume {
+        Some(r) => Start::Resume(r),
+        None => Start::Fresh(LabJob::new(LabConfig::default())),
+    };
+    run_job(opts, start, hooks, Arc::new(AtomicBool::new(false)), &mut out, &mut status)
+}
+
+/// A resume point: offsets, an optional saved lab state, and the batch timer.
+fn resume_at(offsets: Vec<(i32, i64)>, state: Option<LabCheckpoint>, timer: BatchTimer) -> Resume<LabJob> {
+    let mut job = LabJob::new(LabConfig::default());
+    if let Some(cp) = state {
+        job.restore(cp);
+    }
+    Resume { offsets, engine: Engine::new(job, timer), pending: Vec::new() }
 }
 
 /// A batch grid starting now.
@@ -66,7 +85,7 @@ fn resume_from_saved_offsets_and_state_counts_every_offset_once() {
     // Resume on a new grid from the saved offsets and state: 300 + 100 remain.
     let opts = options(b.addr(), 2);
     let timer = grid_from_now(&opts);
-    let resume = Resume::from_parts(first.offsets.clone(), first.state.clone(), timer, &opts.lab);
+    let resume = resume_at(first.offsets.clone(), first.state.clone(), timer);
     let mut second = Saved::default();
     let s = run(&opts, Some(resume), &mut second).unwrap();
     assert_eq!((s.batches, s.records), (2, 400));
@@ -86,11 +105,10 @@ fn pending_batches_run_again_over_exactly_their_ranges() {
         ranges: vec![OffsetRange { partition: 0, from: 300, until: 700 }],
     };
     let opts = options(b.addr(), 1);
-    let mut resume = Resume::from_parts(
+    let mut resume = resume_at(
         vec![(0, 700)],
         first.state.clone(),
         BatchTimer::resume(last - Duration::from_millis(100), opts.batch_interval, pending.time),
-        &opts.lab,
     );
     resume.pending = vec![pending.clone()];
     let mut second = Saved::default();
@@ -105,8 +123,11 @@ fn pending_batches_run_again_over_exactly_their_ranges() {
 #[derive(Default)]
 struct Resets(Vec<dstream_adapters::kafka::direct::OffsetReset>, u64);
 
-impl RunHooks for Resets {
-    fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+impl RunHooks<LabJob> for Resets {
+    fn after_batch(
+        &mut self,
+        b: &mut CompletedBatch<'_, LabJob>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.1 += b.report.records as u64;
         Ok(())
     }
@@ -125,7 +146,7 @@ fn offsets_outside_the_log_follow_the_policy() {
         opts.max_rate_per_partition = 0;
         let timer = grid_from_now(&opts);
         // A saved offset beyond the log's end, as after the topic was deleted and created again.
-        let resume = Resume::from_parts(vec![(0, 5000)], None, timer, &opts.lab);
+        let resume = resume_at(vec![(0, 5000)], None, timer);
         let mut hooks = Resets::default();
         let r = run(&opts, Some(resume), &mut hooks);
         (r, hooks)
@@ -147,7 +168,7 @@ fn saved_offsets_for_partitions_that_are_gone_are_a_clear_error() {
     generate(b.addr(), 10, 1, &[]);
     let opts = options(b.addr(), 1);
     let timer = grid_from_now(&opts);
-    let resume = Resume::from_parts(vec![(0, 0), (3, 0)], None, timer, &opts.lab);
+    let resume = resume_at(vec![(0, 0), (3, 0)], None, timer);
     let err = run(&opts, Some(resume), &mut Saved::default()).expect_err("partition 3 does not exist");
     assert!(err.to_string().contains("has no partition [3]"), "{err}");
 }
@@ -158,8 +179,11 @@ struct SlowFirstBatch {
     counts: Vec<usize>,
 }
 
-impl RunHooks for SlowFirstBatch {
-    fn after_batch(&mut self, b: &CompletedBatch<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+impl RunHooks<LabJob> for SlowFirstBatch {
+    fn after_batch(
+        &mut self,
+        b: &mut CompletedBatch<'_, LabJob>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.counts.push(b.report.records);
         if self.counts.len() == 1 {
             // Slow processing: the next tick (time + interval) passes while this batch is still running.

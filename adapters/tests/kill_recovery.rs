@@ -5,9 +5,10 @@
 mod common;
 
 use common::{broker, checkpoint_rows, dstream, generate, lab_messages, model_of, ok_stdout};
+use dstream_adapters::checkpoint::JobState;
 use dstream_adapters::checkpoint::{CheckpointStore, Loaded};
 use dstream_adapters::generate::SplitMix64;
-use dstream_core::lab::LabCheckpoint;
+use dstream_adapters::recovery::lab_state;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,14 +30,15 @@ fn spawn_run(addr: &str, dir: &Path, rate: u32) -> Child {
         .expect("start dstream run")
 }
 
-fn latest(dir: &Path) -> Option<Loaded<LabCheckpoint>> {
-    CheckpointStore::open_read_only(dir).load_latest::<LabCheckpoint>(None).expect("checkpoints stay readable")
+fn latest(dir: &Path) -> Option<Loaded<JobState>> {
+    CheckpointStore::open_read_only(dir).load_latest::<JobState>(None).expect("checkpoints stay readable")
 }
 
 /// Every checkpoint must count exactly the records before its next offsets, less those of its pending batches: all
 /// produced messages are valid and the run starts at offset 0.
-fn check_exactly_once(cp: &Loaded<LabCheckpoint>, log: &mut String) -> u64 {
-    let counted: u64 = cp.checkpoint.state.state.entries.iter().map(|(_, e)| e.state.count()).sum();
+fn check_exactly_once(cp: &Loaded<JobState>, log: &mut String) -> u64 {
+    let lab = lab_state(&cp.checkpoint.state).expect("the lab's one operator").expect("decodes");
+    let counted: u64 = lab.state.entries.iter().map(|(_, e)| e.state.count()).sum();
     // Pending batches (generated, not completed) are not in the state yet: they run again after a restart.
     let pending: i64 = cp.checkpoint.meta.pending.iter().flat_map(|b| &b.ranges).map(|r| r.count()).sum();
     let consumed: i64 = cp.checkpoint.meta.next_offsets.iter().map(|n| n.offset).sum::<i64>() - pending;

@@ -5,8 +5,8 @@
 //! run's batch of the same time (output is at-least-once: a batch may print twice, never differently).
 
 use dstream_adapters::checkpoint::{encode, temp_file_name, Checkpoint, CheckpointMeta, CheckpointStore, NextOffset};
-use dstream_adapters::recovery::{restore, Checkpointable, Checkpointer, RecoveryError};
-use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob};
+use dstream_adapters::recovery::{restore, Checkpointer, RecoveryError};
+use dstream_core::lab::{LabConfig, LabJob};
 use dstream_core::{BatchInfo, BatchTimer, Clock, Duration, Engine, ManualClock, OffsetRange, RecordBatch, Time};
 use dstream_harness::model::AverageModel;
 use proptest::prelude::*;
@@ -91,7 +91,7 @@ impl Runner<'_> {
     /// One incarnation of the process: start (fresh or from the newest checkpoint) and run until done or crashed.
     fn run_once(&mut self) -> Outcome {
         let mut clock = ManualClock::new(Time(0));
-        let loaded = self.checkpointer.load::<LabCheckpoint>().expect("a valid checkpoint always remains");
+        let loaded = self.checkpointer.load().expect("a valid checkpoint always remains");
         let (mut engine, mut next) = match loaded {
             None => {
                 let engine =
@@ -101,7 +101,8 @@ impl Runner<'_> {
                 (engine, next)
             }
             Some(loaded) => {
-                let mut resumed = restore(loaded.checkpoint, LabJob::new(LabConfig::default()), INTERVAL, clock.now());
+                let mut resumed =
+                    restore(loaded.checkpoint, LabJob::new(LabConfig::default()), INTERVAL, clock.now()).unwrap();
                 let log = self.log;
                 let crashes = &mut self.crashes;
                 let processed = &mut self.processed;
@@ -155,7 +156,7 @@ impl Runner<'_> {
             let pending: Vec<BatchInfo> = generated.iter().cloned().collect();
             match self.crash_now() {
                 None => {
-                    self.checkpointer.after_batch(&engine, &next, &pending).unwrap();
+                    self.checkpointer.after_batch(&mut engine, &next, &pending).unwrap();
                 }
                 Some(CrashKind::BeforeCheckpoint) => return Outcome::Crashed,
                 Some(CrashKind::MidWrite(sixteenths)) => {
@@ -173,7 +174,7 @@ impl Runner<'_> {
                                 next_offsets: next.clone(),
                                 pending,
                             },
-                            state: engine.job().state_ref(),
+                            state: dstream_adapters::recovery::save_state(engine.job_mut()).unwrap(),
                         };
                         let bytes = encode(&cp).unwrap();
                         let cut = bytes.len() * sixteenths as usize / 16;
@@ -182,16 +183,17 @@ impl Runner<'_> {
                     return Outcome::Crashed;
                 }
                 Some(CrashKind::AfterCheckpoint) => {
-                    self.checkpointer.after_batch(&engine, &next, &pending).unwrap();
+                    self.checkpointer.after_batch(&mut engine, &next, &pending).unwrap();
                     return Outcome::Crashed;
                 }
                 Some(CrashKind::TornNewest { truncate }) => {
-                    self.checkpointer.after_batch(&engine, &next, &pending).unwrap();
+                    self.checkpointer.after_batch(&mut engine, &next, &pending).unwrap();
                     self.checkpointer.flush().unwrap();
                     let store = self.checkpointer.store();
                     let files = store.list().unwrap();
-                    let all_valid =
-                        files.iter().all(|(_, p)| dstream_adapters::checkpoint::read_file::<LabCheckpoint>(p).is_ok());
+                    let all_valid = files.iter().all(|(_, p)| {
+                        dstream_adapters::checkpoint::read_file::<dstream_adapters::checkpoint::JobState>(p).is_ok()
+                    });
                     if files.len() >= 2 && all_valid {
                         let newest = &files[0].1;
                         let mut bytes = fs::read(newest).unwrap();
@@ -367,15 +369,15 @@ fn a_failed_background_write_is_reported_and_the_previous_checkpoint_kept() {
     batch.push(0, 0, 0, None, b"a,4");
     engine.run_batch(Time(1000), &mut batch, &clock).unwrap();
     let next = [NextOffset { partition: 0, offset: 1 }];
-    ck.after_batch(&engine, &next, &[]).unwrap();
+    ck.after_batch(&mut engine, &next, &[]).unwrap();
     ck.flush().unwrap();
     // The next write cannot create its temporary file.
     fs::create_dir(dir.path().join(temp_file_name(Time(2000)))).unwrap();
     batch.clear();
     engine.run_batch(Time(2000), &mut batch, &clock).unwrap();
-    ck.after_batch(&engine, &next, &[]).unwrap();
+    ck.after_batch(&mut engine, &next, &[]).unwrap();
     let err = ck.flush().unwrap_err();
     assert!(err.to_string().contains(".checkpoint-2000.tmp"), "{err}");
-    let loaded = ck.load::<LabCheckpoint>().unwrap().unwrap();
+    let loaded = ck.load().unwrap().unwrap();
     assert_eq!(loaded.checkpoint.meta.time, Time(1000));
 }

@@ -151,7 +151,7 @@ fn main() {
         let start = Instant::now();
         engine.run_batch(t, &mut batch, &clock).expect("batch runs");
         engine_secs += start.elapsed().as_secs_f64();
-        checksum_engine += engine.job().last_output().last().map_or(0.0, |o| o.1);
+        checksum_engine += engine.job().last_element().map_or(0.0, |o| o.1);
 
         let start = Instant::now();
         hand_loop(&batch, &mut state, &mut out);

@@ -1,7 +1,8 @@
 //! The engine: one batch at a time, FIFO, on the batch grid; time is passed in, never read.
 
 use crate::record::{OffsetRange, RecordBatch, RecordSource, SourceError};
-use crate::stream::{BatchContext, Job, JobError, Malformed};
+use crate::stateful::{StateVisit, Stateful};
+use crate::stream::{BatchContext, Job, JobError, Malformed, NO_RECORDS};
 use crate::time::{BatchTimer, Clock, Duration, Time};
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
@@ -38,8 +39,6 @@ pub struct Engine<J> {
     timer: BatchTimer,
     last_completed: Option<Time>,
     totals: Totals,
-    /// The parts of an open batch, gathered for a job that takes a batch only whole.
-    gathered: RecordBatch,
 }
 
 /// A batch begun with [`Engine::begin_batch`] and not yet finished: what it has reported so far.
@@ -48,6 +47,7 @@ pub struct OpenBatch {
     time: Time,
     start: Time,
     records: usize,
+    parts: u64,
     malformed: Vec<Malformed>,
     printed: String,
 }
@@ -77,7 +77,7 @@ pub struct Totals {
 /// A source that remembers how many records it handed over last (a job reads its input once per part).
 struct Counted<'a> {
     source: &'a dyn RecordSource,
-    count: Cell<usize>,
+    count: Cell<Option<usize>>,
 }
 
 impl RecordSource for Counted<'_> {
@@ -86,7 +86,7 @@ impl RecordSource for Counted<'_> {
     }
     fn for_each_run(&self, f: &mut dyn FnMut(crate::record::Run<'_>)) -> Result<usize, SourceError> {
         let n = self.source.for_each_run(f)?;
-        self.count.set(n);
+        self.count.set(Some(n));
         Ok(n)
     }
 }
@@ -115,7 +115,7 @@ pub enum EngineError {
 impl<J: Job> Engine<J> {
     /// An engine running `job` on `timer`'s grid.
     pub fn new(job: J, timer: BatchTimer) -> Self {
-        Engine { job, timer, last_completed: None, totals: Totals::default(), gathered: RecordBatch::new() }
+        Engine { job, timer, last_completed: None, totals: Totals::default() }
     }
 
     /// The job.
@@ -154,13 +154,9 @@ impl<J: Job> Engine<J> {
             }
         }
         let mut batch =
-            OpenBatch { time, start: clock.now(), records: 0, malformed: Vec::new(), printed: String::new() };
-        self.gathered.clear();
-        if self.job.incremental() {
-            let empty = RecordBatch::new();
-            let mut ctx = self.context(&mut batch, &empty);
-            self.job.begin_batch(&mut ctx).map_err(|source| EngineError::Job { time, source })?;
-        }
+            OpenBatch { time, start: clock.now(), records: 0, parts: 0, malformed: Vec::new(), printed: String::new() };
+        let mut ctx = self.context(&mut batch, &NO_RECORDS);
+        self.job.begin_batch(&mut ctx).map_err(|source| EngineError::Job { time, source })?;
         Ok(batch)
     }
 
@@ -168,15 +164,7 @@ impl<J: Job> Engine<J> {
     /// record after those of the earlier parts in that order.
     pub fn feed(&mut self, batch: &mut OpenBatch, part: &mut RecordBatch) -> Result<(), EngineError> {
         part.sort_by_position();
-        batch.records += part.len();
-        if self.job.incremental() {
-            let time = batch.time;
-            let mut ctx = self.context(batch, part);
-            self.job.feed(&mut ctx).map_err(|source| EngineError::Job { time, source })
-        } else {
-            self.gathered.extend_from(part);
-            Ok(())
-        }
+        self.feed_source(batch, part)
     }
 
     /// Gives the open batch the next part of its input from a source that hands its records over in
@@ -184,40 +172,28 @@ impl<J: Job> Engine<J> {
     /// fetched bytes, with no buffer of their own).
     pub fn feed_source(&mut self, batch: &mut OpenBatch, part: &dyn RecordSource) -> Result<(), EngineError> {
         let time = batch.time;
-        if self.job.incremental() {
-            let counted = Counted { source: part, count: Cell::new(0) };
-            let result = {
-                let mut ctx = self.context(batch, &counted);
-                self.job.feed(&mut ctx)
-            };
-            batch.records += counted.count.get();
-            result.map_err(|source| EngineError::Job { time, source })
-        } else {
-            let gathered = &mut self.gathered;
-            let n = part
-                .for_each_record(&mut |r| gathered.push(r.partition, r.offset, r.timestamp, r.key, r.value))
-                .map_err(|e| EngineError::Job { time, source: e.into() })?;
-            batch.records += n;
-            Ok(())
-        }
+        let counted = Counted { source: part, count: Cell::new(None) };
+        let result = {
+            let mut ctx = self.context(batch, &counted);
+            self.job.feed(&mut ctx)
+        };
+        batch.parts += 1;
+        result.map_err(|source| EngineError::Job { time, source })?;
+        // A job that does not read its input (no output operation reads it) still counts it.
+        let n = match counted.count.get() {
+            Some(n) => n,
+            None => part.for_each_run(&mut |_| {}).map_err(|e| EngineError::Job { time, source: e.into() })?,
+        };
+        batch.records += n;
+        Ok(())
     }
 
     /// Ends the open batch and reports it, as [`run_batch`](Self::run_batch) would for all of its parts at once.
     pub fn finish_batch(&mut self, mut batch: OpenBatch, clock: &dyn Clock) -> Result<BatchReport, EngineError> {
         let time = batch.time;
-        if self.job.incremental() {
-            let empty = RecordBatch::new();
-            let mut ctx = self.context(&mut batch, &empty);
+        {
+            let mut ctx = self.context(&mut batch, &NO_RECORDS);
             self.job.finish_batch(&mut ctx).map_err(|source| EngineError::Job { time, source })?;
-        } else {
-            let mut gathered = std::mem::take(&mut self.gathered);
-            let result = {
-                let mut ctx = self.context(&mut batch, &gathered);
-                self.job.run_batch(&mut ctx)
-            };
-            gathered.clear();
-            self.gathered = gathered;
-            result.map_err(|source| EngineError::Job { time, source })?;
         }
         let end = clock.now();
         self.last_completed = Some(time);
@@ -240,6 +216,7 @@ impl<J: Job> Engine<J> {
             zero: self.timer.zero(),
             interval: self.timer.interval(),
             input,
+            part: batch.parts,
             malformed: &mut batch.malformed,
             printed: &mut batch.printed,
         }
@@ -257,32 +234,14 @@ impl<J: Job> Engine<J> {
                 return Err(EngineError::OutOfOrder { time, last });
             }
         }
-        let start = clock.now();
-        input.sort_by_position();
-        let mut malformed = Vec::new();
-        let mut printed = String::new();
-        let mut ctx = BatchContext {
-            time,
-            zero: self.timer.zero(),
-            interval: self.timer.interval(),
-            input,
-            malformed: &mut malformed,
-            printed: &mut printed,
-        };
-        self.job.run_batch(&mut ctx).map_err(|source| EngineError::Job { time, source })?;
-        let end = clock.now();
-        self.last_completed = Some(time);
-        self.totals.batches += 1;
-        self.totals.records += input.len() as u64;
-        self.totals.malformed += malformed.len() as u64;
-        Ok(BatchReport {
-            time,
-            records: input.len(),
-            malformed,
-            printed,
-            scheduling_delay: start - time,
-            processing_time: end - start,
-        })
+        let mut batch = self.begin_batch(time, clock)?;
+        self.feed(&mut batch, input)?;
+        self.finish_batch(batch, clock)
+    }
+
+    /// Calls `f` with every stateful operator of the job, in the job's fixed order.
+    pub fn for_each_stateful(&mut self, f: &mut dyn FnMut(&mut dyn Stateful)) {
+        self.job.visit_state(&mut StateVisit::new(f));
     }
 }
 

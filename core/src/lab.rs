@@ -5,12 +5,15 @@ use crate::key::Key;
 use crate::print::write_batch;
 use crate::record::RecordRef;
 use crate::state::{State, StateError, StateSpecOptions};
+use crate::stateful::StateVisit;
 use crate::stream::{
-    input, BatchContext, DStreamExt, Input, Job, JobError, MalformedPolicy, MapWithState, MapWithStateCheckpoint,
-    MappingFunction, RecordParser, StateSpec,
+    input, BatchContext, DStream, DStreamExt, Graph, Input, Job, JobError, MalformedPolicy, MapWithState,
+    MapWithStateCheckpoint, MappingFunction, OutputOp, RecordParser, Shared, StateSpec,
 };
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// The job's name, as recorded in checkpoints and recordings.
 pub const JOB_NAME: &str = "average";
@@ -183,7 +186,7 @@ impl Default for LabConfig {
 
 /// The mapped element: (key, running average).
 pub type Output = (Key, f64);
-type Stream = MapWithState<Input<LabParser>, AverageFn, Key, Avg>;
+type Stream = MapWithState<Input<LabParser>, AverageFn, Key, Avg, Output>;
 
 /// The lab's record parser: `KEY,VALUE` into (key, value).
 #[derive(Debug, Clone, Copy, Default)]
@@ -192,7 +195,7 @@ pub struct LabParser;
 impl RecordParser for LabParser {
     type Item = (Key, i64);
     type Error = LabParseError;
-    #[inline]
+    #[inline(always)]
     fn parse(&mut self, rec: RecordRef<'_>) -> Result<(Key, i64), LabParseError> {
         // As parse_record (same checks, same order), building the key straight from its bytes.
         let (key, rest) = split_record(rec.value)?;
@@ -218,15 +221,15 @@ impl MappingFunction<Key, i64, Avg> for AverageFn {
         average(key, value, state).map(Some)
     }
     #[inline(always)]
-    fn call_into(
+    fn call_each(
         &mut self,
         _time: Time,
         key: &Key,
         value: Option<i64>,
         state: &mut State<'_, Avg>,
-        out: &mut Vec<Output>,
+        sink: &mut impl FnMut(Output),
     ) -> Result<(), StateError> {
-        out.push(average(key, value, state)?);
+        sink(average(key, value, state)?);
         Ok(())
     }
 }
@@ -245,11 +248,66 @@ pub fn average(key: &Key, value: Option<i64>, state: &mut State<'_, Avg>) -> Res
     }
 }
 
-/// The lab's job: input -> mapWithState(average) -> print.
+/// The lab's job: input -> mapWithState(average) -> print, as a graph; it also keeps each batch's mapped output
+/// (all of it, or with [`keep_printed_only`](Self::keep_printed_only) what `print` shows).
 pub struct LabJob {
     config: LabConfig,
-    stream: Stream,
-    out: Vec<Output>,
+    graph: Graph,
+    stream: Shared<Stream>,
+    out: Rc<RefCell<LabOut>>,
+}
+
+struct LabOut {
+    items: Vec<Output>,
+    keep: usize,
+}
+
+/// The lab's output operation: keeps the mapped output and prints it.
+struct LabOutput {
+    parent: Shared<Stream>,
+    print: Option<usize>,
+    out: Rc<RefCell<LabOut>>,
+}
+
+impl OutputOp for LabOutput {
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.out.borrow_mut().items.clear();
+        self.parent.begin(ctx)
+    }
+    #[inline]
+    fn feed(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let mut out = self.out.borrow_mut();
+        let out = &mut *out;
+        let keep = out.keep;
+        // At most one output per record: size the buffer once per part rather than growing it record by record.
+        if keep == usize::MAX {
+            out.items.reserve(ctx.input.len_hint());
+        }
+        let items = &mut out.items;
+        self.parent.feed_each(ctx, |x| {
+            if items.len() < keep {
+                items.push(x)
+            }
+        })
+    }
+    fn finish(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let mut out = self.out.borrow_mut();
+        let out = &mut *out;
+        let keep = out.keep;
+        let items = &mut out.items;
+        self.parent.finish_each(ctx, |x| {
+            if items.len() < keep {
+                items.push(x)
+            }
+        })?;
+        if let Some(num) = self.print {
+            write_batch(ctx.printed, ctx.time, &out.items, num);
+        }
+        Ok(())
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
+    }
 }
 
 /// The lab job's checkpointable state.
@@ -264,16 +322,17 @@ impl LabJob {
     /// A job whose state starts from `initial` (stamped with the first batch's time).
     pub fn with_initial_state(config: LabConfig, initial: Vec<(Key, Avg)>) -> Self {
         let spec = StateSpec::with_mapping(AverageFn).options(config.state.clone()).initial_state(initial);
-        let stream = input(LabParser, config.malformed).map_with_state(spec);
-        LabJob { config, stream, out: Vec::new() }
+        let stream = Shared::new(input(LabParser, config.malformed).map_with_state(spec));
+        let out = Rc::new(RefCell::new(LabOut { items: Vec::new(), keep: usize::MAX }));
+        let graph = Graph::new().output(LabOutput { parent: stream.consumer(), print: config.print, out: out.clone() });
+        LabJob { config, graph, stream, out }
     }
 
     /// Keeps of each batch's mapped output only what `print(num)` shows (its first `num + 1` elements), so that a
     /// batch's output needs no memory per record; the printed text is unchanged. [`last_output`](Self::last_output)
-    /// then holds only those elements. Spark's output order over several state partitions sorts the whole output
-    /// at the batch's end, so with it every element is kept as before.
+    /// then holds only those elements.
     pub fn keep_printed_only(&mut self) {
-        self.stream.limit_output(Some(self.config.print.map_or(0, |num| num.saturating_add(1))));
+        self.out.borrow_mut().keep = self.config.print.map_or(0, |num| num.saturating_add(1));
     }
 
     /// The configuration.
@@ -281,16 +340,20 @@ impl LabJob {
         &self.config
     }
     /// The last batch's mapped output, in processing order.
-    pub fn last_output(&self) -> &[Output] {
-        &self.out
+    pub fn last_output(&self) -> Vec<Output> {
+        self.out.borrow().items.clone()
+    }
+    /// The last element of the last batch's mapped output.
+    pub fn last_element(&self) -> Option<Output> {
+        self.out.borrow().items.last().cloned()
     }
     /// Every key's (sum, count), sorted by key.
     pub fn snapshot(&self) -> Vec<(Key, Avg)> {
-        self.stream.state().sorted_states()
+        self.stream.with(|s| s.state().sorted_states())
     }
     /// Number of keys with state.
     pub fn key_count(&self) -> usize {
-        self.stream.state().len()
+        self.stream.with(|s| s.state().len())
     }
     /// Every key's current average, sorted by key.
     pub fn averages(&self) -> Vec<(Key, f64)> {
@@ -298,15 +361,17 @@ impl LabJob {
     }
     /// The state to checkpoint.
     pub fn checkpoint(&self) -> LabCheckpoint {
-        self.stream.checkpoint()
+        self.stream.with(|s| s.checkpoint())
     }
-    /// The state to checkpoint, borrowed (serialises as `checkpoint()`, entries unsorted; no copy).
-    pub fn checkpoint_ref(&self) -> crate::stream::MapWithStateCheckpointRef<'_, Key, Avg> {
-        self.stream.checkpoint_ref()
+    /// The state to checkpoint, encoded as `checkpoint()` serialises (entries unsorted; no copy of the state).
+    pub fn checkpoint_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.stream.with(|s| crate::stateful::encode_into(&s.checkpoint_ref(), &mut out)).expect("encodes");
+        out
     }
     /// Restores state from a checkpoint.
     pub fn restore(&mut self, cp: LabCheckpoint) {
-        self.stream.restore(cp)
+        self.stream.with_mut(|s| s.restore(cp))
     }
     /// Appends the JVM text of one output element to `s`.
     pub fn write_element(s: &mut String, e: &Output) {
@@ -319,34 +384,17 @@ impl LabJob {
 }
 
 impl Job for LabJob {
-    fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        self.begin_batch(ctx)?;
-        self.feed(ctx)?;
-        self.finish_batch(ctx)
-    }
-
-    fn incremental(&self) -> bool {
-        true
-    }
-
     fn begin_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        self.out.clear();
-        self.stream.begin(ctx.time);
-        Ok(())
+        self.graph.begin_batch(ctx)
     }
-
     fn feed(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        // At most one output per record: size the buffer once per part rather than growing it record by record.
-        self.out.reserve(ctx.input.len_hint());
-        self.stream.process(ctx, &mut self.out)
+        self.graph.feed(ctx)
     }
-
     fn finish_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        self.stream.finish(ctx, &mut self.out)?;
-        if let Some(num) = self.config.print {
-            write_batch(ctx.printed, ctx.time, &self.out, num);
-        }
-        Ok(())
+        self.graph.finish_batch(ctx)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.graph.visit_state(visit)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod lab;
 pub mod print;
 pub mod record;
 pub mod state;
+pub mod stateful;
 pub mod stream;
 pub mod time;
 
@@ -19,7 +20,9 @@ pub use engine::{BatchInfo, BatchReport, Engine, EngineError, OpenBatch, Totals}
 pub use key::Key;
 pub use record::{OffsetRange, RecordBatch, RecordRef, RecordSource, Run, RunIter, SourceError, RUN_RECORDS};
 pub use state::{OutputOrder, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
+pub use stateful::{StateCodecError, StateVisit, Stateful};
 pub use stream::{
-    input, BatchContext, DStream, DStreamExt, Graph, Job, JobError, Malformed, MalformedPolicy, OutputOp, StateSpec,
+    input, BatchContext, DStream, DStreamExt, Graph, Job, JobError, Malformed, MalformedPolicy, OutputOp, Shared,
+    StateSpec,
 };
 pub use time::{BatchTimer, Clock, Duration, ManualClock, Time};

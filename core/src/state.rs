@@ -428,6 +428,9 @@ impl<K: Hash + Eq + StableHash + Ord + Clone, S: Clone> StateMap<K, S> {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         StateSnapshot { num_partitions: self.num_partitions(), entries }
     }
+}
+
+impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
     /// A view that serialises as `snapshot()` would, without copying (entries unsorted).
     pub fn snapshot_ref(&self) -> StateSnapshotRef<'_, K, S> {
         StateSnapshotRef { map: self }

@@ -1,11 +1,21 @@
-//! DStreams: a job is an ordinary value built from these operators, pulled once per batch.
+//! DStreams: a job is an ordinary value built from these operators.
+//!
+//! Every batch goes through one protocol, whatever the operators: [`DStream::begin`] once, then
+//! [`DStream::feed_each`] for each part of the batch's input as it arrives (in (partition, offset) order), then
+//! [`DStream::finish_each`]. Operators that can (the input, `map`, `filter`, `map_with_state`, ...) hand their
+//! elements on while the parts arrive; those that need the whole batch (`reduce_by_key`, windows, `count`) hand
+//! theirs on at the end. A chain of operators is one value whose per-record work the compiler fuses into one loop.
+//! A stream used by several consumers is a [`Shared`] stream: computed once per part and per batch, its elements
+//! cloned for each consumer.
 
 use crate::jvm::{JvmDisplay, StableHash};
 use crate::print::write_batch;
 use crate::record::{RecordRef, RecordSource, Run, SourceError};
 use crate::state::{OutputOrder, Slot, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
+use crate::stateful::{decode, encode_into, short_type_name, StateCodecError, StateVisit, Stateful};
 use crate::time::{Duration, Time};
 use rustc_hash::FxHashMap;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -62,6 +72,14 @@ pub enum JobError {
     /// The batch's records could not be read.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// An output operation failed (e.g. a file could not be written).
+    #[error("output operation failed in batch {time}: {reason}")]
+    Output {
+        /// Batch time.
+        time: Time,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Everything an operator may see of one batch.
@@ -72,8 +90,10 @@ pub struct BatchContext<'a> {
     pub zero: Time,
     /// The batch interval.
     pub interval: Duration,
-    /// The batch's input records (or one part of them).
+    /// The batch's input records: the current part while feeding, nothing in `begin` and `finish`.
     pub input: &'a dyn RecordSource,
+    /// Which part of the batch is being fed (0, 1, ...): shared streams compute each part once.
+    pub part: u64,
     /// Malformed records found in this batch.
     pub malformed: &'a mut Vec<Malformed>,
     /// Text printed by `print` output operations.
@@ -87,6 +107,7 @@ impl fmt::Debug for BatchContext<'_> {
             .field("zero", &self.zero)
             .field("interval", &self.interval)
             .field("input_len_hint", &self.input.len_hint())
+            .field("part", &self.part)
             .field("malformed", &self.malformed)
             .field("printed", &self.printed)
             .finish()
@@ -101,54 +122,82 @@ impl BatchContext<'_> {
     }
 }
 
-/// A discretized stream: per batch it appends its elements to `out` and says whether it has output at this time.
+/// A discretized stream, computed batch by batch: [`begin`](Self::begin), [`feed_each`](Self::feed_each) per
+/// part of the input, [`finish_each`](Self::finish_each).
 pub trait DStream {
     /// Element type.
     type Item;
-    /// Computes this batch's elements; `Ok(false)` means no output at this time (a window between slides).
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<Self::Item>) -> Result<bool, JobError>;
+    /// Starts the batch `ctx.time` (this stream and every stream it reads).
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
+    /// Hands `sink` the elements the input part in `ctx` gives now (none, for a stream that needs the whole batch).
+    fn feed_each<G: FnMut(Self::Item)>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<(), JobError>;
+    /// Ends the batch: hands `sink` the rest of its elements; `Ok(false)` means no output at this time (a window
+    /// between slides).
+    fn finish_each<G: FnMut(Self::Item)>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError>;
+    /// Visits the stateful operators this stream is built from (parents first), then itself if it is one.
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>);
 
-    /// Computes this batch's elements into `sink` one by one; streams that can, do it without a buffer.
-    fn compute_each<G: FnMut(Self::Item)>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError>
+    /// Computes a whole batch whose input is all in `ctx` (begin, one part, finish) into `out`.
+    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<Self::Item>) -> Result<bool, JobError>
     where
         Self: Sized,
     {
-        let mut buf = Vec::new();
-        let has = self.compute(ctx, &mut buf)?;
-        buf.into_iter().for_each(sink);
-        Ok(has)
+        self.begin(ctx)?;
+        self.feed_each(ctx, |x| out.push(x))?;
+        self.finish_each(ctx, |x| out.push(x))
     }
 }
 
-/// An output operation, run once per batch in registration order.
+/// An output operation (`print`, `foreach_batch`, ...): it drives the streams it reads, once per batch.
 pub trait OutputOp {
-    /// Runs the operation for the batch in `ctx`.
-    fn run(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
+    /// Starts a batch.
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
+    /// Takes one part of the batch's input.
+    fn feed(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
+    /// Ends the batch: does what the operation does with the batch's elements.
+    fn finish(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
+    /// Visits the stateful operators it reads.
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>);
 }
 
-/// A whole streaming job: what runs on each batch.
+/// A whole streaming job: what runs on each batch, part by part.
 pub trait Job {
-    /// Runs every output operation for one batch.
-    fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
-
-    /// True if the job takes a batch part by part (`begin_batch`, `feed`..., `finish_batch`); otherwise the engine
-    /// gathers the parts and calls `run_batch` once, at the end.
-    fn incremental(&self) -> bool {
-        false
-    }
-    /// Starts a batch (`ctx.input` is empty); only called if `incremental()`.
-    fn begin_batch(&mut self, _ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        Ok(())
-    }
+    /// Starts a batch (`ctx.input` is empty).
+    fn begin_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
     /// Processes one part of the batch's input (`ctx.input`), after every earlier part in (partition, offset)
-    /// order; only called if `incremental()`.
-    fn feed(&mut self, _ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        Ok(())
+    /// order.
+    fn feed(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
+    /// Ends the batch (`ctx.input` is empty): what must see the whole batch, then the output operations.
+    fn finish_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
+    /// Visits every stateful operator of the job, in a fixed order (the same for the same program).
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>);
+
+    /// Runs one whole batch whose input is all in `ctx`.
+    fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let input = ctx.input;
+        ctx.input = &NO_RECORDS;
+        self.begin_batch(ctx)?;
+        ctx.input = input;
+        self.feed(ctx)?;
+        ctx.input = &NO_RECORDS;
+        let r = self.finish_batch(ctx);
+        ctx.input = input;
+        r
     }
-    /// Ends the batch (`ctx.input` is empty): what must see the whole batch, then the output operations; only
-    /// called if `incremental()`.
-    fn finish_batch(&mut self, _ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        Ok(())
+}
+
+/// No records: the input of `begin` and `finish`.
+pub struct NoRecords;
+
+/// The empty input.
+pub static NO_RECORDS: NoRecords = NoRecords;
+
+impl RecordSource for NoRecords {
+    fn len_hint(&self) -> usize {
+        0
+    }
+    fn for_each_run(&self, _f: &mut dyn FnMut(Run<'_>)) -> Result<usize, SourceError> {
+        Ok(0)
     }
 }
 
@@ -156,6 +205,12 @@ pub trait Job {
 #[derive(Default)]
 pub struct Graph {
     ops: Vec<Box<dyn OutputOp>>,
+}
+
+impl fmt::Debug for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Graph").field("outputs", &self.ops.len()).finish()
+    }
 }
 
 impl Graph {
@@ -168,14 +223,28 @@ impl Graph {
         self.ops.push(Box::new(op));
         self
     }
+    /// Adds an output operation already boxed.
+    pub fn push_output(&mut self, op: Box<dyn OutputOp>) {
+        self.ops.push(op);
+    }
+    /// Number of output operations.
+    pub fn outputs(&self) -> usize {
+        self.ops.len()
+    }
 }
 
 impl Job for Graph {
-    fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        for op in &mut self.ops {
-            op.run(ctx)?;
-        }
-        Ok(())
+    fn begin_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.ops.iter_mut().try_for_each(|op| op.begin(ctx))
+    }
+    fn feed(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.ops.iter_mut().try_for_each(|op| op.feed(ctx))
+    }
+    fn finish_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.ops.iter_mut().try_for_each(|op| op.finish(ctx))
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.ops.iter_mut().for_each(|op| op.visit_state(visit))
     }
 }
 
@@ -214,12 +283,11 @@ pub fn input<F: RecordParser>(parse: F, policy: MalformedPolicy) -> Input<F> {
 
 impl<F: RecordParser> DStream for Input<F> {
     type Item = F::Item;
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<F::Item>) -> Result<bool, JobError> {
-        out.reserve(ctx.input.len_hint());
-        self.compute_each(ctx, |v| out.push(v))
+    fn begin(&mut self, _ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        Ok(())
     }
 
-    fn compute_each<G: FnMut(F::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+    fn feed_each<G: FnMut(F::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
         let mut failed = None;
         let mut reader =
             Reader { parse: &mut self.parse, policy: self.policy, malformed: ctx.malformed, failed: &mut failed };
@@ -240,9 +308,15 @@ impl<F: RecordParser> DStream for Input<F> {
         read?;
         match failed {
             Some(m) => Err(JobError::Malformed(m)),
-            None => Ok(true),
+            None => Ok(()),
         }
     }
+
+    fn finish_each<G: FnMut(F::Item)>(&mut self, _ctx: &mut BatchContext<'_>, _sink: G) -> Result<bool, JobError> {
+        Ok(true)
+    }
+
+    fn visit_state(&mut self, _visit: &mut StateVisit<'_>) {}
 }
 
 /// Parses records for [`Input`]: elements go to the sink, malformed records to the batch's list, or, under
@@ -293,75 +367,103 @@ fn preview(value: &[u8]) -> String {
 // Stateless operators
 
 /// `map`.
-pub struct Map<P: DStream, F> {
+pub struct Map<P, F> {
     parent: P,
     f: F,
-    buf: Vec<P::Item>,
 }
 impl<P: DStream, U, F: FnMut(P::Item) -> U> DStream for Map<P, F> {
     type Item = U;
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<U>) -> Result<bool, JobError> {
-        let has = self.parent.compute(ctx, &mut self.buf)?;
-        out.extend(self.buf.drain(..).map(&mut self.f));
-        Ok(has)
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.parent.begin(ctx)
     }
-    fn compute_each<G: FnMut(U)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+    #[inline]
+    fn feed_each<G: FnMut(U)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
         let f = &mut self.f;
-        self.parent.compute_each(ctx, |x| sink(f(x)))
+        self.parent.feed_each(ctx, |x| sink(f(x)))
+    }
+    fn finish_each<G: FnMut(U)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let f = &mut self.f;
+        self.parent.finish_each(ctx, |x| sink(f(x)))
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
     }
 }
 
 /// `flatMap`.
-pub struct FlatMap<P: DStream, F> {
+pub struct FlatMap<P, F> {
     parent: P,
     f: F,
-    buf: Vec<P::Item>,
 }
 impl<P: DStream, I: IntoIterator, F: FnMut(P::Item) -> I> DStream for FlatMap<P, F> {
     type Item = I::Item;
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<I::Item>) -> Result<bool, JobError> {
-        let has = self.parent.compute(ctx, &mut self.buf)?;
-        out.extend(self.buf.drain(..).flat_map(&mut self.f));
-        Ok(has)
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: FnMut(I::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
+        let f = &mut self.f;
+        self.parent.feed_each(ctx, |x| f(x).into_iter().for_each(&mut sink))
+    }
+    fn finish_each<G: FnMut(I::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let f = &mut self.f;
+        self.parent.finish_each(ctx, |x| f(x).into_iter().for_each(&mut sink))
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
     }
 }
 
 /// `filter`.
-pub struct Filter<P: DStream, F> {
+pub struct Filter<P, F> {
     parent: P,
     f: F,
-    buf: Vec<P::Item>,
 }
 impl<P: DStream, F: FnMut(&P::Item) -> bool> DStream for Filter<P, F> {
     type Item = P::Item;
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<P::Item>) -> Result<bool, JobError> {
-        let has = self.parent.compute(ctx, &mut self.buf)?;
-        out.extend(self.buf.drain(..).filter(&mut self.f));
-        Ok(has)
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.parent.begin(ctx)
     }
-    fn compute_each<G: FnMut(P::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+    fn feed_each<G: FnMut(P::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
         let f = &mut self.f;
-        self.parent.compute_each(ctx, |x| {
+        self.parent.feed_each(ctx, |x| {
             if f(&x) {
                 sink(x)
             }
         })
     }
+    fn finish_each<G: FnMut(P::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let f = &mut self.f;
+        self.parent.finish_each(ctx, |x| {
+            if f(&x) {
+                sink(x)
+            }
+        })
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
+    }
 }
 
 /// `mapValues`.
-pub struct MapValues<P: DStream, F> {
+pub struct MapValues<P, F> {
     parent: P,
     f: F,
-    buf: Vec<P::Item>,
 }
 impl<K, V, U, P: DStream<Item = (K, V)>, F: FnMut(V) -> U> DStream for MapValues<P, F> {
     type Item = (K, U);
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<(K, U)>) -> Result<bool, JobError> {
-        let has = self.parent.compute(ctx, &mut self.buf)?;
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: FnMut((K, U))>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
         let f = &mut self.f;
-        out.extend(self.buf.drain(..).map(|(k, v)| (k, f(v))));
-        Ok(has)
+        self.parent.feed_each(ctx, |(k, v)| sink((k, f(v))))
+    }
+    fn finish_each<G: FnMut((K, U))>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let f = &mut self.f;
+        self.parent.finish_each(ctx, |(k, v)| sink((k, f(v))))
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
     }
 }
 
@@ -373,73 +475,223 @@ pub struct Union<A: DStream, B: DStream> {
 }
 impl<T, A: DStream<Item = T>, B: DStream<Item = T>> DStream for Union<A, B> {
     type Item = T;
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<T>) -> Result<bool, JobError> {
-        let ha = self.a.compute(ctx, out)?;
-        let hb = self.b.compute(ctx, &mut self.buf)?;
-        out.append(&mut self.buf);
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.buf.clear();
+        self.a.begin(ctx)?;
+        self.b.begin(ctx)
+    }
+    fn feed_each<G: FnMut(T)>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<(), JobError> {
+        self.a.feed_each(ctx, sink)?;
+        let buf = &mut self.buf;
+        self.b.feed_each(ctx, |x| buf.push(x))
+    }
+    fn finish_each<G: FnMut(T)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let ha = self.a.finish_each(ctx, &mut sink)?;
+        let buf = &mut self.buf;
+        let hb = self.b.finish_each(ctx, |x| buf.push(x))?;
+        self.buf.drain(..).for_each(sink);
         Ok(ha || hb)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.a.visit_state(visit);
+        self.b.visit_state(visit);
     }
 }
 
 /// `count`: one element per batch, the number of elements (0 for an empty batch).
-pub struct Count<P: DStream> {
+pub struct Count<P> {
     parent: P,
-    buf: Vec<P::Item>,
+    n: i64,
 }
 impl<P: DStream> DStream for Count<P> {
     type Item = i64;
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<i64>) -> Result<bool, JobError> {
-        let has = self.parent.compute(ctx, &mut self.buf)?;
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.n = 0;
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: FnMut(i64)>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let n = &mut self.n;
+        self.parent.feed_each(ctx, |_| *n += 1)
+    }
+    fn finish_each<G: FnMut(i64)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let n = &mut self.n;
+        let has = self.parent.finish_each(ctx, |_| *n += 1)?;
         if has {
-            out.push(self.buf.len() as i64);
+            sink(self.n);
         }
-        self.buf.clear();
         Ok(has)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
     }
 }
 
-/// `reduceByKey` within one batch; keys come out in the order of their first element.
-pub struct ReduceByKey<P: DStream, K, V, F> {
-    parent: P,
-    f: F,
-    buf: Vec<P::Item>,
+/// Reduces (key, value) pairs per key within one batch; keys in the order of their first element.
+struct Reducer<K, V> {
     index: FxHashMap<K, usize>,
     acc: Vec<(K, Option<V>)>,
 }
-impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>, F: FnMut(V, V) -> V> DStream for ReduceByKey<P, K, V, F> {
-    type Item = (K, V);
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<(K, V)>) -> Result<bool, JobError> {
-        let has = self.parent.compute(ctx, &mut self.buf)?;
-        reduce_into(self.buf.drain(..), &mut self.f, &mut self.index, &mut self.acc);
-        out.extend(drain_reduced(&mut self.acc));
-        Ok(has)
+
+impl<K, V> Default for Reducer<K, V> {
+    fn default() -> Self {
+        Reducer { index: FxHashMap::default(), acc: Vec::new() }
     }
 }
 
-fn reduce_into<K: Hash + Eq + Clone, V>(
-    items: impl Iterator<Item = (K, V)>,
-    f: &mut impl FnMut(V, V) -> V,
-    index: &mut FxHashMap<K, usize>,
-    acc: &mut Vec<(K, Option<V>)>,
-) {
-    index.clear();
-    for (k, v) in items {
-        match index.get(&k) {
+impl<K: Hash + Eq + Clone, V> Reducer<K, V> {
+    fn add(&mut self, k: K, v: V, f: &mut impl FnMut(V, V) -> V) {
+        match self.index.get(&k) {
             Some(&i) => {
-                let slot = &mut acc[i].1;
+                let slot = &mut self.acc[i].1;
                 let old = slot.take().expect("accumulated values are always set");
                 *slot = Some(f(old, v));
             }
             None => {
-                index.insert(k.clone(), acc.len());
-                acc.push((k, Some(v)));
+                self.index.insert(k.clone(), self.acc.len());
+                self.acc.push((k, Some(v)));
             }
         }
     }
+    /// The reduced pairs, in order of first appearance; the reducer is empty afterwards.
+    fn drain(&mut self) -> impl Iterator<Item = (K, V)> + '_ {
+        self.index.clear();
+        self.acc.drain(..).map(|(k, v)| (k, v.expect("accumulated values are always set")))
+    }
 }
 
-fn drain_reduced<K, V>(acc: &mut Vec<(K, Option<V>)>) -> impl Iterator<Item = (K, V)> + '_ {
-    acc.drain(..).map(|(k, v)| (k, v.expect("accumulated values are always set")))
+/// `reduceByKey` within one batch; keys come out in the order of their first element.
+pub struct ReduceByKey<P, K, V, F> {
+    parent: P,
+    f: F,
+    reducer: Reducer<K, V>,
+}
+impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>, F: FnMut(V, V) -> V> DStream for ReduceByKey<P, K, V, F> {
+    type Item = (K, V);
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.reducer.drain().for_each(drop);
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: FnMut((K, V))>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let (r, f) = (&mut self.reducer, &mut self.f);
+        self.parent.feed_each(ctx, |(k, v)| r.add(k, v, f))
+    }
+    fn finish_each<G: FnMut((K, V))>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError> {
+        let (r, f) = (&mut self.reducer, &mut self.f);
+        let has = self.parent.finish_each(ctx, |(k, v)| r.add(k, v, f))?;
+        self.reducer.drain().for_each(sink);
+        Ok(has)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared streams
+
+/// A stream read by several consumers (several output operations, or `map_with_state`'s mapped stream and its
+/// `state_snapshots`): computed once per part and per batch; each consumer gets its elements in the same order.
+/// With one consumer it is a plain pass-through.
+pub struct Shared<D: DStream> {
+    slot: Rc<RefCell<SharedSlot<D>>>,
+}
+
+struct SharedSlot<D: DStream> {
+    node: D,
+    consumers: usize,
+    begun: Option<Time>,
+    fed: Option<(Time, u64)>,
+    fed_items: Vec<D::Item>,
+    finished: Option<(Time, bool)>,
+    finished_items: Vec<D::Item>,
+}
+
+impl<D: DStream> Shared<D> {
+    /// Shares `node`; [`consumer`](Self::consumer) hands out the handles its consumers read through.
+    pub fn new(node: D) -> Self {
+        let slot = SharedSlot {
+            node,
+            consumers: 0,
+            begun: None,
+            fed: None,
+            fed_items: Vec::new(),
+            finished: None,
+            finished_items: Vec::new(),
+        };
+        Shared { slot: Rc::new(RefCell::new(slot)) }
+    }
+    /// A handle for one more consumer.
+    pub fn consumer(&self) -> Self {
+        self.slot.borrow_mut().consumers += 1;
+        Shared { slot: self.slot.clone() }
+    }
+    /// Calls `f` with the shared stream (e.g. to read an operator's state).
+    pub fn with<R>(&self, f: impl FnOnce(&D) -> R) -> R {
+        f(&self.slot.borrow().node)
+    }
+    /// Calls `f` with the shared stream, mutably.
+    pub fn with_mut<R>(&self, f: impl FnOnce(&mut D) -> R) -> R {
+        f(&mut self.slot.borrow_mut().node)
+    }
+    fn id(&self) -> usize {
+        Rc::as_ptr(&self.slot) as *const u8 as usize
+    }
+}
+
+impl<D: DStream> DStream for Shared<D>
+where
+    D::Item: Clone,
+{
+    type Item = D::Item;
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let mut slot = self.slot.borrow_mut();
+        if slot.begun == Some(ctx.time) {
+            return Ok(());
+        }
+        slot.begun = Some(ctx.time);
+        slot.node.begin(ctx)
+    }
+    #[inline]
+    fn feed_each<G: FnMut(D::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
+        let mut slot = self.slot.borrow_mut();
+        let slot = &mut *slot;
+        if slot.consumers <= 1 {
+            return slot.node.feed_each(ctx, sink);
+        }
+        if slot.fed != Some((ctx.time, ctx.part)) {
+            slot.fed_items.clear();
+            let items = &mut slot.fed_items;
+            slot.node.feed_each(ctx, |x| items.push(x))?;
+            slot.fed = Some((ctx.time, ctx.part));
+        }
+        slot.fed_items.iter().cloned().for_each(&mut sink);
+        Ok(())
+    }
+    fn finish_each<G: FnMut(D::Item)>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError> {
+        let mut slot = self.slot.borrow_mut();
+        let slot = &mut *slot;
+        if slot.consumers <= 1 {
+            return slot.node.finish_each(ctx, sink);
+        }
+        let has = match slot.finished {
+            Some((t, has)) if t == ctx.time => has,
+            _ => {
+                slot.finished_items.clear();
+                slot.fed_items.clear();
+                let items = &mut slot.finished_items;
+                let has = slot.node.finish_each(ctx, |x| items.push(x))?;
+                slot.finished = Some((ctx.time, has));
+                has
+            }
+        };
+        slot.finished_items.iter().cloned().for_each(sink);
+        Ok(has)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        if visit.first_time(self.id()) {
+            self.slot.borrow_mut().node.visit_state(visit);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -450,35 +702,76 @@ pub struct Window<P: DStream> {
     parent: P,
     length: Duration,
     slide: Duration,
+    name: Option<String>,
+    current: Vec<P::Item>,
     kept: VecDeque<(Time, Vec<P::Item>)>,
-    spare: Vec<Vec<P::Item>>,
 }
 impl<P: DStream> DStream for Window<P>
 where
-    P::Item: Clone,
+    P::Item: Clone + Serialize + DeserializeOwned,
 {
     type Item = P::Item;
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<P::Item>) -> Result<bool, JobError> {
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         check_window(ctx.interval, self.length, self.slide)?;
-        let mut buf = self.spare.pop().unwrap_or_default();
-        if self.parent.compute(ctx, &mut buf)? {
-            self.kept.push_back((ctx.time, buf));
-        } else {
-            self.spare.push(buf);
+        self.current.clear();
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: FnMut(P::Item)>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let current = &mut self.current;
+        self.parent.feed_each(ctx, |x| current.push(x))
+    }
+    fn finish_each<G: FnMut(P::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let current = &mut self.current;
+        if self.parent.finish_each(ctx, |x| current.push(x))? {
+            self.kept.push_back((ctx.time, std::mem::take(&mut self.current)));
         }
         let start = ctx.time - self.length;
         while self.kept.front().is_some_and(|(t, _)| *t <= start) {
-            let (_, mut b) = self.kept.pop_front().expect("checked non-empty");
-            b.clear();
-            self.spare.push(b);
+            self.kept.pop_front();
         }
         if !ctx.is_multiple(self.slide) {
             return Ok(false);
         }
         for (_, b) in &self.kept {
-            out.extend(b.iter().cloned());
+            b.iter().cloned().for_each(&mut sink);
         }
         Ok(true)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit);
+        visit.visit(self);
+    }
+}
+
+impl<P: DStream> Stateful for Window<P>
+where
+    P::Item: Serialize + DeserializeOwned,
+{
+    fn kind(&self) -> &'static str {
+        "window"
+    }
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    fn set_name(&mut self, name: &str) {
+        self.name = Some(name.to_string());
+    }
+    fn params(&self, _interval: Duration) -> Vec<(String, String)> {
+        vec![
+            ("length".into(), self.length.to_string()),
+            ("slide".into(), self.slide.to_string()),
+            ("element".into(), short_type_name::<P::Item>()),
+        ]
+    }
+    fn save(&self, out: &mut Vec<u8>) -> Result<(), StateCodecError> {
+        encode_into(&self.kept, out)
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), StateCodecError> {
+        self.kept = decode(bytes)?;
+        Ok(())
+    }
+    fn len(&self) -> usize {
+        self.kept.len()
     }
 }
 
@@ -491,38 +784,53 @@ fn check_window(interval: Duration, length: Duration, slide: Duration) -> Result
     Ok(())
 }
 
+/// What `reduceByKeyAndWindow` with an inverse keeps: each batch's reduced pairs still in reach, and the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReducedWindowState<K: Ord, V> {
+    /// Each recent batch's pairs, reduced per key, oldest first.
+    pub batches: VecDeque<(Time, Vec<(K, V)>)>,
+    /// The last window's value per key.
+    pub window: BTreeMap<K, V>,
+}
+
 /// `reduceByKeyAndWindow` with an inverse function: the previous window minus the batches that left plus those that entered.
-pub struct ReducedWindow<P: DStream, K, V, F, G, H> {
+pub struct ReducedWindow<P, K: Ord, V, F, G, H> {
     parent: P,
     reduce: F,
     inverse: G,
     filter: Option<H>,
     length: Duration,
     slide: Duration,
-    buf: Vec<P::Item>,
-    index: FxHashMap<K, usize>,
-    batches: VecDeque<(Time, Vec<(K, V)>)>,
-    window: BTreeMap<K, V>,
+    name: Option<String>,
+    reducer: Reducer<K, V>,
+    state: ReducedWindowState<K, V>,
 }
 
 impl<K, V, P, F, G, H> DStream for ReducedWindow<P, K, V, F, G, H>
 where
-    K: Hash + Eq + Ord + Clone,
-    V: Clone,
+    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned,
+    V: Clone + Serialize + DeserializeOwned,
     P: DStream<Item = (K, V)>,
     F: FnMut(V, V) -> V,
     G: FnMut(V, V) -> V,
     H: FnMut(&(K, V)) -> bool,
 {
     type Item = (K, V);
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<(K, V)>) -> Result<bool, JobError> {
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         check_window(ctx.interval, self.length, self.slide)?;
-        let mut acc = Vec::new();
-        if self.parent.compute(ctx, &mut self.buf)? {
-            reduce_into(self.buf.drain(..), &mut self.reduce, &mut self.index, &mut acc);
-        }
-        let reduced: Vec<(K, V)> = drain_reduced(&mut acc).collect();
-        self.batches.push_back((ctx.time, reduced));
+        self.reducer.drain().for_each(drop);
+        self.parent.begin(ctx)
+    }
+    fn feed_each<Z: FnMut((K, V))>(&mut self, ctx: &mut BatchContext<'_>, _sink: Z) -> Result<(), JobError> {
+        let (r, f) = (&mut self.reducer, &mut self.reduce);
+        self.parent.feed_each(ctx, |(k, v)| r.add(k, v, f))
+    }
+    fn finish_each<Z: FnMut((K, V))>(&mut self, ctx: &mut BatchContext<'_>, sink: Z) -> Result<bool, JobError> {
+        let (r, f) = (&mut self.reducer, &mut self.reduce);
+        let has = self.parent.finish_each(ctx, |(k, v)| r.add(k, v, f))?;
+        let reduced: Vec<(K, V)> = if has { self.reducer.drain().collect() } else { Vec::new() };
+        self.reducer.drain().for_each(drop);
+        self.state.batches.push_back((ctx.time, reduced));
         if !ctx.is_multiple(self.slide) {
             return Ok(false);
         }
@@ -531,7 +839,7 @@ where
         // Per key: values that left the window (reduced), values that entered (reduced).
         let mut left: BTreeMap<K, V> = BTreeMap::new();
         let mut entered: BTreeMap<K, V> = BTreeMap::new();
-        for (bt, kvs) in &self.batches {
+        for (bt, kvs) in &self.state.batches {
             let target = if *bt > prev {
                 &mut entered
             } else if *bt > prev - self.length && *bt <= t - self.length {
@@ -549,11 +857,10 @@ where
             }
         }
         let mut next: BTreeMap<K, V> = BTreeMap::new();
-        let old = std::mem::take(&mut self.window);
+        let mut old = std::mem::take(&mut self.state.window);
         let mut keys: Vec<K> = old.keys().chain(entered.keys()).cloned().collect();
         keys.sort();
         keys.dedup();
-        let mut old = old;
         for k in keys {
             let value = match old.remove(&k) {
                 None => entered.remove(&k),
@@ -578,13 +885,53 @@ where
                 }
             }
         }
-        out.extend(next.iter().map(|(k, v)| (k.clone(), v.clone())));
-        self.window = next;
+        next.iter().map(|(k, v)| (k.clone(), v.clone())).for_each(sink);
+        self.state.window = next;
         let start = t - self.length;
-        while self.batches.front().is_some_and(|(bt, _)| *bt <= start) {
-            self.batches.pop_front();
+        while self.state.batches.front().is_some_and(|(bt, _)| *bt <= start) {
+            self.state.batches.pop_front();
         }
         Ok(true)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit);
+        visit.visit(self);
+    }
+}
+
+impl<P, K, V, F, G, H> Stateful for ReducedWindow<P, K, V, F, G, H>
+where
+    K: Ord + Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    fn kind(&self) -> &'static str {
+        "reduce_by_key_and_window"
+    }
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    fn set_name(&mut self, name: &str) {
+        self.name = Some(name.to_string());
+    }
+    fn params(&self, _interval: Duration) -> Vec<(String, String)> {
+        vec![
+            ("length".into(), self.length.to_string()),
+            ("slide".into(), self.slide.to_string()),
+            ("inverse".into(), "true".into()),
+            ("filter".into(), self.filter.is_some().to_string()),
+            ("key".into(), short_type_name::<K>()),
+            ("value".into(), short_type_name::<V>()),
+        ]
+    }
+    fn save(&self, out: &mut Vec<u8>) -> Result<(), StateCodecError> {
+        encode_into(&self.state, out)
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), StateCodecError> {
+        self.state = decode(bytes)?;
+        Ok(())
+    }
+    fn len(&self) -> usize {
+        self.state.window.len()
     }
 }
 
@@ -593,43 +940,85 @@ where
 
 /// `updateStateByKey`: every batch, `f(new values, old state)` for every key with state or data; `None` deletes.
 /// Output: every (key, state) after the batch, sorted by key.
-pub struct UpdateStateByKey<P: DStream, K, V, S, F> {
+pub struct UpdateStateByKey<P, K, V, S, F> {
     parent: P,
     f: F,
-    buf: Vec<P::Item>,
+    name: Option<String>,
     state: BTreeMap<K, S>,
     grouped: BTreeMap<K, Vec<V>>,
 }
-impl<K: Ord + Clone, V, S: Clone, P: DStream<Item = (K, V)>, F: FnMut(&[V], Option<S>) -> Option<S>> DStream
-    for UpdateStateByKey<P, K, V, S, F>
+impl<K, V, S, P, F> DStream for UpdateStateByKey<P, K, V, S, F>
+where
+    K: Ord + Clone + Serialize + DeserializeOwned,
+    S: Clone + Serialize + DeserializeOwned,
+    P: DStream<Item = (K, V)>,
+    F: FnMut(&[V], Option<S>) -> Option<S>,
 {
     type Item = (K, S);
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<(K, S)>) -> Result<bool, JobError> {
-        self.parent.compute(ctx, &mut self.buf)?;
-        for (k, v) in self.buf.drain(..) {
-            self.grouped.entry(k).or_default().push(v);
-        }
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.grouped.clear();
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: FnMut((K, S))>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let grouped = &mut self.grouped;
+        self.parent.feed_each(ctx, |(k, v)| grouped.entry(k).or_default().push(v))
+    }
+    fn finish_each<G: FnMut((K, S))>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError> {
+        let grouped = &mut self.grouped;
+        self.parent.finish_each(ctx, |(k, v)| grouped.entry(k).or_default().push(v))?;
         let mut grouped = std::mem::take(&mut self.grouped);
-        let old = std::mem::take(&mut self.state);
+        let mut old = std::mem::take(&mut self.state);
         let mut keys: Vec<K> = old.keys().chain(grouped.keys()).cloned().collect();
         keys.sort();
         keys.dedup();
-        let mut old = old;
         for k in keys {
             let vals = grouped.remove(&k).unwrap_or_default();
             if let Some(s) = (self.f)(&vals, old.remove(&k)) {
                 self.state.insert(k, s);
             }
         }
-        out.extend(self.state.iter().map(|(k, s)| (k.clone(), s.clone())));
+        self.state.iter().map(|(k, s)| (k.clone(), s.clone())).for_each(sink);
         Ok(true)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit);
+        visit.visit(self);
     }
 }
 
-impl<P: DStream, K, V, S, F> UpdateStateByKey<P, K, V, S, F> {
+impl<P, K, V, S, F> UpdateStateByKey<P, K, V, S, F> {
     /// Current state, sorted by key.
     pub fn state(&self) -> &BTreeMap<K, S> {
         &self.state
+    }
+}
+
+impl<P, K, V, S, F> Stateful for UpdateStateByKey<P, K, V, S, F>
+where
+    K: Ord + Serialize + DeserializeOwned,
+    S: Serialize + DeserializeOwned,
+{
+    fn kind(&self) -> &'static str {
+        "update_state_by_key"
+    }
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    fn set_name(&mut self, name: &str) {
+        self.name = Some(name.to_string());
+    }
+    fn params(&self, _interval: Duration) -> Vec<(String, String)> {
+        vec![("key".into(), short_type_name::<K>()), ("state".into(), short_type_name::<S>())]
+    }
+    fn save(&self, out: &mut Vec<u8>) -> Result<(), StateCodecError> {
+        encode_into(&self.state, out)
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), StateCodecError> {
+        self.state = decode(bytes)?;
+        Ok(())
+    }
+    fn len(&self) -> usize {
+        self.state.len()
     }
 }
 
@@ -646,18 +1035,18 @@ pub trait MappingFunction<K, V, S> {
         state: &mut State<'_, S>,
     ) -> Result<Option<Self::Output>, StateError>;
 
-    /// The same call, pushing its output (if any) onto `out`; override to write the output in place.
+    /// The same call, handing its output (if any) to `sink`; override to build the output in place.
     #[inline(always)]
-    fn call_into(
+    fn call_each(
         &mut self,
         time: Time,
         key: &K,
         value: Option<V>,
         state: &mut State<'_, S>,
-        out: &mut Vec<Self::Output>,
+        sink: &mut impl FnMut(Self::Output),
     ) -> Result<(), StateError> {
         if let Some(m) = self.call(time, key, value, state)? {
-            out.push(m);
+            sink(m);
         }
         Ok(())
     }
@@ -706,6 +1095,7 @@ pub struct StateSpec<F, K, S> {
     func: F,
     initial: Vec<(K, S)>,
     options: StateSpecOptions,
+    name: Option<String>,
 }
 
 impl<K, S> StateSpec<(), K, S> {
@@ -714,18 +1104,18 @@ impl<K, S> StateSpec<(), K, S> {
     where
         G: FnMut(&K, Option<V>, &mut State<'_, S>) -> Result<M, StateError>,
     {
-        StateSpec { func: SimpleFn(f), initial: Vec::new(), options: StateSpecOptions::default() }
+        StateSpec { func: SimpleFn(f), initial: Vec::new(), options: StateSpecOptions::default(), name: None }
     }
     /// A spec from the full form `(time, key, value, state) -> optional output`.
     pub fn full<V, M, G>(f: G) -> StateSpec<FullFn<G>, K, S>
     where
         G: FnMut(Time, &K, Option<V>, &mut State<'_, S>) -> Result<Option<M>, StateError>,
     {
-        StateSpec { func: FullFn(f), initial: Vec::new(), options: StateSpecOptions::default() }
+        StateSpec { func: FullFn(f), initial: Vec::new(), options: StateSpecOptions::default(), name: None }
     }
     /// A spec from any `MappingFunction` value (a nameable type, so the job's type can be written down).
     pub fn with_mapping<F>(f: F) -> StateSpec<F, K, S> {
-        StateSpec { func: f, initial: Vec::new(), options: StateSpecOptions::default() }
+        StateSpec { func: f, initial: Vec::new(), options: StateSpecOptions::default(), name: None }
     }
 }
 
@@ -765,6 +1155,11 @@ impl<F, K, S> StateSpec<F, K, S> {
         self.options = options;
         self
     }
+    /// Names the operator, so that its checkpointed state follows it when the graph changes shape.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
 }
 
 /// Checkpointable content of a `mapWithState` stream.
@@ -788,143 +1183,139 @@ pub struct MapWithStateCheckpointRef<'a, K: Serialize + Hash + Eq + StableHash, 
 }
 
 /// `mapWithState`: one call per record in order, state threaded between calls, timeouts scanned after the data.
-pub struct MapWithState<P: DStream, F, K, S> {
+pub struct MapWithState<P, F, K, S, M> {
     parent: P,
     func: F,
     initial: Vec<(K, S)>,
     options: StateSpecOptions,
+    name: Option<String>,
     initialized: bool,
     map: StateMap<K, S>,
     expired: Vec<K>,
-    tags: Vec<u32>,
-    /// Outputs kept per batch, if not all (see [`MapWithState::limit_output`]).
-    output_limit: Option<usize>,
+    /// Under Spark's output order over several partitions: the batch's outputs with their state partition, handed
+    /// on at the batch's end.
+    tagged: Vec<(u32, M)>,
 }
 
-impl<P, F, K, V, S> DStream for MapWithState<P, F, K, S>
+/// The per-record step of [`MapWithState`], borrowing its parts.
+struct MwsStep<'a, F, K, S> {
+    time: Time,
+    has_timeout: bool,
+    map: &'a mut StateMap<K, S>,
+    func: &'a mut F,
+    failure: Option<JobError>,
+}
+
+impl<'a, F, K, S> MwsStep<'a, F, K, S>
 where
-    P: DStream<Item = (K, V)>,
-    F: MappingFunction<K, V, S>,
-    K: Hash + Eq + Ord + Clone + StableHash + fmt::Debug,
+    K: Hash + Eq + Clone + StableHash + fmt::Debug,
 {
-    type Item = F::Output;
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<F::Output>) -> Result<bool, JobError> {
-        self.begin(ctx.time);
-        self.process(ctx, out)?;
-        self.finish(ctx, out)?;
-        Ok(true)
+    fn new(time: Time, options: &StateSpecOptions, map: &'a mut StateMap<K, S>, func: &'a mut F) -> Self {
+        MwsStep { time, has_timeout: options.timeout.is_some(), map, func, failure: None }
+    }
+
+    /// Calls the function for one record; its output goes to `emit` with the key's state partition.
+    #[inline(always)]
+    fn one<V, M>(&mut self, k: K, v: V, emit: &mut impl FnMut(u32, M))
+    where
+        F: MappingFunction<K, V, S, Output = M>,
+    {
+        if self.failure.is_some() {
+            return;
+        }
+        let time = self.time;
+        let n = self.map.parts.len();
+        let p = if n == 1 { 0 } else { crate::jvm::partition_of(&k, n) };
+        let part = &mut self.map.parts[p];
+        let mut out = |m: M| emit(p as u32, m);
+        let r = match part.get_mut(&k) {
+            Some(slot) => {
+                let mut st = State::lend(&mut slot.value);
+                let r = self.func.call_each(time, &k, Some(v), &mut st, &mut out);
+                let (removed, touched) = (st.is_removed(), st.is_updated() || self.has_timeout);
+                if removed {
+                    part.remove(&k);
+                } else if touched {
+                    slot.updated_at = time;
+                }
+                r
+            }
+            None => {
+                let mut st = State::wrap(None, false);
+                let r = self.func.call_each(time, &k, Some(v), &mut st, &mut out);
+                if let Some(s) = st.into_owned() {
+                    part.insert(k.clone(), Slot { value: s, updated_at: time });
+                }
+                r
+            }
+        };
+        if let Err(error) = r {
+            self.failure = Some(JobError::State { time, key: format!("{k:?}"), error });
+        }
     }
 }
 
-impl<P, F, K, V, S> MapWithState<P, F, K, S>
+impl<P, F, K, S, M> MapWithState<P, F, K, S, M> {
+    /// True if outputs are grouped by state partition at the batch's end (Spark's order over several partitions).
+    fn by_partition(&self) -> bool {
+        self.options.output_order == OutputOrder::SparkPartitions && self.map.parts.len() > 1
+    }
+}
+
+impl<P, F, K, V, S, M> DStream for MapWithState<P, F, K, S, M>
 where
     P: DStream<Item = (K, V)>,
-    F: MappingFunction<K, V, S>,
-    K: Hash + Eq + Ord + Clone + StableHash + fmt::Debug,
+    F: MappingFunction<K, V, S, Output = M>,
+    K: Hash + Eq + Ord + Clone + StableHash + fmt::Debug + Serialize + DeserializeOwned,
+    S: Serialize + DeserializeOwned,
 {
-    /// Starts the batch at `time`: applies the initial state (first batch only) and forgets any unfinished batch.
-    /// Then [`process`](Self::process) any number of parts of the batch's input, in order, and
-    /// [`finish`](Self::finish) it; `compute` is exactly these three calls over the whole input.
-    pub fn begin(&mut self, time: Time) {
+    type Item = M;
+
+    /// Applies the initial state (first batch only) and forgets any unfinished batch.
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         if !self.initialized {
             for (k, s) in self.initial.drain(..) {
-                self.map.insert(k, s, time);
+                self.map.insert(k, s, ctx.time);
             }
             self.initialized = true;
         }
-        self.tags.clear();
+        self.tagged.clear();
+        self.parent.begin(ctx)
     }
 
-    /// Runs the mapping function over the data records of `ctx` (one part of the batch's input), appending to `out`.
-    pub fn process(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<F::Output>) -> Result<(), JobError> {
-        let time = ctx.time;
-        let has_timeout = self.options.timeout.is_some();
-        let limit = self.limit();
-        let map = &mut self.map;
-        let func = &mut self.func;
-        let n = map.parts.len();
-        let mut failure = None;
-        let by_partition = self.options.output_order == OutputOrder::SparkPartitions && n > 1;
-        let tags = &mut self.tags;
-        self.parent.compute_each(ctx, |(k, v)| {
-            if failure.is_some() {
-                return;
-            }
-            let p = if n == 1 { 0 } else { crate::jvm::partition_of(&k, n) };
-            let part = &mut map.parts[p];
-            let before = out.len();
-            let r = match part.get_mut(&k) {
-                Some(slot) => {
-                    let mut st = State::lend(&mut slot.value);
-                    let r = if out.len() < limit {
-                        func.call_into(time, &k, Some(v), &mut st, out)
-                    } else {
-                        func.call(time, &k, Some(v), &mut st).map(drop)
-                    };
-                    let (removed, touched) = (st.is_removed(), st.is_updated() || has_timeout);
-                    if removed {
-                        part.remove(&k);
-                    } else if touched {
-                        slot.updated_at = time;
-                    }
-                    r
-                }
-                None => {
-                    let mut st = State::wrap(None, false);
-                    let r = if out.len() < limit {
-                        func.call_into(time, &k, Some(v), &mut st, out)
-                    } else {
-                        func.call(time, &k, Some(v), &mut st).map(drop)
-                    };
-                    if let Some(s) = st.into_owned() {
-                        part.insert(k.clone(), Slot { value: s, updated_at: time });
-                    }
-                    r
-                }
-            };
-            if let Err(error) = r {
-                failure = Some(JobError::State { time, key: format!("{k:?}"), error });
-            } else if by_partition && out.len() > before {
-                tags.push(p as u32);
-            }
-        })?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
+    /// Runs the mapping function over the data records of this part.
+    #[inline]
+    fn feed_each<G: FnMut(M)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
+        let by_partition = self.by_partition();
+        let mut step = MwsStep::new(ctx.time, &self.options, &mut self.map, &mut self.func);
+        if by_partition {
+            let tagged = &mut self.tagged;
+            self.parent.feed_each(ctx, |(k, v)| step.one(k, v, &mut |p, m| tagged.push((p, m))))?;
+        } else {
+            self.parent.feed_each(ctx, |(k, v)| step.one(k, v, &mut |_, m| sink(m)))?;
         }
+        step.failure.map_or(Ok(()), Err)
     }
 
-    /// Keeps at most `limit` outputs of each batch (`None`: all), e.g. only what `print` shows; the mapping
-    /// function still runs for every record and timing-out key. Ignored under Spark's output order over several
-    /// state partitions, which orders the whole output at the batch's end.
-    pub fn limit_output(&mut self, limit: Option<usize>) {
-        self.output_limit = limit;
-    }
-
-    /// The number of outputs a batch keeps.
-    fn limit(&self) -> usize {
-        let spark_sorted = self.options.output_order == OutputOrder::SparkPartitions && self.map.parts.len() > 1;
-        match self.output_limit {
-            Some(n) if !spark_sorted => n,
-            _ => usize::MAX,
-        }
-    }
-
-    /// Ends the batch: groups the data records' outputs by state partition (Spark's order, if configured), then
-    /// scans for timeouts; `out` must hold exactly what [`process`](Self::process) appended at its end.
-    pub fn finish(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<F::Output>) -> Result<(), JobError> {
+    /// The parent's last elements, then (under Spark's order) the outputs grouped by state partition, then the
+    /// timed-out keys.
+    fn finish_each<G: FnMut(M)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let time = ctx.time;
-        let limit = self.limit();
-        let map = &mut self.map;
-        let func = &mut self.func;
-        let n = map.parts.len();
-        if self.options.output_order == OutputOrder::SparkPartitions && n > 1 {
-            // Stable: arrival order within each partition, as Spark's partitions are concatenated. One tag per
-            // output of the data records, which are the last `tags.len()` elements of `out`.
-            let first_out = out.len() - self.tags.len();
-            let mut tagged: Vec<(u32, F::Output)> = self.tags.drain(..).zip(out.drain(first_out..)).collect();
-            tagged.sort_by_key(|(p, _)| *p);
-            out.extend(tagged.into_iter().map(|(_, m)| m));
+        let by_partition = self.by_partition();
+        let mut step = MwsStep::new(time, &self.options, &mut self.map, &mut self.func);
+        if by_partition {
+            let tagged = &mut self.tagged;
+            self.parent.finish_each(ctx, |(k, v)| step.one(k, v, &mut |p, m| tagged.push((p, m))))?;
+        } else {
+            self.parent.finish_each(ctx, |(k, v)| step.one(k, v, &mut |_, m| sink(m)))?;
+        }
+        if let Some(e) = step.failure {
+            return Err(e);
+        }
+        if !self.tagged.is_empty() {
+            // Stable: arrival order within each partition, as Spark's partitions are concatenated.
+            self.tagged.sort_by_key(|(p, _)| *p);
+            self.tagged.drain(..).for_each(|(_, m)| sink(m));
         }
         if let Some(timeout) = self.options.timeout {
             let scan = match self.options.timeout_scan {
@@ -935,7 +1326,8 @@ where
             };
             if scan {
                 let threshold = time - timeout;
-                for p in 0..n {
+                let map = &mut self.map;
+                for p in 0..map.parts.len() {
                     self.expired.clear();
                     self.expired
                         .extend(map.parts[p].iter().filter(|(_, s)| s.updated_at < threshold).map(|(k, _)| k.clone()));
@@ -943,9 +1335,8 @@ where
                     for k in self.expired.drain(..) {
                         let value = map.parts[p].remove(&k).map(|s| s.value);
                         let mut st = State::wrap(value, true);
-                        match func.call(time, &k, None, &mut st) {
-                            Ok(Some(m)) if out.len() < limit => out.push(m),
-                            Ok(Some(_)) => {}
+                        match self.func.call(time, &k, None, &mut st) {
+                            Ok(Some(m)) => sink(m),
                             Ok(None) => {}
                             Err(error) => return Err(JobError::State { time, key: format!("{k:?}"), error }),
                         }
@@ -953,14 +1344,64 @@ where
                 }
             }
         }
-        Ok(())
+        Ok(true)
+    }
+
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit);
+        visit.visit(self);
     }
 }
 
-impl<P: DStream, F, K, S> MapWithState<P, F, K, S>
+impl<P, F, K, S, M> Stateful for MapWithState<P, F, K, S, M>
+where
+    K: Hash + Eq + Ord + Clone + StableHash + Serialize + DeserializeOwned,
+    S: Serialize + DeserializeOwned,
+{
+    fn kind(&self) -> &'static str {
+        "map_with_state"
+    }
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    fn set_name(&mut self, name: &str) {
+        self.name = Some(name.to_string());
+    }
+    /// Only what changes the state counts: the timeout and, with one, what decides when keys expire. The number
+    /// of state partitions does not (a restored state is partitioned anew).
+    fn params(&self, interval: Duration) -> Vec<(String, String)> {
+        let o = &self.options;
+        let mut p = vec![
+            ("key".to_string(), short_type_name::<K>()),
+            ("state".to_string(), short_type_name::<S>()),
+            ("timeout".to_string(), o.timeout.map_or("none".to_string(), |d| d.to_string())),
+        ];
+        if o.timeout.is_some() {
+            p.push(("batch_interval".to_string(), interval.to_string()));
+            p.push((
+                "checkpoint_interval".to_string(),
+                o.checkpoint_interval.map_or("default".to_string(), |d| d.to_string()),
+            ));
+            p.push(("timeout_scan".to_string(), format!("{:?}", o.timeout_scan)));
+        }
+        p
+    }
+    fn save(&self, out: &mut Vec<u8>) -> Result<(), StateCodecError> {
+        encode_into(&self.checkpoint_ref(), out)
+    }
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), StateCodecError> {
+        let cp: MapWithStateCheckpoint<K, S> = decode(bytes)?;
+        self.restore(cp);
+        Ok(())
+    }
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+impl<P, F, K, S, M> MapWithState<P, F, K, S, M>
 where
     K: Hash + Eq + Ord + Clone + StableHash,
-    S: Clone,
 {
     /// The live state.
     pub fn state(&self) -> &StateMap<K, S> {
@@ -971,7 +1412,10 @@ where
         self.options.checkpoint_interval.unwrap_or(batch * 10)
     }
     /// Checkpointable content.
-    pub fn checkpoint(&self) -> MapWithStateCheckpoint<K, S> {
+    pub fn checkpoint(&self) -> MapWithStateCheckpoint<K, S>
+    where
+        S: Clone,
+    {
         MapWithStateCheckpoint { initialized: self.initialized, state: self.map.snapshot() }
     }
     /// Checkpointable content, borrowed: serialises as `checkpoint()` does, without copying or sorting.
@@ -992,86 +1436,76 @@ where
     }
     /// Shares this stream between its mapped output and `stateSnapshots()`.
     #[allow(clippy::type_complexity)]
-    pub fn with_snapshots<V, M>(self) -> (Mapped<P, F, K, S, M>, Snapshots<P, F, K, S, M>)
+    pub fn with_snapshots(self) -> (Shared<Self>, Snapshots<Self>)
     where
-        P: DStream<Item = (K, V)>,
-        F: MappingFunction<K, V, S, Output = M>,
-        K: fmt::Debug,
+        Self: DStream,
     {
-        let inner = Rc::new(RefCell::new(SharedMws { node: self, at: None, out: Vec::new() }));
-        (Mapped { inner: inner.clone() }, Snapshots { inner })
+        let shared = Shared::new(self);
+        (shared.consumer(), Snapshots { inner: shared.consumer() })
     }
 }
 
-type SharedHandle<P, F, K, S, M> = Rc<RefCell<SharedMws<P, F, K, S, M>>>;
-
-/// A `mapWithState` stream shared by its mapped view and its snapshot view.
-pub struct SharedMws<P: DStream, F, K, S, M> {
-    node: MapWithState<P, F, K, S>,
-    at: Option<Time>,
-    out: Vec<M>,
+/// What a `map_with_state` stream's state looks like from outside: for [`Snapshots`].
+pub trait KeyedState {
+    /// Key type.
+    type Key;
+    /// State type.
+    type State;
+    /// Every live (key, state), sorted by key.
+    fn sorted_states(&self) -> Vec<(Self::Key, Self::State)>;
 }
 
-impl<P, F, K, V, S, M> SharedMws<P, F, K, S, M>
+impl<P, F, K, S, M> KeyedState for MapWithState<P, F, K, S, M>
 where
-    P: DStream<Item = (K, V)>,
-    F: MappingFunction<K, V, S, Output = M>,
-    K: Hash + Eq + Ord + Clone + StableHash + fmt::Debug,
+    K: Hash + Eq + Ord + Clone + StableHash,
+    S: Clone,
 {
-    fn ensure(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        if self.at != Some(ctx.time) {
-            self.out.clear();
-            self.node.compute(ctx, &mut self.out)?;
-            self.at = Some(ctx.time);
-        }
-        Ok(())
-    }
-}
-
-/// The mapped view of a shared `mapWithState` stream.
-pub struct Mapped<P: DStream, F, K, S, M> {
-    inner: SharedHandle<P, F, K, S, M>,
-}
-impl<P, F, K, V, S, M> DStream for Mapped<P, F, K, S, M>
-where
-    P: DStream<Item = (K, V)>,
-    F: MappingFunction<K, V, S, Output = M>,
-    K: Hash + Eq + Ord + Clone + StableHash + fmt::Debug,
-    M: Clone,
-{
-    type Item = M;
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<M>) -> Result<bool, JobError> {
-        let mut inner = self.inner.borrow_mut();
-        inner.ensure(ctx)?;
-        out.extend(inner.out.iter().cloned());
-        Ok(true)
+    type Key = K;
+    type State = S;
+    fn sorted_states(&self) -> Vec<(K, S)> {
+        self.map.sorted_states()
     }
 }
 
 /// `stateSnapshots()`: every live (key, state) after the batch, sorted by key.
-pub struct Snapshots<P: DStream, F, K, S, M> {
-    inner: SharedHandle<P, F, K, S, M>,
+pub struct Snapshots<D: DStream> {
+    inner: Shared<D>,
 }
-impl<P, F, K, V, S, M> DStream for Snapshots<P, F, K, S, M>
+
+impl<D: DStream> Snapshots<D> {
+    /// The snapshots of a shared `map_with_state` stream.
+    pub fn of(inner: Shared<D>) -> Self {
+        Snapshots { inner }
+    }
+}
+
+impl<D> DStream for Snapshots<D>
 where
-    P: DStream<Item = (K, V)>,
-    F: MappingFunction<K, V, S, Output = M>,
-    K: Hash + Eq + Ord + Clone + StableHash + fmt::Debug,
-    S: Clone,
+    D: DStream + KeyedState,
+    D::Item: Clone,
 {
-    type Item = (K, S);
-    fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<(K, S)>) -> Result<bool, JobError> {
-        let mut inner = self.inner.borrow_mut();
-        inner.ensure(ctx)?;
-        out.extend(inner.node.map.sorted_states());
+    type Item = (D::Key, D::State);
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.inner.begin(ctx)
+    }
+    fn feed_each<G: FnMut(Self::Item)>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        self.inner.feed_each(ctx, drop)
+    }
+    fn finish_each<G: FnMut(Self::Item)>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError> {
+        self.inner.finish_each(ctx, drop)?;
+        self.inner.with(|d| d.sorted_states()).into_iter().for_each(sink);
         Ok(true)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.inner.visit_state(visit)
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Output operations
 
-/// `print(num)`: Spark's header and the first `num` elements of every batch with output.
+/// `print(num)`: Spark's header and the first `num` elements of every batch with output; only the first
+/// `num + 1` elements of a batch are kept (one more tells whether to print `...`).
 pub struct Print<P: DStream> {
     parent: P,
     num: usize,
@@ -1081,56 +1515,114 @@ impl<P: DStream> OutputOp for Print<P>
 where
     P::Item: JvmDisplay,
 {
-    fn run(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.buf.clear();
-        if self.parent.compute(ctx, &mut self.buf)? {
+        self.parent.begin(ctx)
+    }
+    #[inline]
+    fn feed(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let (buf, keep) = (&mut self.buf, self.num.saturating_add(1));
+        self.parent.feed_each(ctx, |x| {
+            if buf.len() < keep {
+                buf.push(x)
+            }
+        })
+    }
+    fn finish(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let (buf, keep) = (&mut self.buf, self.num.saturating_add(1));
+        let has = self.parent.finish_each(ctx, |x| {
+            if buf.len() < keep {
+                buf.push(x)
+            }
+        })?;
+        if has {
             write_batch(ctx.printed, ctx.time, &self.buf, self.num);
         }
         self.buf.clear();
         Ok(())
     }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
+    }
 }
 
-/// `foreachRDD`: calls a function with each batch's elements.
+/// `foreachRDD`: calls a function with each batch's elements (in batches with output); an error fails the batch.
 pub struct ForEachBatch<P: DStream, F> {
     parent: P,
     f: F,
     buf: Vec<P::Item>,
 }
-impl<P: DStream, F: FnMut(Time, &[P::Item])> OutputOp for ForEachBatch<P, F> {
-    fn run(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        self.buf.clear();
-        if self.parent.compute(ctx, &mut self.buf)? {
-            (self.f)(ctx.time, &self.buf);
-        }
-        self.buf.clear();
+
+/// Why a [`ForEachBatch`] function failed.
+pub type OutputError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A function called with each batch's elements.
+pub trait BatchFn<T> {
+    /// Called once per batch with output.
+    fn call_batch(&mut self, time: Time, items: &[T]) -> Result<(), OutputError>;
+}
+
+/// A batch function that cannot fail.
+pub struct Infallible<F>(pub F);
+impl<T, F: FnMut(Time, &[T])> BatchFn<T> for Infallible<F> {
+    fn call_batch(&mut self, time: Time, items: &[T]) -> Result<(), OutputError> {
+        (self.0)(time, items);
         Ok(())
+    }
+}
+
+/// A batch function that can fail.
+pub struct Fallible<F>(pub F);
+impl<T, F: FnMut(Time, &[T]) -> Result<(), OutputError>> BatchFn<T> for Fallible<F> {
+    fn call_batch(&mut self, time: Time, items: &[T]) -> Result<(), OutputError> {
+        (self.0)(time, items)
+    }
+}
+
+impl<P: DStream, F: BatchFn<P::Item>> OutputOp for ForEachBatch<P, F> {
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.buf.clear();
+        self.parent.begin(ctx)
+    }
+    fn feed(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let buf = &mut self.buf;
+        self.parent.feed_each(ctx, |x| buf.push(x))
+    }
+    fn finish(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let buf = &mut self.buf;
+        let has = self.parent.finish_each(ctx, |x| buf.push(x))?;
+        let r = if has { self.f.call_batch(ctx.time, &self.buf) } else { Ok(()) };
+        self.buf.clear();
+        r.map_err(|e| JobError::Output { time: ctx.time, reason: e.to_string() })
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Builders
 
-/// The operators, as methods on every stream.
+/// The operators, as methods on every stream (each consumes the stream; a stream read twice is [`Shared`]).
 pub trait DStreamExt: DStream + Sized {
     /// `map`.
     fn map<U, F: FnMut(Self::Item) -> U>(self, f: F) -> Map<Self, F> {
-        Map { parent: self, f, buf: Vec::new() }
+        Map { parent: self, f }
     }
     /// `flatMap`.
     fn flat_map<I: IntoIterator, F: FnMut(Self::Item) -> I>(self, f: F) -> FlatMap<Self, F> {
-        FlatMap { parent: self, f, buf: Vec::new() }
+        FlatMap { parent: self, f }
     }
     /// `filter`.
     fn filter<F: FnMut(&Self::Item) -> bool>(self, f: F) -> Filter<Self, F> {
-        Filter { parent: self, f, buf: Vec::new() }
+        Filter { parent: self, f }
     }
     /// `mapValues`.
     fn map_values<K, V, U, F: FnMut(V) -> U>(self, f: F) -> MapValues<Self, F>
     where
         Self: DStream<Item = (K, V)>,
     {
-        MapValues { parent: self, f, buf: Vec::new() }
+        MapValues { parent: self, f }
     }
     /// `union`.
     fn union<B: DStream<Item = Self::Item>>(self, other: B) -> Union<Self, B> {
@@ -1138,18 +1630,18 @@ pub trait DStreamExt: DStream + Sized {
     }
     /// `count`.
     fn count(self) -> Count<Self> {
-        Count { parent: self, buf: Vec::new() }
+        Count { parent: self, n: 0 }
     }
     /// `reduceByKey`.
     fn reduce_by_key<K, V, F: FnMut(V, V) -> V>(self, f: F) -> ReduceByKey<Self, K, V, F>
     where
         Self: DStream<Item = (K, V)>,
     {
-        ReduceByKey { parent: self, f, buf: Vec::new(), index: FxHashMap::default(), acc: Vec::new() }
+        ReduceByKey { parent: self, f, reducer: Reducer::default() }
     }
     /// `window(length, slide)`.
     fn window(self, length: Duration, slide: Duration) -> Window<Self> {
-        Window { parent: self, length, slide, kept: VecDeque::new(), spare: Vec::new() }
+        Window { parent: self, length, slide, name: None, current: Vec::new(), kept: VecDeque::new() }
     }
     /// `reduceByKeyAndWindow` without an inverse: reduce per batch, window, reduce again.
     #[allow(clippy::type_complexity)]
@@ -1162,8 +1654,8 @@ pub trait DStreamExt: DStream + Sized {
     where
         Self: DStream<Item = (K, V)>,
         F: FnMut(V, V) -> V + Clone,
-        K: Hash + Eq + Clone,
-        V: Clone,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+        V: Clone + Serialize + DeserializeOwned,
     {
         let g = f.clone();
         self.reduce_by_key(f).window(length, slide).reduce_by_key(g)
@@ -1180,6 +1672,7 @@ pub trait DStreamExt: DStream + Sized {
     ) -> ReducedWindow<Self, K, V, F, G, H>
     where
         Self: DStream<Item = (K, V)>,
+        K: Ord,
         H: FnMut(&(K, V)) -> bool,
     {
         ReducedWindow {
@@ -1189,10 +1682,9 @@ pub trait DStreamExt: DStream + Sized {
             filter,
             length,
             slide,
-            buf: Vec::new(),
-            index: FxHashMap::default(),
-            batches: VecDeque::new(),
-            window: BTreeMap::new(),
+            name: None,
+            reducer: Reducer::default(),
+            state: ReducedWindowState { batches: VecDeque::new(), window: BTreeMap::new() },
         }
     }
     /// `updateStateByKey`.
@@ -1201,13 +1693,14 @@ pub trait DStreamExt: DStream + Sized {
         Self: DStream<Item = (K, V)>,
         F: FnMut(&[V], Option<S>) -> Option<S>,
     {
-        UpdateStateByKey { parent: self, f, buf: Vec::new(), state: BTreeMap::new(), grouped: BTreeMap::new() }
+        UpdateStateByKey { parent: self, f, name: None, state: BTreeMap::new(), grouped: BTreeMap::new() }
     }
     /// `mapWithState`.
-    fn map_with_state<K, V, S, F>(self, spec: StateSpec<F, K, S>) -> MapWithState<Self, F, K, S>
+    fn map_with_state<K, V, S, F>(self, spec: StateSpec<F, K, S>) -> MapWithState<Self, F, K, S, F::Output>
     where
         Self: DStream<Item = (K, V)>,
         K: Hash + Eq + StableHash,
+        F: MappingFunction<K, V, S>,
     {
         let n = spec.options.num_partitions;
         MapWithState {
@@ -1215,12 +1708,16 @@ pub trait DStreamExt: DStream + Sized {
             func: spec.func,
             initial: spec.initial,
             options: spec.options,
+            name: spec.name,
             initialized: false,
             map: StateMap::new(n),
             expired: Vec::new(),
-            tags: Vec::new(),
-            output_limit: None,
+            tagged: Vec::new(),
         }
+    }
+    /// Shares this stream between several consumers (see [`Shared`]).
+    fn shared(self) -> Shared<Self> {
+        Shared::new(self)
     }
     /// `print(num)`.
     fn print(self, num: usize) -> Print<Self>
@@ -1230,8 +1727,15 @@ pub trait DStreamExt: DStream + Sized {
         Print { parent: self, num, buf: Vec::new() }
     }
     /// `foreachRDD`.
-    fn foreach_batch<F: FnMut(Time, &[Self::Item])>(self, f: F) -> ForEachBatch<Self, F> {
-        ForEachBatch { parent: self, f, buf: Vec::new() }
+    fn foreach_batch<F: FnMut(Time, &[Self::Item])>(self, f: F) -> ForEachBatch<Self, Infallible<F>> {
+        ForEachBatch { parent: self, f: Infallible(f), buf: Vec::new() }
+    }
+    /// `foreachRDD` with a function that can fail: an error fails the batch (the job stops, nothing is lost).
+    fn try_foreach_batch<F>(self, f: F) -> ForEachBatch<Self, Fallible<F>>
+    where
+        F: FnMut(Time, &[Self::Item]) -> Result<(), OutputError>,
+    {
+        ForEachBatch { parent: self, f: Fallible(f), buf: Vec::new() }
     }
 }
 

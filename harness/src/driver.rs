@@ -33,7 +33,7 @@ pub trait DriverJob: Job {
     /// The job's state as `stateSnapshots()` shows it (every live key, sorted by key).
     type Snapshot: Clone + fmt::Debug + PartialEq;
     /// The last batch's mapped output.
-    fn mapped(&self) -> &[Self::Output];
+    fn mapped(&self) -> Vec<Self::Output>;
     /// The current state.
     fn snapshot_state(&self) -> Self::Snapshot;
 }
@@ -51,7 +51,7 @@ pub trait CheckpointJob: DriverJob {
 impl DriverJob for LabJob {
     type Output = Output;
     type Snapshot = Vec<(Key, Avg)>;
-    fn mapped(&self) -> &[Output] {
+    fn mapped(&self) -> Vec<Output> {
         self.last_output()
     }
     fn snapshot_state(&self) -> Self::Snapshot {
@@ -73,8 +73,8 @@ impl CheckpointJob for LabJob {
 impl DriverJob for crate::jobs::AnyJob {
     type Output = ();
     type Snapshot = ();
-    fn mapped(&self) -> &[()] {
-        &[]
+    fn mapped(&self) -> Vec<()> {
+        Vec::new()
     }
     fn snapshot_state(&self) {}
 }

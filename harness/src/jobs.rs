@@ -175,8 +175,17 @@ impl AnyJob {
 }
 
 impl Job for AnyJob {
-    fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        self.0.run_batch(ctx)
+    fn begin_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.0.begin_batch(ctx)
+    }
+    fn feed(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.0.feed(ctx)
+    }
+    fn finish_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.0.finish_batch(ctx)
+    }
+    fn visit_state(&mut self, visit: &mut dstream_core::StateVisit<'_>) {
+        self.0.visit_state(visit)
     }
 }
 
