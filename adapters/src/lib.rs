@@ -10,3 +10,4 @@ pub mod kafka;
 pub mod record;
 pub mod recovery;
 pub mod run;
+pub mod streaming;

@@ -107,6 +107,15 @@ pub struct RunEnd<'a, J> {
     pub pending: &'a [BatchInfo],
 }
 
+/// What a run did, and where it stopped: enough to continue it (as [`Start::Resume`]).
+pub struct RunOutcome<J> {
+    /// Counts.
+    pub summary: RunSummary,
+    /// The engine after the last completed batch, the offsets after every generated batch, and the batches
+    /// generated but not completed.
+    pub resume: Resume<J>,
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RunSummary {
@@ -170,6 +179,18 @@ pub fn run_job<J: Job>(
     out: &mut dyn Write,
     status: &mut dyn Write,
 ) -> Result<RunSummary, RunError> {
+    run_job_to_end(opts, start, hooks, stop, out, status).map(|o| o.summary)
+}
+
+/// As [`run_job`], and also hands back where the run stopped, so that it can be continued.
+pub fn run_job_to_end<J: Job>(
+    opts: &RunOptions,
+    start: Start<J>,
+    hooks: &mut dyn RunHooks<J>,
+    stop: Arc<AtomicBool>,
+    out: &mut dyn Write,
+    status: &mut dyn Write,
+) -> Result<RunOutcome<J>, RunError> {
     let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
     let direct_cfg = DirectConfig {
         topic: opts.topic.clone(),
@@ -243,7 +264,7 @@ pub fn run_job<J: Job>(
     hooks
         .at_end(&mut RunEnd { engine: &mut engine, next_offsets: &next_offsets, pending: &pending })
         .map_err(RunError::End)?;
-    Ok(summary)
+    Ok(RunOutcome { summary, resume: Resume { offsets: next_offsets, engine, pending } })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod engine;
+pub mod graph;
 pub mod jvm;
 pub mod key;
 pub mod lab;

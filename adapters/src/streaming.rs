@@ -1,0 +1,606 @@
+//! The entry point of a stream program, as Spark's `StreamingContext`: a batch interval, a checkpoint
+//! directory, a direct Kafka stream, operators and output operations on it, then `start` and
+//! `await_termination`.
+//!
+//! ```no_run
+//! use dstream_adapters::streaming::{KafkaParams, KafkaUtils, StreamingContext};
+//! use dstream_core::{Duration, State, StateError, StateSpec};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let mut ssc = StreamingContext::new(Duration::from_secs(2));
+//!     ssc.checkpoint("checkpoint");
+//!     let messages = KafkaUtils::create_direct_stream(&mut ssc, KafkaParams::new("localhost:9092"), "avg");
+//!     let counts = messages
+//!         .map(|r| (String::from_utf8_lossy(r.value).into_owned(), 1i64))
+//!         .map_with_state(StateSpec::function(|_k: &String, v: Option<i64>, s: &mut State<'_, i64>| {
+//!             let n = s.get_option().copied().unwrap_or(0) + v.unwrap_or(0);
+//!             s.update(n)?;
+//!             Ok::<_, StateError>(n)
+//!         }));
+//!     counts.print(10);
+//!     ssc.start()?;
+//!     ssc.await_termination()?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Processing happens on the thread that calls [`StreamingContext::await_termination`] (the program's
+//! closures need not be `Send`); batches are generated and fetched on threads of their own while it runs.
+
+use crate::checkpoint::{CheckpointError, CheckpointStore, Fingerprint, NextOffset};
+use crate::clock::SystemClock;
+use crate::kafka::direct::{OffsetReset, OutOfRangePolicy, StartingOffsets};
+use crate::kafka::{Client, ClientConfig, KafkaError};
+use crate::record::Recorder;
+use crate::recovery::{restore, Checkpointer, RestoreError};
+use crate::run::{run_job_to_end, CompletedBatch, Resume, RunEnd, RunError, RunHooks, RunOptions, Start};
+use dstream_core::graph::{GraphBuilder, InputStream, Stream};
+use dstream_core::jvm::JvmDisplay;
+use dstream_core::{BatchInfo, Clock, DStream, Duration, Graph, Malformed, MalformedPolicy, Time};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// How a direct Kafka stream reads: brokers, where to start, rate limit, out-of-range policy, client settings
+/// (everything `dstream run` offers).
+#[derive(Debug, Clone)]
+pub struct KafkaParams {
+    /// Bootstrap brokers, HOST:PORT.
+    pub brokers: Vec<String>,
+    /// Where a fresh start begins (Spark's `auto.offset.reset`; default: the log end).
+    pub starting_offsets: StartingOffsets,
+    /// Records per partition per second (0 = unlimited; Spark's `maxRatePerPartition`).
+    pub max_rate_per_partition: u64,
+    /// What to do when the next offset fell out of the log.
+    pub on_out_of_range: OutOfRangePolicy,
+    /// The Kafka client's settings (timeouts, retries, fetch sizes).
+    pub client: ClientConfig,
+}
+
+impl KafkaParams {
+    /// Reading from `brokers` (comma-separated HOST:PORT), with the defaults.
+    pub fn new(brokers: &str) -> Self {
+        KafkaParams {
+            brokers: brokers.split(',').map(|b| b.trim().to_string()).filter(|b| !b.is_empty()).collect(),
+            starting_offsets: StartingOffsets::default(),
+            max_rate_per_partition: 0,
+            on_out_of_range: OutOfRangePolicy::default(),
+            client: ClientConfig::default(),
+        }
+    }
+    /// Where a fresh start begins.
+    pub fn starting_offsets(mut self, s: StartingOffsets) -> Self {
+        self.starting_offsets = s;
+        self
+    }
+    /// Records per partition per second (0 = unlimited).
+    pub fn max_rate_per_partition(mut self, n: u64) -> Self {
+        self.max_rate_per_partition = n;
+        self
+    }
+    /// What to do when the next offset fell out of the log.
+    pub fn on_out_of_range(mut self, p: OutOfRangePolicy) -> Self {
+        self.on_out_of_range = p;
+        self
+    }
+    /// How long lost connections and leader changes are retried.
+    pub fn retry_for(mut self, d: std::time::Duration) -> Self {
+        self.client.retry_for = d;
+        self
+    }
+}
+
+/// Spark's `KafkaUtils`: where direct streams come from.
+#[derive(Debug)]
+pub struct KafkaUtils;
+
+impl KafkaUtils {
+    /// A direct stream of `topic` on `ssc`: each batch is exactly the records of its offset ranges, fixed at its
+    /// tick (SPARK-SEMANTICS §1.2); records carry topic, partition, offset, timestamp, key and value.
+    pub fn create_direct_stream(ssc: &mut StreamingContext, params: KafkaParams, topic: &str) -> InputStream {
+        ssc.source = Some(Source { params, topic: topic.to_string() });
+        ssc.graph.records_of(topic)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Source {
+    params: KafkaParams,
+    topic: String,
+}
+
+/// What a [`StreamingListener`] hears of a completed batch (Spark's `BatchInfo`).
+#[derive(Debug)]
+pub struct BatchCompleted<'a> {
+    /// Its time and offset ranges.
+    pub info: &'a BatchInfo,
+    /// Records it processed.
+    pub records: usize,
+    /// Records skipped as malformed, with their positions.
+    pub malformed: &'a [Malformed],
+    /// From the batch's tick to the start of its processing (its ranges fixed).
+    pub scheduling_delay: Duration,
+    /// From the start of processing to the end (fetching included).
+    pub processing_time: Duration,
+    /// Records beyond its ranges when it was generated.
+    pub lag: i64,
+}
+
+/// Spark's `StreamingListener`: told of each batch as it completes, on the processing thread.
+pub trait StreamingListener {
+    /// A batch began processing (its ranges are fixed).
+    fn on_batch_started(&mut self, _info: &BatchInfo) {}
+    /// A batch completed (its output operations ran).
+    fn on_batch_completed(&mut self, _batch: &BatchCompleted<'_>) {}
+}
+
+/// Why a streaming context failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamingError {
+    /// `start` before a stream or an output operation was defined, or after the context stopped.
+    #[error("{0}")]
+    Usage(&'static str),
+    /// Kafka failed.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// The run failed (a batch, an output, a checkpoint).
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The checkpoint directory could not be used.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The checkpoint's state does not fit this program.
+    #[error("cannot restore the checkpoint {}: {source}", path.display())]
+    Restore {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What does not fit.
+        source: RestoreError,
+    },
+}
+
+/// Stops a running context from anywhere (another thread, a signal handler): the running batch finishes and
+/// a checkpoint of it is written.
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle {
+    stopped: Arc<AtomicBool>,
+    run: Arc<Mutex<Option<Arc<AtomicBool>>>>,
+}
+
+impl StopHandle {
+    /// Asks the context to stop.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(run) = self.run.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            run.store(true, Ordering::SeqCst);
+        }
+    }
+    /// True once [`stop`](Self::stop) was called.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+    /// Makes Ctrl-C (SIGINT) stop the context; a second Ctrl-C exits the process at once (status 130). Once per
+    /// process.
+    pub fn stop_on_ctrl_c(&self) -> Result<(), ctrlc::Error> {
+        let me = self.clone();
+        ctrlc::set_handler(move || {
+            if me.is_stopped() {
+                std::process::exit(130);
+            }
+            me.stop();
+        })
+    }
+}
+
+/// The checkpoint settings of a context.
+#[derive(Debug, Clone)]
+struct CheckpointSettings {
+    dir: PathBuf,
+    every: u64,
+    keep: usize,
+}
+
+/// Spark's `StreamingContext`: owns the graph, the direct stream's settings and the run.
+pub struct StreamingContext {
+    graph: GraphBuilder,
+    interval: Duration,
+    name: String,
+    checkpoint: Option<CheckpointSettings>,
+    source: Option<Source>,
+    record: Option<PathBuf>,
+    status: bool,
+    batches: Option<u64>,
+    out: Box<dyn Write>,
+    listeners: Vec<Box<dyn StreamingListener>>,
+    stop: StopHandle,
+    phase: Phase,
+}
+
+enum Phase {
+    Defining,
+    Started(Box<Started>),
+    Stopped,
+}
+
+struct Started {
+    opts: RunOptions,
+    start: Start<Graph>,
+    hooks: ContextHooks,
+}
+
+impl StreamingContext {
+    /// A context with batches every `batch_interval`.
+    pub fn new(batch_interval: Duration) -> Self {
+        StreamingContext {
+            graph: GraphBuilder::new(),
+            interval: batch_interval,
+            name: "dstream".into(),
+            checkpoint: None,
+            source: None,
+            record: None,
+            status: true,
+            batches: None,
+            out: Box::new(std::io::stdout()),
+            listeners: Vec::new(),
+            stop: StopHandle::default(),
+            phase: Phase::Defining,
+        }
+    }
+
+    /// The graph streams are defined on (e.g. to build a stream without Kafka, or in tests).
+    pub fn graph(&self) -> &GraphBuilder {
+        &self.graph
+    }
+
+    /// The batch interval.
+    pub fn batch_interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The program's name, stored in checkpoints (a checkpoint of another program is refused).
+    pub fn app_name(&mut self, name: &str) -> &mut Self {
+        self.name = name.to_string();
+        self
+    }
+
+    /// Checkpoints go to `dir` after every batch (see [`checkpoint_every`](Self::checkpoint_every)); at `start`,
+    /// a checkpoint there of the same program is resumed: its state is restored into the graph the program
+    /// built, the batches it left pending run again, and the stream continues from its offsets.
+    pub fn checkpoint(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.checkpoint = Some(CheckpointSettings { dir: dir.into(), every: 1, keep: crate::checkpoint::DEFAULT_KEEP });
+        self
+    }
+
+    /// Checkpoint every `n` batches (and when the run ends) rather than after every batch.
+    pub fn checkpoint_every(&mut self, n: u64) -> &mut Self {
+        if let Some(c) = &mut self.checkpoint {
+            c.every = n.max(1);
+        }
+        self
+    }
+
+    /// Records every batch (time, ranges, records) to `path`, for `replay`.
+    pub fn record_to(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.record = Some(path.into());
+        self
+    }
+
+    /// What a refused record does (see [`InputStream::try_map`]): skip and report it (default), or fail.
+    pub fn on_malformed(&mut self, policy: MalformedPolicy) -> &mut Self {
+        self.graph.set_malformed_policy(policy);
+        self
+    }
+
+    /// One status line per batch on stderr, as `dstream run` prints (on by default).
+    pub fn status_lines(&mut self, on: bool) -> &mut Self {
+        self.status = on;
+        self
+    }
+
+    /// Stops after `n` batches (counted over the whole life of the context).
+    pub fn stop_after_batches(&mut self, n: u64) -> &mut Self {
+        self.batches = Some(n);
+        self
+    }
+
+    /// Where `print` writes (stdout by default).
+    pub fn print_to(&mut self, out: impl Write + 'static) -> &mut Self {
+        self.out = Box::new(out);
+        self
+    }
+
+    /// Adds a listener.
+    pub fn add_listener(&mut self, l: impl StreamingListener + 'static) -> &mut Self {
+        self.listeners.push(Box::new(l));
+        self
+    }
+
+    /// A handle that stops the context from anywhere.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Connects, resumes from the checkpoint if there is one of this program, and readies the run; batches
+    /// run while [`await_termination`](Self::await_termination) runs.
+    pub fn start(&mut self) -> Result<(), StreamingError> {
+        if !matches!(self.phase, Phase::Defining) {
+            return Err(StreamingError::Usage("the context was already started"));
+        }
+        let source = self
+            .source
+            .clone()
+            .ok_or(StreamingError::Usage("no input stream: call KafkaUtils::create_direct_stream"))?;
+        if self.graph.outputs() == 0 {
+            return Err(StreamingError::Usage("no output operations registered, so nothing to execute"));
+        }
+        let mut job = self.graph.build();
+        let p = &source.params;
+        let opts = RunOptions {
+            brokers: p.brokers.clone(),
+            topic: source.topic.clone(),
+            batch_interval: self.interval,
+            starting_offsets: p.starting_offsets,
+            max_rate_per_partition: p.max_rate_per_partition,
+            batches: self.batches,
+            on_out_of_range: p.on_out_of_range,
+            client: p.client.clone(),
+        };
+        let mut checkpointer = None;
+        let mut start = None;
+        if let Some(c) = &self.checkpoint {
+            let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
+            let partitions = client.partitions(&opts.topic)?.len() as u32;
+            let fingerprint = Fingerprint::of_job(&opts.topic, partitions, &self.name, &mut job, self.interval);
+            let store = CheckpointStore::open(&c.dir)?.with_keep(c.keep);
+            let ck = Checkpointer::new(store, fingerprint, c.every).in_background();
+            if let Some(loaded) = ck.load()? {
+                for skipped in &loaded.skipped {
+                    eprintln!("dstream: warning: {skipped}; using an older checkpoint");
+                }
+                eprintln!(
+                    "dstream: resuming from {} (batch {}, {} pending batch(es) to recompute)",
+                    loaded.path.display(),
+                    loaded.checkpoint.meta.time,
+                    loaded.checkpoint.meta.pending.len()
+                );
+                let path = loaded.path.clone();
+                let resumed = restore(loaded.checkpoint, job, self.interval, SystemClock.now())
+                    .map_err(|source| StreamingError::Restore { path, source })?;
+                let offsets = resumed.next_offsets.iter().map(|n| (n.partition, n.offset)).collect();
+                start = Some(Start::Resume(Resume { offsets, engine: resumed.engine, pending: resumed.pending }));
+                checkpointer = Some(ck);
+                job = Graph::new();
+            } else {
+                checkpointer = Some(ck);
+            }
+        }
+        let start = start.unwrap_or(Start::Fresh(job));
+        let recorder = self.record.as_ref().map(|path| Recorder::new(path.clone(), &source.topic, &self.name, vec![]));
+        let hooks = ContextHooks {
+            reported: 0,
+            recorder,
+            checkpointer,
+            listeners: std::mem::take(&mut self.listeners),
+            completed: 0,
+        };
+        self.phase = Phase::Started(Box::new(Started { opts, start, hooks }));
+        Ok(())
+    }
+
+    /// Runs batches until the context is stopped (a [`StopHandle`], Ctrl-C if asked for) or the stream ends
+    /// (see [`stop_after_batches`](Self::stop_after_batches)); the running batch always finishes, and a
+    /// checkpoint of it is written.
+    pub fn await_termination(&mut self) -> Result<(), StreamingError> {
+        self.run_until(None).map(|_| ())
+    }
+
+    /// As [`await_termination`](Self::await_termination), for at most `timeout`: `Ok(true)` if the context
+    /// terminated, `Ok(false)` if the time ran out (the running batch finished; batches not yet processed run
+    /// when awaiting again, and missed ticks run at once, as after a restart).
+    pub fn await_termination_or_timeout(&mut self, timeout: std::time::Duration) -> Result<bool, StreamingError> {
+        self.run_until(Some(timeout))
+    }
+
+    /// Stops the context: with `graceful`, the batches generated but not yet processed run first. A stopped
+    /// context cannot be started again.
+    pub fn stop(&mut self, graceful: bool) -> Result<(), StreamingError> {
+        self.stop.stop();
+        if graceful {
+            if let Phase::Started(s) = &mut self.phase {
+                if let Start::Resume(r) = &s.start {
+                    if !r.pending.is_empty() {
+                        // Only the pending batches: no new ones are generated.
+                        s.opts.batches = Some(s.hooks.completed);
+                        self.phase = self.run_phase(None)?;
+                    }
+                }
+            }
+        }
+        if let Phase::Started(s) = &mut self.phase {
+            if let Some(c) = &mut s.hooks.checkpointer {
+                c.flush()?;
+            }
+        }
+        if let Phase::Started(s) = std::mem::replace(&mut self.phase, Phase::Stopped) {
+            if let Some(r) = s.hooks.recorder {
+                r.finish().map_err(|e| StreamingError::Run(RunError::End(Box::new(e))))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run_until(&mut self, timeout: Option<std::time::Duration>) -> Result<bool, StreamingError> {
+        match &self.phase {
+            Phase::Defining => return Err(StreamingError::Usage("the context was not started")),
+            Phase::Stopped => return Ok(true),
+            Phase::Started(_) => {}
+        }
+        self.phase = self.run_phase(timeout)?;
+        let terminated = match &self.phase {
+            Phase::Started(s) => self.stop.is_stopped() || s.opts.batches.is_some_and(|n| s.hooks.completed >= n),
+            _ => true,
+        };
+        if terminated {
+            self.stop(false)?;
+        }
+        Ok(terminated)
+    }
+
+    /// Runs the started context until it stops or `timeout` passes; the phase to continue from.
+    fn run_phase(&mut self, timeout: Option<std::time::Duration>) -> Result<Phase, StreamingError> {
+        let Phase::Started(mut s) = std::mem::replace(&mut self.phase, Phase::Stopped) else {
+            return Ok(Phase::Stopped);
+        };
+        let flag = Arc::new(AtomicBool::new(self.stop.is_stopped()));
+        *self.stop.run.lock().unwrap_or_else(|e| e.into_inner()) = Some(flag.clone());
+        if let Some(t) = timeout {
+            let f = flag.clone();
+            std::thread::Builder::new()
+                .name("dstream-await-timeout".into())
+                .spawn(move || {
+                    std::thread::sleep(t);
+                    f.store(true, Ordering::SeqCst);
+                })
+                .map_err(|e| StreamingError::Run(RunError::Output(e)))?;
+        }
+        let mut opts = s.opts.clone();
+        opts.batches = s.opts.batches.map(|n| n.saturating_sub(s.hooks.completed));
+        let start = std::mem::replace(&mut s.start, Start::Fresh(Graph::new()));
+        let mut status: Box<dyn Write> =
+            if self.status { Box::new(std::io::stderr()) } else { Box::new(std::io::sink()) };
+        let result = run_job_to_end(&opts, start, &mut s.hooks, flag, &mut self.out, &mut status);
+        *self.stop.run.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let outcome = result?;
+        s.start = Start::Resume(outcome.resume);
+        Ok(Phase::Started(s))
+    }
+}
+
+/// What the context does after each batch: malformed reports, the recording, checkpoints, listeners.
+struct ContextHooks {
+    reported: u64,
+    recorder: Option<Recorder>,
+    checkpointer: Option<Checkpointer>,
+    listeners: Vec<Box<dyn StreamingListener>>,
+    completed: u64,
+}
+
+const MAX_REPORTED: u64 = 20;
+
+fn next_offsets(offsets: &[(i32, i64)]) -> Vec<NextOffset> {
+    offsets.iter().map(|&(partition, offset)| NextOffset { partition, offset }).collect()
+}
+
+impl RunHooks<Graph> for ContextHooks {
+    fn after_batch(
+        &mut self,
+        b: &mut CompletedBatch<'_, Graph>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.completed += 1;
+        if let Some(r) = &mut self.recorder {
+            r.record(b)?;
+        }
+        for m in &b.report.malformed {
+            self.reported += 1;
+            if self.reported <= MAX_REPORTED {
+                eprintln!("dstream: {m}");
+            }
+        }
+        if let Some(c) = &mut self.checkpointer {
+            c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
+        }
+        let done = BatchCompleted {
+            info: b.info,
+            records: b.report.records,
+            malformed: &b.report.malformed,
+            scheduling_delay: b.report.scheduling_delay,
+            processing_time: b.report.processing_time,
+            lag: b.lag,
+        };
+        for l in &mut self.listeners {
+            l.on_batch_started(b.info);
+            l.on_batch_completed(&done);
+        }
+        Ok(())
+    }
+    fn at_end(&mut self, end: &mut RunEnd<'_, Graph>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(c) = &mut self.checkpointer {
+            c.save(end.engine, &next_offsets(end.next_offsets), end.pending)?;
+            c.flush()?;
+        }
+        Ok(())
+    }
+    fn needs_records(&self) -> bool {
+        self.recorder.is_some()
+    }
+    fn on_reset(&mut self, r: &OffsetReset) {
+        eprintln!(
+            "dstream: warning: partition {} offsets [{}, {}) are outside the log [{}, {}); skipped {} offsets to {}",
+            r.partition,
+            r.from.min(r.to),
+            r.from.max(r.to),
+            r.earliest,
+            r.latest,
+            (r.to - r.from).abs(),
+            r.to
+        );
+    }
+}
+
+/// `saveAsTextFiles(prefix, suffix)`: each batch's elements, one per line as the JVM prints them, in one file
+/// `PREFIX-TIME_MS[.SUFFIX]` per batch, written atomically (a temporary file, fsync, rename, fsync of the
+/// directory): a file is there whole or not at all; a batch run again after a restart writes the same file.
+pub trait SaveAsTextFiles {
+    /// Registers the output operation.
+    fn save_as_text_files(&self, prefix: impl AsRef<Path>, suffix: &str);
+}
+
+impl<D> SaveAsTextFiles for Stream<D>
+where
+    D: DStream + 'static,
+    D::Item: Clone + JvmDisplay + 'static,
+{
+    fn save_as_text_files(&self, prefix: impl AsRef<Path>, suffix: &str) {
+        let prefix = prefix.as_ref().to_path_buf();
+        let suffix = suffix.to_string();
+        let mut text = String::new();
+        self.try_foreach_batch(move |time: Time, items: &[D::Item]| {
+            text.clear();
+            for x in items {
+                x.write_jvm(&mut text);
+                text.push('\n');
+            }
+            let path = batch_file(&prefix, &suffix, time);
+            write_atomically(&path, text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()).into())
+        });
+    }
+}
+
+/// The file of batch `time`: `PREFIX-TIME_MS[.SUFFIX]`.
+pub fn batch_file(prefix: &Path, suffix: &str, time: Time) -> PathBuf {
+    let mut name = prefix.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name.push_str(&format!("-{}", time.millis()));
+    if !suffix.is_empty() {
+        name.push('.');
+        name.push_str(suffix);
+    }
+    prefix.with_file_name(name)
+}
+
+/// Writes `bytes` to `path` so that it is there whole or not at all, and durable when this returns.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::File::create(&temp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&temp, path)?;
+    std::fs::File::open(&dir)?.sync_all()
+}

@@ -1,0 +1,486 @@
+//! Building a job as Spark does: streams are handles on one graph, each operator returns a new stream, and an
+//! output operation (`print`, `foreach_batch`) registers itself on the graph. A stream can feed any number of
+//! operators and outputs; it is computed once per batch.
+//!
+//! ```
+//! use dstream_core::graph::GraphBuilder;
+//! use dstream_core::{BatchTimer, Duration, Engine, ManualClock, RecordBatch, Time};
+//!
+//! let graph = GraphBuilder::new();
+//! let lines = graph.records().map(|r| String::from_utf8_lossy(r.value).into_owned());
+//! let words = lines.flat_map(|l| l.split(' ').map(str::to_string).collect::<Vec<_>>());
+//! words.map(|w| (w, 1i64)).reduce_by_key(|a, b| a + b).print(10);
+//! words.count().print(1);
+//!
+//! let mut engine = Engine::new(graph.build(), BatchTimer::first_start(Time(0), Duration::from_secs(1)));
+//! let mut batch = RecordBatch::new();
+//! batch.push(0, 0, 0, None, b"to be or not to be");
+//! let report = engine.run_batch(Time(1000), &mut batch, &ManualClock::new(Time(1000))).unwrap();
+//! assert!(report.printed.contains("(to,2)\n(be,2)\n(or,1)\n(not,1)\n"));
+//! assert!(report.printed.ends_with("6\n\n"));
+//! ```
+
+use crate::jvm::{JvmDisplay, StableHash};
+use crate::record::RecordRef;
+use crate::stateful::Stateful;
+use crate::stream::{
+    input, Count, DStream, DStreamExt, Filter, FlatMap, Graph, Input, MalformedPolicy, Map, MapValues, MapWithState,
+    MappingFunction, OutputError, OutputOp, RecordParser, ReduceByKey, ReducedWindow, Shared, Snapshots, StateSpec,
+    Union, UpdateStateByKey, Window,
+};
+use crate::time::{Duration, Time};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::cell::RefCell;
+use std::fmt;
+use std::hash::Hash;
+use std::rc::Rc;
+
+/// A graph under construction: the output operations registered so far. Cloning it gives another handle on
+/// the same graph.
+#[derive(Clone, Default)]
+pub struct GraphBuilder {
+    inner: Rc<RefCell<Builder>>,
+}
+
+#[derive(Default)]
+struct Builder {
+    outputs: Vec<Box<dyn OutputOp>>,
+    policy: MalformedPolicy,
+}
+
+impl fmt::Debug for GraphBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphBuilder").field("outputs", &self.inner.borrow().outputs.len()).finish()
+    }
+}
+
+/// One input record as a program sees it: where it came from, its key and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerRecord<'a> {
+    /// The topic (or source name).
+    pub topic: &'a str,
+    /// Partition of the record.
+    pub partition: i32,
+    /// Offset of the record within its partition.
+    pub offset: i64,
+    /// Record timestamp in ms.
+    pub timestamp: i64,
+    /// The message key, if any.
+    pub key: Option<&'a [u8]>,
+    /// The message value.
+    pub value: &'a [u8],
+}
+
+impl GraphBuilder {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What the input stream does with a record its parser refuses (default: skip and report it).
+    pub fn set_malformed_policy(&self, policy: MalformedPolicy) {
+        self.inner.borrow_mut().policy = policy;
+    }
+
+    /// The batch's input records, from the source `topic` names (for [`ConsumerRecord::topic`]).
+    pub fn records_of(&self, topic: &str) -> InputStream {
+        InputStream { graph: self.clone(), topic: Rc::from(topic) }
+    }
+
+    /// The batch's input records, from a source with no name.
+    pub fn records(&self) -> InputStream {
+        self.records_of("")
+    }
+
+    /// Adds an output operation (what [`Stream::print`] and [`Stream::foreach_batch`] do).
+    pub fn output(&self, op: impl OutputOp + 'static) {
+        self.inner.borrow_mut().outputs.push(Box::new(op));
+    }
+
+    /// Number of output operations registered.
+    pub fn outputs(&self) -> usize {
+        self.inner.borrow().outputs.len()
+    }
+
+    /// The job: every output operation registered so far, in order (the builder is left empty).
+    pub fn build(&self) -> Graph {
+        let mut g = Graph::new();
+        for op in std::mem::take(&mut self.inner.borrow_mut().outputs) {
+            g.push_output(op);
+        }
+        g
+    }
+
+    fn stream<D: DStream>(&self, node: D) -> Stream<D> {
+        Stream { node: Shared::new(node), graph: self.clone() }
+    }
+}
+
+/// The records of the batch, before the program turns them into elements: `map` or `try_map` them.
+#[derive(Clone)]
+pub struct InputStream {
+    graph: GraphBuilder,
+    topic: Rc<str>,
+}
+
+impl fmt::Debug for InputStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InputStream").field("topic", &&*self.topic).finish()
+    }
+}
+
+/// A parser from records to elements that always succeeds.
+pub struct MapRecords<F> {
+    topic: Rc<str>,
+    f: F,
+}
+
+impl<T, F: FnMut(ConsumerRecord<'_>) -> T> RecordParser for MapRecords<F> {
+    type Item = T;
+    type Error = std::convert::Infallible;
+    #[inline(always)]
+    fn parse(&mut self, r: RecordRef<'_>) -> Result<T, std::convert::Infallible> {
+        Ok((self.f)(consumer_record(&self.topic, r)))
+    }
+}
+
+/// A parser from records to elements that may refuse a record (it is then malformed: counted and reported).
+pub struct TryMapRecords<F> {
+    topic: Rc<str>,
+    f: F,
+}
+
+impl<T, E: fmt::Display, F: FnMut(ConsumerRecord<'_>) -> Result<T, E>> RecordParser for TryMapRecords<F> {
+    type Item = T;
+    type Error = E;
+    #[inline(always)]
+    fn parse(&mut self, r: RecordRef<'_>) -> Result<T, E> {
+        (self.f)(consumer_record(&self.topic, r))
+    }
+}
+
+#[inline(always)]
+fn consumer_record<'a>(topic: &'a str, r: RecordRef<'a>) -> ConsumerRecord<'a> {
+    ConsumerRecord {
+        topic,
+        partition: r.partition,
+        offset: r.offset,
+        timestamp: r.timestamp,
+        key: r.key,
+        value: r.value,
+    }
+}
+
+impl InputStream {
+    /// `map`: each record to one element.
+    pub fn map<T, F>(&self, f: F) -> Stream<Input<MapRecords<F>>>
+    where
+        T: Clone + 'static,
+        F: FnMut(ConsumerRecord<'_>) -> T + 'static,
+    {
+        let policy = self.graph.inner.borrow().policy;
+        self.graph.stream(input(MapRecords { topic: self.topic.clone(), f }, policy))
+    }
+
+    /// `map` with a parser that may refuse a record: a refused record is malformed, reported with its partition
+    /// and offset and skipped (or, under [`MalformedPolicy::Fail`], it fails the batch).
+    pub fn try_map<T, E, F>(&self, f: F) -> Stream<Input<TryMapRecords<F>>>
+    where
+        T: Clone + 'static,
+        E: fmt::Display + 'static,
+        F: FnMut(ConsumerRecord<'_>) -> Result<T, E> + 'static,
+    {
+        let policy = self.graph.inner.borrow().policy;
+        self.graph.stream(input(TryMapRecords { topic: self.topic.clone(), f }, policy))
+    }
+
+    /// Each record through a [`RecordParser`] of the program's own.
+    pub fn parse<P>(&self, parser: P) -> Stream<Input<P>>
+    where
+        P: RecordParser + 'static,
+        P::Item: Clone + 'static,
+    {
+        let policy = self.graph.inner.borrow().policy;
+        self.graph.stream(input(parser, policy))
+    }
+}
+
+/// A DStream of the graph under construction: operators return new streams, output operations register on the
+/// graph. Elements are `Clone` (a stream read by several operators hands each a copy) and, for stateful
+/// operators, `Serialize` (their state goes into checkpoints).
+pub struct Stream<D: DStream> {
+    node: Shared<D>,
+    graph: GraphBuilder,
+}
+
+impl<D: DStream> fmt::Debug for Stream<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream").field("item", &std::any::type_name::<D::Item>()).finish()
+    }
+}
+
+impl<D> Stream<D>
+where
+    D: DStream + 'static,
+    D::Item: Clone + 'static,
+{
+    fn up(&self) -> Shared<D> {
+        self.node.consumer()
+    }
+
+    /// The graph this stream belongs to.
+    pub fn graph(&self) -> &GraphBuilder {
+        &self.graph
+    }
+
+    /// `map`.
+    pub fn map<U: Clone + 'static, F: FnMut(D::Item) -> U + 'static>(&self, f: F) -> Stream<Map<Shared<D>, F>> {
+        self.graph.stream(self.up().map(f))
+    }
+
+    /// `flatMap`.
+    pub fn flat_map<I, F>(&self, f: F) -> Stream<FlatMap<Shared<D>, F>>
+    where
+        I: IntoIterator + 'static,
+        I::Item: Clone + 'static,
+        F: FnMut(D::Item) -> I + 'static,
+    {
+        self.graph.stream(self.up().flat_map(f))
+    }
+
+    /// `filter`.
+    pub fn filter<F: FnMut(&D::Item) -> bool + 'static>(&self, f: F) -> Stream<Filter<Shared<D>, F>> {
+        self.graph.stream(self.up().filter(f))
+    }
+
+    /// `union`: this batch's elements of this stream, then of `other`.
+    pub fn union<E>(&self, other: &Stream<E>) -> Stream<Union<Shared<D>, Shared<E>>>
+    where
+        E: DStream<Item = D::Item> + 'static,
+    {
+        self.graph.stream(self.up().union(other.up()))
+    }
+
+    /// `count`: one element per batch, the number of elements.
+    pub fn count(&self) -> Stream<Count<Shared<D>>> {
+        self.graph.stream(self.up().count())
+    }
+
+    /// `window(length, slide)`: at each slide, the elements of the batches in the last `length`.
+    pub fn window(&self, length: Duration, slide: Duration) -> Stream<Window<Shared<D>>>
+    where
+        D::Item: Serialize + DeserializeOwned,
+    {
+        self.graph.stream(self.up().window(length, slide))
+    }
+
+    /// `print(num)`: Spark's header and the first `num` elements of each batch.
+    pub fn print(&self, num: usize)
+    where
+        D::Item: JvmDisplay,
+    {
+        self.graph.output(self.up().print(num));
+    }
+
+    /// `foreachRDD`: calls `f` with each batch's time and elements.
+    pub fn foreach_batch<F: FnMut(Time, &[D::Item]) + 'static>(&self, f: F) {
+        self.graph.output(self.up().foreach_batch(f));
+    }
+
+    /// `foreachRDD` with a function that can fail: an error fails the batch (the job stops; a restart from a
+    /// checkpoint runs the batch again).
+    pub fn try_foreach_batch<F>(&self, f: F)
+    where
+        F: FnMut(Time, &[D::Item]) -> Result<(), OutputError> + 'static,
+    {
+        self.graph.output(self.up().try_foreach_batch(f));
+    }
+}
+
+impl<D, K, V> Stream<D>
+where
+    D: DStream<Item = (K, V)> + 'static,
+    K: Clone + 'static,
+    V: Clone + 'static,
+{
+    /// `mapValues`.
+    pub fn map_values<U: Clone + 'static, F: FnMut(V) -> U + 'static>(&self, f: F) -> Stream<MapValues<Shared<D>, F>> {
+        self.graph.stream(self.up().map_values(f))
+    }
+
+    /// `reduceByKey` within each batch; keys in the order of their first element.
+    pub fn reduce_by_key<F>(&self, f: F) -> Stream<ReduceByKey<Shared<D>, K, V, F>>
+    where
+        K: Hash + Eq,
+        F: FnMut(V, V) -> V + 'static,
+    {
+        self.graph.stream(self.up().reduce_by_key(f))
+    }
+
+    /// `reduceByKeyAndWindow(f, length, slide)` without an inverse: reduce per batch, window, reduce again.
+    #[allow(clippy::type_complexity)]
+    pub fn reduce_by_key_and_window<F>(
+        &self,
+        f: F,
+        length: Duration,
+        slide: Duration,
+    ) -> Stream<ReduceByKey<Window<ReduceByKey<Shared<D>, K, V, F>>, K, V, F>>
+    where
+        K: Hash + Eq + Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+        F: FnMut(V, V) -> V + Clone + 'static,
+    {
+        self.graph.stream(self.up().reduce_by_key_and_window(f, length, slide))
+    }
+
+    /// `reduceByKeyAndWindow(f, inverse, length, slide)`: the previous window minus the batches that left plus
+    /// those that entered; keys whose value `filter` refuses are dropped. Output sorted by key.
+    #[allow(clippy::type_complexity)]
+    pub fn reduce_by_key_and_window_inv<F, G, H>(
+        &self,
+        f: F,
+        inverse: G,
+        length: Duration,
+        slide: Duration,
+        filter: Option<H>,
+    ) -> Stream<ReducedWindow<Shared<D>, K, V, F, G, H>>
+    where
+        K: Hash + Eq + Ord + Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+        F: FnMut(V, V) -> V + 'static,
+        G: FnMut(V, V) -> V + 'static,
+        H: FnMut(&(K, V)) -> bool + 'static,
+    {
+        self.graph.stream(self.up().reduce_by_key_and_window_inv(f, inverse, length, slide, filter))
+    }
+
+    /// `updateStateByKey`: `f(new values, old state)` for every key with state or new values; `None` removes
+    /// the key. Output: every (key, state), sorted by key.
+    pub fn update_state_by_key<S, F>(&self, f: F) -> Stream<UpdateStateByKey<Shared<D>, K, V, S, F>>
+    where
+        K: Ord + Serialize + DeserializeOwned,
+        S: Clone + Serialize + DeserializeOwned + 'static,
+        F: FnMut(&[V], Option<S>) -> Option<S> + 'static,
+    {
+        self.graph.stream(self.up().update_state_by_key(f))
+    }
+
+    /// `mapWithState(spec)`: the spec's function once per record, with the key's state; see [`StateSpec`].
+    pub fn map_with_state<S, F>(&self, spec: StateSpec<F, K, S>) -> Stream<MapWithState<Shared<D>, F, K, S, F::Output>>
+    where
+        K: Hash + Eq + Ord + StableHash + fmt::Debug + Serialize + DeserializeOwned,
+        S: Serialize + DeserializeOwned + 'static,
+        F: MappingFunction<K, V, S> + 'static,
+        F::Output: Clone + 'static,
+    {
+        self.graph.stream(self.up().map_with_state(spec))
+    }
+}
+
+impl<P, F, K, S, M> Stream<MapWithState<P, F, K, S, M>>
+where
+    MapWithState<P, F, K, S, M>: DStream<Item = M> + 'static,
+    M: Clone + 'static,
+    K: Hash + Eq + Ord + Clone + StableHash + 'static,
+    S: Clone + 'static,
+{
+    /// `stateSnapshots()`: every live (key, state) after each batch, sorted by key.
+    pub fn state_snapshots(&self) -> Stream<Snapshots<MapWithState<P, F, K, S, M>>> {
+        self.graph.stream(Snapshots::of(self.up()))
+    }
+
+    /// Calls `f` with the operator's state (e.g. to read a key's state between batches, in tests).
+    pub fn with_state<R>(&self, f: impl FnOnce(&crate::state::StateMap<K, S>) -> R) -> R {
+        self.node.with(|m| f(m.state()))
+    }
+}
+
+impl<D: DStream + Stateful> Stream<D> {
+    /// Names this stateful operator, so that its checkpointed state follows it when the graph changes shape (by
+    /// default an operator is known by its kind and position).
+    pub fn name(&self, name: &str) -> &Self {
+        self.node.with_mut(|d| d.set_name(name));
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BatchTimer, Engine, ManualClock, RecordBatch};
+
+    fn run(graph: &GraphBuilder, batches: &[&[&str]]) -> String {
+        let interval = Duration::from_secs(1);
+        let mut engine = Engine::new(graph.build(), BatchTimer::first_start(Time(0), interval));
+        let mut printed = String::new();
+        let mut offset = 0;
+        for (i, values) in batches.iter().enumerate() {
+            let mut batch = RecordBatch::new();
+            for v in values.iter() {
+                batch.push(0, offset, 0, None, v.as_bytes());
+                offset += 1;
+            }
+            let t = Time((i as i64 + 1) * 1000);
+            printed.push_str(&engine.run_batch(t, &mut batch, &ManualClock::new(t)).unwrap().printed);
+        }
+        printed
+    }
+
+    #[test]
+    fn one_stream_feeds_several_outputs_and_is_computed_once() {
+        let g = GraphBuilder::new();
+        let calls = Rc::new(RefCell::new(0));
+        let c = calls.clone();
+        let n = g.records().map(move |r| {
+            *c.borrow_mut() += 1;
+            r.value.len() as i64
+        });
+        n.print(5);
+        n.count().print(1);
+        let doubled = n.map(|x| x * 2);
+        doubled.union(&n).print(10);
+        let out = run(&g, &[&["a", "bb"]]);
+        let want =
+            "-------------------------------------------\nTime: 1000 ms\n-------------------------------------------\n";
+        assert_eq!(out, format!("{want}1\n2\n\n{want}2\n\n{want}2\n4\n1\n2\n\n"));
+        assert_eq!(*calls.borrow(), 2, "the shared stream runs once per record");
+    }
+
+    #[test]
+    fn mapped_and_snapshot_streams_of_one_map_with_state() {
+        let g = GraphBuilder::new();
+        let pairs = g.records().map(|r| (String::from_utf8_lossy(r.value).into_owned(), 1i64));
+        let spec = StateSpec::function(|_k: &String, v: Option<i64>, s: &mut crate::State<'_, i64>| {
+            let n = s.get_option().copied().unwrap_or(0) + v.unwrap_or(0);
+            s.update(n)?;
+            Ok(n)
+        });
+        let counts = pairs.map_with_state(spec);
+        counts.print(10);
+        counts.state_snapshots().print(10);
+        let out = run(&g, &[&["a", "b", "a"], &["b"]]);
+        let h = |t: i64| {
+            format!("-------------------------------------------\nTime: {t} ms\n-------------------------------------------\n")
+        };
+        let want =
+            format!("{}1\n1\n2\n\n{}(a,2)\n(b,1)\n\n{}2\n\n{}(a,2)\n(b,2)\n\n", h(1000), h(1000), h(2000), h(2000));
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn try_map_reports_refused_records_with_their_position() {
+        let g = GraphBuilder::new();
+        let n = g.records_of("t").try_map(|r| {
+            std::str::from_utf8(r.value).map_err(|e| e.to_string())?.parse::<i64>().map_err(|e| e.to_string())
+        });
+        n.print(10);
+        let mut engine = Engine::new(g.build(), BatchTimer::first_start(Time(0), Duration::from_secs(1)));
+        let mut batch = RecordBatch::new();
+        batch.push(3, 41, 0, None, b"7");
+        batch.push(3, 42, 0, None, b"x");
+        let r = engine.run_batch(Time(1000), &mut batch, &ManualClock::new(Time(1000))).unwrap();
+        assert_eq!((r.malformed.len(), r.malformed[0].partition, r.malformed[0].offset), (1, 3, 42));
+        assert!(r.printed.contains("\n7\n"));
+    }
+}
