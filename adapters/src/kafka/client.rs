@@ -2,6 +2,7 @@
 
 use super::conn::{Connection, Timeouts};
 use super::error::{KafkaError, Result};
+use super::records::DEFAULT_MAX_BATCH_BYTES;
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -36,6 +37,10 @@ pub struct ClientConfig {
     pub fetch_max_bytes: i32,
     /// Largest amount of one partition's data in one fetch response.
     pub partition_max_bytes: i32,
+    /// Most bytes one record batch may take once decompressed (and longest batch header read as readable): a
+    /// batch beyond it is refused with [`KafkaError::BatchTooLarge`], so that no peer can make dstream hold more.
+    /// Default [`DEFAULT_MAX_BATCH_BYTES`]: 64 MiB, four times `partition_max_bytes`.
+    pub max_batch_bytes: usize,
 }
 
 impl Default for ClientConfig {
@@ -48,6 +53,7 @@ impl Default for ClientConfig {
             backoff_max: Duration::from_secs(1),
             fetch_max_bytes: 64 << 20,
             partition_max_bytes: 16 << 20,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
         }
     }
 }

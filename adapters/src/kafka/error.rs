@@ -113,8 +113,8 @@ pub enum KafkaError {
         /// What was wrong.
         reason: String,
     },
-    /// A fetched record batch failed its checksum or could not be parsed.
-    #[error("corrupt record batch in {topic}-{partition} at offset {offset}: {reason}")]
+    /// A fetched record batch failed its checksum or could not be parsed (its records were not read).
+    #[error("corrupt record batch in {topic}-{partition} at offsets {offset}..={last_offset}: {reason}")]
     CorruptBatch {
         /// Topic.
         topic: String,
@@ -122,7 +122,24 @@ pub enum KafkaError {
         partition: i32,
         /// Base offset of the batch.
         offset: i64,
+        /// Last offset of the batch, as its header says.
+        last_offset: i64,
         /// What was wrong.
+        reason: String,
+    },
+    /// A fetched record batch is larger than dstream reads: compressed records that inflate beyond the bound on a
+    /// decompressed batch, or a batch longer than the largest fetch answer (its records were not read).
+    #[error("record batch in {topic}-{partition} at offsets {offset}..={last_offset} is too large: {reason}")]
+    BatchTooLarge {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Base offset of the batch.
+        offset: i64,
+        /// Last offset of the batch, as its header says.
+        last_offset: i64,
+        /// How large, and the bound it passed.
         reason: String,
     },
     /// A retriable failure went on past the retry deadline.
