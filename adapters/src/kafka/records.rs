@@ -302,7 +302,9 @@ fn read_bounded(r: &mut impl std::io::Read, limit: usize, buf: &mut Vec<u8>) -> 
                 return Err(Bounded::Over(limit));
             }
             // Room grows with what came so far (doubling), never beyond one byte over the limit.
-            buf.resize(filled + filled.max(INFLATE_STEP).min(room - filled), 0);
+            let grown = filled + filled.max(INFLATE_STEP).min(room - filled);
+            buf.reserve_exact(grown - buf.len());
+            buf.resize(grown, 0);
             continue;
         }
         match r.read(&mut buf[filled..end]) {
@@ -328,6 +330,7 @@ fn snappy(body: &[u8], limit: usize, buf: &mut Vec<u8>) -> Result<usize, BatchPr
             return Err(BatchProblem::TooLarge { limit });
         }
         if buf.len() < filled + len {
+            buf.reserve_exact(filled + len - buf.len());
             buf.resize(filled + len, 0);
         }
         let n = snap::raw::Decoder::new()
