@@ -4,12 +4,18 @@
 
 use bytes::BytesMut;
 use dstream_adapters::kafka::conn::Timeouts;
+use dstream_adapters::kafka::direct::RangeFetcher;
+use dstream_adapters::kafka::records::{encode_batch, Codec};
 use dstream_adapters::kafka::{Client, ClientConfig, KafkaError, OffsetSpec};
+use dstream_core::{OffsetRange, RecordBatch};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, BrokerId, MetadataResponse, ResponseHeader, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, BrokerId, FetchResponse, MetadataResponse, ResponseHeader, TopicName,
+};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -132,7 +138,12 @@ fn the_interrupt_flag_ends_a_wait_for_a_trickling_broker() {
 }
 
 /// A broker that answers ApiVersions and Metadata (topic `t`, one partition it leads) and then nothing at all.
-fn silent_after_metadata(mut s: TcpStream, addr: &str) {
+fn silent_after_metadata(s: TcpStream, addr: &str) {
+    metadata_then(s, addr, None)
+}
+
+/// As [`silent_after_metadata`], but every fetch is answered with `records` (log end 10).
+fn metadata_then(mut s: TcpStream, addr: &str, records: Option<bytes::Bytes>) {
     let (host, port) = addr.rsplit_once(':').unwrap();
     while let Some(req) = read_request(&mut s) {
         let sent = match ApiKey::try_from(req.key) {
@@ -161,6 +172,17 @@ fn silent_after_metadata(mut s: TcpStream, addr: &str) {
                         .with_leader_id(BrokerId(0))])];
                 answer(&mut s, &req, &r)
             }
+            Ok(ApiKey::Fetch) if records.is_some() => {
+                let mut r = FetchResponse::default();
+                r.responses = vec![FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![PartitionData::default()
+                        .with_partition_index(0)
+                        .with_high_watermark(10)
+                        .with_log_start_offset(0)
+                        .with_records(records.clone())])];
+                answer(&mut s, &req, &r)
+            }
             // Anything else: read, never answered (the connection stays open until the client hangs up).
             _ => Ok(()),
         };
@@ -185,4 +207,26 @@ fn a_retried_call_ends_with_its_retry_period_and_counts_its_attempts() {
     assert_eq!(*attempts, 1, "{err}");
     let want = format!("gave up after 1 attempt over {secs:.1} s: no answer from {addr} to ListOffsets in ");
     assert!(err.to_string().starts_with(&want), "{err}");
+}
+
+#[test]
+fn a_fetched_batch_whose_header_claims_2_gib_is_too_large_at_once_not_missing_records() {
+    // Ten records whose header claims a batch of 2 GiB, cut off where the answer ends.
+    let values: Vec<Vec<u8>> = (0..10).map(|i| format!("a,{i}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    let mut batch = encode_batch(&refs, 1000, Codec::None).unwrap().to_vec();
+    batch[8..12].copy_from_slice(&(i32::MAX - 11).to_be_bytes());
+    let records = bytes::Bytes::from(batch);
+    let addr = fake(move |s, at| metadata_then(s, at, Some(records.clone())));
+    // A retry period beyond the test's patience: only recognising the batch ends the read in time.
+    let cfg = ClientConfig { retry_for: Duration::from_secs(600), ..config(Duration::from_secs(30)) };
+    let client = Client::connect(&[addr], cfg).expect("the fake broker handshakes");
+    let mut fetcher = RangeFetcher::new(client, "t");
+    let (err, _) = within(Duration::from_secs(60), move || {
+        fetcher.fetch_ranges(&[OffsetRange { partition: 0, from: 0, until: 10 }], &mut RecordBatch::new())
+    });
+    let err = err.expect_err("no records can be read");
+    let want = "record batch in t-0 at offsets 0..=9 is too large: its header declares 2147483648 bytes, more than \
+                the bound on a batch (67108864 bytes)";
+    assert_eq!(err.to_string(), want);
 }
