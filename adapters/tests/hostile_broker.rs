@@ -2,6 +2,8 @@
 //! no wait for a broker outlasts its deadline whatever the broker sends, the interrupt flag (Ctrl-C) ends a wait,
 //! and a retried call ends with its retry period.
 
+mod common;
+
 use bytes::BytesMut;
 use dstream_adapters::kafka::conn::Timeouts;
 use dstream_adapters::kafka::direct::RangeFetcher;
@@ -229,4 +231,32 @@ fn a_fetched_batch_whose_header_claims_2_gib_is_too_large_at_once_not_missing_re
     let want = "record batch in t-0 at offsets 0..=9 is too large: its header declares 2147483648 bytes, more than \
                 the bound on a batch (67108864 bytes)";
     assert_eq!(err.to_string(), want);
+}
+
+#[test]
+fn ctrl_c_stops_dstream_run_waiting_for_a_trickling_broker() {
+    let (asked, asked_rx) = mpsc::channel();
+    let asked = std::sync::Mutex::new(asked);
+    let addr = fake(move |mut s, _| {
+        if read_request(&mut s).is_some() {
+            let _ = asked.lock().unwrap().send(());
+            trickle(&mut s, None);
+        }
+    });
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dstream"))
+        .args(["run", "--brokers", &addr, "--batches", "1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start dstream");
+    asked_rx.recv_timeout(Duration::from_secs(30)).expect("dstream asks the broker for its versions");
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // One Ctrl-C is acted on: dstream stops long before the 30 s request deadline.
+    let status = common::exit_within(&mut child, Duration::from_secs(15));
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr, format!("dstream: interrupted while waiting for {addr} to answer ApiVersions\n"));
 }
