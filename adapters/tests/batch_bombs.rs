@@ -127,6 +127,8 @@ fn dstream_run_reports_a_bomb_on_a_real_broker_and_holds_memory_to_the_bound() {
         // Ten sound records, then the bomb, produced raw through the client's own Produce path.
         assert_eq!(client.produce(&topic, 0, encode_batch(&good, 1000, Codec::None).unwrap(), Acks::All).unwrap(), 0);
         assert_eq!(client.produce(&topic, 0, bomb, Acks::All).unwrap(), 10, "{codec}");
+        // Reaped by wait4 in `wait_with_peak`, which also gives its peak memory.
+        #[allow(clippy::zombie_processes)]
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dstream"))
             .args(["run", "--brokers", &addr, "--topic", &topic, "--starting-offsets", "earliest"])
             .args(["--batch-interval", "200ms", "--batches", "5", "--max-batch-mib", "16"])
