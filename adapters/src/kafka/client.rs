@@ -41,9 +41,10 @@ pub struct ClientConfig {
     /// A flag that, once set, ends retries and every wait for a broker at once (e.g. Ctrl-C): the call fails with
     /// the last error, or [`KafkaError::Interrupted`] if it was waiting.
     pub interrupt: Option<Arc<AtomicBool>>,
-    /// Most bytes one record batch may take once decompressed (and longest batch header read as readable): a
-    /// batch beyond it is refused with [`KafkaError::BatchTooLarge`], so that no peer can make dstream hold more.
-    /// Default [`DEFAULT_MAX_BATCH_BYTES`]: 64 MiB, four times `partition_max_bytes`.
+    /// Most bytes one record batch may take once decompressed: a compressed batch inflating beyond it, or a
+    /// batch not fetched whole whose header declares more, is refused with [`KafkaError::BatchTooLarge`], so that
+    /// no peer can make dstream hold more for one batch. Default [`DEFAULT_MAX_BATCH_BYTES`]: 64 MiB, four times
+    /// `partition_max_bytes`.
     pub max_batch_bytes: usize,
 }
 
