@@ -8,7 +8,9 @@
 
 use dstream_adapters::broker::Tansu;
 use dstream_adapters::generate::LabMessages;
-use dstream_adapters::kafka::records::{encode_batch, first_base_offset, for_each_record_before, Codec};
+use dstream_adapters::kafka::records::{
+    encode_batch, first_base_offset, for_each_record_before, Codec, DEFAULT_MAX_BATCH_BYTES,
+};
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, PartitionFetch};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -55,7 +57,7 @@ fn main() {
             let want = ((N - next) as f64 * record_bytes * 1.1) as i32 + (64 << 10);
             let at = [PartitionFetch { partition: 0, offset: next }];
             let f = client.fetch_sized("avg", &at, Duration::from_millis(100), want, want).unwrap();
-            let scan = for_each_record_before(&f[0].records, N, |r| {
+            let scan = for_each_record_before(&f[0].records, N, DEFAULT_MAX_BATCH_BYTES, |r| {
                 if r.offset >= next {
                     count += 1;
                     bytes += r.value.len();

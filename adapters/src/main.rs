@@ -110,6 +110,10 @@ struct RunArgs {
     /// How long to ride out an unreachable or restarting broker before giving up.
     #[arg(long, default_value = "60s")]
     retry_for: Duration,
+    /// Most MiB one record batch may take once decompressed; a batch beyond it stops the run with an error
+    /// naming its partition and offsets.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    max_batch_mib: u64,
     /// Also write every batch (time, ranges, records) to this recording, for `dstream replay FILE`.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
@@ -619,6 +623,8 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
         },
         client: ClientConfig {
             retry_for: std::time::Duration::from_millis(args.retry_for.millis() as u64),
+            max_batch_bytes: (args.max_batch_mib << 20) as usize,
+            interrupt: Some(stop.clone()),
             ..ClientConfig::default()
         },
     };

@@ -1,7 +1,8 @@
 //! The client: bootstrap, metadata with per-partition leaders, one connection per broker, retries with backoff.
 
-use super::conn::{Connection, Timeouts};
+use super::conn::{Connection, Timeouts, WaitBounds};
 use super::error::{KafkaError, Result};
+use super::records::DEFAULT_MAX_BATCH_BYTES;
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -26,7 +27,8 @@ pub struct ClientConfig {
     pub client_id: String,
     /// Connect and request timeouts.
     pub timeouts: Timeouts,
-    /// How long retriable failures (lost connections, leader changes, a restarting broker) are retried.
+    /// How long retriable failures (lost connections, leader changes, a restarting broker) are retried; no
+    /// request of a retried call waits beyond it (but each attempt gets at least a second).
     pub retry_for: Duration,
     /// First pause between retries; doubles up to `backoff_max`.
     pub backoff: Duration,
@@ -36,6 +38,14 @@ pub struct ClientConfig {
     pub fetch_max_bytes: i32,
     /// Largest amount of one partition's data in one fetch response.
     pub partition_max_bytes: i32,
+    /// A flag that, once set, ends retries and every wait for a broker at once (e.g. Ctrl-C): the call fails with
+    /// the last error, or [`KafkaError::Interrupted`] if it was waiting.
+    pub interrupt: Option<Arc<AtomicBool>>,
+    /// Most bytes one record batch may take once decompressed: a compressed batch inflating beyond it, or a
+    /// batch not fetched whole whose header declares more, is refused with [`KafkaError::BatchTooLarge`], so that
+    /// no peer can make dstream hold more for one batch. Default [`DEFAULT_MAX_BATCH_BYTES`]: 64 MiB, four times
+    /// `partition_max_bytes`.
+    pub max_batch_bytes: usize,
 }
 
 impl Default for ClientConfig {
@@ -48,9 +58,14 @@ impl Default for ClientConfig {
             backoff_max: Duration::from_secs(1),
             fetch_max_bytes: 64 << 20,
             partition_max_bytes: 16 << 20,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            interrupt: None,
         }
     }
 }
+
+/// The shortest time an attempt of [`Client::with_retry`] may take, whatever the retry period.
+const MIN_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// Which end of a partition's log to ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +121,8 @@ pub struct Client {
     controller: i32,
     conns: HashMap<String, Connection>,
     topics: HashMap<String, Vec<PartitionMeta>>,
-    interrupt: Option<Arc<AtomicBool>>,
+    /// While retrying: when the retry period ends, which no request waits beyond.
+    until: Option<Instant>,
 }
 
 impl Client {
@@ -120,7 +136,7 @@ impl Client {
             controller: -1,
             conns: HashMap::new(),
             topics: HashMap::new(),
-            interrupt: None,
+            until: None,
         };
         if bootstrap.is_empty() {
             return Err(KafkaError::BadAddress { addr: String::new() });
@@ -138,13 +154,19 @@ impl Client {
     }
 
     /// A flag that, once set, ends retries at once (the last error is returned), e.g. on Ctrl-C.
+    /// As [`ClientConfig::interrupt`], from now on.
     pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
-        self.interrupt = Some(flag);
+        self.cfg.interrupt = Some(flag);
     }
 
     /// True once the interrupt flag is set.
     pub fn interrupted(&self) -> bool {
-        self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+        self.cfg.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// What ends a wait for a broker now, besides its answer.
+    fn bounds(&self) -> WaitBounds {
+        WaitBounds { interrupt: self.cfg.interrupt.clone(), until: self.until }
     }
 
     /// The configuration.
@@ -158,7 +180,7 @@ impl Client {
             candidates.extend(self.bootstrap.iter().cloned());
             let mut first_err = None;
             for addr in candidates {
-                match Connection::connect(&addr, &self.cfg.client_id, self.cfg.timeouts) {
+                match Connection::connect(&addr, &self.cfg.client_id, self.cfg.timeouts, self.bounds()) {
                     Ok(c) => {
                         self.conns.insert(addr, c);
                         break;
@@ -172,7 +194,10 @@ impl Client {
                 return Err(e);
             }
         }
-        Ok(self.conns.values_mut().next().expect("a connection exists"))
+        let bounds = self.bounds();
+        let conn = self.conns.values_mut().next().expect("a connection exists");
+        conn.set_bounds(bounds);
+        Ok(conn)
     }
 
     fn conn_to(&mut self, node: i32) -> Result<&mut Connection> {
@@ -183,24 +208,44 @@ impl Client {
             partition: -1,
             error: ResponseError::LeaderNotAvailable,
         })?;
+        let bounds = self.bounds();
         if !self.conns.contains_key(&addr) {
-            let c = Connection::connect(&addr, &self.cfg.client_id, self.cfg.timeouts)?;
+            let c = Connection::connect(&addr, &self.cfg.client_id, self.cfg.timeouts, bounds.clone())?;
             self.conns.insert(addr.clone(), c);
         }
-        Ok(self.conns.get_mut(&addr).expect("just inserted"))
+        let conn = self.conns.get_mut(&addr).expect("just inserted");
+        conn.set_bounds(bounds);
+        Ok(conn)
     }
 
     /// Forgets connections and cached metadata after a failure, so the next attempt starts clean.
     fn reset_after(&mut self, e: &KafkaError) {
-        if let KafkaError::ConnectionLost { addr, .. } | KafkaError::Unreachable { addr, .. } = e {
+        // A connection whose answer was not read whole is out of step: it goes too.
+        if let KafkaError::ConnectionLost { addr, .. }
+        | KafkaError::Unreachable { addr, .. }
+        | KafkaError::Timeout { addr, .. }
+        | KafkaError::Interrupted { addr, .. } = e
+        {
             self.conns.remove(addr);
         }
         self.topics.clear();
     }
 
-    /// Runs `op`, retrying retriable failures with exponential backoff for up to `retry_for`.
-    pub fn with_retry<T>(&mut self, mut op: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
+    /// Runs `op`, retrying retriable failures with exponential backoff for up to `retry_for`; no request of an
+    /// attempt waits beyond the end of that period.
+    pub fn with_retry<T>(&mut self, op: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
         let start = Instant::now();
+        // A retry inside a retry keeps the outer period's end. An attempt gets at least a second, even with no
+        // retries.
+        let outer = self.until;
+        let end = start + self.cfg.retry_for.max(MIN_ATTEMPT);
+        self.until = Some(outer.map_or(end, |u| u.min(end)));
+        let result = self.retrying(start, op);
+        self.until = outer;
+        result
+    }
+
+    fn retrying<T>(&mut self, start: Instant, mut op: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
         let mut pause = self.cfg.backoff;
         let mut attempts = 0u32;
         loop {
@@ -454,6 +499,7 @@ impl Client {
                 addr: addr.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::NotConnected, "closed while a fetch was waiting"),
             })?;
+            conn.set_bounds(WaitBounds { interrupt: self.cfg.interrupt.clone(), until: self.until });
             let resp = conn.receive::<FetchRequest>(*version, Duration::from_millis(pending.wait_ms as u64))?;
             fetch_answer(&pending.topic, &pending.parts, addr, resp, &mut out)?;
         }

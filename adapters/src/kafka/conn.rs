@@ -6,7 +6,9 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, 
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The API versions this client implements: (api, lowest, highest). Chosen so that every Kafka since 2.1,
 /// Kafka 4.x (which dropped the oldest versions) and tansu share a version with us.
@@ -46,11 +48,38 @@ pub struct Timeouts {
     pub request: Duration,
 }
 
+/// What ends a wait for a broker besides its answer: a flag (e.g. set by Ctrl-C) and a point in time that caps
+/// every request's own deadline (e.g. the end of a retry period).
+#[derive(Debug, Clone, Default)]
+pub struct WaitBounds {
+    /// Once set, a request that has waited for the broker for a second or more fails with
+    /// [`KafkaError::Interrupted`] (within 50 ms).
+    pub interrupt: Option<Arc<AtomicBool>>,
+    /// No request waits beyond this.
+    pub until: Option<Instant>,
+}
+
+impl WaitBounds {
+    fn interrupted(&self) -> bool {
+        self.interrupt.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+}
+
+/// How often a wait for a broker looks at the interrupt flag.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How long an exchange may go on after the interrupt flag is set before it is cut short: a healthy broker has
+/// answered by then.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
+
 /// A connection to one broker with negotiated API versions.
 pub struct Connection {
     addr: String,
     stream: TcpStream,
     timeouts: Timeouts,
+    bounds: WaitBounds,
+    /// The socket's read and write timeouts as last set (setting them is a system call).
+    socket_timeouts: (Option<Duration>, Option<Duration>),
     correlation: i32,
     client_id: StrBytes,
     versions: Vec<(ApiKey, std::result::Result<i16, String>)>,
@@ -73,8 +102,8 @@ pub fn api_name(key: ApiKey) -> &'static str {
 }
 
 impl Connection {
-    /// Connects to `addr` (HOST:PORT) and negotiates API versions.
-    pub fn connect(addr: &str, client_id: &str, timeouts: Timeouts) -> Result<Connection> {
+    /// Connects to `addr` (HOST:PORT) and negotiates API versions, within `bounds`.
+    pub fn connect(addr: &str, client_id: &str, timeouts: Timeouts, bounds: WaitBounds) -> Result<Connection> {
         let unreachable = |source| KafkaError::Unreachable { addr: addr.to_string(), source };
         if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
             return Err(KafkaError::BadAddress { addr: addr.to_string() });
@@ -83,7 +112,8 @@ impl Connection {
         let mut last = std::io::Error::new(ErrorKind::NotFound, "the name resolved to no address");
         let mut stream = None;
         for sa in sockaddrs {
-            match TcpStream::connect_timeout(&sa, timeouts.connect) {
+            let left = bounds.until.map_or(timeouts.connect, |u| u.saturating_duration_since(Instant::now()));
+            match TcpStream::connect_timeout(&sa, timeouts.connect.min(left).max(Duration::from_millis(1))) {
                 Ok(s) => {
                     stream = Some(s);
                     break;
@@ -97,6 +127,8 @@ impl Connection {
             addr: addr.to_string(),
             stream,
             timeouts,
+            bounds,
+            socket_timeouts: (None, None),
             correlation: 0,
             client_id: StrBytes::from_string(client_id.to_string()),
             versions: Vec::new(),
@@ -105,6 +137,11 @@ impl Connection {
         };
         conn.negotiate()?;
         Ok(conn)
+    }
+
+    /// Sets what ends the waits of the requests from now on besides their own deadlines.
+    pub fn set_bounds(&mut self, bounds: WaitBounds) {
+        self.bounds = bounds;
     }
 
     /// The broker's address.
@@ -185,7 +222,8 @@ impl Connection {
             api: api_name(key),
             reason: "no request is waiting for its response".into(),
         })?;
-        self.read_response(key, version, correlation, extra_wait)
+        let deadline = self.deadline(extra_wait);
+        self.read_response_by(key, version, correlation, deadline)
     }
 
     fn key_of<R: Request>(addr: &str) -> Result<ApiKey> {
@@ -199,7 +237,8 @@ impl Connection {
     /// Reads and drops the response of a request sent but never received, so the next response read is ours.
     fn skip_in_flight(&mut self, key: ApiKey) -> Result<()> {
         if self.in_flight.take().is_some() {
-            self.read_frame(key, Duration::ZERO)?;
+            let deadline = self.deadline(Duration::ZERO);
+            self.read_frame(key, &deadline)?;
         }
         Ok(())
     }
@@ -212,11 +251,75 @@ impl Connection {
         extra_wait: Duration,
     ) -> Result<S> {
         self.skip_in_flight(key)?;
-        self.write_request(key, req, version)?;
-        self.read_response(key, version, self.correlation, extra_wait)
+        // One deadline for the whole exchange: sending the request and receiving all of its answer.
+        let deadline = self.deadline(extra_wait);
+        self.write_request_by(key, req, version, deadline)?;
+        self.read_response_by(key, version, self.correlation, deadline)
+    }
+
+    /// When a request sent now must be answered: the request timeout plus `extra_wait` from now, or the bounds'
+    /// end if that comes first.
+    fn deadline(&self, extra_wait: Duration) -> Deadline {
+        let start = Instant::now();
+        let own = start + self.timeouts.request + extra_wait;
+        let at = self.bounds.until.map_or(own, |u| u.min(own));
+        Deadline { start, at }
+    }
+
+    /// Waits until the socket may be read or written (`read`) or the deadline passed or the interrupt flag is set:
+    /// sets the socket's timeout to what is left, in slices of [`POLL`] so that the flag is seen.
+    fn arm(&mut self, key: ApiKey, deadline: &Deadline, read: bool, received: usize) -> Result<()> {
+        // A stop request lets an exchange being answered finish (a running batch's fetch completes): it ends
+        // only a wait that has gone on for a while.
+        if self.bounds.interrupted() && deadline.start.elapsed() >= INTERRUPT_GRACE {
+            return Err(KafkaError::Interrupted { addr: self.addr.clone(), api: api_name(key) });
+        }
+        let left = deadline.at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(KafkaError::Timeout {
+                addr: self.addr.clone(),
+                api: api_name(key),
+                secs: (deadline.at - deadline.start).as_secs_f64(),
+                received,
+            });
+        }
+        // Polling only matters with a flag to look at.
+        let slice = if self.bounds.interrupt.is_some() { left.min(POLL) } else { left };
+        // Timeouts are set in whole milliseconds, rounded up (a zero timeout means none).
+        let slice = Some(Duration::from_millis(slice.as_millis().max(1) as u64));
+        let current = if read { &mut self.socket_timeouts.0 } else { &mut self.socket_timeouts.1 };
+        if *current != slice {
+            let set = if read { self.stream.set_read_timeout(slice) } else { self.stream.set_write_timeout(slice) };
+            set.map_err(|source| KafkaError::ConnectionLost { addr: self.addr.clone(), source })?;
+            *current = slice;
+        }
+        Ok(())
+    }
+
+    /// Fills `buf` from the socket by the deadline; `before` bytes of the answer came earlier (for messages).
+    fn read_by(&mut self, key: ApiKey, buf: &mut [u8], deadline: &Deadline, before: usize) -> Result<()> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            self.arm(key, deadline, true, before + filled)?;
+            match self.stream.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    let source = std::io::Error::new(ErrorKind::UnexpectedEof, "the broker closed the connection");
+                    return Err(KafkaError::ConnectionLost { addr: self.addr.clone(), source });
+                }
+                Ok(n) => filled += n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(source) => return Err(KafkaError::ConnectionLost { addr: self.addr.clone(), source }),
+            }
+        }
+        Ok(())
     }
 
     fn write_request<Q: Encodable>(&mut self, key: ApiKey, req: &Q, version: i16) -> Result<()> {
+        let deadline = self.deadline(Duration::ZERO);
+        self.write_request_by(key, req, version, deadline)
+    }
+
+    fn write_request_by<Q: Encodable>(&mut self, key: ApiKey, req: &Q, version: i16, deadline: Deadline) -> Result<()> {
         let api = api_name(key);
         let protocol = |addr: &str, reason: String| KafkaError::Protocol { addr: addr.to_string(), api, reason };
         self.correlation = self.correlation.wrapping_add(1);
@@ -234,17 +337,26 @@ impl Connection {
         let len = (self.out.len() - 4) as i32;
         self.out[..4].copy_from_slice(&len.to_be_bytes());
 
-        let lost = |addr: &str, source: std::io::Error| KafkaError::ConnectionLost { addr: addr.to_string(), source };
-        self.stream.set_write_timeout(Some(self.timeouts.request)).map_err(|e| lost(&self.addr, e))?;
-        self.stream.write_all(&self.out).map_err(|e| lost(&self.addr, e))
+        let mut written = 0;
+        while written < self.out.len() {
+            self.arm(key, &deadline, false, 0)?;
+            match self.stream.write(&self.out[written..]) {
+                Ok(0) => {
+                    let source = std::io::Error::new(ErrorKind::WriteZero, "the broker takes no more bytes");
+                    return Err(KafkaError::ConnectionLost { addr: self.addr.clone(), source });
+                }
+                Ok(n) => written += n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(source) => return Err(KafkaError::ConnectionLost { addr: self.addr.clone(), source }),
+            }
+        }
+        Ok(())
     }
 
-    /// Reads one length-prefixed response frame.
-    fn read_frame(&mut self, key: ApiKey, extra_wait: Duration) -> Result<BytesMut> {
-        let lost = |addr: &str, source: std::io::Error| KafkaError::ConnectionLost { addr: addr.to_string(), source };
-        self.stream.set_read_timeout(Some(self.timeouts.request + extra_wait)).map_err(|e| lost(&self.addr, e))?;
+    /// Reads one length-prefixed response frame, whole, by the deadline.
+    fn read_frame(&mut self, key: ApiKey, deadline: &Deadline) -> Result<BytesMut> {
         let mut len_buf = [0u8; 4];
-        self.stream.read_exact(&mut len_buf).map_err(|e| lost(&self.addr, e))?;
+        self.read_by(key, &mut len_buf, deadline, 0)?;
         if len_buf[0] == 0x15 && len_buf[1] == 0x03 {
             return Err(KafkaError::AuthenticationRequired {
                 addr: self.addr.clone(),
@@ -260,20 +372,20 @@ impl Connection {
             });
         }
         let mut body = BytesMut::zeroed(n as usize);
-        self.stream.read_exact(&mut body).map_err(|e| lost(&self.addr, e))?;
+        self.read_by(key, &mut body, deadline, 4)?;
         Ok(body)
     }
 
-    fn read_response<S: Decodable>(
+    fn read_response_by<S: Decodable>(
         &mut self,
         key: ApiKey,
         version: i16,
         correlation: i32,
-        extra_wait: Duration,
+        deadline: Deadline,
     ) -> Result<S> {
         let api = api_name(key);
         let protocol = |addr: &str, reason: String| KafkaError::Protocol { addr: addr.to_string(), api, reason };
-        let mut body = self.read_frame(key, extra_wait)?.freeze();
+        let mut body = self.read_frame(key, &deadline)?.freeze();
         let rh = ResponseHeader::decode(&mut body, key.response_header_version(version))
             .map_err(|e| protocol(&self.addr, format!("bad header: {e}")))?;
         if rh.correlation_id != correlation {
@@ -284,6 +396,13 @@ impl Connection {
         }
         S::decode(&mut body, version).map_err(|e| protocol(&self.addr, format!("cannot decode v{version}: {e}")))
     }
+}
+
+/// When an exchange started and when it must be done.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    start: Instant,
+    at: Instant,
 }
 
 #[cfg(test)]

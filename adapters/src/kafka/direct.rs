@@ -4,8 +4,8 @@
 use super::client::{Client, OffsetSpec, PartitionFetch, PendingFetch};
 use super::error::{KafkaError, Result};
 use super::records::{
-    first_base_offset, for_each_record_before, for_each_record_placed, next_offset_before, scan_headers_before,
-    BatchError, PlacedRecords, RecordView, Scan,
+    first_base_offset, first_batch_span, for_each_record_before, for_each_record_placed, next_offset_before,
+    scan_headers_before, BatchError, BatchProblem, PlacedRecords, RecordView, Scan,
 };
 use bytes::Bytes;
 use dstream_core::{
@@ -241,12 +241,15 @@ pub struct RangeFetcher {
     record_bytes: f64,
     /// A fetch sent by [`RangeFetcher::prefetch`], not yet read.
     prefetched: Option<PendingFetch>,
+    /// The most bytes a batch may take, decompressed (the client's `max_batch_bytes`).
+    max_batch_bytes: usize,
 }
 
 impl RangeFetcher {
     /// A fetcher of `topic` over `client`.
     pub fn new(client: Client, topic: &str) -> Self {
         RangeFetcher {
+            max_batch_bytes: client.config().max_batch_bytes,
             client,
             topic: topic.to_string(),
             cache: Vec::new(),
@@ -332,7 +335,7 @@ impl RangeFetcher {
             let Some(pos) = self.cache.iter().position(|c| c.0 == slot.0) else { continue };
             let bytes = self.cache.swap_remove(pos).1;
             if first_base_offset(&bytes).is_some_and(|b| b <= slot.1) {
-                if let Some(rest) = dest.read(&topic, &bytes, slot)? {
+                if let Some(rest) = dest.read(&topic, &bytes, slot, self.max_batch_bytes)? {
                     self.cache.push((slot.0, rest));
                 }
             }
@@ -388,9 +391,12 @@ impl RangeFetcher {
                 for p in fetched {
                     let Some(slot) = next.iter_mut().find(|n| n.0 == p.partition) else { continue };
                     let before = slot.1;
-                    if let Some(rest) = dest.read(&topic, &p.records, slot)? {
+                    if let Some(rest) = dest.read(&topic, &p.records, slot, self.max_batch_bytes)? {
                         self.cache.retain(|c| c.0 != p.partition);
                         self.cache.push((p.partition, rest));
+                    }
+                    if slot.1 == before {
+                        too_large_first(&topic, p.partition, &p.records, self.max_batch_bytes)?;
                     }
                     progressed |= slot.1 > before;
                 }
@@ -418,19 +424,50 @@ impl RangeFetcher {
     }
 }
 
+/// Fails if the first batch of a partition's fetched `records`, which the fetch did not bring whole, declares a
+/// length beyond `limit`: no fetch would ever bring it, and waiting for it would only end in
+/// [`KafkaError::MissingRecords`].
+fn too_large_first(topic: &str, partition: i32, records: &[u8], limit: usize) -> Result<()> {
+    match first_batch_span(records) {
+        Some((offset, last_offset, len)) if len > limit as u64 && (records.len() as u64) < len => {
+            Err(KafkaError::BatchTooLarge {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                last_offset,
+                reason: format!("its header declares {len} bytes, more than the bound on a batch ({limit} bytes)"),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Where a fetch puts the records it reads.
 trait Dest {
     /// Takes the records of `slot` = (partition, next, until) from `bytes`, advancing `next` past the whole
-    /// batches read; returns the bytes that hold offsets at or after `until`, if any.
-    fn read(&mut self, topic: &str, bytes: &Bytes, slot: &mut (i32, i64, i64)) -> Result<Option<Bytes>>;
+    /// batches read; returns the bytes that hold offsets at or after `until`, if any. A batch may inflate to
+    /// `max_batch_bytes`.
+    fn read(
+        &mut self,
+        topic: &str,
+        bytes: &Bytes,
+        slot: &mut (i32, i64, i64),
+        max_batch_bytes: usize,
+    ) -> Result<Option<Bytes>>;
     /// After a round of reads: `open` lists the ranges not complete yet.
     fn round(&mut self, _open: &[(i32, i64, i64)]) {}
 }
 
 impl Dest for RecordBatch {
-    fn read(&mut self, topic: &str, bytes: &Bytes, slot: &mut (i32, i64, i64)) -> Result<Option<Bytes>> {
+    fn read(
+        &mut self,
+        topic: &str,
+        bytes: &Bytes,
+        slot: &mut (i32, i64, i64),
+        max_batch_bytes: usize,
+    ) -> Result<Option<Bytes>> {
         let (partition, from, until) = *slot;
-        let scan = for_each_record_before(bytes, until, |r| {
+        let scan = for_each_record_before(bytes, until, max_batch_bytes, |r| {
             if r.offset >= from && r.offset < until {
                 self.push(partition, r.offset, r.timestamp, r.key, r.value);
             }
@@ -466,6 +503,8 @@ pub struct Segment {
     pub until: i64,
     /// Whole record batches, as fetched.
     pub bytes: Bytes,
+    /// The most bytes one of its batches may inflate to.
+    pub max_batch_bytes: usize,
 }
 
 impl RecordSource for Segment {
@@ -477,7 +516,7 @@ impl RecordSource for Segment {
     fn for_each_run(&self, f: &mut dyn FnMut(Run<'_>)) -> std::result::Result<usize, SourceError> {
         let mut runs = Runs { partition: self.partition, from: self.from, until: self.until, run: Vec::new(), n: 0, f };
         runs.run.reserve(RUN_RECORDS);
-        for_each_record_placed(&self.bytes, self.until, &mut runs)
+        for_each_record_placed(&self.bytes, self.until, self.max_batch_bytes, &mut runs)
             .map_err(|e| SourceError { reason: corrupt(&self.topic, self.partition, e).to_string() })?;
         runs.flush();
         Ok(runs.n)
@@ -539,12 +578,19 @@ struct InOrder<F> {
 }
 
 impl<F: FnMut(Segment)> Dest for InOrder<F> {
-    fn read(&mut self, topic: &str, bytes: &Bytes, slot: &mut (i32, i64, i64)) -> Result<Option<Bytes>> {
+    fn read(
+        &mut self,
+        topic: &str,
+        bytes: &Bytes,
+        slot: &mut (i32, i64, i64),
+        max_batch_bytes: usize,
+    ) -> Result<Option<Bytes>> {
         let (partition, from, until) = *slot;
         let scan = scan_headers_before(bytes, until).map_err(|e| corrupt(topic, partition, e))?;
         if scan.next_offset.is_some_and(|n| n > from) {
             let topic = self.topic.clone();
-            let segment = Segment { topic, partition, from, until, bytes: bytes.slice(..scan.end) };
+            let bytes = bytes.slice(..scan.end);
+            let segment = Segment { topic, partition, from, until, bytes, max_batch_bytes };
             match self.order.iter().position(|&p| p == partition) {
                 Some(i) if i == self.cursor => (self.emit)(segment),
                 Some(i) => self.staged[i].push(segment),
@@ -567,9 +613,15 @@ impl<F: FnMut(Segment)> Dest for InOrder<F> {
     }
 }
 
-/// The error for a damaged batch of a partition.
+/// The error for a damaged (or too large) batch of a partition.
 fn corrupt(topic: &str, partition: i32, e: BatchError) -> KafkaError {
-    KafkaError::CorruptBatch { topic: topic.to_string(), partition, offset: e.offset, reason: e.reason }
+    let (topic, offset, last_offset) = (topic.to_string(), e.offset, e.last_offset);
+    match e.problem {
+        BatchProblem::Corrupt(reason) => KafkaError::CorruptBatch { topic, partition, offset, last_offset, reason },
+        p @ BatchProblem::TooLarge { .. } => {
+            KafkaError::BatchTooLarge { topic, partition, offset, last_offset, reason: p.to_string() }
+        }
+    }
 }
 
 struct Probe {
@@ -586,7 +638,7 @@ mod tests {
     use dstream_core::{BatchTimer, Engine, ManualClock};
 
     fn segment(bytes: Bytes, from: i64, until: i64) -> Segment {
-        Segment { topic: "avg".into(), partition: 3, from, until, bytes }
+        Segment { topic: "avg".into(), partition: 3, from, until, bytes, max_batch_bytes: 1 << 20 }
     }
 
     #[test]
@@ -608,6 +660,62 @@ mod tests {
             let expected_runs = if codec == Codec::None { 493usize.div_ceil(RUN_RECORDS) } else { 493 };
             assert_eq!(runs, expected_runs, "{codec:?}");
         }
+    }
+
+    /// `batch` with its header's record count replaced and its checksum made to match.
+    fn with_count(batch: &Bytes, count: i32) -> Bytes {
+        let mut b = batch.to_vec();
+        b[57..61].copy_from_slice(&count.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        Bytes::from(b)
+    }
+
+    #[test]
+    fn a_batch_counting_fewer_records_than_it_holds_fails_both_readers_naming_partition_and_offsets() {
+        for codec in [Codec::None, Codec::Gzip, Codec::Zstd] {
+            // Three records at offsets 0..=2 whose header counts one: the old parser read one, skipped two.
+            let bad = with_count(&encode_batch(&[b"a,1", b"b,2", b"c,3"], 0, codec).unwrap(), 1);
+            // Read in place by the processing thread (the live path).
+            let (mut seen, s) = (0, segment(bad.clone(), 0, 3));
+            let err = s.for_each_record(&mut |_| seen += 1).unwrap_err();
+            let want = "corrupt record batch in avg-3 at offsets 0..=2: it holds more records than the 1 its header";
+            assert!(err.reason.contains(want), "{codec:?}: {err}");
+            // Read into a RecordBatch (catching up on pending batches): a typed error, the range not moved past it.
+            let (mut batch, mut slot) = (RecordBatch::new(), (3, 0, 3));
+            let err = Dest::read(&mut batch, "avg", &bad, &mut slot, 1 << 20).unwrap_err();
+            assert!(
+                matches!(&err, KafkaError::CorruptBatch { partition: 3, offset: 0, last_offset: 2, reason, .. }
+                    if reason.contains("more records than the 1")),
+                "{codec:?}: {err}"
+            );
+            assert_eq!(slot, (3, 0, 3), "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_inflating_beyond_the_bound_fails_its_segment_naming_partition_and_offsets() {
+        let values: Vec<Vec<u8>> = (0..1000).map(|i| format!("k,{i}").into_bytes()).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        let mut s = segment(encode_batch(&refs, 5, Codec::Lz4).unwrap(), 0, 1000);
+        s.max_batch_bytes = 1000;
+        let err = s.for_each_record(&mut |_| {}).unwrap_err();
+        let want = "record batch in avg-3 at offsets 0..=999 is too large: it inflates to more than 1000 bytes";
+        assert!(err.reason.contains(want), "{err}");
+    }
+
+    #[test]
+    fn a_batch_header_declaring_more_than_the_bound_is_too_large_at_once() {
+        let one = encode_batch(&[b"a,1"], 0, Codec::None).unwrap();
+        let mut huge = one.to_vec();
+        huge[8..12].copy_from_slice(&(i32::MAX - 11).to_be_bytes()); // a batch of 2 GiB, cut off by the fetch
+        let err = too_large_first("avg", 3, &huge, 64 << 20).unwrap_err();
+        let want = "record batch in avg-3 at offsets 0..=0 is too large: its header declares 2147483648 bytes, more \
+                    than the bound on a batch (67108864 bytes)";
+        assert_eq!(err.to_string(), want);
+        // A batch merely cut off by the fetch's size, or one fetched whole, is no error.
+        assert!(too_large_first("avg", 3, &one[..one.len() - 1], 64 << 20).is_ok());
+        assert!(too_large_first("avg", 3, &one, 10).is_ok());
     }
 
     #[test]

@@ -43,6 +43,27 @@ pub enum KafkaError {
         /// The partitions that are gone.
         missing: Vec<i32>,
     },
+    /// A broker did not answer a request, whole, by its deadline (the request timeout, or the end of the retry
+    /// period if sooner).
+    #[error("no answer from {addr} to {api} in {secs:.1} s{}", received_text(*.received))]
+    Timeout {
+        /// The broker address.
+        addr: String,
+        /// The API's name.
+        api: &'static str,
+        /// Seconds waited.
+        secs: f64,
+        /// Bytes of the answer that had come by then.
+        received: usize,
+    },
+    /// The interrupt flag (Ctrl-C) ended a wait for a broker.
+    #[error("interrupted while waiting for {addr} to answer {api}")]
+    Interrupted {
+        /// The broker address.
+        addr: String,
+        /// The API's name.
+        api: &'static str,
+    },
     /// The broker does not offer a version of an API that this client implements.
     #[error("broker {addr} does not support {api} versions {min}..={max} (it offers {offered})")]
     UnsupportedVersion {
@@ -113,8 +134,8 @@ pub enum KafkaError {
         /// What was wrong.
         reason: String,
     },
-    /// A fetched record batch failed its checksum or could not be parsed.
-    #[error("corrupt record batch in {topic}-{partition} at offset {offset}: {reason}")]
+    /// A fetched record batch failed its checksum or could not be parsed (its records were not read).
+    #[error("corrupt record batch in {topic}-{partition} at offsets {offset}..={last_offset}: {reason}")]
     CorruptBatch {
         /// Topic.
         topic: String,
@@ -122,11 +143,28 @@ pub enum KafkaError {
         partition: i32,
         /// Base offset of the batch.
         offset: i64,
+        /// Last offset of the batch, as its header says.
+        last_offset: i64,
         /// What was wrong.
         reason: String,
     },
+    /// A fetched record batch is larger than dstream reads: compressed records that inflate beyond the bound on a
+    /// decompressed batch, or a batch longer than the largest fetch answer (its records were not read).
+    #[error("record batch in {topic}-{partition} at offsets {offset}..={last_offset} is too large: {reason}")]
+    BatchTooLarge {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Base offset of the batch.
+        offset: i64,
+        /// Last offset of the batch, as its header says.
+        last_offset: i64,
+        /// How large, and the bound it passed.
+        reason: String,
+    },
     /// A retriable failure went on past the retry deadline.
-    #[error("gave up after {attempts} attempts over {secs:.1} s: {last}")]
+    #[error("gave up after {attempts} attempt{} over {secs:.1} s: {last}", if *.attempts == 1 { "" } else { "s" })]
     RetriesExhausted {
         /// Attempts made.
         attempts: u32,
@@ -153,12 +191,21 @@ impl KafkaError {
     /// True if trying again (after refreshing metadata and reconnecting) may succeed.
     pub fn is_retriable(&self) -> bool {
         match self {
-            KafkaError::ConnectionLost { .. } | KafkaError::Unreachable { .. } | KafkaError::MissingRecords { .. } => {
-                true
-            }
+            KafkaError::ConnectionLost { .. }
+            | KafkaError::Unreachable { .. }
+            | KafkaError::Timeout { .. }
+            | KafkaError::MissingRecords { .. } => true,
             KafkaError::Broker { error, .. } => error.is_retriable(),
             _ => false,
         }
+    }
+}
+
+/// How much of an answer had come when it timed out, for [`KafkaError::Timeout`]'s message.
+fn received_text(received: usize) -> String {
+    match received {
+        0 => String::new(),
+        n => format!(" (an answer had begun: {n} bytes came)"),
     }
 }
 

@@ -1,7 +1,6 @@
 //! Record batches (format v2): an in-place parser for fetched bytes and an encoder for produced records.
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
 /// Size of the v2 batch header up to and including the record count.
@@ -20,14 +19,34 @@ pub struct RecordView<'a> {
     pub value: &'a [u8],
 }
 
+/// Most bytes one compressed batch may inflate to when no other bound is given (see
+/// [`crate::kafka::ClientConfig::max_batch_bytes`]): a peer cannot make a reader hold more for one batch.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 64 << 20;
+
 /// Why a batch could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("batch at offset {offset}: {reason}")]
+#[error("batch at offsets {offset}..={last_offset}: {problem}")]
 pub struct BatchError {
     /// Base offset of the batch.
     pub offset: i64,
+    /// Last offset of the batch as its header says (the base offset if the header was not read that far).
+    pub last_offset: i64,
     /// What was wrong.
-    pub reason: String,
+    pub problem: BatchProblem,
+}
+
+/// What was wrong with a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchProblem {
+    /// The batch is damaged or inconsistent (checksum, lengths, record count, records).
+    #[error("{0}")]
+    Corrupt(String),
+    /// The batch's records inflate to more than the bound on a decompressed batch.
+    #[error("it inflates to more than {limit} bytes, the bound on a decompressed batch")]
+    TooLarge {
+        /// The bound, in bytes.
+        limit: usize,
+    },
 }
 
 /// What a pass over fetched bytes found.
@@ -46,14 +65,21 @@ pub struct Scan {
 
 /// Calls `f` for every record of every whole batch in `data` (a fetch response's record set), in log order.
 /// A truncated trailing batch is ignored; control batches (transaction markers) are skipped but counted in
-/// `next_offset`. Checksums are verified.
+/// `next_offset`. Checksums are verified, and a batch's records must be exactly as many as its header counts; a
+/// compressed batch may inflate to [`DEFAULT_MAX_BATCH_BYTES`].
 pub fn for_each_record(data: &Bytes, f: impl FnMut(RecordView<'_>)) -> Result<Scan, BatchError> {
-    for_each_record_before(data, i64::MAX, f)
+    for_each_record_before(data, i64::MAX, DEFAULT_MAX_BATCH_BYTES, f)
 }
 
 /// As [`for_each_record`], but stops before the first batch that starts at or after `until`; `rest` then points
-/// at the first batch holding offsets at or after `until`, so that the bytes from there serve a later range.
-pub fn for_each_record_before(data: &Bytes, until: i64, f: impl FnMut(RecordView<'_>)) -> Result<Scan, BatchError> {
+/// at the first batch holding offsets at or after `until`, so that the bytes from there serve a later range. A
+/// compressed batch may inflate to `max_batch_bytes`.
+pub fn for_each_record_before(
+    data: &Bytes,
+    until: i64,
+    max_batch_bytes: usize,
+    f: impl FnMut(RecordView<'_>),
+) -> Result<Scan, BatchError> {
     /// Every record alike, wherever it lies.
     struct Each<F>(F);
     impl<F: FnMut(RecordView<'_>)> PlacedRecords<'_> for Each<F> {
@@ -64,7 +90,7 @@ pub fn for_each_record_before(data: &Bytes, until: i64, f: impl FnMut(RecordView
             (self.0)(r)
         }
     }
-    for_each_record_placed(data, until, &mut Each(f))
+    for_each_record_placed(data, until, max_batch_bytes, &mut Each(f))
 }
 
 /// Takes records from [`for_each_record_placed`], by where they lie.
@@ -80,6 +106,7 @@ pub trait PlacedRecords<'a> {
 pub fn for_each_record_placed<'a>(
     data: &'a Bytes,
     until: i64,
+    max_batch_bytes: usize,
     to: &mut impl PlacedRecords<'a>,
 ) -> Result<Scan, BatchError> {
     walk(data, until, true, |b| {
@@ -87,16 +114,16 @@ pub fn for_each_record_placed<'a>(
             Ok(()) // a control batch (transaction marker) holds no records to read
         } else if b.attributes & 7 == 0 {
             let records: &'a [u8] = &data[b.pos + HEADER..b.end];
-            parse_records(records, b.count, b.base_offset, b.base_ts, &mut |r| to.in_place(r))
+            parse_records(records, b, &mut |r| to.in_place(r)).map_err(BatchProblem::Corrupt)
         } else {
-            read_compressed(data, b, &mut |r| to.decompressed(r))
+            read_compressed(&data[b.pos + HEADER..b.end], b, max_batch_bytes, &mut |r| to.decompressed(r))
         }
     })
 }
 
 /// What [`for_each_record_before`] reports for `data` and `until`, read from the batch headers alone: the same
-/// [`Scan`] for sound batches, and the same errors for a bad length or record format; checksums, compression and
-/// records are left to the pass that reads the records. Cheap: one look per batch.
+/// [`Scan`] for sound batches, and the same errors for a bad length, record format or record count; checksums,
+/// compression and records are left to the pass that reads the records. Cheap: one look per batch.
 pub fn scan_headers_before(data: &[u8], until: i64) -> Result<Scan, BatchError> {
     walk(data, until, false, |_| Ok(()))
 }
@@ -106,30 +133,33 @@ struct BatchAt {
     pos: usize,
     end: usize,
     base_offset: i64,
+    last_delta: i32,
     attributes: i16,
     base_ts: i64,
     count: i32,
 }
 
 /// Walks the whole batches of `data` before `until` (see [`for_each_record_before`]), checking lengths, the
-/// record format and, if `checksums`, each batch's checksum, and calls `batch` for each one.
+/// record format, the record count against the offsets the batch spans and, if `checksums`, each batch's
+/// checksum, and calls `batch` for each one.
 fn walk(
     data: &[u8],
     until: i64,
     checksums: bool,
-    mut batch: impl FnMut(&BatchAt) -> Result<(), String>,
+    mut batch: impl FnMut(&BatchAt) -> Result<(), BatchProblem>,
 ) -> Result<Scan, BatchError> {
     let mut pos = 0usize;
     let mut scan = Scan::default();
     while data.len() - pos >= 12 {
         let base_offset = i64::from_be_bytes(data[pos..pos + 8].try_into().expect("8 bytes"));
         let batch_len = i32::from_be_bytes(data[pos + 8..pos + 12].try_into().expect("4 bytes"));
-        let err = |reason: String| BatchError { offset: base_offset, reason };
+        let err = |last_offset: i64, problem: BatchProblem| BatchError { offset: base_offset, last_offset, problem };
+        let corrupt = |last_offset: i64, reason: String| err(last_offset, BatchProblem::Corrupt(reason));
         if base_offset >= until {
             break;
         }
         if batch_len < (HEADER - 12) as i32 {
-            return Err(err(format!("batch length {batch_len} is too small")));
+            return Err(corrupt(base_offset, format!("batch length {batch_len} is too small")));
         }
         let end = pos + 12 + batch_len as usize;
         if end > data.len() {
@@ -138,25 +168,35 @@ fn walk(
         let b = &data[pos..end];
         let magic = b[16] as i8;
         if magic != 2 {
-            return Err(err(format!("record format v{magic} is not supported (only v2)")));
+            return Err(corrupt(base_offset, format!("record format v{magic} is not supported (only v2)")));
         }
+        let last_delta = i32::from_be_bytes(b[23..27].try_into().expect("4 bytes"));
+        let last_offset = base_offset.saturating_add(last_delta as i64);
         if checksums {
             let crc = u32::from_be_bytes(b[17..21].try_into().expect("4 bytes"));
             if crc32c::crc32c(&b[21..]) != crc {
-                return Err(err("checksum mismatch".into()));
+                return Err(corrupt(last_offset, "checksum mismatch".into()));
             }
         }
-        let last_delta = i32::from_be_bytes(b[23..27].try_into().expect("4 bytes"));
-        batch(&BatchAt {
+        let count = i32::from_be_bytes(b[57..61].try_into().expect("4 bytes"));
+        if last_delta < 0 || base_offset.checked_add(last_delta as i64 + 1).is_none() {
+            return Err(corrupt(base_offset, format!("its header gives a last offset delta of {last_delta}")));
+        }
+        if count < 0 || count as i64 > last_delta as i64 + 1 {
+            let span = last_delta as i64 + 1;
+            return Err(corrupt(last_offset, format!("its header counts {count} records in a span of {span} offsets")));
+        }
+        let at = BatchAt {
             pos,
             end,
             base_offset,
+            last_delta,
             attributes: i16::from_be_bytes(b[21..23].try_into().expect("2 bytes")),
             base_ts: i64::from_be_bytes(b[27..35].try_into().expect("8 bytes")),
-            count: i32::from_be_bytes(b[57..61].try_into().expect("4 bytes")),
-        })
-        .map_err(err)?;
-        let next = base_offset + last_delta as i64 + 1;
+            count,
+        };
+        batch(&at).map_err(|p| err(last_offset, p))?;
+        let next = last_offset + 1;
         scan.next_offset = Some(next);
         scan.batches += 1;
         scan.end = end;
@@ -170,17 +210,147 @@ fn walk(
     Ok(scan)
 }
 
-/// Reads the records of one compressed batch of `data`.
-fn read_compressed(data: &Bytes, b: &BatchAt, f: &mut impl FnMut(RecordView<'_>)) -> Result<(), String> {
-    let mut emit = |records: &[u8]| parse_records(records, b.count, b.base_offset, b.base_ts, &mut *f);
-    let mut body = data.slice(b.pos + HEADER..b.end);
-    match b.attributes & 7 {
-        1 => Gzip::decompress(&mut body, |d: &mut Bytes| Ok(emit(d))).unwrap_or_else(|e| Err(e.to_string())),
-        2 => Snappy::decompress(&mut body, |d: &mut Bytes| Ok(emit(d))).unwrap_or_else(|e| Err(e.to_string())),
-        3 => Lz4::decompress(&mut body, |d: &mut Bytes| Ok(emit(d))).unwrap_or_else(|e| Err(e.to_string())),
-        4 => Zstd::decompress(&mut body, |d: &mut Bytes| Ok(emit(d))).unwrap_or_else(|e| Err(e.to_string())),
-        c => Err(format!("unknown compression codec {c}")),
+/// Where the first batch in `data` lies and how long it is, as its header declares: (base offset, last offset,
+/// length with its overhead), if `data` holds that much of its header. E.g. to tell a batch that no fetch brings
+/// whole from one merely cut off at the end of a fetch.
+pub fn first_batch_span(data: &[u8]) -> Option<(i64, i64, u64)> {
+    let base = i64::from_be_bytes(data.get(..8)?.try_into().expect("8 bytes"));
+    let len = i32::from_be_bytes(data.get(8..12)?.try_into().expect("4 bytes"));
+    let last_delta = i32::from_be_bytes(data.get(23..27)?.try_into().expect("4 bytes"));
+    Some((base, base.saturating_add(last_delta.max(0) as i64), len.max(0) as u64 + 12))
+}
+
+thread_local! {
+    /// The buffer compressed batches are inflated into, kept between batches (unless it grew large).
+    static INFLATED: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Largest inflate buffer kept for the next batch; a larger one is freed after its batch.
+const KEEP_INFLATED: usize = 8 << 20;
+
+/// Reads the records of one compressed batch, whose compressed records are `body`, inflating them to at most
+/// `limit` bytes.
+fn read_compressed(
+    body: &[u8],
+    b: &BatchAt,
+    limit: usize,
+    f: &mut impl FnMut(RecordView<'_>),
+) -> Result<(), BatchProblem> {
+    let mut buf = INFLATED.take();
+    let result = inflate(b.attributes & 7, body, limit, &mut buf)
+        .and_then(|n| parse_records(&buf[..n], b, f).map_err(BatchProblem::Corrupt));
+    if buf.capacity() <= KEEP_INFLATED {
+        INFLATED.set(buf);
     }
+    result
+}
+
+/// Inflates `body`, compressed with `codec` (the batch attributes' codec bits), into `buf`, writing at most `limit`
+/// bytes, as the data comes (never sized by what the data declares); returns the length inflated. `buf` is used
+/// from its start; its length is what was ever zeroed, so that a reused buffer is not zeroed again.
+fn inflate(codec: i16, body: &[u8], limit: usize, buf: &mut Vec<u8>) -> Result<usize, BatchProblem> {
+    let corrupt = |codec: &str, e: std::io::Error| BatchProblem::Corrupt(format!("cannot decompress {codec}: {e}"));
+    match codec {
+        1 => {
+            read_bounded(&mut flate2::bufread::MultiGzDecoder::new(body), limit, buf).map_err(|e| e.or(corrupt, "gzip"))
+        }
+        2 => snappy(body, limit, buf),
+        3 => {
+            let mut d = lz4::Decoder::new(body).map_err(|e| corrupt("lz4", e))?;
+            let n = read_bounded(&mut d, limit, buf).map_err(|e| e.or(corrupt, "lz4"))?;
+            d.finish().1.map_err(|_| BatchProblem::Corrupt("cannot decompress lz4: the frame is cut short".into()))?;
+            Ok(n)
+        }
+        4 => {
+            let mut d = zstd::stream::read::Decoder::with_buffer(body).map_err(|e| corrupt("zstd", e))?;
+            // A window beyond the bound is never needed: refuse frames that ask for more memory, but allow the
+            // 8 MiB windows producers use at high levels whatever the bound (27 is zstd's own default limit).
+            let window_log = (usize::BITS - limit.leading_zeros()).clamp(23, 27);
+            d.window_log_max(window_log).map_err(|e| corrupt("zstd", e))?;
+            read_bounded(&mut d, limit, buf).map_err(|e| e.or(corrupt, "zstd"))
+        }
+        c => Err(BatchProblem::Corrupt(format!("unknown compression codec {c}"))),
+    }
+}
+
+/// Why [`read_bounded`] stopped.
+enum Bounded {
+    Over(usize),
+    Io(std::io::Error),
+}
+
+impl Bounded {
+    fn or(self, corrupt: impl Fn(&str, std::io::Error) -> BatchProblem, codec: &str) -> BatchProblem {
+        match self {
+            Bounded::Over(limit) => BatchProblem::TooLarge { limit },
+            Bounded::Io(e) => corrupt(codec, e),
+        }
+    }
+}
+
+/// Bytes a decoder is given room for at a time, at least.
+const INFLATE_STEP: usize = 64 << 10;
+
+/// Reads `r` to its end into `buf` (see [`inflate`]), failing as soon as it yields more than `limit` bytes.
+fn read_bounded(r: &mut impl std::io::Read, limit: usize, buf: &mut Vec<u8>) -> Result<usize, Bounded> {
+    let room = limit.saturating_add(1);
+    let mut filled = 0usize;
+    loop {
+        let end = buf.len().min(room);
+        if filled == end {
+            if filled > limit {
+                return Err(Bounded::Over(limit));
+            }
+            // Room grows with what came so far (doubling), never beyond one byte over the limit.
+            let grown = filled + filled.max(INFLATE_STEP).min(room - filled);
+            buf.reserve_exact(grown - buf.len());
+            buf.resize(grown, 0);
+            continue;
+        }
+        match r.read(&mut buf[filled..end]) {
+            Ok(0) => return Ok(filled),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Bounded::Io(e)),
+        }
+    }
+}
+
+/// The xerial framing Kafka's Java client writes around snappy blocks: magic, then version and compatible version.
+const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
+
+/// Inflates snappy (xerial-framed blocks, or one raw block), checking each block's declared length against what is
+/// left of `limit` before making room for it.
+fn snappy(body: &[u8], limit: usize, buf: &mut Vec<u8>) -> Result<usize, BatchProblem> {
+    let corrupt = |e: String| BatchProblem::Corrupt(format!("cannot decompress snappy: {e}"));
+    let mut filled = 0usize;
+    let mut block = |raw: &[u8], buf: &mut Vec<u8>| -> Result<(), BatchProblem> {
+        let len = snap::raw::decompress_len(raw).map_err(|e| corrupt(e.to_string()))?;
+        if len > limit - filled {
+            return Err(BatchProblem::TooLarge { limit });
+        }
+        if buf.len() < filled + len {
+            buf.reserve_exact(filled + len - buf.len());
+            buf.resize(filled + len, 0);
+        }
+        let n = snap::raw::Decoder::new()
+            .decompress(raw, &mut buf[filled..filled + len])
+            .map_err(|e| corrupt(e.to_string()))?;
+        filled += n;
+        Ok(())
+    };
+    if body.starts_with(XERIAL_MAGIC) {
+        let mut rest = body.get(16..).ok_or_else(|| corrupt("the stream header is cut short".into()))?;
+        while !rest.is_empty() {
+            let n = rest.get(..4).map(|l| u32::from_be_bytes(l.try_into().expect("4 bytes")) as usize);
+            let raw = n.and_then(|n| rest.get(4..4 + n)).ok_or_else(|| corrupt("a block is cut short".into()))?;
+            block(raw, buf)?;
+            rest = &rest[4 + raw.len()..];
+        }
+    } else {
+        block(body, buf)?;
+    }
+    Ok(filled)
 }
 
 /// The `next_offset` that [`for_each_record_before`] will report for `data` and `until`, found from the batch
@@ -245,18 +415,20 @@ fn bytes_field<'a>(b: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, Str
     Ok(Some(s))
 }
 
-fn parse_records<'a>(
-    b: &'a [u8],
-    count: i32,
-    base_offset: i64,
-    base_ts: i64,
-    f: &mut impl FnMut(RecordView<'a>),
-) -> Result<(), String> {
+/// Reads the records of batch `b` from `records` (its record bytes, decompressed if need be): exactly as many as
+/// the header counts, filling `records` exactly, at offsets rising within the batch's span.
+fn parse_records<'a>(records: &'a [u8], b: &BatchAt, f: &mut impl FnMut(RecordView<'a>)) -> Result<(), String> {
+    let (count, last_delta) = (b.count, b.last_delta as i64);
     let mut pos = 0usize;
-    for _ in 0..count {
-        let len = varint(b, &mut pos)?;
-        let end = pos.checked_add(len as usize).filter(|&e| len >= 0 && e <= b.len()).ok_or("bad record length")?;
-        let r = &b[..end];
+    let mut prev_delta = -1i64;
+    for i in 0..count {
+        if pos == records.len() {
+            return Err(format!("its header counts {count} records but it holds {i}"));
+        }
+        let len = varint(records, &mut pos)?;
+        let end =
+            pos.checked_add(len as usize).filter(|&e| len >= 0 && e <= records.len()).ok_or("bad record length")?;
+        let r = &records[..end];
         pos += 1; // attributes
         let ts_delta = varint(r, &mut pos)?;
         let offset_delta = varint(r, &mut pos)?;
@@ -270,7 +442,19 @@ fn parse_records<'a>(
         if pos != end {
             return Err("record length does not match its fields".into());
         }
-        f(RecordView { offset: base_offset + offset_delta, timestamp: base_ts + ts_delta, key, value });
+        if offset_delta <= prev_delta || offset_delta > last_delta {
+            return Err(format!(
+                "record {i} has offset delta {offset_delta}, where one above {prev_delta} and at most {last_delta} \
+                 was expected"
+            ));
+        }
+        prev_delta = offset_delta;
+        let offset = b.base_offset + offset_delta;
+        f(RecordView { offset, timestamp: b.base_ts.wrapping_add(ts_delta), key, value });
+    }
+    if pos != records.len() {
+        let left = records.len() - pos;
+        return Err(format!("it holds more records than the {count} its header counts ({left} bytes left over)"));
     }
     Ok(())
 }
@@ -366,6 +550,73 @@ mod tests {
         }
     }
 
+    /// `batch` with its header's record count and last offset delta replaced and its checksum made to match.
+    pub(crate) fn with_header(batch: &Bytes, count: i32, last_delta: i32) -> Bytes {
+        let mut b = batch.to_vec();
+        b[23..27].copy_from_slice(&last_delta.to_be_bytes());
+        b[57..61].copy_from_slice(&count.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        Bytes::from(b)
+    }
+
+    #[test]
+    fn a_record_count_that_disagrees_with_the_records_is_a_corrupt_batch_never_a_silent_skip() {
+        for codec in [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+            // Three records at offsets 0, 1, 2 (last offset delta 2).
+            let good = encode_batch(&[b"a,1", b"b,2", b"c,3"], 0, codec).unwrap();
+            let cases: [(i32, i32, &str); 6] = [
+                (1, 2, "it holds more records than the 1 its header counts"),
+                (0, 2, "it holds more records than the 0 its header counts"),
+                (5, 9, "its header counts 5 records but it holds 3"),
+                (4, 2, "its header counts 4 records in a span of 3 offsets"),
+                (-1, 2, "its header counts -1 records"),
+                (3, -1, "last offset delta of -1"),
+            ];
+            for (count, last_delta, says) in cases {
+                let bad = with_header(&good, count, last_delta);
+                let err = for_each_record(&bad, |_| {}).unwrap_err();
+                let last = if last_delta < 0 { 0 } else { last_delta as i64 };
+                assert_eq!((err.offset, err.last_offset), (0, last), "{codec:?} count {count}: {err}");
+                assert!(matches!(&err.problem, BatchProblem::Corrupt(r) if r.contains(says)), "{codec:?}: {err}");
+                // The header walk sees what a header alone shows, and never passes a batch the full pass fails.
+                if let Ok(scan) = scan_headers_before(&bad, i64::MAX) {
+                    assert!(count >= 0 && count <= last_delta + 1, "{codec:?} count {count}: {scan:?}");
+                }
+            }
+            // The header's count, exact: all three.
+            let (got, _) = collect(&with_header(&good, 3, 2));
+            assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![0, 1, 2], "{codec:?}");
+            // A span wider than the records (offsets removed by compaction) is sound.
+            let (got, scan) = collect(&with_header(&good, 3, 9));
+            assert_eq!((got.len(), scan.next_offset), (3, Some(10)), "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn a_compressed_batch_inflating_beyond_the_bound_is_too_large_and_one_within_it_reads() {
+        let values: Vec<Vec<u8>> = (0..2000).map(|i| format!("key{},{}", i % 7, i).into_bytes()).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        // The records' bytes, which every codec inflates to.
+        let inflated = encode_batch(&refs, 0, Codec::None).unwrap().len() - HEADER;
+        for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+            let batch = encode_batch(&refs, 0, codec).unwrap();
+            assert!(batch.len() < inflated, "{codec:?} compresses");
+            let mut n = 0;
+            let scan = for_each_record_before(&batch, i64::MAX, inflated, |_| n += 1).unwrap();
+            assert_eq!((n, scan.next_offset), (2000, Some(2000)), "{codec:?}");
+            for limit in [inflated - 1, inflated / 3, 0] {
+                let mut n = 0;
+                let err = for_each_record_before(&batch, i64::MAX, limit, |_| n += 1).unwrap_err();
+                assert_eq!((err.offset, err.last_offset, n), (0, 1999, 0), "{codec:?}");
+                assert_eq!(err.problem, BatchProblem::TooLarge { limit }, "{codec:?}");
+            }
+        }
+        // An uncompressed batch is as large as it came: no bound applies.
+        let plain = encode_batch(&refs, 0, Codec::None).unwrap();
+        assert!(for_each_record_before(&plain, i64::MAX, 0, |_| {}).is_ok());
+    }
+
     /// Records by where they were found: (in place?, offset, value).
     struct Placements(Vec<(bool, i64, Vec<u8>)>);
     impl<'a> PlacedRecords<'a> for Placements {
@@ -384,7 +635,7 @@ mod tests {
         for codec in [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
             let data = encode_batch(&refs, 0, codec).unwrap();
             let mut placed = Placements(vec![]);
-            let scan = for_each_record_placed(&data, 200, &mut placed).unwrap();
+            let scan = for_each_record_placed(&data, 200, DEFAULT_MAX_BATCH_BYTES, &mut placed).unwrap();
             let (want, want_scan) = collect(&data.slice(..));
             assert_eq!(scan.next_offset, want_scan.next_offset, "{codec:?}");
             let in_place = codec == Codec::None;
@@ -403,21 +654,22 @@ mod tests {
         let two = Bytes::from(two);
         // until inside the first batch: it is read, and kept for later.
         let mut got = vec![];
-        let scan = for_each_record_before(&two, 2, |r| got.push(r.offset)).unwrap();
+        let scan = for_each_record_before(&two, 2, DEFAULT_MAX_BATCH_BYTES, |r| got.push(r.offset)).unwrap();
         assert_eq!((got, scan.next_offset, scan.rest), (vec![0, 1, 2], Some(3), 0));
         // until at the batch boundary: the first batch is consumed, the second untouched.
         let mut got = vec![];
-        let scan = for_each_record_before(&two, 3, |r| got.push(r.offset)).unwrap();
+        let scan = for_each_record_before(&two, 3, DEFAULT_MAX_BATCH_BYTES, |r| got.push(r.offset)).unwrap();
         assert_eq!((got, scan.next_offset, scan.rest), (vec![0, 1, 2], Some(3), a.len()));
         assert_eq!(first_base_offset(&two[scan.rest..]), Some(3));
         let mut got = vec![];
-        let scan = for_each_record_before(&two.slice(scan.rest..), 5, |r| got.push(r.offset)).unwrap();
+        let scan = for_each_record_before(&two.slice(scan.rest..), 5, DEFAULT_MAX_BATCH_BYTES, |r| got.push(r.offset))
+            .unwrap();
         assert_eq!((got, scan.next_offset, scan.rest), (vec![3, 4], Some(5), b.len()));
         // The header walk predicts every pass's next offset, for every cut and every until.
         for cut in 0..=two.len() {
             for until in 0..7 {
                 let part = two.slice(..cut);
-                let scan = for_each_record_before(&part, until, |_| {}).unwrap();
+                let scan = for_each_record_before(&part, until, DEFAULT_MAX_BATCH_BYTES, |_| {}).unwrap();
                 assert_eq!(next_offset_before(&part, until), scan.next_offset, "cut {cut} until {until}");
                 assert_eq!(scan_headers_before(&part, until), Ok(scan), "cut {cut} until {until}");
             }

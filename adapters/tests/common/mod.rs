@@ -154,3 +154,53 @@ pub fn python(script: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// A CRC-valid v2 record batch at offset 0 whose records are `body` as given (compressed by `codec`, the
+/// attributes' codec bits), with the header's record count and last offset delta as given: input a producer would
+/// not write.
+pub fn raw_batch(codec: i16, count: i32, last_delta: i32, body: &[u8]) -> bytes::Bytes {
+    let mut b = Vec::with_capacity(61 + body.len());
+    b.extend_from_slice(&0i64.to_be_bytes()); // base offset
+    b.extend_from_slice(&(49 + body.len() as i32).to_be_bytes()); // batch length
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    b.push(2); // magic
+    b.extend_from_slice(&[0; 4]); // crc, below
+    b.extend_from_slice(&codec.to_be_bytes()); // attributes
+    b.extend_from_slice(&last_delta.to_be_bytes());
+    b.extend_from_slice(&1000i64.to_be_bytes()); // base timestamp
+    b.extend_from_slice(&1000i64.to_be_bytes()); // max timestamp
+    b.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
+    b.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    b.extend_from_slice(&count.to_be_bytes());
+    b.extend_from_slice(body);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes::Bytes::from(b)
+}
+
+/// Compression bombs: CRC-valid batches of one record whose records inflate to `inflated` bytes of zeros (gzip,
+/// lz4, zstd), or declare as raw snappy that they inflate to 4 GiB; as (codec, batch).
+pub fn bombs(inflated: usize) -> Vec<(&'static str, bytes::Bytes)> {
+    use std::io::Write;
+    let zeros = vec![0u8; 1 << 20];
+    let fill = |w: &mut dyn Write| (0..inflated >> 20).for_each(|_| w.write_all(&zeros).expect("in memory"));
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    fill(&mut gzip);
+    let gzip = gzip.finish().expect("in memory");
+    // A raw snappy block declaring 2^32 - 2 bytes, holding one literal byte.
+    let snappy = [0xfe, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x00];
+    let mut lz4 = lz4::EncoderBuilder::new().level(1).build(Vec::new()).expect("lz4 encoder");
+    fill(&mut lz4);
+    let (lz4, done) = lz4.finish();
+    done.expect("in memory");
+    let mut zstd = zstd::stream::Encoder::new(Vec::new(), 3).expect("zstd encoder");
+    fill(&mut zstd);
+    let zstd = zstd.finish().expect("in memory");
+    vec![
+        ("gzip", raw_batch(1, 1, 0, &gzip)),
+        ("snappy", raw_batch(2, 1, 0, &snappy)),
+        ("lz4", raw_batch(3, 1, 0, &lz4)),
+        ("zstd", raw_batch(4, 1, 0, &zstd)),
+    ]
+}
