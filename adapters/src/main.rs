@@ -5,7 +5,6 @@ use clap::{Parser, Subcommand};
 use dstream_adapters::checkpoint::{CheckpointStore, Fingerprint, NextOffset};
 use dstream_adapters::clock::SystemClock;
 use dstream_adapters::generate::{generate, GenerateOptions};
-use dstream_adapters::kafka::direct::RangeFetcher;
 use dstream_adapters::kafka::direct::{OffsetReset, OutOfRangePolicy, StartingOffsets};
 use dstream_adapters::kafka::records::Codec;
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
@@ -583,7 +582,7 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let (resume, checkpointer) = match &args.checkpoint {
         None => (None, None),
         Some(dir) => {
-            let (resume, checkpointer) = prepare_checkpoint(dir, &args, &opts, &lab, &mut out)?;
+            let (resume, checkpointer) = prepare_checkpoint(dir, &args, &opts, &lab)?;
             (resume, Some(checkpointer))
         }
     };
@@ -638,7 +637,6 @@ fn prepare_checkpoint(
     args: &RunArgs,
     opts: &RunOptions,
     lab: &LabConfig,
-    out: &mut dyn Write,
 ) -> Result<(Option<Resume<LabJob>>, Checkpointer)> {
     let store = CheckpointStore::open(dir)?.with_keep(args.keep_checkpoints as usize);
     if args.reset_checkpoint {
@@ -649,7 +647,7 @@ fn prepare_checkpoint(
     let mut client = Client::connect(&opts.brokers, opts.client.clone()).map_err(explain)?;
     let partitions = client.partitions(&opts.topic).map_err(explain)?;
     let fingerprint = Fingerprint::lab(&opts.topic, partitions.len() as u32, lab, opts.batch_interval);
-    let mut checkpointer = Checkpointer::new(store, fingerprint, args.checkpoint_every).in_background();
+    let checkpointer = Checkpointer::new(store, fingerprint, args.checkpoint_every).in_background();
     let Some(loaded) = checkpointer.load()? else {
         eprintln!("dstream: no checkpoint in {}: starting fresh", dir.display());
         return Ok((None, checkpointer));
@@ -664,32 +662,14 @@ fn prepare_checkpoint(
         meta.time,
         meta.pending.len()
     );
-    let mut resumed = restore(loaded.checkpoint, LabJob::new(lab.clone()), opts.batch_interval, SystemClock.now())
+    let resumed = restore(loaded.checkpoint, LabJob::new(lab.clone()), opts.batch_interval, SystemClock.now())
         .with_context(|| format!("cannot resume from {}", loaded.path.display()))?;
-    if !resumed.pending.is_empty() {
-        let mut fetcher = RangeFetcher::new(client, &opts.topic);
-        let mut write_err = None;
-        resumed
-            .recompute(
-                Some(&mut checkpointer),
-                &SystemClock,
-                |ranges, batch| fetcher.fetch_ranges(ranges, batch),
-                |report| {
-                    if let Err(e) = out.write_all(report.printed.as_bytes()).and_then(|_| out.flush()) {
-                        write_err.get_or_insert(e);
-                    }
-                },
-            )
-            .context("cannot recompute the checkpoint's pending batches")?;
-        if let Some(e) = write_err {
-            return Err(anyhow::Error::new(e).context("cannot write output"));
-        }
-    }
-    // The pending batches ran above (checkpointed after each), so the run continues live from here.
+    // The pending batches run first, through the same path as live batches (output, status line, recording,
+    // checkpoints), then the run continues live after them.
     let resume = Resume {
         offsets: resumed.next_offsets.iter().map(|n| (n.partition, n.offset)).collect(),
         engine: resumed.engine,
-        pending: Vec::new(),
+        pending: resumed.pending,
     };
     Ok((Some(resume), checkpointer))
 }

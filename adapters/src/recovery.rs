@@ -10,6 +10,7 @@ use crate::checkpoint::{
     encode, file_name, for_each_operator, Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint,
     JobState, Loaded, NextOffset, OperatorState,
 };
+use crate::run::{run_pending, CompletedBatch, PendingError, RunError, RunHooks, RunSummary};
 use crossbeam_channel::{Receiver, Sender};
 use dstream_core::key::Key;
 use dstream_core::lab::{Avg, LabCheckpoint};
@@ -307,6 +308,9 @@ pub enum RecoveryError<E: std::error::Error + 'static> {
     /// The checkpoint's state does not fit the job.
     #[error("cannot restore the checkpoint's state: {0}")]
     Restore(#[from] RestoreError),
+    /// A hook after a recomputed batch failed (e.g. its checkpoint could not be written).
+    #[error("{0}")]
+    Run(String),
     /// The checkpoint after a recomputed batch could not be written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -332,34 +336,66 @@ pub fn restore<J: Job>(
 }
 
 impl<J: Job> Resumed<J> {
-    /// Runs every pending batch again over its stored ranges, in order: `fetch` fills the batch with exactly
-    /// the records of the ranges, `on_report` sees each report (print it: at-least-once output), and the
-    /// checkpointer (if any) saves after each, so a crash during catch-up loses nothing either.
+    /// Runs every pending batch again over its stored ranges, in order, through the same path as a live batch
+    /// ([`run_pending`]): `fetch` fills the batch with exactly the records of the ranges, `on_report` sees each
+    /// report (print it: at-least-once output), and the checkpointer (if any) saves after each, so a crash during
+    /// catch-up loses nothing either.
     pub fn recompute<E, F, R>(
         &mut self,
-        mut checkpointer: Option<&mut Checkpointer>,
+        checkpointer: Option<&mut Checkpointer>,
         clock: &dyn Clock,
-        mut fetch: F,
-        mut on_report: R,
+        fetch: F,
+        on_report: R,
     ) -> Result<(), RecoveryError<E>>
     where
         E: std::error::Error + 'static,
         F: FnMut(&[OffsetRange], &mut RecordBatch) -> Result<(), E>,
         R: FnMut(&BatchReport),
     {
-        let mut batch = RecordBatch::new();
-        while !self.pending.is_empty() {
-            let info = &self.pending[0];
-            batch.clear();
-            fetch(&info.ranges, &mut batch).map_err(|source| RecoveryError::Fetch { time: info.time, source })?;
-            let report = self.engine.run_batch(info.time, &mut batch, clock)?;
-            on_report(&report);
-            self.pending.remove(0);
-            if let Some(c) = checkpointer.as_deref_mut() {
-                c.after_batch(&mut self.engine, &self.next_offsets, &self.pending)?;
+        struct Hooks<'a, R> {
+            checkpointer: Option<&'a mut Checkpointer>,
+            on_report: R,
+        }
+        impl<J: Job, R: FnMut(&BatchReport)> RunHooks<J> for Hooks<'_, R> {
+            fn after_batch(
+                &mut self,
+                b: &mut CompletedBatch<'_, J>,
+            ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                (self.on_report)(b.report);
+                if let Some(c) = self.checkpointer.as_deref_mut() {
+                    let next: Vec<NextOffset> =
+                        b.next_offsets.iter().map(|&(partition, offset)| NextOffset { partition, offset }).collect();
+                    c.after_batch(b.engine, &next, b.pending)?;
+                }
+                Ok(())
+            }
+            fn needs_records(&self) -> bool {
+                false
             }
         }
-        Ok(())
+        let pending = std::mem::take(&mut self.pending);
+        let next: Vec<(i32, i64)> = self.next_offsets.iter().map(|n| (n.partition, n.offset)).collect();
+        let mut hooks = Hooks { checkpointer, on_report };
+        let mut summary = RunSummary::default();
+        let (mut out, mut status) = (std::io::sink(), std::io::sink());
+        let result = run_pending(
+            &mut self.engine,
+            &pending,
+            &next,
+            fetch,
+            &mut hooks,
+            &mut summary,
+            &mut out,
+            &mut status,
+            clock,
+        );
+        // What did not run stays pending.
+        self.pending = pending[summary.batches as usize..].to_vec();
+        result.map_err(|e| match e {
+            PendingError::Fetch { time, source } => RecoveryError::Fetch { time, source },
+            PendingError::Run(RunError::Engine(e)) => RecoveryError::Engine(e),
+            PendingError::Run(e) => RecoveryError::Run(e.to_string()),
+        })
     }
 }
 
