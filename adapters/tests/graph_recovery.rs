@@ -232,6 +232,7 @@ fn a_lost_operator_state_is_noticed() {
     assert_ne!(c.borrow().concat(), whole.concat());
 }
 
+#[allow(clippy::type_complexity)]
 fn sum_spec() -> StateSpec<
     dstream_core::stream::SimpleFn<impl FnMut(&String, Option<i64>, &mut State<'_, i64>) -> Result<i64, StateError>>,
     String,
