@@ -6,8 +6,8 @@
 mod common;
 
 use dstream_adapters::streaming::{KafkaParams, KafkaUtils, StreamingContext};
-use dstream_core::graph::ConsumerRecord;
-use dstream_core::{State, StateError, StateSpec};
+use dstream_core::graph::{ConsumerRecord, InputStream, Stream};
+use dstream_core::{DStream, State, StateError, StateSpec};
 use serde::{Deserialize, Serialize};
 
 /// A key's running sum and count.
@@ -35,6 +35,11 @@ fn average(key: &String, value: Option<i64>, state: &mut State<'_, SumCount>) ->
     Ok((key.clone(), s.sum as f64 / s.count as f64))
 }
 
+/// The job: parse, then a running average per key.
+pub fn averages(messages: &InputStream) -> Stream<impl DStream<Item = (String, f64)>> {
+    messages.try_map(parse).map_with_state(StateSpec::function(average))
+}
+
 fn main() -> anyhow::Result<()> {
     let args = common::Args::parse();
     let kafka = args.kafka("avg")?;
@@ -42,9 +47,7 @@ fn main() -> anyhow::Result<()> {
     ssc.checkpoint(&args.checkpoint);
     let params = KafkaParams::new(kafka.brokers()).starting_offsets(args.starting_offsets);
     let messages = KafkaUtils::create_direct_stream(&mut ssc, params.max_rate_per_partition(args.max_rate), "avg");
-    let pairs = messages.try_map(parse);
-    let averages = pairs.map_with_state(StateSpec::function(average));
-    averages.print(args.print);
+    averages(&messages).print(args.print);
     args.apply(&mut ssc)?;
     ssc.start()?;
     ssc.await_termination()?;

@@ -7,7 +7,8 @@
 mod common;
 
 use dstream_adapters::streaming::{KafkaParams, KafkaUtils, SaveAsTextFiles, StreamingContext};
-use dstream_core::{Duration, State, StateError, StateSpec, Time};
+use dstream_core::graph::{InputStream, Stream};
+use dstream_core::{DStream, Duration, State, StateError, StateSpec, Time};
 use serde::{Deserialize, Serialize};
 
 /// One user's open session.
@@ -38,19 +39,25 @@ fn track(
     Ok(None)
 }
 
+/// The job: each record's user (the text before the first comma), tracked with a 3 s idle timeout; the stream
+/// holds the sessions that closed.
+pub fn closed_sessions(records: &InputStream) -> Stream<impl DStream<Item = (String, u64, i64)>> {
+    let events = records.try_map(|r| {
+        let text = std::str::from_utf8(r.value).map_err(|_| "not UTF-8")?;
+        let user = text.split(',').next().filter(|u| !u.is_empty()).ok_or("no user")?;
+        Ok::<_, &str>((user.to_string(), ()))
+    });
+    events.map_with_state(StateSpec::full(track).timeout(Duration::from_secs(3)))
+}
+
 fn main() -> anyhow::Result<()> {
     let args = common::Args::parse();
     let kafka = args.kafka("avg")?;
     let mut ssc = StreamingContext::new(args.batch_interval);
     ssc.app_name("sessions").checkpoint(&args.checkpoint);
     let params = KafkaParams::new(kafka.brokers()).starting_offsets(args.starting_offsets);
-    let events = KafkaUtils::create_direct_stream(&mut ssc, params.max_rate_per_partition(args.max_rate), "avg")
-        .try_map(|r| {
-            let text = std::str::from_utf8(r.value).map_err(|_| "not UTF-8")?;
-            let user = text.split(',').next().filter(|u| !u.is_empty()).ok_or("no user")?;
-            Ok::<_, &str>((user.to_string(), ()))
-        });
-    let closed = events.map_with_state(StateSpec::full(track).timeout(Duration::from_secs(3)));
+    let events = KafkaUtils::create_direct_stream(&mut ssc, params.max_rate_per_partition(args.max_rate), "avg");
+    let closed = closed_sessions(&events);
     closed.print(args.print);
     closed.save_as_text_files(args.out.join("sessions"), "txt");
 

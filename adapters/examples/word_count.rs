@@ -8,23 +8,17 @@
 mod common;
 
 use dstream_adapters::streaming::{KafkaParams, KafkaUtils, SaveAsTextFiles, StreamingContext};
-use dstream_core::Duration;
+use dstream_core::graph::{InputStream, Stream};
+use dstream_core::{DStream, Duration};
 
-fn main() -> anyhow::Result<()> {
-    let args = common::Args::parse();
-    let kafka = args.kafka("lines")?;
-    let mut ssc = StreamingContext::new(args.batch_interval);
-    ssc.app_name("word_count").checkpoint(&args.checkpoint);
-    let params = KafkaParams::new(kafka.brokers()).starting_offsets(args.starting_offsets);
-    let lines = KafkaUtils::create_direct_stream(&mut ssc, params.max_rate_per_partition(args.max_rate), "lines")
-        .map(|r| String::from_utf8_lossy(r.value).into_owned());
+/// The job: words counted per batch, and over a window of 6 s sliding by 2 s.
+pub fn word_counts(
+    lines: &InputStream,
+) -> (Stream<impl DStream<Item = (String, i64)>>, Stream<impl DStream<Item = (String, i64)>>) {
+    let lines = lines.map(|r| String::from_utf8_lossy(r.value).into_owned());
     let words = lines.flat_map(|line| line.split_whitespace().map(str::to_string).collect::<Vec<_>>());
     let pairs = words.map(|w| (w, 1i64));
-
     let counts = pairs.reduce_by_key(|a, b| a + b);
-    counts.print(args.print);
-    counts.save_as_text_files(args.out.join("counts"), "txt");
-
     let windowed = pairs.reduce_by_key_and_window_inv(
         |a, b| a + b,
         |a, b| a - b,
@@ -32,6 +26,19 @@ fn main() -> anyhow::Result<()> {
         Duration::from_secs(2),
         Some(|kv: &(String, i64)| kv.1 != 0),
     );
+    (counts, windowed)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = common::Args::parse();
+    let kafka = args.kafka("lines")?;
+    let mut ssc = StreamingContext::new(args.batch_interval);
+    ssc.app_name("word_count").checkpoint(&args.checkpoint);
+    let params = KafkaParams::new(kafka.brokers()).starting_offsets(args.starting_offsets);
+    let lines = KafkaUtils::create_direct_stream(&mut ssc, params.max_rate_per_partition(args.max_rate), "lines");
+    let (counts, windowed) = word_counts(&lines);
+    counts.print(args.print);
+    counts.save_as_text_files(args.out.join("counts"), "txt");
     windowed.print(args.print);
     windowed.save_as_text_files(args.out.join("windowed"), "txt");
 

@@ -7,8 +7,8 @@
 //! reflected in the state exactly once; the printed output of recomputed batches appears again (at least once).
 
 use crate::checkpoint::{
-    encode, file_name, for_each_operator, Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint,
-    JobState, Loaded, NextOffset, OperatorState,
+    encode, file_name, Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint, JobState, Loaded,
+    NextOffset,
 };
 use crate::run::{run_pending, CompletedBatch, PendingError, RunError, RunHooks, RunSummary};
 use crossbeam_channel::{Receiver, Sender};
@@ -21,92 +21,7 @@ use dstream_core::{
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
-/// The state of every stateful operator of `job`, as a checkpoint stores it.
-pub fn save_state<J: Job + ?Sized>(job: &mut J) -> Result<JobState, RestoreError> {
-    let mut ops = Vec::new();
-    let mut failed = None;
-    for_each_operator(job, &mut |id, op| {
-        let mut bytes = Vec::new();
-        match op.save(&mut bytes) {
-            Ok(()) => {
-                ops.push(OperatorState { id: id.to_string(), kind: op.kind().to_string(), len: op.len() as u64, bytes })
-            }
-            Err(source) => {
-                failed.get_or_insert(RestoreError::Codec { id: id.to_string(), source });
-            }
-        }
-    });
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(ops),
-    }
-}
-
-/// Restores every stateful operator of `job` (rebuilt by the program) from a checkpoint's state, by id.
-pub fn restore_state<J: Job + ?Sized>(job: &mut J, state: &JobState) -> Result<(), RestoreError> {
-    let mut failed = None;
-    let mut used = 0;
-    for_each_operator(job, &mut |id, op| {
-        if failed.is_some() {
-            return;
-        }
-        match state.iter().find(|s| s.id == id) {
-            None => failed = Some(RestoreError::Missing { id: id.to_string() }),
-            Some(s) if s.kind != op.kind() => {
-                failed = Some(RestoreError::Kind { id: id.to_string(), stored: s.kind.clone(), current: op.kind() })
-            }
-            Some(s) => {
-                used += 1;
-                if let Err(source) = op.restore(&s.bytes) {
-                    failed = Some(RestoreError::Codec { id: id.to_string(), source });
-                }
-            }
-        }
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    if used != state.len() {
-        let ids: Vec<&str> = state.iter().map(|s| s.id.as_str()).collect();
-        return Err(RestoreError::Extra { stored: ids.join(", ") });
-    }
-    Ok(())
-}
-
-/// Why a job's state could not be saved or restored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RestoreError {
-    /// An operator's state did not encode or decode.
-    #[error("state of operator {id}: {source}")]
-    Codec {
-        /// The operator.
-        id: String,
-        /// What went wrong.
-        source: StateCodecError,
-    },
-    /// The job has a stateful operator the checkpoint has no state for.
-    #[error("the checkpoint holds no state for operator {id}")]
-    Missing {
-        /// The operator.
-        id: String,
-    },
-    /// The checkpoint's operator of this id is of another kind.
-    #[error("operator {id} is a {current} in this job but a {stored} in the checkpoint")]
-    Kind {
-        /// The operator.
-        id: String,
-        /// Its kind in the checkpoint.
-        stored: String,
-        /// Its kind now.
-        current: &'static str,
-    },
-    /// The checkpoint holds state for operators this job does not have.
-    #[error("the checkpoint holds state for operators this job does not have (it has {stored})")]
-    Extra {
-        /// The checkpoint's operators.
-        stored: String,
-    },
-}
+pub use dstream_core::checkpoint::{restore_state, save_state, RestoreError};
 
 /// The lab job's state in a checkpoint's job state (its one `map_with_state` operator), if it holds one.
 pub fn lab_state(state: &JobState) -> Option<Result<LabCheckpoint, StateCodecError>> {
