@@ -1,4 +1,29 @@
-//! dstream-adapters: everything that touches the world: Kafka, checkpoint files, the real clock, the CLI.
+//! dstream-adapters: everything that touches the world: the streaming context a program runs its job in, Kafka,
+//! checkpoint files, the real clock, the `dstream` command.
+//!
+//! A complete program, Spark's shape (see [`streaming`]; `adapters/examples/` has the lab, a word count and
+//! sessions):
+//!
+//! ```no_run
+//! use dstream_adapters::streaming::{KafkaParams, KafkaUtils, SaveAsTextFiles, StreamingContext};
+//! use dstream_core::Duration;
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let mut ssc = StreamingContext::new(Duration::from_secs(1));
+//!     ssc.checkpoint("checkpoint");
+//!     let lines = KafkaUtils::create_direct_stream(&mut ssc, KafkaParams::new("localhost:9092"), "lines");
+//!     let words = lines
+//!         .map(|r| String::from_utf8_lossy(r.value).into_owned())
+//!         .flat_map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>());
+//!     let counts = words.map(|w| (w, 1i64)).reduce_by_key(|a, b| a + b);
+//!     counts.print(10);
+//!     counts.save_as_text_files("out/counts", "txt");
+//!     ssc.stop_handle().stop_on_ctrl_c()?;
+//!     ssc.start()?;
+//!     ssc.await_termination()?;
+//!     Ok(())
+//! }
+//! ```
 #![warn(missing_docs)]
 
 pub mod alloc;

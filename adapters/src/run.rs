@@ -85,6 +85,8 @@ pub trait RunHooks<J> {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
     /// When offsets fell out of the log and were skipped (policy earliest or latest).
     fn on_reset(&mut self, _reset: &OffsetReset) {}
+    /// When a batch begins processing (its ranges fixed), live or run again after a restart.
+    fn before_batch(&mut self, _info: &BatchInfo) {}
     /// True if `after_batch` reads [`CompletedBatch::records`]: live batches are processed part by part as they
     /// are fetched, and the whole batch's records are kept (one more copy) only if this says so.
     fn needs_records(&self) -> bool {
@@ -209,9 +211,12 @@ pub fn run_job_to_end<J: Job>(
     };
     client.set_interrupt(stop.clone());
     let direct = DirectStream::new(client, direct_cfg, offsets)?;
-    // Fetching has a connection of its own, so that a slow fetch never delays fixing the next batch's ranges.
-    let mut fetch_client = Client::connect(&opts.brokers, opts.client.clone())?;
-    fetch_client.set_interrupt(stop.clone());
+    // Fetching has a connection of its own, so that a slow fetch never delays fixing the next batch's ranges. A
+    // stop does not cut it short: a batch whose ranges are fixed is fetched whole and completes (a batch half
+    // applied to the state could be neither checkpointed nor run again), and no batch is generated after a stop.
+    let mut fetch_cfg = opts.client.clone();
+    fetch_cfg.interrupt = None;
+    let fetch_client = Client::connect(&opts.brokers, fetch_cfg)?;
     let mut fetcher = RangeFetcher::new(fetch_client, &opts.topic);
     let mut current: Vec<(i32, i64)> = direct.current_offsets().to_vec();
     let mut summary = RunSummary::default();
@@ -263,6 +268,10 @@ pub fn run_job_to_end<J: Job>(
     hooks
         .at_end(&mut RunEnd { engine: &mut engine, next_offsets: &next_offsets, pending: &pending })
         .map_err(RunError::End)?;
+    // The grid continues after every batch generated so far (the generate thread's timer, not the engine's).
+    if let Some(last) = pending.last().map(|b| b.time).max(engine.last_completed()) {
+        engine.resume_timer_after(last);
+    }
     Ok(RunOutcome { summary, resume: Resume { offsets: next_offsets, engine, pending } })
 }
 
@@ -300,6 +309,7 @@ pub fn run_pending<J: Job, E: std::error::Error + 'static>(
     let mut records = RecordBatch::new();
     for (i, info) in pending.iter().enumerate() {
         records.clear();
+        hooks.before_batch(info);
         fetch(&info.ranges, &mut records).map_err(|source| PendingError::Fetch { time: info.time, source })?;
         let report = engine.run_batch(info.time, &mut records, clock).map_err(RunError::from)?;
         let mut done = CompletedBatch {
@@ -336,11 +346,12 @@ fn process_loop<J: Job>(
     while let Ok(msg) = rx.recv() {
         let msg = match msg {
             Ok(m) => m,
-            // A fetch cut short by a stop request is not a failure.
-            Err(_) if stop.load(Ordering::Relaxed) => {
+            // Generating the next batch cut short by a stop request is not a failure; it comes between batches.
+            Err(_) if stop.load(Ordering::Relaxed) && open.is_none() => {
                 summary.stopped = true;
                 break;
             }
+            // A batch that cannot be completed fails the run: its state must not be checkpointed half applied.
             Err(e) => return Err(e.into()),
         };
         match msg {
@@ -348,6 +359,7 @@ fn process_loop<J: Job>(
                 for reset in &generated.resets {
                     hooks.on_reset(reset);
                 }
+                hooks.before_batch(&generated.info);
                 let batch = engine.begin_batch(generated.info.time, clock)?;
                 whole.clear();
                 open = Some((generated, batch));

@@ -572,10 +572,14 @@ impl RunHooks<Graph> for ContextHooks {
             lag: b.lag,
         };
         for l in &mut self.listeners {
-            l.on_batch_started(b.info);
             l.on_batch_completed(&done);
         }
         Ok(())
+    }
+    fn before_batch(&mut self, info: &BatchInfo) {
+        for l in &mut self.listeners {
+            l.on_batch_started(info);
+        }
     }
     fn at_end(&mut self, end: &mut RunEnd<'_, Graph>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if let Some(c) = &mut self.checkpointer {

@@ -139,6 +139,12 @@ impl<J: Job> Engine<J> {
         self.last_completed
     }
 
+    /// Moves the batch timer past `after` (on the same grid): the next tick is the first after it. For a run that
+    /// continues after batches up to `after` were generated elsewhere.
+    pub fn resume_timer_after(&mut self, after: Time) {
+        self.timer = BatchTimer::resume(self.timer.zero(), self.timer.interval(), after);
+    }
+
     /// The next batch time due at `now`, if any; call until `None` to get every missed tick, in order.
     pub fn poll_due(&mut self, now: Time) -> Option<Time> {
         self.timer.poll(now)

@@ -1,7 +1,9 @@
 //! dstream-core: Spark Streaming's micro-batch model as a pure, synchronous engine.
 //!
 //! No sockets, files, threads or system clock: the caller passes time and records in, and takes
-//! outputs out. See `README.md` at the workspace root for the documented deviations from Spark.
+//! outputs out. A job is built as Spark's are, from streams on one graph ([`graph::GraphBuilder`]: operators
+//! return streams, output operations register on the graph), and runs in an [`Engine`] one batch at a time.
+//! See `README.md` at the workspace root for the documented deviations from Spark.
 #![warn(missing_docs)]
 
 pub mod checkpoint;

@@ -1,0 +1,150 @@
+//! The streaming context as a program uses it, against a real tansu: start, await with a timeout and continue,
+//! stop from a listener, resume from a checkpoint into a graph built anew, and the errors of a context used
+//! wrongly.
+
+mod common;
+
+use common::{broker, generate};
+use dstream_adapters::kafka::direct::StartingOffsets;
+use dstream_adapters::streaming::{
+    BatchCompleted, KafkaParams, KafkaUtils, StopHandle, StreamingContext, StreamingError, StreamingListener,
+};
+use dstream_core::{BatchInfo, Duration, State, StateError, StateSpec, Time};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// Output written to memory.
+#[derive(Clone, Default)]
+struct Buf(Rc<RefCell<Vec<u8>>>);
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every completed batch's time and record count; stops the context once `stop_at` records were seen.
+struct Batches {
+    seen: Rc<RefCell<Vec<(Time, usize)>>>,
+    started: Rc<Cell<usize>>,
+    stop: Option<(StopHandle, usize)>,
+}
+
+impl StreamingListener for Batches {
+    fn on_batch_started(&mut self, _info: &BatchInfo) {
+        self.started.set(self.started.get() + 1);
+    }
+    fn on_batch_completed(&mut self, b: &BatchCompleted<'_>) {
+        self.seen.borrow_mut().push((b.info.time, b.records));
+        if let Some((h, at)) = &self.stop {
+            if self.seen.borrow().iter().map(|s| s.1).sum::<usize>() >= *at {
+                h.stop();
+            }
+        }
+    }
+}
+
+fn count(_k: &String, v: Option<i64>, s: &mut State<'_, i64>) -> Result<i64, StateError> {
+    let n = s.get_option().copied().unwrap_or(0) + v.unwrap_or(0);
+    s.update(n)?;
+    Ok(n)
+}
+
+fn params(addr: &str) -> KafkaParams {
+    KafkaParams::new(addr).starting_offsets(StartingOffsets::Earliest).max_rate_per_partition(1000)
+}
+
+#[test]
+fn await_with_a_timeout_continues_where_it_stopped_and_a_graceful_stop_ends() {
+    let Some(b) = broker() else { return };
+    generate(b.addr(), 600, 3, &[]);
+    let mut ssc = StreamingContext::new(Duration::from_millis(100));
+    let out = Buf::default();
+    ssc.status_lines(false).print_to(out.clone());
+    let msgs = KafkaUtils::create_direct_stream(&mut ssc, params(b.addr()), "avg");
+    let counted = Rc::new(Cell::new(0usize));
+    let c = counted.clone();
+    let offsets = msgs.map(|r| r.offset);
+    offsets.foreach_batch(move |_, items| c.set(c.get() + items.len()));
+    offsets.count().print(1);
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let started = Rc::new(Cell::new(0));
+    ssc.add_listener(Batches { seen: seen.clone(), started: started.clone(), stop: None });
+    ssc.start().unwrap();
+    assert!(!ssc.await_termination_or_timeout(std::time::Duration::from_millis(250)).unwrap());
+    let first = counted.get();
+    assert!(first < 600, "100 records a batch: the timeout came first ({first})");
+    // Awaiting again continues; 600 records need 6 batches of 100 ms.
+    assert!(!ssc.await_termination_or_timeout(std::time::Duration::from_secs(3)).unwrap());
+    ssc.stop(true).unwrap();
+    assert_eq!(counted.get(), 600, "every record once");
+    let seen = seen.borrow();
+    assert_eq!(seen.iter().map(|s| s.1).sum::<usize>(), 600);
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "batch times strictly increase: {seen:?}");
+    assert_eq!(started.get(), seen.len());
+    let printed = String::from_utf8(out.0.borrow().clone()).unwrap();
+    assert_eq!(printed.matches("Time: ").count(), seen.len(), "one print per batch");
+}
+
+#[test]
+fn a_listener_stops_the_context_and_a_new_one_resumes_from_the_checkpoint() {
+    let Some(b) = broker() else { return };
+    generate(b.addr(), 600, 4, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    // The program, as it would be built at every start.
+    let run = |stop_at: Option<usize>| {
+        let mut ssc = StreamingContext::new(Duration::from_millis(100));
+        ssc.status_lines(false).print_to(Buf::default()).checkpoint(dir.path()).app_name("counts");
+        let msgs = KafkaUtils::create_direct_stream(&mut ssc, params(b.addr()), "avg");
+        let keys = msgs.map(|r| (String::from_utf8_lossy(r.value).split(',').next().unwrap().to_string(), 1i64));
+        let counts = keys.map_with_state(StateSpec::function(count));
+        counts.print(3);
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let stop = stop_at.map(|n| (ssc.stop_handle(), n));
+        ssc.add_listener(Batches { seen: seen.clone(), started: Rc::default(), stop });
+        if stop_at.is_none() {
+            ssc.stop_after_batches(4);
+        }
+        ssc.start().unwrap();
+        ssc.await_termination().unwrap();
+        let total: i64 = counts.with_state(|m| m.iter().map(|(_, n, _)| *n).sum());
+        let records: usize = seen.borrow().iter().map(|s| s.1).sum();
+        (total, records)
+    };
+    let (total1, records1) = run(Some(300));
+    assert!((300..600).contains(&records1), "{records1}");
+    assert_eq!(total1 as usize, records1);
+    // A new context of the same program: the state comes back, the stream continues after its offsets (batches
+    // generated but not completed before the stop run first).
+    let (total2, records2) = run(None);
+    assert_eq!(total2, 600, "every record counted once across both runs");
+    assert_eq!(records1 + records2, 600, "a clean stop leaves nothing to run twice");
+
+    // Another program (a window added) is refused, naming what differs.
+    let mut ssc = StreamingContext::new(Duration::from_millis(100));
+    ssc.status_lines(false).checkpoint(dir.path()).app_name("counts");
+    let msgs = KafkaUtils::create_direct_stream(&mut ssc, params(b.addr()), "avg");
+    let keys = msgs.map(|r| (String::from_utf8_lossy(r.value).into_owned(), 1i64));
+    keys.map_with_state(StateSpec::function(count)).print(3);
+    keys.window(Duration::from_millis(300), Duration::from_millis(100)).print(3);
+    let err = ssc.start().unwrap_err().to_string();
+    assert!(err.contains(r#"window#1: checkpoint has "(absent)", this run has "window""#), "{err}");
+}
+
+#[test]
+fn a_context_used_wrongly_says_so() {
+    let mut ssc = StreamingContext::new(Duration::from_secs(1));
+    let e = ssc.start().unwrap_err();
+    assert!(matches!(e, StreamingError::Usage(_)), "{e}");
+    assert!(e.to_string().contains("create_direct_stream"), "{e}");
+    let _records = KafkaUtils::create_direct_stream(&mut ssc, KafkaParams::new("127.0.0.1:1"), "t");
+    let e = ssc.start().unwrap_err();
+    assert!(e.to_string().contains("no output operations"), "{e}");
+    let mut ssc = StreamingContext::new(Duration::from_secs(1));
+    let e = ssc.await_termination().unwrap_err();
+    assert!(e.to_string().contains("not started"), "{e}");
+}
