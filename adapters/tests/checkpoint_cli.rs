@@ -60,7 +60,7 @@ fn resume_fall_back_refuse_and_reset() {
     let tmp = tempfile::tempdir().unwrap();
     let ck = tmp.path().join("ck");
     let ck_s = ck.to_str().unwrap();
-    generate(addr, 300, 5, &[]);
+    generate(addr, "avg", 300, 5, &[]);
     let run = |extra: &[&str]| {
         let mut args = vec!["run", "--brokers", addr, "--starting-offsets", "earliest", "--batch-interval", "100ms"];
         args.extend_from_slice(&["--max-rate-per-partition", "1000", "--checkpoint", ck_s]);
@@ -93,7 +93,7 @@ fn resume_fall_back_refuse_and_reset() {
     assert_eq!(show(&ck), all, "recomputing from the older checkpoint gives the same state");
 
     // Another topic's job is refused, saying what differs.
-    generate(addr, 10, 1, &["--topic", "other", "--partitions", "2"]);
+    generate(addr, "other", 10, 1, &["--partitions", "2"]);
     let out = run(&["--batches", "1", "--topic", "other"]);
     let err = one_line_failure(&out);
     assert!(err.contains("belongs to a different job"), "{err}");
@@ -118,7 +118,7 @@ fn ctrl_c_between_batches_saves_the_last_batch_whatever_the_interval() {
     let addr = b.addr();
     let tmp = tempfile::tempdir().unwrap();
     let ck = tmp.path().join("ck");
-    generate(addr, 50, 9, &[]);
+    generate(addr, "avg", 50, 9, &[]);
     // A checkpoint is due every 100 batches only: the one batch of this run is saved because the run ends.
     let mut child = Command::new(env!("CARGO_BIN_EXE_dstream"))
         .args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batch-interval", "1s"])

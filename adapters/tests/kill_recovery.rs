@@ -58,7 +58,7 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
     });
     let mut log = format!("kill test seed {seed} (DSTREAM_KILL_SEED={seed} replays the kill moments)\n");
     let data_seed = 20_251_126;
-    generate(addr, MESSAGES, data_seed, &["--partitions", &PARTITIONS.to_string()]);
+    generate(addr, "avg", MESSAGES, data_seed, &["--partitions", &PARTITIONS.to_string()]);
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("checkpoints");
     let mut rng = SplitMix64::new(seed);

@@ -147,11 +147,12 @@ pub fn exit_within(child: &mut Child, within: Duration) -> ExitStatus {
     }
 }
 
-/// `dstream generate --brokers ADDR --rate 0 --count COUNT --seed SEED` and `extra` (e.g. `--partitions 2`), which
-/// must succeed.
-pub fn generate(addr: &str, count: u64, seed: u64, extra: &[&str]) {
+/// `dstream generate --brokers ADDR --topic TOPIC --rate 0 --count COUNT --seed SEED` and `extra` (e.g.
+/// `--partitions 2`), which must succeed.
+pub fn generate(addr: &str, topic: &str, count: u64, seed: u64, extra: &[&str]) {
     let (count, seed) = (count.to_string(), seed.to_string());
-    let mut args = vec!["generate", "--brokers", addr, "--rate", "0", "--count", &count, "--seed", &seed];
+    let mut args =
+        vec!["generate", "--brokers", addr, "--topic", topic, "--rate", "0", "--count", &count, "--seed", &seed];
     args.extend_from_slice(extra);
     ok_stdout(&dstream(&args));
 }
