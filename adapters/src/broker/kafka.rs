@@ -245,7 +245,12 @@ impl Node {
              log.cleaner.backoff.ms=1000\n",
             id = self.id,
             logs = self.dir.join("data").display(),
-        )
+        ) + if size > 1 {
+            // A killed node is fenced (its partitions get new leaders, it leaves their ISRs) within 3 s.
+            "broker.heartbeat.interval.ms=500\nbroker.session.timeout.ms=3000\n"
+        } else {
+            ""
+        }
     }
 }
 

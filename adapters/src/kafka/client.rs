@@ -290,6 +290,13 @@ impl Client {
         self.with_retry(|c| Ok(c.topic_meta(topic)?.iter().map(|p| p.partition).collect()))
     }
 
+    /// Each partition's leader, as (partition, leader's node id or -1 if it has none), sorted by partition, from
+    /// metadata asked for now.
+    pub fn leaders(&mut self, topic: &str) -> Result<Vec<(i32, i32)>> {
+        self.topics.remove(topic);
+        self.with_retry(|c| Ok(c.topic_meta(topic)?.iter().map(|p| (p.partition, p.leader)).collect()))
+    }
+
     /// Groups partitions by their leader.
     fn by_leader(&mut self, topic: &str, partitions: &[i32]) -> Result<BTreeMap<i32, Vec<i32>>> {
         let meta = self.topic_meta(topic)?.to_vec();
