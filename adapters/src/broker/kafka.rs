@@ -427,6 +427,11 @@ impl KafkaCluster {
         self.addrs().join(",")
     }
 
+    /// Node `i`'s controller listener, HOST:PORT (KRaft's own protocol, not for clients).
+    pub fn controller_addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.nodes[i].controller_port)
+    }
+
     /// The number of nodes.
     pub fn size(&self) -> usize {
         self.nodes.len()
