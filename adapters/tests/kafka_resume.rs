@@ -141,6 +141,50 @@ fn offsets_outside_the_log_follow_the_policy(b: &TestBroker) {
     assert_eq!((hooks.0.len(), hooks.0[0].from, hooks.0[0].to, hooks.1), (1, 5000, 500, 0));
 }
 
+/// Deletes the records of partition 0 of a topic before an offset (Kafka's DeleteRecords, through confluent-kafka).
+const DELETE_BEFORE: &str = r#"
+import sys
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
+addr, topic, before = sys.argv[1], sys.argv[2], int(sys.argv[3])
+admin = AdminClient({"bootstrap.servers": addr})
+for f in admin.delete_records([TopicPartition(topic, 0, before)]).values():
+    print(f.result().low_watermark)
+"#;
+
+#[test]
+fn a_saved_offset_below_the_log_start_is_reported_against_the_real_log_start() {
+    // Apache Kafka only: tansu does not implement DeleteRecords.
+    let Some(b) = broker_of(Kind::Kafka) else { return };
+    let t = &b.topic("avg");
+    generate(b.addr(), t, 500, 8, &[]);
+    assert_eq!(python(DELETE_BEFORE, &[b.addr(), t, "200"]).trim(), "200");
+    let run_with = |policy: OutOfRangePolicy| {
+        let mut opts = options(&b, t, 1);
+        opts.on_out_of_range = policy;
+        opts.max_rate_per_partition = 0;
+        let timer = grid_from_now(&opts);
+        // A saved offset the log no longer holds, as after retention deleted it.
+        let resume = Resume::from_parts(vec![(0, 100)], None, timer, &opts.lab);
+        let mut hooks = Resets::default();
+        let r = run(&opts, Some(resume), &mut hooks);
+        (r, hooks)
+    };
+    let (r, _) = run_with(OutOfRangePolicy::Fail);
+    let err = r.expect_err("fails as Spark does");
+    assert!(
+        err.to_string().contains(&format!("offset 100 of {t}-0 is out of range: the log holds [200, 500)")),
+        "{err}"
+    );
+    let (r, hooks) = run_with(OutOfRangePolicy::Earliest);
+    r.unwrap();
+    let reset = hooks.0[0];
+    assert_eq!(
+        (hooks.0.len(), reset.from, reset.to, reset.earliest, reset.latest, hooks.1),
+        (1, 100, 200, 200, 500, 300)
+    );
+}
+
 fn saved_offsets_for_partitions_that_are_gone_are_a_clear_error(b: &TestBroker) {
     let t = &b.topic("avg");
     generate(b.addr(), t, 10, 1, &[]);

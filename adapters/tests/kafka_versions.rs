@@ -29,7 +29,8 @@ fn a_kafka_listener_without_metadata_is_an_unsupported_version_in_one_line() {
     // A KRaft controller's listener answers ApiVersions but offers only the controller's APIs: no Metadata,
     // ListOffsets or Produce.
     let controller = shared_kafka().controller_addr(0);
-    let err = Client::connect(&[controller.clone()], ClientConfig::default()).err().expect("no Metadata there");
+    let err =
+        Client::connect(std::slice::from_ref(&controller), ClientConfig::default()).err().expect("no Metadata there");
     match &err {
         KafkaError::UnsupportedVersion { addr, api, min, max, offered } => {
             assert_eq!((addr.as_str(), *api, offered.as_str()), (controller.as_str(), "Metadata", "nothing"), "{err}");
