@@ -246,8 +246,10 @@ impl Node {
             id = self.id,
             logs = self.dir.join("data").display(),
         ) + if size > 1 {
-            // A killed node is fenced (its partitions get new leaders, it leaves their ISRs) within 3 s.
-            "broker.heartbeat.interval.ms=500\nbroker.session.timeout.ms=3000\n"
+            // A killed node is fenced (its partitions get new leaders, it leaves their ISRs) within 4 s, and
+            // leadership returns to the preferred replicas within a second or two of any change.
+            "broker.heartbeat.interval.ms=500\nbroker.session.timeout.ms=4000\n\
+             leader.imbalance.check.interval.seconds=1\nleader.imbalance.per.broker.percentage=0\n"
         } else {
             ""
         }
