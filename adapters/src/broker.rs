@@ -22,6 +22,22 @@ pub enum BrokerError {
         /// What went wrong.
         reason: String,
     },
+    /// Fetching Apache Kafka with Maven failed.
+    #[error("cannot fetch Apache Kafka with Maven into {dir}: {reason}")]
+    Maven {
+        /// The target folder.
+        dir: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Kafka's storage tool could not format a node's storage.
+    #[error("cannot format Apache Kafka's storage in {dir}: {reason}")]
+    Format {
+        /// The node's folder.
+        dir: PathBuf,
+        /// What the tool said.
+        reason: String,
+    },
     /// Starting the broker process failed.
     #[error("cannot start {binary}: {source}")]
     Spawn {
@@ -31,7 +47,7 @@ pub enum BrokerError {
         source: std::io::Error,
     },
     /// The broker did not accept connections in time, or exited.
-    #[error("tansu did not come up on {addr}: {reason}")]
+    #[error("the broker did not come up on {addr}: {reason}")]
     NotReady {
         /// The address it should listen on.
         addr: String,

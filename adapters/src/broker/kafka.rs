@@ -3,9 +3,10 @@
 //! tool, one JVM per node on free loopback ports with a capped heap. Every JVM is killed when the cluster is
 //! dropped, and also when the process that started it dies (the kernel's parent-death signal).
 
-use super::{cache_dir, free_port, BrokerError};
+use super::{cache_dir, BrokerError};
 use crate::kafka::conn::Timeouts;
 use crate::kafka::{Client, ClientConfig};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -72,7 +73,7 @@ fn pom(version: &str) -> String {
 }
 
 fn install(dir: &Path, version: &str) -> Result<(), BrokerError> {
-    let err = |reason: String| BrokerError::Install { dir: dir.to_path_buf(), reason };
+    let err = |reason: String| BrokerError::Maven { dir: dir.to_path_buf(), reason };
     let parent = dir.parent().expect("install dir has a parent");
     std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
     let tmp = parent.join(format!("kafka-{version}.tmp-{}", std::process::id()));
@@ -191,6 +192,13 @@ fn new_run_dir() -> Result<PathBuf, BrokerError> {
     Ok(dir)
 }
 
+/// `n` distinct free TCP ports on 127.0.0.1 (all bound at once while chosen, since a port just released may be
+/// handed out again at once).
+fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
 /// One KRaft node (broker and controller in one JVM).
 struct Node {
     id: i32,
@@ -300,14 +308,14 @@ impl KafkaCluster {
 
     fn start_once(lib: &Path, version: &str, size: usize) -> Result<KafkaCluster, BrokerError> {
         let dir = new_run_dir()?;
-        let port =
-            || free_port().map_err(|e| BrokerError::NotReady { addr: "127.0.0.1".into(), reason: e.to_string() });
+        let ports = free_ports(2 * size)
+            .map_err(|e| BrokerError::NotReady { addr: "127.0.0.1".into(), reason: e.to_string() })?;
         let mut nodes = Vec::with_capacity(size);
-        for i in 0..size {
+        for (i, pair) in ports.chunks(2).enumerate() {
             let node_dir = dir.join(format!("node-{}", i + 1));
             std::fs::create_dir_all(&node_dir)
                 .map_err(|e| BrokerError::NotReady { addr: node_dir.display().to_string(), reason: e.to_string() })?;
-            nodes.push(Node { id: i as i32 + 1, port: port()?, controller_port: port()?, dir: node_dir, child: None });
+            nodes.push(Node { id: i as i32 + 1, port: pair[0], controller_port: pair[1], dir: node_dir, child: None });
         }
         let voters: Vec<String> = nodes.iter().map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port)).collect();
         let voters = voters.join(",");
@@ -328,22 +336,29 @@ impl KafkaCluster {
     fn format(&self) -> Result<(), BrokerError> {
         // Any valid cluster id: 16 bytes in URL-safe base64 without padding.
         const CLUSTER_ID: &str = "ZHN0cmVhbS10ZXN0LWthZg";
+        // All nodes at once: each is a JVM start.
+        let mut running = Vec::with_capacity(self.nodes.len());
         for n in &self.nodes {
-            let out = java(&self.lib)
-                .args(["kafka.tools.StorageTool", "format", "--cluster-id", CLUSTER_ID, "--config"])
+            let mut cmd = java(&self.lib);
+            cmd.args(["kafka.tools.StorageTool", "format", "--cluster-id", CLUSTER_ID, "--config"])
                 .arg(n.config_path())
                 .stdin(Stdio::null())
-                .output()
-                .map_err(|source| BrokerError::Spawn { binary: "java".into(), source })?;
-            if !out.status.success() {
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            die_with_parent(&mut cmd);
+            running.push((n, spawn_tied(cmd).map_err(|source| BrokerError::Spawn { binary: "java".into(), source })?));
+        }
+        let mut first_err = None;
+        for (n, child) in running {
+            let out =
+                child.wait_with_output().map_err(|source| BrokerError::Spawn { binary: "java".into(), source })?;
+            if !out.status.success() && first_err.is_none() {
                 let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-                return Err(BrokerError::Install {
-                    dir: n.dir.clone(),
-                    reason: format!("kafka-storage format failed: {}", text.trim()),
-                });
+                let line = text.lines().find(|l| l.contains("Exception")).unwrap_or(text.trim()).to_string();
+                first_err = Some(BrokerError::Format { dir: n.dir.clone(), reason: line });
             }
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Starts node `i`'s JVM (its storage already formatted).
