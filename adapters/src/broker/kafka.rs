@@ -221,7 +221,9 @@ impl Node {
         self.dir.join("kafka.log")
     }
 
-    /// The node's configuration; `voters` is the whole quorum, `size` the number of nodes.
+    /// The node's configuration; `voters` is the whole quorum, `size` the number of nodes. A killed node is
+    /// fenced within 4 s (its partitions get new leaders, it leaves their ISRs, and a restarted node may register
+    /// again), and leadership returns to the preferred replicas within a second or two of any change.
     fn config(&self, voters: &str, size: usize) -> String {
         let (port, cport) = (self.port, self.controller_port);
         let replication = size.min(3);
@@ -250,17 +252,14 @@ impl Node {
              num.io.threads=2\n\
              num.recovery.threads.per.data.dir=1\n\
              log.cleaner.threads=1\n\
-             log.cleaner.backoff.ms=1000\n",
+             log.cleaner.backoff.ms=1000\n\
+             broker.heartbeat.interval.ms=500\n\
+             broker.session.timeout.ms=4000\n\
+             leader.imbalance.check.interval.seconds=1\n\
+             leader.imbalance.per.broker.percentage=0\n",
             id = self.id,
             logs = self.dir.join("data").display(),
-        ) + if size > 1 {
-            // A killed node is fenced (its partitions get new leaders, it leaves their ISRs) within 4 s, and
-            // leadership returns to the preferred replicas within a second or two of any change.
-            "broker.heartbeat.interval.ms=500\nbroker.session.timeout.ms=4000\n\
-             leader.imbalance.check.interval.seconds=1\nleader.imbalance.per.broker.percentage=0\n"
-        } else {
-            ""
-        }
+        )
     }
 }
 
