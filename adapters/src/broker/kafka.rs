@@ -476,7 +476,24 @@ impl KafkaCluster {
         }
     }
 
-    /// Starts node `i` again (after [`KafkaCluster::kill`]) on its ports with its data, and waits until the
+    /// Stops node `i` the way an operator does (SIGTERM: Kafka's controlled shutdown moves its leaderships away
+    /// first), killing it if it has not exited within `within`; then reaps it.
+    pub fn stop(&mut self, i: usize, within: Duration) {
+        let Some(mut child) = self.nodes[i].child.take() else { return };
+        // SAFETY: signals the child this cluster started and has not reaped yet, so the pid is still its.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        while matches!(child.try_wait(), Ok(None)) {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.wait();
+    }
+
+    /// Starts node `i` again (after [`KafkaCluster::kill`] or [`KafkaCluster::stop`]) on its ports with its data, and waits until the
     /// cluster serves requests again.
     pub fn restart(&mut self, i: usize) -> Result<(), BrokerError> {
         self.kill(i);
