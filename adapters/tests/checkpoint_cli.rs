@@ -1,9 +1,11 @@
 //! `dstream run --checkpoint` and `dstream checkpoint show` as a user meets them: resuming, a corrupt newest file,
-//! no valid file, a checkpoint of another job, --reset-checkpoint, and directories that cannot be used.
+//! no valid file, a checkpoint of another job, --reset-checkpoint, and directories that cannot be used; on tansu
+//! and Apache Kafka.
 
+#[macro_use]
 mod common;
 
-use common::{broker, checkpoint_rows, dstream, generate, ok_stdout as ok};
+use common::{checkpoint_rows, dstream, generate, ok_stdout as ok, TestBroker};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -53,16 +55,17 @@ fn an_unusable_checkpoint_directory_is_one_clear_line() {
     assert!(stderr(&out).contains("--checkpoint"), "{}", stderr(&out));
 }
 
-#[test]
-fn resume_fall_back_refuse_and_reset() {
-    let Some(b) = broker() else { return };
-    let addr = b.addr();
+fn resume_fall_back_refuse_and_reset(b: &TestBroker) {
+    let (addr, topic, other) = (b.addr(), &b.topic("avg"), &b.topic("other"));
     let tmp = tempfile::tempdir().unwrap();
     let ck = tmp.path().join("ck");
     let ck_s = ck.to_str().unwrap();
-    generate(addr, 300, 5, &[]);
+    generate(addr, topic, 300, 5, &[]);
     let run = |extra: &[&str]| {
         let mut args = vec!["run", "--brokers", addr, "--starting-offsets", "earliest", "--batch-interval", "100ms"];
+        if !extra.contains(&"--topic") {
+            args.extend_from_slice(&["--topic", topic]);
+        }
         args.extend_from_slice(&["--max-rate-per-partition", "1000", "--checkpoint", ck_s]);
         args.extend_from_slice(extra);
         dstream(&args)
@@ -93,11 +96,11 @@ fn resume_fall_back_refuse_and_reset() {
     assert_eq!(show(&ck), all, "recomputing from the older checkpoint gives the same state");
 
     // Another topic's job is refused, saying what differs.
-    generate(addr, 10, 1, &["--topic", "other", "--partitions", "2"]);
-    let out = run(&["--batches", "1", "--topic", "other"]);
+    generate(addr, other, 10, 1, &["--partitions", "2"]);
+    let out = run(&["--batches", "1", "--topic", other]);
     let err = one_line_failure(&out);
     assert!(err.contains("belongs to a different job"), "{err}");
-    assert!(err.contains(r#"topic: checkpoint has "avg", this run has "other""#), "{err}");
+    assert!(err.contains(&format!(r#"topic: checkpoint has "{topic}", this run has "{other}""#)), "{err}");
     assert!(err.contains(r#"partitions: checkpoint has "1", this run has "2""#), "{err}");
 
     // No valid file at all: a clear error; --reset-checkpoint starts fresh on purpose.
@@ -112,16 +115,14 @@ fn resume_fall_back_refuse_and_reset() {
     assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 100);
 }
 
-#[test]
-fn ctrl_c_between_batches_saves_the_last_batch_whatever_the_interval() {
-    let Some(b) = broker() else { return };
-    let addr = b.addr();
+fn ctrl_c_between_batches_saves_the_last_batch_whatever_the_interval(b: &TestBroker) {
+    let (addr, topic) = (b.addr(), &b.topic("avg"));
     let tmp = tempfile::tempdir().unwrap();
     let ck = tmp.path().join("ck");
-    generate(addr, 50, 9, &[]);
+    generate(addr, topic, 50, 9, &[]);
     // A checkpoint is due every 100 batches only: the one batch of this run is saved because the run ends.
     let mut child = Command::new(env!("CARGO_BIN_EXE_dstream"))
-        .args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batch-interval", "1s"])
+        .args(["run", "--brokers", addr, "--topic", topic, "--starting-offsets", "earliest", "--batch-interval", "1s"])
         .args(["--checkpoint", ck.to_str().unwrap(), "--checkpoint-every", "100"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -148,21 +149,27 @@ fn ctrl_c_between_batches_saves_the_last_batch_whatever_the_interval() {
     assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 50, "{seen}{rest}");
 }
 
-#[test]
-fn pending_batches_run_again_through_the_live_path() {
+on_both_brokers!(
+    resume_fall_back_refuse_and_reset,
+    ctrl_c_between_batches_saves_the_last_batch_whatever_the_interval,
+    pending_batches_run_again_through_the_live_path
+);
+
+fn pending_batches_run_again_through_the_live_path(b: &TestBroker) {
     use dstream_adapters::checkpoint::{read_file, CheckpointStore, JobState, NextOffset};
     use dstream_core::{BatchInfo, Duration, OffsetRange};
-    let Some(b) = broker() else { return };
-    let addr = b.addr();
+    let (addr, topic) = (b.addr(), &b.topic("avg"));
     let tmp = tempfile::tempdir().unwrap();
     let ck = tmp.path().join("ck");
     let ck_s = ck.to_str().unwrap();
-    generate(addr, 300, 9, &[]);
+    generate(addr, topic, 300, 9, &[]);
     let run = || {
         dstream(&[
             "run",
             "--brokers",
             addr,
+            "--topic",
+            topic,
             "--starting-offsets",
             "earliest",
             "--batch-interval",

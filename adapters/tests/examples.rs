@@ -143,7 +143,7 @@ fn user_model(seed: u64, count: u64) -> BTreeMap<String, u64> {
 #[test]
 fn lab_example_prints_the_running_averages_and_resumes_from_its_checkpoint() {
     let Some(b) = broker() else { return };
-    generate(b.addr(), 1000, 7, &["--partitions", "2"]);
+    generate(b.addr(), "avg", 1000, 7, &["--partitions", "2"]);
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck");
     let args = |batches: &str| {
@@ -160,7 +160,7 @@ fn lab_example_prints_the_running_averages_and_resumes_from_its_checkpoint() {
     assert_eq!(common::final_averages(&stdout), want);
 
     // More messages, and a restart from the checkpoint: the averages are those of all 1,500.
-    generate(b.addr(), 500, 8, &["--partitions", "2"]);
+    generate(b.addr(), "avg", 500, 8, &["--partitions", "2"]);
     let argv = args("2");
     let out = run_example("lab", &argv.iter().map(String::as_str).collect::<Vec<_>>());
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -181,7 +181,7 @@ fn lab_example_prints_the_running_averages_and_resumes_from_its_checkpoint() {
 #[test]
 fn word_count_example_counts_windows_and_replays_byte_for_byte() {
     let Some(b) = broker() else { return };
-    generate(b.addr(), 400, 11, &["--topic", "lines"]);
+    generate(b.addr(), "lines", 400, 11, &[]);
     let dir = tempfile::tempdir().unwrap();
     let (out, ck, rec) = (dir.path().join("out"), dir.path().join("ck"), dir.path().join("run.rec"));
     let live = run_example(
@@ -224,7 +224,7 @@ fn word_count_example_counts_windows_and_replays_byte_for_byte() {
 #[test]
 fn sessions_example_closes_every_session_with_all_its_events() {
     let Some(b) = broker() else { return };
-    generate(b.addr(), 300, 5, &[]);
+    generate(b.addr(), "avg", 300, 5, &[]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let args = ["--brokers", b.addr(), "--earliest", "--batch-interval", "500ms", "--max-rate-per-partition", "100"];
@@ -312,7 +312,7 @@ fn kill_and_restart(
 fn word_count_example_survives_sigkill_exactly_once() {
     let Some(b) = broker() else { return };
     const N: u64 = 3000;
-    generate(b.addr(), N, 21, &["--topic", "lines", "--partitions", "2"]);
+    generate(b.addr(), "lines", N, 21, &["--partitions", "2"]);
     let dir = tempfile::tempdir().unwrap();
     let model = word_model(21, N);
     let total: i64 = model.values().sum();
@@ -331,7 +331,7 @@ fn word_count_example_survives_sigkill_exactly_once() {
 fn sessions_example_survives_sigkill_exactly_once() {
     let Some(b) = broker() else { return };
     const N: u64 = 3000;
-    generate(b.addr(), N, 23, &["--partitions", "2"]);
+    generate(b.addr(), "avg", N, 23, &["--partitions", "2"]);
     let dir = tempfile::tempdir().unwrap();
     let model = user_model(23, N);
     let done = |out: &Path| {

@@ -1,6 +1,7 @@
 //! The fresh-machine path: no --brokers and nothing at the default address starts a local broker and the
 //! generator; Ctrl-C stops a run gracefully with exit 0.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -32,12 +33,11 @@ fn no_broker_anywhere_provisions_tansu_and_the_generator() {
     assert!(!printed_elements(&stdout).is_empty());
 }
 
-#[test]
-fn ctrl_c_finishes_the_running_batch_and_exits_zero() {
-    let Some(b) = broker() else { return };
-    generate(b.addr(), 10, 1, &[]);
+fn ctrl_c_finishes_the_running_batch_and_exits_zero(b: &TestBroker) {
+    let t = &b.topic("avg");
+    generate(b.addr(), t, 10, 1, &[]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_dstream"))
-        .args(["run", "--brokers", b.addr(), "--batch-interval", "200ms"])
+        .args(["run", "--brokers", b.addr(), "--topic", t, "--batch-interval", "200ms"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -56,3 +56,5 @@ fn ctrl_c_finishes_the_running_batch_and_exits_zero() {
     assert!(exit.success(), "{exit} {rest:?}");
     assert!(rest.last().is_some_and(|l| l.starts_with("dstream: stopped after")), "{rest:?}");
 }
+
+on_both_brokers!(ctrl_c_finishes_the_running_batch_and_exits_zero);

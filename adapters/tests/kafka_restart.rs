@@ -1,5 +1,5 @@
-//! The broker stops mid-run and comes back (tansu on SeaweedFS S3, so its data survives): the run waits,
-//! resumes, and loses or double-counts nothing.
+//! The broker stops mid-run and comes back (tansu on SeaweedFS S3, so its data survives; Apache Kafka with its
+//! log on disk): the run waits, resumes, and loses or double-counts nothing.
 
 mod common;
 
@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 #[test]
-fn broker_restart_mid_run_loses_and_duplicates_nothing() {
+fn tansu_restart_mid_run_loses_and_duplicates_nothing() {
     if broker().is_none() {
         return;
     }
@@ -21,11 +21,39 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut tansu = Tansu::start_with("s3://tansu/", &env).expect("start tansu on S3");
     let addr = tansu.addr().to_string();
-    generate(&addr, 600, 11, &[]);
+    restart_mid_run(&addr, || {
+        tansu.kill();
+        std::thread::sleep(Duration::from_millis(1500));
+        tansu.restart().expect("restart tansu");
+    });
+    drop(s3);
+}
+
+#[test]
+fn kafka_restart_mid_run_loses_and_duplicates_nothing() {
+    if broker_disabled() {
+        return;
+    }
+    // A broker of this test's own: the outage must not reach other tests.
+    let mut kafka = kafka_cluster(1);
+    let addr = kafka.addr();
+    restart_mid_run(&addr, || {
+        kafka.kill(0);
+        std::thread::sleep(Duration::from_millis(1500));
+        let t = std::time::Instant::now();
+        kafka.restart(0).expect("restart Apache Kafka");
+        eprintln!("Apache Kafka serving again {:.1} s after its restart", t.elapsed().as_secs_f64());
+    });
+}
+
+/// Generates 600 records, runs dstream over them, calls `outage` (which stops the broker at `addr` and starts it
+/// again) after the first batch, then generates 400 more: the run must count each of the 1000 exactly once.
+fn restart_mid_run(addr: &str, outage: impl FnOnce()) {
+    generate(addr, "avg", 600, 11, &[]);
 
     // 200 records per 200 ms batch; 12 batches are room for all 1000 records even after the outage.
     let mut child = Command::new(env!("CARGO_BIN_EXE_dstream"))
-        .args(["run", "--brokers", &addr, "--starting-offsets", "earliest", "--batches", "12"])
+        .args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batches", "12"])
         .args(["--batch-interval", "200ms", "--max-rate-per-partition", "1000", "--print", "100000"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -43,10 +71,8 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
     assert!(first.contains(": 200 records"), "{first}");
 
     // The outage: SIGKILL, down for a while (a simulated outage, not a wait for an event), then back.
-    tansu.kill();
-    std::thread::sleep(Duration::from_millis(1500));
-    tansu.restart().expect("restart tansu");
-    generate(&addr, 400, 12, &[]);
+    outage();
+    generate(addr, "avg", 400, 12, &[]);
 
     // The rest of stderr is read on the side, so that a run that does not finish fails the test instead of hanging.
     let rest = std::thread::spawn(move || stderr.map(|l| l.unwrap()).collect::<Vec<String>>());
@@ -64,5 +90,4 @@ fn broker_restart_mid_run_loses_and_duplicates_nothing() {
         .map(|v| model.feed(v).unwrap())
         .collect();
     assert_eq!(printed_elements(&printed), expected);
-    drop(s3);
 }

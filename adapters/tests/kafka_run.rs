@@ -1,22 +1,23 @@
-//! `dstream generate` and `dstream run` against a real broker: the final averages equal an independent model
-//! of exactly what was produced.
+//! `dstream generate` and `dstream run` against real brokers (tansu and Apache Kafka): the final averages equal an
+//! independent model of exactly what was produced.
 
+#[macro_use]
 mod common;
 
 use common::*;
 use dstream_harness::model::AverageModel;
 use std::time::{Duration, Instant};
 
-#[test]
-fn rate_limited_batches_cover_exactly_what_was_produced() {
-    let Some(b) = broker() else { return };
-    let addr = b.addr();
-    generate(addr, 2000, 42, &[]);
+fn rate_limited_batches_cover_exactly_what_was_produced(b: &TestBroker) {
+    let (addr, topic) = (b.addr(), &b.topic("avg"));
+    generate(addr, topic, 2000, 42, &[]);
     // 1000 records/s per partition at 300 ms batches: 300 per batch, so 7 batches hold 2000.
     let out = dstream(&[
         "run",
         "--brokers",
         addr,
+        "--topic",
+        topic,
         "--starting-offsets",
         "earliest",
         "--batches",
@@ -40,15 +41,15 @@ fn rate_limited_batches_cover_exactly_what_was_produced() {
     assert_eq!(finals, model_of(parts.iter().flatten()).averages());
 }
 
-#[test]
-fn four_partitions() {
-    let Some(b) = broker() else { return };
-    let addr = b.addr();
-    generate(addr, 4000, 7, &["--partitions", "4", "--compression", "lz4"]);
+fn four_partitions(b: &TestBroker) {
+    let (addr, topic) = (b.addr(), &b.topic("avg"));
+    generate(addr, topic, 4000, 7, &["--partitions", "4", "--compression", "lz4"]);
     let out = dstream(&[
         "run",
         "--brokers",
         addr,
+        "--topic",
+        topic,
         "--starting-offsets",
         "earliest",
         "--batches",
@@ -70,13 +71,11 @@ fn four_partitions() {
     assert_eq!(finals, model_of(parts.iter().flatten()).averages());
 }
 
-#[test]
-fn latest_start_reads_only_new_records() {
-    let Some(b) = broker() else { return };
-    let addr = b.addr();
-    generate(addr, 500, 1, &[]);
+fn latest_start_reads_only_new_records(b: &TestBroker) {
+    let (addr, topic) = (b.addr(), &b.topic("avg"));
+    generate(addr, topic, 500, 1, &[]);
     // Starting at the log end (Spark's default), one batch sees nothing of what was there before.
-    let out = dstream(&["run", "--brokers", addr, "--batches", "1", "--batch-interval", "200ms"]);
+    let out = dstream(&["run", "--brokers", addr, "--topic", topic, "--batches", "1", "--batch-interval", "200ms"]);
     ok_stdout(&out);
     assert_eq!(batch_record_counts(&String::from_utf8_lossy(&out.stderr)), vec![0]);
 }
@@ -97,9 +96,7 @@ fn unreachable_broker_is_one_line_and_nonzero_exit() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
 
-#[test]
-fn unknown_topic_is_one_line_and_nonzero_exit() {
-    let Some(b) = broker() else { return };
+fn unknown_topic_is_one_line_and_nonzero_exit(b: &TestBroker) {
     let out = dstream(&["run", "--brokers", b.addr(), "--topic", "nope", "--batches", "1"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -107,11 +104,9 @@ fn unknown_topic_is_one_line_and_nonzero_exit() {
     assert!(stderr.contains("topic \"nope\" does not exist"), "{stderr}");
 }
 
-#[test]
-fn a_recorded_run_replays_to_the_same_output() {
-    let Some(b) = broker() else { return };
-    let addr = b.addr();
-    generate(addr, 1500, 3, &["--partitions", "2"]);
+fn a_recorded_run_replays_to_the_same_output(b: &TestBroker) {
+    let (addr, topic) = (b.addr(), &b.topic("avg"));
+    generate(addr, topic, 1500, 3, &["--partitions", "2"]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("run.rec");
     let file = file.to_str().unwrap();
@@ -119,6 +114,8 @@ fn a_recorded_run_replays_to_the_same_output() {
         "run",
         "--brokers",
         addr,
+        "--topic",
+        topic,
         "--starting-offsets",
         "earliest",
         "--batches",
@@ -139,6 +136,8 @@ fn a_recorded_run_replays_to_the_same_output() {
         "record",
         "--brokers",
         addr,
+        "--topic",
+        topic,
         "--out",
         file2,
         "--starting-offsets",
@@ -154,3 +153,11 @@ fn a_recorded_run_replays_to_the_same_output() {
     assert_eq!(elements.len(), 10, "print(10) of the first batch's 1500 elements; the second batch is empty");
     assert_eq!(batch_record_counts(&String::from_utf8_lossy(&out.stderr)), vec![1500, 0]);
 }
+
+on_both_brokers!(
+    rate_limited_batches_cover_exactly_what_was_produced,
+    four_partitions,
+    latest_start_reads_only_new_records,
+    unknown_topic_is_one_line_and_nonzero_exit,
+    a_recorded_run_replays_to_the_same_output,
+);

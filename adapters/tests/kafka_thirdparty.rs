@@ -1,5 +1,7 @@
-//! Cross-checks with a Kafka client no one in this project wrote: confluent-kafka (librdkafka) from PyPI.
+//! Cross-checks with a Kafka client no one in this project wrote: confluent-kafka (librdkafka) from PyPI, on tansu
+//! and Apache Kafka.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -43,11 +45,10 @@ c.close()
 print("\n".join(got))
 "#;
 
-#[test]
-fn dstream_reads_a_third_party_stream_exactly_once_in_offset_order() {
-    let Some(b) = broker() else { return };
+fn dstream_reads_a_third_party_stream_exactly_once_in_offset_order(b: &TestBroker) {
     for (topic, codec) in [("plain", "none"), ("zstd", "zstd"), ("gzip", "gzip"), ("snappy", "snappy"), ("lz4", "lz4")]
     {
+        let topic = &b.topic(topic);
         python(PRODUCE, &[b.addr(), topic, "3000", codec]);
         let out = dstream(&[
             "run",
@@ -75,11 +76,10 @@ fn dstream_reads_a_third_party_stream_exactly_once_in_offset_order() {
     }
 }
 
-#[test]
-fn a_third_party_consumer_reads_back_everything_dstream_generated() {
-    let Some(b) = broker() else { return };
+fn a_third_party_consumer_reads_back_everything_dstream_generated(b: &TestBroker) {
     for (topic, codec) in [("gen-none", "none"), ("gen-zstd", "zstd")] {
-        generate(b.addr(), 3000, 9, &["--topic", topic, "--partitions", "2", "--compression", codec]);
+        let topic = &b.topic(topic);
+        generate(b.addr(), topic, 3000, 9, &["--partitions", "2", "--compression", codec]);
         let text = python(CONSUME, &[b.addr(), topic, "3000", "2"]);
         let mut got: Vec<&str> = text.lines().collect();
         got.sort_by_key(|l| {
@@ -97,3 +97,8 @@ fn a_third_party_consumer_reads_back_everything_dstream_generated() {
         assert_eq!(got, expected, "{codec}");
     }
 }
+
+on_both_brokers!(
+    dstream_reads_a_third_party_stream_exactly_once_in_offset_order,
+    a_third_party_consumer_reads_back_everything_dstream_generated,
+);

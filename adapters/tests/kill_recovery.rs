@@ -1,10 +1,11 @@
-//! `dstream run --checkpoint` against a real tansu, killed with SIGKILL at random moments and restarted each time:
+//! `dstream run --checkpoint` against a real broker (tansu and Apache Kafka), killed with SIGKILL at random moments and restarted each time:
 //! at the end the state holds every produced message exactly once. Set DSTREAM_KILL_SEED to replay a failure; the
 //! seed and every kill moment are printed (shown by `cargo test` when the test fails).
 
+#[macro_use]
 mod common;
 
-use common::{broker, checkpoint_rows, dstream, generate, lab_messages, model_of, ok_stdout};
+use common::{checkpoint_rows, dstream, generate, lab_messages, model_of, ok_stdout, TestBroker};
 use dstream_adapters::checkpoint::JobState;
 use dstream_adapters::checkpoint::{CheckpointStore, Loaded};
 use dstream_adapters::generate::SplitMix64;
@@ -17,10 +18,20 @@ const MESSAGES: u64 = 200_000;
 const PARTITIONS: u64 = 2;
 const KILLS: usize = 12;
 
-/// `dstream run` resuming from `dir`, at most `rate` records per partition per second (0: no limit).
-fn spawn_run(addr: &str, dir: &Path, rate: u32) -> Child {
+/// `dstream run` on `topic` resuming from `dir`, at most `rate` records per partition per second (0: no limit).
+fn spawn_run(addr: &str, topic: &str, dir: &Path, rate: u32) -> Child {
     Command::new(env!("CARGO_BIN_EXE_dstream"))
-        .args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batch-interval", "100ms"])
+        .args([
+            "run",
+            "--brokers",
+            addr,
+            "--topic",
+            topic,
+            "--starting-offsets",
+            "earliest",
+            "--batch-interval",
+            "100ms",
+        ])
         .args(["--max-rate-per-partition", &rate.to_string(), "--print", "1", "--checkpoint"])
         .arg(dir)
         .stdin(Stdio::null())
@@ -51,16 +62,14 @@ fn check_exactly_once(cp: &Loaded<JobState>, log: &mut String) -> u64 {
     counted
 }
 
-#[test]
-fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
-    let Some(broker) = broker() else { return };
-    let addr = broker.addr();
+fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice(broker: &TestBroker) {
+    let (addr, topic) = (broker.addr(), &broker.topic("avg"));
     let seed: u64 = std::env::var("DSTREAM_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
     });
     let mut log = format!("kill test seed {seed} (DSTREAM_KILL_SEED={seed} replays the kill moments)\n");
     let data_seed = 20_251_126;
-    generate(addr, MESSAGES, data_seed, &["--partitions", &PARTITIONS.to_string()]);
+    generate(addr, topic, MESSAGES, data_seed, &["--partitions", &PARTITIONS.to_string()]);
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("checkpoints");
     let mut rng = SplitMix64::new(seed);
@@ -68,7 +77,7 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
     for kill in 1..=KILLS {
         // Moments from just after the start (connecting, loading, recomputing) to well into the run.
         let after = Duration::from_millis(50 + rng.below(700) as u64);
-        let mut child = spawn_run(addr, &ck, 7500);
+        let mut child = spawn_run(addr, topic, &ck, 7500);
         let started = Instant::now();
         while started.elapsed() < after {
             if let Some(status) = child.try_wait().unwrap() {
@@ -92,7 +101,7 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
 
     // The last run goes to the end of the log, without a rate limit (not part of the job's fingerprint); every
     // checkpoint on the way must hold exactly its offsets.
-    let mut child = spawn_run(addr, &ck, 0);
+    let mut child = spawn_run(addr, topic, &ck, 0);
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         if let Some(cp) = latest(&ck) {
@@ -127,24 +136,22 @@ fn sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice() {
 /// Ctrl-C (SIGINT) at random moments, including while a batch's records are being fetched: each run finishes its
 /// running batch and exits 0, and its last checkpoint holds exactly its offsets (issue 14, item 1: a stop that cut
 /// a fetch short left the batch half applied to the state and also pending, so a restart counted it twice).
-#[test]
-fn ctrl_c_at_random_moments_never_counts_a_batch_twice() {
-    let Some(broker) = broker() else { return };
-    let addr = broker.addr();
+fn ctrl_c_at_random_moments_never_counts_a_batch_twice(b: &TestBroker) {
+    let (addr, topic) = (b.addr(), &b.topic("avg"));
     let seed: u64 = std::env::var("DSTREAM_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
     });
     let mut log = format!("ctrl-c test seed {seed} (DSTREAM_KILL_SEED={seed} replays the moments)\n");
     let data_seed = 20_251_201;
     let messages: u64 = 100_000;
-    generate(addr, messages, data_seed, &["--partitions", &PARTITIONS.to_string()]);
+    generate(addr, topic, messages, data_seed, &["--partitions", &PARTITIONS.to_string()]);
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("checkpoints");
     let mut rng = SplitMix64::new(seed);
     for round in 1..=8 {
         let after = Duration::from_millis(100 + rng.below(600) as u64);
         // Large batches (up to 3,000 records a partition), so that a stop often lands while one is fetched.
-        let mut child = spawn_run(addr, &ck, 30_000);
+        let mut child = spawn_run(addr, topic, &ck, 30_000);
         let started = Instant::now();
         while started.elapsed() < after {
             if let Some(status) = child.try_wait().unwrap() {
@@ -163,7 +170,7 @@ fn ctrl_c_at_random_moments_never_counts_a_batch_twice() {
             check_exactly_once(&cp, &mut log);
         }
     }
-    let mut child = spawn_run(addr, &ck, 0);
+    let mut child = spawn_run(addr, topic, &ck, 0);
     let deadline = Instant::now() + Duration::from_secs(180);
     while latest(&ck).is_none_or(|cp| check_exactly_once(&cp, &mut log) < messages) {
         if let Some(status) = child.try_wait().unwrap() {
@@ -177,3 +184,8 @@ fn ctrl_c_at_random_moments_never_counts_a_batch_twice() {
     let got = checkpoint_rows(&ok_stdout(&dstream(&["checkpoint", "show", ck.to_str().unwrap()])));
     assert_eq!(got, model_of(lab_messages(data_seed, messages, 1).iter().flatten()).sums(), "\n{log}");
 }
+
+on_both_brokers!(
+    sigkill_at_random_moments_loses_nothing_and_counts_nothing_twice,
+    ctrl_c_at_random_moments_never_counts_a_batch_twice
+);

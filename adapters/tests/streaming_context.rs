@@ -61,7 +61,7 @@ fn params(addr: &str) -> KafkaParams {
 #[test]
 fn await_with_a_timeout_continues_where_it_stopped_and_a_graceful_stop_ends() {
     let Some(b) = broker() else { return };
-    generate(b.addr(), 600, 3, &[]);
+    generate(b.addr(), "avg", 600, 3, &[]);
     let mut ssc = StreamingContext::new(Duration::from_millis(100));
     let out = Buf::default();
     ssc.status_lines(false).print_to(out.clone());
@@ -93,7 +93,7 @@ fn await_with_a_timeout_continues_where_it_stopped_and_a_graceful_stop_ends() {
 #[test]
 fn a_listener_stops_the_context_and_a_new_one_resumes_from_the_checkpoint() {
     let Some(b) = broker() else { return };
-    generate(b.addr(), 600, 4, &[]);
+    generate(b.addr(), "avg", 600, 4, &[]);
     let dir = tempfile::tempdir().unwrap();
     // The program, as it would be built at every start.
     let run = |stop_at: Option<usize>| {

@@ -111,6 +111,21 @@ pub struct FetchedPartition {
 struct PartitionMeta {
     partition: i32,
     leader: i32,
+    replicas: usize,
+    in_sync: usize,
+}
+
+/// One partition's leader and replicas, as the cluster's metadata says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionState {
+    /// Partition.
+    pub partition: i32,
+    /// The leader's node id, or -1 if it has none.
+    pub leader: i32,
+    /// How many replicas it has.
+    pub replicas: usize,
+    /// How many of them are in sync.
+    pub in_sync: usize,
 }
 
 /// A synchronous Kafka client.
@@ -316,7 +331,12 @@ impl Client {
         let mut parts: Vec<PartitionMeta> = t
             .partitions
             .iter()
-            .map(|p| PartitionMeta { partition: p.partition_index, leader: p.leader_id.0 })
+            .map(|p| PartitionMeta {
+                partition: p.partition_index,
+                leader: p.leader_id.0,
+                replicas: p.replica_nodes.len(),
+                in_sync: p.isr_nodes.len(),
+            })
             .collect();
         parts.sort_by_key(|p| p.partition);
         self.topics.insert(topic.to_string(), parts);
@@ -333,6 +353,28 @@ impl Client {
     /// The topic's partitions, sorted; `UnknownTopic` if it does not exist (it is never created implicitly).
     pub fn partitions(&mut self, topic: &str) -> Result<Vec<i32>> {
         self.with_retry(|c| Ok(c.topic_meta(topic)?.iter().map(|p| p.partition).collect()))
+    }
+
+    /// Each partition's leader and replicas, sorted by partition, from metadata asked for now.
+    pub fn partition_states(&mut self, topic: &str) -> Result<Vec<PartitionState>> {
+        self.topics.remove(topic);
+        self.with_retry(|c| {
+            Ok(c.topic_meta(topic)?
+                .iter()
+                .map(|p| PartitionState {
+                    partition: p.partition,
+                    leader: p.leader,
+                    replicas: p.replicas,
+                    in_sync: p.in_sync,
+                })
+                .collect())
+        })
+    }
+
+    /// Each partition's leader, as (partition, leader's node id or -1 if it has none), sorted by partition, from
+    /// metadata asked for now.
+    pub fn leaders(&mut self, topic: &str) -> Result<Vec<(i32, i32)>> {
+        Ok(self.partition_states(topic)?.iter().map(|p| (p.partition, p.leader)).collect())
     }
 
     /// Groups partitions by their leader.

@@ -175,7 +175,12 @@ impl DirectStream {
             let end = latest[i].1.max(probe.high_watermark);
             let below = probe.log_start >= 0 && cur.1 < probe.log_start;
             if probe.out_of_range || below || cur.1 > end {
-                let (earliest, latest_end) = (probe.log_start.max(0), end);
+                // Kafka's out-of-range answer carries no log start (-1): ask for it.
+                let earliest = match probe.log_start {
+                    s if s >= 0 => s,
+                    _ => self.client.list_offsets(&topic, &[cur.0], OffsetSpec::Earliest)?[0].1,
+                };
+                let latest_end = end;
                 let to = match self.cfg.on_out_of_range {
                     OutOfRangePolicy::Fail => {
                         return Err(KafkaError::OffsetOutOfRange {

@@ -2,21 +2,123 @@
 //! third-party Kafka client (confluent-kafka from PyPI) for cross-checks.
 #![allow(dead_code)]
 
+use dstream_adapters::broker::kafka::KafkaCluster;
 use dstream_adapters::broker::Tansu;
 use dstream_adapters::generate::LabMessages;
 use dstream_harness::model::AverageModel;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// True if DSTREAM_NO_BROKER=1 says on purpose that no broker may run (CI never sets it).
+pub fn broker_disabled() -> bool {
+    let off = std::env::var_os("DSTREAM_NO_BROKER").is_some_and(|v| v == "1");
+    if off {
+        eprintln!("DSTREAM_NO_BROKER=1: skipping a real-broker test on purpose");
+    }
+    off
+}
 
 /// A fresh tansu on a free port, or `None` if DSTREAM_NO_BROKER=1 is set on purpose.
 pub fn broker() -> Option<Tansu> {
-    if std::env::var_os("DSTREAM_NO_BROKER").is_some_and(|v| v == "1") {
-        eprintln!("DSTREAM_NO_BROKER=1: skipping a real-broker test on purpose");
+    if broker_disabled() {
         return None;
     }
     Some(Tansu::start().expect("start tansu"))
+}
+
+/// A new Apache Kafka cluster of `size` KRaft nodes of its own (provisioned on first use); panics if it cannot start.
+pub fn kafka_cluster(size: usize) -> KafkaCluster {
+    KafkaCluster::start(size).unwrap_or_else(|e| panic!("start Apache Kafka ({size} nodes): {e}"))
+}
+
+/// The single-node Apache Kafka shared by this test binary's tests, started on first use; it runs until the
+/// process ends (its JVM dies with the process). Tests keep apart by topic name ([`TestBroker::topic`]).
+pub fn shared_kafka() -> &'static KafkaCluster {
+    static SHARED: OnceLock<Result<KafkaCluster, String>> = OnceLock::new();
+    match SHARED.get_or_init(|| KafkaCluster::start(1).map_err(|e| e.to_string())) {
+        Ok(c) => c,
+        Err(e) => panic!("start the shared Apache Kafka: {e}"),
+    }
+}
+
+/// Which broker a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A tansu of the test's own.
+    Tansu,
+    /// The test binary's shared Apache Kafka.
+    Kafka,
+}
+
+/// The broker one test runs against.
+pub struct TestBroker {
+    kind: Kind,
+    _tansu: Option<Tansu>,
+    addr: String,
+    id: u64,
+}
+
+impl TestBroker {
+    /// The broker's address, HOST:PORT.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Which broker this is.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// A topic name of this test's own: `base` and a number unique in the process (a Kafka broker is shared).
+    pub fn topic(&self, base: &str) -> String {
+        format!("{base}-{}", self.id)
+    }
+}
+
+/// The broker of `kind` for one test, or `None` if DSTREAM_NO_BROKER=1 is set on purpose.
+pub fn broker_of(kind: Kind) -> Option<TestBroker> {
+    static TESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if broker_disabled() {
+        return None;
+    }
+    let id = TESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Some(match kind {
+        Kind::Tansu => {
+            let t = Tansu::start().expect("start tansu");
+            TestBroker { kind, addr: t.addr().to_string(), _tansu: Some(t), id }
+        }
+        Kind::Kafka => TestBroker { kind, addr: shared_kafka().addr(), _tansu: None, id },
+    })
+}
+
+/// Declares each named `fn NAME(b: &TestBroker)` as two tests, `tansu::NAME` and `kafka::NAME`, one per broker.
+#[macro_export]
+macro_rules! on_both_brokers {
+    ($($name:ident),* $(,)?) => {
+        mod tansu {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(b) = $crate::common::broker_of($crate::common::Kind::Tansu) {
+                        super::$name(&b)
+                    }
+                }
+            )*
+        }
+        mod kafka {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(b) = $crate::common::broker_of($crate::common::Kind::Kafka) {
+                        super::$name(&b)
+                    }
+                }
+            )*
+        }
+    };
 }
 
 /// Runs the dstream binary with `args` to completion.
@@ -45,11 +147,12 @@ pub fn exit_within(child: &mut Child, within: Duration) -> ExitStatus {
     }
 }
 
-/// `dstream generate --brokers ADDR --rate 0 --count COUNT --seed SEED` and `extra` (e.g. `--partitions 2`), which
-/// must succeed.
-pub fn generate(addr: &str, count: u64, seed: u64, extra: &[&str]) {
+/// `dstream generate --brokers ADDR --topic TOPIC --rate 0 --count COUNT --seed SEED` and `extra` (e.g.
+/// `--partitions 2`), which must succeed.
+pub fn generate(addr: &str, topic: &str, count: u64, seed: u64, extra: &[&str]) {
     let (count, seed) = (count.to_string(), seed.to_string());
-    let mut args = vec!["generate", "--brokers", addr, "--rate", "0", "--count", &count, "--seed", &seed];
+    let mut args =
+        vec!["generate", "--brokers", addr, "--topic", topic, "--rate", "0", "--count", &count, "--seed", &seed];
     args.extend_from_slice(extra);
     ok_stdout(&dstream(&args));
 }

@@ -1,0 +1,512 @@
+//! A local Apache Kafka (KRaft mode, no ZooKeeper) for tests: the broker's jars fetched from Maven Central with
+//! `mvn dependency:copy-dependencies` into a cache folder on first use, storage formatted with Kafka's own storage
+//! tool, one JVM per node on free loopback ports with a capped heap. Every JVM is killed when the cluster is
+//! dropped, and also when the process that started it dies (the kernel's parent-death signal).
+
+use super::{cache_dir, BrokerError};
+use crate::kafka::conn::Timeouts;
+use crate::kafka::{Client, ClientConfig};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The Apache Kafka version provisioned unless `DSTREAM_KAFKA_VERSION` says otherwise.
+pub const DEFAULT_KAFKA_VERSION: &str = "4.4.0";
+
+/// The topic created to tell that a cluster serves requests (its replication factor is the cluster's size).
+pub const READY_TOPIC: &str = "__dstream_ready";
+
+/// Each JVM's largest heap, in MiB.
+pub const HEAP_MB: u32 = 512;
+
+/// The Kafka version to provision: `$DSTREAM_KAFKA_VERSION` or [`DEFAULT_KAFKA_VERSION`].
+pub fn kafka_version() -> String {
+    std::env::var("DSTREAM_KAFKA_VERSION").ok().filter(|v| !v.is_empty()).unwrap_or(DEFAULT_KAFKA_VERSION.into())
+}
+
+/// The folder holding a Kafka version's jars: `~/.cache/dstream/kafka-VERSION/lib` (under `$XDG_CACHE_HOME` if set).
+pub fn kafka_lib_dir(version: &str) -> Result<PathBuf, BrokerError> {
+    Ok(install_dir(version)?.join("lib"))
+}
+
+fn install_dir(version: &str) -> Result<PathBuf, BrokerError> {
+    Ok(cache_dir()?.parent().expect("cache dir has a parent").join(format!("kafka-{version}")))
+}
+
+fn broker_jar(dir: &Path, version: &str) -> PathBuf {
+    dir.join("lib").join(format!("kafka_2.13-{version}.jar"))
+}
+
+/// The folder with the jars of `version`, fetching them with Maven first if they are not cached.
+pub fn provision(version: &str) -> Result<PathBuf, BrokerError> {
+    let dir = install_dir(version)?;
+    if !broker_jar(&dir, version).is_file() {
+        // One install at a time in this process; other processes are handled by the rename below.
+        static INSTALLING: Mutex<()> = Mutex::new(());
+        let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+        if !broker_jar(&dir, version).is_file() {
+            install(&dir, version)?;
+        }
+    }
+    Ok(dir.join("lib"))
+}
+
+/// The pom whose runtime dependencies are the broker and a logger that writes to stderr.
+fn pom(version: &str) -> String {
+    format!(
+        r#"<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dstream.test</groupId>
+  <artifactId>kafka-broker</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{version}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-simple</artifactId><version>1.7.36</version></dependency>
+  </dependencies>
+</project>
+"#
+    )
+}
+
+fn install(dir: &Path, version: &str) -> Result<(), BrokerError> {
+    let err = |reason: String| BrokerError::Maven { dir: dir.to_path_buf(), reason };
+    let parent = dir.parent().expect("install dir has a parent");
+    std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
+    let tmp = parent.join(format!("kafka-{version}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| err(e.to_string()))?;
+    std::fs::write(tmp.join("pom.xml"), pom(version)).map_err(|e| err(e.to_string()))?;
+    let out = Command::new("mvn")
+        .args(["-B", "-q", "-f"])
+        .arg(tmp.join("pom.xml"))
+        .arg("dependency:copy-dependencies")
+        .arg(format!("-DoutputDirectory={}", tmp.join("lib").display()))
+        .arg("-DincludeScope=runtime")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| err(format!("cannot run mvn (Maven 3 must be installed): {e}")))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let line = text.lines().find(|l| l.contains("ERROR")).unwrap_or("mvn failed").trim().to_string();
+        return Err(err(format!("mvn dependency:copy-dependencies of kafka_2.13 {version}: {line}")));
+    }
+    if !broker_jar(&tmp, version).is_file() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(err(format!("Maven brought no kafka_2.13-{version}.jar")));
+    }
+    if std::fs::rename(&tmp, dir).is_err() {
+        // Another process installed it first.
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !broker_jar(dir, version).is_file() {
+            return Err(err("cannot move the install into place".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Spawns `cmd` so that the child gets SIGKILL when this process dies, however it dies.
+///
+/// The parent-death signal fires when the *thread* that forked the child ends, so every child is forked by one
+/// thread that lives as long as the process.
+fn spawn_tied(cmd: Command) -> std::io::Result<Child> {
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("dstream-kafka-spawner".into())
+            .spawn(move || {
+                // The sender lives in a static: this loop ends only with the process.
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("start the spawner thread");
+        Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::channel();
+    spawner.lock().unwrap_or_else(|e| e.into_inner()).send((cmd, tx)).expect("spawner thread alive");
+    rx.recv().expect("spawner thread answers")
+}
+
+/// Configures `cmd` to be killed when its parent dies, in its own process group (a Ctrl-C at the terminal
+/// reaches the test process only).
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    cmd.process_group(0);
+    // SAFETY: prctl, getppid and raise are async-signal-safe, and the closure touches no locks or allocations.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::raise(libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The folder that holds the data folders of running clusters, one per cluster, named PID-N.
+fn runs_dir() -> PathBuf {
+    std::env::temp_dir().join("dstream-kafka")
+}
+
+/// Removes data folders left by processes that are gone (a shared cluster is never dropped, only killed).
+fn sweep_stale_runs() {
+    let Ok(entries) = std::fs::read_dir(runs_dir()) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let gone =
+            unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// A fresh, empty data folder for one cluster.
+fn new_run_dir() -> Result<PathBuf, BrokerError> {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    sweep_stale_runs();
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = runs_dir().join(format!("{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| BrokerError::NotReady {
+        addr: dir.display().to_string(),
+        reason: format!("cannot create the data folder: {e}"),
+    })?;
+    Ok(dir)
+}
+
+/// `n` distinct free TCP ports on 127.0.0.1 (all bound at once while chosen, since a port just released may be
+/// handed out again at once).
+fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
+/// One KRaft node (broker and controller in one JVM).
+struct Node {
+    id: i32,
+    port: u16,
+    controller_port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("server.properties")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("kafka.log")
+    }
+
+    /// The node's configuration; `voters` is the whole quorum, `size` the number of nodes. A killed node is
+    /// fenced within 4 s (its partitions get new leaders, it leaves their ISRs, and a restarted node may register
+    /// again), and leadership returns to the preferred replicas within a second or two of any change.
+    fn config(&self, voters: &str, size: usize) -> String {
+        let (port, cport) = (self.port, self.controller_port);
+        let replication = size.min(3);
+        let min_isr = if size >= 3 { 2 } else { 1 };
+        format!(
+            "process.roles=broker,controller\n\
+             node.id={id}\n\
+             controller.quorum.voters={voters}\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             controller.listener.names=CONTROLLER\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             log.dirs={logs}\n\
+             auto.create.topics.enable=false\n\
+             min.insync.replicas={min_isr}\n\
+             offsets.topic.replication.factor={replication}\n\
+             offsets.topic.num.partitions=3\n\
+             transaction.state.log.replication.factor={replication}\n\
+             transaction.state.log.min.isr={min_isr}\n\
+             transaction.state.log.num.partitions=3\n\
+             share.coordinator.state.topic.replication.factor={replication}\n\
+             share.coordinator.state.topic.min.isr={min_isr}\n\
+             group.initial.rebalance.delay.ms=0\n\
+             num.network.threads=2\n\
+             num.io.threads=2\n\
+             num.recovery.threads.per.data.dir=1\n\
+             log.cleaner.threads=1\n\
+             log.cleaner.backoff.ms=1000\n\
+             broker.heartbeat.interval.ms=500\n\
+             broker.session.timeout.ms=4000\n\
+             leader.imbalance.check.interval.seconds=1\n\
+             leader.imbalance.per.broker.percentage=0\n",
+            id = self.id,
+            logs = self.dir.join("data").display(),
+        )
+    }
+}
+
+/// The `java` command with the capped heap and `lib/*` on the classpath.
+fn java(lib: &Path) -> Command {
+    let mut cmd = Command::new("java");
+    cmd.arg(format!("-Xmx{HEAP_MB}m"))
+        .args(["-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"])
+        .args(["-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.showDateTime=true"])
+        .arg("-cp")
+        .arg(lib.join("*"));
+    cmd
+}
+
+/// A running Apache Kafka cluster of one or more KRaft nodes on loopback, every JVM killed on drop.
+pub struct KafkaCluster {
+    lib: PathBuf,
+    version: String,
+    dir: PathBuf,
+    nodes: Vec<Node>,
+}
+
+/// How long a cluster may take to answer after its JVMs start.
+const READY_WITHIN: Duration = Duration::from_secs(90);
+
+impl KafkaCluster {
+    /// Provisions (on first use) and starts a cluster of `size` nodes of [`kafka_version`], each broker and
+    /// controller, and waits until it serves requests. A cluster of 3 or more replicates internal topics 3 times
+    /// with `min.insync.replicas=2`.
+    pub fn start(size: usize) -> Result<KafkaCluster, BrokerError> {
+        assert!(size >= 1, "a cluster has at least one node");
+        let version = kafka_version();
+        let lib = provision(&version)?;
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::start_once(&lib, &version, size) {
+                Ok(c) => return Ok(c),
+                // Most likely a port taken between choosing it and binding it: new ports, new cluster.
+                Err(e @ BrokerError::NotReady { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("tried at least once"))
+    }
+
+    fn start_once(lib: &Path, version: &str, size: usize) -> Result<KafkaCluster, BrokerError> {
+        let dir = new_run_dir()?;
+        let ports = free_ports(2 * size)
+            .map_err(|e| BrokerError::NotReady { addr: "127.0.0.1".into(), reason: e.to_string() })?;
+        let mut nodes = Vec::with_capacity(size);
+        for (i, pair) in ports.chunks(2).enumerate() {
+            let node_dir = dir.join(format!("node-{}", i + 1));
+            std::fs::create_dir_all(&node_dir)
+                .map_err(|e| BrokerError::NotReady { addr: node_dir.display().to_string(), reason: e.to_string() })?;
+            nodes.push(Node { id: i as i32 + 1, port: pair[0], controller_port: pair[1], dir: node_dir, child: None });
+        }
+        let voters: Vec<String> = nodes.iter().map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port)).collect();
+        let voters = voters.join(",");
+        let mut cluster = KafkaCluster { lib: lib.to_path_buf(), version: version.to_string(), dir, nodes };
+        for n in &cluster.nodes {
+            std::fs::write(n.config_path(), n.config(&voters, size))
+                .map_err(|e| BrokerError::NotReady { addr: n.addr(), reason: format!("cannot write config: {e}") })?;
+        }
+        cluster.format()?;
+        for i in 0..size {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_ready(None, READY_WITHIN)?;
+        Ok(cluster)
+    }
+
+    /// Formats every node's storage with Kafka's storage tool, under one cluster id.
+    fn format(&self) -> Result<(), BrokerError> {
+        // Any valid cluster id: 16 bytes in URL-safe base64 without padding.
+        const CLUSTER_ID: &str = "ZHN0cmVhbS10ZXN0LWthZg";
+        // All nodes at once: each is a JVM start.
+        let mut running = Vec::with_capacity(self.nodes.len());
+        for n in &self.nodes {
+            let mut cmd = java(&self.lib);
+            cmd.args(["kafka.tools.StorageTool", "format", "--cluster-id", CLUSTER_ID, "--config"])
+                .arg(n.config_path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            die_with_parent(&mut cmd);
+            running.push((n, spawn_tied(cmd).map_err(|source| BrokerError::Spawn { binary: "java".into(), source })?));
+        }
+        let mut first_err = None;
+        for (n, child) in running {
+            let out =
+                child.wait_with_output().map_err(|source| BrokerError::Spawn { binary: "java".into(), source })?;
+            if !out.status.success() && first_err.is_none() {
+                let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+                let line = text.lines().find(|l| l.contains("Exception")).unwrap_or(text.trim()).to_string();
+                first_err = Some(BrokerError::Format { dir: n.dir.clone(), reason: line });
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Starts node `i`'s JVM (its storage already formatted).
+    fn spawn(&mut self, i: usize) -> Result<(), BrokerError> {
+        let n = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(n.log_path())
+            .map_err(|e| BrokerError::NotReady { addr: n.addr(), reason: format!("cannot open the log: {e}") })?;
+        let log2 = log.try_clone().map_err(|e| BrokerError::NotReady { addr: n.addr(), reason: e.to_string() })?;
+        let mut cmd = java(&self.lib);
+        cmd.arg("kafka.Kafka").arg(n.config_path()).stdin(Stdio::null()).stdout(log).stderr(log2);
+        die_with_parent(&mut cmd);
+        let child = spawn_tied(cmd).map_err(|source| BrokerError::Spawn { binary: "java".into(), source })?;
+        self.nodes[i].child = Some(child);
+        Ok(())
+    }
+
+    /// The last lines of node `i`'s log, for error messages.
+    fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.nodes[i].log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join(" | ")
+    }
+
+    /// Waits until every node runs and the cluster creates (or already has) [`READY_TOPIC`] replicated on every
+    /// node with a leader, asked through node `through` (else any); fails early if a JVM exits.
+    fn wait_ready(&mut self, through: Option<usize>, within: Duration) -> Result<(), BrokerError> {
+        let deadline = Instant::now() + within;
+        let cfg = ClientConfig {
+            timeouts: Timeouts { connect: Duration::from_secs(1), request: Duration::from_secs(10) },
+            retry_for: Duration::from_secs(2),
+            ..ClientConfig::default()
+        };
+        let replication = self.nodes.len() as i16;
+        let mut last;
+        loop {
+            for i in 0..self.nodes.len() {
+                let addr = self.nodes[i].addr();
+                if let Some(child) = self.nodes[i].child.as_mut() {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        let reason = format!("its JVM exited ({status}): {}", self.log_tail(i));
+                        return Err(BrokerError::NotReady { addr, reason });
+                    }
+                }
+            }
+            let bootstrap = match through {
+                Some(i) => vec![self.nodes[i].addr()],
+                None => self.addrs(),
+            };
+            let attempt = Client::connect(&bootstrap, cfg.clone())
+                .and_then(|mut c| c.create_topic(READY_TOPIC, 1, replication).map(|_| c));
+            match attempt {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+            if Instant::now() > deadline {
+                let reason = format!("not serving within {} s: {last}", within.as_secs());
+                return Err(BrokerError::NotReady { addr: self.bootstrap(), reason });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The Kafka version running.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The first node's address, HOST:PORT.
+    pub fn addr(&self) -> String {
+        self.nodes[0].addr()
+    }
+
+    /// Every node's address, HOST:PORT, by node.
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(Node::addr).collect()
+    }
+
+    /// Every node's address, comma-separated (what `--brokers` takes).
+    pub fn bootstrap(&self) -> String {
+        self.addrs().join(",")
+    }
+
+    /// Node `i`'s controller listener, HOST:PORT (KRaft's own protocol, not for clients).
+    pub fn controller_addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.nodes[i].controller_port)
+    }
+
+    /// The number of nodes.
+    pub fn size(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The Kafka node id of node `i` (0-based index): `i + 1`.
+    pub fn node_id(&self, i: usize) -> i32 {
+        self.nodes[i].id
+    }
+
+    /// The process id of node `i`'s JVM, if it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(Child::id)
+    }
+
+    /// The folder holding every node's configuration, data and log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Kills node `i`'s JVM (SIGKILL) and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops node `i` the way an operator does (SIGTERM: Kafka's controlled shutdown moves its leaderships away
+    /// first), killing it if it has not exited within `within`; then reaps it.
+    pub fn stop(&mut self, i: usize, within: Duration) {
+        let Some(mut child) = self.nodes[i].child.take() else { return };
+        // SAFETY: signals the child this cluster started and has not reaped yet, so the pid is still its.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + within;
+        while matches!(child.try_wait(), Ok(None)) {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.wait();
+    }
+
+    /// Starts node `i` again (after [`KafkaCluster::kill`] or [`KafkaCluster::stop`]) on its ports with its data, and waits until the
+    /// cluster serves requests again.
+    pub fn restart(&mut self, i: usize) -> Result<(), BrokerError> {
+        self.kill(i);
+        self.spawn(i)?;
+        self.wait_ready(Some(i), READY_WITHIN)
+    }
+}
+
+impl Drop for KafkaCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
