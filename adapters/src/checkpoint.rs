@@ -351,14 +351,22 @@ fn sections(bytes: &[u8]) -> Result<(&[u8], &[u8]), CorruptCheckpoint> {
         return Err(CorruptCheckpoint::BadMagic);
     }
     let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-    let meta_len = u64_at(12);
     let truncated = |needed: u64| CorruptCheckpoint::Truncated { needed, len };
-    // Lengths are checked against the file before anything is sliced or allocated.
-    let state_len_at = (HEADER_LEN as u64).checked_add(meta_len).filter(|&e| e + 8 + 4 <= len as u64);
-    let state_len_at = state_len_at.ok_or_else(|| truncated((HEADER_LEN as u64).saturating_add(meta_len)))? as usize;
+    // Every length comes from the file: each sum is checked, and each offset against the file's length, before
+    // anything is sliced or allocated. `needed` saturates, so a length near 2^64 is reported, never wrapped.
+    let file_len = len as u64;
+    let meta_len = u64_at(12);
+    let state_len_at = (HEADER_LEN as u64).checked_add(meta_len);
+    let state_len_at = match state_len_at.filter(|&e| e.checked_add(8 + 4).is_some_and(|n| n <= file_len)) {
+        Some(at) => at as usize,
+        None => return Err(truncated((HEADER_LEN as u64).saturating_add(meta_len).saturating_add(8 + 4))),
+    };
     let state_len = u64_at(state_len_at);
-    let end = (state_len_at as u64 + 8).checked_add(state_len).filter(|&e| e + 4 <= len as u64);
-    let end = end.ok_or_else(|| truncated((state_len_at as u64 + 8).saturating_add(state_len)))? as usize;
+    let state_at = state_len_at as u64 + 8;
+    let end = match state_at.checked_add(state_len).filter(|&e| e.checked_add(4).is_some_and(|n| n <= file_len)) {
+        Some(end) => end as usize,
+        None => return Err(truncated(state_at.saturating_add(state_len).saturating_add(4))),
+    };
     let stored = u32::from_le_bytes(bytes[end..end + 4].try_into().expect("4 bytes"));
     let computed = crc32fast::hash(&bytes[..end]);
     if stored != computed {

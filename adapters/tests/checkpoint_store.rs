@@ -339,3 +339,41 @@ fn the_borrowed_state_view_encodes_as_the_owned_checkpoint() {
     assert_eq!(keys, vec!["a", "b", "z", "é"]);
     assert_eq!(decoded.state.entries[0].1.state, Avg::new(-5, 2));
 }
+
+/// Issue 14 item 5: a length field near 2^64 (or any value) in either section header is corruption, reported
+/// and skipped for the previous checkpoint, never a panic or an overflow.
+#[test]
+fn any_length_field_value_falls_back_to_the_previous_checkpoint() {
+    let (_d, store) = store_with(&[1000, 2000]);
+    let newest = store.dir().join(file_name(Time(2000)));
+    let good = fs::read(&newest).unwrap();
+    let meta_len = u64::from_le_bytes(good[12..20].try_into().unwrap()) as usize;
+    let state_len_at = 20 + meta_len;
+    let lens = [
+        u64::MAX,
+        u64::MAX - 1,
+        u64::MAX - 7,
+        u64::MAX - 11,
+        u64::MAX - 12,
+        u64::MAX - 19,
+        u64::MAX - 20,
+        u64::MAX - 31,
+        u64::MAX - good.len() as u64,
+        1 << 63,
+        (1 << 63) - 1,
+        u32::MAX as u64,
+        good.len() as u64,
+        0,
+    ];
+    for at in [12, state_len_at] {
+        for &len in &lens {
+            let mut bad = good.clone();
+            bad[at..at + 8].copy_from_slice(&len.to_le_bytes());
+            assert!(decode::<LabCheckpoint>(&bad).is_err(), "length {len} at {at}");
+            fs::write(&newest, &bad).unwrap();
+            let loaded = load(&store).unwrap().unwrap();
+            assert_eq!(loaded.checkpoint, checkpoint(1000), "length {len} at {at}");
+            assert_eq!(loaded.skipped.len(), 1, "length {len} at {at}");
+        }
+    }
+}
