@@ -16,6 +16,7 @@
 //! with a message naming the version.
 
 use dstream_core::lab::{LabConfig, LabJob};
+use dstream_core::time::MAX_MILLIS;
 use dstream_core::{BatchInfo, Duration, Job, StateVisit, Stateful, Time};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -174,6 +175,25 @@ pub struct CheckpointMeta {
     pub pending: Vec<BatchInfo>,
 }
 
+impl CheckpointMeta {
+    /// Checks what the file's checksum cannot: that every time is within [`MAX_MILLIS`] of the origin and the
+    /// interval positive and as bounded, so no arithmetic on the grid can wrap; the first problem, described.
+    pub fn check(&self) -> Result<(), String> {
+        let interval = self.interval.millis();
+        if interval <= 0 || interval > MAX_MILLIS {
+            return Err(format!("batch interval {interval} ms is not within 1..={MAX_MILLIS} ms"));
+        }
+        let times = [("batch time", self.time), ("grid origin", self.zero)];
+        let pending = self.pending.iter().map(|b| ("pending batch time", b.time));
+        for (what, t) in times.into_iter().chain(pending) {
+            if !t.in_range() {
+                return Err(format!("{what} {} ms is out of range (at most {MAX_MILLIS} ms either side of 0)", t.0));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A whole checkpoint: metadata and the job's state, saved and loaded together.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint<S> {
@@ -226,6 +246,9 @@ pub enum CorruptCheckpoint {
         /// CRC of the content.
         computed: u32,
     },
+    /// The meta section decodes but holds values no run writes (see [`CheckpointMeta::check`]).
+    #[error("invalid content: {0}")]
+    Invalid(String),
     /// A section passed the checksum but does not decode.
     #[error("cannot decode the {section} section: {source}")]
     Decode {
@@ -540,6 +563,10 @@ impl CheckpointStore {
                 }
             };
             let meta: CheckpointMeta = meta;
+            if let Err(e) = meta.check() {
+                skipped.push(SkippedCheckpoint { path, reason: CorruptCheckpoint::Invalid(e) });
+                continue;
+            }
             if let Some(expected) = expected {
                 let differences = meta.fingerprint.differences(expected);
                 if !differences.is_empty() {

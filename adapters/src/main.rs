@@ -364,9 +364,26 @@ fn main() {
         }
     };
     if let Err(e) = run(cli) {
-        eprintln!("dstream: {e:#}");
+        eprintln!("dstream: {}", error_line(&e));
         std::process::exit(1);
     }
+}
+
+/// An error and its causes on one line, `: `-separated, each cause left out if the text already holds it: many
+/// errors show their source in their own message as well as returning it as their cause.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(text.as_str()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn run(cli: Cli) -> Result<()> {

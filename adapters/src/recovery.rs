@@ -99,6 +99,9 @@ pub enum RestoreError {
         /// Its kind now.
         current: &'static str,
     },
+    /// The checkpoint's times or interval are out of range (see `CheckpointMeta::check`).
+    #[error("the checkpoint's {0}")]
+    Invalid(String),
     /// The checkpoint holds state for operators this job does not have.
     #[error("the checkpoint holds state for operators this job does not have (it has {stored})")]
     Extra {
@@ -321,6 +324,7 @@ pub fn restore<J: Job>(
     now: Time,
 ) -> Result<Resumed<J>, RestoreError> {
     let meta = cp.meta;
+    meta.check().map_err(RestoreError::Invalid)?;
     restore_state(&mut job, &cp.state)?;
     let last = meta.pending.last().map_or(meta.time, |b| b.time.max(meta.time));
     let timer = if meta.interval == interval {

@@ -12,10 +12,18 @@ pub struct Time(pub i64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct Duration(pub i64);
 
+/// The largest magnitude, in milliseconds, of a time or duration taken from a file or a flag: 2^53 ms (about
+/// 285,000 years), so that adding a few of them can never wrap.
+pub const MAX_MILLIS: i64 = 1 << 53;
+
 impl Time {
     /// Milliseconds since the clock's origin.
     pub fn millis(self) -> i64 {
         self.0
+    }
+    /// True if the time is within [`MAX_MILLIS`] of the origin.
+    pub fn in_range(self) -> bool {
+        self.0.unsigned_abs() <= MAX_MILLIS as u64
     }
 }
 
@@ -102,7 +110,7 @@ impl FromStr for Duration {
             "m" | "min" => 60_000,
             _ => return Err(err()),
         };
-        let ms = n.checked_mul(factor).filter(|&ms| ms > 0).ok_or_else(err)?;
+        let ms = n.checked_mul(factor).filter(|&ms| ms > 0 && ms <= MAX_MILLIS).ok_or_else(err)?;
         Ok(Duration(ms))
     }
 }
@@ -196,7 +204,7 @@ mod tests {
         assert_eq!("2s".parse::<Duration>().unwrap(), Duration(2000));
         assert_eq!("500ms".parse::<Duration>().unwrap(), Duration(500));
         assert_eq!("1m".parse::<Duration>().unwrap(), Duration(60_000));
-        for bad in ["", "2", "s", "-2s", "0s", "2 s", "2h", "1.5s"] {
+        for bad in ["", "2", "s", "-2s", "0s", "2 s", "2h", "1.5s", "9007199254740993ms", "9223372036854775807ms"] {
             assert!(bad.parse::<Duration>().is_err(), "{bad}");
         }
     }

@@ -4,6 +4,7 @@
 use crate::jobs::{build_job, JobSpecError};
 use crate::recording::{Frame, Recording, RecordingError, RecordingHeader, RecordingReader};
 use dstream_core::{BatchReport, BatchTimer, Engine, EngineError, Job, Malformed, ManualClock, RecordBatch, Time};
+use dstream_core::time::MAX_MILLIS;
 use std::io::{Read, Write};
 
 /// Totals of a replay.
@@ -26,9 +27,17 @@ pub enum ReplayError {
     /// The header names a job that cannot be built.
     #[error("recording header: {0}")]
     Job(#[from] JobSpecError),
-    /// The header's batch interval is not positive.
-    #[error("recording header: batch interval {0} ms is not positive")]
+    /// The header's batch interval is not positive (or beyond `MAX_MILLIS`).
+    #[error("recording header: batch interval {0} ms is not within 1..=9007199254740992 ms")]
     BadInterval(i64),
+    /// A time in the recording (the header's grid origin or a batch's time) is out of range.
+    #[error("recording: {what} {time} ms is out of range (at most 9007199254740992 ms either side of 0)")]
+    BadTime {
+        /// `grid origin` or `batch time`.
+        what: &'static str,
+        /// The time.
+        time: i64,
+    },
     /// A batch failed (or came out of order).
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -46,8 +55,12 @@ struct Replayer<J> {
 
 impl<J: Job> Replayer<J> {
     fn new(job: J, header: &RecordingHeader) -> Result<Self, ReplayError> {
-        if header.batch_interval.millis() <= 0 {
-            return Err(ReplayError::BadInterval(header.batch_interval.millis()));
+        let interval = header.batch_interval.millis();
+        if interval <= 0 || interval > MAX_MILLIS {
+            return Err(ReplayError::BadInterval(interval));
+        }
+        if !header.zero.in_range() {
+            return Err(ReplayError::BadTime { what: "grid origin", time: header.zero.0 });
         }
         let timer = BatchTimer::resume(header.zero, header.batch_interval, header.zero);
         Ok(Replayer {
@@ -65,6 +78,9 @@ impl<J: Job> Replayer<J> {
         out: &mut dyn Write,
         on_batch: &mut dyn FnMut(&BatchReport),
     ) -> Result<(), ReplayError> {
+        if !time.in_range() {
+            return Err(ReplayError::BadTime { what: "batch time", time: time.0 });
+        }
         self.clock.set_time(time);
         let report = self.engine.run_batch(time, batch, &self.clock)?;
         out.write_all(report.printed.as_bytes())?;
