@@ -791,7 +791,9 @@ fn checkpoint_show(dir: &Path) -> Result<()> {
     match (meta.fingerprint.job == dstream_core::lab::JOB_NAME).then(|| lab_state(state)).flatten() {
         Some(lab) => {
             let lab = lab.with_context(|| format!("cannot decode the lab state in {}", loaded.path.display()))?;
-            write_lab_state(&lab, &mut out)?;
+            let mut table = Vec::new();
+            write_lab_state(&lab, &mut table).with_context(|| format!("checkpoint {}", loaded.path.display()))?;
+            out.write_all(&table)?;
         }
         None => {
             writeln!(out, "OPERATOR\tKIND\tKEYS\tBYTES")?;

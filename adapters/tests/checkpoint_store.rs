@@ -377,3 +377,27 @@ fn any_length_field_value_falls_back_to_the_previous_checkpoint() {
         }
     }
 }
+
+/// Issue 14 item 8: a CRC-valid checkpoint whose batch time, grid origin, pending time or interval no run can
+/// have (a batch time near 2^63 wrapped the grid) is skipped for the previous checkpoint, saying what is wrong.
+#[test]
+fn times_no_run_can_have_fall_back_to_the_previous_checkpoint() {
+    let edits: [(&str, fn(&mut CheckpointMeta)); 6] = [
+        ("batch time", |m| m.time = Time(i64::MAX - 5)),
+        ("batch time", |m| m.time = Time(i64::MIN)),
+        ("grid origin", |m| m.zero = Time(i64::MIN + 1)),
+        ("pending batch time", |m| m.pending[0].time = Time(i64::MAX)),
+        ("batch interval", |m| m.interval = Duration(0)),
+        ("batch interval", |m| m.interval = Duration(i64::MAX)),
+    ];
+    for (what, edit) in edits {
+        let (_d, store) = store_with(&[1000]);
+        let mut bad = checkpoint(2000);
+        edit(&mut bad.meta);
+        fs::write(store.dir().join(file_name(Time(2000))), encode(&bad).unwrap()).unwrap();
+        let loaded = load(&store).unwrap().unwrap();
+        assert_eq!(loaded.checkpoint, checkpoint(1000), "{what}");
+        let reason = loaded.skipped[0].to_string();
+        assert!(reason.contains("checkpoint-2000") && reason.contains(what), "{reason}");
+    }
+}
