@@ -76,7 +76,7 @@ fn show_falls_back_over_a_length_near_2_64() {
     store.save(&lab_checkpoint(100, &[("a", 6, 3)])).unwrap();
     let newest = store.save(&lab_checkpoint(200, &[("a", 8, 4)])).unwrap();
     let mut bytes = std::fs::read(&newest).unwrap();
-    for len in [u64::MAX, u64::MAX - 11, u64::MAX - 19] {
+    for len in [u64::MAX, u64::MAX - 20, u64::MAX - 25, u64::MAX - 31] {
         bytes[12..20].copy_from_slice(&len.to_le_bytes());
         std::fs::write(&newest, &bytes).unwrap();
         let out = show(tmp.path());
@@ -158,7 +158,7 @@ fn run_falls_back_or_fails_clearly_on_hostile_checkpoints() {
     // A length near 2^64, then a batch time near 2^63: each newest file is skipped, the real one resumed.
     let torn = later(&|_| {});
     let mut bytes = std::fs::read(&torn).unwrap();
-    bytes[12..20].copy_from_slice(&(u64::MAX - 11).to_le_bytes());
+    bytes[12..20].copy_from_slice(&(u64::MAX - 25).to_le_bytes());
     std::fs::write(&torn, &bytes).unwrap();
     let out = run(&["--batches", "1"]);
     ok(&out);
