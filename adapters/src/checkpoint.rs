@@ -24,6 +24,7 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The first bytes of every checkpoint file.
 pub const MAGIC: &[u8; 8] = b"DSTRMCKP";
@@ -33,6 +34,8 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const DEFAULT_KEEP: usize = 10;
 
 const FILE_PREFIX: &str = "checkpoint-";
+/// The lock file a writing store holds (flock) for as long as it is open; it holds the holder's pid.
+pub const LOCK_FILE: &str = ".lock";
 const TEMP_PREFIX: &str = ".checkpoint-";
 const TEMP_SUFFIX: &str = ".tmp";
 const HEADER_LEN: usize = 8 + 4 + 8;
@@ -288,6 +291,17 @@ pub enum CheckpointError {
         /// The OS error.
         source: io::Error,
     },
+    /// Another process holds the directory's lock: a second writer would corrupt the first one's checkpoints.
+    #[error(
+        "checkpoint directory {} is in use by {holder} (it holds {}); stop that run or use another --checkpoint directory",
+        path.display(), path.join(LOCK_FILE).display()
+    )]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// Who holds the lock, e.g. `pid 1234 (dstream)`.
+        holder: String,
+    },
     /// The directory could not be listed.
     #[error("cannot list checkpoint directory {}: {source}", path.display())]
     List {
@@ -449,32 +463,104 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 pub struct CheckpointStore {
     dir: PathBuf,
     keep: usize,
+    /// The directory's lock, held while any clone of a writing store lives (`None` when opened read-only).
+    lock: Option<Arc<File>>,
+    /// Temporary files of an interrupted write that `open` removed.
+    removed: Vec<PathBuf>,
+}
+
+/// The lock of `dir` for this process: shared by every store of this process open on it (a process may reopen
+/// its own directory), taken with [`lock_dir`] by the first.
+fn held_lock(dir: &Path) -> Result<Arc<File>, CheckpointError> {
+    static HELD: std::sync::Mutex<Vec<(PathBuf, std::sync::Weak<File>)>> = std::sync::Mutex::new(Vec::new());
+    let key = fs::canonicalize(dir).map_err(|source| CheckpointError::NotWritable { path: dir.to_path_buf(), source })?;
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    held.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(lock) = held.iter().find(|(p, _)| *p == key).and_then(|(_, w)| w.upgrade()) {
+        return Ok(lock);
+    }
+    let lock = Arc::new(lock_dir(dir)?);
+    held.push((key, Arc::downgrade(&lock)));
+    Ok(lock)
+}
+
+/// Takes an exclusive, non-blocking flock on the directory's lock file and writes this process's pid into it.
+fn lock_dir(dir: &Path) -> Result<File, CheckpointError> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let not_writable = |source| CheckpointError::NotWritable { path: dir.to_path_buf(), source };
+    let file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
+    let file = file.map_err(not_writable)?;
+    // SAFETY: flock(2) on a descriptor this function owns for the duration of the call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(not_writable(e));
+        }
+        let pid = fs::read_to_string(&path).unwrap_or_default().trim().to_string();
+        let holder = match pid.parse::<u32>() {
+            Ok(pid) => match fs::read_to_string(format!("/proc/{pid}/comm")) {
+                Ok(name) => format!("another process, pid {pid} ({})", name.trim()),
+                Err(_) => format!("another process, pid {pid}"),
+            },
+            Err(_) => "another process".to_string(),
+        };
+        return Err(CheckpointError::Locked { path: dir.to_path_buf(), holder });
+    }
+    Ok(file)
 }
 
 impl CheckpointStore {
-    /// Opens (creating if needed) a checkpoint directory, checks that it is writable and removes temporary files
-    /// left by a writer that crashed before its rename.
+    /// Opens (creating if needed) a checkpoint directory for writing: takes its lock (refused, naming the holder,
+    /// while another process has it open), removes temporary files left by a write that did not finish (a crash,
+    /// a full disk) and then checks that a file can be written there.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, CheckpointError> {
         let dir = dir.into();
+        if let Ok(target) = fs::read_link(&dir) {
+            if !dir.exists() {
+                let source = io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("it is a symbolic link to {}, which does not exist", target.display()),
+                );
+                return Err(CheckpointError::CreateDir { path: dir, source });
+            }
+        }
         fs::create_dir_all(&dir).map_err(|source| CheckpointError::CreateDir { path: dir.clone(), source })?;
-        let store = CheckpointStore { dir, keep: DEFAULT_KEEP };
-        let probe = store.dir.join(format!("{TEMP_PREFIX}probe{TEMP_SUFFIX}"));
+        let lock = held_lock(&dir)?;
+        let mut store = CheckpointStore { dir, keep: DEFAULT_KEEP, lock: None, removed: Vec::new() };
         let not_writable = |source| CheckpointError::NotWritable { path: store.dir.clone(), source };
-        File::create(&probe).and_then(|mut f| f.write_all(b"probe")).map_err(not_writable)?;
-        fs::remove_file(&probe).map_err(not_writable)?;
+        // Leftovers first: after a full disk they may be what fills it.
         for entry in store.entries()? {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
                 fs::remove_file(entry.path()).map_err(not_writable)?;
+                store.removed.push(entry.path());
             }
         }
+        if !store.removed.is_empty() {
+            sync_dir(&store.dir).map_err(not_writable)?;
+        }
+        let probe = store.dir.join(format!("{TEMP_PREFIX}probe{TEMP_SUFFIX}"));
+        File::create(&probe).and_then(|mut f| f.write_all(b"probe")).map_err(|e| {
+            let _ = fs::remove_file(&probe);
+            not_writable(e)
+        })?;
+        fs::remove_file(&probe).map_err(not_writable)?;
+        let mut pid = &*lock;
+        pid.set_len(0).and_then(|_| pid.write_all(format!("{}\n", std::process::id()).as_bytes())).map_err(not_writable)?;
+        store.lock = Some(lock);
         Ok(store)
     }
 
-    /// A store over an existing directory, for reading only: nothing is created, probed or removed.
+    /// A store over an existing directory, for reading only: nothing is created, locked, probed or removed.
     pub fn open_read_only(dir: impl Into<PathBuf>) -> Self {
-        CheckpointStore { dir: dir.into(), keep: DEFAULT_KEEP }
+        CheckpointStore { dir: dir.into(), keep: DEFAULT_KEEP, lock: None, removed: Vec::new() }
+    }
+
+    /// Temporary files of an interrupted write that [`open`](Self::open) removed (print them).
+    pub fn removed_leftovers(&self) -> &[PathBuf] {
+        &self.removed
     }
 
     /// Keeps the newest `keep` checkpoints (at least 1).
@@ -526,10 +612,16 @@ impl CheckpointStore {
             let p = p.to_path_buf();
             move |source| CheckpointError::Write { path: p, source }
         };
-        let mut f = File::create(&temp).map_err(write(&temp))?;
-        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(write(&temp))?;
-        drop(f);
-        fs::rename(&temp, &path).map_err(write(&path))?;
+        let written = File::create(&temp).and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
+        if let Err(e) = written {
+            // A partial file only takes space (on a full disk, the space the next write needs).
+            let _ = fs::remove_file(&temp);
+            return Err(write(&temp)(e));
+        }
+        if let Err(e) = fs::rename(&temp, &path) {
+            let _ = fs::remove_file(&temp);
+            return Err(write(&path)(e));
+        }
         sync_dir(&self.dir).map_err(write(&path))?;
         // Retention is best effort: the new checkpoint is already durable, and a file that cannot be listed or
         // removed only costs space.

@@ -147,3 +147,48 @@ fn ctrl_c_between_batches_saves_the_last_batch_whatever_the_interval() {
     assert!(status.success(), "{status}: {seen}{rest}");
     assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 50, "{seen}{rest}");
 }
+
+/// Issue 14 item 9: while one `dstream run --checkpoint DIR` runs, a second on the same directory is refused with
+/// one line naming the first's pid, and touches nothing; once the first has stopped, the directory is free.
+#[test]
+fn a_second_run_on_the_same_directory_is_refused_naming_the_holder() {
+    let Some(b) = broker() else { return };
+    let addr = b.addr();
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("ck");
+    let ck_s = ck.to_str().unwrap();
+    generate(addr, 60, 4, &[]);
+    let args = ["run", "--brokers", addr, "--starting-offsets", "earliest", "--batch-interval", "200ms"];
+    let mut first = Command::new(env!("CARGO_BIN_EXE_dstream"))
+        .args(args)
+        .args(["--checkpoint", ck_s])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(first.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the first run ended before its first batch: {seen}");
+        seen.push_str(&line);
+        if line.starts_with("dstream: batch ") {
+            break;
+        }
+    }
+    let second = dstream(&[&args[..], &["--checkpoint", ck_s, "--batches", "1"]].concat());
+    let msg = one_line_failure(&second);
+    assert!(msg.contains(&format!("is in use by another process, pid {}", first.id())), "{msg}");
+    assert!(msg.contains(ck_s) && msg.contains("another --checkpoint directory"), "{msg}");
+    // The first run goes on undisturbed and stops cleanly with every record counted once.
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(first.id() as i32, libc::SIGINT) }, 0);
+    let status = first.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(status.success(), "{status}: {seen}{rest}");
+    assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 60, "{seen}{rest}");
+    let third = dstream(&[&args[..], &["--checkpoint", ck_s, "--batches", "1"]].concat());
+    ok(&third);
+    assert!(stderr(&third).contains("dstream: resuming from"), "{}", stderr(&third));
+}
