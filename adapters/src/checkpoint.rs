@@ -212,6 +212,9 @@ pub enum CorruptCheckpoint {
     /// The file could not be read.
     #[error("cannot read: {0}")]
     Io(#[from] io::Error),
+    /// A symbolic link: checkpoints are regular files written here, and links are not followed.
+    #[error("a symbolic link, not a checkpoint written here (links are not followed)")]
+    Link,
     /// Shorter than the smallest possible checkpoint.
     #[error("truncated: {len} bytes")]
     TooShort {
@@ -586,12 +589,18 @@ impl CheckpointStore {
 
     /// Every checkpoint file (by name), newest first.
     pub fn list(&self) -> Result<Vec<(Time, PathBuf)>, CheckpointError> {
-        let mut files: Vec<(Time, PathBuf)> = self
+        Ok(self.candidates()?.into_iter().filter(|c| !c.2).map(|(t, p, _)| (t, p)).collect())
+    }
+
+    /// Regular files and symbolic links named as checkpoints, newest first, each with whether it is a link.
+    fn candidates(&self) -> Result<Vec<(Time, PathBuf, bool)>, CheckpointError> {
+        let mut files: Vec<(Time, PathBuf, bool)> = self
             .entries()?
             .into_iter()
             .filter_map(|e| {
                 let t = parse_file_name(&e.file_name().to_string_lossy())?;
-                e.file_type().ok().filter(|ft| ft.is_file()).map(|_| (t, e.path()))
+                let ft = e.file_type().ok()?;
+                (ft.is_file() || ft.is_symlink()).then(|| (t, e.path(), ft.is_symlink()))
             })
             .collect();
         files.sort_by_key(|f| std::cmp::Reverse(f.0));
@@ -639,7 +648,11 @@ impl CheckpointStore {
         expected: Option<&Fingerprint>,
     ) -> Result<Option<Loaded<S>>, CheckpointError> {
         let mut skipped = Vec::new();
-        for (_, path) in self.list()? {
+        for (_, path, link) in self.candidates()? {
+            if link {
+                skipped.push(SkippedCheckpoint { path, reason: CorruptCheckpoint::Link });
+                continue;
+            }
             let bytes = match fs::read(&path) {
                 Ok(b) => b,
                 Err(e) => {
@@ -677,10 +690,10 @@ impl CheckpointStore {
         }
     }
 
-    /// Moves every checkpoint file into a new subdirectory `discarded-N` (nothing is deleted), so the next run
+    /// Moves every checkpoint file (and link named as one) into a new subdirectory `discarded-N` (nothing is deleted), so the next run
     /// starts fresh; returns the subdirectory, or `None` if there was nothing to move.
     pub fn reset(&self) -> Result<Option<PathBuf>, CheckpointError> {
-        let files = self.list()?;
+        let files: Vec<(Time, PathBuf)> = self.candidates()?.into_iter().map(|(t, p, _)| (t, p)).collect();
         if files.is_empty() {
             return Ok(None);
         }
