@@ -476,7 +476,8 @@ pub struct CheckpointStore {
 /// its own directory), taken with [`lock_dir`] by the first.
 fn held_lock(dir: &Path) -> Result<Arc<File>, CheckpointError> {
     static HELD: std::sync::Mutex<Vec<(PathBuf, std::sync::Weak<File>)>> = std::sync::Mutex::new(Vec::new());
-    let key = fs::canonicalize(dir).map_err(|source| CheckpointError::NotWritable { path: dir.to_path_buf(), source })?;
+    let key =
+        fs::canonicalize(dir).map_err(|source| CheckpointError::NotWritable { path: dir.to_path_buf(), source })?;
     let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
     held.retain(|(_, w)| w.strong_count() > 0);
     if let Some(lock) = held.iter().find(|(p, _)| *p == key).and_then(|(_, w)| w.upgrade()) {
@@ -551,7 +552,9 @@ impl CheckpointStore {
         })?;
         fs::remove_file(&probe).map_err(not_writable)?;
         let mut pid = &*lock;
-        pid.set_len(0).and_then(|_| pid.write_all(format!("{}\n", std::process::id()).as_bytes())).map_err(not_writable)?;
+        pid.set_len(0)
+            .and_then(|_| pid.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .map_err(not_writable)?;
         store.lock = Some(lock);
         Ok(store)
     }

@@ -716,7 +716,10 @@ fn prepare_checkpoint(
 ) -> Result<(Option<Resume<LabJob>>, Checkpointer)> {
     let store = CheckpointStore::open(dir)?.with_keep(args.keep_checkpoints as usize);
     for leftover in store.removed_leftovers() {
-        eprintln!("dstream: removed {}, a temporary file of a checkpoint write that did not finish", leftover.display());
+        eprintln!(
+            "dstream: removed {}, a temporary file of a checkpoint write that did not finish",
+            leftover.display()
+        );
     }
     if args.reset_checkpoint {
         if let Some(aside) = store.reset()? {

@@ -162,7 +162,11 @@ fn run_falls_back_or_fails_clearly_on_hostile_checkpoints() {
     std::fs::write(&torn, &bytes).unwrap();
     let out = run(&["--batches", "1"]);
     ok(&out);
-    assert!(stderr(&out).contains("warning: skipped checkpoint") && stderr(&out).contains("truncated"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: skipped checkpoint") && stderr(&out).contains("truncated"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(total(&ck), 200);
     let (real_time, real_path) = store.list().unwrap()[0].clone();
     let real: Checkpoint<JobState> = read_file(&real_path).unwrap();

@@ -544,14 +544,18 @@ mod tests {
         assert!(round(Avg::new(i64::MIN as i128 * 3 - 1, 3)).is_err());
         assert!(round(Avg::new(i128::MAX, u64::MAX)).is_err());
         assert_eq!(Avg::new(1, 0).check(), Err(InvalidAvg::ZeroCount));
-        assert_eq!(Avg::new(1 << 64, 1).check().unwrap_err().to_string(), format!("a sum of {} cannot come from 1 64-bit values", 1i128 << 64));
+        assert_eq!(
+            Avg::new(1 << 64, 1).check().unwrap_err().to_string(),
+            format!("a sum of {} cannot come from 1 64-bit values", 1i128 << 64)
+        );
     }
 
     /// Issue 14 item 8: a snapshot that lists a key twice is refused by name; the state is left as it was.
     #[test]
     fn a_snapshot_with_a_duplicate_key_is_refused() {
         use crate::state::{StateEntry, StateSnapshot};
-        let entry = |k: &str, n: u64| (Key::new(k), StateEntry { state: Avg::new(n as i128, n), updated_at: Time(1000) });
+        let entry =
+            |k: &str, n: u64| (Key::new(k), StateEntry { state: Avg::new(n as i128, n), updated_at: Time(1000) });
         let cp = |entries| LabCheckpoint { initialized: true, state: StateSnapshot { num_partitions: 2, entries } };
         let mut job = LabJob::new(LabConfig::default());
         job.restore(cp(vec![entry("a", 1), entry("b", 2)])).unwrap();

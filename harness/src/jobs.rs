@@ -130,7 +130,9 @@ pub fn lab_config(job: &str, params: &[(String, String)]) -> Result<(LabConfig, 
                     _ => return Err(bad(name, value, "expected arrival or spark-partitions")),
                 }
             }
-            "initial" => initial.push(parse_initial(value).ok_or_else(|| bad(name, value, "expected KEY,SUM,COUNT with COUNT at least 1"))?),
+            "initial" => initial.push(
+                parse_initial(value).ok_or_else(|| bad(name, value, "expected KEY,SUM,COUNT with COUNT at least 1"))?,
+            ),
             _ => return Err(JobSpecError::UnknownParam { job: job.to_string(), name: name.clone() }),
         }
     }

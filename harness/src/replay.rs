@@ -3,8 +3,8 @@
 
 use crate::jobs::{build_job, JobSpecError};
 use crate::recording::{Frame, Recording, RecordingError, RecordingHeader, RecordingReader};
-use dstream_core::{BatchReport, BatchTimer, Engine, EngineError, Job, Malformed, ManualClock, RecordBatch, Time};
 use dstream_core::time::MAX_MILLIS;
+use dstream_core::{BatchReport, BatchTimer, Engine, EngineError, Job, Malformed, ManualClock, RecordBatch, Time};
 use std::io::{Read, Write};
 
 /// Totals of a replay.
@@ -164,6 +164,22 @@ mod tests {
         rec.header.batch_interval = dstream_core::Duration(1000);
         rec.header.job = "nope".into();
         assert!(matches!(replay_to_string(&rec), Err(ReplayError::Job(_))));
+    }
+
+    /// Issue 14 item 8: times near 2^63 in a recording (header or frame) are refused; they wrapped the grid.
+    #[test]
+    fn times_out_of_range_are_errors_not_panics() {
+        let mut rec = from_text("dstream-recording 1\n--- batch\na,1\n").unwrap();
+        rec.header.zero = dstream_core::Time(i64::MAX - 10);
+        let err = replay_to_string(&rec).unwrap_err();
+        assert!(matches!(err, ReplayError::BadTime { what: "grid origin", .. }), "{err}");
+        rec.header.zero = dstream_core::Time(0);
+        rec.header.batch_interval = dstream_core::Duration(i64::MAX);
+        assert!(matches!(replay_to_string(&rec), Err(ReplayError::BadInterval(i64::MAX))));
+        rec.header.batch_interval = dstream_core::Duration(1000);
+        rec.frames[0].time = dstream_core::Time(i64::MIN);
+        let err = replay_to_string(&rec).unwrap_err();
+        assert!(matches!(err, ReplayError::BadTime { what: "batch time", time: i64::MIN }), "{err}");
     }
 
     #[test]
