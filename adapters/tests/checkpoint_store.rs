@@ -64,11 +64,11 @@ fn save_then_load_round_trips() {
     assert_eq!(loaded.checkpoint, checkpoint(2000));
     assert_eq!(loaded.path, store.dir().join("checkpoint-2000"));
     assert!(loaded.skipped.is_empty());
-    // Only the two checkpoint files are in the directory: no temporary file survives a save.
+    // Only the two checkpoint files and the lock are in the directory: no temporary file survives a save.
     let mut names: Vec<String> =
         fs::read_dir(store.dir()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
-    assert_eq!(names, vec!["checkpoint-1000", "checkpoint-2000"]);
+    assert_eq!(names, vec![".lock", "checkpoint-1000", "checkpoint-2000"]);
 }
 
 #[test]
