@@ -15,12 +15,9 @@
 //! that define its state. Version 1 files (the lab job only, before any job could be checkpointed) are refused
 //! with a message naming the version.
 
-use dstream_core::lab::{LabConfig, LabJob};
-use dstream_core::time::MAX_MILLIS;
-use dstream_core::{BatchInfo, Duration, Job, StateVisit, Stateful, Time};
+use dstream_core::Time;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use std::fmt;
+use serde::Serialize;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -40,171 +37,9 @@ const TEMP_PREFIX: &str = ".checkpoint-";
 const TEMP_SUFFIX: &str = ".tmp";
 const HEADER_LEN: usize = 8 + 4 + 8;
 
-/// What a checkpoint belongs to: a checkpoint is only resumed by the same job over the same input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fingerprint {
-    /// Kafka topic (or source name).
-    pub topic: String,
-    /// Number of partitions of the topic.
-    pub partitions: u32,
-    /// The job's name.
-    pub job: String,
-    /// Parameters that affect the job's state, as (name, value) pairs sorted by name.
-    pub params: Vec<(String, String)>,
-}
-
-impl Fingerprint {
-    /// A fingerprint with the given parameters (sorted by name here).
-    pub fn new(topic: &str, partitions: u32, job: &str, mut params: Vec<(String, String)>) -> Self {
-        params.sort();
-        Fingerprint { topic: topic.to_string(), partitions, job: job.to_string(), params }
-    }
-
-    /// The fingerprint of `job` named `name` reading `topic`: each stateful operator (by id) with its kind and the
-    /// parameters that define its state. What does not change state (a `print` count, a closure) does not count.
-    pub fn of_job<J: Job + ?Sized>(topic: &str, partitions: u32, name: &str, job: &mut J, interval: Duration) -> Self {
-        let mut params = Vec::new();
-        for_each_operator(job, &mut |id, op| {
-            params.push((id.to_string(), op.kind().to_string()));
-            for (k, v) in op.params(interval) {
-                params.push((format!("{id}.{k}"), v));
-            }
-        });
-        Fingerprint::new(topic, partitions, name, params)
-    }
-
-    /// The lab job's fingerprint (see [`Fingerprint::of_job`]): the state's types and timeout; with no timeout
-    /// the batch interval does not affect state either.
-    pub fn lab(topic: &str, partitions: u32, config: &LabConfig, interval: Duration) -> Self {
-        let mut job = LabJob::new(config.clone());
-        Fingerprint::of_job(topic, partitions, dstream_core::lab::JOB_NAME, &mut job, interval)
-    }
-
-    /// Every field where `self` (stored) and `current` differ, in a fixed order.
-    pub fn differences(&self, current: &Fingerprint) -> Vec<FingerprintDiff> {
-        let mut d = Vec::new();
-        let mut field = |name: &str, stored: String, now: String| {
-            if stored != now {
-                d.push(FingerprintDiff { field: name.to_string(), stored, current: now });
-            }
-        };
-        field("topic", self.topic.clone(), current.topic.clone());
-        field("partitions", self.partitions.to_string(), current.partitions.to_string());
-        field("job", self.job.clone(), current.job.clone());
-        let mut names: Vec<&String> = self.params.iter().chain(&current.params).map(|(k, _)| k).collect();
-        names.sort();
-        names.dedup();
-        let get = |p: &[(String, String)], name: &str| {
-            p.iter().find(|(k, _)| k == name).map_or("(absent)".to_string(), |(_, v)| v.clone())
-        };
-        for name in names {
-            field(name, get(&self.params, name), get(&current.params, name));
-        }
-        d
-    }
-}
-
-/// One field in which a stored fingerprint differs from the current job's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FingerprintDiff {
-    /// The field's name, e.g. `topic` or `state.timeout`.
-    pub field: String,
-    /// Its value in the checkpoint.
-    pub stored: String,
-    /// Its value in the current job.
-    pub current: String,
-}
-
-impl fmt::Display for FingerprintDiff {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: checkpoint has {:?}, this run has {:?}", self.field, self.stored, self.current)
-    }
-}
-
-/// Calls `f` with every stateful operator of `job` and its id: the name the program gave it, or its kind and
-/// position among the job's stateful operators (`map_with_state#0`), in the job's fixed order.
-pub fn for_each_operator<J: Job + ?Sized>(job: &mut J, f: &mut dyn FnMut(&str, &mut dyn Stateful)) {
-    let mut position = 0usize;
-    let mut each = |op: &mut dyn Stateful| {
-        let id = match op.name() {
-            Some(name) => name.to_string(),
-            None => format!("{}#{position}", op.kind()),
-        };
-        position += 1;
-        f(&id, op);
-    };
-    job.visit_state(&mut StateVisit::new(&mut each));
-}
-
-/// One stateful operator's state in a checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OperatorState {
-    /// The operator's id (see [`for_each_operator`]).
-    pub id: String,
-    /// Its kind, e.g. `map_with_state`.
-    pub kind: String,
-    /// Keys (or kept batches) it held.
-    pub len: u64,
-    /// Its state, in the operator's own encoding.
-    pub bytes: Vec<u8>,
-}
-
-/// A job's state in a checkpoint: one entry per stateful operator, in the job's order.
-pub type JobState = Vec<OperatorState>;
-
-/// Where a partition's stream continues: the first offset not yet assigned to any batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct NextOffset {
-    /// Partition number.
-    pub partition: i32,
-    /// First offset not covered by any generated batch.
-    pub offset: i64,
-}
-
-/// Everything in a checkpoint but the state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckpointMeta {
-    /// The job and input this checkpoint belongs to.
-    pub fingerprint: Fingerprint,
-    /// The last completed batch, whose result the state holds.
-    pub time: Time,
-    /// The batch grid's origin.
-    pub zero: Time,
-    /// The batch interval.
-    pub interval: Duration,
-    /// Where each partition continues after the last generated batch.
-    pub next_offsets: Vec<NextOffset>,
-    /// Batches generated (ranges fixed) but not completed, oldest first; they run again on restore.
-    pub pending: Vec<BatchInfo>,
-}
-
-impl CheckpointMeta {
-    /// Checks what the file's checksum cannot: that every time is within [`MAX_MILLIS`] of the origin and the
-    /// interval positive and as bounded, so no arithmetic on the grid can wrap; the first problem, described.
-    pub fn check(&self) -> Result<(), String> {
-        let interval = self.interval.millis();
-        if interval <= 0 || interval > MAX_MILLIS {
-            return Err(format!("batch interval {interval} ms is not within 1..={MAX_MILLIS} ms"));
-        }
-        let times = [("batch time", self.time), ("grid origin", self.zero)];
-        let pending = self.pending.iter().map(|b| ("pending batch time", b.time));
-        for (what, t) in times.into_iter().chain(pending) {
-            if !t.in_range() {
-                return Err(format!("{what} {} ms is out of range (at most {MAX_MILLIS} ms either side of 0)", t.0));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A whole checkpoint: metadata and the job's state, saved and loaded together.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Checkpoint<S> {
-    /// Fingerprint, time, grid, offsets and pending batches.
-    pub meta: CheckpointMeta,
-    /// The job's state after batch `meta.time`.
-    pub state: S,
-}
+pub use dstream_core::checkpoint::{
+    for_each_operator, Checkpoint, CheckpointMeta, Fingerprint, FingerprintDiff, JobState, NextOffset, OperatorState,
+};
 
 /// Why a checkpoint file cannot be used.
 #[derive(Debug, thiserror::Error)]

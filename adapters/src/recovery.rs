@@ -7,9 +7,10 @@
 //! reflected in the state exactly once; the printed output of recomputed batches appears again (at least once).
 
 use crate::checkpoint::{
-    encode, file_name, for_each_operator, Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint,
-    JobState, Loaded, NextOffset, OperatorState,
+    encode, file_name, Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore, Fingerprint, JobState, Loaded,
+    NextOffset,
 };
+use crate::run::{run_pending, CompletedBatch, PendingError, RunError, RunHooks, RunSummary};
 use crossbeam_channel::{Receiver, Sender};
 use dstream_core::key::Key;
 use dstream_core::lab::{Avg, LabCheckpoint};
@@ -20,95 +21,7 @@ use dstream_core::{
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
-/// The state of every stateful operator of `job`, as a checkpoint stores it.
-pub fn save_state<J: Job + ?Sized>(job: &mut J) -> Result<JobState, RestoreError> {
-    let mut ops = Vec::new();
-    let mut failed = None;
-    for_each_operator(job, &mut |id, op| {
-        let mut bytes = Vec::new();
-        match op.save(&mut bytes) {
-            Ok(()) => {
-                ops.push(OperatorState { id: id.to_string(), kind: op.kind().to_string(), len: op.len() as u64, bytes })
-            }
-            Err(source) => {
-                failed.get_or_insert(RestoreError::Codec { id: id.to_string(), source });
-            }
-        }
-    });
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(ops),
-    }
-}
-
-/// Restores every stateful operator of `job` (rebuilt by the program) from a checkpoint's state, by id.
-pub fn restore_state<J: Job + ?Sized>(job: &mut J, state: &JobState) -> Result<(), RestoreError> {
-    let mut failed = None;
-    let mut used = 0;
-    for_each_operator(job, &mut |id, op| {
-        if failed.is_some() {
-            return;
-        }
-        match state.iter().find(|s| s.id == id) {
-            None => failed = Some(RestoreError::Missing { id: id.to_string() }),
-            Some(s) if s.kind != op.kind() => {
-                failed = Some(RestoreError::Kind { id: id.to_string(), stored: s.kind.clone(), current: op.kind() })
-            }
-            Some(s) => {
-                used += 1;
-                if let Err(source) = op.restore(&s.bytes) {
-                    failed = Some(RestoreError::Codec { id: id.to_string(), source });
-                }
-            }
-        }
-    });
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    if used != state.len() {
-        let ids: Vec<&str> = state.iter().map(|s| s.id.as_str()).collect();
-        return Err(RestoreError::Extra { stored: ids.join(", ") });
-    }
-    Ok(())
-}
-
-/// Why a job's state could not be saved or restored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RestoreError {
-    /// An operator's state did not encode or decode.
-    #[error("state of operator {id}: {source}")]
-    Codec {
-        /// The operator.
-        id: String,
-        /// What went wrong.
-        source: StateCodecError,
-    },
-    /// The job has a stateful operator the checkpoint has no state for.
-    #[error("the checkpoint holds no state for operator {id}")]
-    Missing {
-        /// The operator.
-        id: String,
-    },
-    /// The checkpoint's operator of this id is of another kind.
-    #[error("operator {id} is a {current} in this job but a {stored} in the checkpoint")]
-    Kind {
-        /// The operator.
-        id: String,
-        /// Its kind in the checkpoint.
-        stored: String,
-        /// Its kind now.
-        current: &'static str,
-    },
-    /// The checkpoint's times or interval are out of range (see `CheckpointMeta::check`).
-    #[error("the checkpoint's {0}")]
-    Invalid(String),
-    /// The checkpoint holds state for operators this job does not have.
-    #[error("the checkpoint holds state for operators this job does not have (it has {stored})")]
-    Extra {
-        /// The checkpoint's operators.
-        stored: String,
-    },
-}
+pub use dstream_core::checkpoint::{restore_state, save_state, RestoreError};
 
 /// The lab job's state in a checkpoint's job state (its one `map_with_state` operator), if it holds one.
 pub fn lab_state(state: &JobState) -> Option<Result<LabCheckpoint, StateCodecError>> {
@@ -310,6 +223,9 @@ pub enum RecoveryError<E: std::error::Error + 'static> {
     /// The checkpoint's state does not fit the job.
     #[error("cannot restore the checkpoint's state: {0}")]
     Restore(#[from] RestoreError),
+    /// A hook after a recomputed batch failed (e.g. its checkpoint could not be written).
+    #[error("{0}")]
+    Run(String),
     /// The checkpoint after a recomputed batch could not be written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -336,34 +252,66 @@ pub fn restore<J: Job>(
 }
 
 impl<J: Job> Resumed<J> {
-    /// Runs every pending batch again over its stored ranges, in order: `fetch` fills the batch with exactly
-    /// the records of the ranges, `on_report` sees each report (print it: at-least-once output), and the
-    /// checkpointer (if any) saves after each, so a crash during catch-up loses nothing either.
+    /// Runs every pending batch again over its stored ranges, in order, through the same path as a live batch
+    /// ([`run_pending`]): `fetch` fills the batch with exactly the records of the ranges, `on_report` sees each
+    /// report (print it: at-least-once output), and the checkpointer (if any) saves after each, so a crash during
+    /// catch-up loses nothing either.
     pub fn recompute<E, F, R>(
         &mut self,
-        mut checkpointer: Option<&mut Checkpointer>,
+        checkpointer: Option<&mut Checkpointer>,
         clock: &dyn Clock,
-        mut fetch: F,
-        mut on_report: R,
+        fetch: F,
+        on_report: R,
     ) -> Result<(), RecoveryError<E>>
     where
         E: std::error::Error + 'static,
         F: FnMut(&[OffsetRange], &mut RecordBatch) -> Result<(), E>,
         R: FnMut(&BatchReport),
     {
-        let mut batch = RecordBatch::new();
-        while !self.pending.is_empty() {
-            let info = &self.pending[0];
-            batch.clear();
-            fetch(&info.ranges, &mut batch).map_err(|source| RecoveryError::Fetch { time: info.time, source })?;
-            let report = self.engine.run_batch(info.time, &mut batch, clock)?;
-            on_report(&report);
-            self.pending.remove(0);
-            if let Some(c) = checkpointer.as_deref_mut() {
-                c.after_batch(&mut self.engine, &self.next_offsets, &self.pending)?;
+        struct Hooks<'a, R> {
+            checkpointer: Option<&'a mut Checkpointer>,
+            on_report: R,
+        }
+        impl<J: Job, R: FnMut(&BatchReport)> RunHooks<J> for Hooks<'_, R> {
+            fn after_batch(
+                &mut self,
+                b: &mut CompletedBatch<'_, J>,
+            ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                (self.on_report)(b.report);
+                if let Some(c) = self.checkpointer.as_deref_mut() {
+                    let next: Vec<NextOffset> =
+                        b.next_offsets.iter().map(|&(partition, offset)| NextOffset { partition, offset }).collect();
+                    c.after_batch(b.engine, &next, b.pending)?;
+                }
+                Ok(())
+            }
+            fn needs_records(&self) -> bool {
+                false
             }
         }
-        Ok(())
+        let pending = std::mem::take(&mut self.pending);
+        let next: Vec<(i32, i64)> = self.next_offsets.iter().map(|n| (n.partition, n.offset)).collect();
+        let mut hooks = Hooks { checkpointer, on_report };
+        let mut summary = RunSummary::default();
+        let (mut out, mut status) = (std::io::sink(), std::io::sink());
+        let result = run_pending(
+            &mut self.engine,
+            &pending,
+            &next,
+            fetch,
+            &mut hooks,
+            &mut summary,
+            &mut out,
+            &mut status,
+            clock,
+        );
+        // What did not run stays pending.
+        self.pending = pending[summary.batches as usize..].to_vec();
+        result.map_err(|e| match e {
+            PendingError::Fetch { time, source } => RecoveryError::Fetch { time, source },
+            PendingError::Run(RunError::Engine(e)) => RecoveryError::Engine(e),
+            PendingError::Run(e) => RecoveryError::Run(e.to_string()),
+        })
     }
 }
 

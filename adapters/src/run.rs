@@ -216,22 +216,21 @@ pub fn run_job_to_end<J: Job>(
     let mut current: Vec<(i32, i64)> = direct.current_offsets().to_vec();
     let mut summary = RunSummary::default();
     // Catch up first: stored batches run again over exactly their ranges (their output appears again).
-    let mut records = RecordBatch::new();
-    for (i, info) in pending.iter().enumerate() {
-        records.clear();
-        fetcher.fetch_ranges(&info.ranges, &mut records)?;
-        let report = engine.run_batch(info.time, &mut records, &clock)?;
-        let mut done = CompletedBatch {
-            info,
-            report: &report,
-            records: &records,
-            engine: &mut engine,
-            next_offsets: &current,
-            pending: &pending[i + 1..],
-            lag: 0,
-        };
-        finish_batch(&mut done, &mut summary, hooks, out, status)?;
-    }
+    run_pending(
+        &mut engine,
+        &pending,
+        &current,
+        |r, b| fetcher.fetch_ranges(r, b),
+        hooks,
+        &mut summary,
+        out,
+        status,
+        &clock,
+    )
+    .map_err(|e| match e {
+        PendingError::Fetch { source, .. } => RunError::Kafka(source),
+        PendingError::Run(e) => e,
+    })?;
     let timer = engine.timer().clone();
 
     // generate thread --(tick, ranges)--> fetch thread --(fetched bytes)--> this thread, which reads the records.
@@ -265,6 +264,56 @@ pub fn run_job_to_end<J: Job>(
         .at_end(&mut RunEnd { engine: &mut engine, next_offsets: &next_offsets, pending: &pending })
         .map_err(RunError::End)?;
     Ok(RunOutcome { summary, resume: Resume { offsets: next_offsets, engine, pending } })
+}
+
+/// Why running stored batches again failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PendingError<E: std::error::Error + 'static> {
+    /// The records of a stored batch could not be fetched (e.g. retention deleted them).
+    #[error("cannot fetch the records of stored batch {time}: {source}")]
+    Fetch {
+        /// The batch.
+        time: Time,
+        /// The source's error.
+        source: E,
+    },
+    /// The batch failed, or its output or hooks did.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// Runs stored batches again over exactly their ranges, oldest first (after a restart: the batches a checkpoint
+/// left pending), through the same path as a live batch: printed output, status line, hooks (recording,
+/// malformed records, checkpoints). `next_offsets` is where the live stream continues after all of them.
+#[allow(clippy::too_many_arguments)]
+pub fn run_pending<J: Job, E: std::error::Error + 'static>(
+    engine: &mut Engine<J>,
+    pending: &[BatchInfo],
+    next_offsets: &[(i32, i64)],
+    mut fetch: impl FnMut(&[OffsetRange], &mut RecordBatch) -> Result<(), E>,
+    hooks: &mut dyn RunHooks<J>,
+    summary: &mut RunSummary,
+    out: &mut dyn Write,
+    status: &mut dyn Write,
+    clock: &dyn Clock,
+) -> Result<(), PendingError<E>> {
+    let mut records = RecordBatch::new();
+    for (i, info) in pending.iter().enumerate() {
+        records.clear();
+        fetch(&info.ranges, &mut records).map_err(|source| PendingError::Fetch { time: info.time, source })?;
+        let report = engine.run_batch(info.time, &mut records, clock).map_err(RunError::from)?;
+        let mut done = CompletedBatch {
+            info,
+            report: &report,
+            records: &records,
+            engine,
+            next_offsets,
+            pending: &pending[i + 1..],
+            lag: 0,
+        };
+        finish_batch(&mut done, summary, hooks, out, status)?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -150,6 +150,9 @@ pub enum StreamingError {
     /// The checkpoint directory could not be used.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The recording could not be replayed.
+    #[error("replay: {0}")]
+    Replay(String),
     /// The checkpoint's state does not fit this program.
     #[error("cannot restore the checkpoint {}: {source}", path.display())]
     Restore {
@@ -209,6 +212,7 @@ pub struct StreamingContext {
     checkpoint: Option<CheckpointSettings>,
     source: Option<Source>,
     record: Option<PathBuf>,
+    replay: Option<PathBuf>,
     status: bool,
     batches: Option<u64>,
     out: Box<dyn Write>,
@@ -220,6 +224,7 @@ pub struct StreamingContext {
 enum Phase {
     Defining,
     Started(Box<Started>),
+    Replaying(Graph),
     Stopped,
 }
 
@@ -239,6 +244,7 @@ impl StreamingContext {
             checkpoint: None,
             source: None,
             record: None,
+            replay: None,
             status: true,
             batches: None,
             out: Box::new(std::io::stdout()),
@@ -286,6 +292,14 @@ impl StreamingContext {
         self
     }
 
+    /// Runs the program over a recording (made with [`record_to`](Self::record_to) or `dstream record`) instead of
+    /// Kafka: batch by batch at the recorded times, with the recorded records, printing what the recorded run
+    /// printed. No broker is needed; checkpoints are not written.
+    pub fn replay_from(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.replay = Some(path.into());
+        self
+    }
+
     /// What a refused record does (see [`InputStream::try_map`]): skip and report it (default), or fail.
     pub fn on_malformed(&mut self, policy: MalformedPolicy) -> &mut Self {
         self.graph.set_malformed_policy(policy);
@@ -326,6 +340,13 @@ impl StreamingContext {
     pub fn start(&mut self) -> Result<(), StreamingError> {
         if !matches!(self.phase, Phase::Defining) {
             return Err(StreamingError::Usage("the context was already started"));
+        }
+        if self.replay.is_some() {
+            if self.graph.outputs() == 0 {
+                return Err(StreamingError::Usage("no output operations registered, so nothing to execute"));
+            }
+            self.phase = Phase::Replaying(self.graph.build());
+            return Ok(());
         }
         let source = self
             .source
@@ -434,6 +455,10 @@ impl StreamingContext {
         match &self.phase {
             Phase::Defining => return Err(StreamingError::Usage("the context was not started")),
             Phase::Stopped => return Ok(true),
+            Phase::Replaying(_) => {
+                self.replay_recording()?;
+                return Ok(true);
+            }
             Phase::Started(_) => {}
         }
         self.phase = self.run_phase(timeout)?;
@@ -445,6 +470,34 @@ impl StreamingContext {
             self.stop(false)?;
         }
         Ok(terminated)
+    }
+
+    /// Runs the whole recording through the graph.
+    fn replay_recording(&mut self) -> Result<(), StreamingError> {
+        let Phase::Replaying(job) = std::mem::replace(&mut self.phase, Phase::Stopped) else { return Ok(()) };
+        let path = self.replay.clone().expect("replaying has a path");
+        let replay_err = |e: dstream_harness::replay::ReplayError| StreamingError::Replay(e.to_string());
+        let mut reader = dstream_harness::recording::RecordingReader::open(&path)
+            .map_err(|e| StreamingError::Replay(format!("{}: {e}", path.display())))?;
+        let listeners = &mut self.listeners;
+        let mut on_batch = |r: &dstream_core::BatchReport| {
+            r.malformed.iter().for_each(|m| eprintln!("dstream: {m}"));
+            let info = BatchInfo { time: r.time, ranges: Vec::new() };
+            let done = BatchCompleted {
+                info: &info,
+                records: r.records,
+                malformed: &r.malformed,
+                scheduling_delay: r.scheduling_delay,
+                processing_time: r.processing_time,
+                lag: 0,
+            };
+            for l in listeners.iter_mut() {
+                l.on_batch_started(&info);
+                l.on_batch_completed(&done);
+            }
+        };
+        dstream_harness::replay::replay_reader(job, &mut reader, &mut self.out, &mut on_batch).map_err(replay_err)?;
+        Ok(())
     }
 
     /// Runs the started context until it stops or `timeout` passes; the phase to continue from.

@@ -148,6 +148,56 @@ fn ctrl_c_between_batches_saves_the_last_batch_whatever_the_interval() {
     assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 50, "{seen}{rest}");
 }
 
+#[test]
+fn pending_batches_run_again_through_the_live_path() {
+    use dstream_adapters::checkpoint::{read_file, CheckpointStore, JobState, NextOffset};
+    use dstream_core::{BatchInfo, Duration, OffsetRange};
+    let Some(b) = broker() else { return };
+    let addr = b.addr();
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("ck");
+    let ck_s = ck.to_str().unwrap();
+    generate(addr, 300, 9, &[]);
+    let run = || {
+        dstream(&[
+            "run",
+            "--brokers",
+            addr,
+            "--starting-offsets",
+            "earliest",
+            "--batch-interval",
+            "100ms",
+            "--max-rate-per-partition",
+            "1000",
+            "--batches",
+            "1",
+            "--print",
+            "1000",
+            "--checkpoint",
+            ck_s,
+        ])
+    };
+    ok(&run());
+    // As if the run had generated the next batch ([100, 200)) and died before completing it.
+    let mut cp = read_file::<JobState>(&newest(&ck)).unwrap();
+    let pending = BatchInfo {
+        time: cp.meta.time + Duration::from_millis(100),
+        ranges: vec![OffsetRange { partition: 0, from: 100, until: 200 }],
+    };
+    cp.meta.pending = vec![pending.clone()];
+    cp.meta.next_offsets = vec![NextOffset { partition: 0, offset: 200 }];
+    CheckpointStore::open(&ck).unwrap().save(&cp).unwrap();
+
+    let second = run();
+    let out = ok(&second);
+    let err = stderr(&second);
+    // The pending batch has its status line and its output, as a live batch does; then one live batch follows.
+    assert!(err.contains(&format!("dstream: batch {}: 100 records", pending.time)), "{err}");
+    assert!(out.contains(&format!("Time: {}\n", pending.time)), "{out}");
+    assert_eq!(common::batch_record_counts(&err), vec![100, 100], "{err}");
+    assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 300);
+}
+
 /// Issue 14 item 9: while one `dstream run --checkpoint DIR` runs, a second on the same directory is refused with
 /// one line naming the first's pid, and touches nothing; once the first has stopped, the directory is free.
 #[test]

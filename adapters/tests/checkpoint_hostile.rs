@@ -89,7 +89,8 @@ fn show_falls_back_over_a_length_near_2_64() {
 /// they were. Each is now one line naming the file.
 #[test]
 fn show_refuses_a_state_no_run_writes() {
-    let cases: [(&[(&str, i128, u64)], &str); 4] = [
+    type Rows = &'static [(&'static str, i128, u64)];
+    let cases: [(Rows, &str); 4] = [
         (&[("a", 0, 1 << 60), ("b", 0, 0)], "invalid"),
         (&[("a", 5, 0)], "invalid"),
         (&[("a", i128::MAX, 1)], "invalid"),

@@ -382,7 +382,8 @@ fn any_length_field_value_falls_back_to_the_previous_checkpoint() {
 /// have (a batch time near 2^63 wrapped the grid) is skipped for the previous checkpoint, saying what is wrong.
 #[test]
 fn times_no_run_can_have_fall_back_to_the_previous_checkpoint() {
-    let edits: [(&str, fn(&mut CheckpointMeta)); 6] = [
+    type Edit = fn(&mut CheckpointMeta);
+    let edits: [(&str, Edit); 6] = [
         ("batch time", |m| m.time = Time(i64::MAX - 5)),
         ("batch time", |m| m.time = Time(i64::MIN)),
         ("grid origin", |m| m.zero = Time(i64::MIN + 1)),

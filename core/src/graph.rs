@@ -367,6 +367,7 @@ where
     }
 
     /// `mapWithState(spec)`: the spec's function once per record, with the key's state; see [`StateSpec`].
+    #[allow(clippy::type_complexity)]
     pub fn map_with_state<S, F>(&self, spec: StateSpec<F, K, S>) -> Stream<MapWithState<Shared<D>, F, K, S, F::Output>>
     where
         K: Hash + Eq + Ord + StableHash + fmt::Debug + Serialize + DeserializeOwned,
@@ -386,6 +387,7 @@ where
     S: Clone + 'static,
 {
     /// `stateSnapshots()`: every live (key, state) after each batch, sorted by key.
+    #[allow(clippy::type_complexity)]
     pub fn state_snapshots(&self) -> Stream<Snapshots<MapWithState<P, F, K, S, M>>> {
         self.graph.stream(Snapshots::of(self.up()))
     }

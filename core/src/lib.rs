@@ -4,6 +4,7 @@
 //! outputs out. See `README.md` at the workspace root for the documented deviations from Spark.
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod engine;
 pub mod graph;
 pub mod jvm;

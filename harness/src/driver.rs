@@ -18,13 +18,21 @@
 //! ```
 
 use crate::recording::Frame;
-use dstream_core::lab::{Avg, LabCheckpoint, LabConfig, LabJob, Output};
+use dstream_core::checkpoint::{
+    restore_state, save_state, Checkpoint, CheckpointMeta, Fingerprint, JobState, NextOffset, RestoreError,
+};
+use dstream_core::graph::{GraphBuilder, Stream};
+use dstream_core::lab::{Avg, LabCheckpoint, LabConfig, LabJob, Output as LabOutput};
 use dstream_core::{
     BatchTimer, Clock, Duration, Engine, EngineError, Job, Key, Malformed, ManualClock, OffsetRange, RecordBatch, Time,
 };
+use dstream_core::{DStream, Graph, StateCodecError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::fmt;
+use std::rc::Rc;
 
 /// A job the driver can run and observe: its mapped output and its state after each batch.
 pub trait DriverJob: Job {
@@ -49,9 +57,9 @@ pub trait CheckpointJob: DriverJob {
 }
 
 impl DriverJob for LabJob {
-    type Output = Output;
+    type Output = LabOutput;
     type Snapshot = Vec<(Key, Avg)>;
-    fn mapped(&self) -> Vec<Output> {
+    fn mapped(&self) -> Vec<LabOutput> {
         self.last_output()
     }
     fn snapshot_state(&self) -> Self::Snapshot {
@@ -324,6 +332,131 @@ impl<J: CheckpointJob> Driver<J> {
             next_offsets: next,
             snapshots: true,
         }
+    }
+}
+
+/// Any graph built with [`GraphBuilder`] runs in the driver; its output is read through [`Output`] handles and
+/// its state per stateful operator.
+impl DriverJob for Graph {
+    type Output = ();
+    type Snapshot = ();
+    fn mapped(&self) -> Vec<()> {
+        Vec::new()
+    }
+    fn snapshot_state(&self) {}
+}
+
+/// The elements a stream produced, batch by batch, as the driver ran it (Kafka Streams' `TestOutputTopic`).
+pub struct Output<T> {
+    batches: Captured<T>,
+}
+
+/// Batches captured and not read yet.
+type Captured<T> = Rc<RefCell<VecDeque<(Time, Vec<T>)>>>;
+
+impl<T: Clone + 'static> Output<T> {
+    /// Captures `stream`'s elements (an output operation on its graph: create it before the driver).
+    pub fn capture<D>(stream: &Stream<D>) -> Self
+    where
+        D: DStream<Item = T> + 'static,
+    {
+        let batches: Captured<T> = Rc::default();
+        let b = batches.clone();
+        stream.foreach_batch(move |t, items: &[T]| b.borrow_mut().push_back((t, items.to_vec())));
+        Output { batches }
+    }
+    /// The oldest batch not read yet: its time and elements.
+    pub fn read_batch(&self) -> Option<(Time, Vec<T>)> {
+        self.batches.borrow_mut().pop_front()
+    }
+    /// Every element not read yet, in order, across batches.
+    pub fn read_values(&self) -> Vec<T> {
+        self.batches.borrow_mut().drain(..).flat_map(|(_, v)| v).collect()
+    }
+    /// True if every batch has been read.
+    pub fn is_empty(&self) -> bool {
+        self.batches.borrow().is_empty()
+    }
+}
+
+/// Why a graph driver could not read or restore state.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverStateError {
+    /// No stateful operator has this id.
+    #[error("no stateful operator {0:?} (the graph has: {1})")]
+    NoOperator(String, String),
+    /// The state could not be saved, decoded or restored.
+    #[error(transparent)]
+    State(#[from] RestoreError),
+    /// The state does not decode as the type asked for.
+    #[error("the state of {0} does not decode as asked: {1}")]
+    Decode(String, StateCodecError),
+}
+
+impl Driver<Graph> {
+    /// A driver of everything `graph` defines so far (build [`Output`]s first), clock at zero, first batch at
+    /// `batch_interval`.
+    pub fn for_graph(graph: &GraphBuilder, batch_interval: Duration) -> Self {
+        Driver::with_job(graph.build(), batch_interval).without_snapshots()
+    }
+
+    /// The state of every stateful operator now, as a checkpoint holds it.
+    pub fn operator_states(&mut self) -> Result<JobState, DriverStateError> {
+        Ok(save_state(self.engine.job_mut())?)
+    }
+
+    /// The state of the stateful operator `id` (its name, or `kind#position`), decoded as `T` (e.g.
+    /// `MapWithStateCheckpoint<K, S>` for `map_with_state`).
+    pub fn state<T: DeserializeOwned>(&mut self, id: &str) -> Result<T, DriverStateError> {
+        let ops = self.operator_states()?;
+        let Some(op) = ops.iter().find(|o| o.id == id) else {
+            let ids: Vec<&str> = ops.iter().map(|o| o.id.as_str()).collect();
+            return Err(DriverStateError::NoOperator(id.to_string(), ids.join(", ")));
+        };
+        dstream_core::stateful::decode(&op.bytes).map_err(|e| DriverStateError::Decode(id.to_string(), e))
+    }
+
+    /// Where the driver stands after its last batch, as the checkpoint file store writes it (`topic` stands for
+    /// the source in the fingerprint). Records piped since are not included.
+    pub fn checkpoint_as(&mut self, topic: &str, job_name: &str) -> Result<Checkpoint<JobState>, DriverStateError> {
+        let interval = self.engine.timer().interval();
+        let fingerprint =
+            Fingerprint::of_job(topic, self.partitions() as u32, job_name, self.engine.job_mut(), interval);
+        let meta = CheckpointMeta {
+            fingerprint,
+            time: self.clock.now(),
+            zero: self.zero(),
+            interval,
+            next_offsets: self
+                .committed
+                .iter()
+                .enumerate()
+                .map(|(p, &offset)| NextOffset { partition: p as i32, offset })
+                .collect(),
+            pending: Vec::new(),
+        };
+        Ok(Checkpoint { meta, state: self.operator_states()? })
+    }
+
+    /// A driver of `graph` (built anew by the program, outputs captured first) continuing from `checkpoint`:
+    /// same grid, offsets and state.
+    pub fn from_checkpoint(graph: &GraphBuilder, checkpoint: &Checkpoint<JobState>) -> Result<Self, DriverStateError> {
+        let mut job = graph.build();
+        restore_state(&mut job, &checkpoint.state)?;
+        let meta = &checkpoint.meta;
+        let timer = BatchTimer::resume(meta.zero, meta.interval, meta.time);
+        let mut next: Vec<i64> = meta.next_offsets.iter().map(|n| n.offset).collect();
+        if next.is_empty() {
+            next.push(0);
+        }
+        Ok(Driver {
+            engine: Engine::new(job, timer),
+            clock: ManualClock::new(meta.time),
+            pending: RecordBatch::new(),
+            committed: next.clone(),
+            next_offsets: next,
+            snapshots: false,
+        })
     }
 }
 

@@ -1,0 +1,267 @@
+//! What a checkpoint holds, whatever stores it: the job's fingerprint, where the stream stands, and the state
+//! of every stateful operator, one frame each. The file store (in the adapters) and the test driver (in the
+//! harness) write and read these same types.
+
+use crate::engine::BatchInfo;
+use crate::lab::{LabConfig, LabJob};
+use crate::stateful::{StateCodecError, StateVisit, Stateful};
+use crate::stream::Job;
+use crate::time::{Duration, Time, MAX_MILLIS};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What a checkpoint belongs to: a checkpoint is only resumed by the same job over the same input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// Kafka topic (or source name).
+    pub topic: String,
+    /// Number of partitions of the topic.
+    pub partitions: u32,
+    /// The job's name.
+    pub job: String,
+    /// Parameters that affect the job's state, as (name, value) pairs sorted by name.
+    pub params: Vec<(String, String)>,
+}
+
+impl Fingerprint {
+    /// A fingerprint with the given parameters (sorted by name here).
+    pub fn new(topic: &str, partitions: u32, job: &str, mut params: Vec<(String, String)>) -> Self {
+        params.sort();
+        Fingerprint { topic: topic.to_string(), partitions, job: job.to_string(), params }
+    }
+
+    /// The fingerprint of `job` named `name` reading `topic`: each stateful operator (by id) with its kind and the
+    /// parameters that define its state. What does not change state (a `print` count, a closure) does not count.
+    pub fn of_job<J: Job + ?Sized>(topic: &str, partitions: u32, name: &str, job: &mut J, interval: Duration) -> Self {
+        let mut params = Vec::new();
+        for_each_operator(job, &mut |id, op| {
+            params.push((id.to_string(), op.kind().to_string()));
+            for (k, v) in op.params(interval) {
+                params.push((format!("{id}.{k}"), v));
+            }
+        });
+        Fingerprint::new(topic, partitions, name, params)
+    }
+
+    /// The lab job's fingerprint (see [`Fingerprint::of_job`]): the state's types and timeout; with no timeout
+    /// the batch interval does not affect state either.
+    pub fn lab(topic: &str, partitions: u32, config: &LabConfig, interval: Duration) -> Self {
+        let mut job = LabJob::new(config.clone());
+        Fingerprint::of_job(topic, partitions, crate::lab::JOB_NAME, &mut job, interval)
+    }
+
+    /// Every field where `self` (stored) and `current` differ, in a fixed order.
+    pub fn differences(&self, current: &Fingerprint) -> Vec<FingerprintDiff> {
+        let mut d = Vec::new();
+        let mut field = |name: &str, stored: String, now: String| {
+            if stored != now {
+                d.push(FingerprintDiff { field: name.to_string(), stored, current: now });
+            }
+        };
+        field("topic", self.topic.clone(), current.topic.clone());
+        field("partitions", self.partitions.to_string(), current.partitions.to_string());
+        field("job", self.job.clone(), current.job.clone());
+        let mut names: Vec<&String> = self.params.iter().chain(&current.params).map(|(k, _)| k).collect();
+        names.sort();
+        names.dedup();
+        let get = |p: &[(String, String)], name: &str| {
+            p.iter().find(|(k, _)| k == name).map_or("(absent)".to_string(), |(_, v)| v.clone())
+        };
+        for name in names {
+            field(name, get(&self.params, name), get(&current.params, name));
+        }
+        d
+    }
+}
+
+/// One field in which a stored fingerprint differs from the current job's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FingerprintDiff {
+    /// The field's name, e.g. `topic` or `state.timeout`.
+    pub field: String,
+    /// Its value in the checkpoint.
+    pub stored: String,
+    /// Its value in the current job.
+    pub current: String,
+}
+
+impl fmt::Display for FingerprintDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: checkpoint has {:?}, this run has {:?}", self.field, self.stored, self.current)
+    }
+}
+
+/// Calls `f` with every stateful operator of `job` and its id: the name the program gave it, or its kind and
+/// position among the job's stateful operators (`map_with_state#0`), in the job's fixed order.
+pub fn for_each_operator<J: Job + ?Sized>(job: &mut J, f: &mut dyn FnMut(&str, &mut dyn Stateful)) {
+    let mut position = 0usize;
+    let mut each = |op: &mut dyn Stateful| {
+        let id = match op.name() {
+            Some(name) => name.to_string(),
+            None => format!("{}#{position}", op.kind()),
+        };
+        position += 1;
+        f(&id, op);
+    };
+    job.visit_state(&mut StateVisit::new(&mut each));
+}
+
+/// One stateful operator's state in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorState {
+    /// The operator's id (see [`for_each_operator`]).
+    pub id: String,
+    /// Its kind, e.g. `map_with_state`.
+    pub kind: String,
+    /// Keys (or kept batches) it held.
+    pub len: u64,
+    /// Its state, in the operator's own encoding.
+    pub bytes: Vec<u8>,
+}
+
+/// A job's state in a checkpoint: one entry per stateful operator, in the job's order.
+pub type JobState = Vec<OperatorState>;
+
+/// Where a partition's stream continues: the first offset not yet assigned to any batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NextOffset {
+    /// Partition number.
+    pub partition: i32,
+    /// First offset not covered by any generated batch.
+    pub offset: i64,
+}
+
+/// Everything in a checkpoint but the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// The job and input this checkpoint belongs to.
+    pub fingerprint: Fingerprint,
+    /// The last completed batch, whose result the state holds.
+    pub time: Time,
+    /// The batch grid's origin.
+    pub zero: Time,
+    /// The batch interval.
+    pub interval: Duration,
+    /// Where each partition continues after the last generated batch.
+    pub next_offsets: Vec<NextOffset>,
+    /// Batches generated (ranges fixed) but not completed, oldest first; they run again on restore.
+    pub pending: Vec<BatchInfo>,
+}
+
+impl CheckpointMeta {
+    /// Checks what the file's checksum cannot: that every time is within [`MAX_MILLIS`] of the origin and the
+    /// interval positive and as bounded, so no arithmetic on the grid can wrap; the first problem, described.
+    pub fn check(&self) -> Result<(), String> {
+        let interval = self.interval.millis();
+        if interval <= 0 || interval > MAX_MILLIS {
+            return Err(format!("batch interval {interval} ms is not within 1..={MAX_MILLIS} ms"));
+        }
+        let times = [("batch time", self.time), ("grid origin", self.zero)];
+        let pending = self.pending.iter().map(|b| ("pending batch time", b.time));
+        for (what, t) in times.into_iter().chain(pending) {
+            if !t.in_range() {
+                return Err(format!("{what} {} ms is out of range (at most {MAX_MILLIS} ms either side of 0)", t.0));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A whole checkpoint: metadata and the job's state, saved and loaded together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint<S> {
+    /// Fingerprint, time, grid, offsets and pending batches.
+    pub meta: CheckpointMeta,
+    /// The job's state after batch `meta.time`.
+    pub state: S,
+}
+
+/// The state of every stateful operator of `job`, as a checkpoint stores it.
+pub fn save_state<J: Job + ?Sized>(job: &mut J) -> Result<JobState, RestoreError> {
+    let mut ops = Vec::new();
+    let mut failed = None;
+    for_each_operator(job, &mut |id, op| {
+        let mut bytes = Vec::new();
+        match op.save(&mut bytes) {
+            Ok(()) => {
+                ops.push(OperatorState { id: id.to_string(), kind: op.kind().to_string(), len: op.len() as u64, bytes })
+            }
+            Err(source) => {
+                failed.get_or_insert(RestoreError::Codec { id: id.to_string(), source });
+            }
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(ops),
+    }
+}
+
+/// Restores every stateful operator of `job` (rebuilt by the program) from a checkpoint's state, by id.
+pub fn restore_state<J: Job + ?Sized>(job: &mut J, state: &JobState) -> Result<(), RestoreError> {
+    let mut failed = None;
+    let mut used = 0;
+    for_each_operator(job, &mut |id, op| {
+        if failed.is_some() {
+            return;
+        }
+        match state.iter().find(|s| s.id == id) {
+            None => failed = Some(RestoreError::Missing { id: id.to_string() }),
+            Some(s) if s.kind != op.kind() => {
+                failed = Some(RestoreError::Kind { id: id.to_string(), stored: s.kind.clone(), current: op.kind() })
+            }
+            Some(s) => {
+                used += 1;
+                if let Err(source) = op.restore(&s.bytes) {
+                    failed = Some(RestoreError::Codec { id: id.to_string(), source });
+                }
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if used != state.len() {
+        let ids: Vec<&str> = state.iter().map(|s| s.id.as_str()).collect();
+        return Err(RestoreError::Extra { stored: ids.join(", ") });
+    }
+    Ok(())
+}
+
+/// Why a job's state could not be saved or restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// An operator's state did not encode or decode.
+    #[error("state of operator {id}: {source}")]
+    Codec {
+        /// The operator.
+        id: String,
+        /// What went wrong.
+        source: StateCodecError,
+    },
+    /// The job has a stateful operator the checkpoint has no state for.
+    #[error("the checkpoint holds no state for operator {id}")]
+    Missing {
+        /// The operator.
+        id: String,
+    },
+    /// The checkpoint's operator of this id is of another kind.
+    #[error("operator {id} is a {current} in this job but a {stored} in the checkpoint")]
+    Kind {
+        /// The operator.
+        id: String,
+        /// Its kind in the checkpoint.
+        stored: String,
+        /// Its kind now.
+        current: &'static str,
+    },
+    /// The checkpoint's times or interval are out of range (see [`CheckpointMeta::check`]).
+    #[error("the checkpoint's {0}")]
+    Invalid(String),
+    /// The checkpoint holds state for operators this job does not have.
+    #[error("the checkpoint holds state for operators this job does not have (it has {stored})")]
+    Extra {
+        /// The checkpoint's operators.
+        stored: String,
+    },
+}
