@@ -12,6 +12,7 @@ use dstream_core::graph::{InputStream, Stream};
 use dstream_core::{DStream, Duration};
 
 /// The job: words counted per batch, and over a window of 6 s sliding by 2 s.
+#[allow(clippy::type_complexity)]
 pub fn word_counts(
     lines: &InputStream,
 ) -> (Stream<impl DStream<Item = (String, i64)>>, Stream<impl DStream<Item = (String, i64)>>) {

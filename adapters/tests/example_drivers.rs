@@ -1,6 +1,8 @@
 //! The examples' jobs in the test driver, without a broker: the same functions the examples run live, fed
 //! records batch by batch on a manual clock, their output read per stream and their state per operator; a
 //! driver checkpoint goes through the file store's format and restores into the job built anew.
+// Each example includes the examples' shared argument parser.
+#![allow(clippy::duplicate_mod)]
 
 #[path = "../examples/lab.rs"]
 #[allow(dead_code)]
