@@ -46,28 +46,30 @@ impl Duration {
     }
 }
 
+// Time arithmetic saturates: a time near the ends of the range (from a file, say) sticks there instead of wrapping
+// to the other end, so a grid never runs backwards (a repeated batch time is then refused as out of order).
 impl std::ops::Add<Duration> for Time {
     type Output = Time;
     fn add(self, d: Duration) -> Time {
-        Time(self.0 + d.0)
+        Time(self.0.saturating_add(d.0))
     }
 }
 impl std::ops::Sub<Duration> for Time {
     type Output = Time;
     fn sub(self, d: Duration) -> Time {
-        Time(self.0 - d.0)
+        Time(self.0.saturating_sub(d.0))
     }
 }
 impl std::ops::Sub<Time> for Time {
     type Output = Duration;
     fn sub(self, t: Time) -> Duration {
-        Duration(self.0 - t.0)
+        Duration(self.0.saturating_sub(t.0))
     }
 }
 impl std::ops::Mul<i64> for Duration {
     type Output = Duration;
     fn mul(self, k: i64) -> Duration {
-        Duration(self.0 * k)
+        Duration(self.0.saturating_mul(k))
     }
 }
 
@@ -160,7 +162,7 @@ impl BatchTimer {
     /// A timer for a first start at `now`: the first tick is strictly after `now`, and zero is one interval before it.
     pub fn first_start(now: Time, interval: Duration) -> Self {
         assert!(interval.0 > 0, "batch interval must be positive");
-        let first = Time((now.0.div_euclid(interval.0) + 1) * interval.0);
+        let first = Time(now.0.div_euclid(interval.0).saturating_add(1).saturating_mul(interval.0));
         BatchTimer { zero: first - interval, interval, next: first }
     }
 
@@ -222,6 +224,19 @@ mod tests {
             got.push(t.0);
         }
         assert_eq!(got, vec![1000, 2000, 3000, 4000, 5000]);
+    }
+
+    /// Issue 14 item 8: a grid resumed after a time near 2^63 never wraps to negative times.
+    #[test]
+    fn a_grid_near_the_end_of_time_does_not_wrap() {
+        let mut t = BatchTimer::resume(Time(0), Duration(1000), Time(i64::MAX - 10));
+        assert_eq!(t.next_time(), Time(i64::MAX));
+        assert_eq!(t.poll(Time(i64::MAX)), Some(Time(i64::MAX)));
+        assert_eq!(t.next_time(), Time(i64::MAX));
+        let t = BatchTimer::first_start(Time(i64::MAX - 10), Duration(1000));
+        assert!(t.next_time() > Time(i64::MAX - 10) || t.next_time() == Time(i64::MAX));
+        assert_eq!(Time(i64::MIN) - Duration(1), Time(i64::MIN));
+        assert_eq!(Time(i64::MIN) - Time(1), Duration(i64::MIN));
     }
 
     #[test]
