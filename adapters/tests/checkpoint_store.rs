@@ -26,7 +26,10 @@ fn checkpoint(t: i64) -> Checkpoint<LabCheckpoint> {
             time: Time(t),
             zero: Time(0),
             interval: Duration(1000),
-            next_offsets: vec![NextOffset { partition: 0, offset: n as i64 }, NextOffset { partition: 1, offset: 7 }],
+            next_offsets: vec![
+                NextOffset { partition: 0, offset: n as i64 + 1 },
+                NextOffset { partition: 1, offset: 7 },
+            ],
             pending: vec![BatchInfo {
                 time: Time(t + 1000),
                 ranges: vec![OffsetRange { partition: 0, from: n as i64, until: n as i64 + 1 }],
@@ -400,5 +403,35 @@ fn times_no_run_can_have_fall_back_to_the_previous_checkpoint() {
         assert_eq!(loaded.checkpoint, checkpoint(1000), "{what}");
         let reason = loaded.skipped[0].to_string();
         assert!(reason.contains("checkpoint-2000") && reason.contains(what), "{reason}");
+    }
+}
+
+/// Issue 14 item 8: next offsets and pending batches no run writes (seen with a real broker: a partition left
+/// out started afresh, one listed twice was read twice, a pending batch before the checkpoint's batch was counted
+/// again) are skipped for the previous checkpoint, saying what is wrong.
+#[test]
+fn offsets_and_pending_batches_no_run_writes_fall_back_to_the_previous_checkpoint() {
+    type Edit = fn(&mut CheckpointMeta);
+    let edits: [(&str, Edit); 8] = [
+        ("name partition 7", |m| m.next_offsets[1].partition = 7),
+        ("leave out partition 1", |m| {
+            m.next_offsets.pop();
+        }),
+        ("list partition 0 twice", |m| m.next_offsets[1].partition = 0),
+        ("is negative", |m| m.next_offsets[1].offset = -1),
+        ("is not after", |m| m.pending[0].time = m.time),
+        ("names partition 9", |m| m.pending[0].ranges[0].partition = 9),
+        ("outside [0, 3)", |m| m.pending[0].ranges[0].from = 4),
+        ("outside [0, 3)", |m| m.pending[0].ranges[0].until = 4),
+    ];
+    for (what, edit) in edits {
+        let (_d, store) = store_with(&[1000]);
+        let mut bad = checkpoint(2000);
+        edit(&mut bad.meta);
+        fs::write(store.dir().join(file_name(Time(2000))), encode(&bad).unwrap()).unwrap();
+        let loaded = load(&store).unwrap().unwrap();
+        assert_eq!(loaded.checkpoint, checkpoint(1000), "{what}");
+        let reason = loaded.skipped[0].to_string();
+        assert!(reason.contains("invalid content") && reason.contains(what), "{reason}");
     }
 }

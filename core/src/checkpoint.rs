@@ -149,8 +149,10 @@ pub struct CheckpointMeta {
 }
 
 impl CheckpointMeta {
-    /// Checks what the file's checksum cannot: that every time is within [`MAX_MILLIS`] of the origin and the
-    /// interval positive and as bounded, so no arithmetic on the grid can wrap; the first problem, described.
+    /// Checks what the file's checksum cannot; the first problem, described. Every time is within [`MAX_MILLIS`]
+    /// of the origin and the interval positive and as bounded (no arithmetic on the grid can wrap); the next
+    /// offsets name every partition of the fingerprint once, none negative; pending batches come after the
+    /// checkpoint's batch, in order, with ranges `0 <= from <= until <= next offset` of partitions of the input.
     pub fn check(&self) -> Result<(), String> {
         let interval = self.interval.millis();
         if interval <= 0 || interval > MAX_MILLIS {
@@ -161,6 +163,46 @@ impl CheckpointMeta {
         for (what, t) in times.into_iter().chain(pending) {
             if !t.in_range() {
                 return Err(format!("{what} {} ms is out of range (at most {MAX_MILLIS} ms either side of 0)", t.0));
+            }
+        }
+        // Offsets: every partition of the input exactly once, none negative; a partition left out would start
+        // afresh under a state that already counts it, one listed twice would be read twice.
+        let partitions = self.fingerprint.partitions as usize;
+        let mut next = vec![None; partitions];
+        for n in &self.next_offsets {
+            let slot = usize::try_from(n.partition).ok().and_then(|p| next.get_mut(p));
+            let Some(slot) = slot else {
+                return Err(format!("next offsets name partition {}, the input has {partitions}", n.partition));
+            };
+            if slot.is_some() {
+                return Err(format!("next offsets list partition {} twice", n.partition));
+            }
+            if n.offset < 0 {
+                return Err(format!("next offset {} of partition {} is negative", n.offset, n.partition));
+            }
+            *slot = Some(n.offset);
+        }
+        if let Some(p) = next.iter().position(Option::is_none) {
+            return Err(format!("next offsets leave out partition {p}"));
+        }
+        // Pending batches: after the checkpoint's batch and in order, each range within what was generated.
+        let mut after = self.time;
+        for b in &self.pending {
+            if b.time <= after {
+                return Err(format!("pending batch time {} ms is not after {} ms", b.time.0, after.0));
+            }
+            after = b.time;
+            for r in &b.ranges {
+                let until = usize::try_from(r.partition).ok().and_then(|p| next.get(p).copied().flatten());
+                let Some(next) = until else {
+                    return Err(format!("pending batch {} ms names partition {}", b.time.0, r.partition));
+                };
+                if !(0 <= r.from && r.from <= r.until && r.until <= next) {
+                    return Err(format!(
+                        "pending batch {} ms has range [{}, {}) of partition {}, outside [0, {next})",
+                        b.time.0, r.from, r.until, r.partition
+                    ));
+                }
             }
         }
         Ok(())
