@@ -122,6 +122,20 @@ impl BatchContext<'_> {
     }
 }
 
+/// Where a stream hands its elements: a closure `FnMut(T)`, or a type of its own whose `push` is always inlined
+/// into the loop that produces the elements.
+pub trait Sink<T> {
+    /// Takes one element.
+    fn push(&mut self, x: T);
+}
+
+impl<T, F: FnMut(T)> Sink<T> for F {
+    #[inline(always)]
+    fn push(&mut self, x: T) {
+        self(x)
+    }
+}
+
 /// A discretized stream, computed batch by batch: [`begin`](Self::begin), [`feed_each`](Self::feed_each) per
 /// part of the input, [`finish_each`](Self::finish_each).
 pub trait DStream {
@@ -130,10 +144,10 @@ pub trait DStream {
     /// Starts the batch `ctx.time` (this stream and every stream it reads).
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
     /// Hands `sink` the elements the input part in `ctx` gives now (none, for a stream that needs the whole batch).
-    fn feed_each<G: FnMut(Self::Item)>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<(), JobError>;
+    fn feed_each<G: Sink<Self::Item>>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<(), JobError>;
     /// Ends the batch: hands `sink` the rest of its elements; `Ok(false)` means no output at this time (a window
     /// between slides).
-    fn finish_each<G: FnMut(Self::Item)>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError>;
+    fn finish_each<G: Sink<Self::Item>>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError>;
     /// Visits the stateful operators this stream is built from (parents first), then itself if it is one.
     fn visit_state(&mut self, visit: &mut StateVisit<'_>);
 
@@ -287,7 +301,7 @@ impl<F: RecordParser> DStream for Input<F> {
         Ok(())
     }
 
-    fn feed_each<G: FnMut(F::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
+    fn feed_each<G: Sink<F::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
         let mut failed = None;
         let mut reader =
             Reader { parse: &mut self.parse, policy: self.policy, malformed: ctx.malformed, failed: &mut failed };
@@ -312,7 +326,7 @@ impl<F: RecordParser> DStream for Input<F> {
         }
     }
 
-    fn finish_each<G: FnMut(F::Item)>(&mut self, _ctx: &mut BatchContext<'_>, _sink: G) -> Result<bool, JobError> {
+    fn finish_each<G: Sink<F::Item>>(&mut self, _ctx: &mut BatchContext<'_>, _sink: G) -> Result<bool, JobError> {
         Ok(true)
     }
 
@@ -331,9 +345,9 @@ struct Reader<'a, F> {
 impl<F: RecordParser> Reader<'_, F> {
     /// Reads one record; false if it failed the batch.
     #[inline(always)]
-    fn read(&mut self, rec: RecordRef<'_>, sink: &mut impl FnMut(F::Item)) -> bool {
+    fn read(&mut self, rec: RecordRef<'_>, sink: &mut impl Sink<F::Item>) -> bool {
         match self.parse.parse(rec) {
-            Ok(v) => sink(v),
+            Ok(v) => sink.push(v),
             Err(e) => {
                 let m = malformed(&rec, &e);
                 if self.policy == MalformedPolicy::Fail {
@@ -377,13 +391,13 @@ impl<P: DStream, U, F: FnMut(P::Item) -> U> DStream for Map<P, F> {
         self.parent.begin(ctx)
     }
     #[inline]
-    fn feed_each<G: FnMut(U)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
+    fn feed_each<G: Sink<U>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
         let f = &mut self.f;
-        self.parent.feed_each(ctx, |x| sink(f(x)))
+        self.parent.feed_each(ctx, |x| sink.push(f(x)))
     }
-    fn finish_each<G: FnMut(U)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+    fn finish_each<G: Sink<U>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let f = &mut self.f;
-        self.parent.finish_each(ctx, |x| sink(f(x)))
+        self.parent.finish_each(ctx, |x| sink.push(f(x)))
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
@@ -400,13 +414,13 @@ impl<P: DStream, I: IntoIterator, F: FnMut(P::Item) -> I> DStream for FlatMap<P,
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.parent.begin(ctx)
     }
-    fn feed_each<G: FnMut(I::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
+    fn feed_each<G: Sink<I::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
         let f = &mut self.f;
-        self.parent.feed_each(ctx, |x| f(x).into_iter().for_each(&mut sink))
+        self.parent.feed_each(ctx, |x| f(x).into_iter().for_each(|x| sink.push(x)))
     }
-    fn finish_each<G: FnMut(I::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+    fn finish_each<G: Sink<I::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let f = &mut self.f;
-        self.parent.finish_each(ctx, |x| f(x).into_iter().for_each(&mut sink))
+        self.parent.finish_each(ctx, |x| f(x).into_iter().for_each(|x| sink.push(x)))
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
@@ -423,19 +437,19 @@ impl<P: DStream, F: FnMut(&P::Item) -> bool> DStream for Filter<P, F> {
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.parent.begin(ctx)
     }
-    fn feed_each<G: FnMut(P::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
+    fn feed_each<G: Sink<P::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
         let f = &mut self.f;
         self.parent.feed_each(ctx, |x| {
             if f(&x) {
-                sink(x)
+                sink.push(x)
             }
         })
     }
-    fn finish_each<G: FnMut(P::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+    fn finish_each<G: Sink<P::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let f = &mut self.f;
         self.parent.finish_each(ctx, |x| {
             if f(&x) {
-                sink(x)
+                sink.push(x)
             }
         })
     }
@@ -454,13 +468,13 @@ impl<K, V, U, P: DStream<Item = (K, V)>, F: FnMut(V) -> U> DStream for MapValues
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.parent.begin(ctx)
     }
-    fn feed_each<G: FnMut((K, U))>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
+    fn feed_each<G: Sink<(K, U)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
         let f = &mut self.f;
-        self.parent.feed_each(ctx, |(k, v)| sink((k, f(v))))
+        self.parent.feed_each(ctx, |(k, v)| sink.push((k, f(v))))
     }
-    fn finish_each<G: FnMut((K, U))>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+    fn finish_each<G: Sink<(K, U)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let f = &mut self.f;
-        self.parent.finish_each(ctx, |(k, v)| sink((k, f(v))))
+        self.parent.finish_each(ctx, |(k, v)| sink.push((k, f(v))))
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
@@ -480,16 +494,16 @@ impl<T, A: DStream<Item = T>, B: DStream<Item = T>> DStream for Union<A, B> {
         self.a.begin(ctx)?;
         self.b.begin(ctx)
     }
-    fn feed_each<G: FnMut(T)>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<(), JobError> {
+    fn feed_each<G: Sink<T>>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<(), JobError> {
         self.a.feed_each(ctx, sink)?;
         let buf = &mut self.buf;
         self.b.feed_each(ctx, |x| buf.push(x))
     }
-    fn finish_each<G: FnMut(T)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
-        let ha = self.a.finish_each(ctx, &mut sink)?;
+    fn finish_each<G: Sink<T>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let ha = self.a.finish_each(ctx, |x| sink.push(x))?;
         let buf = &mut self.buf;
         let hb = self.b.finish_each(ctx, |x| buf.push(x))?;
-        self.buf.drain(..).for_each(sink);
+        self.buf.drain(..).for_each(|x| sink.push(x));
         Ok(ha || hb)
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
@@ -509,15 +523,15 @@ impl<P: DStream> DStream for Count<P> {
         self.n = 0;
         self.parent.begin(ctx)
     }
-    fn feed_each<G: FnMut(i64)>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+    fn feed_each<G: Sink<i64>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
         let n = &mut self.n;
         self.parent.feed_each(ctx, |_| *n += 1)
     }
-    fn finish_each<G: FnMut(i64)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+    fn finish_each<G: Sink<i64>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let n = &mut self.n;
         let has = self.parent.finish_each(ctx, |_| *n += 1)?;
         if has {
-            sink(self.n);
+            sink.push(self.n);
         }
         Ok(has)
     }
@@ -571,14 +585,14 @@ impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>, F: FnMut(V, V) -> V> DS
         self.reducer.drain().for_each(drop);
         self.parent.begin(ctx)
     }
-    fn feed_each<G: FnMut((K, V))>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+    fn feed_each<G: Sink<(K, V)>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
         let (r, f) = (&mut self.reducer, &mut self.f);
         self.parent.feed_each(ctx, |(k, v)| r.add(k, v, f))
     }
-    fn finish_each<G: FnMut((K, V))>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError> {
+    fn finish_each<G: Sink<(K, V)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let (r, f) = (&mut self.reducer, &mut self.f);
         let has = self.parent.finish_each(ctx, |(k, v)| r.add(k, v, f))?;
-        self.reducer.drain().for_each(sink);
+        self.reducer.drain().for_each(|x| sink.push(x));
         Ok(has)
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
@@ -652,27 +666,50 @@ where
         slot.node.begin(ctx)
     }
     #[inline]
-    fn feed_each<G: FnMut(D::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
+    fn feed_each<G: Sink<D::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
         let mut slot = self.slot.borrow_mut();
         let slot = &mut *slot;
         if slot.consumers <= 1 {
             return slot.node.feed_each(ctx, sink);
         }
-        if slot.fed != Some((ctx.time, ctx.part)) {
-            slot.fed_items.clear();
-            let items = &mut slot.fed_items;
-            slot.node.feed_each(ctx, |x| items.push(x))?;
-            slot.fed = Some((ctx.time, ctx.part));
-        }
-        slot.fed_items.iter().cloned().for_each(&mut sink);
-        Ok(())
+        // Several consumers: through a dynamic call, so that the single-consumer path above stays the only static
+        // call of `sink` (the compiler then inlines it into the record loop).
+        slot.feed_shared(ctx, &mut |x| sink.push(x))
     }
-    fn finish_each<G: FnMut(D::Item)>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError> {
+    fn finish_each<G: Sink<D::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let mut slot = self.slot.borrow_mut();
         let slot = &mut *slot;
         if slot.consumers <= 1 {
             return slot.node.finish_each(ctx, sink);
         }
+        slot.finish_shared(ctx, &mut |x| sink.push(x))
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        if visit.first_time(self.id()) {
+            self.slot.borrow_mut().node.visit_state(visit);
+        }
+    }
+}
+
+impl<D: DStream> SharedSlot<D>
+where
+    D::Item: Clone,
+{
+    #[inline(never)]
+    fn feed_shared(&mut self, ctx: &mut BatchContext<'_>, sink: &mut dyn FnMut(D::Item)) -> Result<(), JobError> {
+        if self.fed != Some((ctx.time, ctx.part)) {
+            self.fed_items.clear();
+            let items = &mut self.fed_items;
+            self.node.feed_each(ctx, |x| items.push(x))?;
+            self.fed = Some((ctx.time, ctx.part));
+        }
+        self.fed_items.iter().cloned().for_each(sink);
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn finish_shared(&mut self, ctx: &mut BatchContext<'_>, sink: &mut dyn FnMut(D::Item)) -> Result<bool, JobError> {
+        let slot = self;
         let has = match slot.finished {
             Some((t, has)) if t == ctx.time => has,
             _ => {
@@ -686,11 +723,6 @@ where
         };
         slot.finished_items.iter().cloned().for_each(sink);
         Ok(has)
-    }
-    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
-        if visit.first_time(self.id()) {
-            self.slot.borrow_mut().node.visit_state(visit);
-        }
     }
 }
 
@@ -716,11 +748,11 @@ where
         self.current.clear();
         self.parent.begin(ctx)
     }
-    fn feed_each<G: FnMut(P::Item)>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+    fn feed_each<G: Sink<P::Item>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
         let current = &mut self.current;
         self.parent.feed_each(ctx, |x| current.push(x))
     }
-    fn finish_each<G: FnMut(P::Item)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+    fn finish_each<G: Sink<P::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let current = &mut self.current;
         if self.parent.finish_each(ctx, |x| current.push(x))? {
             self.kept.push_back((ctx.time, std::mem::take(&mut self.current)));
@@ -733,7 +765,7 @@ where
             return Ok(false);
         }
         for (_, b) in &self.kept {
-            b.iter().cloned().for_each(&mut sink);
+            b.iter().cloned().for_each(|x| sink.push(x));
         }
         Ok(true)
     }
@@ -821,11 +853,11 @@ where
         self.reducer.drain().for_each(drop);
         self.parent.begin(ctx)
     }
-    fn feed_each<Z: FnMut((K, V))>(&mut self, ctx: &mut BatchContext<'_>, _sink: Z) -> Result<(), JobError> {
+    fn feed_each<Z: Sink<(K, V)>>(&mut self, ctx: &mut BatchContext<'_>, _sink: Z) -> Result<(), JobError> {
         let (r, f) = (&mut self.reducer, &mut self.reduce);
         self.parent.feed_each(ctx, |(k, v)| r.add(k, v, f))
     }
-    fn finish_each<Z: FnMut((K, V))>(&mut self, ctx: &mut BatchContext<'_>, sink: Z) -> Result<bool, JobError> {
+    fn finish_each<Z: Sink<(K, V)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: Z) -> Result<bool, JobError> {
         let (r, f) = (&mut self.reducer, &mut self.reduce);
         let has = self.parent.finish_each(ctx, |(k, v)| r.add(k, v, f))?;
         let reduced: Vec<(K, V)> = if has { self.reducer.drain().collect() } else { Vec::new() };
@@ -885,7 +917,7 @@ where
                 }
             }
         }
-        next.iter().map(|(k, v)| (k.clone(), v.clone())).for_each(sink);
+        next.iter().map(|(k, v)| (k.clone(), v.clone())).for_each(|x| sink.push(x));
         self.state.window = next;
         let start = t - self.length;
         while self.state.batches.front().is_some_and(|(bt, _)| *bt <= start) {
@@ -959,11 +991,11 @@ where
         self.grouped.clear();
         self.parent.begin(ctx)
     }
-    fn feed_each<G: FnMut((K, S))>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+    fn feed_each<G: Sink<(K, S)>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
         let grouped = &mut self.grouped;
         self.parent.feed_each(ctx, |(k, v)| grouped.entry(k).or_default().push(v))
     }
-    fn finish_each<G: FnMut((K, S))>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError> {
+    fn finish_each<G: Sink<(K, S)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let grouped = &mut self.grouped;
         self.parent.finish_each(ctx, |(k, v)| grouped.entry(k).or_default().push(v))?;
         let mut grouped = std::mem::take(&mut self.grouped);
@@ -977,7 +1009,7 @@ where
                 self.state.insert(k, s);
             }
         }
-        self.state.iter().map(|(k, s)| (k.clone(), s.clone())).for_each(sink);
+        self.state.iter().map(|(k, s)| (k.clone(), s.clone())).for_each(|x| sink.push(x));
         Ok(true)
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
@@ -1255,6 +1287,25 @@ where
     }
 }
 
+/// The sink `map_with_state` hands its parent: one mapping-function call per element, always inlined into the
+/// parent's record loop.
+struct MwsFeed<'s, 'a, F, K, S, E> {
+    step: &'s mut MwsStep<'a, F, K, S>,
+    emit: E,
+}
+
+impl<F, K, V, S, M, E> Sink<(K, V)> for MwsFeed<'_, '_, F, K, S, E>
+where
+    K: Hash + Eq + Clone + StableHash + fmt::Debug,
+    F: MappingFunction<K, V, S, Output = M>,
+    E: FnMut(u32, M),
+{
+    #[inline(always)]
+    fn push(&mut self, (k, v): (K, V)) {
+        self.step.one(k, v, &mut self.emit)
+    }
+}
+
 impl<P, F, K, S, M> MapWithState<P, F, K, S, M> {
     /// True if outputs are grouped by state partition at the batch's end (Spark's order over several partitions).
     fn by_partition(&self) -> bool {
@@ -1285,29 +1336,29 @@ where
 
     /// Runs the mapping function over the data records of this part.
     #[inline]
-    fn feed_each<G: FnMut(M)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
+    fn feed_each<G: Sink<M>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
         let by_partition = self.by_partition();
         let mut step = MwsStep::new(ctx.time, &self.options, &mut self.map, &mut self.func);
         if by_partition {
             let tagged = &mut self.tagged;
-            self.parent.feed_each(ctx, |(k, v)| step.one(k, v, &mut |p, m| tagged.push((p, m))))?;
+            self.parent.feed_each(ctx, MwsFeed { step: &mut step, emit: |p, m| tagged.push((p, m)) })?;
         } else {
-            self.parent.feed_each(ctx, |(k, v)| step.one(k, v, &mut |_, m| sink(m)))?;
+            self.parent.feed_each(ctx, MwsFeed { step: &mut step, emit: |_, m| sink.push(m) })?;
         }
         step.failure.map_or(Ok(()), Err)
     }
 
     /// The parent's last elements, then (under Spark's order) the outputs grouped by state partition, then the
     /// timed-out keys.
-    fn finish_each<G: FnMut(M)>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+    fn finish_each<G: Sink<M>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let time = ctx.time;
         let by_partition = self.by_partition();
         let mut step = MwsStep::new(time, &self.options, &mut self.map, &mut self.func);
         if by_partition {
             let tagged = &mut self.tagged;
-            self.parent.finish_each(ctx, |(k, v)| step.one(k, v, &mut |p, m| tagged.push((p, m))))?;
+            self.parent.finish_each(ctx, MwsFeed { step: &mut step, emit: |p, m| tagged.push((p, m)) })?;
         } else {
-            self.parent.finish_each(ctx, |(k, v)| step.one(k, v, &mut |_, m| sink(m)))?;
+            self.parent.finish_each(ctx, MwsFeed { step: &mut step, emit: |_, m| sink.push(m) })?;
         }
         if let Some(e) = step.failure {
             return Err(e);
@@ -1315,7 +1366,7 @@ where
         if !self.tagged.is_empty() {
             // Stable: arrival order within each partition, as Spark's partitions are concatenated.
             self.tagged.sort_by_key(|(p, _)| *p);
-            self.tagged.drain(..).for_each(|(_, m)| sink(m));
+            self.tagged.drain(..).for_each(|(_, m)| sink.push(m));
         }
         if let Some(timeout) = self.options.timeout {
             let scan = match self.options.timeout_scan {
@@ -1336,7 +1387,7 @@ where
                         let value = map.parts[p].remove(&k).map(|s| s.value);
                         let mut st = State::wrap(value, true);
                         match self.func.call(time, &k, None, &mut st) {
-                            Ok(Some(m)) => sink(m),
+                            Ok(Some(m)) => sink.push(m),
                             Ok(None) => {}
                             Err(error) => return Err(JobError::State { time, key: format!("{k:?}"), error }),
                         }
@@ -1493,12 +1544,12 @@ where
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.inner.begin(ctx)
     }
-    fn feed_each<G: FnMut(Self::Item)>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+    fn feed_each<G: Sink<Self::Item>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
         self.inner.feed_each(ctx, drop)
     }
-    fn finish_each<G: FnMut(Self::Item)>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError> {
+    fn finish_each<G: Sink<Self::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         self.inner.finish_each(ctx, drop)?;
-        self.inner.with(|d| d.sorted_states()).into_iter().for_each(sink);
+        self.inner.with(|d| d.sorted_states()).into_iter().for_each(|x| sink.push(x));
         Ok(true)
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
