@@ -21,6 +21,7 @@ use serde::Serialize;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The first bytes of every checkpoint file.
 pub const MAGIC: &[u8; 8] = b"DSTRMCKP";
@@ -30,6 +31,8 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const DEFAULT_KEEP: usize = 10;
 
 const FILE_PREFIX: &str = "checkpoint-";
+/// The lock file a writing store holds (flock) for as long as it is open; it holds the holder's pid.
+pub const LOCK_FILE: &str = ".lock";
 const TEMP_PREFIX: &str = ".checkpoint-";
 const TEMP_SUFFIX: &str = ".tmp";
 const HEADER_LEN: usize = 8 + 4 + 8;
@@ -44,6 +47,9 @@ pub enum CorruptCheckpoint {
     /// The file could not be read.
     #[error("cannot read: {0}")]
     Io(#[from] io::Error),
+    /// A symbolic link: checkpoints are regular files written here, and links are not followed.
+    #[error("a symbolic link, not a checkpoint written here (links are not followed)")]
+    Link,
     /// Shorter than the smallest possible checkpoint.
     #[error("truncated: {len} bytes")]
     TooShort {
@@ -81,6 +87,9 @@ pub enum CorruptCheckpoint {
         /// CRC of the content.
         computed: u32,
     },
+    /// The meta section decodes but holds values no run writes (see [`CheckpointMeta::check`]).
+    #[error("invalid content: {0}")]
+    Invalid(String),
     /// A section passed the checksum but does not decode.
     #[error("cannot decode the {section} section: {source}")]
     Decode {
@@ -119,6 +128,17 @@ pub enum CheckpointError {
         path: PathBuf,
         /// The OS error.
         source: io::Error,
+    },
+    /// Another process holds the directory's lock: a second writer would corrupt the first one's checkpoints.
+    #[error(
+        "checkpoint directory {} is in use by {holder} (it holds {}); stop that run or use another --checkpoint directory",
+        path.display(), path.join(LOCK_FILE).display()
+    )]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// Who holds the lock, e.g. `pid 1234 (dstream)`.
+        holder: String,
     },
     /// The directory could not be listed.
     #[error("cannot list checkpoint directory {}: {source}", path.display())]
@@ -206,14 +226,22 @@ fn sections(bytes: &[u8]) -> Result<(&[u8], &[u8]), CorruptCheckpoint> {
         return Err(CorruptCheckpoint::BadMagic);
     }
     let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-    let meta_len = u64_at(12);
     let truncated = |needed: u64| CorruptCheckpoint::Truncated { needed, len };
-    // Lengths are checked against the file before anything is sliced or allocated.
-    let state_len_at = (HEADER_LEN as u64).checked_add(meta_len).filter(|&e| e + 8 + 4 <= len as u64);
-    let state_len_at = state_len_at.ok_or_else(|| truncated((HEADER_LEN as u64).saturating_add(meta_len)))? as usize;
+    // Every length comes from the file: each sum is checked, and each offset against the file's length, before
+    // anything is sliced or allocated. `needed` saturates, so a length near 2^64 is reported, never wrapped.
+    let file_len = len as u64;
+    let meta_len = u64_at(12);
+    let state_len_at = (HEADER_LEN as u64).checked_add(meta_len);
+    let state_len_at = match state_len_at.filter(|&e| e.checked_add(8 + 4).is_some_and(|n| n <= file_len)) {
+        Some(at) => at as usize,
+        None => return Err(truncated((HEADER_LEN as u64).saturating_add(meta_len).saturating_add(8 + 4))),
+    };
     let state_len = u64_at(state_len_at);
-    let end = (state_len_at as u64 + 8).checked_add(state_len).filter(|&e| e + 4 <= len as u64);
-    let end = end.ok_or_else(|| truncated((state_len_at as u64 + 8).saturating_add(state_len)))? as usize;
+    let state_at = state_len_at as u64 + 8;
+    let end = match state_at.checked_add(state_len).filter(|&e| e.checked_add(4).is_some_and(|n| n <= file_len)) {
+        Some(end) => end as usize,
+        None => return Err(truncated(state_at.saturating_add(state_len).saturating_add(4))),
+    };
     let stored = u32::from_le_bytes(bytes[end..end + 4].try_into().expect("4 bytes"));
     let computed = crc32fast::hash(&bytes[..end]);
     if stored != computed {
@@ -273,32 +301,107 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 pub struct CheckpointStore {
     dir: PathBuf,
     keep: usize,
+    /// The directory's lock, held while any clone of a writing store lives (`None` when opened read-only).
+    lock: Option<Arc<File>>,
+    /// Temporary files of an interrupted write that `open` removed.
+    removed: Vec<PathBuf>,
+}
+
+/// The lock of `dir` for this process: shared by every store of this process open on it (a process may reopen
+/// its own directory), taken with [`lock_dir`] by the first.
+fn held_lock(dir: &Path) -> Result<Arc<File>, CheckpointError> {
+    static HELD: std::sync::Mutex<Vec<(PathBuf, std::sync::Weak<File>)>> = std::sync::Mutex::new(Vec::new());
+    let key =
+        fs::canonicalize(dir).map_err(|source| CheckpointError::NotWritable { path: dir.to_path_buf(), source })?;
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    held.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(lock) = held.iter().find(|(p, _)| *p == key).and_then(|(_, w)| w.upgrade()) {
+        return Ok(lock);
+    }
+    let lock = Arc::new(lock_dir(dir)?);
+    held.push((key, Arc::downgrade(&lock)));
+    Ok(lock)
+}
+
+/// Takes an exclusive, non-blocking flock on the directory's lock file and writes this process's pid into it.
+fn lock_dir(dir: &Path) -> Result<File, CheckpointError> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let not_writable = |source| CheckpointError::NotWritable { path: dir.to_path_buf(), source };
+    let file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
+    let file = file.map_err(not_writable)?;
+    // SAFETY: flock(2) on a descriptor this function owns for the duration of the call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(not_writable(e));
+        }
+        let pid = fs::read_to_string(&path).unwrap_or_default().trim().to_string();
+        let holder = match pid.parse::<u32>() {
+            Ok(pid) => match fs::read_to_string(format!("/proc/{pid}/comm")) {
+                Ok(name) => format!("another process, pid {pid} ({})", name.trim()),
+                Err(_) => format!("another process, pid {pid}"),
+            },
+            Err(_) => "another process".to_string(),
+        };
+        return Err(CheckpointError::Locked { path: dir.to_path_buf(), holder });
+    }
+    Ok(file)
 }
 
 impl CheckpointStore {
-    /// Opens (creating if needed) a checkpoint directory, checks that it is writable and removes temporary files
-    /// left by a writer that crashed before its rename.
+    /// Opens (creating if needed) a checkpoint directory for writing: takes its lock (refused, naming the holder,
+    /// while another process has it open), removes temporary files left by a write that did not finish (a crash,
+    /// a full disk) and then checks that a file can be written there.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, CheckpointError> {
         let dir = dir.into();
+        if let Ok(target) = fs::read_link(&dir) {
+            if !dir.exists() {
+                let source = io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("it is a symbolic link to {}, which does not exist", target.display()),
+                );
+                return Err(CheckpointError::CreateDir { path: dir, source });
+            }
+        }
         fs::create_dir_all(&dir).map_err(|source| CheckpointError::CreateDir { path: dir.clone(), source })?;
-        let store = CheckpointStore { dir, keep: DEFAULT_KEEP };
-        let probe = store.dir.join(format!("{TEMP_PREFIX}probe{TEMP_SUFFIX}"));
+        let lock = held_lock(&dir)?;
+        let mut store = CheckpointStore { dir, keep: DEFAULT_KEEP, lock: None, removed: Vec::new() };
         let not_writable = |source| CheckpointError::NotWritable { path: store.dir.clone(), source };
-        File::create(&probe).and_then(|mut f| f.write_all(b"probe")).map_err(not_writable)?;
-        fs::remove_file(&probe).map_err(not_writable)?;
+        // Leftovers first: after a full disk they may be what fills it.
         for entry in store.entries()? {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
                 fs::remove_file(entry.path()).map_err(not_writable)?;
+                store.removed.push(entry.path());
             }
         }
+        if !store.removed.is_empty() {
+            sync_dir(&store.dir).map_err(not_writable)?;
+        }
+        let probe = store.dir.join(format!("{TEMP_PREFIX}probe{TEMP_SUFFIX}"));
+        File::create(&probe).and_then(|mut f| f.write_all(b"probe")).map_err(|e| {
+            let _ = fs::remove_file(&probe);
+            not_writable(e)
+        })?;
+        fs::remove_file(&probe).map_err(not_writable)?;
+        let mut pid = &*lock;
+        pid.set_len(0)
+            .and_then(|_| pid.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .map_err(not_writable)?;
+        store.lock = Some(lock);
         Ok(store)
     }
 
-    /// A store over an existing directory, for reading only: nothing is created, probed or removed.
+    /// A store over an existing directory, for reading only: nothing is created, locked, probed or removed.
     pub fn open_read_only(dir: impl Into<PathBuf>) -> Self {
-        CheckpointStore { dir: dir.into(), keep: DEFAULT_KEEP }
+        CheckpointStore { dir: dir.into(), keep: DEFAULT_KEEP, lock: None, removed: Vec::new() }
+    }
+
+    /// Temporary files of an interrupted write that [`open`](Self::open) removed (print them).
+    pub fn removed_leftovers(&self) -> &[PathBuf] {
+        &self.removed
     }
 
     /// Keeps the newest `keep` checkpoints (at least 1).
@@ -324,12 +427,18 @@ impl CheckpointStore {
 
     /// Every checkpoint file (by name), newest first.
     pub fn list(&self) -> Result<Vec<(Time, PathBuf)>, CheckpointError> {
-        let mut files: Vec<(Time, PathBuf)> = self
+        Ok(self.candidates()?.into_iter().filter(|c| !c.2).map(|(t, p, _)| (t, p)).collect())
+    }
+
+    /// Regular files and symbolic links named as checkpoints, newest first, each with whether it is a link.
+    fn candidates(&self) -> Result<Vec<(Time, PathBuf, bool)>, CheckpointError> {
+        let mut files: Vec<(Time, PathBuf, bool)> = self
             .entries()?
             .into_iter()
             .filter_map(|e| {
                 let t = parse_file_name(&e.file_name().to_string_lossy())?;
-                e.file_type().ok().filter(|ft| ft.is_file()).map(|_| (t, e.path()))
+                let ft = e.file_type().ok()?;
+                (ft.is_file() || ft.is_symlink()).then(|| (t, e.path(), ft.is_symlink()))
             })
             .collect();
         files.sort_by_key(|f| std::cmp::Reverse(f.0));
@@ -350,10 +459,16 @@ impl CheckpointStore {
             let p = p.to_path_buf();
             move |source| CheckpointError::Write { path: p, source }
         };
-        let mut f = File::create(&temp).map_err(write(&temp))?;
-        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(write(&temp))?;
-        drop(f);
-        fs::rename(&temp, &path).map_err(write(&path))?;
+        let written = File::create(&temp).and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
+        if let Err(e) = written {
+            // A partial file only takes space (on a full disk, the space the next write needs).
+            let _ = fs::remove_file(&temp);
+            return Err(write(&temp)(e));
+        }
+        if let Err(e) = fs::rename(&temp, &path) {
+            let _ = fs::remove_file(&temp);
+            return Err(write(&path)(e));
+        }
         sync_dir(&self.dir).map_err(write(&path))?;
         // Retention is best effort: the new checkpoint is already durable, and a file that cannot be listed or
         // removed only costs space.
@@ -371,7 +486,11 @@ impl CheckpointStore {
         expected: Option<&Fingerprint>,
     ) -> Result<Option<Loaded<S>>, CheckpointError> {
         let mut skipped = Vec::new();
-        for (_, path) in self.list()? {
+        for (_, path, link) in self.candidates()? {
+            if link {
+                skipped.push(SkippedCheckpoint { path, reason: CorruptCheckpoint::Link });
+                continue;
+            }
             let bytes = match fs::read(&path) {
                 Ok(b) => b,
                 Err(e) => {
@@ -387,6 +506,10 @@ impl CheckpointStore {
                 }
             };
             let meta: CheckpointMeta = meta;
+            if let Err(e) = meta.check() {
+                skipped.push(SkippedCheckpoint { path, reason: CorruptCheckpoint::Invalid(e) });
+                continue;
+            }
             if let Some(expected) = expected {
                 let differences = meta.fingerprint.differences(expected);
                 if !differences.is_empty() {
@@ -405,10 +528,10 @@ impl CheckpointStore {
         }
     }
 
-    /// Moves every checkpoint file into a new subdirectory `discarded-N` (nothing is deleted), so the next run
+    /// Moves every checkpoint file (and link named as one) into a new subdirectory `discarded-N` (nothing is deleted), so the next run
     /// starts fresh; returns the subdirectory, or `None` if there was nothing to move.
     pub fn reset(&self) -> Result<Option<PathBuf>, CheckpointError> {
-        let files = self.list()?;
+        let files: Vec<(Time, PathBuf)> = self.candidates()?.into_iter().map(|(t, p, _)| (t, p)).collect();
         if files.is_empty() {
             return Ok(None);
         }

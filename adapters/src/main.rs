@@ -75,25 +75,25 @@ enum AcksArg {
 #[derive(clap::Args, Clone)]
 struct RunArgs {
     /// Kafka brokers, HOST:PORT[,HOST:PORT...]. Without it: localhost:9092, or a local tansu broker if none answers.
-    #[arg(long)]
+    #[arg(long, value_parser = brokers_arg)]
     brokers: Option<String>,
     /// The topic to read.
     #[arg(long, default_value = "avg")]
     topic: String,
     /// Batch interval, such as 2s or 500ms.
-    #[arg(long, default_value = "2s")]
+    #[arg(long, allow_hyphen_values = true, default_value = "2s")]
     batch_interval: Duration,
     /// Where to start without a checkpoint.
     #[arg(long, value_enum, default_value = "latest")]
     starting_offsets: StartingOffsetsArg,
     /// Records per partition per second (0 = unlimited).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 0)]
     max_rate_per_partition: u64,
     /// Stop after this many batches.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     batches: Option<u64>,
     /// Elements printed per batch (Spark's print(num)).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 10)]
     print: usize,
     /// What to do with a malformed record.
     #[arg(long, value_enum, default_value = "skip")]
@@ -105,11 +105,11 @@ struct RunArgs {
     #[arg(long, value_enum, default_value = "fail")]
     on_offset_out_of_range: OutOfRangeArg,
     /// How long to ride out an unreachable or restarting broker before giving up.
-    #[arg(long, default_value = "60s")]
+    #[arg(long, allow_hyphen_values = true, default_value = "60s")]
     retry_for: Duration,
     /// Most MiB one record batch may take once decompressed; a batch beyond it stops the run with an error
     /// naming its partition and offsets.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     max_batch_mib: u64,
     /// Also write every batch (time, ranges, records) to this recording, for `dstream replay FILE`.
     #[arg(long, value_name = "FILE")]
@@ -121,10 +121,10 @@ struct RunArgs {
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// Save a checkpoint every N batches (and when stopping).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, allow_hyphen_values = true, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     checkpoint_every: u64,
     /// Checkpoints kept in the directory (the newest).
-    #[arg(long, default_value_t = dstream_adapters::checkpoint::DEFAULT_KEEP as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, allow_hyphen_values = true, default_value_t = dstream_adapters::checkpoint::DEFAULT_KEEP as u64, value_parser = clap::value_parser!(u64).range(1..))]
     keep_checkpoints: u64,
     /// Start fresh on purpose: move the directory's checkpoints aside (into DIR/discarded-N) instead of resuming.
     #[arg(long, requires = "checkpoint")]
@@ -177,13 +177,13 @@ enum Command {
         #[arg(long)]
         lines: Option<PathBuf>,
         /// Lines per batch.
-        #[arg(long, default_value_t = 200)]
-        records_per_batch: usize,
+        #[arg(long, allow_hyphen_values = true, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+        records_per_batch: u64,
         /// Elements printed per batch (Spark's print(num)).
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, allow_hyphen_values = true, default_value_t = 10)]
         print: usize,
         /// Batch interval, such as 2s or 500ms.
-        #[arg(long, default_value = "2s")]
+        #[arg(long, allow_hyphen_values = true, default_value = "2s")]
         batch_interval: Duration,
         /// What to do with a malformed record.
         #[arg(long, value_enum, default_value = "skip")]
@@ -197,22 +197,22 @@ enum Command {
     /// Produce the lab's messages: letter a-z and value 0-25, uniform, no key.
     Generate {
         /// Kafka brokers, HOST:PORT[,HOST:PORT...].
-        #[arg(long, default_value = "localhost:9092")]
+        #[arg(long, default_value = "localhost:9092", value_parser = brokers_arg)]
         brokers: String,
         /// The topic (created if missing).
         #[arg(long, default_value = "avg")]
         topic: String,
         /// Messages per second; 0 = as fast as possible.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, allow_hyphen_values = true, default_value_t = 100)]
         rate: u64,
         /// Messages to send (default: until Ctrl-C).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         count: Option<u64>,
         /// Seed of the generator (default: from the clock).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         seed: Option<u64>,
         /// Partitions of the topic if it is created.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, allow_hyphen_values = true, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
         partitions: i32,
         /// Compression of produced batches.
         #[arg(long, value_enum, default_value = "none")]
@@ -361,9 +361,26 @@ fn main() {
         }
     };
     if let Err(e) = run(cli) {
-        eprintln!("dstream: {e:#}");
+        eprintln!("dstream: {}", error_line(&e));
         std::process::exit(1);
     }
+}
+
+/// An error and its causes on one line, `: `-separated, each cause left out if the text already holds it: many
+/// errors show their source in their own message as well as returning it as their cause.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(text.as_str()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -385,9 +402,6 @@ fn run(cli: Cli) -> Result<()> {
             cmd_run(run, stop)
         }
         Some(Command::Generate { brokers, topic, rate, count, seed, partitions, compression, acks }) => {
-            if partitions < 1 {
-                bail!("--partitions must be at least 1");
-            }
             let brokers = parse_brokers(&brokers)?;
             let mut client = Client::connect(&brokers, ClientConfig::default()).map_err(explain)?;
             let opts = GenerateOptions {
@@ -437,9 +451,6 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Replay { file: Some(file), .. }) => replay_recording(&file),
         Some(Command::Replay { file: None, lines, records_per_batch, print, batch_interval, on_malformed, order }) => {
             let Some(lines) = lines else { bail!("give a recording FILE or --lines FILE") };
-            if records_per_batch == 0 {
-                bail!("--records-per-batch must be at least 1");
-            }
             let text = std::fs::read(&lines).with_context(|| format!("cannot read {}", lines.display()))?;
             let config = lab_config(print, on_malformed, order);
             let started = Instant::now();
@@ -449,7 +460,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut on_bad = |m: &dstream_core::Malformed| bad.report(m);
             let summary = dstream_harness::lines::replay_lines(
                 &text,
-                records_per_batch,
+                records_per_batch as usize,
                 batch_interval,
                 config,
                 &mut out,
@@ -462,6 +473,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--brokers`, checked as clap parses it: a bad value is a usage error (exit 2) like any other.
+fn brokers_arg(s: &str) -> std::result::Result<String, String> {
+    parse_brokers(s).map(|_| s.to_string()).map_err(|e| e.to_string())
 }
 
 fn parse_brokers(s: &str) -> Result<Vec<String>> {
@@ -611,7 +627,12 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
     if let Some(r) = hooks.recorder.take() {
         let path = args.record.as_ref().expect("a recorder has a path");
         let n = r.finish().with_context(|| format!("cannot finish the recording {}", path.display()))?;
-        eprintln!("dstream: recorded {n} batches to {}", path.display());
+        // The file is created at the first completed batch (its header needs the grid and the partitions).
+        if n == 0 {
+            eprintln!("dstream: recorded nothing: no batch completed, so {} was not written", path.display());
+        } else {
+            eprintln!("dstream: recorded {n} batches to {}", path.display());
+        }
     }
     let summary = match result {
         Ok(s) => s,
@@ -639,6 +660,12 @@ fn prepare_checkpoint(
     lab: &LabConfig,
 ) -> Result<(Option<Resume<LabJob>>, Checkpointer)> {
     let store = CheckpointStore::open(dir)?.with_keep(args.keep_checkpoints as usize);
+    for leftover in store.removed_leftovers() {
+        eprintln!(
+            "dstream: removed {}, a temporary file of a checkpoint write that did not finish",
+            leftover.display()
+        );
+    }
     if args.reset_checkpoint {
         if let Some(aside) = store.reset()? {
             eprintln!("dstream: --reset-checkpoint: moved the old checkpoints to {}", aside.display());
@@ -701,7 +728,9 @@ fn checkpoint_show(dir: &Path) -> Result<()> {
     match (meta.fingerprint.job == dstream_core::lab::JOB_NAME).then(|| lab_state(state)).flatten() {
         Some(lab) => {
             let lab = lab.with_context(|| format!("cannot decode the lab state in {}", loaded.path.display()))?;
-            write_lab_state(&lab, &mut out)?;
+            let mut table = Vec::new();
+            write_lab_state(&lab, &mut table).with_context(|| format!("checkpoint {}", loaded.path.display()))?;
+            out.write_all(&table)?;
         }
         None => {
             writeln!(out, "OPERATOR\tKIND\tKEYS\tBYTES")?;

@@ -240,6 +240,7 @@ pub fn restore<J: Job>(
     now: Time,
 ) -> Result<Resumed<J>, RestoreError> {
     let meta = cp.meta;
+    meta.check().map_err(RestoreError::Invalid)?;
     restore_state(&mut job, &cp.state)?;
     let last = meta.pending.last().map_or(meta.time, |b| b.time.max(meta.time));
     let timer = if meta.interval == interval {
@@ -315,14 +316,28 @@ impl<J: Job> Resumed<J> {
 }
 
 /// Writes a lab checkpoint's state as a table sorted by key, one `KEY<TAB>SUM<TAB>COUNT<TAB>AVERAGE` line per key
-/// (the average as the JVM prints a double).
+/// (the average as the JVM prints a double). A key's backslash, tab, newline and carriage return are written as
+/// `\\`, `\t`, `\n` and `\r`, so every key is one line and one field. A state listing a key twice is refused
+/// (`InvalidData`) before anything is written.
 pub fn write_lab_state(state: &LabCheckpoint, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut entries: Vec<(&Key, &Avg)> = state.state.entries.iter().map(|(k, e)| (k, &e.state)).collect();
     entries.sort_by(|a, b| a.0.cmp(b.0));
+    if let Some(w) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
+        let msg = format!("key {:?} appears twice in the state", w[0].0.as_str());
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
+    }
     let mut line = String::new();
     for (k, a) in entries {
         line.clear();
-        line.push_str(k.as_str());
+        for c in k.as_str().chars() {
+            match c {
+                '\\' => line.push_str("\\\\"),
+                '\t' => line.push_str("\\t"),
+                '\n' => line.push_str("\\n"),
+                '\r' => line.push_str("\\r"),
+                c => line.push(c),
+            }
+        }
         line.push('\t');
         line.push_str(&a.sum().to_string());
         line.push('\t');

@@ -153,6 +153,8 @@ fn dstream_run_reports_a_bomb_on_a_real_broker_and_holds_memory_to_the_bound() {
             16 << 20
         );
         assert!(stderr.contains(&want), "{codec}: {stderr}");
+        // Issue 14 item 11: the cause is said once, not once per error in the chain.
+        assert_eq!(stderr.matches(&want).count(), 1, "{codec}: {stderr}");
         assert!(peak < 128 << 20, "{codec}: dstream held {peak} bytes for a batch bound of 16 MiB");
     }
 }

@@ -5,7 +5,7 @@
 #[macro_use]
 mod common;
 
-use common::{checkpoint_rows, dstream, generate, ok_stdout as ok, TestBroker};
+use common::{broker, checkpoint_rows, dstream, generate, ok_stdout as ok, TestBroker};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -203,4 +203,128 @@ fn pending_batches_run_again_through_the_live_path(b: &TestBroker) {
     assert!(out.contains(&format!("Time: {}\n", pending.time)), "{out}");
     assert_eq!(common::batch_record_counts(&err), vec![100, 100], "{err}");
     assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 300);
+}
+
+/// Issue 14 item 9: while one `dstream run --checkpoint DIR` runs, a second on the same directory is refused with
+/// one line naming the first's pid, and touches nothing; once the first has stopped, the directory is free.
+#[test]
+fn a_second_run_on_the_same_directory_is_refused_naming_the_holder() {
+    let Some(b) = broker() else { return };
+    let addr = b.addr();
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("ck");
+    let ck_s = ck.to_str().unwrap();
+    generate(addr, "avg", 60, 4, &[]);
+    let args = ["run", "--brokers", addr, "--starting-offsets", "earliest", "--batch-interval", "200ms"];
+    let mut first = Command::new(env!("CARGO_BIN_EXE_dstream"))
+        .args(args)
+        .args(["--checkpoint", ck_s])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(first.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "the first run ended before its first batch: {seen}");
+        seen.push_str(&line);
+        if line.starts_with("dstream: batch ") {
+            break;
+        }
+    }
+    let second = dstream(&[&args[..], &["--checkpoint", ck_s, "--batches", "1"]].concat());
+    let msg = one_line_failure(&second);
+    assert!(msg.contains(&format!("is in use by another process, pid {}", first.id())), "{msg}");
+    assert!(msg.contains(ck_s) && msg.contains("another --checkpoint directory"), "{msg}");
+    // The first run goes on undisturbed and stops cleanly with every record counted once.
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(first.id() as i32, libc::SIGINT) }, 0);
+    let status = first.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(status.success(), "{status}: {seen}{rest}");
+    assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 60, "{seen}{rest}");
+    let third = dstream(&[&args[..], &["--checkpoint", ck_s, "--batches", "1"]].concat());
+    ok(&third);
+    assert!(stderr(&third).contains("dstream: resuming from"), "{}", stderr(&third));
+}
+
+/// Issue 14 item 11: a dangling symbolic link as --checkpoint is named as such (it said "File exists").
+#[test]
+fn a_dangling_symlink_as_the_checkpoint_directory_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let link = tmp.path().join("ck");
+    std::os::unix::fs::symlink(tmp.path().join("gone"), &link).unwrap();
+    let out = dstream(&["run", "--brokers", "127.0.0.1:1", "--checkpoint", link.to_str().unwrap()]);
+    let err = one_line_failure(&out);
+    assert!(err.contains("is a symbolic link to") && err.contains("gone, which does not exist"), "{err}");
+    assert!(!err.contains("File exists"), "{err}");
+}
+
+/// Issue 14 item 11: a newest checkpoint that is a symbolic link is skipped with a warning naming it, and
+/// `--reset-checkpoint` moves it aside with the rest.
+#[test]
+fn a_symlinked_newest_checkpoint_is_skipped_with_a_word() {
+    use dstream_adapters::checkpoint::{encode, Checkpoint, CheckpointMeta, Fingerprint, NextOffset};
+    use dstream_core::lab::{Avg, LabCheckpoint, LabConfig};
+    use dstream_core::state::{StateEntry, StateSnapshot};
+    use dstream_core::{Duration, Key, Time};
+    let tmp = tempfile::tempdir().unwrap();
+    let entries = vec![(Key::new("a"), StateEntry { state: Avg::new(4, 2), updated_at: Time(100) })];
+    let lab = LabCheckpoint { initialized: true, state: StateSnapshot { num_partitions: 2, entries } };
+    let op = dstream_adapters::checkpoint::OperatorState {
+        id: "map_with_state#0".into(),
+        kind: "map_with_state".into(),
+        len: 1,
+        bytes: postcard::to_stdvec(&lab).unwrap(),
+    };
+    let cp = Checkpoint {
+        meta: CheckpointMeta {
+            fingerprint: Fingerprint::lab("avg", 1, &LabConfig::default(), Duration(100)),
+            time: Time(100),
+            zero: Time(0),
+            interval: Duration(100),
+            next_offsets: vec![NextOffset { partition: 0, offset: 2 }],
+            pending: vec![],
+        },
+        state: vec![op],
+    };
+    std::fs::write(tmp.path().join("checkpoint-100"), encode(&cp).unwrap()).unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::write(&elsewhere, encode(&cp).unwrap()).unwrap();
+    let link = tmp.path().join("checkpoint-200");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let out = dstream(&["checkpoint", "show", tmp.path().to_str().unwrap()]);
+    assert_eq!(checkpoint_rows(&ok(&out)), vec![("a".to_string(), 4, 2)]);
+    let err = stderr(&out);
+    assert!(err.contains(&format!("warning: skipped checkpoint {}: a symbolic link", link.display())), "{err}");
+}
+
+/// Issue 14 item 11: negative and out-of-range values are value errors with clap's exit status 2, one line each
+/// (negative numbers read as "unexpected argument '-1'"; some bad values exited 1).
+#[test]
+fn bad_values_are_one_line_and_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = tmp.path().join("lines.txt");
+    std::fs::write(&lines, "a,1\n").unwrap();
+    let lines = lines.to_str().unwrap();
+    let cases: [(&[&str], &str); 9] = [
+        (&["run", "--print", "-1"], "invalid value '-1' for '--print"),
+        (&["run", "--batch-interval", "-1s"], "invalid value '-1s' for '--batch-interval"),
+        (&["run", "--batches", "-3"], "invalid value '-3' for '--batches"),
+        (&["run", "--max-rate-per-partition", "-5"], "invalid value '-5'"),
+        (&["run", "--brokers", ","], "--brokers is empty"),
+        (&["generate", "--partitions", "0"], "invalid value '0' for '--partitions"),
+        (&["generate", "--count", "-1"], "invalid value '-1' for '--count"),
+        (&["replay", "--lines", lines, "--records-per-batch", "0"], "invalid value '0' for '--records-per-batch"),
+        (&["replay", "--lines", lines, "--print", "-2"], "invalid value '-2' for '--print"),
+    ];
+    for (args, want) in cases {
+        let out = dstream(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want) && !err.contains("unexpected argument"), "{args:?}: {err}");
+    }
 }

@@ -26,7 +26,10 @@ fn checkpoint(t: i64) -> Checkpoint<LabCheckpoint> {
             time: Time(t),
             zero: Time(0),
             interval: Duration(1000),
-            next_offsets: vec![NextOffset { partition: 0, offset: n as i64 }, NextOffset { partition: 1, offset: 7 }],
+            next_offsets: vec![
+                NextOffset { partition: 0, offset: n as i64 + 1 },
+                NextOffset { partition: 1, offset: 7 },
+            ],
             pending: vec![BatchInfo {
                 time: Time(t + 1000),
                 ranges: vec![OffsetRange { partition: 0, from: n as i64, until: n as i64 + 1 }],
@@ -64,11 +67,11 @@ fn save_then_load_round_trips() {
     assert_eq!(loaded.checkpoint, checkpoint(2000));
     assert_eq!(loaded.path, store.dir().join("checkpoint-2000"));
     assert!(loaded.skipped.is_empty());
-    // Only the two checkpoint files are in the directory: no temporary file survives a save.
+    // Only the two checkpoint files and the lock are in the directory: no temporary file survives a save.
     let mut names: Vec<String> =
         fs::read_dir(store.dir()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
-    assert_eq!(names, vec!["checkpoint-1000", "checkpoint-2000"]);
+    assert_eq!(names, vec![".lock", "checkpoint-1000", "checkpoint-2000"]);
 }
 
 #[test]
@@ -338,4 +341,97 @@ fn the_borrowed_state_view_encodes_as_the_owned_checkpoint() {
     let keys: Vec<&str> = decoded.state.entries.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, vec!["a", "b", "z", "é"]);
     assert_eq!(decoded.state.entries[0].1.state, Avg::new(-5, 2));
+}
+
+/// Issue 14 item 5: a length field near 2^64 (or any value) in either section header is corruption, reported
+/// and skipped for the previous checkpoint, never a panic or an overflow.
+#[test]
+fn any_length_field_value_falls_back_to_the_previous_checkpoint() {
+    let (_d, store) = store_with(&[1000, 2000]);
+    let newest = store.dir().join(file_name(Time(2000)));
+    let good = fs::read(&newest).unwrap();
+    let meta_len = u64::from_le_bytes(good[12..20].try_into().unwrap()) as usize;
+    let state_len_at = 20 + meta_len;
+    let lens = [
+        u64::MAX,
+        u64::MAX - 1,
+        u64::MAX - 7,
+        u64::MAX - 11,
+        u64::MAX - 12,
+        u64::MAX - 19,
+        u64::MAX - 20,
+        u64::MAX - 31,
+        u64::MAX - good.len() as u64,
+        1 << 63,
+        (1 << 63) - 1,
+        u32::MAX as u64,
+        good.len() as u64,
+        0,
+    ];
+    for at in [12, state_len_at] {
+        for &len in &lens {
+            let mut bad = good.clone();
+            bad[at..at + 8].copy_from_slice(&len.to_le_bytes());
+            assert!(decode::<LabCheckpoint>(&bad).is_err(), "length {len} at {at}");
+            fs::write(&newest, &bad).unwrap();
+            let loaded = load(&store).unwrap().unwrap();
+            assert_eq!(loaded.checkpoint, checkpoint(1000), "length {len} at {at}");
+            assert_eq!(loaded.skipped.len(), 1, "length {len} at {at}");
+        }
+    }
+}
+
+/// Issue 14 item 8: a CRC-valid checkpoint whose batch time, grid origin, pending time or interval no run can
+/// have (a batch time near 2^63 wrapped the grid) is skipped for the previous checkpoint, saying what is wrong.
+#[test]
+fn times_no_run_can_have_fall_back_to_the_previous_checkpoint() {
+    type Edit = fn(&mut CheckpointMeta);
+    let edits: [(&str, Edit); 6] = [
+        ("batch time", |m| m.time = Time(i64::MAX - 5)),
+        ("batch time", |m| m.time = Time(i64::MIN)),
+        ("grid origin", |m| m.zero = Time(i64::MIN + 1)),
+        ("pending batch time", |m| m.pending[0].time = Time(i64::MAX)),
+        ("batch interval", |m| m.interval = Duration(0)),
+        ("batch interval", |m| m.interval = Duration(i64::MAX)),
+    ];
+    for (what, edit) in edits {
+        let (_d, store) = store_with(&[1000]);
+        let mut bad = checkpoint(2000);
+        edit(&mut bad.meta);
+        fs::write(store.dir().join(file_name(Time(2000))), encode(&bad).unwrap()).unwrap();
+        let loaded = load(&store).unwrap().unwrap();
+        assert_eq!(loaded.checkpoint, checkpoint(1000), "{what}");
+        let reason = loaded.skipped[0].to_string();
+        assert!(reason.contains("checkpoint-2000") && reason.contains(what), "{reason}");
+    }
+}
+
+/// Issue 14 item 8: next offsets and pending batches no run writes (seen with a real broker: a partition left
+/// out started afresh, one listed twice was read twice, a pending batch before the checkpoint's batch was counted
+/// again) are skipped for the previous checkpoint, saying what is wrong.
+#[test]
+fn offsets_and_pending_batches_no_run_writes_fall_back_to_the_previous_checkpoint() {
+    type Edit = fn(&mut CheckpointMeta);
+    let edits: [(&str, Edit); 8] = [
+        ("name partition 7", |m| m.next_offsets[1].partition = 7),
+        ("leave out partition 1", |m| {
+            m.next_offsets.pop();
+        }),
+        ("list partition 0 twice", |m| m.next_offsets[1].partition = 0),
+        ("is negative", |m| m.next_offsets[1].offset = -1),
+        ("is not after", |m| m.pending[0].time = m.time),
+        ("names partition 9", |m| m.pending[0].ranges[0].partition = 9),
+        ("outside [0, 3)", |m| m.pending[0].ranges[0].from = 4),
+        ("outside [0, 3)", |m| m.pending[0].ranges[0].until = 4),
+    ];
+    for (what, edit) in edits {
+        let (_d, store) = store_with(&[1000]);
+        let mut bad = checkpoint(2000);
+        edit(&mut bad.meta);
+        fs::write(store.dir().join(file_name(Time(2000))), encode(&bad).unwrap()).unwrap();
+        let loaded = load(&store).unwrap().unwrap();
+        assert_eq!(loaded.checkpoint, checkpoint(1000), "{what}");
+        let reason = loaded.skipped[0].to_string();
+        assert!(reason.contains("invalid content") && reason.contains(what), "{reason}");
+    }
 }

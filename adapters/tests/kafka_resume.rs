@@ -65,7 +65,7 @@ fn run(
 fn resume_at(offsets: Vec<(i32, i64)>, state: Option<LabCheckpoint>, timer: BatchTimer) -> Resume<LabJob> {
     let mut job = LabJob::new(LabConfig::default());
     if let Some(cp) = state {
-        job.restore(cp);
+        job.restore(cp).unwrap();
     }
     Resume { offsets, engine: Engine::new(job, timer), pending: Vec::new() }
 }

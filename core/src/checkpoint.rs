@@ -6,7 +6,7 @@ use crate::engine::BatchInfo;
 use crate::lab::{LabConfig, LabJob};
 use crate::stateful::{StateCodecError, StateVisit, Stateful};
 use crate::stream::Job;
-use crate::time::{Duration, Time};
+use crate::time::{Duration, Time, MAX_MILLIS};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -148,6 +148,67 @@ pub struct CheckpointMeta {
     pub pending: Vec<BatchInfo>,
 }
 
+impl CheckpointMeta {
+    /// Checks what the file's checksum cannot; the first problem, described. Every time is within [`MAX_MILLIS`]
+    /// of the origin and the interval positive and as bounded (no arithmetic on the grid can wrap); the next
+    /// offsets name every partition of the fingerprint once, none negative; pending batches come after the
+    /// checkpoint's batch, in order, with ranges `0 <= from <= until <= next offset` of partitions of the input.
+    pub fn check(&self) -> Result<(), String> {
+        let interval = self.interval.millis();
+        if interval <= 0 || interval > MAX_MILLIS {
+            return Err(format!("batch interval {interval} ms is not within 1..={MAX_MILLIS} ms"));
+        }
+        let times = [("batch time", self.time), ("grid origin", self.zero)];
+        let pending = self.pending.iter().map(|b| ("pending batch time", b.time));
+        for (what, t) in times.into_iter().chain(pending) {
+            if !t.in_range() {
+                return Err(format!("{what} {} ms is out of range (at most {MAX_MILLIS} ms either side of 0)", t.0));
+            }
+        }
+        // Offsets: every partition of the input exactly once, none negative; a partition left out would start
+        // afresh under a state that already counts it, one listed twice would be read twice.
+        let partitions = self.fingerprint.partitions as usize;
+        let mut next = vec![None; partitions];
+        for n in &self.next_offsets {
+            let slot = usize::try_from(n.partition).ok().and_then(|p| next.get_mut(p));
+            let Some(slot) = slot else {
+                return Err(format!("next offsets name partition {}, the input has {partitions}", n.partition));
+            };
+            if slot.is_some() {
+                return Err(format!("next offsets list partition {} twice", n.partition));
+            }
+            if n.offset < 0 {
+                return Err(format!("next offset {} of partition {} is negative", n.offset, n.partition));
+            }
+            *slot = Some(n.offset);
+        }
+        if let Some(p) = next.iter().position(Option::is_none) {
+            return Err(format!("next offsets leave out partition {p}"));
+        }
+        // Pending batches: after the checkpoint's batch and in order, each range within what was generated.
+        let mut after = self.time;
+        for b in &self.pending {
+            if b.time <= after {
+                return Err(format!("pending batch time {} ms is not after {} ms", b.time.0, after.0));
+            }
+            after = b.time;
+            for r in &b.ranges {
+                let until = usize::try_from(r.partition).ok().and_then(|p| next.get(p).copied().flatten());
+                let Some(next) = until else {
+                    return Err(format!("pending batch {} ms names partition {}", b.time.0, r.partition));
+                };
+                if !(0 <= r.from && r.from <= r.until && r.until <= next) {
+                    return Err(format!(
+                        "pending batch {} ms has range [{}, {}) of partition {}, outside [0, {next})",
+                        b.time.0, r.from, r.until, r.partition
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A whole checkpoint: metadata and the job's state, saved and loaded together.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint<S> {
@@ -236,6 +297,9 @@ pub enum RestoreError {
         /// Its kind now.
         current: &'static str,
     },
+    /// The checkpoint's times or interval are out of range (see [`CheckpointMeta::check`]).
+    #[error("the checkpoint's {0}")]
+    Invalid(String),
     /// The checkpoint holds state for operators this job does not have.
     #[error("the checkpoint holds state for operators this job does not have (it has {stored})")]
     Extra {

@@ -96,14 +96,61 @@ pub fn parse_i64(s: &[u8]) -> Result<i64, LabParseError> {
 }
 
 /// A key's running sum and count; the sum is 128 bits wide (kept as two words, 8-byte aligned) so it never overflows.
+///
+/// Decoding refuses what no run can store: a count of 0, or a sum beyond what `count` 64-bit values can add up to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "AvgFields")]
 pub struct Avg {
     sum_hi: i64,
     sum_lo: u64,
     count: u64,
 }
 
+/// `Avg` as it is encoded, before it is checked.
+#[derive(Deserialize)]
+struct AvgFields {
+    sum_hi: i64,
+    sum_lo: u64,
+    count: u64,
+}
+
+/// Why a decoded running average is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidAvg {
+    /// A stored key has seen at least one value.
+    #[error("a running average over 0 values")]
+    ZeroCount,
+    /// Each value is a 64-bit integer, so the sum's magnitude is at most `count * 2^63`.
+    #[error("a sum of {sum} cannot come from {count} 64-bit values")]
+    ImpossibleSum {
+        /// The sum.
+        sum: i128,
+        /// The count.
+        count: u64,
+    },
+}
+
+impl TryFrom<AvgFields> for Avg {
+    type Error = InvalidAvg;
+    fn try_from(f: AvgFields) -> Result<Self, InvalidAvg> {
+        let a = Avg { sum_hi: f.sum_hi, sum_lo: f.sum_lo, count: f.count };
+        a.check()?;
+        Ok(a)
+    }
+}
+
 impl Avg {
+    /// Checks that some `count` 64-bit values can have this sum, and that there is at least one.
+    pub fn check(&self) -> Result<(), InvalidAvg> {
+        if self.count == 0 {
+            return Err(InvalidAvg::ZeroCount);
+        }
+        // count < 2^64, so count * 2^63 < 2^127 fits in u128.
+        if self.sum().unsigned_abs() > (self.count as u128) << 63 {
+            return Err(InvalidAvg::ImpossibleSum { sum: self.sum(), count: self.count });
+        }
+        Ok(())
+    }
     /// A state with the given sum and count.
     pub fn new(sum: i128, count: u64) -> Self {
         Avg { sum_hi: (sum >> 64) as i64, sum_lo: sum as u64, count }
@@ -141,6 +188,9 @@ impl Avg {
 pub fn mean(sum: i128, count: u64) -> f64 {
     if count == 0 {
         return f64::NAN;
+    }
+    if sum == 0 {
+        return 0.0;
     }
     let neg = sum < 0;
     let n = sum.unsigned_abs();
@@ -369,8 +419,8 @@ impl LabJob {
         self.stream.with(|s| crate::stateful::encode_into(&s.checkpoint_ref(), &mut out)).expect("encodes");
         out
     }
-    /// Restores state from a checkpoint.
-    pub fn restore(&mut self, cp: LabCheckpoint) {
+    /// Restores state from a checkpoint; one that lists a key twice is refused.
+    pub fn restore(&mut self, cp: LabCheckpoint) -> Result<(), crate::stateful::StateCodecError> {
         self.stream.with_mut(|s| s.restore(cp))
     }
     /// Appends the JVM text of one output element to `s`.
@@ -462,6 +512,63 @@ mod tests {
         assert_eq!(mean((1i128 << 54) + 3, 2), 9007199254740994.0);
         assert_eq!(mean(i64::MIN as i128, 1), -9_223_372_036_854_775_808.0);
         assert!(mean(1, 0).is_nan());
+    }
+
+    /// Issue 14 item 8: a loaded sum of 0 with a count beyond 2^53 once looped forever in the long division.
+    #[test]
+    fn mean_of_a_zero_sum_over_any_count_returns() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let got: Vec<f64> = [1u64 << 53, (1 << 53) + 1, 1 << 60, u64::MAX]
+                .into_iter()
+                .map(|n| Avg::new(0, n).mean())
+                .chain([mean(0, u64::MAX), mean(1, u64::MAX), mean(-1, 1 << 54)])
+                .collect();
+            let _ = tx.send(got);
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("mean returns");
+        assert_eq!(&got[..5], &[0.0; 5]);
+        assert_eq!(got[5], 1.0 / u64::MAX as f64);
+        assert_eq!(got[6], -(2f64.powi(-54)));
+    }
+
+    /// Issue 14 item 8: what no run can store is refused when decoded, and the refusal names what is wrong.
+    #[test]
+    fn decoding_refuses_a_zero_count_and_an_impossible_sum() {
+        let round = |a: Avg| postcard::from_bytes::<Avg>(&postcard::to_stdvec(&a).unwrap());
+        assert_eq!(round(Avg::new(5, 1)).unwrap(), Avg::new(5, 1));
+        let min = Avg::new(i64::MIN as i128 * 3, 3);
+        assert_eq!(round(min).unwrap(), min);
+        assert!(round(Avg::new(0, 0)).is_err());
+        assert!(round(Avg::new(7, 0)).is_err());
+        assert!(round(Avg::new(i64::MIN as i128 * 3 - 1, 3)).is_err());
+        assert!(round(Avg::new(i128::MAX, u64::MAX)).is_err());
+        assert_eq!(Avg::new(1, 0).check(), Err(InvalidAvg::ZeroCount));
+        assert_eq!(
+            Avg::new(1 << 64, 1).check().unwrap_err().to_string(),
+            format!("a sum of {} cannot come from 1 64-bit values", 1i128 << 64)
+        );
+    }
+
+    /// Issue 14 item 8: a snapshot that lists a key twice is refused by name; the state is left as it was.
+    #[test]
+    fn a_snapshot_with_a_duplicate_key_is_refused() {
+        use crate::state::{StateEntry, StateSnapshot};
+        let entry =
+            |k: &str, n: u64| (Key::new(k), StateEntry { state: Avg::new(n as i128, n), updated_at: Time(1000) });
+        let cp = |entries| LabCheckpoint { initialized: true, state: StateSnapshot { num_partitions: 2, entries } };
+        let mut job = LabJob::new(LabConfig::default());
+        job.restore(cp(vec![entry("a", 1), entry("b", 2)])).unwrap();
+        let err = job.restore(cp(vec![entry("c", 1), entry("a", 1), entry("a", 2)])).unwrap_err();
+        assert_eq!(err.to_string(), r#"key "a" appears twice in the snapshot"#);
+        let keys: Vec<String> = job.checkpoint().state.entries.iter().map(|(k, _)| k.as_str().to_string()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        // The same through the checkpoint's byte encoding, as a run restores it.
+        let bytes = postcard::to_stdvec(&cp(vec![entry("x", 1), entry("x", 1)])).unwrap();
+        let mut any = LabJob::new(LabConfig::default());
+        let mut errs = Vec::new();
+        any.visit_state(&mut StateVisit::new(&mut |op| errs.push(op.restore(&bytes).unwrap_err().to_string())));
+        assert_eq!(errs, [r#"key "x" appears twice in the snapshot"#]);
     }
 }
 

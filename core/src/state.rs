@@ -330,13 +330,6 @@ impl<K: Hash + Eq, S> Partition<K, S> {
         Some(slot)
     }
 
-    /// Adds a key known to be absent (e.g. from a snapshot, whose keys are unique), skipping the lookup.
-    pub(crate) fn insert_new(&mut self, key: K, slot: Slot<S>) {
-        let hash = hash_of(&key);
-        debug_assert!(self.position(&key, hash).is_none(), "insert_new of a present key");
-        self.push(key, slot, hash);
-    }
-
     /// Makes room for `n` more keys.
     pub(crate) fn reserve(&mut self, n: usize) {
         self.entries.reserve(n);
@@ -435,12 +428,13 @@ impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
     pub fn snapshot_ref(&self) -> StateSnapshotRef<'_, K, S> {
         StateSnapshotRef { map: self }
     }
-    /// A map rebuilt from a snapshot.
-    pub fn from_snapshot(snap: StateSnapshot<K, S>) -> Self {
+    /// A map rebuilt from a snapshot; `Err` holds a key the snapshot lists twice.
+    pub fn from_snapshot(snap: StateSnapshot<K, S>) -> Result<Self, K> {
         Self::from_entries(snap.num_partitions, snap.entries)
     }
-    /// A map of `n` partitions holding `entries` (any order), each partition sized once up front.
-    pub fn from_entries(n: usize, entries: Vec<(K, StateEntry<S>)>) -> Self {
+    /// A map of `n` partitions holding `entries` (any order), each partition sized once up front; `Err` holds a
+    /// key listed twice (a snapshot read from a file is not trusted to come from a map).
+    pub fn from_entries(n: usize, entries: Vec<(K, StateEntry<S>)>) -> Result<Self, K> {
         let mut m = StateMap::new(n);
         let n = m.parts.len();
         let parts: Vec<u32> = entries.iter().map(|(k, _)| partition_of(k, n) as u32).collect();
@@ -450,10 +444,14 @@ impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
             part.reserve(size);
         }
         for ((k, e), p) in entries.into_iter().zip(parts) {
-            // Snapshot keys are unique (they come from a map), so no lookup is needed.
-            m.parts[p as usize].insert_new(k, Slot { value: e.state, updated_at: e.updated_at });
+            let part = &mut m.parts[p as usize];
+            let hash = hash_of(&k);
+            if part.position(&k, hash).is_some() {
+                return Err(k);
+            }
+            part.push(k, Slot { value: e.state, updated_at: e.updated_at }, hash);
         }
-        m
+        Ok(m)
     }
 }
 
@@ -551,7 +549,7 @@ mod map_props {
                 prop_assert_eq!(m.get_state(&k), want.get(&k));
             }
             let snap = m.snapshot();
-            let restored = StateMap::from_snapshot(snap.clone());
+            let restored = StateMap::from_snapshot(snap.clone()).unwrap();
             prop_assert_eq!(restored.snapshot(), snap);
         }
     }

@@ -80,7 +80,11 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
 
 /// Decodes a whole postcard value from `bytes` (trailing bytes are an error).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateCodecError> {
-    let (v, rest) = postcard::take_from_bytes(bytes).map_err(|e| StateCodecError(e.to_string()))?;
+    let (v, rest) = postcard::take_from_bytes(bytes).map_err(|e| match e {
+        // What a type's own check refused (postcard keeps no message).
+        postcard::Error::SerdeDeCustom => StateCodecError("a stored value is invalid for its type".to_string()),
+        e => StateCodecError(e.to_string()),
+    })?;
     if !rest.is_empty() {
         return Err(StateCodecError(format!("{} bytes left after the state", rest.len())));
     }

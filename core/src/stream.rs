@@ -1406,7 +1406,7 @@ where
 
 impl<P, F, K, S, M> Stateful for MapWithState<P, F, K, S, M>
 where
-    K: Hash + Eq + Ord + Clone + StableHash + Serialize + DeserializeOwned,
+    K: Hash + Eq + Ord + Clone + StableHash + fmt::Debug + Serialize + DeserializeOwned,
     S: Serialize + DeserializeOwned,
 {
     fn kind(&self) -> &'static str {
@@ -1442,8 +1442,7 @@ where
     }
     fn restore(&mut self, bytes: &[u8]) -> Result<(), StateCodecError> {
         let cp: MapWithStateCheckpoint<K, S> = decode(bytes)?;
-        self.restore(cp);
-        Ok(())
+        self.restore(cp)
     }
     fn len(&self) -> usize {
         self.map.len()
@@ -1477,13 +1476,19 @@ where
     {
         MapWithStateCheckpointRef { initialized: self.initialized, state: self.map.snapshot_ref() }
     }
-    /// Replaces the state with a checkpoint's; the partition count stays the spec's.
-    pub fn restore(&mut self, cp: MapWithStateCheckpoint<K, S>) {
-        self.map = StateMap::from_entries(self.options.num_partitions, cp.state.entries);
+    /// Replaces the state with a checkpoint's; the partition count stays the spec's. A snapshot listing a key
+    /// twice is refused (the state is then left as it was).
+    pub fn restore(&mut self, cp: MapWithStateCheckpoint<K, S>) -> Result<(), StateCodecError>
+    where
+        K: fmt::Debug,
+    {
+        self.map = StateMap::from_entries(self.options.num_partitions, cp.state.entries)
+            .map_err(|k| StateCodecError(format!("key {k:?} appears twice in the snapshot")))?;
         self.initialized = cp.initialized;
         if cp.initialized {
             self.initial.clear();
         }
+        Ok(())
     }
     /// Shares this stream between its mapped output and `stateSnapshots()`.
     #[allow(clippy::type_complexity)]

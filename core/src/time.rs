@@ -12,10 +12,18 @@ pub struct Time(pub i64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct Duration(pub i64);
 
+/// The largest magnitude, in milliseconds, of a time or duration taken from a file or a flag: 2^53 ms (about
+/// 285,000 years), so that adding a few of them can never wrap.
+pub const MAX_MILLIS: i64 = 1 << 53;
+
 impl Time {
     /// Milliseconds since the clock's origin.
     pub fn millis(self) -> i64 {
         self.0
+    }
+    /// True if the time is within [`MAX_MILLIS`] of the origin.
+    pub fn in_range(self) -> bool {
+        self.0.unsigned_abs() <= MAX_MILLIS as u64
     }
 }
 
@@ -38,28 +46,30 @@ impl Duration {
     }
 }
 
+// Time arithmetic saturates: a time near the ends of the range (from a file, say) sticks there instead of wrapping
+// to the other end, so a grid never runs backwards (a repeated batch time is then refused as out of order).
 impl std::ops::Add<Duration> for Time {
     type Output = Time;
     fn add(self, d: Duration) -> Time {
-        Time(self.0 + d.0)
+        Time(self.0.saturating_add(d.0))
     }
 }
 impl std::ops::Sub<Duration> for Time {
     type Output = Time;
     fn sub(self, d: Duration) -> Time {
-        Time(self.0 - d.0)
+        Time(self.0.saturating_sub(d.0))
     }
 }
 impl std::ops::Sub<Time> for Time {
     type Output = Duration;
     fn sub(self, t: Time) -> Duration {
-        Duration(self.0 - t.0)
+        Duration(self.0.saturating_sub(t.0))
     }
 }
 impl std::ops::Mul<i64> for Duration {
     type Output = Duration;
     fn mul(self, k: i64) -> Duration {
-        Duration(self.0 * k)
+        Duration(self.0.saturating_mul(k))
     }
 }
 
@@ -102,7 +112,7 @@ impl FromStr for Duration {
             "m" | "min" => 60_000,
             _ => return Err(err()),
         };
-        let ms = n.checked_mul(factor).filter(|&ms| ms > 0).ok_or_else(err)?;
+        let ms = n.checked_mul(factor).filter(|&ms| ms > 0 && ms <= MAX_MILLIS).ok_or_else(err)?;
         Ok(Duration(ms))
     }
 }
@@ -152,7 +162,7 @@ impl BatchTimer {
     /// A timer for a first start at `now`: the first tick is strictly after `now`, and zero is one interval before it.
     pub fn first_start(now: Time, interval: Duration) -> Self {
         assert!(interval.0 > 0, "batch interval must be positive");
-        let first = Time((now.0.div_euclid(interval.0) + 1) * interval.0);
+        let first = Time(now.0.div_euclid(interval.0).saturating_add(1).saturating_mul(interval.0));
         BatchTimer { zero: first - interval, interval, next: first }
     }
 
@@ -196,7 +206,7 @@ mod tests {
         assert_eq!("2s".parse::<Duration>().unwrap(), Duration(2000));
         assert_eq!("500ms".parse::<Duration>().unwrap(), Duration(500));
         assert_eq!("1m".parse::<Duration>().unwrap(), Duration(60_000));
-        for bad in ["", "2", "s", "-2s", "0s", "2 s", "2h", "1.5s"] {
+        for bad in ["", "2", "s", "-2s", "0s", "2 s", "2h", "1.5s", "9007199254740993ms", "9223372036854775807ms"] {
             assert!(bad.parse::<Duration>().is_err(), "{bad}");
         }
     }
@@ -214,6 +224,19 @@ mod tests {
             got.push(t.0);
         }
         assert_eq!(got, vec![1000, 2000, 3000, 4000, 5000]);
+    }
+
+    /// Issue 14 item 8: a grid resumed after a time near 2^63 never wraps to negative times.
+    #[test]
+    fn a_grid_near_the_end_of_time_does_not_wrap() {
+        let mut t = BatchTimer::resume(Time(0), Duration(1000), Time(i64::MAX - 10));
+        assert_eq!(t.next_time(), Time(i64::MAX));
+        assert_eq!(t.poll(Time(i64::MAX)), Some(Time(i64::MAX)));
+        assert_eq!(t.next_time(), Time(i64::MAX));
+        let t = BatchTimer::first_start(Time(i64::MAX - 10), Duration(1000));
+        assert!(t.next_time() > Time(i64::MAX - 10) || t.next_time() == Time(i64::MAX));
+        assert_eq!(Time(i64::MIN) - Duration(1), Time(i64::MIN));
+        assert_eq!(Time(i64::MIN) - Time(1), Duration(i64::MIN));
     }
 
     #[test]

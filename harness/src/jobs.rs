@@ -130,7 +130,9 @@ pub fn lab_config(job: &str, params: &[(String, String)]) -> Result<(LabConfig, 
                     _ => return Err(bad(name, value, "expected arrival or spark-partitions")),
                 }
             }
-            "initial" => initial.push(parse_initial(value).ok_or_else(|| bad(name, value, "expected KEY,SUM,COUNT"))?),
+            "initial" => initial.push(
+                parse_initial(value).ok_or_else(|| bad(name, value, "expected KEY,SUM,COUNT with COUNT at least 1"))?,
+            ),
             _ => return Err(JobSpecError::UnknownParam { job: job.to_string(), name: name.clone() }),
         }
     }
@@ -161,7 +163,10 @@ fn parse_initial(value: &str) -> Option<(Key, Avg)> {
     let count: u64 = it.next()?.parse().ok()?;
     let sum: i128 = it.next()?.parse().ok()?;
     let key = it.next().filter(|k| !k.is_empty())?;
-    Some((Key::new(key), Avg::new(sum, count)))
+    // As a checkpoint's state: a count of at least 1 and a sum that many 64-bit values can have.
+    let avg = Avg::new(sum, count);
+    avg.check().ok()?;
+    Some((Key::new(key), avg))
 }
 
 /// Any job behind one type, as a replay builds it from a recording's header.

@@ -3,6 +3,7 @@
 
 use crate::jobs::{build_job, JobSpecError};
 use crate::recording::{Frame, Recording, RecordingError, RecordingHeader, RecordingReader};
+use dstream_core::time::MAX_MILLIS;
 use dstream_core::{BatchReport, BatchTimer, Engine, EngineError, Job, Malformed, ManualClock, RecordBatch, Time};
 use std::io::{Read, Write};
 
@@ -26,9 +27,17 @@ pub enum ReplayError {
     /// The header names a job that cannot be built.
     #[error("recording header: {0}")]
     Job(#[from] JobSpecError),
-    /// The header's batch interval is not positive.
-    #[error("recording header: batch interval {0} ms is not positive")]
+    /// The header's batch interval is not positive (or beyond `MAX_MILLIS`).
+    #[error("recording header: batch interval {0} ms is not within 1..=9007199254740992 ms")]
     BadInterval(i64),
+    /// A time in the recording (the header's grid origin or a batch's time) is out of range.
+    #[error("recording: {what} {time} ms is out of range (at most 9007199254740992 ms either side of 0)")]
+    BadTime {
+        /// `grid origin` or `batch time`.
+        what: &'static str,
+        /// The time.
+        time: i64,
+    },
     /// A batch failed (or came out of order).
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -46,8 +55,12 @@ struct Replayer<J> {
 
 impl<J: Job> Replayer<J> {
     fn new(job: J, header: &RecordingHeader) -> Result<Self, ReplayError> {
-        if header.batch_interval.millis() <= 0 {
-            return Err(ReplayError::BadInterval(header.batch_interval.millis()));
+        let interval = header.batch_interval.millis();
+        if interval <= 0 || interval > MAX_MILLIS {
+            return Err(ReplayError::BadInterval(interval));
+        }
+        if !header.zero.in_range() {
+            return Err(ReplayError::BadTime { what: "grid origin", time: header.zero.0 });
         }
         let timer = BatchTimer::resume(header.zero, header.batch_interval, header.zero);
         Ok(Replayer {
@@ -65,6 +78,9 @@ impl<J: Job> Replayer<J> {
         out: &mut dyn Write,
         on_batch: &mut dyn FnMut(&BatchReport),
     ) -> Result<(), ReplayError> {
+        if !time.in_range() {
+            return Err(ReplayError::BadTime { what: "batch time", time: time.0 });
+        }
         self.clock.set_time(time);
         let report = self.engine.run_batch(time, batch, &self.clock)?;
         out.write_all(report.printed.as_bytes())?;
@@ -148,6 +164,22 @@ mod tests {
         rec.header.batch_interval = dstream_core::Duration(1000);
         rec.header.job = "nope".into();
         assert!(matches!(replay_to_string(&rec), Err(ReplayError::Job(_))));
+    }
+
+    /// Issue 14 item 8: times near 2^63 in a recording (header or frame) are refused; they wrapped the grid.
+    #[test]
+    fn times_out_of_range_are_errors_not_panics() {
+        let mut rec = from_text("dstream-recording 1\n--- batch\na,1\n").unwrap();
+        rec.header.zero = dstream_core::Time(i64::MAX - 10);
+        let err = replay_to_string(&rec).unwrap_err();
+        assert!(matches!(err, ReplayError::BadTime { what: "grid origin", .. }), "{err}");
+        rec.header.zero = dstream_core::Time(0);
+        rec.header.batch_interval = dstream_core::Duration(i64::MAX);
+        assert!(matches!(replay_to_string(&rec), Err(ReplayError::BadInterval(i64::MAX))));
+        rec.header.batch_interval = dstream_core::Duration(1000);
+        rec.frames[0].time = dstream_core::Time(i64::MIN);
+        let err = replay_to_string(&rec).unwrap_err();
+        assert!(matches!(err, ReplayError::BadTime { what: "batch time", time: i64::MIN }), "{err}");
     }
 
     #[test]
