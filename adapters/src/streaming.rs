@@ -125,6 +125,8 @@ pub struct BatchCompleted<'a> {
     pub processing_time: Duration,
     /// Records beyond its ranges when it was generated.
     pub lag: i64,
+    /// Batches generated and not yet completed when it completed (Spark's waiting batches).
+    pub waiting: usize,
 }
 
 /// Spark's `StreamingListener`: told of each batch as it completes, on the processing thread.
@@ -150,6 +152,9 @@ pub enum StreamingError {
     /// The checkpoint directory could not be used.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// The web UI could not start.
+    #[error(transparent)]
+    Ui(#[from] crate::ui::UiError),
     /// The checkpoint's state does not fit this program.
     #[error("cannot restore the checkpoint {}: {source}", path.display())]
     Restore {
@@ -215,6 +220,8 @@ pub struct StreamingContext {
     listeners: Vec<Box<dyn StreamingListener>>,
     stop: StopHandle,
     phase: Phase,
+    ui: Option<(String, usize)>,
+    ui_server: Option<crate::ui::UiServer>,
 }
 
 enum Phase {
@@ -245,6 +252,8 @@ impl StreamingContext {
             listeners: Vec::new(),
             stop: StopHandle::default(),
             phase: Phase::Defining,
+            ui: None,
+            ui_server: None,
         }
     }
 
@@ -316,6 +325,19 @@ impl StreamingContext {
         self
     }
 
+    /// Serves the web UI (see [`crate::ui`]) on `addr` (a loopback HOST:PORT; a taken port is followed by the
+    /// next ones) from `start` until the context is dropped, keeping the last `retained_batches` batches; the
+    /// address is printed on stderr. Off by default.
+    pub fn ui(&mut self, addr: &str, retained_batches: usize) -> &mut Self {
+        self.ui = Some((addr.to_string(), retained_batches));
+        self
+    }
+
+    /// The web UI's address once started.
+    pub fn ui_addr(&self) -> Option<std::net::SocketAddr> {
+        self.ui_server.as_ref().map(|s| s.addr())
+    }
+
     /// A handle that stops the context from anywhere.
     pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
@@ -376,6 +398,18 @@ impl StreamingContext {
             }
         }
         let start = start.unwrap_or(Start::Fresh(job));
+        if let Some((addr, retained)) = &self.ui {
+            let config = crate::ui::UiConfig {
+                topic: source.topic.clone(),
+                batch_interval: self.interval,
+                retained_batches: *retained,
+            };
+            let collector = crate::ui::UiCollector::new(config);
+            let server = collector.serve(addr, false)?;
+            eprintln!("dstream: web UI at {}", server.url());
+            self.ui_server = Some(server);
+            self.listeners.push(Box::new(collector));
+        }
         let recorder = self.record.as_ref().map(|path| Recorder::new(path.clone(), &source.topic, &self.name, vec![]));
         let hooks = ContextHooks {
             reported: 0,
@@ -517,6 +551,7 @@ impl RunHooks<Graph> for ContextHooks {
             scheduling_delay: b.report.scheduling_delay,
             processing_time: b.report.processing_time,
             lag: b.lag,
+            waiting: b.pending.len(),
         };
         for l in &mut self.listeners {
             l.on_batch_started(b.info);
