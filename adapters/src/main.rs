@@ -13,8 +13,8 @@ use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
 use dstream_adapters::record::Recorder;
 use dstream_adapters::recovery::{lab_state, restore, write_lab_state, Checkpointer};
 use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunEnd, RunHooks, RunOptions, Start};
-use dstream_adapters::streaming::{BatchCompleted, StreamingListener};
-use dstream_adapters::ui::{UiCollector, UiConfig, UiServer};
+use dstream_adapters::streaming::BatchCompleted;
+use dstream_adapters::ui::{SavedCheckpoint, StateSize, UiCollector, UiConfig, UiServer};
 use dstream_core::lab::LabConfig;
 use dstream_core::lab::{LabConfig as LabJobConfig, LabJob};
 use dstream_core::Clock;
@@ -577,18 +577,18 @@ impl RunHooks<LabJob> for StatusHooks {
             r.record(b)?;
         }
         b.report.malformed.iter().for_each(|m| self.malformed.report(m));
+        let mut saved = None;
         if let Some(c) = &mut self.checkpointer {
             // Batches generated ahead of processing are stored as pending, with their ranges: after a restart they
             // run again over exactly those ranges, and the live stream continues after them.
             let started = Instant::now();
-            let saved = c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
-            if let (Some(ui), Some(path)) = (&self.ui, saved) {
-                ui.checkpoint_saved(b.info.time, path, started.elapsed());
-            }
+            let path = c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
+            saved = path.map(|path| SavedCheckpoint { path, batch_path: started.elapsed() });
         }
-        if let Some(ui) = &mut self.ui {
-            ui.state_keys("map_with_state", "map_with_state", b.engine.job().key_count() as u64);
-            ui.on_batch_completed(&BatchCompleted {
+        if let Some(ui) = &self.ui {
+            let keys = b.engine.job().key_count() as u64;
+            let state = [StateSize { operator: "map_with_state", kind: "map_with_state", keys }];
+            let done = BatchCompleted {
                 info: b.info,
                 records: b.report.records,
                 malformed: &b.report.malformed,
@@ -596,7 +596,8 @@ impl RunHooks<LabJob> for StatusHooks {
                 processing_time: b.report.processing_time,
                 lag: b.lag,
                 waiting: b.pending.len(),
-            });
+            };
+            ui.batch_completed(&done, &state, saved);
         }
         Ok(())
     }

@@ -48,10 +48,11 @@ struct Running {
 }
 
 impl Running {
-    fn start(broker: &str) -> Running {
+    fn start(broker: &str, extra: &[&str]) -> Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dstream"))
             .args(["run", "--brokers", broker, "--starting-offsets", "earliest", "--batch-interval", "200ms"])
             .args(["--max-rate-per-partition", "500", "--ui", "127.0.0.1:0", "--print", "1"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -256,11 +257,16 @@ fn total(lines: &[Status], f: impl Fn(&Status) -> u64) -> u64 {
 fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
     let Some(b) = broker() else { return };
     produce(b.addr());
-    let run = Running::start(b.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().to_str().unwrap();
+    let run = Running::start(b.addr(), &["--checkpoint", checkpoints]);
     let all: u64 = PRODUCED.iter().sum::<usize>() as u64;
     // 100 records per partition per batch: everything within 6 batches; then a few empty ones.
     let state = run.wait_for(Duration::from_secs(60), |s| {
-        s["numProcessedRecords"].as_u64() == Some(all) && s["numTotalCompletedBatches"].as_u64() >= Some(9)
+        s["numProcessedRecords"].as_u64() == Some(all)
+            && s["numTotalCompletedBatches"].as_u64() >= Some(9)
+            // The newest checkpoint is written by a background thread: its size is shown once it is there.
+            && !s["checkpoint"]["lastSizeBytes"].is_null()
     });
     let batches = run.json("/api/v1/batches");
     let (status, head, metrics) = run.get("/metrics");
@@ -276,6 +282,8 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
     assert_eq!(missing, 404, "{}", String::from_utf8_lossy(&body));
     let stderr = run.stop();
     let lines = status_lines(&stderr);
+    let show = dstream(&["checkpoint", "show", checkpoints]);
+    let keys = checkpoint_rows(&ok_stdout(&show)).len();
 
     // The state view: as many batches and records as the first N status lines, and as produced.
     let n = state["numTotalCompletedBatches"].as_u64().unwrap() as usize;
@@ -294,6 +302,15 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
         .collect();
     assert_eq!(partitions, vec![(0, 600, 600), (1, 400, 400), (2, 0, 0)]);
     assert_eq!(state["state"][0]["keys"], 26, "{state}");
+    assert_eq!(keys, 26);
+    // Checkpoints: one per batch (the default), the last of the newest batch; its file as the store has it.
+    let c = &state["checkpoint"];
+    assert_eq!(c["written"].as_u64().unwrap() as usize, n, "{c}");
+    assert_eq!(c["lastBatchTime"].as_i64(), Some(lines[n - 1].time), "{c}");
+    let file = PathBuf::from(c["lastPath"].as_str().unwrap());
+    assert_eq!(file.parent().unwrap(), dir.path());
+    assert_eq!(c["lastSizeBytes"].as_u64(), Some(std::fs::metadata(&file).unwrap().len()), "{c}");
+    assert!(c["lastBatchPathMs"].as_f64().unwrap() >= 0.0 && c["ageMs"].as_i64().unwrap() >= 0, "{c}");
 
     // The batch list: newest first, each exactly its status line.
     let listed: Vec<Status> = batches.as_array().unwrap().iter().map(status_of).collect();
@@ -361,6 +378,8 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
         assert_eq!(sample(&families, "dstream_partition_next_offset", &labels), Some(want), "{metrics}");
     }
     assert_eq!(sample(&families, "dstream_state_keys", &[("operator", "map_with_state")]), Some(26.0));
+    assert_eq!(sample(&families, "dstream_checkpoints_written_total", &[]), Some(k as f64));
+    assert_eq!(sample(&families, "dstream_checkpoint_last_batch_time_seconds", &[]), Some(last.time as f64 / 1000.0));
     let types: Vec<(&str, &str)> = families
         .as_array()
         .unwrap()
@@ -375,7 +394,7 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
 fn bad_requests_get_clear_answers() {
     let Some(b) = broker() else { return };
     produce(b.addr());
-    let run = Running::start(b.addr());
+    let run = Running::start(b.addr(), &[]);
     let (s, _, _) = run.get("/nope");
     assert_eq!(s, 404);
     let (s, _, _) = run.get("/api/v1/batches/abc");
@@ -504,7 +523,7 @@ fn chromium_renders_the_page_and_a_batch() {
     let chromium = chromium();
     let playwright = playwright_core();
     produce(b.addr());
-    let run = Running::start(b.addr());
+    let run = Running::start(b.addr(), &[]);
     run.wait_for(Duration::from_secs(60), |s| s["numTotalCompletedBatches"].as_u64() >= Some(3));
     // The oldest batch: records on partitions 0 and 1, none on 2.
     let oldest = run.json("/api/v1/batches").as_array().unwrap().last().unwrap()["batchTime"].as_i64().unwrap();

@@ -117,8 +117,6 @@ pub(crate) struct CheckpointFigures {
     pub(crate) last_at: Option<i64>,
     /// Time the batch path spent on the last one (encoding the state; writing it too when not in background).
     pub(crate) last_batch_path: Option<std::time::Duration>,
-    pub(crate) restored_from: Option<PathBuf>,
-    pub(crate) restore_time: Option<std::time::Duration>,
 }
 
 /// Everything the UI shows, shared by the collector and the server.
@@ -177,32 +175,34 @@ impl UiCollector {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The number of keys of a stateful operator after the last batch.
-    pub fn state_keys(&self, operator: &str, kind: &str, keys: u64) {
+    /// A batch completed, with what listeners do not hear of it: the size of each stateful operator's state
+    /// after it, and its checkpoint, if one was saved (to `path`, costing the batch path `batch_path`). All of it
+    /// is shown at once.
+    pub fn batch_completed(
+        &self,
+        b: &BatchCompleted<'_>,
+        state: &[StateSize<'_>],
+        checkpoint: Option<SavedCheckpoint>,
+    ) {
+        let record = BatchRecord::of(b);
         let mut d = self.lock();
-        match d.state.iter_mut().find(|o| o.name == operator) {
-            Some(o) => o.keys = keys,
-            None => d.state.push(OperatorState { name: operator.to_string(), kind: kind.to_string(), keys }),
+        for s in state {
+            match d.state.iter_mut().find(|o| o.name == s.operator) {
+                Some(o) => o.keys = s.keys,
+                None => {
+                    d.state.push(OperatorState { name: s.operator.to_string(), kind: s.kind.to_string(), keys: s.keys })
+                }
+            }
         }
-    }
-
-    /// A checkpoint of batch `batch` was saved to `path` (or handed to the writer thread), costing the batch path
-    /// `batch_path`.
-    pub fn checkpoint_saved(&self, batch: Time, path: PathBuf, batch_path: std::time::Duration) {
-        let mut d = self.lock();
-        let c = &mut d.checkpoint;
-        c.written += 1;
-        c.last_batch = Some(batch);
-        c.last_path = Some(path);
-        c.last_at = Some(wall_ms());
-        c.last_batch_path = Some(batch_path);
-    }
-
-    /// The run resumed from the checkpoint `path`, restoring it in `took`.
-    pub fn restored(&self, path: PathBuf, took: std::time::Duration) {
-        let mut d = self.lock();
-        d.checkpoint.restored_from = Some(path);
-        d.checkpoint.restore_time = Some(took);
+        if let Some(saved) = checkpoint {
+            let c = &mut d.checkpoint;
+            c.written += 1;
+            c.last_batch = Some(b.info.time);
+            c.last_path = Some(saved.path);
+            c.last_at = Some(wall_ms());
+            c.last_batch_path = Some(saved.batch_path);
+        }
+        d.add(record);
     }
 
     /// Serves this collector's data on `addr` (HOST:PORT; port 0 for any free port). A taken port is followed
@@ -219,7 +219,33 @@ impl StreamingListener for UiCollector {
     }
 
     fn on_batch_completed(&mut self, b: &BatchCompleted<'_>) {
-        let record = BatchRecord {
+        self.batch_completed(b, &[], None);
+    }
+}
+
+/// The size of a stateful operator's state.
+#[derive(Debug, Clone, Copy)]
+pub struct StateSize<'a> {
+    /// The operator's name.
+    pub operator: &'a str,
+    /// Its kind (e.g. `map_with_state`).
+    pub kind: &'a str,
+    /// Keys in its state.
+    pub keys: u64,
+}
+
+/// A checkpoint saved after a batch.
+#[derive(Debug, Clone)]
+pub struct SavedCheckpoint {
+    /// Its file (written by now, or soon by a background writer).
+    pub path: PathBuf,
+    /// Time the batch path spent on it.
+    pub batch_path: std::time::Duration,
+}
+
+impl BatchRecord {
+    fn of(b: &BatchCompleted<'_>) -> Self {
+        BatchRecord {
             time: b.info.time,
             records: b.records as u64,
             malformed: b.malformed.len() as u64,
@@ -230,8 +256,13 @@ impl StreamingListener for UiCollector {
             waiting: b.waiting,
             ranges: b.info.ranges.clone(),
             completed_at: wall_ms(),
-        };
-        let mut d = self.lock();
+        }
+    }
+}
+
+impl UiData {
+    fn add(&mut self, record: BatchRecord) {
+        let d = self;
         d.completed += 1;
         d.records += record.records;
         d.malformed += record.malformed;

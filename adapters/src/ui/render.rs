@@ -214,8 +214,6 @@ fn state(d: &UiData, checkpoint_size: Option<u64>) -> serde_json::Value {
             "ageMs": c.last_at.map(|t| now - t),
             "lastSizeBytes": checkpoint_size,
             "lastBatchPathMs": c.last_batch_path.map(|t| t.as_secs_f64() * 1000.0),
-            "restoredFrom": c.restored_from.as_ref().map(|p| p.display().to_string()),
-            "restoreMs": c.restore_time.map(|t| t.as_secs_f64() * 1000.0),
         },
     })
 }
@@ -338,10 +336,6 @@ fn metrics(d: &UiData, checkpoint_size: Option<u64>) -> String {
     if let Some(n) = checkpoint_size {
         family(m, "dstream_checkpoint_last_size_bytes", "gauge", "Size of the last checkpoint's file.");
         sample(m, "dstream_checkpoint_last_size_bytes", n);
-    }
-    if let Some(t) = c.restore_time {
-        family(m, "dstream_checkpoint_restore_seconds", "gauge", "Time to restore the checkpoint at start.");
-        sample(m, "dstream_checkpoint_restore_seconds", t.as_secs_f64());
     }
     o
 }

@@ -200,7 +200,7 @@ function render() {
 }
 
 function checkpointTable(c) {
-  if (!c || (c.written === 0 && !c.restoredFrom)) return h("p", { class: "muted", id: "checkpoint" }, "no checkpoints written");
+  if (!c || c.written === 0) return h("p", { class: "muted", id: "checkpoint" }, "no checkpoints written");
   const row = (k, v) => h("tr", {}, h("td", {}, k), h("td", {}, v == null ? "-" : v));
   return h("table", { id: "checkpoint" },
     row("Written", fmtNum(c.written)),
@@ -208,9 +208,7 @@ function checkpointTable(c) {
     row("Last saved", c.lastWrittenAt == null ? null : fmtTime(c.lastWrittenAt)),
     row("Age", fmtDur(c.ageMs)),
     row("Size", c.lastSizeBytes == null ? null : fmtNum(c.lastSizeBytes) + " bytes"),
-    row("Batch path time", fmtDur(c.lastBatchPathMs)),
-    row("Restored from", c.restoredFrom),
-    row("Restore time", fmtDur(c.restoreMs)));
+    row("Batch path time", fmtDur(c.lastBatchPathMs)));
 }
 
 async function pollMain() {
