@@ -586,3 +586,126 @@ fn chromium_renders_the_page_and_a_batch() {
     assert!(got.len() == 2 && got.iter().all(|r| r[1] != "2"), "{got:?}");
     assert_eq!(seen["hidden"], "1 empty range(s) hidden");
 }
+
+/// A process's resident memory in KiB, threads and open files, from /proc.
+fn footprint(pid: u32) -> (u64, usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap();
+    let rss = rss.trim().trim_end_matches(" kB").trim().parse().unwrap();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count();
+    let files = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    (rss, threads, files)
+}
+
+/// Connections to `port` that process `pid` has accepted (ESTABLISHED, its socket among its open files).
+fn accepted(pid: u32, port: u16) -> usize {
+    let owned: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))
+        .collect();
+    let suffix = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 9 && f[1].ends_with(&suffix) && f[3] == "01" && owned.contains(f[9])
+        })
+        .count()
+}
+
+/// Sends a request head a byte at a time, every 100 ms, until the server closes; how long that took.
+fn slowloris(addr: &str) -> Duration {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let start = Instant::now();
+    let _ = c.write_all(b"GET / HTTP/1.1\r\nX-Slow: ");
+    let mut buf = [0u8; 512];
+    while start.elapsed() < Duration::from_secs(30) {
+        if c.write_all(b"a").is_err() {
+            return start.elapsed();
+        }
+        match c.read(&mut buf) {
+            Ok(0) => return start.elapsed(),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return start.elapsed(),
+        }
+    }
+    panic!("a slow client was served for 30 s");
+}
+
+#[test]
+fn hostile_clients_neither_stall_batches_nor_grow_memory() {
+    let Some(b) = broker() else { return };
+    // A thousand connections need more than the common soft limit of 1024 open files.
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    limit.rlim_cur = limit.rlim_max.min(8192);
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    produce(b.addr());
+    let run = Running::start(b.addr(), &[]);
+    run.wait_for(Duration::from_secs(60), |s| s["numTotalCompletedBatches"].as_u64() >= Some(3));
+    let pid = run.child.id();
+    let before = footprint(pid);
+    let batches_before = status_lines(&run.stderr.lock().unwrap()).len();
+
+    // Slow headers, then (once the server holds them) a huge request line and a thousand idle connections.
+    let slow: Vec<_> = (0..8)
+        .map(|_| {
+            let ui = run.ui.clone();
+            std::thread::spawn(move || slowloris(&ui))
+        })
+        .collect();
+    let port: u16 = run.ui.rsplit(':').next().unwrap().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while accepted(pid, port) < 8 {
+        assert!(Instant::now() < deadline, "the slow clients were not accepted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let huge = {
+        let ui = run.ui.clone();
+        std::thread::spawn(move || {
+            let mut c = TcpStream::connect(&ui).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(1 << 20));
+            let _ = c.write_all(line.as_bytes());
+            let mut answer = Vec::new();
+            let _ = c.read_to_end(&mut answer);
+            answer
+        })
+    };
+    let idle: Vec<TcpStream> = (0..1000).map(|_| TcpStream::connect(&run.ui).unwrap()).collect();
+    let during = footprint(pid);
+    let took: Vec<Duration> = slow.into_iter().map(|t| t.join().unwrap()).collect();
+    let answer = huge.join().unwrap();
+    let mid = footprint(pid);
+    drop(idle);
+
+    // The UI answers again once the attackers are gone.
+    run.wait_for(Duration::from_secs(30), |_| true);
+    let after = footprint(pid);
+    let stderr = run.stop();
+    let lines = status_lines(&stderr);
+
+    // Slow clients are cut off by the head's deadline (5 s from being accepted), not served byte by byte.
+    assert!(took.iter().all(|t| *t > Duration::from_secs(4) && *t < Duration::from_secs(10)), "{took:?}");
+    // Once sent, the huge request line is refused (the connection may also be reset mid-send).
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    // Batches went on as usual meanwhile: on the 200 ms grid, with small scheduling delays.
+    let attack = &lines[batches_before..];
+    assert!(attack.len() >= 15, "{} batches during the attack: {stderr}", attack.len());
+    let worst = attack.iter().map(|s| s.scheduling).max().unwrap();
+    assert!(worst < 2000, "scheduling delay {worst} ms during the attack");
+    // Memory, threads and open files stay bounded: the UI's threads are fixed and idle connections beyond its
+    // queue are closed at once.
+    for (rss, threads, files) in [during, mid, after] {
+        assert!(rss < before.0 + 20 * 1024, "RSS {} kB -> {rss} kB", before.0);
+        assert_eq!(threads, before.1, "threads");
+        assert!(files <= before.2 + 64 + 4 + 8, "open files {} -> {files}", before.2);
+    }
+    eprintln!("footprint (RSS kB, threads, files): before {before:?}, during {during:?}, after {after:?}; slow clients cut after {took:?}; {} batches during the attack, worst scheduling delay {worst} ms", attack.len());
+}

@@ -1,7 +1,8 @@
 //! A small HTTP/1.1 server on `std::net`: one thread accepts, a few answer; every connection carries one request
 //! and is closed after the answer. Requests are bounded: [`MAX_HEAD`] bytes of request line and headers,
-//! [`MAX_HEADERS`] headers, [`HEAD_TIMEOUT`] to send them, [`WRITE_TIMEOUT`] to take the answer. Connections
-//! beyond what the workers and their queue hold are closed at once.
+//! [`MAX_HEADERS`] headers, [`HEAD_TIMEOUT`] from being accepted to send them (waiting for a worker included),
+//! [`WRITE_TIMEOUT`] to take the answer; what follows the head is drained for at most a second (64 KiB) before
+//! closing. Connections beyond what the workers and their queue hold are closed at once.
 
 use super::render;
 use super::UiData;
@@ -17,10 +18,13 @@ use std::time::{Duration, Instant};
 pub(crate) const MAX_HEAD: usize = 8 * 1024;
 /// Most header lines.
 pub(crate) const MAX_HEADERS: usize = 64;
-/// Time a client has to send the request line and headers, in all.
+/// Time a client has, from when it was accepted, to send the request line and headers.
 pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a client has to take the answer.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long, and how many bytes, a closing connection's unread input is drained.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
 /// Threads answering requests.
 const WORKERS: usize = 4;
 /// Accepted connections waiting for a worker; more are closed at once.
@@ -32,7 +36,7 @@ pub(crate) fn spawn(
     data: Arc<Mutex<UiData>>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
-    let (tx, rx) = bounded::<TcpStream>(QUEUE);
+    let (tx, rx) = bounded::<(TcpStream, Instant)>(QUEUE);
     for i in 0..WORKERS {
         let rx = rx.clone();
         let data = data.clone();
@@ -44,7 +48,7 @@ pub(crate) fn spawn(
                 break;
             }
             let Ok(conn) = conn else { continue };
-            match tx.try_send(conn) {
+            match tx.try_send((conn, Instant::now() + HEAD_TIMEOUT)) {
                 Ok(()) => {}
                 // Too many connections waiting: this one is closed (dropped) unanswered.
                 Err(TrySendError::Full(_)) => {}
@@ -54,9 +58,9 @@ pub(crate) fn spawn(
     })
 }
 
-fn worker(rx: Receiver<TcpStream>, data: Arc<Mutex<UiData>>) {
-    for mut conn in rx {
-        let _ = serve_one(&mut conn, &data);
+fn worker(rx: Receiver<(TcpStream, Instant)>, data: Arc<Mutex<UiData>>) {
+    for (mut conn, deadline) in rx {
+        let _ = serve_one(&mut conn, deadline, &data);
     }
 }
 
@@ -77,9 +81,8 @@ pub(crate) enum BadRequest {
     Status(u16, &'static str),
 }
 
-/// Reads a request line and headers from `conn`, within the limits.
-pub(crate) fn read_request(conn: &mut impl ReadTimeout) -> Result<Request, BadRequest> {
-    let deadline = Instant::now() + HEAD_TIMEOUT;
+/// Reads a request line and headers from `conn`, within the limits, by `deadline`.
+pub(crate) fn read_request(conn: &mut impl ReadTimeout, deadline: Instant) -> Result<Request, BadRequest> {
     let mut buf = [0u8; MAX_HEAD];
     let mut len = 0;
     let end = loop {
@@ -151,8 +154,8 @@ impl Response {
     }
 }
 
-fn serve_one(conn: &mut TcpStream, data: &Mutex<UiData>) -> std::io::Result<()> {
-    let response = match read_request(conn) {
+fn serve_one(conn: &mut TcpStream, deadline: Instant, data: &Mutex<UiData>) -> std::io::Result<()> {
+    let response = match read_request(conn, deadline) {
         Err(BadRequest::Gone) => return Ok(()),
         Err(BadRequest::Status(status, reason)) => Response::error(status, reason),
         Ok(req) if req.method != "GET" && req.method != "HEAD" => Response::error(405, "Method Not Allowed"),
@@ -178,7 +181,26 @@ fn serve_one(conn: &mut TcpStream, data: &Mutex<UiData>) -> std::io::Result<()> 
     conn.write_all(&response.body)?;
     conn.flush()?;
     let _ = conn.shutdown(std::net::Shutdown::Write);
+    linger(conn);
     Ok(())
+}
+
+/// Reads and drops what the client still sends (a refused request's rest), for a moment, so that closing does not
+/// reset the connection before the client has read the answer.
+fn linger(conn: &mut TcpStream) {
+    let deadline = Instant::now() + LINGER;
+    let mut buf = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    while left > 0 {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() || conn.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -207,7 +229,7 @@ mod tests {
     }
 
     fn parse(chunks: &[&[u8]]) -> Result<Request, BadRequest> {
-        read_request(&mut Chunks(chunks.iter().map(|c| c.to_vec()).collect()))
+        read_request(&mut Chunks(chunks.iter().map(|c| c.to_vec()).collect()), Instant::now() + HEAD_TIMEOUT)
     }
 
     #[test]
