@@ -709,3 +709,43 @@ fn hostile_clients_neither_stall_batches_nor_grow_memory() {
     }
     eprintln!("footprint (RSS kB, threads, files): before {before:?}, during {during:?}, after {after:?}; slow clients cut after {took:?}; {} batches during the attack, worst scheduling delay {worst} ms", attack.len());
 }
+
+#[test]
+fn a_streaming_context_serves_the_ui_when_asked() {
+    use dstream_adapters::kafka::direct::StartingOffsets;
+    use dstream_adapters::streaming::{KafkaParams, KafkaUtils, StreamingContext};
+    let Some(b) = broker() else { return };
+    produce(b.addr());
+    let params = KafkaParams::new(b.addr()).starting_offsets(StartingOffsets::Earliest).max_rate_per_partition(500);
+    let mut ssc = StreamingContext::new(dstream_core::Duration::from_millis(200));
+    let values = KafkaUtils::create_direct_stream(&mut ssc, params, "avg");
+    values.map(|r| r.value.len() as i64).print(1);
+    ssc.print_to(std::io::sink()).status_lines(false).stop_after_batches(5);
+    ssc.start().unwrap();
+    assert!(ssc.ui_addr().is_none(), "the UI is off unless asked for");
+    ssc.stop(false).unwrap();
+
+    let mut ssc = StreamingContext::new(dstream_core::Duration::from_millis(200));
+    let params = KafkaParams::new(b.addr()).starting_offsets(StartingOffsets::Earliest).max_rate_per_partition(500);
+    let values = KafkaUtils::create_direct_stream(&mut ssc, params, "avg");
+    values.map(|r| r.value.len() as i64).print(1);
+    ssc.print_to(std::io::sink()).status_lines(false).stop_after_batches(5).ui("127.0.0.1:0", 3);
+    ssc.start().unwrap();
+    let addr = ssc.ui_addr().expect("the UI's address").to_string();
+    assert!(ssc.ui_addr().unwrap().ip().is_loopback());
+    ssc.await_termination().unwrap();
+    // Still served until the context is dropped: 5 batches of 100 records per partition (partition 1 has 400).
+    let (status, _, body) = http_get(&addr, "/api/v1/state");
+    assert_eq!(status, 200);
+    let state: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(state["numTotalCompletedBatches"], 5, "{state}");
+    assert_eq!(state["numProcessedRecords"], 900, "{state}");
+    assert_eq!(state["numMalformedRecords"], 0, "{state}");
+    assert_eq!(state["numRetainedCompletedBatches"], 3, "{state}");
+    let (_, _, body) = http_get(&addr, "/api/v1/batches");
+    let batches: Value = serde_json::from_slice(&body).unwrap();
+    let records: Vec<u64> = batches.as_array().unwrap().iter().map(|b| b["inputSize"].as_u64().unwrap()).collect();
+    assert_eq!(records, vec![100, 200, 200], "newest first: partition 1 ran out after 4 batches");
+    drop(ssc);
+    assert!(TcpStream::connect(&addr).is_err(), "the UI stops with the context");
+}
