@@ -595,7 +595,8 @@ impl RunHooks<LabJob> for StatusHooks {
                 scheduling_delay: b.report.scheduling_delay,
                 processing_time: b.report.processing_time,
                 lag: b.lag,
-                waiting: b.pending.len(),
+                pending: b.pending,
+                printed: &b.report.printed,
             };
             ui.batch_completed(&done, &state, saved);
         }

@@ -125,8 +125,11 @@ pub struct BatchCompleted<'a> {
     pub processing_time: Duration,
     /// Records beyond its ranges when it was generated.
     pub lag: i64,
-    /// Batches generated and not yet completed when it completed (Spark's waiting batches).
-    pub waiting: usize,
+    /// Batches generated after it and not yet completed when it completed, oldest first (Spark's waiting
+    /// batches).
+    pub pending: &'a [BatchInfo],
+    /// What its `print` operations wrote.
+    pub printed: &'a str,
 }
 
 /// Spark's `StreamingListener`: told of each batch as it completes, on the processing thread.
@@ -551,7 +554,8 @@ impl RunHooks<Graph> for ContextHooks {
             scheduling_delay: b.report.scheduling_delay,
             processing_time: b.report.processing_time,
             lag: b.lag,
-            waiting: b.pending.len(),
+            pending: b.pending,
+            printed: &b.report.printed,
         };
         for l in &mut self.listeners {
             l.on_batch_started(b.info);

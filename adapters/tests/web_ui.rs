@@ -293,6 +293,7 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
     assert_eq!(state["numMalformedRecords"].as_u64().unwrap(), total(first, |s| s.malformed));
     assert_eq!(state["numMalformedRecords"].as_u64().unwrap(), MALFORMED.len() as u64);
     assert_eq!(state["batchDuration"], 200);
+    assert_eq!(state["waitingBatches"].as_array().unwrap().len() as u64, state["numWaitingBatches"].as_u64().unwrap());
     assert_eq!(state["topic"], "avg");
     let partitions: Vec<(i64, i64, u64)> = state["partitions"]
         .as_array()
@@ -336,6 +337,11 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
             count += r["count"].as_u64().unwrap();
         }
         assert_eq!(count, d["inputSize"].as_u64().unwrap(), "{d}");
+        // Its output operation: `print(1)`, Spark's header with the batch time first.
+        let printed = d["printed"].as_str().unwrap();
+        assert!(printed.contains(&format!("\nTime: {} ms\n", d["batchTime"])), "{d}");
+        assert_eq!(d["printedBytes"].as_u64(), Some(printed.len() as u64));
+        assert_eq!(d["printedTruncated"], false);
         for m in d["malformed"].as_array().unwrap() {
             assert!(!m["reason"].as_str().unwrap().is_empty());
             malformed.push((m["partition"].as_i64().unwrap(), m["offset"].as_i64().unwrap()));
@@ -512,8 +518,9 @@ const { chromium } = require(process.env.PLAYWRIGHT);
   await page.waitForFunction(() => document.body.dataset.loaded === "1", null, { timeout: 60000 });
   const ranges = await page.$$eval("#ranges tr[data-partition]", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
   const hidden = await page.textContent("#hidden-ranges");
+  const printed = await page.textContent("#printed");
   await browser.close();
-  console.log(JSON.stringify({ errors, rows, header, charts, refLines, before, after, ranges, hidden }));
+  console.log(JSON.stringify({ errors, rows, header, charts, refLines, before, after, ranges, hidden, printed }));
 })().catch((e) => { console.error(e); process.exit(1); });
 "##;
 
@@ -585,6 +592,7 @@ fn chromium_renders_the_page_and_a_batch() {
     assert_eq!(got, want);
     assert!(got.len() == 2 && got.iter().all(|r| r[1] != "2"), "{got:?}");
     assert_eq!(seen["hidden"], "1 empty range(s) hidden");
+    assert_eq!(seen["printed"], detail["printed"]);
 }
 
 /// A process's resident memory in KiB, threads and open files, from /proc.

@@ -12,7 +12,7 @@ mod http;
 mod render;
 
 use crate::streaming::{BatchCompleted, StreamingListener};
-use dstream_core::{BatchInfo, Duration, Malformed, OffsetRange, Time};
+use dstream_core::{Duration, Malformed, OffsetRange, Time};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
@@ -25,6 +25,9 @@ pub const DEFAULT_RETAINED_BATCHES: usize = 1000;
 
 /// Malformed records kept per batch, with their positions (the count is always exact).
 pub const MALFORMED_KEPT_PER_BATCH: usize = 100;
+
+/// Bytes of a batch's `print` output kept (the start of it).
+pub const PRINTED_KEPT_PER_BATCH: usize = 4096;
 
 /// The port tried first when none is given (Spark's UI port).
 pub const DEFAULT_PORT: u16 = 4040;
@@ -80,6 +83,9 @@ pub(crate) struct BatchRecord {
     pub(crate) lag: i64,
     pub(crate) waiting: usize,
     pub(crate) ranges: Vec<OffsetRange>,
+    /// The start of what its `print` operations wrote, and that output's whole length.
+    pub(crate) printed: String,
+    pub(crate) printed_len: usize,
     /// Wall-clock ms when it completed.
     pub(crate) completed_at: i64,
 }
@@ -129,14 +135,23 @@ pub(crate) struct UiData {
     pub(crate) completed: u64,
     pub(crate) records: u64,
     pub(crate) malformed: u64,
-    pub(crate) waiting: usize,
-    pub(crate) running: Option<Time>,
+    /// Batches generated and not completed when the last batch completed: time and records.
+    pub(crate) waiting: Vec<(Time, u64)>,
     pub(crate) last_lag: i64,
     /// Oldest first.
     pub(crate) batches: VecDeque<BatchRecord>,
     pub(crate) partitions: BTreeMap<i32, PartitionTotals>,
     pub(crate) state: Vec<OperatorState>,
     pub(crate) checkpoint: CheckpointFigures,
+}
+
+/// The longest start of `s` of at most `max` bytes that ends on a character boundary.
+fn head(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn wall_ms() -> i64 {
@@ -160,8 +175,7 @@ impl UiCollector {
             completed: 0,
             records: 0,
             malformed: 0,
-            waiting: 0,
-            running: None,
+            waiting: Vec::new(),
             last_lag: 0,
             batches: VecDeque::new(),
             partitions: BTreeMap::new(),
@@ -202,6 +216,8 @@ impl UiCollector {
             c.last_at = Some(wall_ms());
             c.last_batch_path = Some(saved.batch_path);
         }
+        d.waiting.clear();
+        d.waiting.extend(b.pending.iter().map(|p| (p.time, p.ranges.iter().map(|r| r.count() as u64).sum())));
         d.add(record);
     }
 
@@ -214,10 +230,6 @@ impl UiCollector {
 }
 
 impl StreamingListener for UiCollector {
-    fn on_batch_started(&mut self, info: &BatchInfo) {
-        self.lock().running = Some(info.time);
-    }
-
     fn on_batch_completed(&mut self, b: &BatchCompleted<'_>) {
         self.batch_completed(b, &[], None);
     }
@@ -253,7 +265,9 @@ impl BatchRecord {
             scheduling_delay: b.scheduling_delay,
             processing_time: b.processing_time,
             lag: b.lag,
-            waiting: b.waiting,
+            waiting: b.pending.len(),
+            printed: head(b.printed, PRINTED_KEPT_PER_BATCH).to_string(),
+            printed_len: b.printed.len(),
             ranges: b.info.ranges.clone(),
             completed_at: wall_ms(),
         }
@@ -266,11 +280,7 @@ impl UiData {
         d.completed += 1;
         d.records += record.records;
         d.malformed += record.malformed;
-        d.waiting = record.waiting;
         d.last_lag = record.lag;
-        if d.running == Some(record.time) {
-            d.running = None;
-        }
         for r in &record.ranges {
             let p = d.partitions.entry(r.partition).or_default();
             p.records += r.count() as u64;

@@ -145,6 +145,10 @@ struct BatchDetail<'a> {
     offset_ranges: Vec<RangeView<'a>>,
     malformed: Vec<MalformedView<'a>>,
     malformed_shown: usize,
+    /// The start of what its `print` operations wrote.
+    printed: &'a str,
+    printed_bytes: usize,
+    printed_truncated: bool,
 }
 
 impl<'a> BatchDetail<'a> {
@@ -168,6 +172,9 @@ impl<'a> BatchDetail<'a> {
                 .map(|m| MalformedView { partition: m.partition, offset: m.offset, reason: &m.reason })
                 .collect(),
             malformed_shown: b.malformed_kept.len(),
+            printed: &b.printed,
+            printed_bytes: b.printed_len,
+            printed_truncated: b.printed.len() < b.printed_len,
         }
     }
 }
@@ -190,9 +197,10 @@ fn state(d: &UiData, checkpoint_size: Option<u64>) -> serde_json::Value {
         "numTotalCompletedBatches": d.completed,
         "numRetainedCompletedBatches": d.batches.len(),
         "retainedBatchesLimit": d.config.retained_batches,
-        "numActiveBatches": d.waiting + usize::from(d.running.is_some()),
-        "numWaitingBatches": d.waiting,
-        "runningBatch": d.running.map(|t| t.0),
+        "numWaitingBatches": d.waiting.len(),
+        "waitingBatches": d.waiting.iter().map(|(t, n)| serde_json::json!({
+            "batchTime": t.0, "inputSize": n,
+        })).collect::<Vec<_>>(),
         "numProcessedRecords": d.records,
         "numMalformedRecords": d.malformed,
         "avgInputRate": average(&d.batches, |b| b.records as f64 * 1000.0 / interval),
@@ -248,15 +256,13 @@ fn metrics(d: &UiData, checkpoint_size: Option<u64>) -> String {
     sample(m, "dstream_streaming_processed_records_total", d.records);
     family(m, "dstream_streaming_malformed_records", "counter", "Records skipped as malformed.");
     sample(m, "dstream_streaming_malformed_records_total", d.malformed);
-    family(m, "dstream_streaming_running_batches", "gauge", "Batches being processed (Spark: runningBatches).");
-    sample(m, "dstream_streaming_running_batches", usize::from(d.running.is_some()));
     family(
         m,
         "dstream_streaming_waiting_batches",
         "gauge",
         "Batches generated and not yet processed when the last batch completed (Spark: waitingBatches).",
     );
-    sample(m, "dstream_streaming_waiting_batches", d.waiting);
+    sample(m, "dstream_streaming_waiting_batches", d.waiting.len());
     family(
         m,
         "dstream_streaming_retained_completed_batches",

@@ -183,7 +183,11 @@ function render() {
       chartRow("Scheduling delay", fmtDur(st.avgSchedulingDelay), timeline(pts((b) => b.schedulingDelay), { unit: "ms" }), histogram(oldest.map((b) => b.schedulingDelay), "ms")),
       chartRow("Processing time", fmtDur(st.avgProcessingTime), timeline(pts((b) => b.processingTime), { unit: "ms", ref: interval }), histogram(oldest.map((b) => b.processingTime), "ms")),
       chartRow("Total delay", fmtDur(st.avgTotalDelay), timeline(pts((b) => b.totalDelay), { unit: "ms" }), histogram(oldest.map((b) => b.totalDelay), "ms"))),
-    h("h2", {}, `Running batches (${st.runningBatch == null ? 0 : 1}), waiting batches (${st.numWaitingBatches})`),
+    h("h2", {}, `Waiting batches (${st.numWaitingBatches})`),
+    h("p", { class: "muted" }, "Generated and not yet completed when the last batch completed."),
+    st.waitingBatches.length === 0 ? "" : h("table", { id: "waiting-batches" },
+      h("tr", {}, h("th", {}, "Batch time"), h("th", {}, "Records")),
+      st.waitingBatches.map((w) => h("tr", {}, h("td", {}, fmtTime(w.batchTime)), h("td", {}, fmtNum(w.inputSize))))),
     h("h2", {}, `Completed batches (last ${view.batches.length} of ${fmtNum(st.numTotalCompletedBatches)})`),
     ...batchTable(),
     h("h2", {}, "Partitions"),
@@ -264,7 +268,11 @@ async function batchPage(time) {
       : h("table", { id: "malformed-records" },
         h("tr", {}, h("th", {}, "Partition"), h("th", {}, "Offset"), h("th", {}, "Reason")),
         b.malformed.map((m) => h("tr", {}, h("td", {}, m.partition), h("td", {}, m.offset), h("td", {}, m.reason)))),
-    b.malformedRecords > b.malformedShown ? h("p", { class: "muted" }, `first ${b.malformedShown} of ${b.malformedRecords} shown`) : "");
+    b.malformedRecords > b.malformedShown ? h("p", { class: "muted" }, `first ${b.malformedShown} of ${b.malformedRecords} shown`) : "",
+    h("h2", {}, "Output operations"),
+    b.printedBytes === 0 ? h("p", { class: "muted", id: "printed" }, "print wrote nothing")
+      : h("div", {}, h("p", { class: "muted" }, `print wrote ${fmtNum(b.printedBytes)} bytes` + (b.printedTruncated ? ", the start of which:" : ":")),
+        h("pre", { id: "printed" }, b.printed)));
   document.body.dataset.loaded = "1";
 }
 
