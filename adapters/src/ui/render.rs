@@ -28,11 +28,14 @@ pub(crate) fn route(req: &Request, data: &Mutex<UiData>) -> Response {
     }
     let lookup = |f: &dyn Fn(&UiData) -> Response| f(&data.lock().unwrap_or_else(|e| e.into_inner()));
     match path {
-        "/metrics" => lookup(&|d| {
-            let size = checkpoint_size(d);
-            Response::new(METRICS, metrics(d, size))
-        }),
-        "/api/v1/state" => lookup(&|d| json(&state(d, checkpoint_size(d)))),
+        "/metrics" => {
+            let size = checkpoint_size(data);
+            lookup(&|d| Response::new(METRICS, metrics(d, size_of_last(d, &size))))
+        }
+        "/api/v1/state" => {
+            let size = checkpoint_size(data);
+            lookup(&|d| json(&state(d, size_of_last(d, &size))))
+        }
         "/api/v1/batches" => {
             let since = query_param(&req.query, "since").and_then(|s| s.parse::<i64>().ok());
             lookup(&|d| {
@@ -57,10 +60,16 @@ pub(crate) fn route(req: &Request, data: &Mutex<UiData>) -> Response {
     }
 }
 
-/// The size of the last checkpoint's file, if it is there. A `stat` under the lock: the UI's threads only.
-fn checkpoint_size(d: &UiData) -> Option<u64> {
-    let path = d.checkpoint.last_path.as_ref()?;
-    std::fs::metadata(path).ok().map(|m| m.len())
+/// The last checkpoint's file and its size, once it is there (`stat` without the lock held).
+fn checkpoint_size(data: &Mutex<UiData>) -> Option<(std::path::PathBuf, u64)> {
+    let path = data.lock().unwrap_or_else(|e| e.into_inner()).checkpoint.last_path.clone()?;
+    let size = std::fs::metadata(&path).ok()?.len();
+    Some((path, size))
+}
+
+/// The size found by [`checkpoint_size`], if that file is still the last checkpoint.
+fn size_of_last(d: &UiData, size: &Option<(std::path::PathBuf, u64)>) -> Option<u64> {
+    size.as_ref().filter(|(p, _)| d.checkpoint.last_path.as_ref() == Some(p)).map(|(_, n)| *n)
 }
 
 fn not_found(message: &str) -> Response {
