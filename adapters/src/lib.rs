@@ -37,3 +37,4 @@ pub mod record;
 pub mod recovery;
 pub mod run;
 pub mod streaming;
+pub mod ui;

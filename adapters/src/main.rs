@@ -12,6 +12,8 @@ use dstream_adapters::local::LocalKafka;
 use dstream_adapters::record::Recorder;
 use dstream_adapters::recovery::{lab_state, restore, write_lab_state, Checkpointer};
 use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunEnd, RunHooks, RunOptions, Start};
+use dstream_adapters::streaming::BatchCompleted;
+use dstream_adapters::ui::{SavedCheckpoint, StateSize, UiCollector, UiConfig, UiServer};
 use dstream_core::lab::{LabConfig, LabJob};
 use dstream_core::Clock;
 use dstream_core::{Duration, MalformedPolicy, OutputOrder};
@@ -129,6 +131,16 @@ struct RunArgs {
     /// Start fresh on purpose: move the directory's checkpoints aside (into DIR/discarded-N) instead of resuming.
     #[arg(long, requires = "checkpoint")]
     reset_checkpoint: bool,
+    /// Serve the web UI (page, JSON API, /metrics) on this loopback HOST:PORT (a taken port is followed by the
+    /// next 16, then any free one), or `off`.
+    #[arg(long, default_value = "127.0.0.1:4040", value_name = "ADDR|off")]
+    ui: String,
+    /// Completed batches the web UI keeps (the newest).
+    #[arg(long, default_value_t = dstream_adapters::ui::DEFAULT_RETAINED_BATCHES as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    ui_retained_batches: u64,
+    /// Let --ui listen on an address beyond loopback.
+    #[arg(long)]
+    ui_allow_remote: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -509,6 +521,7 @@ struct StatusHooks {
     malformed: MalformedReporter,
     recorder: Option<Recorder>,
     checkpointer: Option<Checkpointer>,
+    ui: Option<UiCollector>,
 }
 
 /// Offsets as a checkpoint stores them.
@@ -525,10 +538,28 @@ impl RunHooks<LabJob> for StatusHooks {
             r.record(b)?;
         }
         b.report.malformed.iter().for_each(|m| self.malformed.report(m));
+        let mut saved = None;
         if let Some(c) = &mut self.checkpointer {
             // Batches generated ahead of processing are stored as pending, with their ranges: after a restart they
             // run again over exactly those ranges, and the live stream continues after them.
-            c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
+            let started = Instant::now();
+            let path = c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
+            saved = path.map(|path| SavedCheckpoint { path, batch_path: started.elapsed() });
+        }
+        if let Some(ui) = &self.ui {
+            let keys = b.engine.job().key_count() as u64;
+            let state = [StateSize { operator: "map_with_state", kind: "map_with_state", keys }];
+            let done = BatchCompleted {
+                info: b.info,
+                records: b.report.records,
+                malformed: &b.report.malformed,
+                scheduling_delay: b.report.scheduling_delay,
+                processing_time: b.report.processing_time,
+                lag: b.lag,
+                pending: b.pending,
+                printed: &b.report.printed,
+            };
+            ui.batch_completed(&done, &state, saved);
         }
         Ok(())
     }
@@ -614,7 +645,8 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
             Start::Fresh(job)
         }
     };
-    let mut hooks = StatusHooks { malformed: MalformedReporter { reported: 0 }, recorder, checkpointer };
+    let (ui, _ui_server) = start_ui(&args, &opts)?.unzip();
+    let mut hooks = StatusHooks { malformed: MalformedReporter { reported: 0 }, recorder, checkpointer, ui };
     let result = run_job(&opts, start, &mut hooks, stop, &mut out, &mut status);
     if let Some(c) = &mut hooks.checkpointer {
         let flushed = c.flush();
@@ -648,6 +680,25 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
         summary.malformed
     );
     Ok(())
+}
+
+/// Starts the web UI unless `--ui off`, once the topic is known to exist (so that a bad broker or topic is still
+/// the one line it is without the UI), and prints its address.
+fn start_ui(args: &RunArgs, opts: &RunOptions) -> Result<Option<(UiCollector, UiServer)>> {
+    if args.ui == "off" {
+        return Ok(None);
+    }
+    let mut client = Client::connect(&opts.brokers, opts.client.clone()).map_err(explain)?;
+    client.partitions(&opts.topic).map_err(explain)?;
+    let config = UiConfig {
+        topic: opts.topic.clone(),
+        batch_interval: opts.batch_interval,
+        retained_batches: args.ui_retained_batches as usize,
+    };
+    let collector = UiCollector::new(config);
+    let server = collector.serve(&args.ui, args.ui_allow_remote)?;
+    eprintln!("dstream: web UI at {}", server.url());
+    Ok(Some((collector, server)))
 }
 
 /// Opens the checkpoint directory of `dstream run --checkpoint DIR` and loads the newest valid checkpoint of this

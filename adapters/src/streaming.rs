@@ -125,6 +125,11 @@ pub struct BatchCompleted<'a> {
     pub processing_time: Duration,
     /// Records beyond its ranges when it was generated.
     pub lag: i64,
+    /// Batches generated after it and not yet completed when it completed, oldest first (Spark's waiting
+    /// batches).
+    pub pending: &'a [BatchInfo],
+    /// What its `print` operations wrote.
+    pub printed: &'a str,
 }
 
 /// Spark's `StreamingListener`: told of each batch as it completes, on the processing thread.
@@ -153,6 +158,9 @@ pub enum StreamingError {
     /// The recording could not be replayed.
     #[error("replay: {0}")]
     Replay(String),
+    /// The web UI could not start.
+    #[error(transparent)]
+    Ui(#[from] crate::ui::UiError),
     /// The checkpoint's state does not fit this program.
     #[error("cannot restore the checkpoint {}: {source}", path.display())]
     Restore {
@@ -219,6 +227,8 @@ pub struct StreamingContext {
     listeners: Vec<Box<dyn StreamingListener>>,
     stop: StopHandle,
     phase: Phase,
+    ui: Option<(String, usize)>,
+    ui_server: Option<crate::ui::UiServer>,
 }
 
 enum Phase {
@@ -251,6 +261,8 @@ impl StreamingContext {
             listeners: Vec::new(),
             stop: StopHandle::default(),
             phase: Phase::Defining,
+            ui: None,
+            ui_server: None,
         }
     }
 
@@ -330,6 +342,19 @@ impl StreamingContext {
         self
     }
 
+    /// Serves the web UI (see [`crate::ui`]) on `addr` (a loopback HOST:PORT; a taken port is followed by the
+    /// next ones) from `start` until the context is dropped, keeping the last `retained_batches` batches; the
+    /// address is printed on stderr. Off by default.
+    pub fn ui(&mut self, addr: &str, retained_batches: usize) -> &mut Self {
+        self.ui = Some((addr.to_string(), retained_batches));
+        self
+    }
+
+    /// The web UI's address once started.
+    pub fn ui_addr(&self) -> Option<std::net::SocketAddr> {
+        self.ui_server.as_ref().map(|s| s.addr())
+    }
+
     /// A handle that stops the context from anywhere.
     pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
@@ -397,6 +422,18 @@ impl StreamingContext {
             }
         }
         let start = start.unwrap_or(Start::Fresh(job));
+        if let Some((addr, retained)) = &self.ui {
+            let config = crate::ui::UiConfig {
+                topic: source.topic.clone(),
+                batch_interval: self.interval,
+                retained_batches: *retained,
+            };
+            let collector = crate::ui::UiCollector::new(config);
+            let server = collector.serve(addr, false)?;
+            eprintln!("dstream: web UI at {}", server.url());
+            self.ui_server = Some(server);
+            self.listeners.push(Box::new(collector));
+        }
         let recorder = self.record.as_ref().map(|path| Recorder::new(path.clone(), &source.topic, &self.name, vec![]));
         let hooks = ContextHooks {
             reported: 0,
@@ -490,6 +527,8 @@ impl StreamingContext {
                 scheduling_delay: r.scheduling_delay,
                 processing_time: r.processing_time,
                 lag: 0,
+                pending: &[],
+                printed: &r.printed,
             };
             for l in listeners.iter_mut() {
                 l.on_batch_started(&info);
@@ -570,6 +609,8 @@ impl RunHooks<Graph> for ContextHooks {
             scheduling_delay: b.report.scheduling_delay,
             processing_time: b.report.processing_time,
             lag: b.lag,
+            pending: b.pending,
+            printed: &b.report.printed,
         };
         for l in &mut self.listeners {
             l.on_batch_completed(&done);

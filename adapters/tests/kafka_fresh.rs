@@ -44,8 +44,9 @@ fn ctrl_c_finishes_the_running_batch_and_exits_zero(b: &TestBroker) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    // Wait for the first batch, then interrupt.
-    let first = lines.next().expect("a status line").unwrap();
+    // Wait for the first batch (after the web UI's address), then interrupt.
+    let first =
+        lines.by_ref().map(|l| l.unwrap()).find(|l| !l.starts_with("dstream: web UI at ")).expect("a status line");
     assert!(first.starts_with("dstream: batch "), "{first}");
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());

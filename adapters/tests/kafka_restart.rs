@@ -67,7 +67,8 @@ fn restart_mid_run(addr: &str, outage: impl FnOnce()) {
         s
     });
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let first = stderr.next().unwrap().unwrap();
+    // The first batch's status line (after the web UI's address).
+    let first = stderr.by_ref().map(|l| l.unwrap()).find(|l| !l.starts_with("dstream: web UI at ")).unwrap();
     assert!(first.contains(": 200 records"), "{first}");
 
     // The outage: SIGKILL, down for a while (a simulated outage, not a wait for an event), then back.

@@ -1,0 +1,205 @@
+//! What the web UI costs a live job: `dstream run` over the same records with `--ui off`, and with the UI on and
+//! a client polling it every 100 ms (the page's requests, `/api/v1/state` and `/api/v1/batches?since=`, plus
+//! `/metrics`), alternately in one process. `cargo bench -p dstream-adapters --bench ui` (figures for README.md).
+//!
+//! Wall-clock throughput on a shared machine varies by tens of percent from run to run, so the UI's own cost is
+//! also measured directly: the CPU time of its threads (`dstream-ui-*`, from /proc's schedstat, in ns) against the
+//! whole process's, sampled after each poll.
+//!
+//! Each run processes [`BATCHES`] batches of [`PER_BATCH`] records on a [`INTERVAL_MS`] ms grid from the earliest
+//! offset; its throughput is its records over the sum of its batches' time from tick to completion (scheduling
+//! delay plus processing time), so the grid's idle time does not count.
+
+use dstream_adapters::broker::Tansu;
+use dstream_adapters::generate::LabMessages;
+use dstream_adapters::kafka::records::{encode_batch, Codec};
+use dstream_adapters::kafka::{Acks, Client, ClientConfig};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BATCHES: usize = 15;
+const PER_BATCH: usize = 200_000;
+const INTERVAL_MS: usize = 200;
+/// Runs per side, alternating.
+const TRIES: usize = 8;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` asks for a list; nothing to list
+    }
+    let broker = Tansu::start().expect("start tansu");
+    let addr = broker.addr().to_string();
+    let mut client = Client::connect(std::slice::from_ref(&addr), ClientConfig::default()).expect("connect");
+    client.create_topic("avg", 1, 1).expect("create topic");
+    let mut msgs = LabMessages::new(1);
+    let mut line = Vec::new();
+    let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(10_000);
+    let total = BATCHES * PER_BATCH;
+    let mut produced = 0;
+    while produced < total {
+        chunk.clear();
+        for _ in 0..10_000 {
+            msgs.next_into(&mut line);
+            chunk.push(line.clone());
+        }
+        let refs: Vec<&[u8]> = chunk.iter().map(|v| v.as_slice()).collect();
+        client.produce("avg", 0, encode_batch(&refs, 0, Codec::None).unwrap(), Acks::Leader).expect("produce");
+        produced += chunk.len();
+    }
+    println!("produced {produced} lab messages");
+    let (mut off, mut on, mut ui_cpu) = (vec![], vec![], vec![]);
+    for i in 0..2 * TRIES {
+        let ui = i % 2 == 1;
+        let (rate, polls, cpu) = run(&addr, ui);
+        println!("  UI {}: {:.2} M records/s{}", if ui { "on " } else { "off" }, rate / 1e6, polls_text(polls, cpu));
+        if let Some((u, all)) = cpu {
+            ui_cpu.push((u, all));
+        }
+        if ui {
+            on.push(rate)
+        } else {
+            off.push(rate)
+        }
+    }
+    let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    println!(
+        "UI on and polled every 100 ms / UI off: best {:.3} ({:.2} / {:.2} M records/s), median {:.3}",
+        best(&on) / best(&off),
+        best(&on) / 1e6,
+        best(&off) / 1e6,
+        median(&mut on.clone()) / median(&mut off.clone())
+    );
+    let (u, all) = ui_cpu.iter().fold((0, 0), |(a, b), (u, all)| (a + u, b + all));
+    println!(
+        "UI threads' CPU time: {:.1} ms of {:.1} ms for the whole process over {} runs = {:.3}%",
+        u as f64 / 1e6 / ui_cpu.len() as f64,
+        all as f64 / 1e6 / ui_cpu.len() as f64,
+        ui_cpu.len(),
+        100.0 * u as f64 / all.max(1) as f64
+    );
+    drop(broker);
+}
+
+fn polls_text(polls: Option<u64>, cpu: Option<(u64, u64)>) -> String {
+    match (polls, cpu) {
+        (Some(n), Some((u, all))) => {
+            format!(", {n} polls answered, UI threads {:.2} ms of {:.0} ms CPU", u as f64 / 1e6, all as f64 / 1e6)
+        }
+        _ => String::new(),
+    }
+}
+
+/// CPU time in ns of the process `pid`'s UI threads and of all its threads.
+fn cpu_ns(pid: u32) -> Option<(u64, u64)> {
+    let (mut ui, mut all) = (0, 0);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let dir = task.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+        let ns: u64 = std::fs::read_to_string(dir.join("schedstat")).ok()?.split(' ').next()?.parse().ok()?;
+        all += ns;
+        if comm.starts_with("dstream-ui") {
+            ui += ns;
+        }
+    }
+    Some((ui, all))
+}
+
+/// One `dstream run`; its throughput and, with the UI, the polls answered and the CPU time of the UI's threads and
+/// of the whole process (as of the last poll).
+fn run(addr: &str, ui: bool) -> (f64, Option<u64>, Option<(u64, u64)>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dstream"))
+        .args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batches", &BATCHES.to_string()])
+        .args(["--batch-interval", &format!("{INTERVAL_MS}ms")])
+        .args(["--max-rate-per-partition", &(PER_BATCH * 1000 / INTERVAL_MS).to_string()])
+        .args(["--ui", if ui { "127.0.0.1:0" } else { "off" }])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run dstream");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let done = Arc::new(AtomicBool::new(false));
+    let polls = Arc::new(AtomicU64::new(0));
+    let cpu = Arc::new(std::sync::Mutex::new(None));
+    let pid = child.id();
+    let mut poller = None;
+    let mut stderr = String::new();
+    if ui {
+        let url = loop {
+            let l = lines.next().expect("the UI line").unwrap();
+            stderr.push_str(&l);
+            stderr.push('\n');
+            if let Some(u) = l.strip_prefix("dstream: web UI at http://") {
+                break u.trim_end_matches('/').to_string();
+            }
+        };
+        let (done, polls, cpu) = (done.clone(), polls.clone(), cpu.clone());
+        poller = Some(std::thread::spawn(move || {
+            let mut since = 0i64;
+            while !done.load(Ordering::Relaxed) {
+                let next = Instant::now() + Duration::from_millis(100);
+                let ok = get(&url, "/api/v1/state").is_some()
+                    && get(&url, "/metrics").is_some()
+                    && get(&url, &format!("/api/v1/batches?since={since}")).is_some_and(|b| {
+                        if let Some(t) = newest(&b) {
+                            since = since.max(t);
+                        }
+                        true
+                    });
+                if ok {
+                    polls.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(c) = cpu_ns(pid) {
+                    *cpu.lock().unwrap() = Some(c);
+                }
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+        }));
+    }
+    for l in lines {
+        let l = l.unwrap();
+        stderr.push_str(&l);
+        stderr.push('\n');
+    }
+    let status = child.wait().unwrap();
+    done.store(true, Ordering::Relaxed);
+    if let Some(p) = poller {
+        p.join().unwrap();
+    }
+    assert!(status.success(), "{stderr}");
+    let field = |line: &str, key: &str| -> i64 {
+        let rest = &line[line.find(key).expect(key) + key.len()..];
+        rest.split(' ').next().unwrap().parse().unwrap()
+    };
+    let batch: Vec<&str> = stderr.lines().filter(|l| l.starts_with("dstream: batch ")).collect();
+    assert_eq!(batch.len(), BATCHES, "{stderr}");
+    assert!(batch.iter().all(|l| l.contains(&format!(": {PER_BATCH} records"))), "{stderr}");
+    let ms: i64 = batch.iter().map(|l| field(l, "processing ") + field(l, "scheduling delay ")).sum();
+    let rate = (BATCHES * PER_BATCH) as f64 / (ms.max(1) as f64 / 1000.0);
+    let cpu = *cpu.lock().unwrap();
+    (rate, ui.then(|| polls.load(Ordering::Relaxed)), cpu)
+}
+
+/// The newest batch time in a `/api/v1/batches` answer (newest first).
+fn newest(body: &str) -> Option<i64> {
+    let at = body.find("\"batchTime\":")? + "\"batchTime\":".len();
+    body[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// A GET; the body if the answer was 200.
+fn get(addr: &str, path: &str) -> Option<String> {
+    let mut c = TcpStream::connect(addr).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut all = String::new();
+    c.read_to_string(&mut all).ok()?;
+    let (head, body) = all.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200 ").then(|| body.to_string())
+}

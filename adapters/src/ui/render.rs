@@ -1,0 +1,356 @@
+//! What the UI serves: the page and its assets (embedded at build time), the JSON API and `/metrics`.
+
+use super::http::{Request, Response};
+use super::{BatchRecord, UiData};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+const INDEX: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const STYLE: &str = include_str!("assets/style.css");
+
+const JSON: &str = "application/json";
+/// The Prometheus text exposition format, version 0.0.4.
+const METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Answers a GET request.
+pub(crate) fn route(req: &Request, data: &Mutex<UiData>) -> Response {
+    let path = req.path.as_str();
+    match path {
+        "/" => return Response::new("text/html; charset=utf-8", INDEX),
+        "/static/app.js" => return Response::new("text/javascript; charset=utf-8", APP_JS),
+        "/static/style.css" => return Response::new("text/css; charset=utf-8", STYLE),
+        _ => {}
+    }
+    if path.strip_prefix("/batches/").is_some_and(|t| t.parse::<i64>().is_ok()) {
+        return Response::new("text/html; charset=utf-8", INDEX);
+    }
+    let lookup = |f: &dyn Fn(&UiData) -> Response| f(&data.lock().unwrap_or_else(|e| e.into_inner()));
+    match path {
+        "/metrics" => {
+            let size = checkpoint_size(data);
+            lookup(&|d| Response::new(METRICS, metrics(d, size_of_last(d, &size))))
+        }
+        "/api/v1/state" => {
+            let size = checkpoint_size(data);
+            lookup(&|d| json(&state(d, size_of_last(d, &size))))
+        }
+        "/api/v1/batches" => {
+            let since = query_param(&req.query, "since").and_then(|s| s.parse::<i64>().ok());
+            lookup(&|d| {
+                let list: Vec<BatchSummary> = d
+                    .batches
+                    .iter()
+                    .rev()
+                    .take_while(|b| since.is_none_or(|s| b.time.0 > s))
+                    .map(|b| BatchSummary::of(b, d.config.batch_interval.0))
+                    .collect();
+                json(&list)
+            })
+        }
+        _ => match path.strip_prefix("/api/v1/batches/").map(str::parse::<i64>) {
+            Some(Ok(t)) => lookup(&|d| match d.batches.iter().find(|b| b.time.0 == t) {
+                Some(b) => json(&BatchDetail::of(b, d)),
+                None => not_found(&format!("no batch {t} among the {} kept", d.batches.len())),
+            }),
+            Some(Err(_)) => not_found("a batch is named by its time in ms"),
+            None => not_found("not found"),
+        },
+    }
+}
+
+/// The last checkpoint's file and its size, once it is there (`stat` without the lock held).
+fn checkpoint_size(data: &Mutex<UiData>) -> Option<(std::path::PathBuf, u64)> {
+    let path = data.lock().unwrap_or_else(|e| e.into_inner()).checkpoint.last_path.clone()?;
+    let size = std::fs::metadata(&path).ok()?.len();
+    Some((path, size))
+}
+
+/// The size found by [`checkpoint_size`], if that file is still the last checkpoint.
+fn size_of_last(d: &UiData, size: &Option<(std::path::PathBuf, u64)>) -> Option<u64> {
+    size.as_ref().filter(|(p, _)| d.checkpoint.last_path.as_ref() == Some(p)).map(|(_, n)| *n)
+}
+
+fn not_found(message: &str) -> Response {
+    let mut r = json(&serde_json::json!({ "error": message }));
+    r.status = 404;
+    r.reason = "Not Found";
+    r
+}
+
+fn json(v: &impl Serialize) -> Response {
+    Response::new(JSON, serde_json::to_vec(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes()))
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+}
+
+/// A completed batch in `/api/v1/batches` (Spark's streaming REST API names, times in ms).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchSummary {
+    batch_id: i64,
+    batch_time: i64,
+    status: &'static str,
+    batch_duration: i64,
+    input_size: u64,
+    malformed_records: u64,
+    scheduling_delay: i64,
+    processing_time: i64,
+    total_delay: i64,
+    lag: i64,
+    waiting_batches: usize,
+    completed_at: i64,
+    /// (partition, records) of the partitions with records.
+    partitions: Vec<(i32, i64)>,
+}
+
+impl BatchSummary {
+    fn of(b: &BatchRecord, interval: i64) -> Self {
+        BatchSummary {
+            batch_id: b.time.0,
+            batch_time: b.time.0,
+            status: "COMPLETED",
+            batch_duration: interval,
+            input_size: b.records,
+            malformed_records: b.malformed,
+            scheduling_delay: b.scheduling_delay.0,
+            processing_time: b.processing_time.0,
+            total_delay: b.total_delay().0,
+            lag: b.lag,
+            waiting_batches: b.waiting,
+            completed_at: b.completed_at,
+            partitions: b.ranges.iter().filter(|r| r.count() > 0).map(|r| (r.partition, r.count())).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RangeView<'a> {
+    topic: &'a str,
+    partition: i32,
+    from_offset: i64,
+    until_offset: i64,
+    count: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MalformedView<'a> {
+    partition: i32,
+    offset: i64,
+    reason: &'a str,
+}
+
+/// One batch in `/api/v1/batches/<time>`: the summary, every offset range, the malformed records kept.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchDetail<'a> {
+    #[serde(flatten)]
+    summary: BatchSummary,
+    offset_ranges: Vec<RangeView<'a>>,
+    malformed: Vec<MalformedView<'a>>,
+    malformed_shown: usize,
+    /// The start of what its `print` operations wrote.
+    printed: &'a str,
+    printed_bytes: usize,
+    printed_truncated: bool,
+}
+
+impl<'a> BatchDetail<'a> {
+    fn of(b: &'a BatchRecord, d: &'a UiData) -> Self {
+        BatchDetail {
+            summary: BatchSummary::of(b, d.config.batch_interval.0),
+            offset_ranges: b
+                .ranges
+                .iter()
+                .map(|r| RangeView {
+                    topic: &d.config.topic,
+                    partition: r.partition,
+                    from_offset: r.from,
+                    until_offset: r.until,
+                    count: r.count(),
+                })
+                .collect(),
+            malformed: b
+                .malformed_kept
+                .iter()
+                .map(|m| MalformedView { partition: m.partition, offset: m.offset, reason: &m.reason })
+                .collect(),
+            malformed_shown: b.malformed_kept.len(),
+            printed: &b.printed,
+            printed_bytes: b.printed_len,
+            printed_truncated: b.printed.len() < b.printed_len,
+        }
+    }
+}
+
+fn average(batches: &std::collections::VecDeque<BatchRecord>, f: impl Fn(&BatchRecord) -> f64) -> Option<f64> {
+    (!batches.is_empty()).then(|| batches.iter().map(f).sum::<f64>() / batches.len() as f64)
+}
+
+/// `/api/v1/state`: the job as a whole (Spark's `/streaming/statistics` names where they exist), partitions,
+/// state and checkpoints.
+fn state(d: &UiData, checkpoint_size: Option<u64>) -> serde_json::Value {
+    let interval = d.config.batch_interval.0.max(1) as f64;
+    let c = &d.checkpoint;
+    let now = super::wall_ms();
+    serde_json::json!({
+        "topic": d.config.topic,
+        "startTime": d.start_time,
+        "uptime": d.started.elapsed().as_millis() as u64,
+        "batchDuration": d.config.batch_interval.0,
+        "numTotalCompletedBatches": d.completed,
+        "numRetainedCompletedBatches": d.batches.len(),
+        "retainedBatchesLimit": d.config.retained_batches,
+        "numWaitingBatches": d.waiting.len(),
+        "waitingBatches": d.waiting.iter().map(|(t, n)| serde_json::json!({
+            "batchTime": t.0, "inputSize": n,
+        })).collect::<Vec<_>>(),
+        "numProcessedRecords": d.records,
+        "numMalformedRecords": d.malformed,
+        "avgInputRate": average(&d.batches, |b| b.records as f64 * 1000.0 / interval),
+        "avgSchedulingDelay": average(&d.batches, |b| b.scheduling_delay.0 as f64),
+        "avgProcessingTime": average(&d.batches, |b| b.processing_time.0 as f64),
+        "avgTotalDelay": average(&d.batches, |b| b.total_delay().0 as f64),
+        "lag": d.last_lag,
+        "partitions": d.partitions.iter().map(|(p, t)| serde_json::json!({
+            "partition": p, "records": t.records, "nextOffset": t.next_offset,
+        })).collect::<Vec<_>>(),
+        "state": d.state.iter().map(|o| serde_json::json!({
+            "operator": o.name, "kind": o.kind, "keys": o.keys,
+        })).collect::<Vec<_>>(),
+        "checkpoint": {
+            "written": c.written,
+            "lastBatchTime": c.last_batch.map(|t| t.0),
+            "lastPath": c.last_path.as_ref().map(|p| p.display().to_string()),
+            "lastWrittenAt": c.last_at,
+            "ageMs": c.last_at.map(|t| now - t),
+            "lastSizeBytes": checkpoint_size,
+            "lastBatchPathMs": c.last_batch_path.map(|t| t.as_secs_f64() * 1000.0),
+        },
+    })
+}
+
+/// One metric family's header.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// A label value, escaped as the text format requires.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn secs(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// `/metrics`: names after Spark's `StreamingSource` gauges where one exists (named in each HELP), in seconds
+/// and with `_total` on counters as Prometheus prefers.
+fn metrics(d: &UiData, checkpoint_size: Option<u64>) -> String {
+    let mut o = String::with_capacity(4096);
+    let m = &mut o;
+    family(m, "dstream_streaming_completed_batches", "counter", "Batches completed (Spark: totalCompletedBatches).");
+    sample(m, "dstream_streaming_completed_batches_total", d.completed);
+    family(m, "dstream_streaming_processed_records", "counter", "Records processed (Spark: totalProcessedRecords).");
+    sample(m, "dstream_streaming_processed_records_total", d.records);
+    family(m, "dstream_streaming_malformed_records", "counter", "Records skipped as malformed.");
+    sample(m, "dstream_streaming_malformed_records_total", d.malformed);
+    family(
+        m,
+        "dstream_streaming_waiting_batches",
+        "gauge",
+        "Batches generated and not yet processed when the last batch completed (Spark: waitingBatches).",
+    );
+    sample(m, "dstream_streaming_waiting_batches", d.waiting.len());
+    family(
+        m,
+        "dstream_streaming_retained_completed_batches",
+        "gauge",
+        "Completed batches the UI keeps (Spark: retainedCompletedBatches).",
+    );
+    sample(m, "dstream_streaming_retained_completed_batches", d.batches.len());
+    family(m, "dstream_streaming_batch_interval_seconds", "gauge", "The batch interval.");
+    sample(m, "dstream_streaming_batch_interval_seconds", secs(d.config.batch_interval.0));
+    family(m, "dstream_streaming_start_time_seconds", "gauge", "When the job started, in seconds since the epoch.");
+    sample(m, "dstream_streaming_start_time_seconds", secs(d.start_time));
+    if let Some(b) = d.batches.back() {
+        for (name, spark, v) in [
+            ("processing_delay_seconds", "lastCompletedBatch_processingDelay", secs(b.processing_time.0)),
+            ("scheduling_delay_seconds", "lastCompletedBatch_schedulingDelay", secs(b.scheduling_delay.0)),
+            ("total_delay_seconds", "lastCompletedBatch_totalDelay", secs(b.total_delay().0)),
+            ("time_seconds", "lastCompletedBatch_submissionTime", secs(b.time.0)),
+        ] {
+            let full = format!("dstream_streaming_last_completed_batch_{name}");
+            family(m, &full, "gauge", &format!("Of the last completed batch (Spark: {spark})."));
+            sample(m, &full, v);
+        }
+        family(
+            m,
+            "dstream_streaming_last_completed_batch_records",
+            "gauge",
+            "Records of the last completed batch (Spark: lastReceivedBatch_records).",
+        );
+        sample(m, "dstream_streaming_last_completed_batch_records", b.records);
+    }
+    family(
+        m,
+        "dstream_streaming_lag_records",
+        "gauge",
+        "Records beyond the last completed batch's ranges when it was generated.",
+    );
+    sample(m, "dstream_streaming_lag_records", d.last_lag);
+    let topic = label(&d.config.topic);
+    family(
+        m,
+        "dstream_partition_records",
+        "counter",
+        "Offsets in completed batches' ranges per partition (records, unless the log has gaps).",
+    );
+    for (p, t) in &d.partitions {
+        let _ = writeln!(m, "dstream_partition_records_total{{topic=\"{topic}\",partition=\"{p}\"}} {}", t.records);
+    }
+    family(m, "dstream_partition_next_offset", "gauge", "The next offset after the last completed batch.");
+    for (p, t) in &d.partitions {
+        let _ = writeln!(m, "dstream_partition_next_offset{{topic=\"{topic}\",partition=\"{p}\"}} {}", t.next_offset);
+    }
+    family(m, "dstream_state_keys", "gauge", "Keys in a stateful operator's state after the last batch.");
+    for s in &d.state {
+        let _ =
+            writeln!(m, "dstream_state_keys{{operator=\"{}\",kind=\"{}\"}} {}", label(&s.name), label(&s.kind), s.keys);
+    }
+    let c = &d.checkpoint;
+    family(m, "dstream_checkpoints_written", "counter", "Checkpoints saved.");
+    sample(m, "dstream_checkpoints_written_total", c.written);
+    if let Some(t) = c.last_batch {
+        family(m, "dstream_checkpoint_last_batch_time_seconds", "gauge", "Batch time of the last checkpoint.");
+        sample(m, "dstream_checkpoint_last_batch_time_seconds", secs(t.0));
+    }
+    if let Some(t) = c.last_at {
+        family(m, "dstream_checkpoint_last_write_time_seconds", "gauge", "When the last checkpoint was saved.");
+        sample(m, "dstream_checkpoint_last_write_time_seconds", secs(t));
+    }
+    if let Some(t) = c.last_batch_path {
+        family(
+            m,
+            "dstream_checkpoint_last_batch_path_seconds",
+            "gauge",
+            "Time the batch path spent on the last checkpoint (encoding; writing too when inline).",
+        );
+        sample(m, "dstream_checkpoint_last_batch_path_seconds", t.as_secs_f64());
+    }
+    if let Some(n) = checkpoint_size {
+        family(m, "dstream_checkpoint_last_size_bytes", "gauge", "Size of the last checkpoint's file.");
+        sample(m, "dstream_checkpoint_last_size_bytes", n);
+    }
+    o
+}
