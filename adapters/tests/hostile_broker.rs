@@ -6,22 +6,24 @@ mod common;
 
 use bytes::BytesMut;
 use dstream_adapters::kafka::conn::Timeouts;
-use dstream_adapters::kafka::direct::RangeFetcher;
+use dstream_adapters::kafka::direct::{DirectConfig, DirectStream, RangeFetcher, StartingOffsets};
 use dstream_adapters::kafka::records::{encode_batch, Codec};
 use dstream_adapters::kafka::{Client, ClientConfig, KafkaError, OffsetSpec};
 use dstream_core::{OffsetRange, RecordBatch};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, FetchResponse, MetadataResponse, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, FetchResponse, ListOffsetsResponse, MetadataResponse, ResponseHeader,
+    TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -145,7 +147,27 @@ fn silent_after_metadata(s: TcpStream, addr: &str) {
 }
 
 /// As [`silent_after_metadata`], but every fetch is answered with `records` (log end 10).
-fn metadata_then(mut s: TcpStream, addr: &str, records: Option<bytes::Bytes>) {
+fn metadata_then(s: TcpStream, addr: &str, records: Option<bytes::Bytes>) {
+    let fetch = records.map(|r| move || Some(fetch_answer(Some(r.clone()))));
+    scripted(s, addr, fetch.as_ref().map(|f| f as &dyn Fn() -> Option<FetchResponse>))
+}
+
+/// The answer to a fetch of `t`-0 (log 0..10) bringing `records`.
+fn fetch_answer(records: Option<bytes::Bytes>) -> FetchResponse {
+    let mut r = FetchResponse::default();
+    r.responses = vec![FetchableTopicResponse::default()
+        .with_topic(TopicName(StrBytes::from_static_str("t")))
+        .with_partitions(vec![PartitionData::default()
+            .with_partition_index(0)
+            .with_high_watermark(10)
+            .with_log_start_offset(0)
+            .with_records(records)])];
+    r
+}
+
+/// A broker with topic `t` (one partition it leads, log 0..10): ApiVersions and Metadata answered; with `fetch`,
+/// ListOffsets too (10) and each fetch with what `fetch` gives (`None`: not answered); else nothing more.
+fn scripted(mut s: TcpStream, addr: &str, fetch: Option<&dyn Fn() -> Option<FetchResponse>>) {
     let (host, port) = addr.rsplit_once(':').unwrap();
     while let Some(req) = read_request(&mut s) {
         let sent = match ApiKey::try_from(req.key) {
@@ -174,17 +196,19 @@ fn metadata_then(mut s: TcpStream, addr: &str, records: Option<bytes::Bytes>) {
                         .with_leader_id(BrokerId(0))])];
                 answer(&mut s, &req, &r)
             }
-            Ok(ApiKey::Fetch) if records.is_some() => {
-                let mut r = FetchResponse::default();
-                r.responses = vec![FetchableTopicResponse::default()
-                    .with_topic(TopicName(StrBytes::from_static_str("t")))
-                    .with_partitions(vec![PartitionData::default()
+            Ok(ApiKey::ListOffsets) if fetch.is_some() => {
+                let mut r = ListOffsetsResponse::default();
+                r.topics = vec![ListOffsetsTopicResponse::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partitions(vec![ListOffsetsPartitionResponse::default()
                         .with_partition_index(0)
-                        .with_high_watermark(10)
-                        .with_log_start_offset(0)
-                        .with_records(records.clone())])];
+                        .with_offset(10)])];
                 answer(&mut s, &req, &r)
             }
+            Ok(ApiKey::Fetch) => match fetch.and_then(|f| f()) {
+                Some(r) => answer(&mut s, &req, &r),
+                None => Ok(()),
+            },
             // Anything else: read, never answered (the connection stays open until the client hangs up).
             _ => Ok(()),
         };
@@ -231,6 +255,55 @@ fn a_fetched_batch_whose_header_claims_2_gib_is_too_large_at_once_not_missing_re
     let want = "record batch in t-0 at offsets 0..=9 is too large: its header declares 2147483648 bytes, more than \
                 the bound on a batch (67108864 bytes)";
     assert_eq!(err.to_string(), want);
+}
+
+/// A fetch answer naming the topic but not the partition asked for, as tansu sends right after a restart.
+fn without_the_partition() -> FetchResponse {
+    let mut r = FetchResponse::default();
+    r.responses = vec![FetchableTopicResponse::default().with_topic(TopicName(StrBytes::from_static_str("t")))];
+    r
+}
+
+/// A stream starting at the log end of topic `t`, which finds that end by probing each partition with a fetch.
+fn start_at_latest(addr: String, retry_for: Duration) -> Result<Vec<(i32, i64)>, KafkaError> {
+    let cfg = ClientConfig { retry_for, ..config(Duration::from_secs(10)) };
+    let client = Client::connect(&[addr], cfg)?;
+    let stream_cfg = DirectConfig {
+        topic: "t".into(),
+        starting_offsets: StartingOffsets::Latest,
+        max_rate_per_partition: 0,
+        batch_interval: dstream_core::Duration::from_millis(1000),
+        on_out_of_range: Default::default(),
+    };
+    Ok(DirectStream::new(client, stream_cfg, None)?.current_offsets().to_vec())
+}
+
+#[test]
+fn a_fetch_answer_without_the_partition_is_retried_not_fatal() {
+    // The first three probes are answered without the partition, later ones with it.
+    let left_out = Arc::new(AtomicUsize::new(3));
+    let counter = left_out.clone();
+    let addr = fake(move |s, at| {
+        let counter = counter.clone();
+        let fetch = move || {
+            let omit = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            Some(if omit { without_the_partition() } else { fetch_answer(None) })
+        };
+        scripted(s, at, Some(&fetch))
+    });
+    let (got, _) = within(Duration::from_secs(60), move || start_at_latest(addr, Duration::from_secs(30)));
+    assert_eq!(got.expect("retried until the partition is answered"), vec![(0, 10)]);
+    assert_eq!(left_out.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_partition_never_answered_ends_with_the_retry_period_naming_it() {
+    let addr = fake(|s, at| scripted(s, at, Some(&|| Some(without_the_partition()))));
+    let (got, took) = within(Duration::from_secs(60), move || start_at_latest(addr, Duration::from_secs(2)));
+    let err = got.expect_err("never answered");
+    assert!(matches!(&err, KafkaError::RetriesExhausted { attempts, .. } if *attempts > 1), "{err}");
+    assert!(err.to_string().ends_with(": the Fetch answer holds no t-0, although it was asked for"), "{err}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
 }
 
 #[test]

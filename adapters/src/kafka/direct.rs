@@ -133,14 +133,16 @@ impl DirectStream {
         for &(partition, offset) in at {
             // One partition per probe, so an out-of-range answer names its partition.
             let at = [PartitionFetch { partition, offset }];
-            let probe = client.fetch_sized(topic, &at, std::time::Duration::from_millis(1), 1, 1);
+            // An answer without the partition is retried within the retry period, as a lost connection is.
+            let probe =
+                client.with_retry(|c| {
+                    let fetched = c.fetch_sized(topic, &at, std::time::Duration::from_millis(1), 1, 1)?;
+                    fetched.into_iter().find(|p| p.partition == partition).ok_or_else(|| {
+                        KafkaError::PartitionNotAnswered { api: "Fetch", topic: topic.to_string(), partition }
+                    })
+                });
             match probe {
-                Ok(f) => {
-                    let p = f.first().ok_or_else(|| KafkaError::Protocol {
-                        addr: String::new(),
-                        api: "Fetch",
-                        reason: format!("no answer for partition {partition}"),
-                    })?;
+                Ok(p) => {
                     out.push(Probe {
                         out_of_range: false,
                         high_watermark: p.high_watermark,

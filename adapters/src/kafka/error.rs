@@ -173,6 +173,17 @@ pub enum KafkaError {
         /// The last failure.
         last: Box<KafkaError>,
     },
+    /// A broker's answer left out a partition it was asked about (tansu does so, briefly, right after a restart):
+    /// retried like a lost connection.
+    #[error("the {api} answer holds no {topic}-{partition}, although it was asked for")]
+    PartitionNotAnswered {
+        /// The request.
+        api: &'static str,
+        /// Topic.
+        topic: String,
+        /// The partition asked for.
+        partition: i32,
+    },
     /// A fetch returned nothing where records had to be, for longer than the retry deadline.
     #[error("{topic}-{partition}: no records at offset {offset} although the log end is {end}")]
     MissingRecords {
@@ -194,7 +205,8 @@ impl KafkaError {
             KafkaError::ConnectionLost { .. }
             | KafkaError::Unreachable { .. }
             | KafkaError::Timeout { .. }
-            | KafkaError::MissingRecords { .. } => true,
+            | KafkaError::MissingRecords { .. }
+            | KafkaError::PartitionNotAnswered { .. } => true,
             KafkaError::Broker { error, .. } => error.is_retriable(),
             _ => false,
         }
