@@ -12,8 +12,9 @@
 //!
 //! Version 2 (this one): the state section is a job's [`JobState`], one frame per stateful operator (id, kind,
 //! size, the operator's own encoding), and the fingerprint lists each stateful operator with the parameters
-//! that define its state. Version 1 files (the lab job only, before any job could be checkpointed) are refused
-//! with a message naming the version.
+//! that define its state; the meta section ends with the topic's id (added within version 2, after the other
+//! fields: files without it read as having none, and older readers ignore it). Version 1 files (the lab job
+//! only, before any job could be checkpointed) are refused with a message naming the version.
 
 use dstream_core::Time;
 use serde::de::DeserializeOwned;
@@ -184,6 +185,24 @@ pub enum CheckpointError {
         /// What differs, field by field.
         differences: Vec<FingerprintDiff>,
     },
+    /// The topic has another id than when the newest valid checkpoint was taken: it was deleted and re-created,
+    /// or its broker lost its data, so the saved offsets point into a different log.
+    #[error(
+        "checkpoint {} was taken from topic {topic:?} with id {stored}, but the topic now has id {current} (it was \
+         deleted and re-created, or its broker lost its data), so its saved offsets point into a different log; \
+         pass --reset-checkpoint to start over on the new log, or use another --checkpoint directory",
+        path.display()
+    )]
+    TopicReplaced {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The topic.
+        topic: String,
+        /// The topic id in the checkpoint.
+        stored: String,
+        /// The topic id now.
+        current: String,
+    },
 }
 
 /// A checkpoint read from the store, with the newer files that had to be skipped.
@@ -199,7 +218,8 @@ pub struct Loaded<S> {
 
 /// Encodes a checkpoint into the bytes of its file.
 pub fn encode<S: Serialize>(cp: &Checkpoint<S>) -> Result<Vec<u8>, CheckpointError> {
-    let meta = postcard::to_stdvec(&cp.meta)?;
+    let mut meta = postcard::to_stdvec(&cp.meta)?;
+    meta.extend_from_slice(&postcard::to_stdvec(&MetaExtension { topic_id: cp.meta.fingerprint.topic_id.clone() })?);
     let state = postcard::to_stdvec(&cp.state)?;
     let mut out = Vec::with_capacity(HEADER_LEN + meta.len() + 8 + state.len() + 4);
     out.extend_from_slice(MAGIC);
@@ -262,10 +282,30 @@ fn decode_section<T: DeserializeOwned>(bytes: &[u8], section: &'static str) -> R
     postcard::from_bytes(bytes).map_err(|source| CorruptCheckpoint::Decode { section, source })
 }
 
+/// What the meta section holds after the [`CheckpointMeta`] fields (added within version 2: a file written
+/// without it reads as having none, and a reader that does not know it stops before it).
+#[derive(Serialize, serde::Deserialize)]
+struct MetaExtension {
+    /// The topic's id, if the broker gave one.
+    topic_id: Option<String>,
+}
+
+/// Decodes the meta section: the [`CheckpointMeta`] fields, then the [`MetaExtension`] if the file has one.
+fn decode_meta(bytes: &[u8]) -> Result<CheckpointMeta, CorruptCheckpoint> {
+    let decoding = |source| CorruptCheckpoint::Decode { section: "meta", source };
+    let (mut meta, rest): (CheckpointMeta, &[u8]) = postcard::take_from_bytes(bytes).map_err(decoding)?;
+    if !rest.is_empty() {
+        // Fields a later dstream may add after these are left alone, as this one's are by older readers.
+        let ext: MetaExtension = postcard::from_bytes(rest).map_err(decoding)?;
+        meta.fingerprint.topic_id = ext.topic_id;
+    }
+    Ok(meta)
+}
+
 /// Decodes a whole checkpoint from its file's bytes (checksum verified).
 pub fn decode<S: DeserializeOwned>(bytes: &[u8]) -> Result<Checkpoint<S>, CorruptCheckpoint> {
     let (meta, state) = sections(bytes)?;
-    Ok(Checkpoint { meta: decode_section(meta, "meta")?, state: decode_section(state, "state")? })
+    Ok(Checkpoint { meta: decode_meta(meta)?, state: decode_section(state, "state")? })
 }
 
 /// Reads and decodes one checkpoint file.
@@ -498,7 +538,7 @@ impl CheckpointStore {
                     continue;
                 }
             };
-            let (meta, state) = match sections(&bytes).and_then(|(m, s)| Ok((decode_section(m, "meta")?, s))) {
+            let (meta, state) = match sections(&bytes).and_then(|(m, s)| Ok((decode_meta(m)?, s))) {
                 Ok(x) => x,
                 Err(reason) => {
                     skipped.push(SkippedCheckpoint { path, reason });
@@ -514,6 +554,11 @@ impl CheckpointStore {
                 let differences = meta.fingerprint.differences(expected);
                 if !differences.is_empty() {
                     return Err(CheckpointError::FingerprintMismatch { path, differences });
+                }
+                if let Some((stored, current)) = meta.fingerprint.replaced_topic(expected) {
+                    let (stored, current) = (stored.to_string(), current.to_string());
+                    let topic = expected.topic.clone();
+                    return Err(CheckpointError::TopicReplaced { path, topic, stored, current });
                 }
             }
             match decode_section(state, "state") {

@@ -726,7 +726,9 @@ fn prepare_checkpoint(
     }
     let mut client = Client::connect(&opts.brokers, opts.client.clone()).map_err(explain)?;
     let partitions = client.partitions(&opts.topic).map_err(explain)?;
-    let fingerprint = Fingerprint::lab(&opts.topic, partitions.len() as u32, lab, opts.batch_interval);
+    let topic_id = client.topic_id(&opts.topic).map_err(explain)?;
+    let fingerprint =
+        Fingerprint::lab(&opts.topic, partitions.len() as u32, lab, opts.batch_interval).with_topic_id(topic_id);
     let checkpointer = Checkpointer::new(store, fingerprint, args.checkpoint_every).in_background();
     let Some(loaded) = checkpointer.load()? else {
         eprintln!("dstream: no checkpoint in {}: starting fresh", dir.display());

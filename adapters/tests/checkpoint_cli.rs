@@ -5,7 +5,9 @@
 #[macro_use]
 mod common;
 
-use common::{broker, checkpoint_rows, dstream, generate, ok_stdout as ok, TestBroker};
+use common::{
+    broker, broker_disabled, checkpoint_rows, dstream, generate, ok_stdout as ok, python, shared_kafka, TestBroker,
+};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -327,4 +329,75 @@ fn bad_values_are_one_line_and_exit_2() {
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(want) && !err.contains("unexpected argument"), "{args:?}: {err}");
     }
+}
+
+/// A checkpoint's offsets point into one log: after the topic is replaced, `run` names what changed and the way
+/// on, and `--reset-checkpoint` starts over on the new log. `replace` deletes and re-creates the topic (its
+/// records gone), however the broker allows.
+fn a_replaced_topic_is_refused_naming_the_ids(addr: &str, topic: &str, replace: &mut dyn FnMut()) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("ck");
+    let ck_s = ck.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--brokers", addr, "--topic", topic, "--starting-offsets", "earliest"];
+        args.extend_from_slice(&["--batch-interval", "100ms", "--max-rate-per-partition", "1000", "--ui", "off"]);
+        args.extend_from_slice(&["--checkpoint", ck_s]);
+        args.extend_from_slice(extra);
+        dstream(&args)
+    };
+    generate(addr, topic, 300, 5, &[]);
+    ok(&run(&["--batches", "2"]));
+    assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 200);
+    replace();
+    // The new log grows past the saved offsets (200): read from there, it would look like the old one's rest.
+    generate(addr, topic, 500, 6, &[]);
+    let err = one_line_failure(&run(&["--batches", "1"]));
+    assert!(err.contains(&format!("was taken from topic {topic:?} with id ")), "{err}");
+    assert!(err.contains("but the topic now has id ") && err.contains("--reset-checkpoint"), "{err}");
+    assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 200, "the refused run changed nothing");
+    let fresh = run(&["--batches", "1", "--reset-checkpoint"]);
+    ok(&fresh);
+    // From the new log's start: its first 100 records.
+    let model: u64 = show(&ck).iter().map(|r| r.2).sum();
+    assert_eq!(model, 100, "{}", stderr(&fresh));
+    ok(&run(&["--batches", "1"]));
+    assert_eq!(show(&ck).iter().map(|r| r.2).sum::<u64>(), 200, "resumed on the new log");
+}
+
+#[test]
+fn tansu_restarted_without_its_data_is_a_replaced_topic() {
+    let Some(mut t) = broker() else { return };
+    let addr = t.addr().to_string();
+    let mut tansu = Some(&mut t);
+    a_replaced_topic_is_refused_naming_the_ids(&addr, "avg", &mut || {
+        // Memory storage: on the same address, an empty broker where the topic is created again.
+        tansu.take().expect("replaced once").restart().expect("restart tansu");
+    });
+}
+
+/// Deletes a topic with confluent-kafka's admin client and waits until the cluster no longer lists it.
+const DELETE_TOPIC: &str = r#"
+import sys, time
+from confluent_kafka.admin import AdminClient
+addr, topic = sys.argv[1], sys.argv[2]
+admin = AdminClient({"bootstrap.servers": addr})
+for f in admin.delete_topics([topic], operation_timeout=30).values():
+    f.result()
+deadline = time.time() + 60
+while topic in admin.list_topics(timeout=10).topics:
+    assert time.time() < deadline, "the topic is still listed 60 s after its deletion"
+    time.sleep(0.05)
+print("deleted")
+"#;
+
+#[test]
+fn a_kafka_topic_deleted_and_re_created_is_a_replaced_topic() {
+    if broker_disabled() {
+        return;
+    }
+    let addr = shared_kafka().addr();
+    let topic = "avg-replaced";
+    a_replaced_topic_is_refused_naming_the_ids(&addr, topic, &mut || {
+        assert_eq!(python(DELETE_TOPIC, &[&addr, topic]).trim(), "deleted");
+    });
 }

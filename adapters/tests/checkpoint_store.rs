@@ -435,3 +435,67 @@ fn offsets_and_pending_batches_no_run_writes_fall_back_to_the_previous_checkpoin
         assert!(reason.contains("invalid content") && reason.contains(what), "{reason}");
     }
 }
+
+/// The file layout of a checkpoint whose meta section holds `meta` exactly (as one written before the topic id
+/// was added: nothing after the [`CheckpointMeta`] fields).
+fn file_with_meta_section(meta: &[u8], state: &[u8]) -> Vec<u8> {
+    let mut out = b"DSTRMCKP".to_vec();
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(meta.len() as u64).to_le_bytes());
+    out.extend_from_slice(meta);
+    out.extend_from_slice(&(state.len() as u64).to_le_bytes());
+    out.extend_from_slice(state);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+#[test]
+fn the_topic_id_round_trips_and_a_file_without_one_still_reads() {
+    let mut cp = checkpoint(4000);
+    cp.meta.fingerprint = fingerprint().with_topic_id(Some("id-1".into()));
+    let back: Checkpoint<LabCheckpoint> = decode(&encode(&cp).unwrap()).unwrap();
+    assert_eq!(back.meta.fingerprint.topic_id.as_deref(), Some("id-1"));
+    assert_eq!(back, cp);
+    // A file written before the topic id: its meta section is the other fields only.
+    let old = checkpoint(4000);
+    let bytes =
+        file_with_meta_section(&postcard::to_stdvec(&old.meta).unwrap(), &postcard::to_stdvec(&old.state).unwrap());
+    let back: Checkpoint<LabCheckpoint> = decode(&bytes).unwrap();
+    assert_eq!(back.meta.fingerprint.topic_id, None);
+    assert_eq!(back, old);
+    // And an older reader, which decodes the meta fields and stops there, reads a new file's meta as it was.
+    let new = encode(&cp).unwrap();
+    let meta_len = u64::from_le_bytes(new[12..20].try_into().unwrap()) as usize;
+    let as_old: CheckpointMeta = postcard::from_bytes(&new[20..20 + meta_len]).unwrap();
+    assert_eq!(as_old, CheckpointMeta { fingerprint: fingerprint(), ..cp.meta.clone() });
+}
+
+#[test]
+fn a_checkpoint_of_a_replaced_topic_is_refused_naming_both_ids() {
+    let with_id = |id: Option<&str>| fingerprint().with_topic_id(id.map(str::to_string));
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::open(dir.path().join("ck")).unwrap();
+    let mut cp = checkpoint(3000);
+    cp.meta.fingerprint = with_id(Some("id-1"));
+    store.save(&cp).unwrap();
+    // The same id, or an id unknown on either side (an older file, a broker without ids): resumed.
+    for id in [Some("id-1"), None] {
+        let loaded = store.load_latest::<LabCheckpoint>(Some(&with_id(id))).unwrap().unwrap();
+        assert_eq!(loaded.checkpoint.meta.time, Time(3000));
+    }
+    let err = store.load_latest::<LabCheckpoint>(Some(&with_id(Some("id-2")))).unwrap_err();
+    assert!(
+        matches!(&err, CheckpointError::TopicReplaced { topic, stored, current, .. }
+            if topic == "avg" && stored == "id-1" && current == "id-2"),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(r#"was taken from topic "avg" with id id-1, but the topic now has id id-2"#), "{text}");
+    assert!(text.contains("pass --reset-checkpoint"), "{text}");
+    // A file without an id is resumed by a run that knows one.
+    let dir = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::open(dir.path().join("ck")).unwrap();
+    store.save(&checkpoint(3000)).unwrap();
+    assert!(store.load_latest::<LabCheckpoint>(Some(&with_id(Some("id-2")))).unwrap().is_some());
+}

@@ -21,13 +21,33 @@ pub struct Fingerprint {
     pub job: String,
     /// Parameters that affect the job's state, as (name, value) pairs sorted by name.
     pub params: Vec<(String, String)>,
+    /// The topic's id (Kafka gives one from Metadata v10 on; a deleted and re-created topic gets a new one), if
+    /// known. Not part of this struct's encoding: a store keeps it beside the rest (the file store after the meta
+    /// section's other fields), so checkpoints written without it still read.
+    #[serde(skip)]
+    pub topic_id: Option<String>,
 }
 
 impl Fingerprint {
     /// A fingerprint with the given parameters (sorted by name here).
     pub fn new(topic: &str, partitions: u32, job: &str, mut params: Vec<(String, String)>) -> Self {
         params.sort();
-        Fingerprint { topic: topic.to_string(), partitions, job: job.to_string(), params }
+        Fingerprint { topic: topic.to_string(), partitions, job: job.to_string(), params, topic_id: None }
+    }
+
+    /// The same fingerprint with the topic's id (`None`: unknown, e.g. a broker without topic ids).
+    pub fn with_topic_id(mut self, topic_id: Option<String>) -> Self {
+        self.topic_id = topic_id;
+        self
+    }
+
+    /// The stored and current topic ids if both are known and differ: the topic was replaced (deleted and
+    /// re-created, or its broker lost its data), so stored offsets point into a different log.
+    pub fn replaced_topic<'a>(&'a self, current: &'a Fingerprint) -> Option<(&'a str, &'a str)> {
+        match (&self.topic_id, &current.topic_id) {
+            (Some(stored), Some(now)) if stored != now => Some((stored.as_str(), now.as_str())),
+            _ => None,
+        }
     }
 
     /// The fingerprint of `job` named `name` reading `topic`: each stateful operator (by id) with its kind and the

@@ -136,6 +136,8 @@ pub struct Client {
     controller: i32,
     conns: HashMap<String, Connection>,
     topics: HashMap<String, Vec<PartitionMeta>>,
+    /// Each topic's id from the last metadata asked for it (`None` when the broker gave none).
+    topic_ids: HashMap<String, Option<String>>,
     /// While retrying: when the retry period ends, which no request waits beyond.
     until: Option<Instant>,
 }
@@ -151,6 +153,7 @@ impl Client {
             controller: -1,
             conns: HashMap::new(),
             topics: HashMap::new(),
+            topic_ids: HashMap::new(),
             until: None,
         };
         if bootstrap.is_empty() {
@@ -340,6 +343,9 @@ impl Client {
             .collect();
         parts.sort_by_key(|p| p.partition);
         self.topics.insert(topic.to_string(), parts);
+        // Metadata before v10 has no topic ids: the field then reads as the nil id.
+        let id = (!t.topic_id.is_nil()).then(|| t.topic_id.to_string());
+        self.topic_ids.insert(topic.to_string(), id);
         Ok(())
     }
 
@@ -353,6 +359,16 @@ impl Client {
     /// The topic's partitions, sorted; `UnknownTopic` if it does not exist (it is never created implicitly).
     pub fn partitions(&mut self, topic: &str) -> Result<Vec<i32>> {
         self.with_retry(|c| Ok(c.topic_meta(topic)?.iter().map(|p| p.partition).collect()))
+    }
+
+    /// The topic's id, from metadata asked for now (`None` if the broker gives none: Metadata before v10); a
+    /// topic deleted and re-created under the same name gets a new id.
+    pub fn topic_id(&mut self, topic: &str) -> Result<Option<String>> {
+        self.topics.remove(topic);
+        self.with_retry(|c| {
+            c.topic_meta(topic)?;
+            Ok(c.topic_ids.get(topic).cloned().flatten())
+        })
     }
 
     /// Each partition's leader and replicas, sorted by partition, from metadata asked for now.
