@@ -149,7 +149,7 @@ fn silent_after_metadata(s: TcpStream, addr: &str) {
 /// As [`silent_after_metadata`], but every fetch is answered with `records` (log end 10).
 fn metadata_then(s: TcpStream, addr: &str, records: Option<bytes::Bytes>) {
     let fetch = records.map(|r| move || Some(fetch_answer(Some(r.clone()))));
-    scripted(s, addr, fetch.as_ref().map(|f| f as &dyn Fn() -> Option<FetchResponse>))
+    scripted(s, addr, fetch.as_ref().map(|f| f as &dyn Fn() -> Option<FetchResponse>), &AtomicUsize::new(0))
 }
 
 /// The answer to a fetch of `t`-0 (log 0..10) bringing `records`.
@@ -166,8 +166,14 @@ fn fetch_answer(records: Option<bytes::Bytes>) -> FetchResponse {
 }
 
 /// A broker with topic `t` (one partition it leads, log 0..10): ApiVersions and Metadata answered; with `fetch`,
-/// ListOffsets too (10) and each fetch with what `fetch` gives (`None`: not answered); else nothing more.
-fn scripted(mut s: TcpStream, addr: &str, fetch: Option<&dyn Fn() -> Option<FetchResponse>>) {
+/// ListOffsets too (10; the first `list_left_out` answers without the partition) and each fetch with what
+/// `fetch` gives (`None`: not answered); else nothing more.
+fn scripted(
+    mut s: TcpStream,
+    addr: &str,
+    fetch: Option<&dyn Fn() -> Option<FetchResponse>>,
+    list_left_out: &AtomicUsize,
+) {
     let (host, port) = addr.rsplit_once(':').unwrap();
     while let Some(req) = read_request(&mut s) {
         let sent = match ApiKey::try_from(req.key) {
@@ -197,12 +203,15 @@ fn scripted(mut s: TcpStream, addr: &str, fetch: Option<&dyn Fn() -> Option<Fetc
                 answer(&mut s, &req, &r)
             }
             Ok(ApiKey::ListOffsets) if fetch.is_some() => {
+                let omit = list_left_out.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+                let partitions = match omit {
+                    true => vec![],
+                    false => vec![ListOffsetsPartitionResponse::default().with_partition_index(0).with_offset(10)],
+                };
                 let mut r = ListOffsetsResponse::default();
                 r.topics = vec![ListOffsetsTopicResponse::default()
                     .with_name(TopicName(StrBytes::from_static_str("t")))
-                    .with_partitions(vec![ListOffsetsPartitionResponse::default()
-                        .with_partition_index(0)
-                        .with_offset(10)])];
+                    .with_partitions(partitions)];
                 answer(&mut s, &req, &r)
             }
             Ok(ApiKey::Fetch) => match fetch.and_then(|f| f()) {
@@ -279,26 +288,26 @@ fn start_at_latest(addr: String, retry_for: Duration) -> Result<Vec<(i32, i64)>,
 }
 
 #[test]
-fn a_fetch_answer_without_the_partition_is_retried_not_fatal() {
-    // The first three probes are answered without the partition, later ones with it.
-    let left_out = Arc::new(AtomicUsize::new(3));
-    let counter = left_out.clone();
+fn answers_without_the_partition_are_retried_not_fatal() {
+    // The first three probes (fetches) and the first three ListOffsets answers leave the partition out.
+    let (left_out, list_left_out) = (Arc::new(AtomicUsize::new(3)), Arc::new(AtomicUsize::new(3)));
+    let (counter, list_counter) = (left_out.clone(), list_left_out.clone());
     let addr = fake(move |s, at| {
         let counter = counter.clone();
         let fetch = move || {
             let omit = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
             Some(if omit { without_the_partition() } else { fetch_answer(None) })
         };
-        scripted(s, at, Some(&fetch))
+        scripted(s, at, Some(&fetch), &list_counter)
     });
     let (got, _) = within(Duration::from_secs(60), move || start_at_latest(addr, Duration::from_secs(30)));
     assert_eq!(got.expect("retried until the partition is answered"), vec![(0, 10)]);
-    assert_eq!(left_out.load(Ordering::SeqCst), 0);
+    assert_eq!((left_out.load(Ordering::SeqCst), list_left_out.load(Ordering::SeqCst)), (0, 0));
 }
 
 #[test]
 fn a_partition_never_answered_ends_with_the_retry_period_naming_it() {
-    let addr = fake(|s, at| scripted(s, at, Some(&|| Some(without_the_partition()))));
+    let addr = fake(|s, at| scripted(s, at, Some(&|| Some(without_the_partition())), &AtomicUsize::new(0)));
     let (got, took) = within(Duration::from_secs(60), move || start_at_latest(addr, Duration::from_secs(2)));
     let err = got.expect_err("never answered");
     assert!(matches!(&err, KafkaError::RetriesExhausted { attempts, .. } if *attempts > 1), "{err}");

@@ -462,10 +462,11 @@ impl Client {
         }
         let mut ordered = Vec::with_capacity(partitions.len());
         for &p in partitions {
-            let found = out.iter().find(|o| o.0 == p).copied().ok_or_else(|| KafkaError::Protocol {
-                addr: String::new(),
+            // Retried (tansu leaves partitions out briefly, e.g. right after a restart).
+            let found = out.iter().find(|o| o.0 == p).copied().ok_or_else(|| KafkaError::PartitionNotAnswered {
                 api: "ListOffsets",
-                reason: format!("no answer for partition {p}"),
+                topic: topic.to_string(),
+                partition: p,
             })?;
             ordered.push(found);
         }
