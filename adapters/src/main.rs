@@ -769,11 +769,12 @@ fn checkpoint_show(dir: &Path) -> Result<()> {
     let state = &loaded.checkpoint.state;
     let offsets: Vec<String> = meta.next_offsets.iter().map(|n| format!("{}:{}", n.partition, n.offset)).collect();
     eprintln!(
-        "dstream: {}: job {} on topic {} ({} partitions), batch {}, next offsets {}, {} pending batch(es), {} keys",
+        "dstream: {}: job {} on topic {} ({} partitions{}), batch {}, next offsets {}, {} pending batch(es), {} keys",
         loaded.path.display(),
         meta.fingerprint.job,
         meta.fingerprint.topic,
         meta.fingerprint.partitions,
+        meta.fingerprint.topic_id.as_ref().map_or(String::new(), |id| format!(", topic id {id}")),
         meta.time,
         offsets.join(" "),
         meta.pending.len(),
