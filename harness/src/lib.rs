@@ -7,5 +7,6 @@ pub mod lines;
 pub mod model;
 pub mod recording;
 pub mod replay;
+#[cfg(feature = "proptest")]
 pub mod strategies;
 pub mod text;
