@@ -70,7 +70,8 @@ pub struct CompletedBatch<'a, J> {
     pub engine: &'a mut Engine<J>,
     /// Where the live stream continues: the next offset of every partition not in this batch or `pending`.
     pub next_offsets: &'a [(i32, i64)],
-    /// Stored batches still to be run again (only while catching up after a resume; empty for live batches).
+    /// Batches generated after this one and not yet completed, oldest first: while catching up after a resume,
+    /// the stored batches still to run again; for a live batch, those generated ahead of processing.
     pub pending: &'a [BatchInfo],
     /// Records beyond this batch's ranges when it was generated.
     pub lag: i64,
