@@ -10,15 +10,15 @@ use dstream_adapters::kafka::records::Codec;
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
 use dstream_adapters::local::LocalKafka;
 use dstream_adapters::record::Recorder;
+use dstream_adapters::recording::{self, Recording, RecordingReader};
 use dstream_adapters::recovery::{lab_state, restore, write_lab_state, Checkpointer};
 use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunEnd, RunHooks, RunOptions, Start};
 use dstream_adapters::streaming::BatchCompleted;
 use dstream_adapters::ui::{SavedCheckpoint, StateSize, UiCollector, UiConfig, UiServer};
+use dstream_adapters::{jobs, replay, text};
 use dstream_core::lab::{LabConfig, LabJob};
 use dstream_core::Clock;
 use dstream_core::{Duration, MalformedPolicy, OutputOrder};
-use dstream_harness::recording::{self, Recording, RecordingReader};
-use dstream_harness::{jobs, replay, text};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -470,7 +470,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let mut bad = MalformedReporter { reported: 0 };
             let mut on_bad = |m: &dstream_core::Malformed| bad.report(m);
-            let summary = dstream_harness::lines::replay_lines(
+            let summary = dstream_adapters::lines::replay_lines(
                 &text,
                 records_per_batch as usize,
                 batch_interval,

@@ -513,8 +513,8 @@ impl StreamingContext {
     fn replay_recording(&mut self) -> Result<(), StreamingError> {
         let Phase::Replaying(job) = std::mem::replace(&mut self.phase, Phase::Stopped) else { return Ok(()) };
         let path = self.replay.clone().expect("replaying has a path");
-        let replay_err = |e: dstream_harness::replay::ReplayError| StreamingError::Replay(e.to_string());
-        let mut reader = dstream_harness::recording::RecordingReader::open(&path)
+        let replay_err = |e: crate::replay::ReplayError| StreamingError::Replay(e.to_string());
+        let mut reader = crate::recording::RecordingReader::open(&path)
             .map_err(|e| StreamingError::Replay(format!("{}: {e}", path.display())))?;
         let listeners = &mut self.listeners;
         let mut on_batch = |r: &dstream_core::BatchReport| {
@@ -535,7 +535,7 @@ impl StreamingContext {
                 l.on_batch_completed(&done);
             }
         };
-        dstream_harness::replay::replay_reader(job, &mut reader, &mut self.out, &mut on_batch).map_err(replay_err)?;
+        crate::replay::replay_reader(job, &mut reader, &mut self.out, &mut on_batch).map_err(replay_err)?;
         Ok(())
     }
 
