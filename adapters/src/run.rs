@@ -110,6 +110,45 @@ pub struct RunEnd<'a, J> {
     pub pending: &'a [BatchInfo],
 }
 
+/// Reports malformed records on stderr as a run meets them: the first [`MalformedReporter::SHOWN`], then how many
+/// more were not shown.
+#[derive(Debug, Default)]
+pub struct MalformedReporter {
+    reported: u64,
+}
+
+impl MalformedReporter {
+    /// Records reported one by one; the rest are counted.
+    pub const SHOWN: u64 = 20;
+    /// Reports one malformed record.
+    pub fn report(&mut self, m: &dstream_core::Malformed) {
+        if self.reported < Self::SHOWN {
+            eprintln!("dstream: skipped {m}");
+        }
+        self.reported += 1;
+    }
+    /// Says how many were not shown, if any.
+    pub fn finish(&self) {
+        if self.reported > Self::SHOWN {
+            eprintln!("dstream: ... {} more malformed records not shown", self.reported - Self::SHOWN);
+        }
+    }
+}
+
+/// The warning for offsets that fell out of the log and were skipped.
+pub fn reset_warning(r: &OffsetReset) -> String {
+    format!(
+        "dstream: warning: partition {} offsets [{}, {}) are outside the log [{}, {}); skipped {} offsets to {}",
+        r.partition,
+        r.from.min(r.to),
+        r.from.max(r.to),
+        r.earliest,
+        r.latest,
+        (r.to - r.from).abs(),
+        r.to
+    )
+}
+
 /// What a run did, and where it stopped: enough to continue it (as [`Start::Resume`]).
 pub struct RunOutcome<J> {
     /// Counts.

@@ -33,7 +33,10 @@ use crate::kafka::direct::{OffsetReset, OutOfRangePolicy, StartingOffsets};
 use crate::kafka::{Client, ClientConfig, KafkaError};
 use crate::record::Recorder;
 use crate::recovery::{restore, Checkpointer, RestoreError};
-use crate::run::{run_job_to_end, CompletedBatch, Resume, RunEnd, RunError, RunHooks, RunOptions, Start};
+use crate::run::{
+    reset_warning, run_job_to_end, CompletedBatch, MalformedReporter, Resume, RunEnd, RunError, RunHooks, RunOptions,
+    Start,
+};
 use dstream_core::graph::{GraphBuilder, InputStream, Stream};
 use dstream_core::jvm::JvmDisplay;
 use dstream_core::{BatchInfo, Clock, DStream, Duration, Graph, Malformed, MalformedPolicy, Time};
@@ -130,6 +133,22 @@ pub struct BatchCompleted<'a> {
     pub pending: &'a [BatchInfo],
     /// What its `print` operations wrote.
     pub printed: &'a str,
+}
+
+impl<'a> BatchCompleted<'a> {
+    /// What listeners hear of a batch the run loop completed.
+    pub fn of<J>(b: &'a CompletedBatch<'_, J>) -> Self {
+        BatchCompleted {
+            info: b.info,
+            records: b.report.records,
+            malformed: &b.report.malformed,
+            scheduling_delay: b.report.scheduling_delay,
+            processing_time: b.report.processing_time,
+            lag: b.lag,
+            pending: b.pending,
+            printed: &b.report.printed,
+        }
+    }
 }
 
 /// Spark's `StreamingListener`: told of each batch as it completes, on the processing thread.
@@ -436,7 +455,7 @@ impl StreamingContext {
         }
         let recorder = self.record.as_ref().map(|path| Recorder::new(path.clone(), &source.topic, &self.name, vec![]));
         let hooks = ContextHooks {
-            reported: 0,
+            malformed: MalformedReporter::default(),
             recorder,
             checkpointer,
             listeners: std::mem::take(&mut self.listeners),
@@ -518,7 +537,7 @@ impl StreamingContext {
             .map_err(|e| StreamingError::Replay(format!("{}: {e}", path.display())))?;
         let listeners = &mut self.listeners;
         let mut on_batch = |r: &dstream_core::BatchReport| {
-            r.malformed.iter().for_each(|m| eprintln!("dstream: {m}"));
+            r.malformed.iter().for_each(|m| eprintln!("dstream: skipped {m}"));
             let info = BatchInfo { time: r.time, ranges: Vec::new() };
             let done = BatchCompleted {
                 info: &info,
@@ -571,14 +590,12 @@ impl StreamingContext {
 
 /// What the context does after each batch: malformed reports, the recording, checkpoints, listeners.
 struct ContextHooks {
-    reported: u64,
+    malformed: MalformedReporter,
     recorder: Option<Recorder>,
     checkpointer: Option<Checkpointer>,
     listeners: Vec<Box<dyn StreamingListener>>,
     completed: u64,
 }
-
-const MAX_REPORTED: u64 = 20;
 
 fn next_offsets(offsets: &[(i32, i64)]) -> Vec<NextOffset> {
     offsets.iter().map(|&(partition, offset)| NextOffset { partition, offset }).collect()
@@ -593,25 +610,11 @@ impl RunHooks<Graph> for ContextHooks {
         if let Some(r) = &mut self.recorder {
             r.record(b)?;
         }
-        for m in &b.report.malformed {
-            self.reported += 1;
-            if self.reported <= MAX_REPORTED {
-                eprintln!("dstream: {m}");
-            }
-        }
+        b.report.malformed.iter().for_each(|m| self.malformed.report(m));
         if let Some(c) = &mut self.checkpointer {
             c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
         }
-        let done = BatchCompleted {
-            info: b.info,
-            records: b.report.records,
-            malformed: &b.report.malformed,
-            scheduling_delay: b.report.scheduling_delay,
-            processing_time: b.report.processing_time,
-            lag: b.lag,
-            pending: b.pending,
-            printed: &b.report.printed,
-        };
+        let done = BatchCompleted::of(b);
         for l in &mut self.listeners {
             l.on_batch_completed(&done);
         }
@@ -623,6 +626,7 @@ impl RunHooks<Graph> for ContextHooks {
         }
     }
     fn at_end(&mut self, end: &mut RunEnd<'_, Graph>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.malformed.finish();
         if let Some(c) = &mut self.checkpointer {
             c.save(end.engine, &next_offsets(end.next_offsets), end.pending)?;
             c.flush()?;
@@ -633,16 +637,7 @@ impl RunHooks<Graph> for ContextHooks {
         self.recorder.is_some()
     }
     fn on_reset(&mut self, r: &OffsetReset) {
-        eprintln!(
-            "dstream: warning: partition {} offsets [{}, {}) are outside the log [{}, {}); skipped {} offsets to {}",
-            r.partition,
-            r.from.min(r.to),
-            r.from.max(r.to),
-            r.earliest,
-            r.latest,
-            (r.to - r.from).abs(),
-            r.to
-        );
+        eprintln!("{}", reset_warning(r));
     }
 }
 
