@@ -102,6 +102,7 @@ impl KafkaUtils {
     /// A direct stream of `topic` on `ssc`: each batch is exactly the records of its offset ranges, fixed at its
     /// tick (SPARK-SEMANTICS §1.2); records carry topic, partition, offset, timestamp, key and value.
     pub fn create_direct_stream(ssc: &mut StreamingContext, params: KafkaParams, topic: &str) -> InputStream {
+        ssc.sources += 1;
         ssc.source = Some(Source { params, topic: topic.to_string() });
         ssc.graph.records_of(topic)
     }
@@ -227,7 +228,6 @@ impl StopHandle {
 #[derive(Debug, Clone)]
 struct CheckpointSettings {
     dir: PathBuf,
-    every: u64,
     keep: usize,
 }
 
@@ -238,6 +238,8 @@ pub struct StreamingContext {
     name: String,
     checkpoint: Option<CheckpointSettings>,
     source: Option<Source>,
+    sources: usize,
+    checkpoint_every: u64,
     record: Option<PathBuf>,
     replay: Option<PathBuf>,
     status: bool,
@@ -272,6 +274,8 @@ impl StreamingContext {
             name: "dstream".into(),
             checkpoint: None,
             source: None,
+            sources: 0,
+            checkpoint_every: 1,
             record: None,
             replay: None,
             status: true,
@@ -305,15 +309,13 @@ impl StreamingContext {
     /// a checkpoint there of the same program is resumed: its state is restored into the graph the program
     /// built, the batches it left pending run again, and the stream continues from its offsets.
     pub fn checkpoint(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
-        self.checkpoint = Some(CheckpointSettings { dir: dir.into(), every: 1, keep: crate::checkpoint::DEFAULT_KEEP });
+        self.checkpoint = Some(CheckpointSettings { dir: dir.into(), keep: crate::checkpoint::DEFAULT_KEEP });
         self
     }
 
     /// Checkpoint every `n` batches (and when the run ends) rather than after every batch.
     pub fn checkpoint_every(&mut self, n: u64) -> &mut Self {
-        if let Some(c) = &mut self.checkpoint {
-            c.every = n.max(1);
-        }
+        self.checkpoint_every = n.max(1);
         self
     }
 
@@ -418,7 +420,7 @@ impl StreamingContext {
             let partitions = client.partitions(&opts.topic)?.len() as u32;
             let fingerprint = Fingerprint::of_job(&opts.topic, partitions, &self.name, &mut job, self.interval);
             let store = CheckpointStore::open(&c.dir)?.with_keep(c.keep);
-            let ck = Checkpointer::new(store, fingerprint, c.every).in_background();
+            let ck = Checkpointer::new(store, fingerprint, self.checkpoint_every).in_background();
             if let Some(loaded) = ck.load()? {
                 for skipped in &loaded.skipped {
                     eprintln!("dstream: warning: {skipped}; using an older checkpoint");
