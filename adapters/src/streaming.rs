@@ -398,6 +398,11 @@ impl StreamingContext {
             .source
             .clone()
             .ok_or(StreamingError::Usage("no input stream: call KafkaUtils::create_direct_stream"))?;
+        if self.sources > 1 {
+            return Err(StreamingError::Usage(
+                "one direct stream per context for now: create_direct_stream was called more than once",
+            ));
+        }
         if self.graph.outputs() == 0 {
             return Err(StreamingError::Usage("no output operations registered, so nothing to execute"));
         }
