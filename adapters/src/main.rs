@@ -10,15 +10,17 @@ use dstream_adapters::kafka::records::Codec;
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
 use dstream_adapters::local::LocalKafka;
 use dstream_adapters::record::Recorder;
+use dstream_adapters::recording::{self, Recording, RecordingReader};
 use dstream_adapters::recovery::{lab_state, restore, write_lab_state, Checkpointer};
-use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunEnd, RunHooks, RunOptions, Start};
+use dstream_adapters::run::{
+    reset_warning, run_job, CompletedBatch, MalformedReporter, Resume, RunEnd, RunHooks, RunOptions, Start,
+};
 use dstream_adapters::streaming::BatchCompleted;
 use dstream_adapters::ui::{SavedCheckpoint, StateSize, UiCollector, UiConfig, UiServer};
+use dstream_adapters::{jobs, replay, text};
 use dstream_core::lab::{LabConfig, LabJob};
 use dstream_core::Clock;
 use dstream_core::{Duration, MalformedPolicy, OutputOrder};
-use dstream_harness::recording::{self, Recording, RecordingReader};
-use dstream_harness::{jobs, replay, text};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -280,25 +282,6 @@ enum RecordingCommand {
     },
 }
 
-/// Reports malformed records on stderr: the first 20, then a count.
-struct MalformedReporter {
-    reported: u64,
-}
-
-impl MalformedReporter {
-    fn report(&mut self, m: &dstream_core::Malformed) {
-        if self.reported < 20 {
-            eprintln!("dstream: skipped {m}");
-        }
-        self.reported += 1;
-    }
-    fn finish(&self) {
-        if self.reported > 20 {
-            eprintln!("dstream: ... {} more malformed records not shown", self.reported - 20);
-        }
-    }
-}
-
 /// Reads a whole recording, binary or text form.
 fn read_recording(path: &Path) -> Result<Recording> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -315,7 +298,7 @@ fn replay_recording(path: &Path) -> Result<()> {
     let started = Instant::now();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut bad = MalformedReporter { reported: 0 };
+    let mut bad = MalformedReporter::default();
     let mut on_batch = |r: &dstream_core::BatchReport| r.malformed.iter().for_each(|m| bad.report(m));
     let mut head = [0u8; 8];
     let is_binary = {
@@ -470,9 +453,9 @@ fn run(cli: Cli) -> Result<()> {
             let started = Instant::now();
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            let mut bad = MalformedReporter { reported: 0 };
+            let mut bad = MalformedReporter::default();
             let mut on_bad = |m: &dstream_core::Malformed| bad.report(m);
-            let summary = dstream_harness::lines::replay_lines(
+            let summary = dstream_adapters::lines::replay_lines(
                 &text,
                 records_per_batch as usize,
                 batch_interval,
@@ -551,17 +534,7 @@ impl RunHooks<LabJob> for StatusHooks {
         if let Some(ui) = &self.ui {
             let keys = b.engine.job().key_count() as u64;
             let state = [StateSize { operator: "map_with_state", kind: "map_with_state", keys }];
-            let done = BatchCompleted {
-                info: b.info,
-                records: b.report.records,
-                malformed: &b.report.malformed,
-                scheduling_delay: b.report.scheduling_delay,
-                processing_time: b.report.processing_time,
-                lag: b.lag,
-                pending: b.pending,
-                printed: &b.report.printed,
-            };
-            ui.batch_completed(&done, &state, saved);
+            ui.batch_completed(&BatchCompleted::of(b), &state, saved);
         }
         Ok(())
     }
@@ -576,16 +549,7 @@ impl RunHooks<LabJob> for StatusHooks {
         self.recorder.is_some()
     }
     fn on_reset(&mut self, r: &OffsetReset) {
-        eprintln!(
-            "dstream: warning: partition {} offsets [{}, {}) are outside the log [{}, {}); skipped {} offsets to {}",
-            r.partition,
-            r.from.min(r.to),
-            r.from.max(r.to),
-            r.earliest,
-            r.latest,
-            (r.to - r.from).abs(),
-            r.to
-        );
+        eprintln!("{}", reset_warning(r));
     }
 }
 
@@ -648,7 +612,7 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
         }
     };
     let (ui, _ui_server) = start_ui(&args, &opts)?.unzip();
-    let mut hooks = StatusHooks { malformed: MalformedReporter { reported: 0 }, recorder, checkpointer, ui };
+    let mut hooks = StatusHooks { malformed: MalformedReporter::default(), recorder, checkpointer, ui };
     let result = run_job(&opts, start, &mut hooks, stop, &mut out, &mut status);
     if let Some(c) = &mut hooks.checkpointer {
         let flushed = c.flush();

@@ -1,8 +1,8 @@
 //! Recording a live run: every batch's time, ranges and records, written as a harness recording that
 //! `dstream replay FILE` (or the same program, through `replay`) plays back with the same output.
 
+use crate::recording::{RecordingError, RecordingHeader, RecordingWriter};
 use crate::run::CompletedBatch;
-use dstream_harness::recording::{RecordingError, RecordingHeader, RecordingWriter};
 use std::path::PathBuf;
 
 /// Writes a recording of a run, batch by batch; the file is created at the first batch, when the grid and the
@@ -24,7 +24,7 @@ impl Recorder {
 
     /// A recorder for the lab job with `config`.
     pub fn lab(path: PathBuf, topic: &str, config: &dstream_core::lab::LabConfig) -> Self {
-        Recorder::new(path, topic, dstream_core::lab::JOB_NAME, dstream_harness::jobs::lab_params(config))
+        Recorder::new(path, topic, dstream_core::lab::JOB_NAME, crate::jobs::lab_params(config))
     }
 
     /// Appends one completed batch.

@@ -70,7 +70,8 @@ pub struct CompletedBatch<'a, J> {
     pub engine: &'a mut Engine<J>,
     /// Where the live stream continues: the next offset of every partition not in this batch or `pending`.
     pub next_offsets: &'a [(i32, i64)],
-    /// Stored batches still to be run again (only while catching up after a resume; empty for live batches).
+    /// Batches generated after this one and not yet completed, oldest first: while catching up after a resume,
+    /// the stored batches still to run again; for a live batch, those generated ahead of processing.
     pub pending: &'a [BatchInfo],
     /// Records beyond this batch's ranges when it was generated.
     pub lag: i64,
@@ -107,6 +108,45 @@ pub struct RunEnd<'a, J> {
     pub next_offsets: &'a [(i32, i64)],
     /// Batches generated but not completed, oldest first: to run again over their ranges after a restart.
     pub pending: &'a [BatchInfo],
+}
+
+/// Reports malformed records on stderr as a run meets them: the first [`MalformedReporter::SHOWN`], then how many
+/// more were not shown.
+#[derive(Debug, Default)]
+pub struct MalformedReporter {
+    reported: u64,
+}
+
+impl MalformedReporter {
+    /// Records reported one by one; the rest are counted.
+    pub const SHOWN: u64 = 20;
+    /// Reports one malformed record.
+    pub fn report(&mut self, m: &dstream_core::Malformed) {
+        if self.reported < Self::SHOWN {
+            eprintln!("dstream: skipped {m}");
+        }
+        self.reported += 1;
+    }
+    /// Says how many were not shown, if any.
+    pub fn finish(&self) {
+        if self.reported > Self::SHOWN {
+            eprintln!("dstream: ... {} more malformed records not shown", self.reported - Self::SHOWN);
+        }
+    }
+}
+
+/// The warning for offsets that fell out of the log and were skipped.
+pub fn reset_warning(r: &OffsetReset) -> String {
+    format!(
+        "dstream: warning: partition {} offsets [{}, {}) are outside the log [{}, {}); skipped {} offsets to {}",
+        r.partition,
+        r.from.min(r.to),
+        r.from.max(r.to),
+        r.earliest,
+        r.latest,
+        (r.to - r.from).abs(),
+        r.to
+    )
 }
 
 /// What a run did, and where it stopped: enough to continue it (as [`Start::Resume`]).

@@ -33,7 +33,10 @@ use crate::kafka::direct::{OffsetReset, OutOfRangePolicy, StartingOffsets};
 use crate::kafka::{Client, ClientConfig, KafkaError};
 use crate::record::Recorder;
 use crate::recovery::{restore, Checkpointer, RestoreError};
-use crate::run::{run_job_to_end, CompletedBatch, Resume, RunEnd, RunError, RunHooks, RunOptions, Start};
+use crate::run::{
+    reset_warning, run_job_to_end, CompletedBatch, MalformedReporter, Resume, RunEnd, RunError, RunHooks, RunOptions,
+    Start,
+};
 use dstream_core::graph::{GraphBuilder, InputStream, Stream};
 use dstream_core::jvm::JvmDisplay;
 use dstream_core::{BatchInfo, Clock, DStream, Duration, Graph, Malformed, MalformedPolicy, Time};
@@ -99,6 +102,7 @@ impl KafkaUtils {
     /// A direct stream of `topic` on `ssc`: each batch is exactly the records of its offset ranges, fixed at its
     /// tick (SPARK-SEMANTICS §1.2); records carry topic, partition, offset, timestamp, key and value.
     pub fn create_direct_stream(ssc: &mut StreamingContext, params: KafkaParams, topic: &str) -> InputStream {
+        ssc.sources += 1;
         ssc.source = Some(Source { params, topic: topic.to_string() });
         ssc.graph.records_of(topic)
     }
@@ -130,6 +134,22 @@ pub struct BatchCompleted<'a> {
     pub pending: &'a [BatchInfo],
     /// What its `print` operations wrote.
     pub printed: &'a str,
+}
+
+impl<'a> BatchCompleted<'a> {
+    /// What listeners hear of a batch the run loop completed.
+    pub fn of<J>(b: &'a CompletedBatch<'_, J>) -> Self {
+        BatchCompleted {
+            info: b.info,
+            records: b.report.records,
+            malformed: &b.report.malformed,
+            scheduling_delay: b.report.scheduling_delay,
+            processing_time: b.report.processing_time,
+            lag: b.lag,
+            pending: b.pending,
+            printed: &b.report.printed,
+        }
+    }
 }
 
 /// Spark's `StreamingListener`: told of each batch as it completes, on the processing thread.
@@ -208,7 +228,6 @@ impl StopHandle {
 #[derive(Debug, Clone)]
 struct CheckpointSettings {
     dir: PathBuf,
-    every: u64,
     keep: usize,
 }
 
@@ -219,6 +238,8 @@ pub struct StreamingContext {
     name: String,
     checkpoint: Option<CheckpointSettings>,
     source: Option<Source>,
+    sources: usize,
+    checkpoint_every: u64,
     record: Option<PathBuf>,
     replay: Option<PathBuf>,
     status: bool,
@@ -253,6 +274,8 @@ impl StreamingContext {
             name: "dstream".into(),
             checkpoint: None,
             source: None,
+            sources: 0,
+            checkpoint_every: 1,
             record: None,
             replay: None,
             status: true,
@@ -286,15 +309,13 @@ impl StreamingContext {
     /// a checkpoint there of the same program is resumed: its state is restored into the graph the program
     /// built, the batches it left pending run again, and the stream continues from its offsets.
     pub fn checkpoint(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
-        self.checkpoint = Some(CheckpointSettings { dir: dir.into(), every: 1, keep: crate::checkpoint::DEFAULT_KEEP });
+        self.checkpoint = Some(CheckpointSettings { dir: dir.into(), keep: crate::checkpoint::DEFAULT_KEEP });
         self
     }
 
     /// Checkpoint every `n` batches (and when the run ends) rather than after every batch.
     pub fn checkpoint_every(&mut self, n: u64) -> &mut Self {
-        if let Some(c) = &mut self.checkpoint {
-            c.every = n.max(1);
-        }
+        self.checkpoint_every = n.max(1);
         self
     }
 
@@ -377,6 +398,11 @@ impl StreamingContext {
             .source
             .clone()
             .ok_or(StreamingError::Usage("no input stream: call KafkaUtils::create_direct_stream"))?;
+        if self.sources > 1 {
+            return Err(StreamingError::Usage(
+                "one direct stream per context for now: create_direct_stream was called more than once",
+            ));
+        }
         if self.graph.outputs() == 0 {
             return Err(StreamingError::Usage("no output operations registered, so nothing to execute"));
         }
@@ -399,7 +425,7 @@ impl StreamingContext {
             let partitions = client.partitions(&opts.topic)?.len() as u32;
             let fingerprint = Fingerprint::of_job(&opts.topic, partitions, &self.name, &mut job, self.interval);
             let store = CheckpointStore::open(&c.dir)?.with_keep(c.keep);
-            let ck = Checkpointer::new(store, fingerprint, c.every).in_background();
+            let ck = Checkpointer::new(store, fingerprint, self.checkpoint_every).in_background();
             if let Some(loaded) = ck.load()? {
                 for skipped in &loaded.skipped {
                     eprintln!("dstream: warning: {skipped}; using an older checkpoint");
@@ -436,7 +462,7 @@ impl StreamingContext {
         }
         let recorder = self.record.as_ref().map(|path| Recorder::new(path.clone(), &source.topic, &self.name, vec![]));
         let hooks = ContextHooks {
-            reported: 0,
+            malformed: MalformedReporter::default(),
             recorder,
             checkpointer,
             listeners: std::mem::take(&mut self.listeners),
@@ -513,12 +539,12 @@ impl StreamingContext {
     fn replay_recording(&mut self) -> Result<(), StreamingError> {
         let Phase::Replaying(job) = std::mem::replace(&mut self.phase, Phase::Stopped) else { return Ok(()) };
         let path = self.replay.clone().expect("replaying has a path");
-        let replay_err = |e: dstream_harness::replay::ReplayError| StreamingError::Replay(e.to_string());
-        let mut reader = dstream_harness::recording::RecordingReader::open(&path)
+        let replay_err = |e: crate::replay::ReplayError| StreamingError::Replay(e.to_string());
+        let mut reader = crate::recording::RecordingReader::open(&path)
             .map_err(|e| StreamingError::Replay(format!("{}: {e}", path.display())))?;
         let listeners = &mut self.listeners;
         let mut on_batch = |r: &dstream_core::BatchReport| {
-            r.malformed.iter().for_each(|m| eprintln!("dstream: {m}"));
+            r.malformed.iter().for_each(|m| eprintln!("dstream: skipped {m}"));
             let info = BatchInfo { time: r.time, ranges: Vec::new() };
             let done = BatchCompleted {
                 info: &info,
@@ -535,7 +561,7 @@ impl StreamingContext {
                 l.on_batch_completed(&done);
             }
         };
-        dstream_harness::replay::replay_reader(job, &mut reader, &mut self.out, &mut on_batch).map_err(replay_err)?;
+        crate::replay::replay_reader(job, &mut reader, &mut self.out, &mut on_batch).map_err(replay_err)?;
         Ok(())
     }
 
@@ -571,14 +597,12 @@ impl StreamingContext {
 
 /// What the context does after each batch: malformed reports, the recording, checkpoints, listeners.
 struct ContextHooks {
-    reported: u64,
+    malformed: MalformedReporter,
     recorder: Option<Recorder>,
     checkpointer: Option<Checkpointer>,
     listeners: Vec<Box<dyn StreamingListener>>,
     completed: u64,
 }
-
-const MAX_REPORTED: u64 = 20;
 
 fn next_offsets(offsets: &[(i32, i64)]) -> Vec<NextOffset> {
     offsets.iter().map(|&(partition, offset)| NextOffset { partition, offset }).collect()
@@ -593,25 +617,11 @@ impl RunHooks<Graph> for ContextHooks {
         if let Some(r) = &mut self.recorder {
             r.record(b)?;
         }
-        for m in &b.report.malformed {
-            self.reported += 1;
-            if self.reported <= MAX_REPORTED {
-                eprintln!("dstream: {m}");
-            }
-        }
+        b.report.malformed.iter().for_each(|m| self.malformed.report(m));
         if let Some(c) = &mut self.checkpointer {
             c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
         }
-        let done = BatchCompleted {
-            info: b.info,
-            records: b.report.records,
-            malformed: &b.report.malformed,
-            scheduling_delay: b.report.scheduling_delay,
-            processing_time: b.report.processing_time,
-            lag: b.lag,
-            pending: b.pending,
-            printed: &b.report.printed,
-        };
+        let done = BatchCompleted::of(b);
         for l in &mut self.listeners {
             l.on_batch_completed(&done);
         }
@@ -623,6 +633,7 @@ impl RunHooks<Graph> for ContextHooks {
         }
     }
     fn at_end(&mut self, end: &mut RunEnd<'_, Graph>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.malformed.finish();
         if let Some(c) = &mut self.checkpointer {
             c.save(end.engine, &next_offsets(end.next_offsets), end.pending)?;
             c.flush()?;
@@ -633,16 +644,7 @@ impl RunHooks<Graph> for ContextHooks {
         self.recorder.is_some()
     }
     fn on_reset(&mut self, r: &OffsetReset) {
-        eprintln!(
-            "dstream: warning: partition {} offsets [{}, {}) are outside the log [{}, {}); skipped {} offsets to {}",
-            r.partition,
-            r.from.min(r.to),
-            r.from.max(r.to),
-            r.earliest,
-            r.latest,
-            (r.to - r.from).abs(),
-            r.to
-        );
+        eprintln!("{}", reset_warning(r));
     }
 }
 

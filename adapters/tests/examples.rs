@@ -344,3 +344,43 @@ fn sessions_example_survives_sigkill_exactly_once() {
     assert_eq!(events, model, "\n{log}");
     eprintln!("{log}");
 }
+
+#[test]
+fn lab_example_on_a_machine_without_a_broker_starts_one() {
+    if broker().is_none() {
+        return;
+    }
+    // Nothing answers at the default address: the example starts tansu and the lab's generator, as `dstream` does.
+    let port = dstream_adapters::broker::free_port().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(example("lab"))
+        .args(["--batches", "3", "--batch-interval", "500ms", "--checkpoint"])
+        .arg(dir.path().join("ck"))
+        .env("DSTREAM_DEFAULT_BROKER", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let o = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out, &mut s).unwrap();
+        s
+    });
+    let e = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err, &mut s).unwrap();
+        s
+    });
+    let status = exit_within(&mut child, Duration::from_secs(120));
+    let (stdout, stderr) = (o.join().unwrap(), e.join().unwrap());
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stderr.matches("starting a local tansu broker").count(), 1, "{stderr}");
+    let counts = common::batch_record_counts(&stderr);
+    assert_eq!(counts.len(), 3, "{stderr}");
+    // The generator writes 100 messages a second: the later 500 ms batches hold some, and they are printed.
+    assert!(counts[1..].iter().all(|&c| c > 0), "{stderr}");
+    assert!(!common::printed_elements(&stdout).is_empty(), "{stdout}");
+}

@@ -8,8 +8,9 @@ mod common;
 use common::*;
 use dstream_adapters::broker::kafka::KafkaCluster;
 use dstream_adapters::checkpoint::CheckpointStore;
+use dstream_adapters::checkpoint::JobState;
 use dstream_adapters::kafka::{Client, ClientConfig};
-use dstream_core::lab::LabCheckpoint;
+use dstream_adapters::recovery::lab_state;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,8 +20,9 @@ fn counted(dir: &Path) -> Option<u64> {
     if !dir.exists() {
         return None;
     }
-    let cp = CheckpointStore::open_read_only(dir).load_latest::<LabCheckpoint>(None).expect("checkpoints readable")?;
-    Some(cp.checkpoint.state.state.entries.iter().map(|(_, e)| e.state.count()).sum())
+    let cp = CheckpointStore::open_read_only(dir).load_latest::<JobState>(None).expect("checkpoints readable")?;
+    let lab = lab_state(&cp.checkpoint.state).expect("the lab's one operator").expect("decodes");
+    Some(lab.state.entries.iter().map(|(_, e)| e.state.count()).sum())
 }
 
 /// Waits until the latest checkpoint in `dir` counts at least `n` records, at most `within`.

@@ -154,7 +154,8 @@ fn a_recorded_run_replays_to_the_same_output(b: &TestBroker) {
     assert_eq!(batch_record_counts(&String::from_utf8_lossy(&out.stderr)), vec![1500, 0]);
     // Issue 14 item 11: a recording of no batch writes no file, and says so rather than "recorded 0 batches".
     let none = dir.path().join("none.rec");
-    let out = dstream(&["record", "--brokers", addr, "--out", none.to_str().unwrap(), "--batches", "0"]);
+    let out =
+        dstream(&["record", "--brokers", addr, "--topic", topic, "--out", none.to_str().unwrap(), "--batches", "0"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     assert!(err.contains("recorded nothing: no batch completed, so") && !err.contains("recorded 0"), "{err}");

@@ -145,6 +145,12 @@ fn a_context_used_wrongly_says_so() {
     let e = ssc.start().unwrap_err();
     assert!(e.to_string().contains("no output operations"), "{e}");
     let mut ssc = StreamingContext::new(Duration::from_secs(1));
+    let a = KafkaUtils::create_direct_stream(&mut ssc, KafkaParams::new("127.0.0.1:1"), "a");
+    let b = KafkaUtils::create_direct_stream(&mut ssc, KafkaParams::new("127.0.0.1:1"), "b");
+    a.map(|r| r.offset).union(&b.map(|r| r.offset)).print(1);
+    let e = ssc.start().unwrap_err();
+    assert!(e.to_string().contains("one direct stream per context"), "{e}");
+    let mut ssc = StreamingContext::new(Duration::from_secs(1));
     let e = ssc.await_termination().unwrap_err();
     assert!(e.to_string().contains("not started"), "{e}");
 }

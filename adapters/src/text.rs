@@ -548,7 +548,7 @@ a,1\n\
 
     #[test]
     fn readme_example_parses_as_described() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../harness/README.md");
         let section = &readme[readme.find("## The text form").expect("section")..];
         let start = section.find("```text\n").expect("example") + 8;
         let example = &section[start..start + section[start..].find("```").expect("end")];
