@@ -423,7 +423,9 @@ impl StreamingContext {
         if let Some(c) = &self.checkpoint {
             let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
             let partitions = client.partitions(&opts.topic)?.len() as u32;
-            let fingerprint = Fingerprint::of_job(&opts.topic, partitions, &self.name, &mut job, self.interval);
+            let topic_id = client.topic_id(&opts.topic)?;
+            let fingerprint = Fingerprint::of_job(&opts.topic, partitions, &self.name, &mut job, self.interval)
+                .with_topic_id(topic_id);
             let store = CheckpointStore::open(&c.dir)?.with_keep(c.keep);
             let ck = Checkpointer::new(store, fingerprint, self.checkpoint_every).in_background();
             if let Some(loaded) = ck.load()? {
