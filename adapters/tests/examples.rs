@@ -208,6 +208,18 @@ fn word_count_example_counts_windows_and_replays_byte_for_byte() {
     );
     let live_stdout = ok(&live);
     let windows = check_word_count(&out, &word_model(11, 400));
+    // `dstream checkpoint show` on another program's checkpoint: a line per stateful operator.
+    let show = common::dstream(&["checkpoint", "show", ck.to_str().unwrap()]);
+    let table = common::ok_stdout(&show);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows[0], ["OPERATOR", "KIND", "KEYS", "BYTES"], "{table}");
+    assert_eq!(rows.len(), 2, "one stateful operator: {table}");
+    assert_eq!(&rows[1][..2], ["reduce_by_key_and_window#0", "reduce_by_key_and_window"], "{table}");
+    assert!(
+        String::from_utf8_lossy(&show.stderr).contains("job word_count"),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
     assert!(windows >= 3, "16 batches of 500 ms hold at least 3 slides of 2 s, got {windows}");
 
     // The recording, replayed through the same program without a broker: the same bytes, the same files.
