@@ -2,21 +2,19 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use dstream_adapters::checkpoint::{CheckpointStore, Fingerprint, NextOffset};
+use dstream_adapters::checkpoint::{CheckpointStore, Fingerprint};
 use dstream_adapters::clock::SystemClock;
 use dstream_adapters::generate::{generate, GenerateOptions};
-use dstream_adapters::kafka::direct::{OffsetReset, OutOfRangePolicy, StartingOffsets};
+use dstream_adapters::kafka::direct::{OutOfRangePolicy, StartingOffsets};
 use dstream_adapters::kafka::records::Codec;
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
 use dstream_adapters::local::LocalKafka;
 use dstream_adapters::record::Recorder;
 use dstream_adapters::recording::{self, Recording, RecordingReader};
 use dstream_adapters::recovery::{lab_state, restore, write_lab_state, Checkpointer};
-use dstream_adapters::run::{
-    reset_warning, run_job, CompletedBatch, MalformedReporter, Resume, RunEnd, RunHooks, RunOptions, Start,
-};
-use dstream_adapters::streaming::BatchCompleted;
-use dstream_adapters::ui::{SavedCheckpoint, StateSize, UiCollector, UiConfig, UiServer};
+use dstream_adapters::run::{run_job, MalformedReporter, Resume, RunOptions, Start};
+use dstream_adapters::streaming::StandardHooks;
+use dstream_adapters::ui::{UiCollector, UiConfig, UiServer};
 use dstream_adapters::{jobs, replay, text};
 use dstream_core::lab::{LabConfig, LabJob};
 use dstream_core::Clock;
@@ -500,59 +498,6 @@ fn explain(e: KafkaError) -> anyhow::Error {
     }
 }
 
-/// Reports malformed records, records batches and saves checkpoints (every N batches, and after the last batch of
-/// a run that ends).
-struct StatusHooks {
-    malformed: MalformedReporter,
-    recorder: Option<Recorder>,
-    checkpointer: Option<Checkpointer>,
-    ui: Option<UiCollector>,
-}
-
-/// Offsets as a checkpoint stores them.
-fn next_offsets(offsets: &[(i32, i64)]) -> Vec<NextOffset> {
-    offsets.iter().map(|&(partition, offset)| NextOffset { partition, offset }).collect()
-}
-
-impl RunHooks<LabJob> for StatusHooks {
-    fn after_batch(
-        &mut self,
-        b: &mut CompletedBatch<'_, LabJob>,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        if let Some(r) = &mut self.recorder {
-            r.record(b)?;
-        }
-        b.report.malformed.iter().for_each(|m| self.malformed.report(m));
-        let mut saved = None;
-        if let Some(c) = &mut self.checkpointer {
-            // Batches generated ahead of processing are stored as pending, with their ranges: after a restart they
-            // run again over exactly those ranges, and the live stream continues after them.
-            let started = Instant::now();
-            let path = c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
-            saved = path.map(|path| SavedCheckpoint { path, batch_path: started.elapsed() });
-        }
-        if let Some(ui) = &self.ui {
-            let keys = b.engine.job().key_count() as u64;
-            let state = [StateSize { operator: "map_with_state", kind: "map_with_state", keys }];
-            ui.batch_completed(&BatchCompleted::of(b), &state, saved);
-        }
-        Ok(())
-    }
-    fn at_end(&mut self, end: &mut RunEnd<'_, LabJob>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        if let Some(c) = &mut self.checkpointer {
-            c.save(end.engine, &next_offsets(end.next_offsets), end.pending)?;
-            c.flush()?;
-        }
-        Ok(())
-    }
-    fn needs_records(&self) -> bool {
-        self.recorder.is_some()
-    }
-    fn on_reset(&mut self, r: &OffsetReset) {
-        eprintln!("{}", reset_warning(r));
-    }
-}
-
 fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
     // With no --brokers: the default address if something answers there (DSTREAM_DEFAULT_BROKER moves it; tests
     // use it to stay off port 9092), else a local tansu and the lab's generator, stopped when the run ends.
@@ -612,7 +557,7 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
         }
     };
     let (ui, _ui_server) = start_ui(&args, &opts)?.unzip();
-    let mut hooks = StatusHooks { malformed: MalformedReporter::default(), recorder, checkpointer, ui };
+    let mut hooks = StandardHooks { recorder, checkpointer, ui, ..StandardHooks::default() };
     let result = run_job(&opts, start, &mut hooks, stop, &mut out, &mut status);
     if let Some(c) = &mut hooks.checkpointer {
         let flushed = c.flush();

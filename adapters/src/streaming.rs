@@ -262,7 +262,7 @@ enum Phase {
 struct Started {
     opts: RunOptions,
     start: Start<Graph>,
-    hooks: ContextHooks,
+    hooks: StandardHooks,
 }
 
 impl StreamingContext {
@@ -450,6 +450,7 @@ impl StreamingContext {
             }
         }
         let start = start.unwrap_or(Start::Fresh(job));
+        let mut ui = None;
         if let Some((addr, retained)) = &self.ui {
             let config = crate::ui::UiConfig {
                 topic: source.topic.clone(),
@@ -460,13 +461,14 @@ impl StreamingContext {
             let server = collector.serve(addr, false)?;
             eprintln!("dstream: web UI at {}", server.url());
             self.ui_server = Some(server);
-            self.listeners.push(Box::new(collector));
+            ui = Some(collector);
         }
         let recorder = self.record.as_ref().map(|path| Recorder::new(path.clone(), &source.topic, &self.name, vec![]));
-        let hooks = ContextHooks {
+        let hooks = StandardHooks {
             malformed: MalformedReporter::default(),
             recorder,
             checkpointer,
+            ui,
             listeners: std::mem::take(&mut self.listeners),
             completed: 0,
         };
@@ -509,6 +511,7 @@ impl StreamingContext {
             }
         }
         if let Phase::Started(s) = std::mem::replace(&mut self.phase, Phase::Stopped) {
+            s.hooks.malformed.finish();
             if let Some(r) = s.hooks.recorder {
                 r.finish().map_err(|e| StreamingError::Run(RunError::End(Box::new(e))))?;
             }
@@ -597,31 +600,52 @@ impl StreamingContext {
     }
 }
 
-/// What the context does after each batch: malformed reports, the recording, checkpoints, listeners.
-struct ContextHooks {
-    malformed: MalformedReporter,
-    recorder: Option<Recorder>,
-    checkpointer: Option<Checkpointer>,
-    listeners: Vec<Box<dyn StreamingListener>>,
-    completed: u64,
+/// What a run does after each batch, for `dstream run` and a streaming context alike: malformed-record reports,
+/// the recording, checkpoints (every N batches, and after the last batch of a run that ends), the web UI (with
+/// each stateful operator's size and the checkpoint written) and the program's listeners.
+#[derive(Default)]
+pub struct StandardHooks {
+    /// Reports malformed records on stderr.
+    pub malformed: MalformedReporter,
+    /// Records every batch, if asked for.
+    pub recorder: Option<Recorder>,
+    /// Saves checkpoints, if a directory was given.
+    pub checkpointer: Option<Checkpointer>,
+    /// Feeds the web UI, if it runs.
+    pub ui: Option<crate::ui::UiCollector>,
+    /// The program's listeners.
+    pub listeners: Vec<Box<dyn StreamingListener>>,
+    /// Batches completed so far.
+    pub completed: u64,
 }
 
 fn next_offsets(offsets: &[(i32, i64)]) -> Vec<NextOffset> {
     offsets.iter().map(|&(partition, offset)| NextOffset { partition, offset }).collect()
 }
 
-impl RunHooks<Graph> for ContextHooks {
-    fn after_batch(
-        &mut self,
-        b: &mut CompletedBatch<'_, Graph>,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
+    fn after_batch(&mut self, b: &mut CompletedBatch<'_, J>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.completed += 1;
         if let Some(r) = &mut self.recorder {
             r.record(b)?;
         }
         b.report.malformed.iter().for_each(|m| self.malformed.report(m));
+        let mut saved = None;
         if let Some(c) = &mut self.checkpointer {
-            c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
+            // Batches generated ahead of processing are stored as pending, with their ranges: after a restart they
+            // run again over exactly those ranges, and the live stream continues after them.
+            let started = std::time::Instant::now();
+            let path = c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
+            saved = path.map(|path| crate::ui::SavedCheckpoint { path, batch_path: started.elapsed() });
+        }
+        if let Some(ui) = &self.ui {
+            let mut sizes: Vec<(String, &'static str, u64)> = Vec::new();
+            crate::checkpoint::for_each_operator(b.engine.job_mut(), &mut |id, op| {
+                sizes.push((id.to_string(), op.kind(), op.len() as u64))
+            });
+            let state: Vec<crate::ui::StateSize<'_>> =
+                sizes.iter().map(|(id, kind, keys)| crate::ui::StateSize { operator: id, kind, keys: *keys }).collect();
+            ui.batch_completed(&BatchCompleted::of(b), &state, saved);
         }
         let done = BatchCompleted::of(b);
         for l in &mut self.listeners {
@@ -634,8 +658,7 @@ impl RunHooks<Graph> for ContextHooks {
             l.on_batch_started(info);
         }
     }
-    fn at_end(&mut self, end: &mut RunEnd<'_, Graph>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.malformed.finish();
+    fn at_end(&mut self, end: &mut RunEnd<'_, J>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if let Some(c) = &mut self.checkpointer {
             c.save(end.engine, &next_offsets(end.next_offsets), end.pending)?;
             c.flush()?;

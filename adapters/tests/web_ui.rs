@@ -383,7 +383,7 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
         assert_eq!(sample(&families, "dstream_partition_records_total", &labels), Some(want), "{metrics}");
         assert_eq!(sample(&families, "dstream_partition_next_offset", &labels), Some(want), "{metrics}");
     }
-    assert_eq!(sample(&families, "dstream_state_keys", &[("operator", "map_with_state")]), Some(26.0));
+    assert_eq!(sample(&families, "dstream_state_keys", &[("operator", "map_with_state#0")]), Some(26.0));
     assert_eq!(sample(&families, "dstream_checkpoints_written_total", &[]), Some(k as f64));
     assert_eq!(sample(&families, "dstream_checkpoint_last_batch_time_seconds", &[]), Some(last.time as f64 / 1000.0));
     let types: Vec<(&str, &str)> = families
