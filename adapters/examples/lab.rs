@@ -5,9 +5,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use dstream_adapters::streaming::{KafkaParams, KafkaUtils, StreamingContext};
-use dstream_core::graph::{ConsumerRecord, InputStream, Stream};
-use dstream_core::{DStream, State, StateError, StateSpec};
+use dstream_adapters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// A key's running sum and count.

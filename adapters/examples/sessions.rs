@@ -6,9 +6,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use dstream_adapters::streaming::{KafkaParams, KafkaUtils, SaveAsTextFiles, StreamingContext};
-use dstream_core::graph::{InputStream, Stream};
-use dstream_core::{DStream, Duration, State, StateError, StateSpec, Time};
+use dstream_adapters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// One user's open session.

@@ -7,9 +7,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use dstream_adapters::streaming::{KafkaParams, KafkaUtils, SaveAsTextFiles, StreamingContext};
-use dstream_core::graph::{InputStream, Stream};
-use dstream_core::{DStream, Duration};
+use dstream_adapters::prelude::*;
 
 /// The job: words counted per batch, and over a window of 6 s sliding by 2 s.
 #[allow(clippy::type_complexity)]

@@ -35,6 +35,7 @@ pub mod jobs;
 pub mod kafka;
 pub mod lines;
 pub mod local;
+pub mod prelude;
 pub mod record;
 pub mod recording;
 pub mod recovery;
