@@ -346,7 +346,7 @@ where
         filter: Option<H>,
     ) -> Stream<ReducedWindow<Shared<D>, K, V, F, G, H>>
     where
-        K: Hash + Eq + Ord + Serialize + DeserializeOwned,
+        K: Hash + Eq + Ord + fmt::Debug + Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
         F: FnMut(V, V) -> V + 'static,
         G: FnMut(V, V) -> V + 'static,

@@ -69,6 +69,19 @@ pub enum JobError {
     /// A stream was configured against Spark's rules (e.g. a window not a multiple of the batch interval).
     #[error("invalid stream configuration: {0}")]
     Config(String),
+    /// `reduce_by_key_and_window` with an inverse met a key that is in the batches leaving the window but neither
+    /// in the previous window (a filter dropped it) nor in the batches entering it, so its value cannot be known:
+    /// Spark fails the batch the same way.
+    #[error(
+        "reduce_by_key_and_window in batch {time}, key {key}: Neither previous window has value for key, nor new \
+         values found (the filter dropped the key from an earlier window while its values were still in it)"
+    )]
+    WindowInconsistent {
+        /// Batch time.
+        time: Time,
+        /// The key, as `Debug` prints it.
+        key: String,
+    },
     /// The batch's records could not be read.
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -840,7 +853,7 @@ pub struct ReducedWindow<P, K: Ord, V, F, G, H> {
 
 impl<K, V, P, F, G, H> DStream for ReducedWindow<P, K, V, F, G, H>
 where
-    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned,
+    K: Hash + Eq + Ord + Clone + fmt::Debug + Serialize + DeserializeOwned,
     V: Clone + Serialize + DeserializeOwned,
     P: DStream<Item = (K, V)>,
     F: FnMut(V, V) -> V,
@@ -890,12 +903,18 @@ where
         }
         let mut next: BTreeMap<K, V> = BTreeMap::new();
         let mut old = std::mem::take(&mut self.state.window);
-        let mut keys: Vec<K> = old.keys().chain(entered.keys()).cloned().collect();
+        // Spark's cogroup of (previous window, leaving, entering): every key of any of the three.
+        let mut keys: Vec<K> = old.keys().chain(entered.keys()).chain(left.keys()).cloned().collect();
         keys.sort();
         keys.dedup();
         for k in keys {
             let value = match old.remove(&k) {
-                None => entered.remove(&k),
+                // No previous value: the entering values alone (Spark ignores the leaving ones here); with none
+                // entering either, the key's value cannot be known and Spark fails the batch.
+                None => match entered.remove(&k) {
+                    Some(e) => Some(e),
+                    None => return Err(JobError::WindowInconsistent { time: t, key: format!("{k:?}") }),
+                },
                 Some(mut v) => {
                     if let Some(l) = left.remove(&k) {
                         v = (self.inverse)(v, l);

@@ -307,3 +307,36 @@ fn stateless_operators_keep_arrival_order() {
     run(g, 1000, &[&["ab:1", "ca:2", "b:5"], &[]], 0);
     assert_eq!(out.borrow().clone(), vec![(1000, vec![(s("a"), 6), (s("c"), 4)]), (2000, vec![])]);
 }
+
+#[test]
+fn reduce_by_key_and_window_inverse_filter_inconsistency_fails_the_batch_as_spark() {
+    // ReducedWindowedDStream: each key of cogroup(previous window, batches leaving, batches entering) gets
+    // previous - leaving + entering; a key with no previous value gets the entering values alone, and one with
+    // neither a previous value nor entering values fails the batch ("Neither previous window has value for key,
+    // nor new values found"). Window 2 s, slide 1 s, filter v != 0, input a:1 | a:-1 | (empty):
+    // T=1: previous {}, entering {a:1} -> a=1, kept. T=2: previous {a:1}, leaving nothing (batches in (-1 s, 0]),
+    // entering {a:-1} -> a=0, filtered out. T=3: previous {}, leaving batch 1 {a:1}, entering {} -> a fails.
+    let g = Graph::new().output(
+        pairs()
+            .reduce_by_key_and_window_inv(
+                |a, b| a + b,
+                |a, b| a - b,
+                Duration(2000),
+                Duration(1000),
+                Some(|kv: &(String, i64)| kv.1 != 0),
+            )
+            .print(10),
+    );
+    let (printed, err) = try_run(g, 1000, &[&["a:1"], &["a:-1"], &[]]);
+    let rule = "-------------------------------------------";
+    assert_eq!(printed, format!("{rule}\nTime: 1000 ms\n{rule}\n(a,1)\n\n{rule}\nTime: 2000 ms\n{rule}\n\n"));
+    match &err {
+        Some(dstream_core::EngineError::Job { time, source: JobError::WindowInconsistent { time: t, key } }) => {
+            assert_eq!((time.0, t.0, key.as_str()), (3000, 3000, "\"a\""));
+        }
+        other => panic!("expected the inconsistency at batch 3, got {other:?}"),
+    }
+    let msg = err.unwrap().to_string();
+    assert!(msg.contains("Neither previous window has value for key, nor new values found"), "{msg}");
+    assert!(msg.contains("3000 ms") && msg.contains("key \"a\""), "{msg}");
+}
