@@ -66,9 +66,9 @@ pub enum JobError {
         /// What went wrong.
         error: StateError,
     },
-    /// A stream was configured against Spark's rules (e.g. a window not a multiple of the batch interval).
+    /// A stream was configured against Spark's rules (e.g. a window not a multiple of its parent's slide).
     #[error("invalid stream configuration: {0}")]
-    Config(String),
+    Config(ConfigError),
     /// `reduce_by_key_and_window` with an inverse met a key that is in the batches leaving the window but neither
     /// in the previous window (a filter dropped it) nor in the batches entering it, so its value cannot be known:
     /// Spark fails the batch the same way.
@@ -92,6 +92,51 @@ pub enum JobError {
         time: Time,
         /// What went wrong.
         reason: String,
+    },
+}
+
+/// A stream configured against Spark's rules: found at the first batch (when the batch interval is known), as
+/// Spark finds them when the graph is built or started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A window's length or slide is not a multiple of its parent's slide (Spark's `WindowedDStream` and
+    /// `ReducedWindowedDStream` refuse it).
+    #[error(
+        "the {what} of {operator} ({value}) must be a multiple of the slide duration of its parent stream ({parent})"
+    )]
+    WindowNotMultiple {
+        /// The operator (`window`, `reduce_by_key_and_window`).
+        operator: &'static str,
+        /// `window length` or `slide`.
+        what: &'static str,
+        /// The length or slide given.
+        value: Duration,
+        /// The parent stream's slide.
+        parent: Duration,
+    },
+    /// A union of streams whose slides differ (Spark: "Array of DStreams have different slide times").
+    #[error("union of streams with different slide times ({first} and {second})")]
+    UnionSlides {
+        /// The first stream's slide.
+        first: Duration,
+        /// The other stream's slide.
+        second: Duration,
+    },
+    /// A state checkpoint interval below its stream's slide or not a multiple of it (Spark's
+    /// `DStream.validateAtStart`).
+    #[error(
+        "the checkpoint interval of {operator} has been set to {interval}, which is {problem} its slide time \
+         ({slide}); set it to a multiple of {slide}"
+    )]
+    CheckpointInterval {
+        /// The operator (`map_with_state`).
+        operator: &'static str,
+        /// The interval given.
+        interval: Duration,
+        /// The stream's slide.
+        slide: Duration,
+        /// `lower than` or `not a multiple of`.
+        problem: &'static str,
     },
 }
 
@@ -163,6 +208,9 @@ pub trait DStream {
     fn finish_each<G: Sink<Self::Item>>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError>;
     /// Visits the stateful operators this stream is built from (parents first), then itself if it is one.
     fn visit_state(&mut self, visit: &mut StateVisit<'_>);
+    /// The stream's slide duration (Spark's `slideDuration`): it has output only at multiples of it. An input
+    /// slides by the batch interval `batch`, a window by its slide; other operators by their parent's.
+    fn slide(&self, batch: Duration) -> Duration;
 
     /// Computes a whole batch whose input is all in `ctx` (begin, one part, finish) into `out`.
     fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<Self::Item>) -> Result<bool, JobError>
@@ -344,6 +392,10 @@ impl<F: RecordParser> DStream for Input<F> {
     }
 
     fn visit_state(&mut self, _visit: &mut StateVisit<'_>) {}
+
+    fn slide(&self, batch: Duration) -> Duration {
+        batch
+    }
 }
 
 /// Parses records for [`Input`]: elements go to the sink, malformed records to the batch's list, or, under
@@ -415,6 +467,9 @@ impl<P: DStream, U, F: FnMut(P::Item) -> U> DStream for Map<P, F> {
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
     }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
 }
 
 /// `flatMap`.
@@ -437,6 +492,9 @@ impl<P: DStream, I: IntoIterator, F: FnMut(P::Item) -> I> DStream for FlatMap<P,
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
     }
 }
 
@@ -469,6 +527,9 @@ impl<P: DStream, F: FnMut(&P::Item) -> bool> DStream for Filter<P, F> {
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
     }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
 }
 
 /// `mapValues`.
@@ -492,6 +553,9 @@ impl<K, V, U, P: DStream<Item = (K, V)>, F: FnMut(V) -> U> DStream for MapValues
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
     }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
 }
 
 /// `union`: this batch's elements of the first stream, then of the second.
@@ -503,6 +567,10 @@ pub struct Union<A: DStream, B: DStream> {
 impl<T, A: DStream<Item = T>, B: DStream<Item = T>> DStream for Union<A, B> {
     type Item = T;
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let (first, second) = (self.a.slide(ctx.interval), self.b.slide(ctx.interval));
+        if first != second {
+            return Err(JobError::Config(ConfigError::UnionSlides { first, second }));
+        }
         self.buf.clear();
         self.a.begin(ctx)?;
         self.b.begin(ctx)
@@ -522,6 +590,9 @@ impl<T, A: DStream<Item = T>, B: DStream<Item = T>> DStream for Union<A, B> {
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.a.visit_state(visit);
         self.b.visit_state(visit);
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.a.slide(batch)
     }
 }
 
@@ -550,6 +621,9 @@ impl<P: DStream> DStream for Count<P> {
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
     }
 }
 
@@ -610,6 +684,9 @@ impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>, F: FnMut(V, V) -> V> DS
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
     }
 }
 
@@ -702,6 +779,9 @@ where
             self.slot.borrow_mut().node.visit_state(visit);
         }
     }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.slot.borrow().node.slide(batch)
+    }
 }
 
 impl<D: DStream> SharedSlot<D>
@@ -757,7 +837,7 @@ where
 {
     type Item = P::Item;
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        check_window(ctx.interval, self.length, self.slide)?;
+        check_window("window", self.parent.slide(ctx.interval), self.length, self.slide)?;
         self.current.clear();
         self.parent.begin(ctx)
     }
@@ -785,6 +865,9 @@ where
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit);
         visit.visit(self);
+    }
+    fn slide(&self, _batch: Duration) -> Duration {
+        self.slide
     }
 }
 
@@ -820,11 +903,12 @@ where
     }
 }
 
-fn check_window(interval: Duration, length: Duration, slide: Duration) -> Result<(), JobError> {
-    if !length.is_multiple_of(interval) || !slide.is_multiple_of(interval) {
-        return Err(JobError::Config(format!(
-            "window length {length} and slide {slide} must be multiples of the batch interval {interval}"
-        )));
+/// Spark's rule for windows: length and slide are multiples of the parent's slide.
+fn check_window(operator: &'static str, parent: Duration, length: Duration, slide: Duration) -> Result<(), JobError> {
+    for (what, value) in [("window length", length), ("slide", slide)] {
+        if !value.is_multiple_of(parent) {
+            return Err(JobError::Config(ConfigError::WindowNotMultiple { operator, what, value, parent }));
+        }
     }
     Ok(())
 }
@@ -862,7 +946,7 @@ where
 {
     type Item = (K, V);
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        check_window(ctx.interval, self.length, self.slide)?;
+        check_window("reduce_by_key_and_window", self.parent.slide(ctx.interval), self.length, self.slide)?;
         self.reducer.drain().for_each(drop);
         self.parent.begin(ctx)
     }
@@ -947,6 +1031,9 @@ where
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit);
         visit.visit(self);
+    }
+    fn slide(&self, _batch: Duration) -> Duration {
+        self.slide
     }
 }
 
@@ -1034,6 +1121,9 @@ where
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit);
         visit.visit(self);
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
     }
 }
 
@@ -1341,8 +1431,12 @@ where
 {
     type Item = M;
 
-    /// Applies the initial state (first batch only) and forgets any unfinished batch.
+    /// Checks the checkpoint interval against the slide, applies the initial state (first batch only) and
+    /// forgets any unfinished batch.
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        if let Some(interval) = self.options.checkpoint_interval {
+            check_checkpoint_interval("map_with_state", interval, self.parent.slide(ctx.interval))?;
+        }
         if !self.initialized {
             for (k, s) in self.initial.drain(..) {
                 self.map.insert(k, s, ctx.time);
@@ -1420,6 +1514,9 @@ where
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit);
         visit.visit(self);
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
     }
 }
 
@@ -1520,6 +1617,18 @@ where
     }
 }
 
+/// Spark's `DStream.validateAtStart` for a checkpoint interval: at least the slide, and a multiple of it.
+fn check_checkpoint_interval(operator: &'static str, interval: Duration, slide: Duration) -> Result<(), JobError> {
+    let problem = if interval < slide {
+        "lower than"
+    } else if !interval.is_multiple_of(slide) {
+        "not a multiple of"
+    } else {
+        return Ok(());
+    };
+    Err(JobError::Config(ConfigError::CheckpointInterval { operator, interval, slide, problem }))
+}
+
 /// What a `map_with_state` stream's state looks like from outside: for [`Snapshots`].
 pub trait KeyedState {
     /// Key type.
@@ -1573,6 +1682,9 @@ where
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.inner.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.inner.slide(batch)
     }
 }
 

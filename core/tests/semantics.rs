@@ -340,3 +340,96 @@ fn reduce_by_key_and_window_inverse_filter_inconsistency_fails_the_batch_as_spar
     assert!(msg.contains("Neither previous window has value for key, nor new values found"), "{msg}");
     assert!(msg.contains("3000 ms") && msg.contains("key \"a\""), "{msg}");
 }
+
+fn config_error(g: Graph) -> dstream_core::ConfigError {
+    match try_run(g, 1000, &[&["a"]]).1 {
+        Some(dstream_core::EngineError::Job { source: JobError::Config(e), .. }) => e,
+        other => panic!("expected a configuration error at the first batch, got {other:?}"),
+    }
+}
+
+#[test]
+fn checkpoint_interval_must_be_a_multiple_of_the_slide() {
+    // DStream.validateAtStart: a checkpoint interval lower than the slide, or not a multiple of it, is refused.
+    // Batch 1 s: 1500 ms is not a multiple of 1000 ms; over window(2 s, 2 s) the slide is 2 s, so 3 s is refused
+    // and 4 s accepted.
+    let spec = |cpi: i64| {
+        StateSpec::function(|k: &String, _v: Option<i64>, _st: &mut dstream_core::State<'_, i64>| Ok(k.clone()))
+            .checkpoint_interval(Duration(cpi))
+    };
+    let e = config_error(Graph::new().output(pairs().map_with_state(spec(1500)).print(10)));
+    assert_eq!(
+        e,
+        dstream_core::ConfigError::CheckpointInterval {
+            operator: "map_with_state",
+            interval: Duration(1500),
+            slide: Duration(1000),
+            problem: "not a multiple of",
+        }
+    );
+    assert!(e.to_string().contains("1500ms, which is not a multiple of its slide time (1s)"), "{e}");
+    let windowed = |cpi| pairs().window(Duration(2000), Duration(2000)).map_with_state(spec(cpi)).print(10);
+    let e = config_error(Graph::new().output(windowed(3000)));
+    assert!(matches!(e, dstream_core::ConfigError::CheckpointInterval { slide: Duration(2000), .. }), "{e}");
+    let e = config_error(Graph::new().output(windowed(1000)));
+    assert!(matches!(e, dstream_core::ConfigError::CheckpointInterval { problem: "lower than", .. }), "{e}");
+    assert!(try_run(Graph::new().output(windowed(4000)), 1000, &[&["a"], &["b"]]).1.is_none());
+}
+
+#[test]
+fn union_of_streams_with_different_slides_is_refused() {
+    // UnionDStream: "Array of DStreams have different slide times". The input slides by 1 s, the window by 2 s.
+    let g = Graph::new().output(pairs().union(pairs().window(Duration(2000), Duration(2000))).print(10));
+    assert_eq!(
+        config_error(g),
+        dstream_core::ConfigError::UnionSlides { first: Duration(1000), second: Duration(2000) }
+    );
+    // The same slides are fine.
+    let g = Graph::new().output(pairs().union(pairs().window(Duration(2000), Duration(1000))).print(10));
+    assert!(try_run(g, 1000, &[&["a"]]).1.is_none());
+}
+
+#[test]
+fn window_length_and_slide_must_be_multiples_of_the_parents_slide() {
+    // WindowedDStream and ReducedWindowedDStream check against the parent's slide, not the batch interval: over
+    // window(2 s, 2 s), a window of 3 s (a multiple of the 1 s batch) is refused, and so is a slide of 3 s.
+    let parent = || pairs().window(Duration(2000), Duration(2000));
+    let e = config_error(Graph::new().output(parent().window(Duration(3000), Duration(2000)).print(10)));
+    assert_eq!(
+        e,
+        dstream_core::ConfigError::WindowNotMultiple {
+            operator: "window",
+            what: "window length",
+            value: Duration(3000),
+            parent: Duration(2000),
+        }
+    );
+    let e = config_error(Graph::new().output(parent().window(Duration(4000), Duration(3000)).print(10)));
+    assert!(matches!(e, dstream_core::ConfigError::WindowNotMultiple { what: "slide", .. }), "{e}");
+    let e = config_error(
+        Graph::new().output(
+            parent()
+                .reduce_by_key_and_window_inv(
+                    |a, b| a + b,
+                    |a, b| a - b,
+                    Duration(3000),
+                    Duration(2000),
+                    None::<fn(&(String, i64)) -> bool>,
+                )
+                .print(10),
+        ),
+    );
+    assert!(matches!(e, dstream_core::ConfigError::WindowNotMultiple { operator: "reduce_by_key_and_window", .. }));
+    // A window of a window at multiples of its slide: window(4 s, 4 s) over window(2 s, 2 s), batch i holds i.
+    // Inner at T=2: {1,2}, T=4: {3,4}; outer at T=4 holds both inner outputs: {1,2,3,4}.
+    let (out, sink) = collector::<i64>();
+    let g = Graph::new().output(
+        pairs()
+            .map(|(_, v)| v)
+            .window(Duration(2000), Duration(2000))
+            .window(Duration(4000), Duration(4000))
+            .foreach_batch(sink),
+    );
+    run(g, 1000, &[&["x:1"], &["x:2"], &["x:3"], &["x:4"]], 0);
+    assert_eq!(out.borrow().clone(), vec![(4000, vec![1, 2, 3, 4])]);
+}
