@@ -957,9 +957,11 @@ where
     fn finish_each<Z: Sink<(K, V)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: Z) -> Result<bool, JobError> {
         let (r, f) = (&mut self.reducer, &mut self.reduce);
         let has = self.parent.finish_each(ctx, |(k, v)| r.add(k, v, f))?;
-        let reduced: Vec<(K, V)> = if has { self.reducer.drain().collect() } else { Vec::new() };
+        if has {
+            let reduced: Vec<(K, V)> = self.reducer.drain().collect();
+            self.state.batches.push_back((ctx.time, reduced));
+        }
         self.reducer.drain().for_each(drop);
-        self.state.batches.push_back((ctx.time, reduced));
         if !ctx.is_multiple(self.slide) {
             return Ok(false);
         }
@@ -1103,7 +1105,10 @@ where
     }
     fn finish_each<G: Sink<(K, S)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let grouped = &mut self.grouped;
-        self.parent.finish_each(ctx, |(k, v)| grouped.entry(k).or_default().push(v))?;
+        if !self.parent.finish_each(ctx, |(k, v)| grouped.entry(k).or_default().push(v))? {
+            // Between the parent's slides: the state stream does not compute (Spark's isTimeValid).
+            return Ok(false);
+        }
         let mut grouped = std::mem::take(&mut self.grouped);
         let mut old = std::mem::take(&mut self.state);
         let mut keys: Vec<K> = old.keys().chain(grouped.keys()).cloned().collect();
@@ -1415,6 +1420,14 @@ where
     }
 }
 
+impl<P: DStream, F, K, S, M> MapWithState<P, F, K, S, M> {
+    /// The state checkpoint interval for a given batch interval (by default 10 x the stream's slide, which is the
+    /// batch interval unless a window comes before).
+    pub fn checkpoint_interval(&self, batch: Duration) -> Duration {
+        self.options.checkpoint_interval.unwrap_or(self.parent.slide(batch) * 10)
+    }
+}
+
 impl<P, F, K, S, M> MapWithState<P, F, K, S, M> {
     /// True if outputs are grouped by state partition at the batch's end (Spark's order over several partitions).
     fn by_partition(&self) -> bool {
@@ -1431,13 +1444,15 @@ where
 {
     type Item = M;
 
-    /// Checks the checkpoint interval against the slide, applies the initial state (first batch only) and
+    /// Checks the checkpoint interval against the slide, applies the initial state (at the first slide) and
     /// forgets any unfinished batch.
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let slide = self.parent.slide(ctx.interval);
         if let Some(interval) = self.options.checkpoint_interval {
-            check_checkpoint_interval("map_with_state", interval, self.parent.slide(ctx.interval))?;
+            check_checkpoint_interval("map_with_state", interval, slide)?;
         }
-        if !self.initialized {
+        // Spark stamps the initial state with the first time the state stream computes: its first slide.
+        if !self.initialized && ctx.is_multiple(slide) {
             for (k, s) in self.initial.drain(..) {
                 self.map.insert(k, s, ctx.time);
             }
@@ -1467,14 +1482,18 @@ where
         let time = ctx.time;
         let by_partition = self.by_partition();
         let mut step = MwsStep::new(time, &self.options, &mut self.map, &mut self.func);
-        if by_partition {
+        let has = if by_partition {
             let tagged = &mut self.tagged;
-            self.parent.finish_each(ctx, MwsFeed { step: &mut step, emit: |p, m| tagged.push((p, m)) })?;
+            self.parent.finish_each(ctx, MwsFeed { step: &mut step, emit: |p, m| tagged.push((p, m)) })?
         } else {
-            self.parent.finish_each(ctx, MwsFeed { step: &mut step, emit: |_, m| sink.push(m) })?;
-        }
+            self.parent.finish_each(ctx, MwsFeed { step: &mut step, emit: |_, m| sink.push(m) })?
+        };
         if let Some(e) = step.failure {
             return Err(e);
+        }
+        // Between the parent's slides (downstream of a window) the stream does not compute: no timeout scan.
+        if !has {
+            return Ok(false);
         }
         if !self.tagged.is_empty() {
             // Stable: arrival order within each partition, as Spark's partitions are concatenated.
@@ -1485,7 +1504,7 @@ where
             let scan = match self.options.timeout_scan {
                 TimeoutScan::EveryBatch => true,
                 TimeoutScan::SparkCompatible => {
-                    ctx.is_multiple(self.options.checkpoint_interval.unwrap_or(ctx.interval * 10))
+                    ctx.is_multiple(self.options.checkpoint_interval.unwrap_or(self.parent.slide(ctx.interval) * 10))
                 }
             };
             if scan {
@@ -1572,10 +1591,6 @@ where
     /// The live state.
     pub fn state(&self) -> &StateMap<K, S> {
         &self.map
-    }
-    /// The state checkpoint interval for a given batch interval (10 x batch by default).
-    pub fn checkpoint_interval(&self, batch: Duration) -> Duration {
-        self.options.checkpoint_interval.unwrap_or(batch * 10)
     }
     /// Checkpointable content.
     pub fn checkpoint(&self) -> MapWithStateCheckpoint<K, S>
@@ -1676,7 +1691,9 @@ where
         self.inner.feed_each(ctx, drop)
     }
     fn finish_each<G: Sink<Self::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
-        self.inner.finish_each(ctx, drop)?;
+        if !self.inner.finish_each(ctx, drop)? {
+            return Ok(false);
+        }
         self.inner.with(|d| d.sorted_states()).into_iter().for_each(|x| sink.push(x));
         Ok(true)
     }

@@ -433,3 +433,100 @@ fn window_length_and_slide_must_be_multiples_of_the_parents_slide() {
     run(g, 1000, &[&["x:1"], &["x:2"], &["x:3"], &["x:4"]], 0);
     assert_eq!(out.borrow().clone(), vec![(4000, vec![1, 2, 3, 4])]);
 }
+
+// Downstream of a window, every stream slides by the window's slide: Spark computes it (and output operations
+// run) only at times T with (T - zero) a multiple of that slide (DStream.isTimeValid); stateful operators read
+// their previous state from T - slide; the state checkpoint interval, and with it the timeout scan, defaults to
+// 10 x the slide (InternalMapWithStateDStream).
+
+#[test]
+fn update_state_by_key_over_a_window_runs_at_the_windows_slide() {
+    // Window (2 s, 2 s), batch 1 s, input a:1 b:2 | a:3 | c:4 | (empty), state (sum, calls).
+    // T=2: window {a:1, b:2, a:3} -> a (4,1), b (2,1). T=4: window {c:4} -> a (4,2), b (2,2), c (4,1).
+    // Nothing at T=1 or T=3.
+    let (out, sink) = collector::<(String, (i64, i64))>();
+    let g = Graph::new().output(
+        pairs()
+            .window(Duration(2000), Duration(2000))
+            .update_state_by_key(|vals: &[i64], st: Option<(i64, i64)>| {
+                let (c, calls) = st.unwrap_or((0, 0));
+                Some((c + vals.iter().sum::<i64>(), calls + 1))
+            })
+            .foreach_batch(sink),
+    );
+    run(g, 1000, &[&["a:1", "b:2"], &["a:3"], &["c:4"], &[]], 0);
+    assert_eq!(
+        out.borrow().clone(),
+        vec![
+            (2000, vec![(s("a"), (4, 1)), (s("b"), (2, 1))]),
+            (4000, vec![(s("a"), (4, 2)), (s("b"), (2, 2)), (s("c"), (4, 1))]),
+        ]
+    );
+}
+
+#[test]
+fn map_with_state_snapshots_and_print_over_a_window_print_only_at_its_slide() {
+    // Running count over window (2 s, 2 s), input a | b | a | (empty): T=2: window {a, b} -> mapped (a,1) (b,1),
+    // snapshots (a,1) (b,1); T=4: window {a} -> mapped (a,2), snapshots (a,2) (b,1); count of the window: 2, 1.
+    // No header at T=1 or T=3.
+    let spec = StateSpec::function(|k: &String, _v: Option<i64>, st: &mut dstream_core::State<'_, i64>| {
+        let c = st.get_option().copied().unwrap_or(0) + 1;
+        st.update(c)?;
+        Ok((k.clone(), c))
+    });
+    let windowed = pairs().window(Duration(2000), Duration(2000)).shared();
+    let (mapped, snaps) = windowed.consumer().map_with_state(spec).with_snapshots();
+    let g = Graph::new().output(mapped.print(10)).output(snaps.print(10)).output(windowed.consumer().count().print(10));
+    let printed = run(g, 1000, &[&["a"], &["b"], &["a"], &[]], 0);
+    let h = |t: i64| {
+        format!(
+            "-------------------------------------------\nTime: {t} ms\n-------------------------------------------\n"
+        )
+    };
+    let want = format!(
+        "{}(a,1)\n(b,1)\n\n{}(a,1)\n(b,1)\n\n{}2\n\n{}(a,2)\n\n{}(a,2)\n(b,1)\n\n{}1\n\n",
+        h(2000),
+        h(2000),
+        h(2000),
+        h(4000),
+        h(4000),
+        h(4000)
+    );
+    assert_eq!(printed, want);
+}
+
+fn windowed_timeouts(scan: TimeoutScan, timeout: i64, initial: bool, batches: usize) -> Vec<(i64, Vec<String>)> {
+    // One record a at T=1, then empty batches; over window (2 s, 2 s) a is updated at T=2 (the first time the
+    // state stream computes), which is also when an initial state is stamped. The function emits a key only when
+    // it times out.
+    let spec = StateSpec::full(|_t, k: &String, v: Option<i64>, st: &mut dstream_core::State<'_, i64>| {
+        if v.is_some() {
+            st.update(1)?;
+        }
+        Ok(if st.is_timing_out() { Some(k.clone()) } else { None })
+    })
+    .timeout(Duration(timeout))
+    .timeout_scan(scan)
+    .initial_state(if initial { vec![(s("z"), 0)] } else { vec![] });
+    let (out, sink) = collector::<String>();
+    let g =
+        Graph::new().output(pairs().window(Duration(2000), Duration(2000)).map_with_state(spec).foreach_batch(sink));
+    run(g, 1000, &[&["a"]], batches - 1);
+    let got: Vec<(i64, Vec<String>)> = out.borrow().iter().filter(|(_, v)| !v.is_empty()).cloned().collect();
+    got
+}
+
+#[test]
+fn map_with_state_over_a_window_scans_timeouts_every_10_slides() {
+    // Timeout 3 s, scan on checkpoint batches only: the checkpoint interval is 10 x 2 s = 20 s, so the first scan
+    // is at T=20 (threshold 17 s > 2 s): a expires there, not at T=10.
+    assert_eq!(windowed_timeouts(TimeoutScan::SparkCompatible, 3000, false, 24), vec![(20_000, vec![s("a")])]);
+}
+
+#[test]
+fn map_with_state_over_a_window_stamps_initial_state_at_its_first_slide() {
+    // Timeout 2 s, scan whenever the stream computes (T = 2, 4, 6, ...): a and the initial z are stamped at T=2;
+    // at T=4 they have been idle 2 s (not more than 2 s), at T=6 4 s: both expire at T=6, by partition then key
+    // (a is in partition 1, z (122) in partition 0).
+    assert_eq!(windowed_timeouts(TimeoutScan::EveryBatch, 2000, true, 8), vec![(6000, vec![s("z"), s("a")])]);
+}
