@@ -1281,7 +1281,7 @@ impl<F, K, S> StateSpec<F, K, S> {
         self.options.timeout = Some(d);
         self
     }
-    /// State checkpoint interval (default 10 x batch interval); also the SparkCompatible scan interval.
+    /// State checkpoint interval (default 10 x the stream's slide); also the SparkCompatible scan interval.
     pub fn checkpoint_interval(mut self, d: Duration) -> Self {
         self.options.checkpoint_interval = Some(d);
         self
