@@ -1337,7 +1337,7 @@ pub struct MapWithState<P, F, K, S, M> {
     name: Option<String>,
     initialized: bool,
     map: StateMap<K, S>,
-    expired: Vec<K>,
+    expired: Vec<(Time, K)>,
     /// Under Spark's output order over several partitions: the batch's outputs with their state partition, handed
     /// on at the batch's end.
     tagged: Vec<(u32, M)>,
@@ -1495,38 +1495,49 @@ where
         if !has {
             return Ok(false);
         }
-        if !self.tagged.is_empty() {
-            // Stable: arrival order within each partition, as Spark's partitions are concatenated.
-            self.tagged.sort_by_key(|(p, _)| *p);
-            self.tagged.drain(..).for_each(|(_, m)| sink.push(m));
-        }
-        if let Some(timeout) = self.options.timeout {
-            let scan = match self.options.timeout_scan {
-                TimeoutScan::EveryBatch => true,
-                TimeoutScan::SparkCompatible => {
-                    ctx.is_multiple(self.options.checkpoint_interval.unwrap_or(self.parent.slide(ctx.interval) * 10))
-                }
-            };
-            if scan {
-                let threshold = time - timeout;
-                let map = &mut self.map;
-                for p in 0..map.parts.len() {
-                    self.expired.clear();
-                    self.expired
-                        .extend(map.parts[p].iter().filter(|(_, s)| s.updated_at < threshold).map(|(k, _)| k.clone()));
-                    self.expired.sort();
-                    for k in self.expired.drain(..) {
-                        let value = map.parts[p].remove(&k).map(|s| s.value);
-                        let mut st = State::wrap(value, true);
-                        match self.func.call(time, &k, None, &mut st) {
-                            Ok(Some(m)) => sink.push(m),
-                            Ok(None) => {}
-                            Err(error) => return Err(JobError::State { time, key: format!("{k:?}"), error }),
-                        }
-                    }
+        let scan = match self.options.timeout {
+            None => None,
+            Some(timeout) => match self.options.timeout_scan {
+                TimeoutScan::EveryBatch => Some(time - timeout),
+                TimeoutScan::SparkCompatible => ctx
+                    .is_multiple(self.options.checkpoint_interval.unwrap_or(self.parent.slide(ctx.interval) * 10))
+                    .then_some(time - timeout),
+            },
+        };
+        // Stable: arrival order within each partition.
+        self.tagged.sort_by_key(|(p, _)| *p);
+        let spark_order = self.options.output_order == OutputOrder::SparkPartitions;
+        let mut tagged = std::mem::take(&mut self.tagged);
+        let mut data = tagged.drain(..).peekable();
+        let map = &mut self.map;
+        for p in 0..map.parts.len() {
+            // Spark concatenates its state partitions; each one holds its data outputs, then its timed-out keys.
+            while let Some((_, m)) = data.next_if(|(q, _)| *q as usize == p) {
+                sink.push(m);
+            }
+            let Some(threshold) = scan else { continue };
+            self.expired.clear();
+            self.expired.extend(
+                map.parts[p].iter().filter(|(_, s)| s.updated_at < threshold).map(|(k, s)| (s.updated_at, k.clone())),
+            );
+            if spark_order {
+                // Spark's state map lists older generations (batches) first: oldest last update first.
+                self.expired.sort();
+            } else {
+                self.expired.sort_by(|a, b| a.1.cmp(&b.1));
+            }
+            for (_, k) in self.expired.drain(..) {
+                let value = map.parts[p].remove(&k).map(|s| s.value);
+                let mut st = State::wrap(value, true);
+                match self.func.call(time, &k, None, &mut st) {
+                    Ok(Some(m)) => sink.push(m),
+                    Ok(None) => {}
+                    Err(error) => return Err(JobError::State { time, key: format!("{k:?}"), error }),
                 }
             }
         }
+        data.for_each(|(_, m)| sink.push(m));
+        self.tagged = tagged;
         Ok(true)
     }
 

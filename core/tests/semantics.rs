@@ -530,3 +530,69 @@ fn map_with_state_over_a_window_stamps_initial_state_at_its_first_slide() {
     // (a is in partition 1, z (122) in partition 0).
     assert_eq!(windowed_timeouts(TimeoutScan::EveryBatch, 2000, true, 8), vec![(6000, vec![s("z"), s("a")])]);
 }
+
+fn spark_order_timeouts(timeout: i64, batches: &[&[&str]]) -> Vec<(i64, Vec<String>)> {
+    // 2 state partitions, Spark's order, state checkpoint (and timeout scan) every 3 s; the function emits the
+    // key for a record and "key!" for a key that times out.
+    let spec = StateSpec::full(|_t, k: &String, v: Option<i64>, st: &mut dstream_core::State<'_, i64>| {
+        if v.is_some() {
+            st.update(1)?;
+        }
+        Ok(Some(if st.is_timing_out() { format!("{k}!") } else { k.clone() }))
+    })
+    .num_partitions(2)
+    .timeout(Duration(timeout))
+    .checkpoint_interval(Duration(3000))
+    .output_order(dstream_core::OutputOrder::SparkPartitions);
+    let (out, sink) = collector::<String>();
+    let g = Graph::new().output(pairs().map_with_state(spec).foreach_batch(sink));
+    run(g, 1000, batches, 0);
+    let got: Vec<(i64, Vec<String>)> = out.borrow().iter().filter(|(_, v)| !v.is_empty()).cloned().collect();
+    got
+}
+
+#[test]
+fn spark_partition_order_puts_each_partitions_timeouts_after_its_data() {
+    // MapWithStateRDDRecord: each state partition emits its data outputs, then its timed-out keys; partitions are
+    // concatenated. Partition of a one-letter key: its code mod 2 (b, d in 0; a, c in 1). Timeout 1 s, input
+    // b c | (empty) | a d: the scan at T=3 (threshold 2 s) expires b and c (updated at 1 s):
+    // partition 0: d, b!; partition 1: a, c!.
+    let got = spark_order_timeouts(1000, &[&["b", "c"], &[], &["a", "d"]]);
+    assert_eq!(got, vec![(1000, vec![s("b"), s("c")]), (3000, vec![s("d"), s("b!"), s("a"), s("c!")])]);
+}
+
+#[test]
+fn spark_partition_order_times_out_the_oldest_update_first() {
+    // OpenHashMapBasedStateMap.getByTime lists the parent maps (older batches) before the newest delta: within a
+    // partition the key updated longest ago times out first. Timeout 500 ms, input d | b | (empty): at T=3
+    // (threshold 2.5 s) d (1 s) and b (2 s), both in partition 0, expire: d! before b!, not in key order.
+    let got = spark_order_timeouts(500, &[&["d"], &["b"], &[]]);
+    assert_eq!(got, vec![(1000, vec![s("d")]), (2000, vec![s("b")]), (3000, vec![s("d!"), s("b!")])]);
+}
+
+#[test]
+fn lab_spark_order_with_timeouts_prints_as_spark() {
+    // The smallest case, from Spark 4.3 under local[2]: lab, 2 state partitions, timeout 1 s, state
+    // checkpoint every 3 s, input b,1 c,1 | (empty) | a,1 d,1. Batch 3 prints partition 0 (d's data, then b timing
+    // out, average 1.0) then partition 1 (a's data, then c timing out).
+    let mut config = dstream_core::lab::LabConfig::default();
+    config.state.timeout = Some(Duration(1000));
+    config.state.checkpoint_interval = Some(Duration(3000));
+    config.state.output_order = dstream_core::OutputOrder::SparkPartitions;
+    let job = dstream_core::lab::LabJob::new(config);
+    let interval = Duration(1000);
+    let mut engine =
+        dstream_core::Engine::new(job, dstream_core::BatchTimer::first_start(dstream_core::Time(0), interval));
+    let batches: [&[&str]; 3] = [&["b,1", "c,1"], &[], &["a,1", "d,1"]];
+    let mut last = String::new();
+    for (i, values) in batches.iter().enumerate() {
+        let mut b = dstream_core::RecordBatch::new();
+        for (j, v) in values.iter().enumerate() {
+            b.push(0, (i * 10 + j) as i64, 0, None, v.as_bytes());
+        }
+        let t = dstream_core::Time((i as i64 + 1) * 1000);
+        last = engine.run_batch(t, &mut b, &dstream_core::ManualClock::new(t)).unwrap().printed;
+    }
+    let rule = "-------------------------------------------";
+    assert_eq!(last, format!("{rule}\nTime: 3000 ms\n{rule}\n(d,1.0)\n(b,1.0)\n(a,1.0)\n(c,1.0)\n\n"));
+}
