@@ -366,6 +366,21 @@ where
         self.graph.stream(self.up().update_state_by_key(f))
     }
 
+    /// `updateStateByKey(f, partitioner, initialRDD)`: as [`update_state_by_key`](Self::update_state_by_key), the
+    /// first batch that computes seeing `initial` as the previous state.
+    pub fn update_state_by_key_with_initial<S, F>(
+        &self,
+        f: F,
+        initial: Vec<(K, S)>,
+    ) -> Stream<UpdateStateByKey<Shared<D>, K, V, S, F>>
+    where
+        K: Ord + Serialize + DeserializeOwned,
+        S: Clone + Serialize + DeserializeOwned + 'static,
+        F: FnMut(&[V], Option<S>) -> Option<S> + 'static,
+    {
+        self.graph.stream(self.up().update_state_by_key_with_initial(f, initial))
+    }
+
     /// `mapWithState(spec)`: the spec's function once per record, with the key's state; see [`StateSpec`].
     #[allow(clippy::type_complexity)]
     pub fn map_with_state<S, F>(&self, spec: StateSpec<F, K, S>) -> Stream<MapWithState<Shared<D>, F, K, S, F::Output>>

@@ -1910,6 +1910,21 @@ pub trait DStreamExt: DStream + Sized {
     {
         UpdateStateByKey { parent: self, f, name: None, state: BTreeMap::new(), grouped: BTreeMap::new() }
     }
+    /// `updateStateByKey(f, partitioner, initialRDD)`: as [`update_state_by_key`](Self::update_state_by_key), the
+    /// first batch that computes seeing `initial` as the previous state (a key listed twice keeps its last
+    /// state); a state restored from a checkpoint replaces it.
+    fn update_state_by_key_with_initial<K, V, S, F>(
+        self,
+        f: F,
+        initial: Vec<(K, S)>,
+    ) -> UpdateStateByKey<Self, K, V, S, F>
+    where
+        Self: DStream<Item = (K, V)>,
+        K: Ord,
+        F: FnMut(&[V], Option<S>) -> Option<S>,
+    {
+        UpdateStateByKey { parent: self, f, name: None, state: initial.into_iter().collect(), grouped: BTreeMap::new() }
+    }
     /// `mapWithState`.
     fn map_with_state<K, V, S, F>(self, spec: StateSpec<F, K, S>) -> MapWithState<Self, F, K, S, F::Output>
     where

@@ -596,3 +596,30 @@ fn lab_spark_order_with_timeouts_prints_as_spark() {
     let rule = "-------------------------------------------";
     assert_eq!(last, format!("{rule}\nTime: 3000 ms\n{rule}\n(d,1.0)\n(b,1.0)\n(a,1.0)\n(c,1.0)\n\n"));
 }
+
+#[test]
+fn update_state_by_key_with_an_initial_state() {
+    // StateDStream with initialRDD: the first computed batch cogroups its data with the initial state, so every
+    // initial key is updated then, with or without new values. Initial a (10,0), z (5,0); state (sum, calls);
+    // input a:1 b:2 | (empty). T=1: a (11,1), b (2,1), z (5,1). T=2: a (11,2), b (2,2), z (5,2).
+    let (out, sink) = collector::<(String, (i64, i64))>();
+    let g = Graph::new().output(
+        pairs()
+            .update_state_by_key_with_initial(
+                |vals: &[i64], st: Option<(i64, i64)>| {
+                    let (c, calls) = st.unwrap_or((0, 0));
+                    Some((c + vals.iter().sum::<i64>(), calls + 1))
+                },
+                vec![(s("a"), (10, 0)), (s("z"), (5, 0))],
+            )
+            .foreach_batch(sink),
+    );
+    run(g, 1000, &[&["a:1", "b:2"], &[]], 0);
+    assert_eq!(
+        out.borrow().clone(),
+        vec![
+            (1000, vec![(s("a"), (11, 1)), (s("b"), (2, 1)), (s("z"), (5, 1))]),
+            (2000, vec![(s("a"), (11, 2)), (s("b"), (2, 2)), (s("z"), (5, 2))]),
+        ]
+    );
+}
