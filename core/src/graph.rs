@@ -24,9 +24,10 @@ use crate::jvm::{JvmDisplay, StableHash};
 use crate::record::RecordRef;
 use crate::stateful::Stateful;
 use crate::stream::{
-    input, Count, DStream, DStreamExt, Filter, FlatMap, Graph, Input, MalformedPolicy, Map, MapValues, MapWithState,
-    MappingFunction, OutputError, OutputOp, RecordParser, ReduceByKey, ReducedWindow, Shared, Snapshots, StateSpec,
-    Union, UpdateStateByKey, Window,
+    input, CoGroup, CoGroupAll, Count, CountByValue, DStream, DStreamExt, Filter, FlatMap, FullOuterJoin, Graph,
+    GroupByKey, InnerJoin, Input, LeftOuterJoin, MalformedPolicy, Map, MapValues, MapWithState, MappingFunction,
+    OutputError, OutputOp, RecordParser, Reduce, ReduceByKey, ReducedWindow, RightOuterJoin, Shared, Snapshots,
+    StateSpec, Union, UpdateStateByKey, Window,
 };
 use crate::time::{Duration, Time};
 use serde::de::DeserializeOwned;
@@ -267,6 +268,19 @@ where
         self.graph.stream(self.up().count())
     }
 
+    /// `reduce`: one element per batch with elements, folded with `f` in arrival order.
+    pub fn reduce<F: FnMut(D::Item, D::Item) -> D::Item + 'static>(&self, f: F) -> Stream<Reduce<Shared<D>, F>> {
+        self.graph.stream(self.up().reduce(f))
+    }
+
+    /// `countByValue`: (element, count) per batch, in order of first appearance.
+    pub fn count_by_value(&self) -> Stream<CountByValue<Shared<D>>>
+    where
+        D::Item: Hash + Eq,
+    {
+        self.graph.stream(self.up().count_by_value())
+    }
+
     /// `window(length, slide)`: at each slide, the elements of the batches in the last `length`.
     pub fn window(&self, length: Duration, slide: Duration) -> Stream<Window<Shared<D>>>
     where
@@ -307,6 +321,79 @@ where
     /// `mapValues`.
     pub fn map_values<U: Clone + 'static, F: FnMut(V) -> U + 'static>(&self, f: F) -> Stream<MapValues<Shared<D>, F>> {
         self.graph.stream(self.up().map_values(f))
+    }
+
+    /// `groupByKey` within each batch: (key, values in arrival order), keys in order of first appearance.
+    pub fn group_by_key(&self) -> Stream<GroupByKey<Shared<D>, K, V>>
+    where
+        K: Hash + Eq,
+    {
+        self.graph.stream(self.up().group_by_key())
+    }
+
+    /// `cogroup` with another keyed stream of the same slide: (key, (values here, values there)) per batch; keys
+    /// in order of first appearance here, then those only in `other`.
+    #[allow(clippy::type_complexity)]
+    pub fn cogroup<E, W>(&self, other: &Stream<E>) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, CoGroupAll>>
+    where
+        K: Hash + Eq,
+        E: DStream<Item = (K, W)> + 'static,
+        W: Clone + 'static,
+    {
+        self.graph.stream(self.up().cogroup(other.up()))
+    }
+
+    /// `join` with another keyed stream of the same slide: (key, (v, w)) for every pair of a key's values.
+    #[allow(clippy::type_complexity)]
+    pub fn join<E, W>(&self, other: &Stream<E>) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, InnerJoin>>
+    where
+        K: Hash + Eq,
+        E: DStream<Item = (K, W)> + 'static,
+        W: Clone + 'static,
+    {
+        self.graph.stream(self.up().join(other.up()))
+    }
+
+    /// `leftOuterJoin`: as [`join`](Self::join), with (v, None) for keys only in this stream.
+    #[allow(clippy::type_complexity)]
+    pub fn left_outer_join<E, W>(
+        &self,
+        other: &Stream<E>,
+    ) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, LeftOuterJoin>>
+    where
+        K: Hash + Eq,
+        E: DStream<Item = (K, W)> + 'static,
+        W: Clone + 'static,
+    {
+        self.graph.stream(self.up().left_outer_join(other.up()))
+    }
+
+    /// `rightOuterJoin`: as [`join`](Self::join), with (None, w) for keys only in `other`.
+    #[allow(clippy::type_complexity)]
+    pub fn right_outer_join<E, W>(
+        &self,
+        other: &Stream<E>,
+    ) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, RightOuterJoin>>
+    where
+        K: Hash + Eq,
+        E: DStream<Item = (K, W)> + 'static,
+        W: Clone + 'static,
+    {
+        self.graph.stream(self.up().right_outer_join(other.up()))
+    }
+
+    /// `fullOuterJoin`: as [`join`](Self::join), with (v, None) or (None, w) for keys in one stream only.
+    #[allow(clippy::type_complexity)]
+    pub fn full_outer_join<E, W>(
+        &self,
+        other: &Stream<E>,
+    ) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, FullOuterJoin>>
+    where
+        K: Hash + Eq,
+        E: DStream<Item = (K, W)> + 'static,
+        W: Clone + 'static,
+    {
+        self.graph.stream(self.up().full_outer_join(other.up()))
     }
 
     /// `reduceByKey` within each batch; keys in the order of their first element.
@@ -482,6 +569,34 @@ mod tests {
         };
         let want =
             format!("{}1\n1\n2\n\n{}(a,2)\n(b,1)\n\n{}2\n\n{}(a,2)\n(b,2)\n\n", h(1000), h(1000), h(2000), h(2000));
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn joins_count_by_value_and_reduce_as_stream_methods() {
+        // One input read by both sides of the join: "k=v" records; the left side keeps v < 10, the right v >= 10.
+        // Batch a=1 b=2 a=10 c=30: left a [1], b [2]; right a [10], c [30]. leftOuterJoin: (a,(1,Some(10)))
+        // (b,(2,None)); fullOuterJoin adds (c,(None,Some(30))); countByValue of the keys: a 2, b 1, c 1 (first
+        // appearance); reduce of the values: 43.
+        let g = GraphBuilder::new();
+        let kv = g.records().map(|r| {
+            let s = String::from_utf8_lossy(r.value).into_owned();
+            let (k, v) = s.split_once('=').unwrap();
+            (k.to_string(), v.parse::<i64>().unwrap())
+        });
+        let left = kv.filter(|(_, v)| *v < 10);
+        let right = kv.filter(|(_, v)| *v >= 10);
+        left.left_outer_join(&right).print(10);
+        left.full_outer_join(&right).print(10);
+        kv.map(|(k, _)| k).count_by_value().print(10);
+        kv.map(|(_, v)| v).reduce(|a, b| a + b).print(10);
+        let out = run(&g, &[&["a=1", "b=2", "a=10", "c=30"]]);
+        let h =
+            "-------------------------------------------\nTime: 1000 ms\n-------------------------------------------\n";
+        let want = format!(
+            "{h}(a,(1,Some(10)))\n(b,(2,None))\n\n{h}(a,(Some(1),Some(10)))\n(b,(Some(2),None))\n(c,(None,Some(30)))\n\n\
+             {h}(a,2)\n(b,1)\n(c,1)\n\n{h}43\n\n"
+        );
         assert_eq!(out, want);
     }
 

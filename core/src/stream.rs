@@ -114,9 +114,12 @@ pub enum ConfigError {
         /// The parent stream's slide.
         parent: Duration,
     },
-    /// A union of streams whose slides differ (Spark: "Array of DStreams have different slide times").
-    #[error("union of streams with different slide times ({first} and {second})")]
-    UnionSlides {
+    /// A union, cogroup or join of streams whose slides differ (Spark: "Array of DStreams have different slide
+    /// times").
+    #[error("{operator} of streams with different slide times ({first} and {second})")]
+    DifferentSlides {
+        /// The operator (`union`, `join`, ...).
+        operator: &'static str,
         /// The first stream's slide.
         first: Duration,
         /// The other stream's slide.
@@ -569,7 +572,7 @@ impl<T, A: DStream<Item = T>, B: DStream<Item = T>> DStream for Union<A, B> {
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         let (first, second) = (self.a.slide(ctx.interval), self.b.slide(ctx.interval));
         if first != second {
-            return Err(JobError::Config(ConfigError::UnionSlides { first, second }));
+            return Err(JobError::Config(ConfigError::DifferentSlides { operator: "union", first, second }));
         }
         self.buf.clear();
         self.a.begin(ctx)?;
@@ -687,6 +690,280 @@ impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>, F: FnMut(V, V) -> V> DS
     }
     fn slide(&self, batch: Duration) -> Duration {
         self.parent.slide(batch)
+    }
+}
+
+/// `reduce`: one element per batch with elements, every element folded with `f` in arrival order; nothing for an
+/// empty batch (Spark: `map(x => (null, x)).reduceByKey(f, 1).map(_._2)`, an empty RDD).
+pub struct Reduce<P: DStream, F> {
+    parent: P,
+    f: F,
+    acc: Option<P::Item>,
+}
+impl<P: DStream, F: FnMut(P::Item, P::Item) -> P::Item> DStream for Reduce<P, F> {
+    type Item = P::Item;
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.acc = None;
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: Sink<P::Item>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let (acc, f) = (&mut self.acc, &mut self.f);
+        self.parent.feed_each(ctx, |x| fold(acc, x, f))
+    }
+    fn finish_each<G: Sink<P::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let (acc, f) = (&mut self.acc, &mut self.f);
+        let has = self.parent.finish_each(ctx, |x| fold(acc, x, f))?;
+        if let Some(x) = self.acc.take() {
+            sink.push(x);
+        }
+        Ok(has)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
+}
+
+#[inline(always)]
+fn fold<T>(acc: &mut Option<T>, x: T, f: &mut impl FnMut(T, T) -> T) {
+    *acc = Some(match acc.take() {
+        Some(a) => f(a, x),
+        None => x,
+    });
+}
+
+/// `countByValue`: (element, number of times it occurs in the batch), in order of first appearance.
+pub type CountByValue<P> = ReduceByKey<
+    Map<P, fn(<P as DStream>::Item) -> (<P as DStream>::Item, i64)>,
+    <P as DStream>::Item,
+    i64,
+    fn(i64, i64) -> i64,
+>;
+
+fn with_one<T>(x: T) -> (T, i64) {
+    (x, 1)
+}
+
+fn add_i64(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+/// `groupByKey` within one batch: (key, its values in arrival order), keys in order of first appearance.
+pub struct GroupByKey<P, K, V> {
+    parent: P,
+    index: FxHashMap<K, usize>,
+    groups: Vec<(K, Vec<V>)>,
+}
+
+impl<P, K: Hash + Eq + Clone, V> GroupByKey<P, K, V> {
+    fn add(index: &mut FxHashMap<K, usize>, groups: &mut Vec<(K, Vec<V>)>, k: K, v: V) {
+        match index.get(&k) {
+            Some(&i) => groups[i].1.push(v),
+            None => {
+                index.insert(k.clone(), groups.len());
+                groups.push((k, vec![v]));
+            }
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>> DStream for GroupByKey<P, K, V> {
+    type Item = (K, Vec<V>);
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.index.clear();
+        self.groups.clear();
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: Sink<(K, Vec<V>)>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let (index, groups) = (&mut self.index, &mut self.groups);
+        self.parent.feed_each(ctx, |(k, v)| Self::add(index, groups, k, v))
+    }
+    fn finish_each<G: Sink<(K, Vec<V>)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let (index, groups) = (&mut self.index, &mut self.groups);
+        let has = self.parent.finish_each(ctx, |(k, v)| Self::add(index, groups, k, v))?;
+        self.index.clear();
+        self.groups.drain(..).for_each(|x| sink.push(x));
+        Ok(has)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
+}
+
+/// What a [`CoGroup`] emits for each key: the cogroup itself or one of the joins (Spark's `PairRDDFunctions`).
+pub trait CoGroupKind<K, V, W> {
+    /// The operator's name, for errors.
+    const NAME: &'static str;
+    /// Element type.
+    type Output;
+    /// Emits the elements of one key, given its values in each stream (at least one is not empty).
+    fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G);
+}
+
+/// `cogroup`: (key, (values in the first stream, values in the second)).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoGroupAll;
+impl<K, V, W> CoGroupKind<K, V, W> for CoGroupAll {
+    const NAME: &'static str = "cogroup";
+    type Output = (K, (Vec<V>, Vec<W>));
+    fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G) {
+        sink.push((k, (vs, ws)))
+    }
+}
+
+/// `join`: for a key in both streams, every (v, w), v outer and w inner, in arrival order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InnerJoin;
+impl<K: Clone, V: Clone, W: Clone> CoGroupKind<K, V, W> for InnerJoin {
+    const NAME: &'static str = "join";
+    type Output = (K, (V, W));
+    fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G) {
+        for v in &vs {
+            for w in &ws {
+                sink.push((k.clone(), (v.clone(), w.clone())));
+            }
+        }
+    }
+}
+
+/// `leftOuterJoin`: as `join`, and (v, None) for a key only in the first stream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeftOuterJoin;
+impl<K: Clone, V: Clone, W: Clone> CoGroupKind<K, V, W> for LeftOuterJoin {
+    const NAME: &'static str = "left_outer_join";
+    type Output = (K, (V, Option<W>));
+    fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G) {
+        if ws.is_empty() {
+            vs.into_iter().for_each(|v| sink.push((k.clone(), (v, None))));
+            return;
+        }
+        for v in &vs {
+            for w in &ws {
+                sink.push((k.clone(), (v.clone(), Some(w.clone()))));
+            }
+        }
+    }
+}
+
+/// `rightOuterJoin`: as `join`, and (None, w) for a key only in the second stream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RightOuterJoin;
+impl<K: Clone, V: Clone, W: Clone> CoGroupKind<K, V, W> for RightOuterJoin {
+    const NAME: &'static str = "right_outer_join";
+    type Output = (K, (Option<V>, W));
+    fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G) {
+        if vs.is_empty() {
+            ws.into_iter().for_each(|w| sink.push((k.clone(), (None, w))));
+            return;
+        }
+        for v in &vs {
+            for w in &ws {
+                sink.push((k.clone(), (Some(v.clone()), w.clone())));
+            }
+        }
+    }
+}
+
+/// `fullOuterJoin`: as `join`, and (v, None) or (None, w) for a key in one stream only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FullOuterJoin;
+impl<K: Clone, V: Clone, W: Clone> CoGroupKind<K, V, W> for FullOuterJoin {
+    const NAME: &'static str = "full_outer_join";
+    type Output = (K, (Option<V>, Option<W>));
+    fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G) {
+        if ws.is_empty() {
+            vs.into_iter().for_each(|v| sink.push((k.clone(), (Some(v), None))));
+        } else if vs.is_empty() {
+            ws.into_iter().for_each(|w| sink.push((k.clone(), (None, Some(w)))));
+        } else {
+            for v in &vs {
+                for w in &ws {
+                    sink.push((k.clone(), (Some(v.clone()), Some(w.clone()))));
+                }
+            }
+        }
+    }
+}
+
+/// `cogroup` and the joins of two keyed streams with the same slide, within one batch. Keys come in order of
+/// first appearance in the first stream, then those only in the second in order of first appearance there
+/// (whatever parts the batch arrives in); values in arrival order. Spark's order (hash partitions) differs.
+pub struct CoGroup<A, B, K, V, W, J> {
+    a: A,
+    b: B,
+    index: FxHashMap<K, usize>,
+    groups: Vec<(K, Vec<V>, Vec<W>)>,
+    right: Vec<(K, W)>,
+    kind: std::marker::PhantomData<J>,
+}
+
+impl<K: Hash + Eq + Clone, V, W> CoGroup<(), (), K, V, W, ()> {
+    fn add_left(index: &mut FxHashMap<K, usize>, groups: &mut Vec<(K, Vec<V>, Vec<W>)>, k: K, v: V) {
+        match index.get(&k) {
+            Some(&i) => groups[i].1.push(v),
+            None => {
+                index.insert(k.clone(), groups.len());
+                groups.push((k, vec![v], Vec::new()));
+            }
+        }
+    }
+}
+
+impl<K, V, W, A, B, J> DStream for CoGroup<A, B, K, V, W, J>
+where
+    K: Hash + Eq + Clone,
+    A: DStream<Item = (K, V)>,
+    B: DStream<Item = (K, W)>,
+    J: CoGroupKind<K, V, W>,
+{
+    type Item = J::Output;
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let (first, second) = (self.a.slide(ctx.interval), self.b.slide(ctx.interval));
+        if first != second {
+            return Err(JobError::Config(ConfigError::DifferentSlides { operator: J::NAME, first, second }));
+        }
+        self.index.clear();
+        self.groups.clear();
+        self.right.clear();
+        self.a.begin(ctx)?;
+        self.b.begin(ctx)
+    }
+    fn feed_each<G: Sink<J::Output>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let (index, groups, right) = (&mut self.index, &mut self.groups, &mut self.right);
+        self.a.feed_each(ctx, |(k, v)| CoGroup::<(), (), K, V, W, ()>::add_left(index, groups, k, v))?;
+        self.b.feed_each(ctx, |x| right.push(x))
+    }
+    fn finish_each<G: Sink<J::Output>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let (index, groups, right) = (&mut self.index, &mut self.groups, &mut self.right);
+        let ha = self.a.finish_each(ctx, |(k, v)| CoGroup::<(), (), K, V, W, ()>::add_left(index, groups, k, v))?;
+        let hb = self.b.finish_each(ctx, |x| right.push(x))?;
+        // The second stream's values once the first's are all in: the key order does not depend on the parts.
+        for (k, w) in self.right.drain(..) {
+            match self.index.get(&k) {
+                Some(&i) => self.groups[i].2.push(w),
+                None => {
+                    self.index.insert(k.clone(), self.groups.len());
+                    self.groups.push((k, Vec::new(), vec![w]));
+                }
+            }
+        }
+        self.index.clear();
+        for (k, vs, ws) in self.groups.drain(..) {
+            J::emit(k, vs, ws, &mut sink);
+        }
+        Ok(ha || hb)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.a.visit_state(visit);
+        self.b.visit_state(visit);
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.a.slide(batch)
     }
 }
 
@@ -1847,6 +2124,65 @@ pub trait DStreamExt: DStream + Sized {
     fn count(self) -> Count<Self> {
         Count { parent: self, n: 0 }
     }
+    /// `reduce`: one element per batch with elements, folded with `f` in arrival order.
+    fn reduce<F: FnMut(Self::Item, Self::Item) -> Self::Item>(self, f: F) -> Reduce<Self, F> {
+        Reduce { parent: self, f, acc: None }
+    }
+    /// `countByValue`: (element, count) per batch, in order of first appearance.
+    fn count_by_value(self) -> CountByValue<Self>
+    where
+        Self::Item: Hash + Eq + Clone,
+    {
+        let one: fn(Self::Item) -> (Self::Item, i64) = with_one;
+        self.map(one).reduce_by_key(add_i64 as fn(i64, i64) -> i64)
+    }
+    /// `groupByKey`: (key, values) per batch, keys in order of first appearance, values in arrival order.
+    fn group_by_key<K, V>(self) -> GroupByKey<Self, K, V>
+    where
+        Self: DStream<Item = (K, V)>,
+    {
+        GroupByKey { parent: self, index: FxHashMap::default(), groups: Vec::new() }
+    }
+    /// `cogroup` with another keyed stream of the same slide: (key, (values here, values there)) per batch.
+    fn cogroup<K, V, W, B>(self, other: B) -> CoGroup<Self, B, K, V, W, CoGroupAll>
+    where
+        Self: DStream<Item = (K, V)>,
+        B: DStream<Item = (K, W)>,
+    {
+        co_group(self, other)
+    }
+    /// `join`: (key, (v, w)) for every pair of values of a key in both streams, per batch.
+    fn join<K, V, W, B>(self, other: B) -> CoGroup<Self, B, K, V, W, InnerJoin>
+    where
+        Self: DStream<Item = (K, V)>,
+        B: DStream<Item = (K, W)>,
+    {
+        co_group(self, other)
+    }
+    /// `leftOuterJoin`: as `join`, with (v, None) for keys only in this stream.
+    fn left_outer_join<K, V, W, B>(self, other: B) -> CoGroup<Self, B, K, V, W, LeftOuterJoin>
+    where
+        Self: DStream<Item = (K, V)>,
+        B: DStream<Item = (K, W)>,
+    {
+        co_group(self, other)
+    }
+    /// `rightOuterJoin`: as `join`, with (None, w) for keys only in `other`.
+    fn right_outer_join<K, V, W, B>(self, other: B) -> CoGroup<Self, B, K, V, W, RightOuterJoin>
+    where
+        Self: DStream<Item = (K, V)>,
+        B: DStream<Item = (K, W)>,
+    {
+        co_group(self, other)
+    }
+    /// `fullOuterJoin`: as `join`, with (v, None) or (None, w) for keys in one stream only.
+    fn full_outer_join<K, V, W, B>(self, other: B) -> CoGroup<Self, B, K, V, W, FullOuterJoin>
+    where
+        Self: DStream<Item = (K, V)>,
+        B: DStream<Item = (K, W)>,
+    {
+        co_group(self, other)
+    }
     /// `reduceByKey`.
     fn reduce_by_key<K, V, F: FnMut(V, V) -> V>(self, f: F) -> ReduceByKey<Self, K, V, F>
     where
@@ -1970,3 +2306,7 @@ pub trait DStreamExt: DStream + Sized {
 }
 
 impl<D: DStream> DStreamExt for D {}
+
+fn co_group<A, B, K, V, W, J>(a: A, b: B) -> CoGroup<A, B, K, V, W, J> {
+    CoGroup { a, b, index: FxHashMap::default(), groups: Vec::new(), right: Vec::new(), kind: std::marker::PhantomData }
+}

@@ -382,7 +382,7 @@ fn union_of_streams_with_different_slides_is_refused() {
     let g = Graph::new().output(pairs().union(pairs().window(Duration(2000), Duration(2000))).print(10));
     assert_eq!(
         config_error(g),
-        dstream_core::ConfigError::UnionSlides { first: Duration(1000), second: Duration(2000) }
+        dstream_core::ConfigError::DifferentSlides { operator: "union", first: Duration(1000), second: Duration(2000) }
     );
     // The same slides are fine.
     let g = Graph::new().output(pairs().union(pairs().window(Duration(2000), Duration(1000))).print(10));
@@ -621,5 +621,118 @@ fn update_state_by_key_with_an_initial_state() {
             (1000, vec![(s("a"), (11, 1)), (s("b"), (2, 1)), (s("z"), (5, 1))]),
             (2000, vec![(s("a"), (11, 2)), (s("b"), (2, 2)), (s("z"), (5, 2))]),
         ]
+    );
+}
+
+#[test]
+fn count_by_value_reduce_and_group_by_key_per_batch() {
+    // countByValue = map(x => (x, 1)).reduceByKey(_ + _); reduce folds the batch into one element and gives
+    // nothing for an empty batch; groupByKey keeps each key's values in arrival order. Keys in order of first
+    // appearance. Input a:1 b:2 a:3 c:4 | (empty).
+    let input: &[&[&str]] = &[&["a:1", "b:2", "a:3", "c:4"], &[]];
+    let (out, sink) = collector::<(String, i64)>();
+    run(Graph::new().output(pairs().map(|(k, _)| k).count_by_value().foreach_batch(sink)), 1000, input, 0);
+    assert_eq!(out.borrow().clone(), vec![(1000, vec![(s("a"), 2), (s("b"), 1), (s("c"), 1)]), (2000, vec![])]);
+
+    let (out, sink) = collector::<i64>();
+    run(Graph::new().output(pairs().map(|(_, v)| v).reduce(|a, b| a * 10 + b).foreach_batch(sink)), 1000, input, 0);
+    // Arrival order: ((1 * 10 + 2) * 10 + 3) * 10 + 4 = 1234.
+    assert_eq!(out.borrow().clone(), vec![(1000, vec![1234]), (2000, vec![])]);
+
+    let (out, sink) = collector::<(String, Vec<i64>)>();
+    run(Graph::new().output(pairs().group_by_key().foreach_batch(sink)), 1000, input, 0);
+    assert_eq!(
+        out.borrow().clone(),
+        vec![(1000, vec![(s("a"), vec![1, 3]), (s("b"), vec![2]), (s("c"), vec![4])]), (2000, vec![])]
+    );
+}
+
+/// The records whose key starts with `side` ('L' or 'R'), with that letter taken off.
+fn side(side: char) -> impl dstream_core::DStream<Item = (String, i64)> {
+    pairs().filter(move |(k, _)| k.starts_with(side)).map(|(k, v)| (k[1..].to_string(), v))
+}
+
+const JOIN_INPUT: &[&[&str]] = &[&["Rb:20", "La:1", "La:2", "Ra:10", "Lc:3", "Ra:11", "Rd:40"], &[]];
+
+#[test]
+fn cogroup_and_joins_per_batch() {
+    // Left: a [1, 2], c [3]; right: b [20], a [10, 11], d [40]. cogroup gives every key with both value lists:
+    // left keys in first appearance (a, c), then right-only ones (b, d). join: for v in left, w in right (a
+    // only); leftOuterJoin adds (c, (3, None)); rightOuterJoin (b, (None, 20)) and (d, (None, 40)); fullOuterJoin
+    // both. An empty batch gives nothing.
+    let (out, sink) = collector::<(String, (Vec<i64>, Vec<i64>))>();
+    run(Graph::new().output(side('L').cogroup(side('R')).foreach_batch(sink)), 1000, JOIN_INPUT, 0);
+    assert_eq!(
+        out.borrow().clone(),
+        vec![
+            (
+                1000,
+                vec![
+                    (s("a"), (vec![1, 2], vec![10, 11])),
+                    (s("c"), (vec![3], vec![])),
+                    (s("b"), (vec![], vec![20])),
+                    (s("d"), (vec![], vec![40])),
+                ]
+            ),
+            (2000, vec![])
+        ]
+    );
+    let a4 = [(1, 10), (1, 11), (2, 10), (2, 11)];
+
+    let (out, sink) = collector::<(String, (i64, i64))>();
+    run(Graph::new().output(side('L').join(side('R')).foreach_batch(sink)), 1000, JOIN_INPUT, 0);
+    let want: Vec<_> = a4.iter().map(|&(v, w)| (s("a"), (v, w))).collect();
+    assert_eq!(out.borrow().clone(), vec![(1000, want), (2000, vec![])]);
+
+    let (out, sink) = collector::<(String, (i64, Option<i64>))>();
+    run(Graph::new().output(side('L').left_outer_join(side('R')).foreach_batch(sink)), 1000, JOIN_INPUT, 0);
+    let mut want: Vec<_> = a4.iter().map(|&(v, w)| (s("a"), (v, Some(w)))).collect();
+    want.push((s("c"), (3, None)));
+    assert_eq!(out.borrow().clone(), vec![(1000, want), (2000, vec![])]);
+
+    let (out, sink) = collector::<(String, (Option<i64>, i64))>();
+    run(Graph::new().output(side('L').right_outer_join(side('R')).foreach_batch(sink)), 1000, JOIN_INPUT, 0);
+    let mut want: Vec<_> = a4.iter().map(|&(v, w)| (s("a"), (Some(v), w))).collect();
+    want.extend([(s("b"), (None, 20)), (s("d"), (None, 40))]);
+    assert_eq!(out.borrow().clone(), vec![(1000, want), (2000, vec![])]);
+
+    let (out, sink) = collector::<(String, (Option<i64>, Option<i64>))>();
+    run(Graph::new().output(side('L').full_outer_join(side('R')).foreach_batch(sink)), 1000, JOIN_INPUT, 0);
+    let mut want: Vec<_> = a4.iter().map(|&(v, w)| (s("a"), (Some(v), Some(w)))).collect();
+    want.extend([(s("c"), (Some(3), None)), (s("b"), (None, Some(20))), (s("d"), (None, Some(40)))]);
+    assert_eq!(out.borrow().clone(), vec![(1000, want), (2000, vec![])]);
+}
+
+#[test]
+fn join_order_does_not_depend_on_how_the_batch_arrives() {
+    // The same batch in two parts, the right stream's b and a first: keys still come left first (a, c), then b.
+    let (out, sink) = collector::<(String, (Vec<i64>, Vec<i64>))>();
+    let g = Graph::new().output(side('L').cogroup(side('R')).foreach_batch(sink));
+    let mut e =
+        dstream_core::Engine::new(g, dstream_core::BatchTimer::first_start(dstream_core::Time(0), Duration(1000)));
+    let clock = dstream_core::ManualClock::new(dstream_core::Time(1000));
+    let mut open = e.begin_batch(dstream_core::Time(1000), &clock).unwrap();
+    for (offset, values) in [(0, &["Rb:20", "Ra:10"][..]), (2, &["La:1", "Lc:3", "Ra:11"][..])] {
+        let mut part = dstream_core::RecordBatch::new();
+        for (i, v) in values.iter().enumerate() {
+            part.push(0, offset + i as i64, 0, None, v.as_bytes());
+        }
+        e.feed(&mut open, &mut part).unwrap();
+    }
+    e.finish_batch(open, &clock).unwrap();
+    assert_eq!(
+        out.borrow()[0].1,
+        vec![(s("a"), (vec![1], vec![10, 11])), (s("c"), (vec![3], vec![])), (s("b"), (vec![], vec![20]))]
+    );
+}
+
+#[test]
+fn join_of_streams_with_different_slides_is_refused() {
+    // TransformedDStream (what join is built on) requires one slide for all its parents.
+    let g =
+        Graph::new().output(side('L').join(side('R').window(Duration(2000), Duration(2000))).foreach_batch(|_, _| {}));
+    assert_eq!(
+        config_error(g),
+        dstream_core::ConfigError::DifferentSlides { operator: "join", first: Duration(1000), second: Duration(2000) }
     );
 }
