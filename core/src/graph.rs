@@ -24,10 +24,10 @@ use crate::jvm::{JvmDisplay, StableHash};
 use crate::record::RecordRef;
 use crate::stateful::Stateful;
 use crate::stream::{
-    input, CoGroup, CoGroupAll, Count, CountByValue, DStream, DStreamExt, Filter, FlatMap, FullOuterJoin, Graph,
-    GroupByKey, InnerJoin, Input, LeftOuterJoin, MalformedPolicy, Map, MapValues, MapWithState, MappingFunction,
-    OutputError, OutputOp, RecordParser, Reduce, ReduceByKey, ReducedWindow, RightOuterJoin, Shared, Snapshots,
-    StateSpec, Union, UpdateStateByKey, Window,
+    input, CoGroup, CoGroupAll, Count, CountByValue, CountByValueAndWindow, CountByWindow, DStream, DStreamExt, Filter,
+    FlatMap, FullOuterJoin, Graph, GroupByKey, GroupByKeyAndWindow, InnerJoin, Input, LeftOuterJoin, MalformedPolicy,
+    Map, MapValues, MapWithState, MappingFunction, OutputError, OutputOp, RecordParser, Reduce, ReduceByKey,
+    ReducedByWindow, ReducedWindow, RightOuterJoin, Shared, Snapshots, StateSpec, Union, UpdateStateByKey, Window,
 };
 use crate::time::{Duration, Time};
 use serde::de::DeserializeOwned;
@@ -281,6 +281,54 @@ where
         self.graph.stream(self.up().count_by_value())
     }
 
+    /// `reduceByWindow(f, length, slide)`: Spark's `reduce(f).window(length, slide).reduce(f)`.
+    pub fn reduce_by_window<F>(
+        &self,
+        f: F,
+        length: Duration,
+        slide: Duration,
+    ) -> Stream<Reduce<Window<Reduce<Shared<D>, F>>, F>>
+    where
+        D::Item: Serialize + DeserializeOwned,
+        F: FnMut(D::Item, D::Item) -> D::Item + Clone + 'static,
+    {
+        self.graph.stream(self.up().reduce_by_window(f, length, slide))
+    }
+
+    /// `reduceByWindow(f, inverse, length, slide)`: the previous window's value minus what left plus what entered.
+    pub fn reduce_by_window_inv<F, G>(
+        &self,
+        f: F,
+        inverse: G,
+        length: Duration,
+        slide: Duration,
+    ) -> Stream<ReducedByWindow<Shared<D>, F, G>>
+    where
+        D::Item: Serialize + DeserializeOwned,
+        F: FnMut(D::Item, D::Item) -> D::Item + 'static,
+        G: FnMut(D::Item, D::Item) -> D::Item + 'static,
+    {
+        self.graph.stream(self.up().reduce_by_window_inv(f, inverse, length, slide))
+    }
+
+    /// `countByWindow(length, slide)`: the number of elements in the window at each slide (nothing until a first
+    /// element has entered, 0 once all have left).
+    pub fn count_by_window(&self, length: Duration, slide: Duration) -> Stream<CountByWindow<Shared<D>>> {
+        self.graph.stream(self.up().count_by_window(length, slide))
+    }
+
+    /// `countByValueAndWindow(length, slide)`: (element, count in the window), sorted, counts of 0 dropped.
+    pub fn count_by_value_and_window(
+        &self,
+        length: Duration,
+        slide: Duration,
+    ) -> Stream<CountByValueAndWindow<Shared<D>>>
+    where
+        D::Item: Hash + Eq + Ord + fmt::Debug + Serialize + DeserializeOwned,
+    {
+        self.graph.stream(self.up().count_by_value_and_window(length, slide))
+    }
+
     /// `window(length, slide)`: at each slide, the elements of the batches in the last `length`.
     pub fn window(&self, length: Duration, slide: Duration) -> Stream<Window<Shared<D>>>
     where
@@ -321,6 +369,19 @@ where
     /// `mapValues`.
     pub fn map_values<U: Clone + 'static, F: FnMut(V) -> U + 'static>(&self, f: F) -> Stream<MapValues<Shared<D>, F>> {
         self.graph.stream(self.up().map_values(f))
+    }
+
+    /// `groupByKeyAndWindow(length, slide)`: (key, its values in the window, oldest first), at each slide.
+    pub fn group_by_key_and_window(
+        &self,
+        length: Duration,
+        slide: Duration,
+    ) -> Stream<GroupByKeyAndWindow<Shared<D>, K, V>>
+    where
+        K: Hash + Eq + Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+    {
+        self.graph.stream(self.up().group_by_key_and_window(length, slide))
     }
 
     /// `groupByKey` within each batch: (key, values in arrival order), keys in order of first appearance.
@@ -597,6 +658,23 @@ mod tests {
             "{h}(a,(1,Some(10)))\n(b,(2,None))\n\n{h}(a,(Some(1),Some(10)))\n(b,(Some(2),None))\n(c,(None,Some(30)))\n\n\
              {h}(a,2)\n(b,1)\n(c,1)\n\n{h}43\n\n"
         );
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn windowed_counts_as_stream_methods() {
+        // Window 2 s, slide 1 s over x y x | x: countByWindow 3 then 4; countByValueAndWindow (x,2) (y,1) then
+        // (x,3) (y,1), sorted.
+        let g = GraphBuilder::new();
+        let words = g.records().map(|r| String::from_utf8_lossy(r.value).into_owned());
+        let (l, s) = (Duration::from_secs(2), Duration::from_secs(1));
+        words.count_by_window(l, s).print(10);
+        words.count_by_value_and_window(l, s).print(10);
+        let out = run(&g, &[&["x", "y", "x"], &["x"]]);
+        let h = |t: i64| {
+            format!("-------------------------------------------\nTime: {t} ms\n-------------------------------------------\n")
+        };
+        let want = format!("{}3\n\n{}(x,2)\n(y,1)\n\n{}4\n\n{}(x,3)\n(y,1)\n\n", h(1000), h(1000), h(2000), h(2000));
         assert_eq!(out, want);
     }
 

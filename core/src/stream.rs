@@ -750,6 +750,64 @@ fn add_i64(a: i64, b: i64) -> i64 {
     a + b
 }
 
+fn sub_i64(a: i64, b: i64) -> i64 {
+    a - b
+}
+
+fn nonzero<K>(kv: &(K, i64)) -> bool {
+    kv.1 != 0
+}
+
+fn keyed_by_unit<T>(x: T) -> ((), T) {
+    ((), x)
+}
+
+fn unkeyed<T>(kv: ((), T)) -> T {
+    kv.1
+}
+
+fn to_one<T>(_: T) -> i64 {
+    1
+}
+
+fn concat<V>(vs: Vec<Vec<V>>) -> Vec<V> {
+    vs.into_iter().flatten().collect()
+}
+
+/// `reduceByWindow(f, inverse, length, slide)`: Spark's `map((1, _)).reduceByKeyAndWindow(f, inverse, ...)
+/// .map(_._2)`: once an element has entered, the window always has a value (the reduction of what is left).
+pub type ReducedByWindow<P, F, G> = Map<
+    ReducedWindow<
+        Map<P, fn(<P as DStream>::Item) -> ((), <P as DStream>::Item)>,
+        (),
+        <P as DStream>::Item,
+        F,
+        G,
+        fn(&((), <P as DStream>::Item)) -> bool,
+    >,
+    fn(((), <P as DStream>::Item)) -> <P as DStream>::Item,
+>;
+
+/// `countByWindow(length, slide)`: Spark's `map(_ => 1L).reduceByWindow(_ + _, _ - _, length, slide)`.
+pub type CountByWindow<P> =
+    ReducedByWindow<Map<P, fn(<P as DStream>::Item) -> i64>, fn(i64, i64) -> i64, fn(i64, i64) -> i64>;
+
+/// `countByValueAndWindow(length, slide)`: Spark's `map((_, 1L)).reduceByKeyAndWindow(_ + _, _ - _, length,
+/// slide, filter = count != 0)`.
+pub type CountByValueAndWindow<P> = ReducedWindow<
+    Map<P, fn(<P as DStream>::Item) -> (<P as DStream>::Item, i64)>,
+    <P as DStream>::Item,
+    i64,
+    fn(i64, i64) -> i64,
+    fn(i64, i64) -> i64,
+    fn(&(<P as DStream>::Item, i64)) -> bool,
+>;
+
+/// `groupByKeyAndWindow(length, slide)`: Spark's `groupByKey().window(length, slide)` with each key's groups
+/// concatenated (oldest batch first); keys in order of first appearance in the window.
+pub type GroupByKeyAndWindow<P, K, V> =
+    MapValues<GroupByKey<Window<GroupByKey<P, K, V>>, K, Vec<V>>, fn(Vec<Vec<V>>) -> Vec<V>>;
+
 /// `groupByKey` within one batch: (key, its values in arrival order), keys in order of first appearance.
 pub struct GroupByKey<P, K, V> {
     parent: P,
@@ -2182,6 +2240,68 @@ pub trait DStreamExt: DStream + Sized {
         B: DStream<Item = (K, W)>,
     {
         co_group(self, other)
+    }
+    /// `reduceByWindow(f, length, slide)` without an inverse: Spark's `reduce(f).window(length, slide).reduce(f)`.
+    fn reduce_by_window<F>(self, f: F, length: Duration, slide: Duration) -> Reduce<Window<Reduce<Self, F>>, F>
+    where
+        F: FnMut(Self::Item, Self::Item) -> Self::Item + Clone,
+        Self::Item: Clone + Serialize + DeserializeOwned,
+    {
+        let g = f.clone();
+        self.reduce(f).window(length, slide).reduce(g)
+    }
+    /// `reduceByWindow(f, inverse, length, slide)`: see [`ReducedByWindow`].
+    fn reduce_by_window_inv<F, G>(
+        self,
+        f: F,
+        inverse: G,
+        length: Duration,
+        slide: Duration,
+    ) -> ReducedByWindow<Self, F, G>
+    where
+        F: FnMut(Self::Item, Self::Item) -> Self::Item,
+        G: FnMut(Self::Item, Self::Item) -> Self::Item,
+        Self::Item: Clone + Serialize + DeserializeOwned,
+    {
+        let key: fn(Self::Item) -> ((), Self::Item) = keyed_by_unit;
+        let unkey: fn(((), Self::Item)) -> Self::Item = unkeyed;
+        self.map(key).reduce_by_key_and_window_inv(f, inverse, length, slide, None).map(unkey)
+    }
+    /// `countByWindow(length, slide)`: the number of elements in the window, at each slide (see [`CountByWindow`]:
+    /// nothing until a first element has entered, 0 once all have left).
+    fn count_by_window(self, length: Duration, slide: Duration) -> CountByWindow<Self> {
+        let one: fn(Self::Item) -> i64 = to_one;
+        self.map(one).reduce_by_window_inv(
+            add_i64 as fn(i64, i64) -> i64,
+            sub_i64 as fn(i64, i64) -> i64,
+            length,
+            slide,
+        )
+    }
+    /// `countByValueAndWindow(length, slide)`: (element, count in the window), sorted, counts of 0 dropped.
+    fn count_by_value_and_window(self, length: Duration, slide: Duration) -> CountByValueAndWindow<Self>
+    where
+        Self::Item: Hash + Eq + Ord + Clone + fmt::Debug + Serialize + DeserializeOwned,
+    {
+        let one: fn(Self::Item) -> (Self::Item, i64) = with_one;
+        let keep: fn(&(Self::Item, i64)) -> bool = nonzero;
+        self.map(one).reduce_by_key_and_window_inv(
+            add_i64 as fn(i64, i64) -> i64,
+            sub_i64 as fn(i64, i64) -> i64,
+            length,
+            slide,
+            Some(keep),
+        )
+    }
+    /// `groupByKeyAndWindow(length, slide)`: (key, its values in the window, oldest first), at each slide.
+    fn group_by_key_and_window<K, V>(self, length: Duration, slide: Duration) -> GroupByKeyAndWindow<Self, K, V>
+    where
+        Self: DStream<Item = (K, V)>,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+        V: Clone + Serialize + DeserializeOwned,
+    {
+        let flat: fn(Vec<Vec<V>>) -> Vec<V> = concat;
+        self.group_by_key().window(length, slide).group_by_key().map_values(flat)
     }
     /// `reduceByKey`.
     fn reduce_by_key<K, V, F: FnMut(V, V) -> V>(self, f: F) -> ReduceByKey<Self, K, V, F>

@@ -736,3 +736,77 @@ fn join_of_streams_with_different_slides_is_refused() {
         dstream_core::ConfigError::DifferentSlides { operator: "join", first: Duration(1000), second: Duration(2000) }
     );
 }
+
+#[test]
+fn count_by_window_is_an_inverse_reduction() {
+    // countByWindow = map(_ => 1).reduceByWindow(+, -), i.e. reduceByKeyAndWindow with an inverse on one key:
+    // window 2 s, slide 1 s, batch sizes 1, 2, 0, 0: T=1: 1; T=2: 1+2=3; T=3: 3-1=2; T=4: 2-2=0 (the key stays,
+    // with 0). A stream that never had an element gives nothing at all (no key), not 0.
+    let (out, sink) = collector::<i64>();
+    let g = Graph::new().output(pairs().count_by_window(Duration(2000), Duration(1000)).foreach_batch(sink));
+    run(g, 1000, &[&["a"], &["a", "b"], &[], &[]], 0);
+    assert_eq!(out.borrow().clone(), vec![(1000, vec![1]), (2000, vec![3]), (3000, vec![2]), (4000, vec![0])]);
+    let (out, sink) = collector::<i64>();
+    let g = Graph::new().output(pairs().count_by_window(Duration(2000), Duration(1000)).foreach_batch(sink));
+    run(g, 1000, &[&[], &[]], 0);
+    assert_eq!(out.borrow().clone(), vec![(1000, vec![]), (2000, vec![])]);
+}
+
+#[test]
+fn reduce_by_window_with_and_without_inverse() {
+    // Window 4 s, slide 2 s over values 1..6 then two empty batches: T=2: 1+2=3; T=4: 1+..+4=10; T=6: 3+..+6=18;
+    // T=8: 5+6=11 (nothing at odd times).
+    let want = vec![(2000, vec![3]), (4000, vec![10]), (6000, vec![18]), (8000, vec![11])];
+    let (out, sink) = collector::<i64>();
+    let values = || pairs().map(|(_, v)| v);
+    let g = Graph::new()
+        .output(values().reduce_by_window(|a, b| a + b, Duration(4000), Duration(2000)).foreach_batch(sink));
+    run(g, 1000, LARGER_SLIDE, 0);
+    assert_eq!(out.borrow().clone(), want);
+    let (out, sink) = collector::<i64>();
+    let g = Graph::new().output(
+        values().reduce_by_window_inv(|a, b| a + b, |a, b| a - b, Duration(4000), Duration(2000)).foreach_batch(sink),
+    );
+    run(g, 1000, LARGER_SLIDE, 0);
+    assert_eq!(out.borrow().clone(), want);
+}
+
+#[test]
+fn count_by_value_and_window_drops_zero_counts() {
+    // countByValueAndWindow = map((_, 1)).reduceByKeyAndWindow(+, -, filter count != 0); window 2 s, slide 1 s,
+    // keys a | a b | a b c | a b | b | (empty), sorted by key:
+    // T=1 a1; T=2 a2 b1; T=3 a2 b2 c1; T=4 a2 b2 c1; T=5 a1 b2 (c left: 0, dropped); T=6 b1.
+    let (out, sink) = collector::<(String, i64)>();
+    let g = Graph::new()
+        .output(pairs().map(|(k, _)| k).count_by_value_and_window(Duration(2000), Duration(1000)).foreach_batch(sink));
+    run(g, 1000, KEYS_LEAVE, 0);
+    let kv = |v: &[(&str, i64)]| v.iter().map(|(k, n)| (s(k), *n)).collect::<Vec<_>>();
+    assert_eq!(
+        out.borrow().clone(),
+        vec![
+            (1000, kv(&[("a", 1)])),
+            (2000, kv(&[("a", 2), ("b", 1)])),
+            (3000, kv(&[("a", 2), ("b", 2), ("c", 1)])),
+            (4000, kv(&[("a", 2), ("b", 2), ("c", 1)])),
+            (5000, kv(&[("a", 1), ("b", 2)])),
+            (6000, kv(&[("b", 1)])),
+        ]
+    );
+}
+
+#[test]
+fn group_by_key_and_window_concatenates_the_windows_batches() {
+    // groupByKey().window(2 s, 1 s) then each key's groups concatenated, oldest batch first; input
+    // a:1 b:2 | a:3 | (empty): T=1 (a,[1]) (b,[2]); T=2 (a,[1,3]) (b,[2]); T=3 (a,[3]).
+    let (out, sink) = collector::<(String, Vec<i64>)>();
+    let g = Graph::new().output(pairs().group_by_key_and_window(Duration(2000), Duration(1000)).foreach_batch(sink));
+    run(g, 1000, &[&["a:1", "b:2"], &["a:3"], &[]], 0);
+    assert_eq!(
+        out.borrow().clone(),
+        vec![
+            (1000, vec![(s("a"), vec![1]), (s("b"), vec![2])]),
+            (2000, vec![(s("a"), vec![1, 3]), (s("b"), vec![2])]),
+            (3000, vec![(s("a"), vec![3])]),
+        ]
+    );
+}
