@@ -27,7 +27,8 @@ use crate::stream::{
     input, CoGroup, CoGroupAll, Count, CountByValue, CountByValueAndWindow, CountByWindow, DStream, DStreamExt, Filter,
     FlatMap, FullOuterJoin, Graph, GroupByKey, GroupByKeyAndWindow, InnerJoin, Input, LeftOuterJoin, MalformedPolicy,
     Map, MapValues, MapWithState, MappingFunction, OutputError, OutputOp, RecordParser, Reduce, ReduceByKey,
-    ReducedByWindow, ReducedWindow, RightOuterJoin, Shared, Snapshots, StateSpec, Union, UpdateStateByKey, Window,
+    ReduceByWindow, ReducedByWindow, ReducedWindow, RightOuterJoin, Shared, Snapshots, StateSpec, Union,
+    UpdateStateByKey, Window,
 };
 use crate::time::{Duration, Time};
 use serde::de::DeserializeOwned;
@@ -282,12 +283,7 @@ where
     }
 
     /// `reduceByWindow(f, length, slide)`: Spark's `reduce(f).window(length, slide).reduce(f)`.
-    pub fn reduce_by_window<F>(
-        &self,
-        f: F,
-        length: Duration,
-        slide: Duration,
-    ) -> Stream<Reduce<Window<Reduce<Shared<D>, F>>, F>>
+    pub fn reduce_by_window<F>(&self, f: F, length: Duration, slide: Duration) -> Stream<ReduceByWindow<Shared<D>, F>>
     where
         D::Item: Serialize + DeserializeOwned,
         F: FnMut(D::Item, D::Item) -> D::Item + Clone + 'static,

@@ -774,6 +774,9 @@ fn concat<V>(vs: Vec<Vec<V>>) -> Vec<V> {
     vs.into_iter().flatten().collect()
 }
 
+/// `reduceByWindow(f, length, slide)` without an inverse: Spark's `reduce(f).window(length, slide).reduce(f)`.
+pub type ReduceByWindow<P, F> = Reduce<Window<Reduce<P, F>>, F>;
+
 /// `reduceByWindow(f, inverse, length, slide)`: Spark's `map((1, _)).reduceByKeyAndWindow(f, inverse, ...)
 /// .map(_._2)`: once an element has entered, the window always has a value (the reduction of what is left).
 pub type ReducedByWindow<P, F, G> = Map<
@@ -2242,7 +2245,7 @@ pub trait DStreamExt: DStream + Sized {
         co_group(self, other)
     }
     /// `reduceByWindow(f, length, slide)` without an inverse: Spark's `reduce(f).window(length, slide).reduce(f)`.
-    fn reduce_by_window<F>(self, f: F, length: Duration, slide: Duration) -> Reduce<Window<Reduce<Self, F>>, F>
+    fn reduce_by_window<F>(self, f: F, length: Duration, slide: Duration) -> ReduceByWindow<Self, F>
     where
         F: FnMut(Self::Item, Self::Item) -> Self::Item + Clone,
         Self::Item: Clone + Serialize + DeserializeOwned,
