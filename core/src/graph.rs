@@ -27,8 +27,8 @@ use crate::stream::{
     input, CoGroup, CoGroupAll, Count, CountByValue, CountByValueAndWindow, CountByWindow, DStream, DStreamExt, Filter,
     FlatMap, FullOuterJoin, Graph, GroupByKey, GroupByKeyAndWindow, InnerJoin, Input, LeftOuterJoin, MalformedPolicy,
     Map, MapValues, MapWithState, MappingFunction, OutputError, OutputOp, RecordParser, Reduce, ReduceByKey,
-    ReduceByWindow, ReducedByWindow, ReducedWindow, RightOuterJoin, Shared, Snapshots, StateSpec, Union,
-    UpdateStateByKey, Window,
+    ReduceByWindow, ReducedByWindow, ReducedWindow, RightOuterJoin, Shared, Snapshots, StateSpec, Transform,
+    TransformWith, Union, UpdateStateByKey, Window,
 };
 use crate::time::{Duration, Time};
 use serde::de::DeserializeOwned;
@@ -267,6 +267,27 @@ where
     /// `count`: one element per batch, the number of elements.
     pub fn count(&self) -> Stream<Count<Shared<D>>> {
         self.graph.stream(self.up().count())
+    }
+
+    /// `transform((rdd, time) => ...)`: `f` turns each batch's elements into the batch's output.
+    pub fn transform<U, F>(&self, f: F) -> Stream<Transform<Shared<D>, F>>
+    where
+        U: Clone + 'static,
+        F: FnMut(Time, Vec<D::Item>) -> Vec<U> + 'static,
+    {
+        self.graph.stream(self.up().transform(f))
+    }
+
+    /// `transformWith(other, (rdd1, rdd2, time) => ...)`: `f` turns each batch's elements of this stream and
+    /// `other` (same slide) into the batch's output.
+    pub fn transform_with<E, U, F>(&self, other: &Stream<E>, f: F) -> Stream<TransformWith<Shared<D>, Shared<E>, F>>
+    where
+        E: DStream + 'static,
+        E::Item: Clone + 'static,
+        U: Clone + 'static,
+        F: FnMut(Time, Vec<D::Item>, Vec<E::Item>) -> Vec<U> + 'static,
+    {
+        self.graph.stream(self.up().transform_with(other.up(), f))
     }
 
     /// `reduce`: one element per batch with elements, folded with `f` in arrival order.

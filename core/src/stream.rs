@@ -1028,6 +1028,88 @@ where
     }
 }
 
+/// `transform`: a function of each batch's time and elements (all of them, in order) gives the batch's elements
+/// (Spark's `transform((rdd, time) => ...)`); called only at times the stream has output.
+pub struct Transform<P: DStream, F> {
+    parent: P,
+    f: F,
+    buf: Vec<P::Item>,
+}
+impl<P: DStream, U, F: FnMut(Time, Vec<P::Item>) -> Vec<U>> DStream for Transform<P, F> {
+    type Item = U;
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.buf.clear();
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: Sink<U>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let buf = &mut self.buf;
+        self.parent.feed_each(ctx, |x| buf.push(x))
+    }
+    fn finish_each<G: Sink<U>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let buf = &mut self.buf;
+        let has = self.parent.finish_each(ctx, |x| buf.push(x))?;
+        let items = std::mem::take(&mut self.buf);
+        if has {
+            (self.f)(ctx.time, items).into_iter().for_each(|x| sink.push(x));
+        }
+        Ok(has)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
+}
+
+/// `transformWith`: a function of each batch's time and the elements of two streams with the same slide gives
+/// the batch's elements (Spark's `transformWith(other, (rdd1, rdd2, time) => ...)`).
+pub struct TransformWith<A: DStream, B: DStream, F> {
+    a: A,
+    b: B,
+    f: F,
+    left: Vec<A::Item>,
+    right: Vec<B::Item>,
+}
+impl<A: DStream, B: DStream, U, F: FnMut(Time, Vec<A::Item>, Vec<B::Item>) -> Vec<U>> DStream
+    for TransformWith<A, B, F>
+{
+    type Item = U;
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let (first, second) = (self.a.slide(ctx.interval), self.b.slide(ctx.interval));
+        if first != second {
+            return Err(JobError::Config(ConfigError::DifferentSlides { operator: "transform_with", first, second }));
+        }
+        self.left.clear();
+        self.right.clear();
+        self.a.begin(ctx)?;
+        self.b.begin(ctx)
+    }
+    fn feed_each<G: Sink<U>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let (left, right) = (&mut self.left, &mut self.right);
+        self.a.feed_each(ctx, |x| left.push(x))?;
+        self.b.feed_each(ctx, |x| right.push(x))
+    }
+    fn finish_each<G: Sink<U>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let (left, right) = (&mut self.left, &mut self.right);
+        let ha = self.a.finish_each(ctx, |x| left.push(x))?;
+        let hb = self.b.finish_each(ctx, |x| right.push(x))?;
+        let (l, r) = (std::mem::take(&mut self.left), std::mem::take(&mut self.right));
+        let has = ha || hb;
+        if has {
+            (self.f)(ctx.time, l, r).into_iter().for_each(|x| sink.push(x));
+        }
+        Ok(has)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.a.visit_state(visit);
+        self.b.visit_state(visit);
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.a.slide(batch)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared streams
 
@@ -2184,6 +2266,19 @@ pub trait DStreamExt: DStream + Sized {
     /// `count`.
     fn count(self) -> Count<Self> {
         Count { parent: self, n: 0 }
+    }
+    /// `transform((rdd, time) => ...)`: `f` turns each batch's elements into the batch's output.
+    fn transform<U, F: FnMut(Time, Vec<Self::Item>) -> Vec<U>>(self, f: F) -> Transform<Self, F> {
+        Transform { parent: self, f, buf: Vec::new() }
+    }
+    /// `transformWith(other, (rdd1, rdd2, time) => ...)`: `f` turns each batch's elements of both streams (same
+    /// slide) into the batch's output.
+    fn transform_with<B, U, F>(self, other: B, f: F) -> TransformWith<Self, B, F>
+    where
+        B: DStream,
+        F: FnMut(Time, Vec<Self::Item>, Vec<B::Item>) -> Vec<U>,
+    {
+        TransformWith { a: self, b: other, f, left: Vec::new(), right: Vec::new() }
     }
     /// `reduce`: one element per batch with elements, folded with `f` in arrival order.
     fn reduce<F: FnMut(Self::Item, Self::Item) -> Self::Item>(self, f: F) -> Reduce<Self, F> {

@@ -810,3 +810,34 @@ fn group_by_key_and_window_concatenates_the_windows_batches() {
         ]
     );
 }
+
+#[test]
+fn transform_and_transform_with_see_each_batch_whole() {
+    // transform: the batch's elements in arrival order, sorted here in descending value, first two kept, each
+    // tagged with the batch time; transform_with: the left side's keys the right side does not have. Input
+    // La:1 La:5 Lb:3 Rb:0 | (empty): transform of the left: T=1 [(1000,5), (1000,3)], T=2 []; transform_with:
+    // T=1 [a, a], T=2 [].
+    let (out, sink) = collector::<(i64, i64)>();
+    let g = Graph::new().output(
+        side('L')
+            .transform(|t, mut xs: Vec<(String, i64)>| {
+                xs.sort_by(|a, b| b.1.cmp(&a.1));
+                xs.into_iter().take(2).map(|(_, v)| (t.0, v)).collect()
+            })
+            .foreach_batch(sink),
+    );
+    let input: &[&[&str]] = &[&["La:1", "La:5", "Lb:3", "Rb:0"], &[]];
+    run(g, 1000, input, 0);
+    assert_eq!(out.borrow().clone(), vec![(1000, vec![(1000, 5), (1000, 3)]), (2000, vec![])]);
+
+    let (out, sink) = collector::<String>();
+    let g = Graph::new().output(
+        side('L')
+            .transform_with(side('R'), |_t, l: Vec<(String, i64)>, r: Vec<(String, i64)>| {
+                l.into_iter().filter(|(k, _)| !r.iter().any(|(rk, _)| rk == k)).map(|(k, _)| k).collect()
+            })
+            .foreach_batch(sink),
+    );
+    run(g, 1000, input, 0);
+    assert_eq!(out.borrow().clone(), vec![(1000, vec![s("a"), s("a")]), (2000, vec![])]);
+}
