@@ -821,7 +821,7 @@ fn transform_and_transform_with_see_each_batch_whole() {
     let g = Graph::new().output(
         side('L')
             .transform(|t, mut xs: Vec<(String, i64)>| {
-                xs.sort_by(|a, b| b.1.cmp(&a.1));
+                xs.sort_by_key(|x| std::cmp::Reverse(x.1));
                 xs.into_iter().take(2).map(|(_, v)| (t.0, v)).collect()
             })
             .foreach_batch(sink),
