@@ -1390,19 +1390,20 @@ where
         // Per key: values that left the window (reduced), values that entered (reduced).
         let mut left: BTreeMap<K, V> = BTreeMap::new();
         let mut entered: BTreeMap<K, V> = BTreeMap::new();
+        // Spark's slices: leaving (T - slide - length, T - length], entering (T - slide, T]; with a slide longer
+        // than the window a batch is in both.
         for (bt, kvs) in &self.state.batches {
-            let target = if *bt > prev {
-                &mut entered
-            } else if *bt > prev - self.length && *bt <= t - self.length {
-                &mut left
-            } else {
-                continue;
-            };
-            for (k, v) in kvs {
-                match target.get_mut(k) {
-                    Some(acc) => *acc = (self.reduce)(acc.clone(), v.clone()),
-                    None => {
-                        target.insert(k.clone(), v.clone());
+            let leaves = *bt > prev - self.length && *bt <= t - self.length;
+            for (target, yes) in [(&mut left, leaves), (&mut entered, *bt > prev)] {
+                if !yes {
+                    continue;
+                }
+                for (k, v) in kvs {
+                    match target.get_mut(k) {
+                        Some(acc) => *acc = (self.reduce)(acc.clone(), v.clone()),
+                        None => {
+                            target.insert(k.clone(), v.clone());
+                        }
                     }
                 }
             }

@@ -841,3 +841,38 @@ fn transform_and_transform_with_see_each_batch_whole() {
     run(g, 1000, input, 0);
     assert_eq!(out.borrow().clone(), vec![(1000, vec![s("a"), s("a")]), (2000, vec![])]);
 }
+
+#[test]
+fn reduce_by_key_and_window_inverse_with_a_slide_longer_than_the_window() {
+    // ReducedWindowedDStream at T: previous window = the output at T - slide; leaving = the batches in
+    // (T - slide - length, T - length], entering = those in (T - slide, T]. With a slide longer than the window
+    // the two overlap, and a batch in both is subtracted and added. A key with no previous value gets the
+    // entering values alone (the leaving ones are ignored), so the first window also counts the batches before
+    // it (Spark's own arithmetic; the true window can be smaller). Counts, length 1 s, slide 3 s.
+    let run_inv = |input: &[&[&str]]| {
+        let (out, sink) = collector::<(String, i64)>();
+        let g = Graph::new().output(
+            pairs()
+                .reduce_by_key_and_window_inv(
+                    |a, b| a + b,
+                    |a, b| a - b,
+                    Duration(1000),
+                    Duration(3000),
+                    None::<fn(&(String, i64)) -> bool>,
+                )
+                .foreach_batch(sink),
+        );
+        run(g, 1000, input, 0);
+        let got = out.borrow().clone();
+        got
+    };
+    // (empty) | (empty) | a | a | (empty) | (empty): T=3: entering batches 1-3 -> a 1. T=6: 1 - leaving (3-5: 2)
+    // + entering (4-6: 1) = 0.
+    assert_eq!(
+        run_inv(&[&[], &[], &["a"], &["a"], &[], &[]]),
+        vec![(3000, vec![(s("a"), 1)]), (6000, vec![(s("a"), 0)])]
+    );
+    // a | (empty) x 5: T=3: no previous value, entering batches 1-3 -> a 1 (batch 1 is not in (2 s, 3 s]);
+    // T=6: 1 - leaving (3-5: none) + entering (none) = 1.
+    assert_eq!(run_inv(&[&["a"], &[], &[], &[], &[], &[]]), vec![(3000, vec![(s("a"), 1)]), (6000, vec![(s("a"), 1)])]);
+}
