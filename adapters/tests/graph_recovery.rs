@@ -148,9 +148,13 @@ fn fill(batch: &mut RecordBatch, items: &[(u8, i64)], offset: &mut i64) {
     }
 }
 
+/// What a run gave: each output's batches, and the error of the batch that failed the job, if one did.
+type RunOutput = (Vec<Vec<(i64, Vec<String>)>>, Option<String>);
+
 /// Runs every batch, crashing after each batch in `crashes`: the state is saved as a checkpoint file would hold
-/// it, the job is built anew and restored from it, and the run continues on the same grid.
-fn run(ops: &[Op], input: &[Vec<(u8, i64)>], crashes: &[usize]) -> Vec<Vec<(i64, Vec<String>)>> {
+/// it, the job is built anew and restored from it, and the run continues on the same grid. A batch that fails
+/// ends the run (as Spark, `reduce_by_key_and_window` with a filter fails on values that cancel).
+fn run(ops: &[Op], input: &[Vec<(u8, i64)>], crashes: &[usize]) -> RunOutput {
     let mut outputs: Vec<Vec<(i64, Vec<String>)>> = Vec::new();
     let mut c: Collected = Rc::new(RefCell::new(Vec::new()));
     let mut engine = Engine::new(build(ops, &c), BatchTimer::first_start(Time(0), INTERVAL));
@@ -168,7 +172,10 @@ fn run(ops: &[Op], input: &[Vec<(u8, i64)>], crashes: &[usize]) -> Vec<Vec<(i64,
     for (i, items) in input.iter().enumerate() {
         let t = Time((i as i64 + 1) * INTERVAL.0);
         fill(&mut batch, items, &mut offset);
-        engine.run_batch(t, &mut batch, &ManualClock::new(t)).unwrap();
+        if let Err(e) = engine.run_batch(t, &mut batch, &ManualClock::new(t)) {
+            take(&c, &mut outputs);
+            return (outputs, Some(e.to_string()));
+        }
         if crashes.contains(&i) {
             let fingerprint = Fingerprint::of_job("t", 1, "graph", engine.job_mut(), INTERVAL);
             let state = save_state(engine.job_mut()).unwrap();
@@ -193,7 +200,7 @@ fn run(ops: &[Op], input: &[Vec<(u8, i64)>], crashes: &[usize]) -> Vec<Vec<(i64,
         }
     }
     take(&c, &mut outputs);
-    outputs
+    (outputs, None)
 }
 
 proptest! {
@@ -216,7 +223,7 @@ fn a_lost_operator_state_is_noticed() {
     // Mutation check of the property above: restoring into a job without the window's state differs.
     let ops = [Op::ReduceWindow { length: 3000, slide: 1000, inverse: true, filter: false }];
     let input = vec![vec![(0, 1)], vec![(0, 2)], vec![], vec![]];
-    let whole = run(&ops, &input, &[]);
+    let whole = run(&ops, &input, &[]).0;
     let c: Collected = Rc::new(RefCell::new(Vec::new()));
     let mut engine = Engine::new(build(&ops, &c), BatchTimer::first_start(Time(0), INTERVAL));
     let mut batch = RecordBatch::new();

@@ -24,9 +24,11 @@ use crate::jvm::{JvmDisplay, StableHash};
 use crate::record::RecordRef;
 use crate::stateful::Stateful;
 use crate::stream::{
-    input, Count, DStream, DStreamExt, Filter, FlatMap, Graph, Input, MalformedPolicy, Map, MapValues, MapWithState,
-    MappingFunction, OutputError, OutputOp, RecordParser, ReduceByKey, ReducedWindow, Shared, Snapshots, StateSpec,
-    Union, UpdateStateByKey, Window,
+    input, CoGroup, CoGroupAll, Count, CountByValue, CountByValueAndWindow, CountByWindow, DStream, DStreamExt, Filter,
+    FlatMap, FullOuterJoin, Graph, GroupByKey, GroupByKeyAndWindow, InnerJoin, Input, LeftOuterJoin, MalformedPolicy,
+    Map, MapValues, MapWithState, MappingFunction, OutputError, OutputOp, RecordParser, Reduce, ReduceByKey,
+    ReduceByWindow, ReducedByWindow, ReducedWindow, RightOuterJoin, Shared, Snapshots, StateSpec, Transform,
+    TransformWith, Union, UpdateStateByKey, Window,
 };
 use crate::time::{Duration, Time};
 use serde::de::DeserializeOwned;
@@ -267,6 +269,83 @@ where
         self.graph.stream(self.up().count())
     }
 
+    /// `transform((rdd, time) => ...)`: `f` turns each batch's elements into the batch's output.
+    pub fn transform<U, F>(&self, f: F) -> Stream<Transform<Shared<D>, F>>
+    where
+        U: Clone + 'static,
+        F: FnMut(Time, Vec<D::Item>) -> Vec<U> + 'static,
+    {
+        self.graph.stream(self.up().transform(f))
+    }
+
+    /// `transformWith(other, (rdd1, rdd2, time) => ...)`: `f` turns each batch's elements of this stream and
+    /// `other` (same slide) into the batch's output.
+    pub fn transform_with<E, U, F>(&self, other: &Stream<E>, f: F) -> Stream<TransformWith<Shared<D>, Shared<E>, F>>
+    where
+        E: DStream + 'static,
+        E::Item: Clone + 'static,
+        U: Clone + 'static,
+        F: FnMut(Time, Vec<D::Item>, Vec<E::Item>) -> Vec<U> + 'static,
+    {
+        self.graph.stream(self.up().transform_with(other.up(), f))
+    }
+
+    /// `reduce`: one element per batch with elements, folded with `f` in arrival order.
+    pub fn reduce<F: FnMut(D::Item, D::Item) -> D::Item + 'static>(&self, f: F) -> Stream<Reduce<Shared<D>, F>> {
+        self.graph.stream(self.up().reduce(f))
+    }
+
+    /// `countByValue`: (element, count) per batch, in order of first appearance.
+    pub fn count_by_value(&self) -> Stream<CountByValue<Shared<D>>>
+    where
+        D::Item: Hash + Eq,
+    {
+        self.graph.stream(self.up().count_by_value())
+    }
+
+    /// `reduceByWindow(f, length, slide)`: Spark's `reduce(f).window(length, slide).reduce(f)`.
+    pub fn reduce_by_window<F>(&self, f: F, length: Duration, slide: Duration) -> Stream<ReduceByWindow<Shared<D>, F>>
+    where
+        D::Item: Serialize + DeserializeOwned,
+        F: FnMut(D::Item, D::Item) -> D::Item + Clone + 'static,
+    {
+        self.graph.stream(self.up().reduce_by_window(f, length, slide))
+    }
+
+    /// `reduceByWindow(f, inverse, length, slide)`: the previous window's value minus what left plus what entered.
+    pub fn reduce_by_window_inv<F, G>(
+        &self,
+        f: F,
+        inverse: G,
+        length: Duration,
+        slide: Duration,
+    ) -> Stream<ReducedByWindow<Shared<D>, F, G>>
+    where
+        D::Item: Serialize + DeserializeOwned,
+        F: FnMut(D::Item, D::Item) -> D::Item + 'static,
+        G: FnMut(D::Item, D::Item) -> D::Item + 'static,
+    {
+        self.graph.stream(self.up().reduce_by_window_inv(f, inverse, length, slide))
+    }
+
+    /// `countByWindow(length, slide)`: the number of elements in the window at each slide (nothing until a first
+    /// element has entered, 0 once all have left).
+    pub fn count_by_window(&self, length: Duration, slide: Duration) -> Stream<CountByWindow<Shared<D>>> {
+        self.graph.stream(self.up().count_by_window(length, slide))
+    }
+
+    /// `countByValueAndWindow(length, slide)`: (element, count in the window), sorted, counts of 0 dropped.
+    pub fn count_by_value_and_window(
+        &self,
+        length: Duration,
+        slide: Duration,
+    ) -> Stream<CountByValueAndWindow<Shared<D>>>
+    where
+        D::Item: Hash + Eq + Ord + fmt::Debug + Serialize + DeserializeOwned,
+    {
+        self.graph.stream(self.up().count_by_value_and_window(length, slide))
+    }
+
     /// `window(length, slide)`: at each slide, the elements of the batches in the last `length`.
     pub fn window(&self, length: Duration, slide: Duration) -> Stream<Window<Shared<D>>>
     where
@@ -309,6 +388,92 @@ where
         self.graph.stream(self.up().map_values(f))
     }
 
+    /// `groupByKeyAndWindow(length, slide)`: (key, its values in the window, oldest first), at each slide.
+    pub fn group_by_key_and_window(
+        &self,
+        length: Duration,
+        slide: Duration,
+    ) -> Stream<GroupByKeyAndWindow<Shared<D>, K, V>>
+    where
+        K: Hash + Eq + Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+    {
+        self.graph.stream(self.up().group_by_key_and_window(length, slide))
+    }
+
+    /// `groupByKey` within each batch: (key, values in arrival order), keys in order of first appearance.
+    pub fn group_by_key(&self) -> Stream<GroupByKey<Shared<D>, K, V>>
+    where
+        K: Hash + Eq,
+    {
+        self.graph.stream(self.up().group_by_key())
+    }
+
+    /// `cogroup` with another keyed stream of the same slide: (key, (values here, values there)) per batch; keys
+    /// in order of first appearance here, then those only in `other`.
+    #[allow(clippy::type_complexity)]
+    pub fn cogroup<E, W>(&self, other: &Stream<E>) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, CoGroupAll>>
+    where
+        K: Hash + Eq,
+        E: DStream<Item = (K, W)> + 'static,
+        W: Clone + 'static,
+    {
+        self.graph.stream(self.up().cogroup(other.up()))
+    }
+
+    /// `join` with another keyed stream of the same slide: (key, (v, w)) for every pair of a key's values.
+    #[allow(clippy::type_complexity)]
+    pub fn join<E, W>(&self, other: &Stream<E>) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, InnerJoin>>
+    where
+        K: Hash + Eq,
+        E: DStream<Item = (K, W)> + 'static,
+        W: Clone + 'static,
+    {
+        self.graph.stream(self.up().join(other.up()))
+    }
+
+    /// `leftOuterJoin`: as [`join`](Self::join), with (v, None) for keys only in this stream.
+    #[allow(clippy::type_complexity)]
+    pub fn left_outer_join<E, W>(
+        &self,
+        other: &Stream<E>,
+    ) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, LeftOuterJoin>>
+    where
+        K: Hash + Eq,
+        E: DStream<Item = (K, W)> + 'static,
+        W: Clone + 'static,
+    {
+        self.graph.stream(self.up().left_outer_join(other.up()))
+    }
+
+    /// `rightOuterJoin`: as [`join`](Self::join), with (None, w) for keys only in `other`.
+    #[allow(clippy::type_complexity)]
+    pub fn right_outer_join<E, W>(
+        &self,
+        other: &Stream<E>,
+    ) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, RightOuterJoin>>
+    where
+        K: Hash + Eq,
+        E: DStream<Item = (K, W)> + 'static,
+        W: Clone + 'static,
+    {
+        self.graph.stream(self.up().right_outer_join(other.up()))
+    }
+
+    /// `fullOuterJoin`: as [`join`](Self::join), with (v, None) or (None, w) for keys in one stream only.
+    #[allow(clippy::type_complexity)]
+    pub fn full_outer_join<E, W>(
+        &self,
+        other: &Stream<E>,
+    ) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, FullOuterJoin>>
+    where
+        K: Hash + Eq,
+        E: DStream<Item = (K, W)> + 'static,
+        W: Clone + 'static,
+    {
+        self.graph.stream(self.up().full_outer_join(other.up()))
+    }
+
     /// `reduceByKey` within each batch; keys in the order of their first element.
     pub fn reduce_by_key<F>(&self, f: F) -> Stream<ReduceByKey<Shared<D>, K, V, F>>
     where
@@ -346,7 +511,7 @@ where
         filter: Option<H>,
     ) -> Stream<ReducedWindow<Shared<D>, K, V, F, G, H>>
     where
-        K: Hash + Eq + Ord + Serialize + DeserializeOwned,
+        K: Hash + Eq + Ord + fmt::Debug + Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
         F: FnMut(V, V) -> V + 'static,
         G: FnMut(V, V) -> V + 'static,
@@ -364,6 +529,21 @@ where
         F: FnMut(&[V], Option<S>) -> Option<S> + 'static,
     {
         self.graph.stream(self.up().update_state_by_key(f))
+    }
+
+    /// `updateStateByKey(f, partitioner, initialRDD)`: as [`update_state_by_key`](Self::update_state_by_key), the
+    /// first batch that computes seeing `initial` as the previous state.
+    pub fn update_state_by_key_with_initial<S, F>(
+        &self,
+        f: F,
+        initial: Vec<(K, S)>,
+    ) -> Stream<UpdateStateByKey<Shared<D>, K, V, S, F>>
+    where
+        K: Ord + Serialize + DeserializeOwned,
+        S: Clone + Serialize + DeserializeOwned + 'static,
+        F: FnMut(&[V], Option<S>) -> Option<S> + 'static,
+    {
+        self.graph.stream(self.up().update_state_by_key_with_initial(f, initial))
     }
 
     /// `mapWithState(spec)`: the spec's function once per record, with the key's state; see [`StateSpec`].
@@ -467,6 +647,51 @@ mod tests {
         };
         let want =
             format!("{}1\n1\n2\n\n{}(a,2)\n(b,1)\n\n{}2\n\n{}(a,2)\n(b,2)\n\n", h(1000), h(1000), h(2000), h(2000));
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn joins_count_by_value_and_reduce_as_stream_methods() {
+        // One input read by both sides of the join: "k=v" records; the left side keeps v < 10, the right v >= 10.
+        // Batch a=1 b=2 a=10 c=30: left a [1], b [2]; right a [10], c [30]. leftOuterJoin: (a,(1,Some(10)))
+        // (b,(2,None)); fullOuterJoin adds (c,(None,Some(30))); countByValue of the keys: a 2, b 1, c 1 (first
+        // appearance); reduce of the values: 43.
+        let g = GraphBuilder::new();
+        let kv = g.records().map(|r| {
+            let s = String::from_utf8_lossy(r.value).into_owned();
+            let (k, v) = s.split_once('=').unwrap();
+            (k.to_string(), v.parse::<i64>().unwrap())
+        });
+        let left = kv.filter(|(_, v)| *v < 10);
+        let right = kv.filter(|(_, v)| *v >= 10);
+        left.left_outer_join(&right).print(10);
+        left.full_outer_join(&right).print(10);
+        kv.map(|(k, _)| k).count_by_value().print(10);
+        kv.map(|(_, v)| v).reduce(|a, b| a + b).print(10);
+        let out = run(&g, &[&["a=1", "b=2", "a=10", "c=30"]]);
+        let h =
+            "-------------------------------------------\nTime: 1000 ms\n-------------------------------------------\n";
+        let want = format!(
+            "{h}(a,(1,Some(10)))\n(b,(2,None))\n\n{h}(a,(Some(1),Some(10)))\n(b,(Some(2),None))\n(c,(None,Some(30)))\n\n\
+             {h}(a,2)\n(b,1)\n(c,1)\n\n{h}43\n\n"
+        );
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn windowed_counts_as_stream_methods() {
+        // Window 2 s, slide 1 s over x y x | x: countByWindow 3 then 4; countByValueAndWindow (x,2) (y,1) then
+        // (x,3) (y,1), sorted.
+        let g = GraphBuilder::new();
+        let words = g.records().map(|r| String::from_utf8_lossy(r.value).into_owned());
+        let (l, s) = (Duration::from_secs(2), Duration::from_secs(1));
+        words.count_by_window(l, s).print(10);
+        words.count_by_value_and_window(l, s).print(10);
+        let out = run(&g, &[&["x", "y", "x"], &["x"]]);
+        let h = |t: i64| {
+            format!("-------------------------------------------\nTime: {t} ms\n-------------------------------------------\n")
+        };
+        let want = format!("{}3\n\n{}(x,2)\n(y,1)\n\n{}4\n\n{}(x,3)\n(y,1)\n\n", h(1000), h(1000), h(2000), h(2000));
         assert_eq!(out, want);
     }
 

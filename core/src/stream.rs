@@ -66,9 +66,22 @@ pub enum JobError {
         /// What went wrong.
         error: StateError,
     },
-    /// A stream was configured against Spark's rules (e.g. a window not a multiple of the batch interval).
+    /// A stream was configured against Spark's rules (e.g. a window not a multiple of its parent's slide).
     #[error("invalid stream configuration: {0}")]
-    Config(String),
+    Config(ConfigError),
+    /// `reduce_by_key_and_window` with an inverse met a key that is in the batches leaving the window but neither
+    /// in the previous window (a filter dropped it) nor in the batches entering it, so its value cannot be known:
+    /// Spark fails the batch the same way.
+    #[error(
+        "reduce_by_key_and_window in batch {time}, key {key}: Neither previous window has value for key, nor new \
+         values found (the filter dropped the key from an earlier window while its values were still in it)"
+    )]
+    WindowInconsistent {
+        /// Batch time.
+        time: Time,
+        /// The key, as `Debug` prints it.
+        key: String,
+    },
     /// The batch's records could not be read.
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -79,6 +92,54 @@ pub enum JobError {
         time: Time,
         /// What went wrong.
         reason: String,
+    },
+}
+
+/// A stream configured against Spark's rules: found at the first batch (when the batch interval is known), as
+/// Spark finds them when the graph is built or started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A window's length or slide is not a multiple of its parent's slide (Spark's `WindowedDStream` and
+    /// `ReducedWindowedDStream` refuse it).
+    #[error(
+        "the {what} of {operator} ({value}) must be a multiple of the slide duration of its parent stream ({parent})"
+    )]
+    WindowNotMultiple {
+        /// The operator (`window`, `reduce_by_key_and_window`).
+        operator: &'static str,
+        /// `window length` or `slide`.
+        what: &'static str,
+        /// The length or slide given.
+        value: Duration,
+        /// The parent stream's slide.
+        parent: Duration,
+    },
+    /// A union, cogroup or join of streams whose slides differ (Spark: "Array of DStreams have different slide
+    /// times").
+    #[error("{operator} of streams with different slide times ({first} and {second})")]
+    DifferentSlides {
+        /// The operator (`union`, `join`, ...).
+        operator: &'static str,
+        /// The first stream's slide.
+        first: Duration,
+        /// The other stream's slide.
+        second: Duration,
+    },
+    /// A state checkpoint interval below its stream's slide or not a multiple of it (Spark's
+    /// `DStream.validateAtStart`).
+    #[error(
+        "the checkpoint interval of {operator} has been set to {interval}, which is {problem} its slide time \
+         ({slide}); set it to a multiple of {slide}"
+    )]
+    CheckpointInterval {
+        /// The operator (`map_with_state`).
+        operator: &'static str,
+        /// The interval given.
+        interval: Duration,
+        /// The stream's slide.
+        slide: Duration,
+        /// `lower than` or `not a multiple of`.
+        problem: &'static str,
     },
 }
 
@@ -150,6 +211,9 @@ pub trait DStream {
     fn finish_each<G: Sink<Self::Item>>(&mut self, ctx: &mut BatchContext<'_>, sink: G) -> Result<bool, JobError>;
     /// Visits the stateful operators this stream is built from (parents first), then itself if it is one.
     fn visit_state(&mut self, visit: &mut StateVisit<'_>);
+    /// The stream's slide duration (Spark's `slideDuration`): it has output only at multiples of it. An input
+    /// slides by the batch interval `batch`, a window by its slide; other operators by their parent's.
+    fn slide(&self, batch: Duration) -> Duration;
 
     /// Computes a whole batch whose input is all in `ctx` (begin, one part, finish) into `out`.
     fn compute(&mut self, ctx: &mut BatchContext<'_>, out: &mut Vec<Self::Item>) -> Result<bool, JobError>
@@ -331,6 +395,10 @@ impl<F: RecordParser> DStream for Input<F> {
     }
 
     fn visit_state(&mut self, _visit: &mut StateVisit<'_>) {}
+
+    fn slide(&self, batch: Duration) -> Duration {
+        batch
+    }
 }
 
 /// Parses records for [`Input`]: elements go to the sink, malformed records to the batch's list, or, under
@@ -402,6 +470,9 @@ impl<P: DStream, U, F: FnMut(P::Item) -> U> DStream for Map<P, F> {
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
     }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
 }
 
 /// `flatMap`.
@@ -424,6 +495,9 @@ impl<P: DStream, I: IntoIterator, F: FnMut(P::Item) -> I> DStream for FlatMap<P,
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
     }
 }
 
@@ -456,6 +530,9 @@ impl<P: DStream, F: FnMut(&P::Item) -> bool> DStream for Filter<P, F> {
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
     }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
 }
 
 /// `mapValues`.
@@ -479,6 +556,9 @@ impl<K, V, U, P: DStream<Item = (K, V)>, F: FnMut(V) -> U> DStream for MapValues
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
     }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
 }
 
 /// `union`: this batch's elements of the first stream, then of the second.
@@ -490,6 +570,10 @@ pub struct Union<A: DStream, B: DStream> {
 impl<T, A: DStream<Item = T>, B: DStream<Item = T>> DStream for Union<A, B> {
     type Item = T;
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let (first, second) = (self.a.slide(ctx.interval), self.b.slide(ctx.interval));
+        if first != second {
+            return Err(JobError::Config(ConfigError::DifferentSlides { operator: "union", first, second }));
+        }
         self.buf.clear();
         self.a.begin(ctx)?;
         self.b.begin(ctx)
@@ -509,6 +593,9 @@ impl<T, A: DStream<Item = T>, B: DStream<Item = T>> DStream for Union<A, B> {
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.a.visit_state(visit);
         self.b.visit_state(visit);
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.a.slide(batch)
     }
 }
 
@@ -537,6 +624,9 @@ impl<P: DStream> DStream for Count<P> {
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
     }
 }
 
@@ -597,6 +687,426 @@ impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>, F: FnMut(V, V) -> V> DS
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
+}
+
+/// `reduce`: one element per batch with elements, every element folded with `f` in arrival order; nothing for an
+/// empty batch (Spark: `map(x => (null, x)).reduceByKey(f, 1).map(_._2)`, an empty RDD).
+pub struct Reduce<P: DStream, F> {
+    parent: P,
+    f: F,
+    acc: Option<P::Item>,
+}
+impl<P: DStream, F: FnMut(P::Item, P::Item) -> P::Item> DStream for Reduce<P, F> {
+    type Item = P::Item;
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.acc = None;
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: Sink<P::Item>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let (acc, f) = (&mut self.acc, &mut self.f);
+        self.parent.feed_each(ctx, |x| fold(acc, x, f))
+    }
+    fn finish_each<G: Sink<P::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let (acc, f) = (&mut self.acc, &mut self.f);
+        let has = self.parent.finish_each(ctx, |x| fold(acc, x, f))?;
+        if let Some(x) = self.acc.take() {
+            sink.push(x);
+        }
+        Ok(has)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
+}
+
+#[inline(always)]
+fn fold<T>(acc: &mut Option<T>, x: T, f: &mut impl FnMut(T, T) -> T) {
+    *acc = Some(match acc.take() {
+        Some(a) => f(a, x),
+        None => x,
+    });
+}
+
+/// `countByValue`: (element, number of times it occurs in the batch), in order of first appearance.
+pub type CountByValue<P> = ReduceByKey<
+    Map<P, fn(<P as DStream>::Item) -> (<P as DStream>::Item, i64)>,
+    <P as DStream>::Item,
+    i64,
+    fn(i64, i64) -> i64,
+>;
+
+fn with_one<T>(x: T) -> (T, i64) {
+    (x, 1)
+}
+
+fn add_i64(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+fn sub_i64(a: i64, b: i64) -> i64 {
+    a - b
+}
+
+fn nonzero<K>(kv: &(K, i64)) -> bool {
+    kv.1 != 0
+}
+
+fn keyed_by_unit<T>(x: T) -> ((), T) {
+    ((), x)
+}
+
+fn unkeyed<T>(kv: ((), T)) -> T {
+    kv.1
+}
+
+fn to_one<T>(_: T) -> i64 {
+    1
+}
+
+fn concat<V>(vs: Vec<Vec<V>>) -> Vec<V> {
+    vs.into_iter().flatten().collect()
+}
+
+/// `reduceByWindow(f, length, slide)` without an inverse: Spark's `reduce(f).window(length, slide).reduce(f)`.
+pub type ReduceByWindow<P, F> = Reduce<Window<Reduce<P, F>>, F>;
+
+/// `reduceByWindow(f, inverse, length, slide)`: Spark's `map((1, _)).reduceByKeyAndWindow(f, inverse, ...)
+/// .map(_._2)`: once an element has entered, the window always has a value (the reduction of what is left).
+pub type ReducedByWindow<P, F, G> = Map<
+    ReducedWindow<
+        Map<P, fn(<P as DStream>::Item) -> ((), <P as DStream>::Item)>,
+        (),
+        <P as DStream>::Item,
+        F,
+        G,
+        fn(&((), <P as DStream>::Item)) -> bool,
+    >,
+    fn(((), <P as DStream>::Item)) -> <P as DStream>::Item,
+>;
+
+/// `countByWindow(length, slide)`: Spark's `map(_ => 1L).reduceByWindow(_ + _, _ - _, length, slide)`.
+pub type CountByWindow<P> =
+    ReducedByWindow<Map<P, fn(<P as DStream>::Item) -> i64>, fn(i64, i64) -> i64, fn(i64, i64) -> i64>;
+
+/// `countByValueAndWindow(length, slide)`: Spark's `map((_, 1L)).reduceByKeyAndWindow(_ + _, _ - _, length,
+/// slide, filter = count != 0)`.
+pub type CountByValueAndWindow<P> = ReducedWindow<
+    Map<P, fn(<P as DStream>::Item) -> (<P as DStream>::Item, i64)>,
+    <P as DStream>::Item,
+    i64,
+    fn(i64, i64) -> i64,
+    fn(i64, i64) -> i64,
+    fn(&(<P as DStream>::Item, i64)) -> bool,
+>;
+
+/// `groupByKeyAndWindow(length, slide)`: Spark's `groupByKey().window(length, slide)` with each key's groups
+/// concatenated (oldest batch first); keys in order of first appearance in the window.
+pub type GroupByKeyAndWindow<P, K, V> =
+    MapValues<GroupByKey<Window<GroupByKey<P, K, V>>, K, Vec<V>>, fn(Vec<Vec<V>>) -> Vec<V>>;
+
+/// `groupByKey` within one batch: (key, its values in arrival order), keys in order of first appearance.
+pub struct GroupByKey<P, K, V> {
+    parent: P,
+    index: FxHashMap<K, usize>,
+    groups: Vec<(K, Vec<V>)>,
+}
+
+impl<P, K: Hash + Eq + Clone, V> GroupByKey<P, K, V> {
+    fn add(index: &mut FxHashMap<K, usize>, groups: &mut Vec<(K, Vec<V>)>, k: K, v: V) {
+        match index.get(&k) {
+            Some(&i) => groups[i].1.push(v),
+            None => {
+                index.insert(k.clone(), groups.len());
+                groups.push((k, vec![v]));
+            }
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>> DStream for GroupByKey<P, K, V> {
+    type Item = (K, Vec<V>);
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.index.clear();
+        self.groups.clear();
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: Sink<(K, Vec<V>)>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let (index, groups) = (&mut self.index, &mut self.groups);
+        self.parent.feed_each(ctx, |(k, v)| Self::add(index, groups, k, v))
+    }
+    fn finish_each<G: Sink<(K, Vec<V>)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let (index, groups) = (&mut self.index, &mut self.groups);
+        let has = self.parent.finish_each(ctx, |(k, v)| Self::add(index, groups, k, v))?;
+        self.index.clear();
+        self.groups.drain(..).for_each(|x| sink.push(x));
+        Ok(has)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
+}
+
+/// What a [`CoGroup`] emits for each key: the cogroup itself or one of the joins (Spark's `PairRDDFunctions`).
+pub trait CoGroupKind<K, V, W> {
+    /// The operator's name, for errors.
+    const NAME: &'static str;
+    /// Element type.
+    type Output;
+    /// Emits the elements of one key, given its values in each stream (at least one is not empty).
+    fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G);
+}
+
+/// `cogroup`: (key, (values in the first stream, values in the second)).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoGroupAll;
+impl<K, V, W> CoGroupKind<K, V, W> for CoGroupAll {
+    const NAME: &'static str = "cogroup";
+    type Output = (K, (Vec<V>, Vec<W>));
+    fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G) {
+        sink.push((k, (vs, ws)))
+    }
+}
+
+/// `join`: for a key in both streams, every (v, w), v outer and w inner, in arrival order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InnerJoin;
+impl<K: Clone, V: Clone, W: Clone> CoGroupKind<K, V, W> for InnerJoin {
+    const NAME: &'static str = "join";
+    type Output = (K, (V, W));
+    fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G) {
+        for v in &vs {
+            for w in &ws {
+                sink.push((k.clone(), (v.clone(), w.clone())));
+            }
+        }
+    }
+}
+
+/// `leftOuterJoin`: as `join`, and (v, None) for a key only in the first stream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeftOuterJoin;
+impl<K: Clone, V: Clone, W: Clone> CoGroupKind<K, V, W> for LeftOuterJoin {
+    const NAME: &'static str = "left_outer_join";
+    type Output = (K, (V, Option<W>));
+    fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G) {
+        if ws.is_empty() {
+            vs.into_iter().for_each(|v| sink.push((k.clone(), (v, None))));
+            return;
+        }
+        for v in &vs {
+            for w in &ws {
+                sink.push((k.clone(), (v.clone(), Some(w.clone()))));
+            }
+        }
+    }
+}
+
+/// `rightOuterJoin`: as `join`, and (None, w) for a key only in the second stream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RightOuterJoin;
+impl<K: Clone, V: Clone, W: Clone> CoGroupKind<K, V, W> for RightOuterJoin {
+    const NAME: &'static str = "right_outer_join";
+    type Output = (K, (Option<V>, W));
+    fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G) {
+        if vs.is_empty() {
+            ws.into_iter().for_each(|w| sink.push((k.clone(), (None, w))));
+            return;
+        }
+        for v in &vs {
+            for w in &ws {
+                sink.push((k.clone(), (Some(v.clone()), w.clone())));
+            }
+        }
+    }
+}
+
+/// `fullOuterJoin`: as `join`, and (v, None) or (None, w) for a key in one stream only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FullOuterJoin;
+impl<K: Clone, V: Clone, W: Clone> CoGroupKind<K, V, W> for FullOuterJoin {
+    const NAME: &'static str = "full_outer_join";
+    type Output = (K, (Option<V>, Option<W>));
+    fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G) {
+        if ws.is_empty() {
+            vs.into_iter().for_each(|v| sink.push((k.clone(), (Some(v), None))));
+        } else if vs.is_empty() {
+            ws.into_iter().for_each(|w| sink.push((k.clone(), (None, Some(w)))));
+        } else {
+            for v in &vs {
+                for w in &ws {
+                    sink.push((k.clone(), (Some(v.clone()), Some(w.clone()))));
+                }
+            }
+        }
+    }
+}
+
+/// `cogroup` and the joins of two keyed streams with the same slide, within one batch. Keys come in order of
+/// first appearance in the first stream, then those only in the second in order of first appearance there
+/// (whatever parts the batch arrives in); values in arrival order. Spark's order (hash partitions) differs.
+pub struct CoGroup<A, B, K, V, W, J> {
+    a: A,
+    b: B,
+    index: FxHashMap<K, usize>,
+    groups: Vec<(K, Vec<V>, Vec<W>)>,
+    right: Vec<(K, W)>,
+    kind: std::marker::PhantomData<J>,
+}
+
+impl<K: Hash + Eq + Clone, V, W> CoGroup<(), (), K, V, W, ()> {
+    fn add_left(index: &mut FxHashMap<K, usize>, groups: &mut Vec<(K, Vec<V>, Vec<W>)>, k: K, v: V) {
+        match index.get(&k) {
+            Some(&i) => groups[i].1.push(v),
+            None => {
+                index.insert(k.clone(), groups.len());
+                groups.push((k, vec![v], Vec::new()));
+            }
+        }
+    }
+}
+
+impl<K, V, W, A, B, J> DStream for CoGroup<A, B, K, V, W, J>
+where
+    K: Hash + Eq + Clone,
+    A: DStream<Item = (K, V)>,
+    B: DStream<Item = (K, W)>,
+    J: CoGroupKind<K, V, W>,
+{
+    type Item = J::Output;
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let (first, second) = (self.a.slide(ctx.interval), self.b.slide(ctx.interval));
+        if first != second {
+            return Err(JobError::Config(ConfigError::DifferentSlides { operator: J::NAME, first, second }));
+        }
+        self.index.clear();
+        self.groups.clear();
+        self.right.clear();
+        self.a.begin(ctx)?;
+        self.b.begin(ctx)
+    }
+    fn feed_each<G: Sink<J::Output>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let (index, groups, right) = (&mut self.index, &mut self.groups, &mut self.right);
+        self.a.feed_each(ctx, |(k, v)| CoGroup::<(), (), K, V, W, ()>::add_left(index, groups, k, v))?;
+        self.b.feed_each(ctx, |x| right.push(x))
+    }
+    fn finish_each<G: Sink<J::Output>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let (index, groups, right) = (&mut self.index, &mut self.groups, &mut self.right);
+        let ha = self.a.finish_each(ctx, |(k, v)| CoGroup::<(), (), K, V, W, ()>::add_left(index, groups, k, v))?;
+        let hb = self.b.finish_each(ctx, |x| right.push(x))?;
+        // The second stream's values once the first's are all in: the key order does not depend on the parts.
+        for (k, w) in self.right.drain(..) {
+            match self.index.get(&k) {
+                Some(&i) => self.groups[i].2.push(w),
+                None => {
+                    self.index.insert(k.clone(), self.groups.len());
+                    self.groups.push((k, Vec::new(), vec![w]));
+                }
+            }
+        }
+        self.index.clear();
+        for (k, vs, ws) in self.groups.drain(..) {
+            J::emit(k, vs, ws, &mut sink);
+        }
+        Ok(ha || hb)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.a.visit_state(visit);
+        self.b.visit_state(visit);
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.a.slide(batch)
+    }
+}
+
+/// `transform`: a function of each batch's time and elements (all of them, in order) gives the batch's elements
+/// (Spark's `transform((rdd, time) => ...)`); called only at times the stream has output.
+pub struct Transform<P: DStream, F> {
+    parent: P,
+    f: F,
+    buf: Vec<P::Item>,
+}
+impl<P: DStream, U, F: FnMut(Time, Vec<P::Item>) -> Vec<U>> DStream for Transform<P, F> {
+    type Item = U;
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.buf.clear();
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: Sink<U>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let buf = &mut self.buf;
+        self.parent.feed_each(ctx, |x| buf.push(x))
+    }
+    fn finish_each<G: Sink<U>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let buf = &mut self.buf;
+        let has = self.parent.finish_each(ctx, |x| buf.push(x))?;
+        let items = std::mem::take(&mut self.buf);
+        if has {
+            (self.f)(ctx.time, items).into_iter().for_each(|x| sink.push(x));
+        }
+        Ok(has)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
+}
+
+/// `transformWith`: a function of each batch's time and the elements of two streams with the same slide gives
+/// the batch's elements (Spark's `transformWith(other, (rdd1, rdd2, time) => ...)`).
+pub struct TransformWith<A: DStream, B: DStream, F> {
+    a: A,
+    b: B,
+    f: F,
+    left: Vec<A::Item>,
+    right: Vec<B::Item>,
+}
+impl<A: DStream, B: DStream, U, F: FnMut(Time, Vec<A::Item>, Vec<B::Item>) -> Vec<U>> DStream
+    for TransformWith<A, B, F>
+{
+    type Item = U;
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        let (first, second) = (self.a.slide(ctx.interval), self.b.slide(ctx.interval));
+        if first != second {
+            return Err(JobError::Config(ConfigError::DifferentSlides { operator: "transform_with", first, second }));
+        }
+        self.left.clear();
+        self.right.clear();
+        self.a.begin(ctx)?;
+        self.b.begin(ctx)
+    }
+    fn feed_each<G: Sink<U>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
+        let (left, right) = (&mut self.left, &mut self.right);
+        self.a.feed_each(ctx, |x| left.push(x))?;
+        self.b.feed_each(ctx, |x| right.push(x))
+    }
+    fn finish_each<G: Sink<U>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let (left, right) = (&mut self.left, &mut self.right);
+        let ha = self.a.finish_each(ctx, |x| left.push(x))?;
+        let hb = self.b.finish_each(ctx, |x| right.push(x))?;
+        let (l, r) = (std::mem::take(&mut self.left), std::mem::take(&mut self.right));
+        let has = ha || hb;
+        if has {
+            (self.f)(ctx.time, l, r).into_iter().for_each(|x| sink.push(x));
+        }
+        Ok(has)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.a.visit_state(visit);
+        self.b.visit_state(visit);
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.a.slide(batch)
     }
 }
 
@@ -689,6 +1199,9 @@ where
             self.slot.borrow_mut().node.visit_state(visit);
         }
     }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.slot.borrow().node.slide(batch)
+    }
 }
 
 impl<D: DStream> SharedSlot<D>
@@ -744,7 +1257,7 @@ where
 {
     type Item = P::Item;
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        check_window(ctx.interval, self.length, self.slide)?;
+        check_window("window", self.parent.slide(ctx.interval), self.length, self.slide)?;
         self.current.clear();
         self.parent.begin(ctx)
     }
@@ -772,6 +1285,9 @@ where
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit);
         visit.visit(self);
+    }
+    fn slide(&self, _batch: Duration) -> Duration {
+        self.slide
     }
 }
 
@@ -807,11 +1323,12 @@ where
     }
 }
 
-fn check_window(interval: Duration, length: Duration, slide: Duration) -> Result<(), JobError> {
-    if !length.is_multiple_of(interval) || !slide.is_multiple_of(interval) {
-        return Err(JobError::Config(format!(
-            "window length {length} and slide {slide} must be multiples of the batch interval {interval}"
-        )));
+/// Spark's rule for windows: length and slide are multiples of the parent's slide.
+fn check_window(operator: &'static str, parent: Duration, length: Duration, slide: Duration) -> Result<(), JobError> {
+    for (what, value) in [("window length", length), ("slide", slide)] {
+        if !value.is_multiple_of(parent) {
+            return Err(JobError::Config(ConfigError::WindowNotMultiple { operator, what, value, parent }));
+        }
     }
     Ok(())
 }
@@ -840,7 +1357,7 @@ pub struct ReducedWindow<P, K: Ord, V, F, G, H> {
 
 impl<K, V, P, F, G, H> DStream for ReducedWindow<P, K, V, F, G, H>
 where
-    K: Hash + Eq + Ord + Clone + Serialize + DeserializeOwned,
+    K: Hash + Eq + Ord + Clone + fmt::Debug + Serialize + DeserializeOwned,
     V: Clone + Serialize + DeserializeOwned,
     P: DStream<Item = (K, V)>,
     F: FnMut(V, V) -> V,
@@ -849,7 +1366,7 @@ where
 {
     type Item = (K, V);
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        check_window(ctx.interval, self.length, self.slide)?;
+        check_window("reduce_by_key_and_window", self.parent.slide(ctx.interval), self.length, self.slide)?;
         self.reducer.drain().for_each(drop);
         self.parent.begin(ctx)
     }
@@ -860,9 +1377,11 @@ where
     fn finish_each<Z: Sink<(K, V)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: Z) -> Result<bool, JobError> {
         let (r, f) = (&mut self.reducer, &mut self.reduce);
         let has = self.parent.finish_each(ctx, |(k, v)| r.add(k, v, f))?;
-        let reduced: Vec<(K, V)> = if has { self.reducer.drain().collect() } else { Vec::new() };
+        if has {
+            let reduced: Vec<(K, V)> = self.reducer.drain().collect();
+            self.state.batches.push_back((ctx.time, reduced));
+        }
         self.reducer.drain().for_each(drop);
-        self.state.batches.push_back((ctx.time, reduced));
         if !ctx.is_multiple(self.slide) {
             return Ok(false);
         }
@@ -871,31 +1390,38 @@ where
         // Per key: values that left the window (reduced), values that entered (reduced).
         let mut left: BTreeMap<K, V> = BTreeMap::new();
         let mut entered: BTreeMap<K, V> = BTreeMap::new();
+        // Spark's slices: leaving (T - slide - length, T - length], entering (T - slide, T]; with a slide longer
+        // than the window a batch is in both.
         for (bt, kvs) in &self.state.batches {
-            let target = if *bt > prev {
-                &mut entered
-            } else if *bt > prev - self.length && *bt <= t - self.length {
-                &mut left
-            } else {
-                continue;
-            };
-            for (k, v) in kvs {
-                match target.get_mut(k) {
-                    Some(acc) => *acc = (self.reduce)(acc.clone(), v.clone()),
-                    None => {
-                        target.insert(k.clone(), v.clone());
+            let leaves = *bt > prev - self.length && *bt <= t - self.length;
+            for (target, yes) in [(&mut left, leaves), (&mut entered, *bt > prev)] {
+                if !yes {
+                    continue;
+                }
+                for (k, v) in kvs {
+                    match target.get_mut(k) {
+                        Some(acc) => *acc = (self.reduce)(acc.clone(), v.clone()),
+                        None => {
+                            target.insert(k.clone(), v.clone());
+                        }
                     }
                 }
             }
         }
         let mut next: BTreeMap<K, V> = BTreeMap::new();
         let mut old = std::mem::take(&mut self.state.window);
-        let mut keys: Vec<K> = old.keys().chain(entered.keys()).cloned().collect();
+        // Spark's cogroup of (previous window, leaving, entering): every key of any of the three.
+        let mut keys: Vec<K> = old.keys().chain(entered.keys()).chain(left.keys()).cloned().collect();
         keys.sort();
         keys.dedup();
         for k in keys {
             let value = match old.remove(&k) {
-                None => entered.remove(&k),
+                // No previous value: the entering values alone (Spark ignores the leaving ones here); with none
+                // entering either, the key's value cannot be known and Spark fails the batch.
+                None => match entered.remove(&k) {
+                    Some(e) => Some(e),
+                    None => return Err(JobError::WindowInconsistent { time: t, key: format!("{k:?}") }),
+                },
                 Some(mut v) => {
                     if let Some(l) = left.remove(&k) {
                         v = (self.inverse)(v, l);
@@ -928,6 +1454,9 @@ where
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit);
         visit.visit(self);
+    }
+    fn slide(&self, _batch: Duration) -> Duration {
+        self.slide
     }
 }
 
@@ -997,7 +1526,10 @@ where
     }
     fn finish_each<G: Sink<(K, S)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let grouped = &mut self.grouped;
-        self.parent.finish_each(ctx, |(k, v)| grouped.entry(k).or_default().push(v))?;
+        if !self.parent.finish_each(ctx, |(k, v)| grouped.entry(k).or_default().push(v))? {
+            // Between the parent's slides: the state stream does not compute (Spark's isTimeValid).
+            return Ok(false);
+        }
         let mut grouped = std::mem::take(&mut self.grouped);
         let mut old = std::mem::take(&mut self.state);
         let mut keys: Vec<K> = old.keys().chain(grouped.keys()).cloned().collect();
@@ -1015,6 +1547,9 @@ where
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit);
         visit.visit(self);
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
     }
 }
 
@@ -1167,7 +1702,7 @@ impl<F, K, S> StateSpec<F, K, S> {
         self.options.timeout = Some(d);
         self
     }
-    /// State checkpoint interval (default 10 x batch interval); also the SparkCompatible scan interval.
+    /// State checkpoint interval (default 10 x the stream's slide); also the SparkCompatible scan interval.
     pub fn checkpoint_interval(mut self, d: Duration) -> Self {
         self.options.checkpoint_interval = Some(d);
         self
@@ -1223,7 +1758,7 @@ pub struct MapWithState<P, F, K, S, M> {
     name: Option<String>,
     initialized: bool,
     map: StateMap<K, S>,
-    expired: Vec<K>,
+    expired: Vec<(Time, K)>,
     /// Under Spark's output order over several partitions: the batch's outputs with their state partition, handed
     /// on at the batch's end.
     tagged: Vec<(u32, M)>,
@@ -1306,6 +1841,14 @@ where
     }
 }
 
+impl<P: DStream, F, K, S, M> MapWithState<P, F, K, S, M> {
+    /// The state checkpoint interval for a given batch interval (by default 10 x the stream's slide, which is the
+    /// batch interval unless a window comes before).
+    pub fn checkpoint_interval(&self, batch: Duration) -> Duration {
+        self.options.checkpoint_interval.unwrap_or(self.parent.slide(batch) * 10)
+    }
+}
+
 impl<P, F, K, S, M> MapWithState<P, F, K, S, M> {
     /// True if outputs are grouped by state partition at the batch's end (Spark's order over several partitions).
     fn by_partition(&self) -> bool {
@@ -1322,9 +1865,15 @@ where
 {
     type Item = M;
 
-    /// Applies the initial state (first batch only) and forgets any unfinished batch.
+    /// Checks the checkpoint interval against the slide, applies the initial state (at the first slide) and
+    /// forgets any unfinished batch.
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        if !self.initialized {
+        let slide = self.parent.slide(ctx.interval);
+        if let Some(interval) = self.options.checkpoint_interval {
+            check_checkpoint_interval("map_with_state", interval, slide)?;
+        }
+        // Spark stamps the initial state with the first time the state stream computes: its first slide.
+        if !self.initialized && ctx.is_multiple(slide) {
             for (k, s) in self.initial.drain(..) {
                 self.map.insert(k, s, ctx.time);
             }
@@ -1354,53 +1903,71 @@ where
         let time = ctx.time;
         let by_partition = self.by_partition();
         let mut step = MwsStep::new(time, &self.options, &mut self.map, &mut self.func);
-        if by_partition {
+        let has = if by_partition {
             let tagged = &mut self.tagged;
-            self.parent.finish_each(ctx, MwsFeed { step: &mut step, emit: |p, m| tagged.push((p, m)) })?;
+            self.parent.finish_each(ctx, MwsFeed { step: &mut step, emit: |p, m| tagged.push((p, m)) })?
         } else {
-            self.parent.finish_each(ctx, MwsFeed { step: &mut step, emit: |_, m| sink.push(m) })?;
-        }
+            self.parent.finish_each(ctx, MwsFeed { step: &mut step, emit: |_, m| sink.push(m) })?
+        };
         if let Some(e) = step.failure {
             return Err(e);
         }
-        if !self.tagged.is_empty() {
-            // Stable: arrival order within each partition, as Spark's partitions are concatenated.
-            self.tagged.sort_by_key(|(p, _)| *p);
-            self.tagged.drain(..).for_each(|(_, m)| sink.push(m));
+        // Between the parent's slides (downstream of a window) the stream does not compute: no timeout scan.
+        if !has {
+            return Ok(false);
         }
-        if let Some(timeout) = self.options.timeout {
-            let scan = match self.options.timeout_scan {
-                TimeoutScan::EveryBatch => true,
-                TimeoutScan::SparkCompatible => {
-                    ctx.is_multiple(self.options.checkpoint_interval.unwrap_or(ctx.interval * 10))
-                }
-            };
-            if scan {
-                let threshold = time - timeout;
-                let map = &mut self.map;
-                for p in 0..map.parts.len() {
-                    self.expired.clear();
-                    self.expired
-                        .extend(map.parts[p].iter().filter(|(_, s)| s.updated_at < threshold).map(|(k, _)| k.clone()));
-                    self.expired.sort();
-                    for k in self.expired.drain(..) {
-                        let value = map.parts[p].remove(&k).map(|s| s.value);
-                        let mut st = State::wrap(value, true);
-                        match self.func.call(time, &k, None, &mut st) {
-                            Ok(Some(m)) => sink.push(m),
-                            Ok(None) => {}
-                            Err(error) => return Err(JobError::State { time, key: format!("{k:?}"), error }),
-                        }
-                    }
+        let scan = match self.options.timeout {
+            None => None,
+            Some(timeout) => match self.options.timeout_scan {
+                TimeoutScan::EveryBatch => Some(time - timeout),
+                TimeoutScan::SparkCompatible => ctx
+                    .is_multiple(self.options.checkpoint_interval.unwrap_or(self.parent.slide(ctx.interval) * 10))
+                    .then_some(time - timeout),
+            },
+        };
+        // Stable: arrival order within each partition.
+        self.tagged.sort_by_key(|(p, _)| *p);
+        let spark_order = self.options.output_order == OutputOrder::SparkPartitions;
+        let mut tagged = std::mem::take(&mut self.tagged);
+        let mut data = tagged.drain(..).peekable();
+        let map = &mut self.map;
+        for p in 0..map.parts.len() {
+            // Spark concatenates its state partitions; each one holds its data outputs, then its timed-out keys.
+            while let Some((_, m)) = data.next_if(|(q, _)| *q as usize == p) {
+                sink.push(m);
+            }
+            let Some(threshold) = scan else { continue };
+            self.expired.clear();
+            self.expired.extend(
+                map.parts[p].iter().filter(|(_, s)| s.updated_at < threshold).map(|(k, s)| (s.updated_at, k.clone())),
+            );
+            if spark_order {
+                // Spark's state map lists older generations (batches) first: oldest last update first.
+                self.expired.sort();
+            } else {
+                self.expired.sort_by(|a, b| a.1.cmp(&b.1));
+            }
+            for (_, k) in self.expired.drain(..) {
+                let value = map.parts[p].remove(&k).map(|s| s.value);
+                let mut st = State::wrap(value, true);
+                match self.func.call(time, &k, None, &mut st) {
+                    Ok(Some(m)) => sink.push(m),
+                    Ok(None) => {}
+                    Err(error) => return Err(JobError::State { time, key: format!("{k:?}"), error }),
                 }
             }
         }
+        data.for_each(|(_, m)| sink.push(m));
+        self.tagged = tagged;
         Ok(true)
     }
 
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.parent.visit_state(visit);
         visit.visit(self);
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
     }
 }
 
@@ -1457,10 +2024,6 @@ where
     pub fn state(&self) -> &StateMap<K, S> {
         &self.map
     }
-    /// The state checkpoint interval for a given batch interval (10 x batch by default).
-    pub fn checkpoint_interval(&self, batch: Duration) -> Duration {
-        self.options.checkpoint_interval.unwrap_or(batch * 10)
-    }
     /// Checkpointable content.
     pub fn checkpoint(&self) -> MapWithStateCheckpoint<K, S>
     where
@@ -1499,6 +2062,18 @@ where
         let shared = Shared::new(self);
         (shared.consumer(), Snapshots { inner: shared.consumer() })
     }
+}
+
+/// Spark's `DStream.validateAtStart` for a checkpoint interval: at least the slide, and a multiple of it.
+fn check_checkpoint_interval(operator: &'static str, interval: Duration, slide: Duration) -> Result<(), JobError> {
+    let problem = if interval < slide {
+        "lower than"
+    } else if !interval.is_multiple_of(slide) {
+        "not a multiple of"
+    } else {
+        return Ok(());
+    };
+    Err(JobError::Config(ConfigError::CheckpointInterval { operator, interval, slide, problem }))
 }
 
 /// What a `map_with_state` stream's state looks like from outside: for [`Snapshots`].
@@ -1548,12 +2123,17 @@ where
         self.inner.feed_each(ctx, drop)
     }
     fn finish_each<G: Sink<Self::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
-        self.inner.finish_each(ctx, drop)?;
+        if !self.inner.finish_each(ctx, drop)? {
+            return Ok(false);
+        }
         self.inner.with(|d| d.sorted_states()).into_iter().for_each(|x| sink.push(x));
         Ok(true)
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.inner.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.inner.slide(batch)
     }
 }
 
@@ -1688,6 +2268,140 @@ pub trait DStreamExt: DStream + Sized {
     fn count(self) -> Count<Self> {
         Count { parent: self, n: 0 }
     }
+    /// `transform((rdd, time) => ...)`: `f` turns each batch's elements into the batch's output.
+    fn transform<U, F: FnMut(Time, Vec<Self::Item>) -> Vec<U>>(self, f: F) -> Transform<Self, F> {
+        Transform { parent: self, f, buf: Vec::new() }
+    }
+    /// `transformWith(other, (rdd1, rdd2, time) => ...)`: `f` turns each batch's elements of both streams (same
+    /// slide) into the batch's output.
+    fn transform_with<B, U, F>(self, other: B, f: F) -> TransformWith<Self, B, F>
+    where
+        B: DStream,
+        F: FnMut(Time, Vec<Self::Item>, Vec<B::Item>) -> Vec<U>,
+    {
+        TransformWith { a: self, b: other, f, left: Vec::new(), right: Vec::new() }
+    }
+    /// `reduce`: one element per batch with elements, folded with `f` in arrival order.
+    fn reduce<F: FnMut(Self::Item, Self::Item) -> Self::Item>(self, f: F) -> Reduce<Self, F> {
+        Reduce { parent: self, f, acc: None }
+    }
+    /// `countByValue`: (element, count) per batch, in order of first appearance.
+    fn count_by_value(self) -> CountByValue<Self>
+    where
+        Self::Item: Hash + Eq + Clone,
+    {
+        let one: fn(Self::Item) -> (Self::Item, i64) = with_one;
+        self.map(one).reduce_by_key(add_i64 as fn(i64, i64) -> i64)
+    }
+    /// `groupByKey`: (key, values) per batch, keys in order of first appearance, values in arrival order.
+    fn group_by_key<K, V>(self) -> GroupByKey<Self, K, V>
+    where
+        Self: DStream<Item = (K, V)>,
+    {
+        GroupByKey { parent: self, index: FxHashMap::default(), groups: Vec::new() }
+    }
+    /// `cogroup` with another keyed stream of the same slide: (key, (values here, values there)) per batch.
+    fn cogroup<K, V, W, B>(self, other: B) -> CoGroup<Self, B, K, V, W, CoGroupAll>
+    where
+        Self: DStream<Item = (K, V)>,
+        B: DStream<Item = (K, W)>,
+    {
+        co_group(self, other)
+    }
+    /// `join`: (key, (v, w)) for every pair of values of a key in both streams, per batch.
+    fn join<K, V, W, B>(self, other: B) -> CoGroup<Self, B, K, V, W, InnerJoin>
+    where
+        Self: DStream<Item = (K, V)>,
+        B: DStream<Item = (K, W)>,
+    {
+        co_group(self, other)
+    }
+    /// `leftOuterJoin`: as `join`, with (v, None) for keys only in this stream.
+    fn left_outer_join<K, V, W, B>(self, other: B) -> CoGroup<Self, B, K, V, W, LeftOuterJoin>
+    where
+        Self: DStream<Item = (K, V)>,
+        B: DStream<Item = (K, W)>,
+    {
+        co_group(self, other)
+    }
+    /// `rightOuterJoin`: as `join`, with (None, w) for keys only in `other`.
+    fn right_outer_join<K, V, W, B>(self, other: B) -> CoGroup<Self, B, K, V, W, RightOuterJoin>
+    where
+        Self: DStream<Item = (K, V)>,
+        B: DStream<Item = (K, W)>,
+    {
+        co_group(self, other)
+    }
+    /// `fullOuterJoin`: as `join`, with (v, None) or (None, w) for keys in one stream only.
+    fn full_outer_join<K, V, W, B>(self, other: B) -> CoGroup<Self, B, K, V, W, FullOuterJoin>
+    where
+        Self: DStream<Item = (K, V)>,
+        B: DStream<Item = (K, W)>,
+    {
+        co_group(self, other)
+    }
+    /// `reduceByWindow(f, length, slide)` without an inverse: Spark's `reduce(f).window(length, slide).reduce(f)`.
+    fn reduce_by_window<F>(self, f: F, length: Duration, slide: Duration) -> ReduceByWindow<Self, F>
+    where
+        F: FnMut(Self::Item, Self::Item) -> Self::Item + Clone,
+        Self::Item: Clone + Serialize + DeserializeOwned,
+    {
+        let g = f.clone();
+        self.reduce(f).window(length, slide).reduce(g)
+    }
+    /// `reduceByWindow(f, inverse, length, slide)`: see [`ReducedByWindow`].
+    fn reduce_by_window_inv<F, G>(
+        self,
+        f: F,
+        inverse: G,
+        length: Duration,
+        slide: Duration,
+    ) -> ReducedByWindow<Self, F, G>
+    where
+        F: FnMut(Self::Item, Self::Item) -> Self::Item,
+        G: FnMut(Self::Item, Self::Item) -> Self::Item,
+        Self::Item: Clone + Serialize + DeserializeOwned,
+    {
+        let key: fn(Self::Item) -> ((), Self::Item) = keyed_by_unit;
+        let unkey: fn(((), Self::Item)) -> Self::Item = unkeyed;
+        self.map(key).reduce_by_key_and_window_inv(f, inverse, length, slide, None).map(unkey)
+    }
+    /// `countByWindow(length, slide)`: the number of elements in the window, at each slide (see [`CountByWindow`]:
+    /// nothing until a first element has entered, 0 once all have left).
+    fn count_by_window(self, length: Duration, slide: Duration) -> CountByWindow<Self> {
+        let one: fn(Self::Item) -> i64 = to_one;
+        self.map(one).reduce_by_window_inv(
+            add_i64 as fn(i64, i64) -> i64,
+            sub_i64 as fn(i64, i64) -> i64,
+            length,
+            slide,
+        )
+    }
+    /// `countByValueAndWindow(length, slide)`: (element, count in the window), sorted, counts of 0 dropped.
+    fn count_by_value_and_window(self, length: Duration, slide: Duration) -> CountByValueAndWindow<Self>
+    where
+        Self::Item: Hash + Eq + Ord + Clone + fmt::Debug + Serialize + DeserializeOwned,
+    {
+        let one: fn(Self::Item) -> (Self::Item, i64) = with_one;
+        let keep: fn(&(Self::Item, i64)) -> bool = nonzero;
+        self.map(one).reduce_by_key_and_window_inv(
+            add_i64 as fn(i64, i64) -> i64,
+            sub_i64 as fn(i64, i64) -> i64,
+            length,
+            slide,
+            Some(keep),
+        )
+    }
+    /// `groupByKeyAndWindow(length, slide)`: (key, its values in the window, oldest first), at each slide.
+    fn group_by_key_and_window<K, V>(self, length: Duration, slide: Duration) -> GroupByKeyAndWindow<Self, K, V>
+    where
+        Self: DStream<Item = (K, V)>,
+        K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+        V: Clone + Serialize + DeserializeOwned,
+    {
+        let flat: fn(Vec<Vec<V>>) -> Vec<V> = concat;
+        self.group_by_key().window(length, slide).group_by_key().map_values(flat)
+    }
     /// `reduceByKey`.
     fn reduce_by_key<K, V, F: FnMut(V, V) -> V>(self, f: F) -> ReduceByKey<Self, K, V, F>
     where
@@ -1751,6 +2465,21 @@ pub trait DStreamExt: DStream + Sized {
     {
         UpdateStateByKey { parent: self, f, name: None, state: BTreeMap::new(), grouped: BTreeMap::new() }
     }
+    /// `updateStateByKey(f, partitioner, initialRDD)`: as [`update_state_by_key`](Self::update_state_by_key), the
+    /// first batch that computes seeing `initial` as the previous state (a key listed twice keeps its last
+    /// state); a state restored from a checkpoint replaces it.
+    fn update_state_by_key_with_initial<K, V, S, F>(
+        self,
+        f: F,
+        initial: Vec<(K, S)>,
+    ) -> UpdateStateByKey<Self, K, V, S, F>
+    where
+        Self: DStream<Item = (K, V)>,
+        K: Ord,
+        F: FnMut(&[V], Option<S>) -> Option<S>,
+    {
+        UpdateStateByKey { parent: self, f, name: None, state: initial.into_iter().collect(), grouped: BTreeMap::new() }
+    }
     /// `mapWithState`.
     fn map_with_state<K, V, S, F>(self, spec: StateSpec<F, K, S>) -> MapWithState<Self, F, K, S, F::Output>
     where
@@ -1796,3 +2525,7 @@ pub trait DStreamExt: DStream + Sized {
 }
 
 impl<D: DStream> DStreamExt for D {}
+
+fn co_group<A, B, K, V, W, J>(a: A, b: B) -> CoGroup<A, B, K, V, W, J> {
+    CoGroup { a, b, index: FxHashMap::default(), groups: Vec::new(), right: Vec::new(), kind: std::marker::PhantomData }
+}

@@ -307,3 +307,572 @@ fn stateless_operators_keep_arrival_order() {
     run(g, 1000, &[&["ab:1", "ca:2", "b:5"], &[]], 0);
     assert_eq!(out.borrow().clone(), vec![(1000, vec![(s("a"), 6), (s("c"), 4)]), (2000, vec![])]);
 }
+
+#[test]
+fn reduce_by_key_and_window_inverse_filter_inconsistency_fails_the_batch_as_spark() {
+    // ReducedWindowedDStream: each key of cogroup(previous window, batches leaving, batches entering) gets
+    // previous - leaving + entering; a key with no previous value gets the entering values alone, and one with
+    // neither a previous value nor entering values fails the batch ("Neither previous window has value for key,
+    // nor new values found"). Window 2 s, slide 1 s, filter v != 0, input a:1 | a:-1 | (empty):
+    // T=1: previous {}, entering {a:1} -> a=1, kept. T=2: previous {a:1}, leaving nothing (batches in (-1 s, 0]),
+    // entering {a:-1} -> a=0, filtered out. T=3: previous {}, leaving batch 1 {a:1}, entering {} -> a fails.
+    let g = Graph::new().output(
+        pairs()
+            .reduce_by_key_and_window_inv(
+                |a, b| a + b,
+                |a, b| a - b,
+                Duration(2000),
+                Duration(1000),
+                Some(|kv: &(String, i64)| kv.1 != 0),
+            )
+            .print(10),
+    );
+    let (printed, err) = try_run(g, 1000, &[&["a:1"], &["a:-1"], &[]]);
+    let rule = "-------------------------------------------";
+    assert_eq!(printed, format!("{rule}\nTime: 1000 ms\n{rule}\n(a,1)\n\n{rule}\nTime: 2000 ms\n{rule}\n\n"));
+    match &err {
+        Some(dstream_core::EngineError::Job { time, source: JobError::WindowInconsistent { time: t, key } }) => {
+            assert_eq!((time.0, t.0, key.as_str()), (3000, 3000, "\"a\""));
+        }
+        other => panic!("expected the inconsistency at batch 3, got {other:?}"),
+    }
+    let msg = err.unwrap().to_string();
+    assert!(msg.contains("Neither previous window has value for key, nor new values found"), "{msg}");
+    assert!(msg.contains("3000 ms") && msg.contains("key \"a\""), "{msg}");
+}
+
+fn config_error(g: Graph) -> dstream_core::ConfigError {
+    match try_run(g, 1000, &[&["a"]]).1 {
+        Some(dstream_core::EngineError::Job { source: JobError::Config(e), .. }) => e,
+        other => panic!("expected a configuration error at the first batch, got {other:?}"),
+    }
+}
+
+#[test]
+fn checkpoint_interval_must_be_a_multiple_of_the_slide() {
+    // DStream.validateAtStart: a checkpoint interval lower than the slide, or not a multiple of it, is refused.
+    // Batch 1 s: 1500 ms is not a multiple of 1000 ms; over window(2 s, 2 s) the slide is 2 s, so 3 s is refused
+    // and 4 s accepted.
+    let spec = |cpi: i64| {
+        StateSpec::function(|k: &String, _v: Option<i64>, _st: &mut dstream_core::State<'_, i64>| Ok(k.clone()))
+            .checkpoint_interval(Duration(cpi))
+    };
+    let e = config_error(Graph::new().output(pairs().map_with_state(spec(1500)).print(10)));
+    assert_eq!(
+        e,
+        dstream_core::ConfigError::CheckpointInterval {
+            operator: "map_with_state",
+            interval: Duration(1500),
+            slide: Duration(1000),
+            problem: "not a multiple of",
+        }
+    );
+    assert!(e.to_string().contains("1500ms, which is not a multiple of its slide time (1s)"), "{e}");
+    let windowed = |cpi| pairs().window(Duration(2000), Duration(2000)).map_with_state(spec(cpi)).print(10);
+    let e = config_error(Graph::new().output(windowed(3000)));
+    assert!(matches!(e, dstream_core::ConfigError::CheckpointInterval { slide: Duration(2000), .. }), "{e}");
+    let e = config_error(Graph::new().output(windowed(1000)));
+    assert!(matches!(e, dstream_core::ConfigError::CheckpointInterval { problem: "lower than", .. }), "{e}");
+    assert!(try_run(Graph::new().output(windowed(4000)), 1000, &[&["a"], &["b"]]).1.is_none());
+}
+
+#[test]
+fn union_of_streams_with_different_slides_is_refused() {
+    // UnionDStream: "Array of DStreams have different slide times". The input slides by 1 s, the window by 2 s.
+    let g = Graph::new().output(pairs().union(pairs().window(Duration(2000), Duration(2000))).print(10));
+    assert_eq!(
+        config_error(g),
+        dstream_core::ConfigError::DifferentSlides { operator: "union", first: Duration(1000), second: Duration(2000) }
+    );
+    // The same slides are fine.
+    let g = Graph::new().output(pairs().union(pairs().window(Duration(2000), Duration(1000))).print(10));
+    assert!(try_run(g, 1000, &[&["a"]]).1.is_none());
+}
+
+#[test]
+fn window_length_and_slide_must_be_multiples_of_the_parents_slide() {
+    // WindowedDStream and ReducedWindowedDStream check against the parent's slide, not the batch interval: over
+    // window(2 s, 2 s), a window of 3 s (a multiple of the 1 s batch) is refused, and so is a slide of 3 s.
+    let parent = || pairs().window(Duration(2000), Duration(2000));
+    let e = config_error(Graph::new().output(parent().window(Duration(3000), Duration(2000)).print(10)));
+    assert_eq!(
+        e,
+        dstream_core::ConfigError::WindowNotMultiple {
+            operator: "window",
+            what: "window length",
+            value: Duration(3000),
+            parent: Duration(2000),
+        }
+    );
+    let e = config_error(Graph::new().output(parent().window(Duration(4000), Duration(3000)).print(10)));
+    assert!(matches!(e, dstream_core::ConfigError::WindowNotMultiple { what: "slide", .. }), "{e}");
+    let e = config_error(
+        Graph::new().output(
+            parent()
+                .reduce_by_key_and_window_inv(
+                    |a, b| a + b,
+                    |a, b| a - b,
+                    Duration(3000),
+                    Duration(2000),
+                    None::<fn(&(String, i64)) -> bool>,
+                )
+                .print(10),
+        ),
+    );
+    assert!(matches!(e, dstream_core::ConfigError::WindowNotMultiple { operator: "reduce_by_key_and_window", .. }));
+    // A window of a window at multiples of its slide: window(4 s, 4 s) over window(2 s, 2 s), batch i holds i.
+    // Inner at T=2: {1,2}, T=4: {3,4}; outer at T=4 holds both inner outputs: {1,2,3,4}.
+    let (out, sink) = collector::<i64>();
+    let g = Graph::new().output(
+        pairs()
+            .map(|(_, v)| v)
+            .window(Duration(2000), Duration(2000))
+            .window(Duration(4000), Duration(4000))
+            .foreach_batch(sink),
+    );
+    run(g, 1000, &[&["x:1"], &["x:2"], &["x:3"], &["x:4"]], 0);
+    assert_eq!(out.borrow().clone(), vec![(4000, vec![1, 2, 3, 4])]);
+}
+
+// Downstream of a window, every stream slides by the window's slide: Spark computes it (and output operations
+// run) only at times T with (T - zero) a multiple of that slide (DStream.isTimeValid); stateful operators read
+// their previous state from T - slide; the state checkpoint interval, and with it the timeout scan, defaults to
+// 10 x the slide (InternalMapWithStateDStream).
+
+#[test]
+fn update_state_by_key_over_a_window_runs_at_the_windows_slide() {
+    // Window (2 s, 2 s), batch 1 s, input a:1 b:2 | a:3 | c:4 | (empty), state (sum, calls).
+    // T=2: window {a:1, b:2, a:3} -> a (4,1), b (2,1). T=4: window {c:4} -> a (4,2), b (2,2), c (4,1).
+    // Nothing at T=1 or T=3.
+    let (out, sink) = collector::<(String, (i64, i64))>();
+    let g = Graph::new().output(
+        pairs()
+            .window(Duration(2000), Duration(2000))
+            .update_state_by_key(|vals: &[i64], st: Option<(i64, i64)>| {
+                let (c, calls) = st.unwrap_or((0, 0));
+                Some((c + vals.iter().sum::<i64>(), calls + 1))
+            })
+            .foreach_batch(sink),
+    );
+    run(g, 1000, &[&["a:1", "b:2"], &["a:3"], &["c:4"], &[]], 0);
+    assert_eq!(
+        out.borrow().clone(),
+        vec![
+            (2000, vec![(s("a"), (4, 1)), (s("b"), (2, 1))]),
+            (4000, vec![(s("a"), (4, 2)), (s("b"), (2, 2)), (s("c"), (4, 1))]),
+        ]
+    );
+}
+
+#[test]
+fn map_with_state_snapshots_and_print_over_a_window_print_only_at_its_slide() {
+    // Running count over window (2 s, 2 s), input a | b | a | (empty): T=2: window {a, b} -> mapped (a,1) (b,1),
+    // snapshots (a,1) (b,1); T=4: window {a} -> mapped (a,2), snapshots (a,2) (b,1); count of the window: 2, 1.
+    // No header at T=1 or T=3.
+    let spec = StateSpec::function(|k: &String, _v: Option<i64>, st: &mut dstream_core::State<'_, i64>| {
+        let c = st.get_option().copied().unwrap_or(0) + 1;
+        st.update(c)?;
+        Ok((k.clone(), c))
+    });
+    let windowed = pairs().window(Duration(2000), Duration(2000)).shared();
+    let (mapped, snaps) = windowed.consumer().map_with_state(spec).with_snapshots();
+    let g = Graph::new().output(mapped.print(10)).output(snaps.print(10)).output(windowed.consumer().count().print(10));
+    let printed = run(g, 1000, &[&["a"], &["b"], &["a"], &[]], 0);
+    let h = |t: i64| {
+        format!(
+            "-------------------------------------------\nTime: {t} ms\n-------------------------------------------\n"
+        )
+    };
+    let want = format!(
+        "{}(a,1)\n(b,1)\n\n{}(a,1)\n(b,1)\n\n{}2\n\n{}(a,2)\n\n{}(a,2)\n(b,1)\n\n{}1\n\n",
+        h(2000),
+        h(2000),
+        h(2000),
+        h(4000),
+        h(4000),
+        h(4000)
+    );
+    assert_eq!(printed, want);
+}
+
+fn windowed_timeouts(scan: TimeoutScan, timeout: i64, initial: bool, batches: usize) -> Vec<(i64, Vec<String>)> {
+    // One record a at T=1, then empty batches; over window (2 s, 2 s) a is updated at T=2 (the first time the
+    // state stream computes), which is also when an initial state is stamped. The function emits a key only when
+    // it times out.
+    let spec = StateSpec::full(|_t, k: &String, v: Option<i64>, st: &mut dstream_core::State<'_, i64>| {
+        if v.is_some() {
+            st.update(1)?;
+        }
+        Ok(if st.is_timing_out() { Some(k.clone()) } else { None })
+    })
+    .timeout(Duration(timeout))
+    .timeout_scan(scan)
+    .initial_state(if initial { vec![(s("z"), 0)] } else { vec![] });
+    let (out, sink) = collector::<String>();
+    let g =
+        Graph::new().output(pairs().window(Duration(2000), Duration(2000)).map_with_state(spec).foreach_batch(sink));
+    run(g, 1000, &[&["a"]], batches - 1);
+    let got: Vec<(i64, Vec<String>)> = out.borrow().iter().filter(|(_, v)| !v.is_empty()).cloned().collect();
+    got
+}
+
+#[test]
+fn map_with_state_over_a_window_scans_timeouts_every_10_slides() {
+    // Timeout 3 s, scan on checkpoint batches only: the checkpoint interval is 10 x 2 s = 20 s, so the first scan
+    // is at T=20 (threshold 17 s > 2 s): a expires there, not at T=10.
+    assert_eq!(windowed_timeouts(TimeoutScan::SparkCompatible, 3000, false, 24), vec![(20_000, vec![s("a")])]);
+}
+
+#[test]
+fn map_with_state_over_a_window_stamps_initial_state_at_its_first_slide() {
+    // Timeout 2 s, scan whenever the stream computes (T = 2, 4, 6, ...): a and the initial z are stamped at T=2;
+    // at T=4 they have been idle 2 s (not more than 2 s), at T=6 4 s: both expire at T=6, by partition then key
+    // (a is in partition 1, z (122) in partition 0).
+    assert_eq!(windowed_timeouts(TimeoutScan::EveryBatch, 2000, true, 8), vec![(6000, vec![s("z"), s("a")])]);
+}
+
+fn spark_order_timeouts(timeout: i64, batches: &[&[&str]]) -> Vec<(i64, Vec<String>)> {
+    // 2 state partitions, Spark's order, state checkpoint (and timeout scan) every 3 s; the function emits the
+    // key for a record and "key!" for a key that times out.
+    let spec = StateSpec::full(|_t, k: &String, v: Option<i64>, st: &mut dstream_core::State<'_, i64>| {
+        if v.is_some() {
+            st.update(1)?;
+        }
+        Ok(Some(if st.is_timing_out() { format!("{k}!") } else { k.clone() }))
+    })
+    .num_partitions(2)
+    .timeout(Duration(timeout))
+    .checkpoint_interval(Duration(3000))
+    .output_order(dstream_core::OutputOrder::SparkPartitions);
+    let (out, sink) = collector::<String>();
+    let g = Graph::new().output(pairs().map_with_state(spec).foreach_batch(sink));
+    run(g, 1000, batches, 0);
+    let got: Vec<(i64, Vec<String>)> = out.borrow().iter().filter(|(_, v)| !v.is_empty()).cloned().collect();
+    got
+}
+
+#[test]
+fn spark_partition_order_puts_each_partitions_timeouts_after_its_data() {
+    // MapWithStateRDDRecord: each state partition emits its data outputs, then its timed-out keys; partitions are
+    // concatenated. Partition of a one-letter key: its code mod 2 (b, d in 0; a, c in 1). Timeout 1 s, input
+    // b c | (empty) | a d: the scan at T=3 (threshold 2 s) expires b and c (updated at 1 s):
+    // partition 0: d, b!; partition 1: a, c!.
+    let got = spark_order_timeouts(1000, &[&["b", "c"], &[], &["a", "d"]]);
+    assert_eq!(got, vec![(1000, vec![s("b"), s("c")]), (3000, vec![s("d"), s("b!"), s("a"), s("c!")])]);
+}
+
+#[test]
+fn spark_partition_order_times_out_the_oldest_update_first() {
+    // OpenHashMapBasedStateMap.getByTime lists the parent maps (older batches) before the newest delta: within a
+    // partition the key updated longest ago times out first. Timeout 500 ms, input d | b | (empty): at T=3
+    // (threshold 2.5 s) d (1 s) and b (2 s), both in partition 0, expire: d! before b!, not in key order.
+    let got = spark_order_timeouts(500, &[&["d"], &["b"], &[]]);
+    assert_eq!(got, vec![(1000, vec![s("d")]), (2000, vec![s("b")]), (3000, vec![s("d!"), s("b!")])]);
+}
+
+#[test]
+fn lab_spark_order_with_timeouts_prints_as_spark() {
+    // The issue's smallest case, from Spark 4.3 under local[2]: lab, 2 state partitions, timeout 1 s, state
+    // checkpoint every 3 s, input b,1 c,1 | (empty) | a,1 d,1. Batch 3 prints partition 0 (d's data, then b timing
+    // out, average 1.0) then partition 1 (a's data, then c timing out).
+    let mut config = dstream_core::lab::LabConfig::default();
+    config.state.timeout = Some(Duration(1000));
+    config.state.checkpoint_interval = Some(Duration(3000));
+    config.state.output_order = dstream_core::OutputOrder::SparkPartitions;
+    let job = dstream_core::lab::LabJob::new(config);
+    let interval = Duration(1000);
+    let mut engine =
+        dstream_core::Engine::new(job, dstream_core::BatchTimer::first_start(dstream_core::Time(0), interval));
+    let batches: [&[&str]; 3] = [&["b,1", "c,1"], &[], &["a,1", "d,1"]];
+    let mut last = String::new();
+    for (i, values) in batches.iter().enumerate() {
+        let mut b = dstream_core::RecordBatch::new();
+        for (j, v) in values.iter().enumerate() {
+            b.push(0, (i * 10 + j) as i64, 0, None, v.as_bytes());
+        }
+        let t = dstream_core::Time((i as i64 + 1) * 1000);
+        last = engine.run_batch(t, &mut b, &dstream_core::ManualClock::new(t)).unwrap().printed;
+    }
+    let rule = "-------------------------------------------";
+    assert_eq!(last, format!("{rule}\nTime: 3000 ms\n{rule}\n(d,1.0)\n(b,1.0)\n(a,1.0)\n(c,1.0)\n\n"));
+}
+
+#[test]
+fn update_state_by_key_with_an_initial_state() {
+    // StateDStream with initialRDD: the first computed batch cogroups its data with the initial state, so every
+    // initial key is updated then, with or without new values. Initial a (10,0), z (5,0); state (sum, calls);
+    // input a:1 b:2 | (empty). T=1: a (11,1), b (2,1), z (5,1). T=2: a (11,2), b (2,2), z (5,2).
+    let (out, sink) = collector::<(String, (i64, i64))>();
+    let g = Graph::new().output(
+        pairs()
+            .update_state_by_key_with_initial(
+                |vals: &[i64], st: Option<(i64, i64)>| {
+                    let (c, calls) = st.unwrap_or((0, 0));
+                    Some((c + vals.iter().sum::<i64>(), calls + 1))
+                },
+                vec![(s("a"), (10, 0)), (s("z"), (5, 0))],
+            )
+            .foreach_batch(sink),
+    );
+    run(g, 1000, &[&["a:1", "b:2"], &[]], 0);
+    assert_eq!(
+        out.borrow().clone(),
+        vec![
+            (1000, vec![(s("a"), (11, 1)), (s("b"), (2, 1)), (s("z"), (5, 1))]),
+            (2000, vec![(s("a"), (11, 2)), (s("b"), (2, 2)), (s("z"), (5, 2))]),
+        ]
+    );
+}
+
+#[test]
+fn count_by_value_reduce_and_group_by_key_per_batch() {
+    // countByValue = map(x => (x, 1)).reduceByKey(_ + _); reduce folds the batch into one element and gives
+    // nothing for an empty batch; groupByKey keeps each key's values in arrival order. Keys in order of first
+    // appearance. Input a:1 b:2 a:3 c:4 | (empty).
+    let input: &[&[&str]] = &[&["a:1", "b:2", "a:3", "c:4"], &[]];
+    let (out, sink) = collector::<(String, i64)>();
+    run(Graph::new().output(pairs().map(|(k, _)| k).count_by_value().foreach_batch(sink)), 1000, input, 0);
+    assert_eq!(out.borrow().clone(), vec![(1000, vec![(s("a"), 2), (s("b"), 1), (s("c"), 1)]), (2000, vec![])]);
+
+    let (out, sink) = collector::<i64>();
+    run(Graph::new().output(pairs().map(|(_, v)| v).reduce(|a, b| a * 10 + b).foreach_batch(sink)), 1000, input, 0);
+    // Arrival order: ((1 * 10 + 2) * 10 + 3) * 10 + 4 = 1234.
+    assert_eq!(out.borrow().clone(), vec![(1000, vec![1234]), (2000, vec![])]);
+
+    let (out, sink) = collector::<(String, Vec<i64>)>();
+    run(Graph::new().output(pairs().group_by_key().foreach_batch(sink)), 1000, input, 0);
+    assert_eq!(
+        out.borrow().clone(),
+        vec![(1000, vec![(s("a"), vec![1, 3]), (s("b"), vec![2]), (s("c"), vec![4])]), (2000, vec![])]
+    );
+}
+
+/// The records whose key starts with `side` ('L' or 'R'), with that letter taken off.
+fn side(side: char) -> impl dstream_core::DStream<Item = (String, i64)> {
+    pairs().filter(move |(k, _)| k.starts_with(side)).map(|(k, v)| (k[1..].to_string(), v))
+}
+
+const JOIN_INPUT: &[&[&str]] = &[&["Rb:20", "La:1", "La:2", "Ra:10", "Lc:3", "Ra:11", "Rd:40"], &[]];
+
+#[test]
+fn cogroup_and_joins_per_batch() {
+    // Left: a [1, 2], c [3]; right: b [20], a [10, 11], d [40]. cogroup gives every key with both value lists:
+    // left keys in first appearance (a, c), then right-only ones (b, d). join: for v in left, w in right (a
+    // only); leftOuterJoin adds (c, (3, None)); rightOuterJoin (b, (None, 20)) and (d, (None, 40)); fullOuterJoin
+    // both. An empty batch gives nothing.
+    let (out, sink) = collector::<(String, (Vec<i64>, Vec<i64>))>();
+    run(Graph::new().output(side('L').cogroup(side('R')).foreach_batch(sink)), 1000, JOIN_INPUT, 0);
+    assert_eq!(
+        out.borrow().clone(),
+        vec![
+            (
+                1000,
+                vec![
+                    (s("a"), (vec![1, 2], vec![10, 11])),
+                    (s("c"), (vec![3], vec![])),
+                    (s("b"), (vec![], vec![20])),
+                    (s("d"), (vec![], vec![40])),
+                ]
+            ),
+            (2000, vec![])
+        ]
+    );
+    let a4 = [(1, 10), (1, 11), (2, 10), (2, 11)];
+
+    let (out, sink) = collector::<(String, (i64, i64))>();
+    run(Graph::new().output(side('L').join(side('R')).foreach_batch(sink)), 1000, JOIN_INPUT, 0);
+    let want: Vec<_> = a4.iter().map(|&(v, w)| (s("a"), (v, w))).collect();
+    assert_eq!(out.borrow().clone(), vec![(1000, want), (2000, vec![])]);
+
+    let (out, sink) = collector::<(String, (i64, Option<i64>))>();
+    run(Graph::new().output(side('L').left_outer_join(side('R')).foreach_batch(sink)), 1000, JOIN_INPUT, 0);
+    let mut want: Vec<_> = a4.iter().map(|&(v, w)| (s("a"), (v, Some(w)))).collect();
+    want.push((s("c"), (3, None)));
+    assert_eq!(out.borrow().clone(), vec![(1000, want), (2000, vec![])]);
+
+    let (out, sink) = collector::<(String, (Option<i64>, i64))>();
+    run(Graph::new().output(side('L').right_outer_join(side('R')).foreach_batch(sink)), 1000, JOIN_INPUT, 0);
+    let mut want: Vec<_> = a4.iter().map(|&(v, w)| (s("a"), (Some(v), w))).collect();
+    want.extend([(s("b"), (None, 20)), (s("d"), (None, 40))]);
+    assert_eq!(out.borrow().clone(), vec![(1000, want), (2000, vec![])]);
+
+    let (out, sink) = collector::<(String, (Option<i64>, Option<i64>))>();
+    run(Graph::new().output(side('L').full_outer_join(side('R')).foreach_batch(sink)), 1000, JOIN_INPUT, 0);
+    let mut want: Vec<_> = a4.iter().map(|&(v, w)| (s("a"), (Some(v), Some(w)))).collect();
+    want.extend([(s("c"), (Some(3), None)), (s("b"), (None, Some(20))), (s("d"), (None, Some(40)))]);
+    assert_eq!(out.borrow().clone(), vec![(1000, want), (2000, vec![])]);
+}
+
+#[test]
+fn join_order_does_not_depend_on_how_the_batch_arrives() {
+    // The same batch in two parts, the right stream's b and a first: keys still come left first (a, c), then b.
+    let (out, sink) = collector::<(String, (Vec<i64>, Vec<i64>))>();
+    let g = Graph::new().output(side('L').cogroup(side('R')).foreach_batch(sink));
+    let mut e =
+        dstream_core::Engine::new(g, dstream_core::BatchTimer::first_start(dstream_core::Time(0), Duration(1000)));
+    let clock = dstream_core::ManualClock::new(dstream_core::Time(1000));
+    let mut open = e.begin_batch(dstream_core::Time(1000), &clock).unwrap();
+    for (offset, values) in [(0, &["Rb:20", "Ra:10"][..]), (2, &["La:1", "Lc:3", "Ra:11"][..])] {
+        let mut part = dstream_core::RecordBatch::new();
+        for (i, v) in values.iter().enumerate() {
+            part.push(0, offset + i as i64, 0, None, v.as_bytes());
+        }
+        e.feed(&mut open, &mut part).unwrap();
+    }
+    e.finish_batch(open, &clock).unwrap();
+    assert_eq!(
+        out.borrow()[0].1,
+        vec![(s("a"), (vec![1], vec![10, 11])), (s("c"), (vec![3], vec![])), (s("b"), (vec![], vec![20]))]
+    );
+}
+
+#[test]
+fn join_of_streams_with_different_slides_is_refused() {
+    // TransformedDStream (what join is built on) requires one slide for all its parents.
+    let g =
+        Graph::new().output(side('L').join(side('R').window(Duration(2000), Duration(2000))).foreach_batch(|_, _| {}));
+    assert_eq!(
+        config_error(g),
+        dstream_core::ConfigError::DifferentSlides { operator: "join", first: Duration(1000), second: Duration(2000) }
+    );
+}
+
+#[test]
+fn count_by_window_is_an_inverse_reduction() {
+    // countByWindow = map(_ => 1).reduceByWindow(+, -), i.e. reduceByKeyAndWindow with an inverse on one key:
+    // window 2 s, slide 1 s, batch sizes 1, 2, 0, 0: T=1: 1; T=2: 1+2=3; T=3: 3-1=2; T=4: 2-2=0 (the key stays,
+    // with 0). A stream that never had an element gives nothing at all (no key), not 0.
+    let (out, sink) = collector::<i64>();
+    let g = Graph::new().output(pairs().count_by_window(Duration(2000), Duration(1000)).foreach_batch(sink));
+    run(g, 1000, &[&["a"], &["a", "b"], &[], &[]], 0);
+    assert_eq!(out.borrow().clone(), vec![(1000, vec![1]), (2000, vec![3]), (3000, vec![2]), (4000, vec![0])]);
+    let (out, sink) = collector::<i64>();
+    let g = Graph::new().output(pairs().count_by_window(Duration(2000), Duration(1000)).foreach_batch(sink));
+    run(g, 1000, &[&[], &[]], 0);
+    assert_eq!(out.borrow().clone(), vec![(1000, vec![]), (2000, vec![])]);
+}
+
+#[test]
+fn reduce_by_window_with_and_without_inverse() {
+    // Window 4 s, slide 2 s over values 1..6 then two empty batches: T=2: 1+2=3; T=4: 1+..+4=10; T=6: 3+..+6=18;
+    // T=8: 5+6=11 (nothing at odd times).
+    let want = vec![(2000, vec![3]), (4000, vec![10]), (6000, vec![18]), (8000, vec![11])];
+    let (out, sink) = collector::<i64>();
+    let values = || pairs().map(|(_, v)| v);
+    let g = Graph::new()
+        .output(values().reduce_by_window(|a, b| a + b, Duration(4000), Duration(2000)).foreach_batch(sink));
+    run(g, 1000, LARGER_SLIDE, 0);
+    assert_eq!(out.borrow().clone(), want);
+    let (out, sink) = collector::<i64>();
+    let g = Graph::new().output(
+        values().reduce_by_window_inv(|a, b| a + b, |a, b| a - b, Duration(4000), Duration(2000)).foreach_batch(sink),
+    );
+    run(g, 1000, LARGER_SLIDE, 0);
+    assert_eq!(out.borrow().clone(), want);
+}
+
+#[test]
+fn count_by_value_and_window_drops_zero_counts() {
+    // countByValueAndWindow = map((_, 1)).reduceByKeyAndWindow(+, -, filter count != 0); window 2 s, slide 1 s,
+    // keys a | a b | a b c | a b | b | (empty), sorted by key:
+    // T=1 a1; T=2 a2 b1; T=3 a2 b2 c1; T=4 a2 b2 c1; T=5 a1 b2 (c left: 0, dropped); T=6 b1.
+    let (out, sink) = collector::<(String, i64)>();
+    let g = Graph::new()
+        .output(pairs().map(|(k, _)| k).count_by_value_and_window(Duration(2000), Duration(1000)).foreach_batch(sink));
+    run(g, 1000, KEYS_LEAVE, 0);
+    let kv = |v: &[(&str, i64)]| v.iter().map(|(k, n)| (s(k), *n)).collect::<Vec<_>>();
+    assert_eq!(
+        out.borrow().clone(),
+        vec![
+            (1000, kv(&[("a", 1)])),
+            (2000, kv(&[("a", 2), ("b", 1)])),
+            (3000, kv(&[("a", 2), ("b", 2), ("c", 1)])),
+            (4000, kv(&[("a", 2), ("b", 2), ("c", 1)])),
+            (5000, kv(&[("a", 1), ("b", 2)])),
+            (6000, kv(&[("b", 1)])),
+        ]
+    );
+}
+
+#[test]
+fn group_by_key_and_window_concatenates_the_windows_batches() {
+    // groupByKey().window(2 s, 1 s) then each key's groups concatenated, oldest batch first; input
+    // a:1 b:2 | a:3 | (empty): T=1 (a,[1]) (b,[2]); T=2 (a,[1,3]) (b,[2]); T=3 (a,[3]).
+    let (out, sink) = collector::<(String, Vec<i64>)>();
+    let g = Graph::new().output(pairs().group_by_key_and_window(Duration(2000), Duration(1000)).foreach_batch(sink));
+    run(g, 1000, &[&["a:1", "b:2"], &["a:3"], &[]], 0);
+    assert_eq!(
+        out.borrow().clone(),
+        vec![
+            (1000, vec![(s("a"), vec![1]), (s("b"), vec![2])]),
+            (2000, vec![(s("a"), vec![1, 3]), (s("b"), vec![2])]),
+            (3000, vec![(s("a"), vec![3])]),
+        ]
+    );
+}
+
+#[test]
+fn transform_and_transform_with_see_each_batch_whole() {
+    // transform: the batch's elements in arrival order, sorted here in descending value, first two kept, each
+    // tagged with the batch time; transform_with: the left side's keys the right side does not have. Input
+    // La:1 La:5 Lb:3 Rb:0 | (empty): transform of the left: T=1 [(1000,5), (1000,3)], T=2 []; transform_with:
+    // T=1 [a, a], T=2 [].
+    let (out, sink) = collector::<(i64, i64)>();
+    let g = Graph::new().output(
+        side('L')
+            .transform(|t, mut xs: Vec<(String, i64)>| {
+                xs.sort_by_key(|x| std::cmp::Reverse(x.1));
+                xs.into_iter().take(2).map(|(_, v)| (t.0, v)).collect()
+            })
+            .foreach_batch(sink),
+    );
+    let input: &[&[&str]] = &[&["La:1", "La:5", "Lb:3", "Rb:0"], &[]];
+    run(g, 1000, input, 0);
+    assert_eq!(out.borrow().clone(), vec![(1000, vec![(1000, 5), (1000, 3)]), (2000, vec![])]);
+
+    let (out, sink) = collector::<String>();
+    let g = Graph::new().output(
+        side('L')
+            .transform_with(side('R'), |_t, l: Vec<(String, i64)>, r: Vec<(String, i64)>| {
+                l.into_iter().filter(|(k, _)| !r.iter().any(|(rk, _)| rk == k)).map(|(k, _)| k).collect()
+            })
+            .foreach_batch(sink),
+    );
+    run(g, 1000, input, 0);
+    assert_eq!(out.borrow().clone(), vec![(1000, vec![s("a"), s("a")]), (2000, vec![])]);
+}
+
+#[test]
+fn reduce_by_key_and_window_inverse_with_a_slide_longer_than_the_window() {
+    // ReducedWindowedDStream at T: previous window = the output at T - slide; leaving = the batches in
+    // (T - slide - length, T - length], entering = those in (T - slide, T]. With a slide longer than the window
+    // the two overlap, and a batch in both is subtracted and added. A key with no previous value gets the
+    // entering values alone (the leaving ones are ignored), so the first window also counts the batches before
+    // it (Spark's own arithmetic; the true window can be smaller). Counts, length 1 s, slide 3 s.
+    let run_inv = |input: &[&[&str]]| {
+        let (out, sink) = collector::<(String, i64)>();
+        let g = Graph::new().output(
+            pairs()
+                .reduce_by_key_and_window_inv(
+                    |a, b| a + b,
+                    |a, b| a - b,
+                    Duration(1000),
+                    Duration(3000),
+                    None::<fn(&(String, i64)) -> bool>,
+                )
+                .foreach_batch(sink),
+        );
+        run(g, 1000, input, 0);
+        let got = out.borrow().clone();
+        got
+    };
+    // (empty) | (empty) | a | a | (empty) | (empty): T=3: entering batches 1-3 -> a 1. T=6: 1 - leaving (3-5: 2)
+    // + entering (4-6: 1) = 0.
+    assert_eq!(
+        run_inv(&[&[], &[], &["a"], &["a"], &[], &[]]),
+        vec![(3000, vec![(s("a"), 1)]), (6000, vec![(s("a"), 0)])]
+    );
+    // a | (empty) x 5: T=3: no previous value, entering batches 1-3 -> a 1 (batch 1 is not in (2 s, 3 s]);
+    // T=6: 1 - leaving (3-5: none) + entering (none) = 1.
+    assert_eq!(run_inv(&[&["a"], &[], &[], &[], &[], &[]]), vec![(3000, vec![(s("a"), 1)]), (6000, vec![(s("a"), 1)])]);
+}

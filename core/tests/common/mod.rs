@@ -59,3 +59,27 @@ pub fn run(graph: Graph, interval_ms: i64, batches: &[&[&str]], extra: usize) ->
     }
     printed
 }
+
+/// Runs `graph` over `batches` as [`run`] does, stopping at the first batch that fails: the printed text so
+/// far and that batch's error, if any.
+pub fn try_run(graph: Graph, interval_ms: i64, batches: &[&[&str]]) -> (String, Option<dstream_core::EngineError>) {
+    let interval = Duration(interval_ms);
+    let mut clock = ManualClock::default();
+    let mut engine = Engine::new(graph, BatchTimer::first_start(clock.now(), interval));
+    let mut printed = String::new();
+    let mut offset = 0;
+    for values in batches {
+        let mut batch = RecordBatch::new();
+        for v in values.iter() {
+            batch.push(0, offset, 0, None, v.as_bytes());
+            offset += 1;
+        }
+        clock.advance(interval);
+        let t = engine.poll_due(clock.now()).expect("one batch per interval");
+        match engine.run_batch(t, &mut batch, &clock) {
+            Ok(report) => printed.push_str(&report.printed),
+            Err(e) => return (printed, Some(e)),
+        }
+    }
+    (printed, None)
+}
