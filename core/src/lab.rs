@@ -345,12 +345,12 @@ impl OutputOp for LabOutput {
         let out = &mut *out;
         let keep = out.keep;
         let items = &mut out.items;
-        self.parent.finish_each(ctx, |x| {
+        let has = self.parent.finish_each(ctx, |x| {
             if items.len() < keep {
                 items.push(x)
             }
         })?;
-        if let Some(num) = self.print {
+        if let (true, Some(num)) = (has, self.print) {
             write_batch(ctx.printed, ctx.time, &out.items, num);
         }
         Ok(())

@@ -2502,7 +2502,8 @@ pub trait DStreamExt: DStream + Sized {
     }
     /// Shares this stream between several consumers (see [`Shared`]).
     fn shared(self) -> Shared<Self> {
-        Shared::new(self)
+        // The handle returned is the stream's first consumer; each `consumer()` of it adds one.
+        Shared::new(self).consumer()
     }
     /// `print(num)`.
     fn print(self, num: usize) -> Print<Self>
