@@ -83,11 +83,13 @@ impl std::hash::Hash for Key {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         match &self.0 {
             Repr::Inline(b, len) => {
-                // One word per key: the two halves and the length folded together (equal keys fold equally;
-                // a collision only costs a comparison).
+                // One word per key: the low half, and the high half with the length multiplied in (an odd
+                // constant spreads each of its bits over the word, so that bytes of the two halves never cancel:
+                // a plain xor made `key-0001000` and `key-0000001` alike, and keys of that shape collided by the
+                // thousand).
                 let w = u128::from_le_bytes(b.0);
                 let (lo, hi) = (w as u64, (w >> 64) as u64);
-                state.write_u64(lo ^ (hi ^ (*len as u64) << 56).rotate_left(32));
+                state.write_u64(lo ^ (hi ^ (*len as u64) << 56).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             }
             Repr::Heap(s) => s.hash(state),
         }
