@@ -310,6 +310,11 @@ impl<J: Job> Resumed<J> {
         result.map_err(|e| match e {
             PendingError::Fetch { time, source } => RecoveryError::Fetch { time, source },
             PendingError::Run(RunError::Engine(e)) => RecoveryError::Engine(e),
+            // The hook writes checkpoints: its failure keeps its type.
+            PendingError::Run(RunError::Hook { source, time }) => match source.downcast::<CheckpointError>() {
+                Ok(e) => RecoveryError::Checkpoint(*e),
+                Err(source) => RecoveryError::Run(RunError::Hook { time, source }.to_string()),
+            },
             PendingError::Run(e) => RecoveryError::Run(e.to_string()),
         })
     }

@@ -191,6 +191,8 @@ pub enum StreamingError {
     },
 }
 
+const NO_OUTPUTS: &str = "no output operations registered, so nothing to execute";
+
 /// Stops a running context from anywhere (another thread, a signal handler): the running batch finishes and
 /// a checkpoint of it is written.
 #[derive(Debug, Clone, Default)]
@@ -389,7 +391,7 @@ impl StreamingContext {
         }
         if self.replay.is_some() {
             if self.graph.outputs() == 0 {
-                return Err(StreamingError::Usage("no output operations registered, so nothing to execute"));
+                return Err(StreamingError::Usage(NO_OUTPUTS));
             }
             self.phase = Phase::Replaying(self.graph.build());
             return Ok(());
@@ -404,7 +406,7 @@ impl StreamingContext {
             ));
         }
         if self.graph.outputs() == 0 {
-            return Err(StreamingError::Usage("no output operations registered, so nothing to execute"));
+            return Err(StreamingError::Usage(NO_OUTPUTS));
         }
         let mut job = self.graph.build();
         let p = &source.params;

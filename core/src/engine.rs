@@ -1,7 +1,6 @@
 //! The engine: one batch at a time, FIFO, on the batch grid; time is passed in, never read.
 
 use crate::record::{OffsetRange, RecordBatch, RecordSource, SourceError};
-use crate::stateful::{StateVisit, Stateful};
 use crate::stream::{BatchContext, Job, JobError, Malformed, NO_RECORDS};
 use crate::time::{BatchTimer, Clock, Duration, Time};
 use serde::{Deserialize, Serialize};
@@ -243,11 +242,6 @@ impl<J: Job> Engine<J> {
         let mut batch = self.begin_batch(time, clock)?;
         self.feed(&mut batch, input)?;
         self.finish_batch(batch, clock)
-    }
-
-    /// Calls `f` with every stateful operator of the job, in the job's fixed order.
-    pub fn for_each_stateful(&mut self, f: &mut dyn FnMut(&mut dyn Stateful)) {
-        self.job.visit_state(&mut StateVisit::new(f));
     }
 }
 

@@ -249,19 +249,6 @@ pub trait Job {
     fn finish_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
     /// Visits every stateful operator of the job, in a fixed order (the same for the same program).
     fn visit_state(&mut self, visit: &mut StateVisit<'_>);
-
-    /// Runs one whole batch whose input is all in `ctx`.
-    fn run_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        let input = ctx.input;
-        ctx.input = &NO_RECORDS;
-        self.begin_batch(ctx)?;
-        ctx.input = input;
-        self.feed(ctx)?;
-        ctx.input = &NO_RECORDS;
-        let r = self.finish_batch(ctx);
-        ctx.input = input;
-        r
-    }
 }
 
 /// No records: the input of `begin` and `finish`.
@@ -304,10 +291,6 @@ impl Graph {
     /// Adds an output operation already boxed.
     pub fn push_output(&mut self, op: Box<dyn OutputOp>) {
         self.ops.push(op);
-    }
-    /// Number of output operations.
-    pub fn outputs(&self) -> usize {
-        self.ops.len()
     }
 }
 
@@ -656,6 +639,11 @@ impl<K: Hash + Eq + Clone, V> Reducer<K, V> {
             }
         }
     }
+    /// Forgets what was reduced so far.
+    fn clear(&mut self) {
+        self.index.clear();
+        self.acc.clear();
+    }
     /// The reduced pairs, in order of first appearance; the reducer is empty afterwards.
     fn drain(&mut self) -> impl Iterator<Item = (K, V)> + '_ {
         self.index.clear();
@@ -672,7 +660,7 @@ pub struct ReduceByKey<P, K, V, F> {
 impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>, F: FnMut(V, V) -> V> DStream for ReduceByKey<P, K, V, F> {
     type Item = (K, V);
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        self.reducer.drain().for_each(drop);
+        self.reducer.clear();
         self.parent.begin(ctx)
     }
     fn feed_each<G: Sink<(K, V)>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
@@ -1367,7 +1355,7 @@ where
     type Item = (K, V);
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         check_window("reduce_by_key_and_window", self.parent.slide(ctx.interval), self.length, self.slide)?;
-        self.reducer.drain().for_each(drop);
+        self.reducer.clear();
         self.parent.begin(ctx)
     }
     fn feed_each<Z: Sink<(K, V)>>(&mut self, ctx: &mut BatchContext<'_>, _sink: Z) -> Result<(), JobError> {
@@ -1381,7 +1369,7 @@ where
             let reduced: Vec<(K, V)> = self.reducer.drain().collect();
             self.state.batches.push_back((ctx.time, reduced));
         }
-        self.reducer.drain().for_each(drop);
+        self.reducer.clear();
         if !ctx.is_multiple(self.slide) {
             return Ok(false);
         }
