@@ -14,35 +14,9 @@ use std::time::Instant;
 const TOTAL: usize = 10_000_000;
 const PER_BATCH: usize = 100_000;
 
-/// xorshift64*: the lab distribution (letter a-z, value 0-25), reproducible (as the lab bench's).
-struct Gen(u64);
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn fill(&mut self, batch: &mut RecordBatch, first_offset: i64, n: usize) {
-        batch.clear();
-        let mut buf = [0u8; 8];
-        for i in 0..n {
-            let r = self.next();
-            let v = ((r >> 32) % 26) as u8;
-            buf[0] = b'a' + (r % 26) as u8;
-            buf[1] = b',';
-            let len = if v >= 10 {
-                buf[2] = b'0' + v / 10;
-                buf[3] = b'0' + v % 10;
-                4
-            } else {
-                buf[2] = b'0' + v;
-                3
-            };
-            batch.push(0, first_offset + i as i64, 0, None, &buf[..len]);
-        }
-    }
-}
+#[path = "common/gen.rs"]
+mod gen;
+use gen::Gen;
 
 /// Seconds to run `job` over the 100 batches (generation not counted).
 fn time_job<J: Job>(job: J, batches: &mut [RecordBatch]) -> f64 {
