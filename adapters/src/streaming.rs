@@ -579,13 +579,18 @@ impl StreamingContext {
         };
         let flag = Arc::new(AtomicBool::new(self.stop.is_stopped()));
         *self.stop.run.lock().unwrap_or_else(|e| e.into_inner()) = Some(flag.clone());
+        // The timeout ends the run unless the run ends first (dropping `_cancel` wakes the timer thread at once).
+        let mut _cancel = None;
         if let Some(t) = timeout {
             let f = flag.clone();
+            let (tx, rx) = crossbeam_channel::bounded::<()>(0);
+            _cancel = Some(tx);
             std::thread::Builder::new()
                 .name("dstream-await-timeout".into())
                 .spawn(move || {
-                    std::thread::sleep(t);
-                    f.store(true, Ordering::SeqCst);
+                    if rx.recv_timeout(t) == Err(crossbeam_channel::RecvTimeoutError::Timeout) {
+                        f.store(true, Ordering::SeqCst);
+                    }
                 })
                 .map_err(|e| StreamingError::Run(RunError::Output(e)))?;
         }
