@@ -220,14 +220,17 @@ pub struct Loaded<S> {
 pub fn encode<S: Serialize>(cp: &Checkpoint<S>) -> Result<Vec<u8>, CheckpointError> {
     let mut meta = postcard::to_stdvec(&cp.meta)?;
     meta.extend_from_slice(&postcard::to_stdvec(&MetaExtension { topic_id: cp.meta.fingerprint.topic_id.clone() })?);
-    let state = postcard::to_stdvec(&cp.state)?;
-    let mut out = Vec::with_capacity(HEADER_LEN + meta.len() + 8 + state.len() + 4);
+    let mut out = Vec::with_capacity(HEADER_LEN + meta.len() + 8 + 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(meta.len() as u64).to_le_bytes());
     out.extend_from_slice(&meta);
-    out.extend_from_slice(&(state.len() as u64).to_le_bytes());
-    out.extend_from_slice(&state);
+    // The state is encoded straight after its length, which is filled in once known (no copy of the state).
+    let len_at = out.len();
+    out.extend_from_slice(&0u64.to_le_bytes());
+    let mut out = postcard::to_extend(&cp.state, out)?;
+    let state_len = (out.len() - len_at - 8) as u64;
+    out[len_at..len_at + 8].copy_from_slice(&state_len.to_le_bytes());
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     Ok(out)
