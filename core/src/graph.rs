@@ -24,11 +24,11 @@ use crate::jvm::{JvmDisplay, StableHash};
 use crate::record::RecordRef;
 use crate::stateful::Stateful;
 use crate::stream::{
-    input, CoGroup, CoGroupAll, Count, CountByValue, CountByValueAndWindow, CountByWindow, DStream, DStreamExt, Filter,
-    FlatMap, FullOuterJoin, Graph, GroupByKey, GroupByKeyAndWindow, InnerJoin, Input, LeftOuterJoin, MalformedPolicy,
-    Map, MapValues, MapWithState, MappingFunction, OutputError, OutputOp, RecordParser, Reduce, ReduceByKey,
-    ReduceByWindow, ReducedByWindow, ReducedWindow, RightOuterJoin, Shared, Snapshots, StateSpec, Transform,
-    TransformWith, Union, UpdateStateByKey, Window,
+    input_with, CoGroup, CoGroupAll, Count, CountByValue, CountByValueAndWindow, CountByWindow, DStream, DStreamExt,
+    Filter, FlatMap, FullOuterJoin, Graph, GroupByKey, GroupByKeyAndWindow, InnerJoin, Input, LeftOuterJoin,
+    MalformedPolicy, Map, MapValues, MapWithState, MappingFunction, OutputError, OutputOp, RecordParser, Reduce,
+    ReduceByKey, ReduceByWindow, ReducedByWindow, ReducedWindow, RightOuterJoin, Shared, Snapshots, StateSpec,
+    Transform, TransformWith, Union, UpdateStateByKey, Window,
 };
 use crate::time::{Duration, Time};
 use serde::de::DeserializeOwned;
@@ -48,7 +48,7 @@ pub struct GraphBuilder {
 #[derive(Default)]
 struct Builder {
     outputs: Vec<Box<dyn OutputOp>>,
-    policy: MalformedPolicy,
+    policy: Rc<std::cell::Cell<MalformedPolicy>>,
 }
 
 impl fmt::Debug for GraphBuilder {
@@ -80,9 +80,10 @@ impl GraphBuilder {
         Self::default()
     }
 
-    /// What the input stream does with a record its parser refuses (default: skip and report it).
+    /// What the input streams do with a record their parser refuses (default: skip and report it); applies to
+    /// every input stream of the graph, whenever it was defined.
     pub fn set_malformed_policy(&self, policy: MalformedPolicy) {
-        self.inner.borrow_mut().policy = policy;
+        self.inner.borrow().policy.set(policy);
     }
 
     /// The batch's input records, from the source `topic` names (for [`ConsumerRecord::topic`]).
@@ -181,8 +182,8 @@ impl InputStream {
         T: Clone + 'static,
         F: FnMut(ConsumerRecord<'_>) -> T + 'static,
     {
-        let policy = self.graph.inner.borrow().policy;
-        self.graph.stream(input(MapRecords { topic: self.topic.clone(), f }, policy))
+        let policy = self.graph.inner.borrow().policy.clone();
+        self.graph.stream(input_with(MapRecords { topic: self.topic.clone(), f }, policy))
     }
 
     /// `map` with a parser that may refuse a record: a refused record is malformed, reported with its partition
@@ -193,8 +194,8 @@ impl InputStream {
         E: fmt::Display + 'static,
         F: FnMut(ConsumerRecord<'_>) -> Result<T, E> + 'static,
     {
-        let policy = self.graph.inner.borrow().policy;
-        self.graph.stream(input(TryMapRecords { topic: self.topic.clone(), f }, policy))
+        let policy = self.graph.inner.borrow().policy.clone();
+        self.graph.stream(input_with(TryMapRecords { topic: self.topic.clone(), f }, policy))
     }
 
     /// Each record through a [`RecordParser`] of the program's own.
@@ -203,8 +204,8 @@ impl InputStream {
         P: RecordParser + 'static,
         P::Item: Clone + 'static,
     {
-        let policy = self.graph.inner.borrow().policy;
-        self.graph.stream(input(parser, policy))
+        let policy = self.graph.inner.borrow().policy.clone();
+        self.graph.stream(input_with(parser, policy))
     }
 }
 
@@ -693,6 +694,22 @@ mod tests {
         };
         let want = format!("{}3\n\n{}(x,2)\n(y,1)\n\n{}4\n\n{}(x,3)\n(y,1)\n\n", h(1000), h(1000), h(2000), h(2000));
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn the_malformed_policy_applies_to_streams_defined_before_it_was_set() {
+        let g = GraphBuilder::new();
+        g.records()
+            .try_map(|r| {
+                std::str::from_utf8(r.value).map_err(|e| e.to_string())?.parse::<i64>().map_err(|e| e.to_string())
+            })
+            .print(1);
+        g.set_malformed_policy(MalformedPolicy::Fail);
+        let mut engine = Engine::new(g.build(), BatchTimer::first_start(Time(0), Duration::from_secs(1)));
+        let mut batch = RecordBatch::new();
+        batch.push(0, 0, 0, None, b"x");
+        let err = engine.run_batch(Time(1000), &mut batch, &ManualClock::new(Time(1000))).unwrap_err();
+        assert!(err.to_string().contains("partition 0 offset 0"), "{err}");
     }
 
     #[test]

@@ -334,12 +334,24 @@ impl<T, E: fmt::Display, F: FnMut(RecordRef<'_>) -> Result<T, E>> RecordParser f
 /// The input stream: parses each record of the batch, in (partition, offset) order.
 pub struct Input<F> {
     parse: F,
-    policy: MalformedPolicy,
+    policy: Policy,
+}
+
+/// What an input does with a refused record: fixed, or the graph's (which the program may set at any time before
+/// the run).
+enum Policy {
+    Fixed(MalformedPolicy),
+    Graph(Rc<std::cell::Cell<MalformedPolicy>>),
 }
 
 /// The input stream of a job, with a parser from records to elements.
 pub fn input<F: RecordParser>(parse: F, policy: MalformedPolicy) -> Input<F> {
-    Input { parse, policy }
+    Input { parse, policy: Policy::Fixed(policy) }
+}
+
+/// As [`input`], following the graph's policy cell.
+pub(crate) fn input_with<F: RecordParser>(parse: F, policy: Rc<std::cell::Cell<MalformedPolicy>>) -> Input<F> {
+    Input { parse, policy: Policy::Graph(policy) }
 }
 
 impl<F: RecordParser> DStream for Input<F> {
@@ -350,8 +362,11 @@ impl<F: RecordParser> DStream for Input<F> {
 
     fn feed_each<G: Sink<F::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
         let mut failed = None;
-        let mut reader =
-            Reader { parse: &mut self.parse, policy: self.policy, malformed: ctx.malformed, failed: &mut failed };
+        let policy = match &self.policy {
+            Policy::Fixed(p) => *p,
+            Policy::Graph(cell) => cell.get(),
+        };
+        let mut reader = Reader { parse: &mut self.parse, policy, malformed: ctx.malformed, failed: &mut failed };
         // Records come a run at a time; the loop over a run, with the per-record work inlined, is the only one. The
         // closure owns the reader and the sink, so that the loop keeps their parts in registers.
         let mut each_run = move |run: Run<'_>| {
