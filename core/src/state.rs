@@ -308,6 +308,21 @@ impl<K: Hash + Eq, S> Partition<K, S> {
         self.index.insert_unique(hash, i, |&j| hash_of(&entries[j as usize].0));
     }
 
+    /// Appends a key unless it is present (then it is handed back): one probe of the index for both.
+    fn push_new(&mut self, key: K, slot: Slot<S>) -> Result<(), K> {
+        let hash = hash_of(&key);
+        let i = self.entries.len() as u32;
+        let entries = &self.entries;
+        match self.index.entry(hash, |&j| entries[j as usize].0 == key, |&j| hash_of(&entries[j as usize].0)) {
+            hashbrown::hash_table::Entry::Occupied(_) => Err(key),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(i);
+                self.entries.push((key, slot));
+                Ok(())
+            }
+        }
+    }
+
     /// Removes a key, moving the last entry into its place.
     pub(crate) fn remove<Q>(&mut self, key: &Q) -> Option<Slot<S>>
     where
@@ -444,12 +459,8 @@ impl<K: Hash + Eq + StableHash, S> StateMap<K, S> {
             part.reserve(size);
         }
         for ((k, e), p) in entries.into_iter().zip(parts) {
-            let part = &mut m.parts[p as usize];
-            let hash = hash_of(&k);
-            if part.position(&k, hash).is_some() {
-                return Err(k);
-            }
-            part.push(k, Slot { value: e.state, updated_at: e.updated_at }, hash);
+            // Snapshot keys come from a map, so a key twice means a damaged checkpoint.
+            m.parts[p as usize].push_new(k, Slot { value: e.state, updated_at: e.updated_at })?;
         }
         Ok(m)
     }
