@@ -18,9 +18,9 @@ replay-recording FILE:
 
 # Benchmarks (figures for README.md).
 bench:
-    cargo bench -p dstream-core --bench lab
-    cargo bench -p dstream-adapters --bench consume
-    cargo bench -p dstream-adapters --bench checkpoint
+    cargo bench -p dstream-cli --bench lab
+    cargo bench -p dstream-cli --bench consume
+    cargo bench -p dstream-cli --bench checkpoint
 
 # Produce lab messages (arguments pass through, e.g. --brokers H:P --rate 0 --count 1000000).
 generate *ARGS:
@@ -32,4 +32,4 @@ ci:
 
 # Checkpoint write/load cost and its share of batch time (figures for README.md).
 bench-checkpoint:
-    cargo bench -p dstream-adapters --bench checkpoint
+    cargo bench -p dstream-cli --bench checkpoint

@@ -1,7 +1,8 @@
 //! dstream-adapters: everything that touches the world: the streaming context a program runs its job in, Kafka,
-//! checkpoint files, the real clock, the `dstream` command.
+//! checkpoint files, the real clock. The `dstream` command and the lab job built on this library are in the
+//! `dstream-cli` package (`adapters/cli`).
 //!
-//! A complete program, Spark's shape (see [`streaming`]; `adapters/examples/` has the lab, a word count and
+//! A complete program, Spark's shape (see [`streaming`]; `adapters/cli/examples/` has the lab, a word count and
 //! sessions):
 //!
 //! ```no_run
@@ -31,9 +32,7 @@ pub mod broker;
 pub mod checkpoint;
 pub mod clock;
 pub mod generate;
-pub mod jobs;
 pub mod kafka;
-pub mod lines;
 pub mod local;
 pub mod prelude;
 pub mod record;

@@ -22,11 +22,6 @@ impl Recorder {
         Recorder { path, topic: topic.to_string(), job: job.to_string(), params, writer: None }
     }
 
-    /// A recorder for the lab job with `config`.
-    pub fn lab(path: PathBuf, topic: &str, config: &dstream_core::lab::LabConfig) -> Self {
-        Recorder::new(path, topic, dstream_core::lab::JOB_NAME, crate::jobs::lab_params(config))
-    }
-
     /// Appends one completed batch.
     pub fn record<J: dstream_core::Job>(&mut self, b: &CompletedBatch<'_, J>) -> Result<(), RecordingError> {
         if self.writer.is_none() {

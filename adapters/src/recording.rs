@@ -15,7 +15,6 @@
 //! every payload against its CRC32, so truncation and corruption come back as a typed error naming the
 //! frame and the byte offset; it never panics on input.
 
-use dstream_core::lab::{LabConfig, JOB_NAME};
 use dstream_core::{BatchInfo, Duration, OffsetRange, RecordBatch, Time};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -142,25 +141,11 @@ pub struct RecordingHeader {
     pub batch_interval: Duration,
     /// The batch grid's origin: batch k is at `zero + k * interval` (0 under a fresh manual clock).
     pub zero: Time,
-    /// The job's name (`average` is the lab job).
+    /// The job's name, as the program that recorded it calls it (`dstream` names the lab job `average`).
     pub job: String,
     /// The job's parameters as (name, value) text pairs, in order; names may repeat.
     #[serde(deserialize_with = "cautious::vec")]
     pub params: Vec<(String, String)>,
-}
-
-impl RecordingHeader {
-    /// A header for the lab job with `config`, on a grid starting at `zero`.
-    pub fn lab(topic: &str, partitions: u32, batch_interval: Duration, zero: Time, config: &LabConfig) -> Self {
-        RecordingHeader {
-            topic: topic.to_string(),
-            partitions,
-            batch_interval,
-            zero,
-            job: JOB_NAME.to_string(),
-            params: crate::jobs::lab_params(config),
-        }
-    }
 }
 
 /// One input record as recorded.

@@ -12,24 +12,13 @@ use crate::checkpoint::{
 };
 use crate::run::{run_pending, CompletedBatch, PendingError, RunError, RunHooks, RunSummary};
 use crossbeam_channel::{Receiver, Sender};
-use dstream_core::key::Key;
-use dstream_core::lab::{Avg, LabCheckpoint};
 use dstream_core::{
-    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, OffsetRange, RecordBatch,
-    StateCodecError, Time,
+    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, OffsetRange, RecordBatch, Time,
 };
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
 pub use dstream_core::checkpoint::{restore_state, save_state, RestoreError};
-
-/// The lab job's state in a checkpoint's job state (its one `map_with_state` operator), if it holds one.
-pub fn lab_state(state: &JobState) -> Option<Result<LabCheckpoint, StateCodecError>> {
-    match state.as_slice() {
-        [op] if op.kind == "map_with_state" => Some(dstream_core::stateful::decode(&op.bytes)),
-        _ => None,
-    }
-}
 
 /// Writes checkpoints of one job to a store, every `every` batches of the grid, inline or on a writer thread.
 #[derive(Debug)]
@@ -318,39 +307,4 @@ impl<J: Job> Resumed<J> {
             PendingError::Run(e) => RecoveryError::Run(e.to_string()),
         })
     }
-}
-
-/// Writes a lab checkpoint's state as a table sorted by key, one `KEY<TAB>SUM<TAB>COUNT<TAB>AVERAGE` line per key
-/// (the average as the JVM prints a double). A key's backslash, tab, newline and carriage return are written as
-/// `\\`, `\t`, `\n` and `\r`, so every key is one line and one field. A state listing a key twice is refused
-/// (`InvalidData`) before anything is written.
-pub fn write_lab_state(state: &LabCheckpoint, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let mut entries: Vec<(&Key, &Avg)> = state.state.entries.iter().map(|(k, e)| (k, &e.state)).collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
-    if let Some(w) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
-        let msg = format!("key {:?} appears twice in the state", w[0].0.as_str());
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
-    }
-    let mut line = String::new();
-    for (k, a) in entries {
-        line.clear();
-        for c in k.as_str().chars() {
-            match c {
-                '\\' => line.push_str("\\\\"),
-                '\t' => line.push_str("\\t"),
-                '\n' => line.push_str("\\n"),
-                '\r' => line.push_str("\\r"),
-                c => line.push(c),
-            }
-        }
-        line.push('\t');
-        line.push_str(&a.sum().to_string());
-        line.push('\t');
-        line.push_str(&a.count().to_string());
-        line.push('\t');
-        dstream_core::jvm::write_double(&mut line, a.mean());
-        line.push('\n');
-        out.write_all(line.as_bytes())?;
-    }
-    Ok(())
 }

@@ -1,10 +1,9 @@
 //! Replay of a recording: frame by frame through the job its header names, with a manual clock set to
 //! each frame's batch time, printing exactly what the recorded run printed.
 
-use crate::jobs::{build_job, JobSpecError};
-use crate::recording::{Frame, Recording, RecordingError, RecordingHeader, RecordingReader};
+use crate::recording::{Frame, RecordingError, RecordingHeader, RecordingReader};
 use dstream_core::time::MAX_MILLIS;
-use dstream_core::{BatchReport, BatchTimer, Engine, EngineError, Job, Malformed, ManualClock, RecordBatch, Time};
+use dstream_core::{BatchReport, BatchTimer, Engine, EngineError, Job, ManualClock, RecordBatch, Time};
 use std::io::{Read, Write};
 
 /// Totals of a replay.
@@ -24,9 +23,9 @@ pub enum ReplayError {
     /// The recording could not be read.
     #[error(transparent)]
     Recording(#[from] RecordingError),
-    /// The header names a job that cannot be built.
+    /// The header names a job that cannot be built (see the program that replays it).
     #[error("recording header: {0}")]
-    Job(#[from] JobSpecError),
+    Job(Box<dyn std::error::Error + Send + Sync>),
     /// The header's batch interval is not positive (or beyond `MAX_MILLIS`).
     #[error("recording header: batch interval {0} ms is not within 1..=9007199254740992 ms")]
     BadInterval(i64),
@@ -131,63 +130,4 @@ pub fn replay_reader<J: Job, R: Read>(
     }
     out.flush()?;
     Ok(r.summary)
-}
-
-/// Replays a whole recording through the job its header names.
-pub fn replay(
-    recording: &Recording,
-    out: &mut dyn Write,
-    on_malformed: &mut dyn FnMut(&Malformed),
-) -> Result<ReplaySummary, ReplayError> {
-    let job = build_job(&recording.header)?;
-    let frames = recording.frames.iter().cloned().map(Ok);
-    replay_frames(job, &recording.header, frames, out, &mut |r| r.malformed.iter().for_each(&mut *on_malformed))
-}
-
-/// Replays a recording and returns everything it printed.
-pub fn replay_to_string(recording: &Recording) -> Result<String, ReplayError> {
-    let mut out = Vec::new();
-    replay(recording, &mut out, &mut |_| {})?;
-    Ok(String::from_utf8(out).expect("print output is built from Rust strings"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::text::from_text;
-
-    #[test]
-    fn bad_headers_are_errors_not_panics() {
-        let mut rec = from_text("dstream-recording 1\n--- batch\na,1\n").unwrap();
-        rec.header.batch_interval = dstream_core::Duration(0);
-        assert!(matches!(replay_to_string(&rec), Err(ReplayError::BadInterval(0))));
-        rec.header.batch_interval = dstream_core::Duration(1000);
-        rec.header.job = "nope".into();
-        assert!(matches!(replay_to_string(&rec), Err(ReplayError::Job(_))));
-    }
-
-    /// Issue 14 item 8: times near 2^63 in a recording (header or frame) are refused; they wrapped the grid.
-    #[test]
-    fn times_out_of_range_are_errors_not_panics() {
-        let mut rec = from_text("dstream-recording 1\n--- batch\na,1\n").unwrap();
-        rec.header.zero = dstream_core::Time(i64::MAX - 10);
-        let err = replay_to_string(&rec).unwrap_err();
-        assert!(matches!(err, ReplayError::BadTime { what: "grid origin", .. }), "{err}");
-        rec.header.zero = dstream_core::Time(0);
-        rec.header.batch_interval = dstream_core::Duration(i64::MAX);
-        assert!(matches!(replay_to_string(&rec), Err(ReplayError::BadInterval(i64::MAX))));
-        rec.header.batch_interval = dstream_core::Duration(1000);
-        rec.frames[0].time = dstream_core::Time(i64::MIN);
-        let err = replay_to_string(&rec).unwrap_err();
-        assert!(matches!(err, ReplayError::BadTime { what: "batch time", time: i64::MIN }), "{err}");
-    }
-
-    #[test]
-    fn batches_out_of_order_stop_the_replay_after_the_good_ones() {
-        let rec = from_text("dstream-recording 1\n--- batch 4000\na,1\n--- batch 2000\na,2\n").unwrap();
-        let mut out = Vec::new();
-        let err = replay(&rec, &mut out, &mut |_| {}).unwrap_err();
-        assert!(matches!(err, ReplayError::Engine(EngineError::OutOfOrder { .. })), "{err}");
-        assert!(String::from_utf8(out).unwrap().contains("Time: 4000 ms\n"));
-    }
 }

@@ -26,13 +26,15 @@
 //! trailing spaces, or holds control characters or bytes that are not UTF-8: then it is quoted.
 
 use crate::recording::{Frame, Record, Recording, RecordingHeader, MAX_PARTITIONS};
-use dstream_core::lab::JOB_NAME;
 use dstream_core::{Duration, OffsetRange, Time};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// The required first line (after comments) of the text form.
 pub const TEXT_MAGIC: &str = "dstream-recording 1";
+
+/// The job a text recording names when it has no `job` line (the name the `dstream` command gives its lab job).
+pub const DEFAULT_JOB: &str = "average";
 
 /// A text recording that does not parse, with the 1-based line number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -334,7 +336,7 @@ pub fn from_text(text: &str) -> Result<Recording, TextError> {
         partitions: 1,
         batch_interval: Duration::from_secs(2),
         zero: Time(0),
-        job: JOB_NAME.to_string(),
+        job: DEFAULT_JOB.to_string(),
         params: Vec::new(),
     };
     let mut frames: Vec<Frame> = Vec::new();

@@ -3,7 +3,6 @@
 //! harness) write and read these same types.
 
 use crate::engine::BatchInfo;
-use crate::lab::{LabConfig, LabJob};
 use crate::stateful::{StateCodecError, StateVisit, Stateful};
 use crate::stream::Job;
 use crate::time::{Duration, Time, MAX_MILLIS};
@@ -61,13 +60,6 @@ impl Fingerprint {
             }
         });
         Fingerprint::new(topic, partitions, name, params)
-    }
-
-    /// The lab job's fingerprint (see [`Fingerprint::of_job`]): the state's types and timeout; with no timeout
-    /// the batch interval does not affect state either.
-    pub fn lab(topic: &str, partitions: u32, config: &LabConfig, interval: Duration) -> Self {
-        let mut job = LabJob::new(config.clone());
-        Fingerprint::of_job(topic, partitions, crate::lab::JOB_NAME, &mut job, interval)
     }
 
     /// Every field where `self` (stored) and `current` differ, in a fixed order.

@@ -11,7 +11,6 @@ pub mod engine;
 pub mod graph;
 pub mod jvm;
 pub mod key;
-pub mod lab;
 pub mod print;
 pub mod record;
 pub mod state;

@@ -7,14 +7,18 @@
 //! boundary and `Driver::restore` continue on the same grid with the same offsets and state.
 //!
 //! ```
-//! use dstream_core::{lab::LabConfig, Duration};
-//! use dstream_harness::driver::Driver;
-//! let mut d = Driver::new(LabConfig::default(), Duration::from_secs(2));
+//! use dstream_core::graph::GraphBuilder;
+//! use dstream_core::Duration;
+//! use dstream_harness::driver::{Driver, Output};
+//! let g = GraphBuilder::new();
+//! let lengths = g.records_of("avg").map(|r| r.value.len());
+//! let out = Output::capture(&lengths);
+//! let mut d = Driver::for_graph(&g, Duration::from_secs(2));
 //! d.pipe(0, b"a,10");
-//! d.pipe(0, b"a,15");
-//! let out = d.advance(1).unwrap();
-//! assert_eq!(out[0].time.millis(), 2000);
-//! assert_eq!(out[0].mapped[1].1, 12.5);
+//! d.pipe(0, b"bb,15");
+//! let batch = d.advance(1).unwrap().remove(0);
+//! assert_eq!(batch.time.millis(), 2000);
+//! assert_eq!(out.read_values(), vec![4, 5]);
 //! ```
 
 use crate::recording::Frame;
@@ -22,9 +26,8 @@ use dstream_core::checkpoint::{
     restore_state, save_state, Checkpoint, CheckpointMeta, Fingerprint, JobState, NextOffset, RestoreError,
 };
 use dstream_core::graph::{GraphBuilder, Stream};
-use dstream_core::lab::{Avg, LabCheckpoint, LabConfig, LabJob, Output as LabOutput};
 use dstream_core::{
-    BatchTimer, Clock, Duration, Engine, EngineError, Job, Key, Malformed, ManualClock, OffsetRange, RecordBatch, Time,
+    BatchTimer, Clock, Duration, Engine, EngineError, Job, Malformed, ManualClock, OffsetRange, RecordBatch, Time,
 };
 use dstream_core::{DStream, Graph, StateCodecError};
 use serde::de::DeserializeOwned;
@@ -54,38 +57,6 @@ pub trait CheckpointJob: DriverJob {
     fn checkpoint_state(&self) -> Self::Checkpoint;
     /// Replaces the state with a checkpoint's.
     fn restore_state(&mut self, cp: Self::Checkpoint);
-}
-
-impl DriverJob for LabJob {
-    type Output = LabOutput;
-    type Snapshot = Vec<(Key, Avg)>;
-    fn mapped(&self) -> Vec<LabOutput> {
-        self.last_output()
-    }
-    fn snapshot_state(&self) -> Self::Snapshot {
-        self.snapshot()
-    }
-}
-
-impl CheckpointJob for LabJob {
-    type Checkpoint = LabCheckpoint;
-    fn checkpoint_state(&self) -> LabCheckpoint {
-        self.checkpoint()
-    }
-    fn restore_state(&mut self, cp: LabCheckpoint) {
-        // The driver restores checkpoints it took itself, whose keys are unique.
-        self.restore(cp).expect("a driver checkpoint restores")
-    }
-}
-
-/// A job behind `AnyJob` is observed through its printed text only.
-impl DriverJob for crate::jobs::AnyJob {
-    type Output = ();
-    type Snapshot = ();
-    fn mapped(&self) -> Vec<()> {
-        Vec::new()
-    }
-    fn snapshot_state(&self) {}
 }
 
 /// What one batch of the job `J` produced.
@@ -152,18 +123,6 @@ pub struct Driver<J: DriverJob> {
     committed: Vec<i64>,
     /// Whether each batch's output carries a state snapshot.
     snapshots: bool,
-}
-
-impl Driver<LabJob> {
-    /// A driver of the lab job with `config`, clock at zero, first batch at `batch_interval`.
-    pub fn new(config: LabConfig, batch_interval: Duration) -> Self {
-        Driver::with_job(LabJob::new(config), batch_interval)
-    }
-
-    /// A lab-job driver continuing from `checkpoint`.
-    pub fn restore(config: LabConfig, batch_interval: Duration, checkpoint: DriverCheckpoint<LabCheckpoint>) -> Self {
-        Driver::restore_job(LabJob::new(config), batch_interval, checkpoint)
-    }
 }
 
 impl<J: DriverJob> Driver<J> {
@@ -457,64 +416,5 @@ impl Driver<Graph> {
             next_offsets: next,
             snapshots: false,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_go_into_the_next_batch_with_per_partition_offsets() {
-        let mut d = Driver::new(LabConfig::default(), Duration(1000));
-        assert_eq!(d.pipe(1, b"a,1"), 0);
-        assert_eq!(d.pipe(0, b"b,2"), 0);
-        assert_eq!(d.pipe(1, b"a,3"), 1);
-        let out = d.advance(2).unwrap();
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[0].time, Time(1000));
-        assert_eq!(out[1].time, Time(2000));
-        // Processing order is (partition, offset): b first, then a's two records.
-        assert_eq!(out[0].mapped, vec![(Key::new("b"), 2.0), (Key::new("a"), 1.0), (Key::new("a"), 2.0)]);
-        assert_eq!(
-            out[0].frame.ranges,
-            vec![OffsetRange { partition: 0, from: 0, until: 1 }, OffsetRange { partition: 1, from: 0, until: 2 }]
-        );
-        assert!(out[1].mapped.is_empty());
-        assert_eq!(
-            out[1].frame.ranges,
-            vec![OffsetRange { partition: 0, from: 1, until: 1 }, OffsetRange { partition: 1, from: 2, until: 2 }]
-        );
-        assert_eq!(
-            out[1].printed,
-            "-------------------------------------------\nTime: 2000 ms\n-------------------------------------------\n\n"
-        );
-    }
-
-    #[test]
-    fn restore_continues_the_grid_offsets_and_state() {
-        let mut d = Driver::new(LabConfig::default(), Duration(1000));
-        d.pipe(0, b"a,10");
-        d.advance(1).unwrap();
-        let cp = DriverCheckpoint::from_bytes(&d.checkpoint().to_bytes()).unwrap();
-        assert_eq!(cp.time, Time(1000));
-        assert_eq!(cp.next_offsets, vec![1]);
-        let mut r = Driver::restore(LabConfig::default(), Duration(1000), cp);
-        assert_eq!(r.pipe(0, b"a,20"), 1);
-        let out = r.advance(1).unwrap();
-        assert_eq!(out[0].time, Time(2000));
-        assert_eq!(out[0].mapped, vec![(Key::new("a"), 15.0)]);
-        assert_eq!(out[0].snapshot, Some(vec![(Key::new("a"), Avg::new(30, 2))]));
-        assert_eq!(r.snapshot(), vec![(Key::new("a"), Avg::new(30, 2))]);
-    }
-
-    #[test]
-    fn malformed_records_are_reported_with_their_position() {
-        let mut d = Driver::new(LabConfig::default(), Duration(1000));
-        d.run_batches(&[vec!["a,1", "oops"]]).unwrap();
-        d.pipe(0, b"b,x");
-        let out = d.advance(1).unwrap();
-        assert_eq!(out[0].malformed.len(), 1);
-        assert_eq!((out[0].malformed[0].partition, out[0].malformed[0].offset), (0, 2));
     }
 }

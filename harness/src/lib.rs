@@ -5,6 +5,6 @@ pub mod driver;
 pub mod model;
 #[cfg(feature = "proptest")]
 pub mod strategies;
-// The recording format, replay and the named jobs live with the binary that writes and plays recordings; they
-// are re-exported here where tests have always found them.
-pub use dstream_adapters::{jobs, lines, recording, replay, text};
+// The recording format and replay live with the streaming context that writes and plays recordings; they are
+// re-exported here where tests have always found them.
+pub use dstream_adapters::{recording, replay, text};

@@ -1,8 +1,7 @@
 //! proptest strategies for arbitrary streams, configurations and recordings.
 
 use crate::recording::{Frame, Record, Recording, RecordingHeader};
-use dstream_core::lab::LabConfig;
-use dstream_core::{Duration, MalformedPolicy, OffsetRange, OutputOrder, StateSpecOptions, Time, TimeoutScan};
+use dstream_core::{Duration, OffsetRange, Time};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
@@ -40,7 +39,7 @@ pub fn malformed_message() -> impl Strategy<Value = Vec<u8>> {
         Just(b"a,1,2".to_vec()),
         Just(b"\xff,1".to_vec()),
         Just(b"a,99999999999999999999".to_vec()),
-        vec(any::<u8>(), 0..8).prop_filter("not a valid lab record", |v| dstream_core::lab::parse_record(v).is_err()),
+        vec(any::<u8>(), 0..8).prop_filter("not a valid KEY,VALUE record", |v| !is_key_value(v)),
     ]
 }
 
@@ -99,30 +98,6 @@ pub fn restarts(batches: usize) -> impl Strategy<Value = Vec<bool>> {
     vec(prop::bool::weighted(0.3), batches)
 }
 
-/// A lab configuration: print 0-12, 1-4 state partitions, no timeout or one of 1-6 intervals under either
-/// scan policy, checkpoint interval default or 1-3 intervals, either output order; malformed records skipped.
-pub fn lab_config(interval: Duration) -> impl Strategy<Value = LabConfig> {
-    (
-        0usize..=12,
-        1usize..=4,
-        prop::option::of(1i64..=6),
-        prop_oneof![Just(TimeoutScan::SparkCompatible), Just(TimeoutScan::EveryBatch)],
-        prop::option::of(1i64..=3),
-        prop_oneof![3 => Just(OutputOrder::Arrival), 1 => Just(OutputOrder::SparkPartitions)],
-    )
-        .prop_map(move |(print, parts, timeout, scan, cpi, order)| LabConfig {
-            print: Some(print),
-            malformed: MalformedPolicy::Skip,
-            state: StateSpecOptions {
-                num_partitions: parts,
-                timeout: timeout.map(|k| interval * k),
-                checkpoint_interval: cpi.map(|k| interval * k),
-                timeout_scan: scan,
-                output_order: order,
-            },
-        })
-}
-
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![vec(any::<u8>(), 0..=max), ".{0,8}".prop_map(String::into_bytes), message(),]
 }
@@ -151,4 +126,14 @@ pub fn recording() -> impl Strategy<Value = Recording> {
         records,
     });
     (header, vec(frame, 0..5)).prop_map(|(header, frames)| Recording { header, frames })
+}
+
+/// Whether `v` is `KEY,VALUE` with a non-empty UTF-8 key and a decimal 64-bit integer value (optional sign), as
+/// the lab job parses it.
+fn is_key_value(v: &[u8]) -> bool {
+    let Some(comma) = v.iter().position(|&b| b == b',') else { return false };
+    let (key, value) = (&v[..comma], &v[comma + 1..]);
+    !key.is_empty()
+        && std::str::from_utf8(key).is_ok()
+        && std::str::from_utf8(value).is_ok_and(|s| s.parse::<i64>().is_ok())
 }

@@ -5,7 +5,7 @@
 use dstream_adapters::checkpoint::{
     encode, temp_file_name, Checkpoint, CheckpointMeta, CheckpointStore, Fingerprint, NextOffset,
 };
-use dstream_core::lab::{LabCheckpoint, LabConfig};
+use dstream_cli::lab::{LabCheckpoint, LabConfig};
 use dstream_core::{Duration, Time};
 use dstream_harness::driver::{Driver, DriverCheckpoint};
 use dstream_harness::model::AverageModel;
@@ -25,7 +25,7 @@ enum Crash {
     TornNewest,
 }
 
-fn to_store(d: &Driver<dstream_core::lab::LabJob>, fingerprint: &Fingerprint) -> Checkpoint<LabCheckpoint> {
+fn to_store(d: &Driver<dstream_cli::lab::LabJob>, fingerprint: &Fingerprint) -> Checkpoint<LabCheckpoint> {
     let cp = d.checkpoint();
     Checkpoint {
         meta: CheckpointMeta {
@@ -45,10 +45,10 @@ fn to_store(d: &Driver<dstream_core::lab::LabJob>, fingerprint: &Fingerprint) ->
     }
 }
 
-fn from_store(cp: Checkpoint<LabCheckpoint>) -> Driver<dstream_core::lab::LabJob> {
+fn from_store(cp: Checkpoint<LabCheckpoint>) -> Driver<dstream_cli::lab::LabJob> {
     let next_offsets = cp.meta.next_offsets.iter().map(|n| n.offset).collect();
     let dc = DriverCheckpoint { time: cp.meta.time, zero: cp.meta.zero, next_offsets, job: cp.state };
-    Driver::restore(LabConfig::default(), cp.meta.interval, dc)
+    dstream_cli::driver::lab_driver_restore(LabConfig::default(), cp.meta.interval, dc)
 }
 
 /// Runs `batches` (each a list of (partition, message)), crashing at the boundaries in `crashes` the first time
@@ -57,9 +57,9 @@ fn run(
     parts: usize,
     batches: &[Vec<(usize, Vec<u8>)>],
     crashes: &BTreeMap<usize, Crash>,
-) -> (Driver<dstream_core::lab::LabJob>, Vec<(Time, String)>) {
+) -> (Driver<dstream_cli::lab::LabJob>, Vec<(Time, String)>) {
     let dir = tempfile::tempdir().unwrap();
-    let fingerprint = Fingerprint::lab("avg", parts as u32, &LabConfig::default(), INTERVAL);
+    let fingerprint = dstream_cli::lab::fingerprint("avg", parts as u32, &LabConfig::default(), INTERVAL);
     // The log: each partition's messages in offset order; batch i covers offsets [ends[i-1], ends[i]).
     let mut log: Vec<Vec<Vec<u8>>> = vec![vec![]; parts];
     let mut ends: Vec<Vec<i64>> = vec![];
@@ -72,7 +72,7 @@ fn run(
     let mut crashes = crashes.clone();
     let mut printed = vec![];
     let mut store = CheckpointStore::open(dir.path()).unwrap().with_keep(3);
-    let mut driver = Driver::new(LabConfig::default(), INTERVAL).with_partitions(parts);
+    let mut driver = dstream_cli::driver::lab_driver(LabConfig::default(), INTERVAL).with_partitions(parts);
     let mut i = 0;
     while i < batches.len() {
         // Batch i: pipe the log from where the driver stands (after a restore, its checkpoint's offsets).
@@ -115,7 +115,7 @@ fn run(
         store = CheckpointStore::open(dir.path()).unwrap().with_keep(3);
         match store.load_latest::<LabCheckpoint>(Some(&fingerprint)).unwrap() {
             None => {
-                driver = Driver::new(LabConfig::default(), INTERVAL).with_partitions(parts);
+                driver = dstream_cli::driver::lab_driver(LabConfig::default(), INTERVAL).with_partitions(parts);
                 i = 0;
             }
             Some(loaded) => {

@@ -2,7 +2,7 @@
 //! malformed-record reports, marked `!`) compared with `tests/tests/snapshots/`. Each snapshot was checked by
 //! hand against SPARK-SEMANTICS.md; the fixture's comment says which rule it shows.
 
-use dstream_harness::jobs::build_job;
+use dstream_cli::jobs::build_job;
 use dstream_harness::recording::Recording;
 use dstream_harness::replay::replay_frames;
 use dstream_harness::text::{from_text, to_text};

@@ -1,6 +1,6 @@
 //! The lab job against the harness's independent reference model, on arbitrary streams.
 
-use dstream_core::lab::{LabConfig, LabJob};
+use dstream_cli::lab::{LabConfig, LabJob};
 use dstream_core::{BatchTimer, Clock, Duration, Engine, ManualClock, RecordBatch};
 use dstream_harness::model::AverageModel;
 use dstream_harness::strategies;

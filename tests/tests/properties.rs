@@ -1,13 +1,15 @@
 //! Properties of the engine, the driver, recordings and checkpoints over arbitrary streams.
 
-use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob, Output};
+use dstream_cli::jobs::build_job;
+use dstream_cli::jobs::replay_to_string;
+use dstream_cli::lab::{LabCheckpoint, LabConfig, LabJob, Output};
+use dstream_cli::strategies::lab_config;
 use dstream_core::{Duration, Key, OutputOrder, Time};
 use dstream_harness::driver::{Batch, Driver, DriverCheckpoint};
-use dstream_harness::jobs::build_job;
 use dstream_harness::model::AverageModel;
-use dstream_harness::recording::{Frame, Recording, RecordingHeader, RecordingReader};
-use dstream_harness::replay::{replay_reader, replay_to_string};
-use dstream_harness::strategies::{batches, lab_config, recording, restarts, split, stream, Stream};
+use dstream_harness::recording::{Frame, Recording, RecordingReader};
+use dstream_harness::replay::replay_reader;
+use dstream_harness::strategies::{batches, recording, restarts, split, stream, Stream};
 use dstream_harness::text::{from_text, to_text};
 use proptest::prelude::*;
 
@@ -17,7 +19,7 @@ type Batches = Vec<Vec<(i32, Vec<u8>)>>;
 
 /// Runs batches through a fresh driver; restarts from a checkpoint (through its bytes) after batch i if `restart[i]`.
 fn run(config: &LabConfig, partitions: u32, bs: &Batches, restart: &[bool]) -> (Vec<Batch<LabJob>>, Driver<LabJob>) {
-    let mut d = Driver::new(config.clone(), INTERVAL).with_partitions(partitions as usize);
+    let mut d = dstream_cli::driver::lab_driver(config.clone(), INTERVAL).with_partitions(partitions as usize);
     let mut outs = Vec::new();
     for (i, b) in bs.iter().enumerate() {
         for (p, v) in b {
@@ -27,7 +29,7 @@ fn run(config: &LabConfig, partitions: u32, bs: &Batches, restart: &[bool]) -> (
         if restart.get(i).copied().unwrap_or(false) {
             let bytes = d.checkpoint().to_bytes();
             let cp = DriverCheckpoint::<LabCheckpoint>::from_bytes(&bytes).expect("own checkpoint decodes");
-            d = Driver::restore(config.clone(), INTERVAL, cp);
+            d = dstream_cli::driver::lab_driver_restore(config.clone(), INTERVAL, cp);
         }
     }
     (outs, d)
@@ -56,7 +58,7 @@ proptest! {
     fn record_then_replay_prints_the_same((s, sizes, config) in case()) {
         let bs = batches(&s.messages, &sizes);
         let (outs, _) = run(&config, s.partitions, &bs, &[]);
-        let header = RecordingHeader::lab("avg", s.partitions, INTERVAL, Time(0), &config);
+        let header = dstream_cli::lab::recording_header("avg", s.partitions, INTERVAL, Time(0), &config);
         let rec = Recording { header, frames: outs.iter().map(|o| o.frame.clone()).collect() };
         let live = printed(&outs);
         let bytes = rec.to_bytes().unwrap();
@@ -154,7 +156,7 @@ proptest! {
     /// (4) Driver checkpoints taken at any point of any run round-trip through their bytes.
     #[test]
     fn checkpoints_round_trip((s, sizes, config) in case()) {
-        let mut d = Driver::new(config, INTERVAL);
+        let mut d = dstream_cli::driver::lab_driver(config, INTERVAL);
         for b in batches(&s.messages, &sizes) {
             for (p, v) in b {
                 d.pipe(p, &v);

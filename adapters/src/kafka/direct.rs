@@ -641,7 +641,6 @@ struct Probe {
 mod tests {
     use super::*;
     use crate::kafka::records::{encode_batch, Codec};
-    use dstream_core::lab::{LabConfig, LabJob};
     use dstream_core::{BatchTimer, Engine, ManualClock};
 
     fn segment(bytes: Bytes, from: i64, until: i64) -> Segment {
@@ -736,7 +735,12 @@ mod tests {
         assert!(err.reason.contains("avg") && err.reason.contains('3') && err.reason.contains("checksum"), "{err}");
         let clock = ManualClock::default();
         let timer = BatchTimer::first_start(dstream_core::Time(0), dstream_core::Duration(1000));
-        let mut engine = Engine::new(LabJob::new(LabConfig::default()), timer);
+        let lengths = dstream_core::input(
+            |r: dstream_core::RecordRef<'_>| Ok::<_, std::fmt::Error>(r.value.len()),
+            dstream_core::MalformedPolicy::Skip,
+        );
+        let mut engine =
+            Engine::new(dstream_core::Graph::new().output(dstream_core::DStreamExt::print(lengths, 1)), timer);
         let mut open = engine.begin_batch(dstream_core::Time(1000), &clock).unwrap();
         let failed = engine.feed_source(&mut open, &s).unwrap_err();
         assert!(failed.to_string().contains("checksum"), "{failed}");

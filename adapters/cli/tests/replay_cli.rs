@@ -8,7 +8,7 @@ fn dstream() -> Command {
 }
 
 fn fixture(name: &str) -> String {
-    format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Spark's print output for the model's outputs, formatted independently of dstream's JVM formatter: for

@@ -6,10 +6,9 @@ mod common;
 
 use common::{broker, checkpoint_rows, dstream, exit_within, generate, ok_stdout as ok};
 use dstream_adapters::checkpoint::{
-    encode, file_name, read_file, Checkpoint, CheckpointMeta, CheckpointStore, Fingerprint, JobState, NextOffset,
-    OperatorState,
+    encode, file_name, read_file, Checkpoint, CheckpointMeta, CheckpointStore, JobState, NextOffset, OperatorState,
 };
-use dstream_core::lab::{Avg, LabCheckpoint, LabConfig};
+use dstream_cli::lab::{Avg, LabCheckpoint, LabConfig};
 use dstream_core::state::{StateEntry, StateSnapshot};
 use dstream_core::{Duration, Key, Time};
 use std::path::Path;
@@ -34,7 +33,7 @@ fn lab_checkpoint(t: i64, entries: &[(&str, i128, u64)]) -> Checkpoint<JobState>
     };
     Checkpoint {
         meta: CheckpointMeta {
-            fingerprint: Fingerprint::lab("avg", 1, &LabConfig::default(), Duration(100)),
+            fingerprint: dstream_cli::lab::fingerprint("avg", 1, &LabConfig::default(), Duration(100)),
             time: Time(t),
             zero: Time(0),
             interval: Duration(100),

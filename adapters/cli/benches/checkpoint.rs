@@ -1,10 +1,10 @@
 //! Checkpoint cost: writing and loading 1,000,000 distinct keys, and checkpointing as a share of batch time for
-//! the lab job at 100,000 records per batch. Run with `cargo bench -p dstream-adapters --bench checkpoint`.
+//! the lab job at 100,000 records per batch. Run with `cargo bench -p dstream-cli --bench checkpoint`.
 //! Files go to a temporary directory on the same filesystem as `target/`, with real fsyncs.
 
-use dstream_adapters::checkpoint::{CheckpointStore, Fingerprint, NextOffset};
+use dstream_adapters::checkpoint::{CheckpointStore, NextOffset};
 use dstream_adapters::recovery::{restore, Checkpointer};
-use dstream_core::lab::{LabConfig, LabJob};
+use dstream_cli::lab::{LabConfig, LabJob};
 use dstream_core::{BatchTimer, Clock, Duration, Engine, ManualClock, RecordBatch, Time};
 use std::time::Instant;
 
@@ -20,7 +20,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn bench_dir() -> tempfile::TempDir {
-    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-checkpoint");
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-checkpoint");
     std::fs::create_dir_all(&base).expect("create bench dir");
     tempfile::tempdir_in(base).expect("temp dir")
 }
@@ -46,7 +46,7 @@ fn million_keys() {
     assert_eq!(engine.job().snapshot().len(), KEYS);
 
     let dir = bench_dir();
-    let fingerprint = Fingerprint::lab("avg", 1, engine.job().config(), INTERVAL);
+    let fingerprint = dstream_cli::lab::fingerprint("avg", 1, engine.job().config(), INTERVAL);
     let mut ck = Checkpointer::new(CheckpointStore::open(dir.path()).unwrap(), fingerprint, 1);
     let next = [NextOffset { partition: 0, offset: KEYS as i64 }];
     let (mut writes, mut loads) = (Vec::new(), Vec::new());
@@ -81,7 +81,7 @@ fn lab_share(background: bool) -> (f64, f64) {
     let dir = bench_dir();
     let mut ck = Checkpointer::new(
         CheckpointStore::open(dir.path()).unwrap(),
-        Fingerprint::lab("avg", 2, engine.job().config(), INTERVAL),
+        dstream_cli::lab::fingerprint("avg", 2, engine.job().config(), INTERVAL),
         1,
     );
     if background {

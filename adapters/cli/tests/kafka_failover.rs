@@ -10,7 +10,7 @@ use dstream_adapters::broker::kafka::KafkaCluster;
 use dstream_adapters::checkpoint::CheckpointStore;
 use dstream_adapters::checkpoint::JobState;
 use dstream_adapters::kafka::{Client, ClientConfig};
-use dstream_adapters::recovery::lab_state;
+use dstream_cli::lab::lab_state;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,10 +1,10 @@
 //! Replay of a plain text file: one message value per line, a fixed number of lines per batch.
 
-use dstream_core::lab::{LabConfig, LabJob};
+use crate::lab::{LabConfig, LabJob};
 use dstream_core::{BatchTimer, Clock, Duration, Engine, EngineError, ManualClock, RecordBatch};
 use std::io::Write;
 
-pub use crate::replay::ReplaySummary;
+pub use dstream_adapters::replay::ReplaySummary;
 
 /// Why a replay stopped.
 #[derive(Debug, thiserror::Error)]

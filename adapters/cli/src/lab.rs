@@ -1,16 +1,20 @@
 //! The lab's job: `"KEY,VALUE"` messages, a running average per key with `mapWithState`, printed as Spark does.
 
-use crate::jvm::write_double;
-use crate::key::Key;
-use crate::print::write_batch;
-use crate::record::RecordRef;
-use crate::state::{State, StateError, StateSpecOptions};
-use crate::stateful::StateVisit;
-use crate::stream::{
+use dstream_adapters::recording::RecordingHeader;
+use dstream_core::checkpoint::{Fingerprint, JobState};
+use dstream_core::jvm::write_double;
+use dstream_core::key::Key;
+use dstream_core::print::write_batch;
+use dstream_core::record::RecordRef;
+use dstream_core::state::{State, StateError, StateSpecOptions};
+use dstream_core::stateful::StateVisit;
+use dstream_core::stream::{
     input, BatchContext, DStream, DStreamExt, Graph, Input, Job, JobError, MalformedPolicy, MapWithState,
     MapWithStateCheckpoint, MappingFunction, OutputOp, RecordParser, Shared, StateSpec,
 };
-use crate::time::Time;
+use dstream_core::time::Duration;
+use dstream_core::time::Time;
+use dstream_core::StateCodecError;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -416,11 +420,11 @@ impl LabJob {
     /// The state to checkpoint, encoded as `checkpoint()` serialises (entries unsorted; no copy of the state).
     pub fn checkpoint_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        self.stream.with(|s| crate::stateful::encode_into(&s.checkpoint_ref(), &mut out)).expect("encodes");
+        self.stream.with(|s| dstream_core::stateful::encode_into(&s.checkpoint_ref(), &mut out)).expect("encodes");
         out
     }
     /// Restores state from a checkpoint; one that lists a key twice is refused.
-    pub fn restore(&mut self, cp: LabCheckpoint) -> Result<(), crate::stateful::StateCodecError> {
+    pub fn restore(&mut self, cp: LabCheckpoint) -> Result<(), dstream_core::stateful::StateCodecError> {
         self.stream.with_mut(|s| s.restore(cp))
     }
     /// Appends the JVM text of one output element to `s`.
@@ -446,6 +450,74 @@ impl Job for LabJob {
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.graph.visit_state(visit)
     }
+}
+
+/// The lab job's fingerprint (see [`Fingerprint::of_job`]): the state's types and timeout; with no timeout the
+/// batch interval does not affect state either.
+pub fn fingerprint(topic: &str, partitions: u32, config: &LabConfig, interval: Duration) -> Fingerprint {
+    let mut job = LabJob::new(config.clone());
+    Fingerprint::of_job(topic, partitions, JOB_NAME, &mut job, interval)
+}
+
+/// A recording header for the lab job with `config`, on a grid starting at `zero`.
+pub fn recording_header(
+    topic: &str,
+    partitions: u32,
+    batch_interval: Duration,
+    zero: Time,
+    config: &LabConfig,
+) -> RecordingHeader {
+    RecordingHeader {
+        topic: topic.to_string(),
+        partitions,
+        batch_interval,
+        zero,
+        job: JOB_NAME.to_string(),
+        params: crate::jobs::lab_params(config),
+    }
+}
+
+/// The lab job's state in a checkpoint's job state (its one `map_with_state` operator), if it holds one.
+pub fn lab_state(state: &JobState) -> Option<Result<LabCheckpoint, StateCodecError>> {
+    match state.as_slice() {
+        [op] if op.kind == "map_with_state" => Some(dstream_core::stateful::decode(&op.bytes)),
+        _ => None,
+    }
+}
+
+/// Writes a lab checkpoint's state as a table sorted by key, one `KEY<TAB>SUM<TAB>COUNT<TAB>AVERAGE` line per key
+/// (the average as the JVM prints a double). A key's backslash, tab, newline and carriage return are written as
+/// `\\`, `\t`, `\n` and `\r`, so every key is one line and one field. A state listing a key twice is refused
+/// (`InvalidData`) before anything is written.
+pub fn write_lab_state(state: &LabCheckpoint, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut entries: Vec<(&Key, &Avg)> = state.state.entries.iter().map(|(k, e)| (k, &e.state)).collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    if let Some(w) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
+        let msg = format!("key {:?} appears twice in the state", w[0].0.as_str());
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
+    }
+    let mut line = String::new();
+    for (k, a) in entries {
+        line.clear();
+        for c in k.as_str().chars() {
+            match c {
+                '\\' => line.push_str("\\\\"),
+                '\t' => line.push_str("\\t"),
+                '\n' => line.push_str("\\n"),
+                '\r' => line.push_str("\\r"),
+                c => line.push(c),
+            }
+        }
+        line.push('\t');
+        line.push_str(&a.sum().to_string());
+        line.push('\t');
+        line.push_str(&a.count().to_string());
+        line.push('\t');
+        dstream_core::jvm::write_double(&mut line, a.mean());
+        line.push('\n');
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -553,7 +625,7 @@ mod tests {
     /// Issue 14 item 8: a snapshot that lists a key twice is refused by name; the state is left as it was.
     #[test]
     fn a_snapshot_with_a_duplicate_key_is_refused() {
-        use crate::state::{StateEntry, StateSnapshot};
+        use dstream_core::state::{StateEntry, StateSnapshot};
         let entry =
             |k: &str, n: u64| (Key::new(k), StateEntry { state: Avg::new(n as i128, n), updated_at: Time(1000) });
         let cp = |entries| LabCheckpoint { initialized: true, state: StateSnapshot { num_partitions: 2, entries } };

@@ -1,9 +1,9 @@
 //! Windowed counts and a join over 10,000,000 generated lab messages (letter a-z, value 0-25) in 100 batches of
 //! 100,000 (1 s each), beside the lab job over the same batches in the same run.
 //!
-//! Run with `cargo bench -p dstream-core --bench operators`. Figures go to stdout; README.md quotes them.
+//! Run with `cargo bench -p dstream-cli --bench operators`. Figures go to stdout; README.md quotes them.
 
-use dstream_core::lab::{LabConfig, LabJob, LabParser};
+use dstream_cli::lab::{LabConfig, LabJob, LabParser};
 use dstream_core::{
     input, BatchTimer, DStreamExt, Duration, Engine, Graph, Job, MalformedPolicy, ManualClock, RecordBatch, Time,
 };

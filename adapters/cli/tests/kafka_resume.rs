@@ -8,7 +8,7 @@ use common::*;
 use dstream_adapters::kafka::direct::{OutOfRangePolicy, StartingOffsets};
 use dstream_adapters::kafka::ClientConfig;
 use dstream_adapters::run::{run_job, CompletedBatch, Resume, RunError, RunHooks, RunOptions, RunSummary, Start};
-use dstream_core::lab::{LabCheckpoint, LabConfig, LabJob};
+use dstream_cli::lab::{LabCheckpoint, LabConfig, LabJob};
 use dstream_core::{BatchInfo, BatchTimer, Clock, Duration, Engine, OffsetRange};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Consume 1,000,000 lab messages from a local tansu: the bare client, then `dstream run` end to end, same run.
-//! `cargo bench -p dstream-adapters --bench consume` (figures for README.md).
+//! `cargo bench -p dstream-cli --bench consume` (figures for README.md).
 //!
 //! Both sides get the best of [`TRIES`] tries in one process: the bare client reads the first million records
 //! [`TRIES`] times over, `dstream run` processes [`TRIES`] batches of a million records each (the topic holds

@@ -1,4 +1,4 @@
-//! The examples (`adapters/examples/`: lab, word_count, sessions), built by `cargo test`, run live against a real
+//! The examples (`adapters/cli/examples/`: lab, word_count, sessions), built by `cargo test`, run live against a real
 //! tansu: their output equals a model of everything produced; a recorded run replays to the same bytes; and
 //! SIGKILLed at random moments and restarted from their checkpoints, they lose nothing and count nothing twice.
 

@@ -9,12 +9,15 @@
 //! Values: `print` a number or `none`; `on-malformed` `skip` or `fail`; durations as `2s` or `500ms`;
 //! `inverse` `true` or `false`; `timeout-scan` `spark` or `every-batch`; `output-order` `arrival` or `spark-partitions`; `initial` (repeatable) `KEY,SUM,COUNT`.
 
-use crate::recording::RecordingHeader;
-use dstream_core::lab::{average, parse_record, Avg, LabConfig, LabJob, JOB_NAME};
+use crate::lab::{average, parse_record, Avg, LabConfig, LabJob, JOB_NAME};
+use dstream_adapters::recording::{Recording, RecordingHeader};
+use dstream_adapters::replay::{replay_frames, ReplayError, ReplaySummary};
+use dstream_core::Malformed;
 use dstream_core::{
     input, BatchContext, DStreamExt, Duration, Graph, Job, JobError, Key, MalformedPolicy, OutputOrder, RecordRef,
     State, StateError, StateSpec, Time, TimeoutScan,
 };
+use std::io::Write;
 
 /// Name of the lab job variant whose function removes a key's state on value 0.
 pub const REMOVE_ON_ZERO: &str = "average-remove-on-zero";
@@ -194,7 +197,7 @@ impl Job for AnyJob {
     }
 }
 
-fn parse_pair(r: RecordRef<'_>) -> Result<(Key, i64), dstream_core::lab::LabParseError> {
+fn parse_pair(r: RecordRef<'_>) -> Result<(Key, i64), crate::lab::LabParseError> {
     parse_record(r.value).map(|(k, v)| (Key::new(k), v))
 }
 
@@ -294,9 +297,29 @@ pub fn build_named(job: &str, params: &[(String, String)]) -> Result<AnyJob, Job
     }
 }
 
+/// Replays a whole recording through the job its header names.
+pub fn replay(
+    recording: &Recording,
+    out: &mut dyn Write,
+    on_malformed: &mut dyn FnMut(&Malformed),
+) -> Result<ReplaySummary, ReplayError> {
+    let job = build_job(&recording.header).map_err(|e| ReplayError::Job(Box::new(e)))?;
+    let frames = recording.frames.iter().cloned().map(Ok);
+    replay_frames(job, &recording.header, frames, out, &mut |r| r.malformed.iter().for_each(&mut *on_malformed))
+}
+
+/// Replays a recording and returns everything it printed.
+pub fn replay_to_string(recording: &Recording) -> Result<String, ReplayError> {
+    let mut out = Vec::new();
+    replay(recording, &mut out, &mut |_| {})?;
+    Ok(String::from_utf8(out).expect("print output is built from Rust strings"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dstream_adapters::text::from_text;
+    use dstream_core::EngineError;
 
     #[test]
     fn lab_params_round_trip() {
@@ -321,5 +344,40 @@ mod tests {
         assert_eq!(lab_config("average", &p("initial", "é,25,2")).unwrap().1, vec![(Key::new("é"), Avg::new(25, 2))]);
         assert!(matches!(build_named("nope", &[]), Err(JobSpecError::UnknownJob(_))));
         assert!(matches!(build_named(WINDOWED_SUM, &p("window", "4s")), Err(JobSpecError::Missing { .. })));
+    }
+
+    #[test]
+    fn bad_headers_are_errors_not_panics() {
+        let mut rec = from_text("dstream-recording 1\n--- batch\na,1\n").unwrap();
+        rec.header.batch_interval = dstream_core::Duration(0);
+        assert!(matches!(replay_to_string(&rec), Err(ReplayError::BadInterval(0))));
+        rec.header.batch_interval = dstream_core::Duration(1000);
+        rec.header.job = "nope".into();
+        assert!(matches!(replay_to_string(&rec), Err(ReplayError::Job(_))));
+    }
+
+    /// Issue 14 item 8: times near 2^63 in a recording (header or frame) are refused; they wrapped the grid.
+    #[test]
+    fn times_out_of_range_are_errors_not_panics() {
+        let mut rec = from_text("dstream-recording 1\n--- batch\na,1\n").unwrap();
+        rec.header.zero = dstream_core::Time(i64::MAX - 10);
+        let err = replay_to_string(&rec).unwrap_err();
+        assert!(matches!(err, ReplayError::BadTime { what: "grid origin", .. }), "{err}");
+        rec.header.zero = dstream_core::Time(0);
+        rec.header.batch_interval = dstream_core::Duration(i64::MAX);
+        assert!(matches!(replay_to_string(&rec), Err(ReplayError::BadInterval(i64::MAX))));
+        rec.header.batch_interval = dstream_core::Duration(1000);
+        rec.frames[0].time = dstream_core::Time(i64::MIN);
+        let err = replay_to_string(&rec).unwrap_err();
+        assert!(matches!(err, ReplayError::BadTime { what: "batch time", time: i64::MIN }), "{err}");
+    }
+
+    #[test]
+    fn batches_out_of_order_stop_the_replay_after_the_good_ones() {
+        let rec = from_text("dstream-recording 1\n--- batch 4000\na,1\n--- batch 2000\na,2\n").unwrap();
+        let mut out = Vec::new();
+        let err = replay(&rec, &mut out, &mut |_| {}).unwrap_err();
+        assert!(matches!(err, ReplayError::Engine(EngineError::OutOfOrder { .. })), "{err}");
+        assert!(String::from_utf8(out).unwrap().contains("Time: 4000 ms\n"));
     }
 }

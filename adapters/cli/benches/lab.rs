@@ -1,10 +1,10 @@
 //! The lab job over 10,000,000 generated messages in batches of 100,000, beside a hand-written loop doing
 //! the same work, in the same run; then the memory held by a state of 1,000,000 distinct keys.
 //!
-//! Run with `cargo bench -p dstream-core --bench lab`. Figures go to stdout; README.md quotes them.
+//! Run with `cargo bench -p dstream-cli --bench lab`. Figures go to stdout; README.md quotes them.
 
+use dstream_cli::lab::{parse_record, AverageFn, LabConfig, LabJob, LabParser};
 use dstream_core::graph::GraphBuilder;
-use dstream_core::lab::{parse_record, AverageFn, LabConfig, LabJob, LabParser};
 use dstream_core::{BatchTimer, Clock, Duration, Engine, Graph, Key, ManualClock, RecordBatch, StateSpec};
 use rustc_hash::FxHashMap;
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -1,6 +1,6 @@
 //! What the web UI costs a live job: `dstream run` over the same records with `--ui off`, and with the UI on and
 //! a client polling it every 100 ms (the page's requests, `/api/v1/state` and `/api/v1/batches?since=`, plus
-//! `/metrics`), alternately in one process. `cargo bench -p dstream-adapters --bench ui` (figures for README.md).
+//! `/metrics`), alternately in one process. `cargo bench -p dstream-cli --bench ui` (figures for README.md).
 //!
 //! Wall-clock throughput on a shared machine varies by tens of percent from run to run, so the UI's own cost is
 //! also measured directly: the CPU time of its threads (`dstream-ui-*`, from /proc's schedstat, in ns) against the

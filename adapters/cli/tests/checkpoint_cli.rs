@@ -268,8 +268,8 @@ fn a_dangling_symlink_as_the_checkpoint_directory_is_named() {
 /// `--reset-checkpoint` moves it aside with the rest.
 #[test]
 fn a_symlinked_newest_checkpoint_is_skipped_with_a_word() {
-    use dstream_adapters::checkpoint::{encode, Checkpoint, CheckpointMeta, Fingerprint, NextOffset};
-    use dstream_core::lab::{Avg, LabCheckpoint, LabConfig};
+    use dstream_adapters::checkpoint::{encode, Checkpoint, CheckpointMeta, NextOffset};
+    use dstream_cli::lab::{Avg, LabCheckpoint, LabConfig};
     use dstream_core::state::{StateEntry, StateSnapshot};
     use dstream_core::{Duration, Key, Time};
     let tmp = tempfile::tempdir().unwrap();
@@ -283,7 +283,7 @@ fn a_symlinked_newest_checkpoint_is_skipped_with_a_word() {
     };
     let cp = Checkpoint {
         meta: CheckpointMeta {
-            fingerprint: Fingerprint::lab("avg", 1, &LabConfig::default(), Duration(100)),
+            fingerprint: dstream_cli::lab::fingerprint("avg", 1, &LabConfig::default(), Duration(100)),
             time: Time(100),
             zero: Time(0),
             interval: Duration(100),

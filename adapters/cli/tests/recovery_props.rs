@@ -6,7 +6,7 @@
 
 use dstream_adapters::checkpoint::{encode, temp_file_name, Checkpoint, CheckpointMeta, CheckpointStore, NextOffset};
 use dstream_adapters::recovery::{restore, Checkpointer, RecoveryError};
-use dstream_core::lab::{LabConfig, LabJob};
+use dstream_cli::lab::{LabConfig, LabJob};
 use dstream_core::{BatchInfo, BatchTimer, Clock, Duration, Engine, ManualClock, OffsetRange, RecordBatch, Time};
 use dstream_harness::model::AverageModel;
 use proptest::prelude::*;
@@ -257,12 +257,8 @@ fn run_to_end(
     crashes: Vec<(usize, CrashKind)>,
 ) -> (Engine<LabJob>, Vec<(Time, String)>, usize) {
     let dir = tempfile::tempdir().unwrap();
-    let fingerprint = dstream_adapters::checkpoint::Fingerprint::lab(
-        "avg",
-        log.partitions.len() as u32,
-        &LabConfig::default(),
-        INTERVAL,
-    );
+    let fingerprint =
+        dstream_cli::lab::fingerprint("avg", log.partitions.len() as u32, &LabConfig::default(), INTERVAL);
     let mut incarnations = 0;
     let mut runner = Runner {
         log,
@@ -361,7 +357,7 @@ fn pending_batches_run_again_over_their_stored_ranges() {
 #[test]
 fn a_failed_background_write_is_reported_and_the_previous_checkpoint_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let fingerprint = dstream_adapters::checkpoint::Fingerprint::lab("avg", 1, &LabConfig::default(), INTERVAL);
+    let fingerprint = dstream_cli::lab::fingerprint("avg", 1, &LabConfig::default(), INTERVAL);
     let mut ck = Checkpointer::new(CheckpointStore::open(dir.path()).unwrap(), fingerprint, 1).in_background();
     let clock = ManualClock::new(Time(0));
     let mut engine = Engine::new(LabJob::new(LabConfig::default()), BatchTimer::first_start(Time(0), INTERVAL));

@@ -2,7 +2,7 @@
 //! gives for the whole batch: the same report (printed text, malformed records, record count) and the same state,
 //! for any split, under both timeout scans and both output orders, also when the job keeps only what it prints.
 
-use dstream_core::lab::{LabConfig, LabJob};
+use dstream_cli::lab::{LabConfig, LabJob};
 use dstream_core::{
     input, BatchTimer, DStreamExt, Duration, Engine, Graph, MalformedPolicy, ManualClock, OutputOrder, RecordBatch,
     RecordRef, StateSpecOptions, Time, TimeoutScan,

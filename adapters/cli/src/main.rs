@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use dstream_adapters::checkpoint::{CheckpointStore, Fingerprint};
+use dstream_adapters::checkpoint::CheckpointStore;
 use dstream_adapters::clock::SystemClock;
 use dstream_adapters::generate::{generate, GenerateOptions};
 use dstream_adapters::kafka::direct::{OutOfRangePolicy, StartingOffsets};
@@ -11,12 +11,14 @@ use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
 use dstream_adapters::local::LocalKafka;
 use dstream_adapters::record::Recorder;
 use dstream_adapters::recording::{self, Recording, RecordingReader};
-use dstream_adapters::recovery::{lab_state, restore, write_lab_state, Checkpointer};
+use dstream_adapters::recovery::{restore, Checkpointer};
 use dstream_adapters::run::{run_job, MalformedReporter, Resume, RunOptions, Start};
 use dstream_adapters::streaming::StandardHooks;
 use dstream_adapters::ui::{UiCollector, UiConfig, UiServer};
-use dstream_adapters::{jobs, replay, text};
-use dstream_core::lab::{LabConfig, LabJob};
+use dstream_adapters::{replay, text};
+use dstream_cli::jobs;
+use dstream_cli::lab::{lab_state, write_lab_state};
+use dstream_cli::lab::{LabConfig, LabJob};
 use dstream_core::Clock;
 use dstream_core::{Duration, MalformedPolicy, OutputOrder};
 use std::io::Write;
@@ -453,7 +455,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let mut bad = MalformedReporter::default();
             let mut on_bad = |m: &dstream_core::Malformed| bad.report(m);
-            let summary = dstream_adapters::lines::replay_lines(
+            let summary = dstream_cli::lines::replay_lines(
                 &text,
                 records_per_batch as usize,
                 batch_interval,
@@ -536,7 +538,10 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
     let mut out: Box<dyn Write> = if args.quiet { Box::new(std::io::sink()) } else { Box::new(stdout.lock()) };
     let mut status = std::io::stderr();
     let lab = lab_config(args.print, args.on_malformed, args.order);
-    let recorder = args.record.as_ref().map(|path| Recorder::lab(path.clone(), &opts.topic, &lab));
+    let recorder = args
+        .record
+        .as_ref()
+        .map(|path| Recorder::new(path.clone(), &opts.topic, dstream_cli::lab::JOB_NAME, jobs::lab_params(&lab)));
     let (resume, checkpointer) = match &args.checkpoint {
         None => (None, None),
         Some(dir) => {
@@ -636,8 +641,8 @@ fn prepare_checkpoint(
     let mut client = Client::connect(&opts.brokers, opts.client.clone()).map_err(explain)?;
     let partitions = client.partitions(&opts.topic).map_err(explain)?;
     let topic_id = client.topic_id(&opts.topic).map_err(explain)?;
-    let fingerprint =
-        Fingerprint::lab(&opts.topic, partitions.len() as u32, lab, opts.batch_interval).with_topic_id(topic_id);
+    let fingerprint = dstream_cli::lab::fingerprint(&opts.topic, partitions.len() as u32, lab, opts.batch_interval)
+        .with_topic_id(topic_id);
     let checkpointer = Checkpointer::new(store, fingerprint, args.checkpoint_every).in_background();
     let Some(loaded) = checkpointer.load()? else {
         eprintln!("dstream: no checkpoint in {}: starting fresh", dir.display());
@@ -690,7 +695,7 @@ fn checkpoint_show(dir: &Path) -> Result<()> {
         state.iter().map(|op| op.len).sum::<u64>()
     );
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match (meta.fingerprint.job == dstream_core::lab::JOB_NAME).then(|| lab_state(state)).flatten() {
+    match (meta.fingerprint.job == dstream_cli::lab::JOB_NAME).then(|| lab_state(state)).flatten() {
         Some(lab) => {
             let lab = lab.with_context(|| format!("cannot decode the lab state in {}", loaded.path.display()))?;
             let mut table = Vec::new();

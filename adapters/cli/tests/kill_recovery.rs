@@ -9,7 +9,7 @@ use common::{checkpoint_rows, dstream, generate, lab_messages, model_of, ok_stdo
 use dstream_adapters::checkpoint::JobState;
 use dstream_adapters::checkpoint::{CheckpointStore, Loaded};
 use dstream_adapters::generate::SplitMix64;
-use dstream_adapters::recovery::lab_state;
+use dstream_cli::lab::lab_state;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

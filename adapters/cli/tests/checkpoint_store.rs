@@ -5,7 +5,7 @@ use dstream_adapters::checkpoint::{
     decode, encode, file_name, temp_file_name, Checkpoint, CheckpointError, CheckpointMeta, CheckpointStore,
     CorruptCheckpoint, Fingerprint, NextOffset, FORMAT_VERSION,
 };
-use dstream_core::lab::{Avg, LabCheckpoint, LabConfig};
+use dstream_cli::lab::{Avg, LabCheckpoint, LabConfig};
 use dstream_core::state::{StateEntry, StateSnapshot};
 use dstream_core::stream::MapWithStateCheckpoint;
 use dstream_core::{BatchInfo, Duration, Key, OffsetRange, Time};
@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use std::fs;
 
 fn fingerprint() -> Fingerprint {
-    Fingerprint::lab("avg", 2, &LabConfig::default(), Duration(2000))
+    dstream_cli::lab::fingerprint("avg", 2, &LabConfig::default(), Duration(2000))
 }
 
 /// A checkpoint after batch `t` (ms) whose single key `a` has seen `t / 1000` values of 5.
@@ -177,7 +177,7 @@ fn fingerprint_mismatch_says_what_differs() {
     let (_d, store) = store_with(&[1000]);
     let mut config = LabConfig::default();
     config.state.timeout = Some(Duration(10_000));
-    let other = Fingerprint::lab("averages", 2, &config, Duration(2000));
+    let other = dstream_cli::lab::fingerprint("averages", 2, &config, Duration(2000));
     match store.load_latest::<LabCheckpoint>(Some(&other)) {
         Err(e @ CheckpointError::FingerprintMismatch { .. }) => {
             let CheckpointError::FingerprintMismatch { differences, .. } = &e else { unreachable!() };
@@ -200,7 +200,7 @@ fn fingerprint_mismatch_says_what_differs() {
         other => panic!("expected FingerprintMismatch, got {other:?}"),
     }
     // A different partition count is refused too.
-    let fewer = Fingerprint::lab("avg", 3, &LabConfig::default(), Duration(2000));
+    let fewer = dstream_cli::lab::fingerprint("avg", 3, &LabConfig::default(), Duration(2000));
     let Err(CheckpointError::FingerprintMismatch { differences, .. }) =
         store.load_latest::<LabCheckpoint>(Some(&fewer))
     else {
@@ -214,7 +214,7 @@ fn fingerprint_mismatch_says_what_differs() {
 fn settings_that_do_not_touch_state_keep_the_fingerprint() {
     let base = fingerprint();
     let config = LabConfig { print: Some(3), malformed: dstream_core::MalformedPolicy::Fail, ..LabConfig::default() };
-    assert_eq!(Fingerprint::lab("avg", 2, &config, Duration(500)), base);
+    assert_eq!(dstream_cli::lab::fingerprint("avg", 2, &config, Duration(500)), base);
 }
 
 #[test]
@@ -323,7 +323,7 @@ fn the_borrowed_state_view_encodes_as_the_owned_checkpoint() {
     use dstream_core::{BatchTimer, Engine, ManualClock, RecordBatch};
     let mut clock = ManualClock::new(Time(0));
     let mut engine = Engine::new(
-        dstream_core::lab::LabJob::new(LabConfig::default()),
+        dstream_cli::lab::LabJob::new(LabConfig::default()),
         BatchTimer::first_start(Time(0), Duration(1000)),
     );
     let mut batch = RecordBatch::new();

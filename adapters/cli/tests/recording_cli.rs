@@ -9,7 +9,7 @@ fn dstream(args: &[&std::ffi::OsStr]) -> Output {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
 }
 
 /// `tests/fixtures/lab.rec` worked out by hand: running averages per key, Spark's print layout.
