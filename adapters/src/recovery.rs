@@ -282,18 +282,8 @@ impl<J: Job> Resumed<J> {
         let next: Vec<(i32, i64)> = self.next_offsets.iter().map(|n| (n.partition, n.offset)).collect();
         let mut hooks = Hooks { checkpointer, on_report };
         let mut summary = RunSummary::default();
-        let (mut out, mut status) = (std::io::sink(), std::io::sink());
-        let result = run_pending(
-            &mut self.engine,
-            &pending,
-            &next,
-            fetch,
-            &mut hooks,
-            &mut summary,
-            &mut out,
-            &mut status,
-            clock,
-        );
+        let mut out = std::io::sink();
+        let result = run_pending(&mut self.engine, &pending, &next, fetch, &mut hooks, &mut summary, &mut out, clock);
         // What did not run stays pending.
         self.pending = pending[summary.batches as usize..].to_vec();
         result.map_err(|e| match e {

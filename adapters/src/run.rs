@@ -86,6 +86,9 @@ pub trait RunHooks<J> {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
     /// When offsets fell out of the log and were skipped (policy earliest or latest).
     fn on_reset(&mut self, _reset: &OffsetReset) {}
+    /// When a batch was generated (its ranges fixed at its tick) and queued, heard on the processing thread
+    /// before the batch begins; a batch run again after a restart is submitted again first.
+    fn on_batch_submitted(&mut self, _info: &BatchInfo) {}
     /// When a batch begins processing (its ranges fixed), live or run again after a restart.
     fn before_batch(&mut self, _info: &BatchInfo) {}
     /// True if `after_batch` reads [`CompletedBatch::records`]: live batches are processed part by part as they
@@ -212,16 +215,15 @@ enum Fetched {
 }
 
 /// Connects, then runs the job until `batches` batches completed or `stop` is set; the running batch always
-/// finishes. stdout gets what `print` writes; `status` gets one line per batch.
+/// finishes. `out` gets what `print` writes; the hooks hear of every batch (the status line is one of them).
 pub fn run_job<J: Job>(
     opts: &RunOptions,
     start: Start<J>,
     hooks: &mut dyn RunHooks<J>,
     stop: Arc<AtomicBool>,
     out: &mut dyn Write,
-    status: &mut dyn Write,
 ) -> Result<RunSummary, RunError> {
-    run_job_to_end(opts, start, hooks, stop, out, status).map(|o| o.summary)
+    run_job_to_end(opts, start, hooks, stop, out).map(|o| o.summary)
 }
 
 /// As [`run_job`], and also hands back where the run stopped, so that it can be continued.
@@ -231,7 +233,6 @@ pub fn run_job_to_end<J: Job>(
     hooks: &mut dyn RunHooks<J>,
     stop: Arc<AtomicBool>,
     out: &mut dyn Write,
-    status: &mut dyn Write,
 ) -> Result<RunOutcome<J>, RunError> {
     let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
     let direct_cfg = DirectConfig {
@@ -261,18 +262,8 @@ pub fn run_job_to_end<J: Job>(
     let mut current: Vec<(i32, i64)> = direct.current_offsets().to_vec();
     let mut summary = RunSummary::default();
     // Catch up first: stored batches run again over exactly their ranges (their output appears again).
-    run_pending(
-        &mut engine,
-        &pending,
-        &current,
-        |r, b| fetcher.fetch_ranges(r, b),
-        hooks,
-        &mut summary,
-        out,
-        status,
-        &clock,
-    )
-    .map_err(|e| match e {
+    run_pending(&mut engine, &pending, &current, |r, b| fetcher.fetch_ranges(r, b), hooks, &mut summary, out, &clock)
+        .map_err(|e| match e {
         PendingError::Fetch { source, .. } => RunError::Kafka(source),
         PendingError::Run(e) => e,
     })?;
@@ -295,7 +286,7 @@ pub fn run_job_to_end<J: Job>(
         .spawn(move || fetch_loop(fetcher, gen_rx, tx))
         .map_err(RunError::Output)?;
 
-    let result = process_loop(&mut engine, &mut current, &in_flight, summary, hooks, &stop, &rx, out, status, &clock);
+    let result = process_loop(&mut engine, &mut current, &in_flight, summary, hooks, &stop, &rx, out, &clock);
     // Tell the fetch thread to finish (it also stops when the channels close) and wait for it.
     let interrupted = stop.swap(true, Ordering::SeqCst);
     drop(rx);
@@ -343,12 +334,12 @@ pub fn run_pending<J: Job, E: std::error::Error + 'static>(
     hooks: &mut dyn RunHooks<J>,
     summary: &mut RunSummary,
     out: &mut dyn Write,
-    status: &mut dyn Write,
     clock: &dyn Clock,
 ) -> Result<(), PendingError<E>> {
     let mut records = RecordBatch::new();
     for (i, info) in pending.iter().enumerate() {
         records.clear();
+        hooks.on_batch_submitted(info);
         hooks.before_batch(info);
         fetch(&info.ranges, &mut records).map_err(|source| PendingError::Fetch { time: info.time, source })?;
         let report = engine.run_batch(info.time, &mut records, clock).map_err(RunError::from)?;
@@ -361,7 +352,7 @@ pub fn run_pending<J: Job, E: std::error::Error + 'static>(
             pending: &pending[i + 1..],
             lag: 0,
         };
-        finish_batch(&mut done, summary, hooks, out, status)?;
+        finish_batch(&mut done, summary, hooks, out)?;
     }
     Ok(())
 }
@@ -376,14 +367,16 @@ fn process_loop<J: Job>(
     stop: &AtomicBool,
     rx: &Receiver<Result<Fetched, KafkaError>>,
     out: &mut dyn Write,
-    status: &mut dyn Write,
     clock: &SystemClock,
 ) -> Result<RunSummary, RunError> {
     let keep = hooks.needs_records();
     let mut whole = RecordBatch::new();
     // The batch being fed: its generation and the engine's open batch.
     let mut open: Option<(GeneratedBatch, OpenBatch)> = None;
+    // The newest batch the hooks heard was submitted.
+    let mut submitted: Option<Time> = None;
     while let Ok(msg) = rx.recv() {
+        announce_submitted(in_flight, &mut submitted, hooks);
         let msg = match msg {
             Ok(m) => m,
             // Generating the next batch cut short by a stop request is not a failure; it comes between batches.
@@ -433,7 +426,7 @@ fn process_loop<J: Job>(
             pending: &pending,
             lag: generated.lag,
         };
-        finish_batch(&mut done, &mut summary, hooks, out, status)?;
+        finish_batch(&mut done, &mut summary, hooks, out)?;
         if stop.load(Ordering::Relaxed) {
             summary.stopped = true;
             break;
@@ -444,6 +437,19 @@ fn process_loop<J: Job>(
 
 /// Batches generated but not yet completed, oldest first.
 type InFlight = Arc<Mutex<VecDeque<BatchInfo>>>;
+
+/// Tells the hooks of every batch generated after `newest` (a lock per message from the fetch thread, none per
+/// record), and moves `newest` on.
+fn announce_submitted<J>(in_flight: &InFlight, newest: &mut Option<Time>, hooks: &mut dyn RunHooks<J>) {
+    let fresh: Vec<BatchInfo> = {
+        let queue = in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        queue.iter().filter(|b| newest.is_none_or(|t| b.time > t)).cloned().collect()
+    };
+    for b in &fresh {
+        hooks.on_batch_submitted(b);
+        *newest = Some(b.time);
+    }
+}
 
 /// The batches generated after the completed batch `done` (forgetting those up to it), and where the stream
 /// continues after them, `current` being the offsets after `done`.
@@ -475,13 +481,12 @@ fn advance(offsets: &mut [(i32, i64)], ranges: &[OffsetRange]) {
     }
 }
 
-/// Prints a completed batch's output and status line, counts it, and calls the hook.
+/// Prints a completed batch's output, counts it, and calls the hook.
 fn finish_batch<J>(
     done: &mut CompletedBatch<'_, J>,
     summary: &mut RunSummary,
     hooks: &mut dyn RunHooks<J>,
     out: &mut dyn Write,
-    status: &mut dyn Write,
 ) -> Result<(), RunError> {
     let (info, report) = (done.info, done.report);
     out.write_all(report.printed.as_bytes())?;
@@ -489,18 +494,6 @@ fn finish_batch<J>(
     summary.batches += 1;
     summary.records += report.records as u64;
     summary.malformed += report.malformed.len() as u64;
-    // Formatted first and written at once: stderr is unbuffered, and a formatted write to it is a system call per
-    // piece.
-    let line = format!(
-        "dstream: batch {}: {} records, {} malformed, processing {} ms, scheduling delay {} ms, lag {}\n",
-        info.time,
-        report.records,
-        report.malformed.len(),
-        report.processing_time.millis(),
-        report.scheduling_delay.millis(),
-        done.lag
-    );
-    status.write_all(line.as_bytes())?;
     hooks.after_batch(done).map_err(|source| RunError::Hook { time: info.time, source })
 }
 

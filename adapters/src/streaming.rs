@@ -35,7 +35,7 @@ use crate::record::Recorder;
 use crate::recovery::{restore, Checkpointer, RestoreError};
 use crate::run::{
     reset_warning, run_job_to_end, CompletedBatch, MalformedReporter, Resume, RunEnd, RunError, RunHooks, RunOptions,
-    Start,
+    RunSummary, Start,
 };
 use dstream_core::graph::{GraphBuilder, InputStream, Stream};
 use dstream_core::jvm::JvmDisplay;
@@ -90,6 +90,11 @@ impl KafkaParams {
     /// How long lost connections and leader changes are retried.
     pub fn retry_for(mut self, d: std::time::Duration) -> Self {
         self.client.retry_for = d;
+        self
+    }
+    /// The Kafka client's settings, all at once (timeouts, retries, fetch and batch sizes).
+    pub fn client_config(mut self, c: ClientConfig) -> Self {
+        self.client = c;
         self
     }
 }
@@ -154,10 +159,56 @@ impl<'a> BatchCompleted<'a> {
 
 /// Spark's `StreamingListener`: told of each batch as it completes, on the processing thread.
 pub trait StreamingListener {
+    /// A batch was generated: its ranges fixed at its tick and queued for processing (Spark's
+    /// `onBatchSubmitted`). Heard on the processing thread, before the batch starts; a batch run again after a
+    /// restart is submitted again first.
+    fn on_batch_submitted(&mut self, _info: &BatchInfo) {}
     /// A batch began processing (its ranges are fixed).
     fn on_batch_started(&mut self, _info: &BatchInfo) {}
     /// A batch completed (its output operations ran).
     fn on_batch_completed(&mut self, _batch: &BatchCompleted<'_>) {}
+}
+
+/// The status line `dstream run` prints after each batch, as a listener: `dstream: batch TIME: N records, M
+/// malformed, processing P ms, scheduling delay S ms, lag L`, one line written at once.
+pub struct StatusLine<W: Write> {
+    out: W,
+    line: String,
+}
+
+impl<W: Write> StatusLine<W> {
+    /// Status lines written to `out`.
+    pub fn new(out: W) -> Self {
+        StatusLine { out, line: String::with_capacity(128) }
+    }
+}
+
+impl StatusLine<std::io::Stderr> {
+    /// Status lines on stderr.
+    pub fn stderr() -> Self {
+        StatusLine::new(std::io::stderr())
+    }
+}
+
+impl<W: Write> StreamingListener for StatusLine<W> {
+    fn on_batch_completed(&mut self, b: &BatchCompleted<'_>) {
+        use std::fmt::Write as _;
+        self.line.clear();
+        // Formatted first and written at once: stderr is unbuffered, and a formatted write to it is a system call
+        // per piece.
+        let _ = writeln!(
+            self.line,
+            "dstream: batch {}: {} records, {} malformed, processing {} ms, scheduling delay {} ms, lag {}",
+            b.info.time,
+            b.records,
+            b.malformed.len(),
+            b.processing_time.millis(),
+            b.scheduling_delay.millis(),
+            b.lag
+        );
+        // A status line that cannot be written (stderr closed) is not a reason to stop the job.
+        let _ = self.out.write_all(self.line.as_bytes());
+    }
 }
 
 /// Why a streaming context failed.
@@ -231,6 +282,7 @@ impl StopHandle {
 struct CheckpointSettings {
     dir: PathBuf,
     keep: usize,
+    reset: bool,
 }
 
 /// Spark's `StreamingContext`: owns the graph, the direct stream's settings and the run.
@@ -251,7 +303,10 @@ pub struct StreamingContext {
     stop: StopHandle,
     phase: Phase,
     ui: Option<(String, usize)>,
+    ui_remote: bool,
     ui_server: Option<crate::ui::UiServer>,
+    record_params: Vec<(String, String)>,
+    summary: RunSummary,
 }
 
 enum Phase {
@@ -287,7 +342,10 @@ impl StreamingContext {
             stop: StopHandle::default(),
             phase: Phase::Defining,
             ui: None,
+            ui_remote: false,
             ui_server: None,
+            record_params: Vec::new(),
+            summary: RunSummary::default(),
         }
     }
 
@@ -311,7 +369,26 @@ impl StreamingContext {
     /// a checkpoint there of the same program is resumed: its state is restored into the graph the program
     /// built, the batches it left pending run again, and the stream continues from its offsets.
     pub fn checkpoint(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
-        self.checkpoint = Some(CheckpointSettings { dir: dir.into(), keep: crate::checkpoint::DEFAULT_KEEP });
+        let (keep, reset) =
+            self.checkpoint.as_ref().map_or((crate::checkpoint::DEFAULT_KEEP, false), |c| (c.keep, c.reset));
+        self.checkpoint = Some(CheckpointSettings { dir: dir.into(), keep, reset });
+        self
+    }
+
+    /// Keeps the newest `n` checkpoints (at least 1) in the checkpoint directory, removing older ones.
+    pub fn keep_checkpoints(&mut self, n: usize) -> &mut Self {
+        if let Some(c) = &mut self.checkpoint {
+            c.keep = n.max(1);
+        }
+        self
+    }
+
+    /// At `start`, moves the checkpoints in the checkpoint directory aside (into a subdirectory, named on
+    /// stderr) and starts fresh: the way on when a checkpoint is refused (another program, a replaced topic).
+    pub fn reset_checkpoint(&mut self, on: bool) -> &mut Self {
+        if let Some(c) = &mut self.checkpoint {
+            c.reset = on;
+        }
         self
     }
 
@@ -325,6 +402,18 @@ impl StreamingContext {
     pub fn record_to(&mut self, path: impl Into<PathBuf>) -> &mut Self {
         self.record = Some(path.into());
         self
+    }
+
+    /// Text parameters stored in a recording's header beside the program's name, so that a replay can rebuild
+    /// the program as it was configured (none by default).
+    pub fn recording_params(&mut self, params: Vec<(String, String)>) -> &mut Self {
+        self.record_params = params;
+        self
+    }
+
+    /// What the run so far did: batches, records, malformed records, and whether it was stopped.
+    pub fn summary(&self) -> RunSummary {
+        self.summary
     }
 
     /// Runs the program over a recording (made with [`record_to`](Self::record_to) or `dstream record`) instead of
@@ -373,6 +462,12 @@ impl StreamingContext {
         self
     }
 
+    /// Lets the web UI listen on an address beyond loopback (refused otherwise).
+    pub fn ui_allow_remote(&mut self, on: bool) -> &mut Self {
+        self.ui_remote = on;
+        self
+    }
+
     /// The web UI's address once started.
     pub fn ui_addr(&self) -> Option<std::net::SocketAddr> {
         self.ui_server.as_ref().map(|s| s.addr())
@@ -410,6 +505,9 @@ impl StreamingContext {
         }
         let mut job = self.graph.build();
         let p = &source.params;
+        let mut client_config = p.client.clone();
+        // A stop during connecting (retries included) ends the start rather than waiting the retries out.
+        client_config.interrupt.get_or_insert_with(|| self.stop.stopped.clone());
         let opts = RunOptions {
             brokers: p.brokers.clone(),
             topic: source.topic.clone(),
@@ -418,19 +516,35 @@ impl StreamingContext {
             max_rate_per_partition: p.max_rate_per_partition,
             batches: self.batches,
             on_out_of_range: p.on_out_of_range,
-            client: p.client.clone(),
+            client: client_config,
         };
         let mut checkpointer = None;
         let mut start = None;
         if let Some(c) = &self.checkpoint {
+            // The directory is checked (and claimed) before any broker is contacted.
+            let store = CheckpointStore::open(&c.dir)?.with_keep(c.keep);
+            for leftover in store.removed_leftovers() {
+                eprintln!(
+                    "dstream: removed {}, a temporary file of a checkpoint write that did not finish",
+                    leftover.display()
+                );
+            }
+            if c.reset {
+                if let Some(aside) = store.reset()? {
+                    eprintln!("dstream: reset: moved the old checkpoints to {}", aside.display());
+                }
+            }
             let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
             let partitions = client.partitions(&opts.topic)?.len() as u32;
             let topic_id = client.topic_id(&opts.topic)?;
             let fingerprint = Fingerprint::of_job(&opts.topic, partitions, &self.name, &mut job, self.interval)
                 .with_topic_id(topic_id);
-            let store = CheckpointStore::open(&c.dir)?.with_keep(c.keep);
             let ck = Checkpointer::new(store, fingerprint, self.checkpoint_every).in_background();
-            if let Some(loaded) = ck.load()? {
+            let loaded = ck.load()?;
+            if loaded.is_none() {
+                eprintln!("dstream: no checkpoint in {}: starting fresh", c.dir.display());
+            }
+            if let Some(loaded) = loaded {
                 for skipped in &loaded.skipped {
                     eprintln!("dstream: warning: {skipped}; using an older checkpoint");
                 }
@@ -454,25 +568,35 @@ impl StreamingContext {
         let start = start.unwrap_or(Start::Fresh(job));
         let mut ui = None;
         if let Some((addr, retained)) = &self.ui {
+            if self.checkpoint.is_none() {
+                // The topic is known to exist before the UI starts, so that a bad broker or topic is the one line
+                // it is without the UI.
+                Client::connect(&opts.brokers, opts.client.clone())?.partitions(&opts.topic)?;
+            }
             let config = crate::ui::UiConfig {
                 topic: source.topic.clone(),
                 batch_interval: self.interval,
                 retained_batches: *retained,
             };
             let collector = crate::ui::UiCollector::new(config);
-            let server = collector.serve(addr, false)?;
+            let server = collector.serve(addr, self.ui_remote)?;
             eprintln!("dstream: web UI at {}", server.url());
             self.ui_server = Some(server);
             ui = Some(collector);
         }
-        let recorder = self.record.as_ref().map(|path| Recorder::new(path.clone(), &source.topic, &self.name, vec![]));
+        let recorder = self
+            .record
+            .as_ref()
+            .map(|path| Recorder::new(path.clone(), &source.topic, &self.name, self.record_params.clone()));
         let hooks = StandardHooks {
             malformed: MalformedReporter::default(),
             recorder,
             checkpointer,
             ui,
+            status: self.status.then(|| Box::new(StatusLine::stderr()) as Box<dyn StreamingListener>),
             listeners: std::mem::take(&mut self.listeners),
             completed: 0,
+            submitted: None,
         };
         self.phase = Phase::Started(Box::new(Started { opts, start, hooks }));
         Ok(())
@@ -515,7 +639,14 @@ impl StreamingContext {
         if let Phase::Started(s) = std::mem::replace(&mut self.phase, Phase::Stopped) {
             s.hooks.malformed.finish();
             if let Some(r) = s.hooks.recorder {
-                r.finish().map_err(|e| StreamingError::Run(RunError::End(Box::new(e))))?;
+                let n = r.finish().map_err(|e| StreamingError::Run(RunError::End(Box::new(e))))?;
+                let path = self.record.as_ref().expect("a recorder has a path").display();
+                // The file is created at the first completed batch (its header needs the grid and the partitions).
+                if n == 0 {
+                    eprintln!("dstream: recorded nothing: no batch completed, so {path} was not written");
+                } else {
+                    eprintln!("dstream: recorded {n} batches to {path}");
+                }
             }
         }
         Ok(())
@@ -564,6 +695,7 @@ impl StreamingContext {
                 printed: &r.printed,
             };
             for l in listeners.iter_mut() {
+                l.on_batch_submitted(&info);
                 l.on_batch_started(&info);
                 l.on_batch_completed(&done);
             }
@@ -597,11 +729,14 @@ impl StreamingContext {
         let mut opts = s.opts.clone();
         opts.batches = s.opts.batches.map(|n| n.saturating_sub(s.hooks.completed));
         let start = std::mem::replace(&mut s.start, Start::Fresh(Graph::new()));
-        let mut status: Box<dyn Write> =
-            if self.status { Box::new(std::io::stderr()) } else { Box::new(std::io::sink()) };
-        let result = run_job_to_end(&opts, start, &mut s.hooks, flag, &mut self.out, &mut status);
+        let result = run_job_to_end(&opts, start, &mut s.hooks, flag, &mut self.out);
         *self.stop.run.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let outcome = result?;
+        let (total, run) = (&mut self.summary, outcome.summary);
+        total.batches += run.batches;
+        total.records += run.records;
+        total.malformed += run.malformed;
+        total.stopped |= self.stop.is_stopped();
         s.start = Start::Resume(outcome.resume);
         Ok(Phase::Started(s))
     }
@@ -620,10 +755,14 @@ pub struct StandardHooks {
     pub checkpointer: Option<Checkpointer>,
     /// Feeds the web UI, if it runs.
     pub ui: Option<crate::ui::UiCollector>,
+    /// The status line, heard first of the listeners (before the batch's malformed-record reports), if on.
+    pub status: Option<Box<dyn StreamingListener>>,
     /// The program's listeners.
     pub listeners: Vec<Box<dyn StreamingListener>>,
     /// Batches completed so far.
     pub completed: u64,
+    /// The newest batch the listeners heard was submitted.
+    pub submitted: Option<Time>,
 }
 
 fn next_offsets(offsets: &[(i32, i64)]) -> Vec<NextOffset> {
@@ -633,6 +772,9 @@ fn next_offsets(offsets: &[(i32, i64)]) -> Vec<NextOffset> {
 impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
     fn after_batch(&mut self, b: &mut CompletedBatch<'_, J>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.completed += 1;
+        if let Some(status) = &mut self.status {
+            status.on_batch_completed(&BatchCompleted::of(b));
+        }
         if let Some(r) = &mut self.recorder {
             r.record(b)?;
         }
@@ -659,6 +801,16 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
             l.on_batch_completed(&done);
         }
         Ok(())
+    }
+    fn on_batch_submitted(&mut self, info: &BatchInfo) {
+        // A batch left pending by an await that timed out runs again on the next await: heard submitted once.
+        if self.submitted.is_some_and(|t| info.time <= t) {
+            return;
+        }
+        self.submitted = Some(info.time);
+        for l in &mut self.listeners {
+            l.on_batch_submitted(info);
+        }
     }
     fn before_batch(&mut self, info: &BatchInfo) {
         for l in &mut self.listeners {

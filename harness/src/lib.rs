@@ -1,8 +1,7 @@
-//! dstream-harness: recorded streams, the replay driver, a test driver, proptest strategies and a reference model.
+//! dstream-harness: recorded streams, the replay driver, a test driver and proptest strategies.
 #![warn(missing_docs)]
 
 pub mod driver;
-pub mod model;
 #[cfg(feature = "proptest")]
 pub mod strategies;
 // The recording format and replay live with the streaming context that writes and plays recordings; they are

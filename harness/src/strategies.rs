@@ -5,7 +5,7 @@ use dstream_core::{Duration, OffsetRange, Time};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-/// A lab key: 1-3 characters, ASCII letters mixed with multi-byte UTF-8 (2, 3 and 4 bytes), never a comma.
+/// A key of a `KEY,VALUE` message: 1-3 characters, ASCII letters mixed with multi-byte UTF-8 (2, 3 and 4 bytes), never a comma.
 pub fn key() -> impl Strategy<Value = String> {
     let ch = prop_oneof![
         6 => proptest::char::range('a', 'e'),
@@ -18,7 +18,7 @@ pub fn key() -> impl Strategy<Value = String> {
     vec(ch, 1..=3).prop_map(|cs| cs.into_iter().collect())
 }
 
-/// A lab value: mostly the generator's 0..=25, sometimes signed or extreme.
+/// A value of a `KEY,VALUE` message: mostly 0..=25, sometimes signed or extreme.
 pub fn value() -> impl Strategy<Value = i64> {
     prop_oneof![
         8 => 0i64..=25,
@@ -27,7 +27,7 @@ pub fn value() -> impl Strategy<Value = i64> {
     ]
 }
 
-/// A message the lab job cannot parse.
+/// A message that is not `KEY,VALUE` with an integer value.
 pub fn malformed_message() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         Just(b"".to_vec()),
@@ -129,7 +129,7 @@ pub fn recording() -> impl Strategy<Value = Recording> {
 }
 
 /// Whether `v` is `KEY,VALUE` with a non-empty UTF-8 key and a decimal 64-bit integer value (optional sign), as
-/// the lab job parses it.
+/// a running-average job reads it.
 fn is_key_value(v: &[u8]) -> bool {
     let Some(comma) = v.iter().position(|&b| b == b',') else { return false };
     let (key, value) = (&v[..comma], &v[comma + 1..]);

@@ -6,9 +6,9 @@ use dstream_adapters::checkpoint::{
     encode, temp_file_name, Checkpoint, CheckpointMeta, CheckpointStore, Fingerprint, NextOffset,
 };
 use dstream_cli::lab::{LabCheckpoint, LabConfig};
+use dstream_cli::model::AverageModel;
 use dstream_core::{Duration, Time};
 use dstream_harness::driver::{Driver, DriverCheckpoint};
-use dstream_harness::model::AverageModel;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 

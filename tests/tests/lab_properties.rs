@@ -1,8 +1,8 @@
 //! The lab job against the harness's independent reference model, on arbitrary streams.
 
 use dstream_cli::lab::{LabConfig, LabJob};
+use dstream_cli::model::AverageModel;
 use dstream_core::{BatchTimer, Clock, Duration, Engine, ManualClock, RecordBatch};
-use dstream_harness::model::AverageModel;
 use dstream_harness::strategies;
 use proptest::prelude::*;
 

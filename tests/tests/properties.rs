@@ -3,10 +3,10 @@
 use dstream_cli::jobs::build_job;
 use dstream_cli::jobs::replay_to_string;
 use dstream_cli::lab::{LabCheckpoint, LabConfig, LabJob, Output};
+use dstream_cli::model::AverageModel;
 use dstream_cli::strategies::lab_config;
 use dstream_core::{Duration, Key, OutputOrder, Time};
 use dstream_harness::driver::{Batch, Driver, DriverCheckpoint};
-use dstream_harness::model::AverageModel;
 use dstream_harness::recording::{Frame, Recording, RecordingReader};
 use dstream_harness::replay::replay_reader;
 use dstream_harness::strategies::{batches, recording, restarts, split, stream, Stream};

@@ -7,11 +7,11 @@
 //! faulted in for the first time), is reported on its own.
 
 use dstream_adapters::broker::Tansu;
-use dstream_adapters::generate::LabMessages;
 use dstream_adapters::kafka::records::{
     encode_batch, first_base_offset, for_each_record_before, Codec, DEFAULT_MAX_BATCH_BYTES,
 };
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, PartitionFetch};
+use dstream_cli::generate::LabMessages;
 use std::process::Command;
 use std::time::{Duration, Instant};
 

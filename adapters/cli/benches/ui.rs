@@ -11,9 +11,9 @@
 //! delay plus processing time), so the grid's idle time does not count.
 
 use dstream_adapters::broker::Tansu;
-use dstream_adapters::generate::LabMessages;
 use dstream_adapters::kafka::records::{encode_batch, Codec};
 use dstream_adapters::kafka::{Acks, Client, ClientConfig};
+use dstream_cli::generate::LabMessages;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};

@@ -2,6 +2,7 @@
 
 use dstream_adapters::recording::RecordingHeader;
 use dstream_core::checkpoint::{Fingerprint, JobState};
+use dstream_core::graph::{GraphBuilder, InputStream};
 use dstream_core::jvm::write_double;
 use dstream_core::key::Key;
 use dstream_core::print::write_batch;
@@ -452,11 +453,22 @@ impl Job for LabJob {
     }
 }
 
-/// The lab job's fingerprint (see [`Fingerprint::of_job`]): the state's types and timeout; with no timeout the
-/// batch interval does not affect state either.
+/// The lab program on the graph API, as `dstream run` runs it: `messages` parsed as `KEY,VALUE` (the graph's
+/// malformed policy applies), `map_with_state(average)` with `config.state`, and `print(config.print)` if any.
+pub fn lab_program(messages: &InputStream, config: &LabConfig) {
+    let spec = StateSpec::with_mapping(AverageFn).options(config.state.clone());
+    let averages = messages.parse(LabParser).map_with_state(spec);
+    if let Some(num) = config.print {
+        averages.print(num);
+    }
+}
+
+/// The lab job's fingerprint (see [`Fingerprint::of_job`]), that of [`lab_program`]: the state's types and
+/// timeout; with no timeout the batch interval does not affect state either. [`LabJob`] has the same.
 pub fn fingerprint(topic: &str, partitions: u32, config: &LabConfig, interval: Duration) -> Fingerprint {
-    let mut job = LabJob::new(config.clone());
-    Fingerprint::of_job(topic, partitions, JOB_NAME, &mut job, interval)
+    let g = GraphBuilder::new();
+    lab_program(&g.records_of(topic), config);
+    Fingerprint::of_job(topic, partitions, JOB_NAME, &mut g.build(), interval)
 }
 
 /// A recording header for the lab job with `config`, on a grid starting at `zero`.
@@ -523,6 +535,17 @@ pub fn write_lab_state(state: &LabCheckpoint, out: &mut dyn std::io::Write) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lab_job_and_the_lab_program_have_one_fingerprint() {
+        let mut config = LabConfig::default();
+        for timeout in [None, Some(Duration(6000))] {
+            config.state.timeout = timeout;
+            let mut job = LabJob::new(config.clone());
+            let of_job = Fingerprint::of_job("avg", 2, JOB_NAME, &mut job, Duration(2000));
+            assert_eq!(fingerprint("avg", 2, &config, Duration(2000)), of_job);
+        }
+    }
 
     #[test]
     fn parser_accepts() {

@@ -2,7 +2,7 @@
 //!
 //! The libraries (`dstream-core`, `dstream-adapters`, `dstream-harness`) know no job; this package holds the
 //! lab's (`"KEY,VALUE"` messages, a running average per key with `mapWithState`, printed as Spark does), the jobs
-//! a recording can name ([`jobs`]), the plain-text replay ([`lines`]) and the `dstream` binary that runs them.
+//! a recording can name ([`jobs`]), the plain-text replay ([`lines`]), the lab's generator ([`generate`]) and the `dstream` binary that runs them.
 //!
 //! ```
 //! use dstream_cli::lab::{LabConfig, LabJob};
@@ -20,8 +20,11 @@
 
 #[cfg(feature = "driver")]
 pub mod driver;
+pub mod generate;
 pub mod jobs;
 pub mod lab;
 pub mod lines;
+#[cfg(feature = "driver")]
+pub mod model;
 #[cfg(feature = "proptest")]
 pub mod strategies;

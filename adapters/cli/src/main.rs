@@ -3,23 +3,17 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dstream_adapters::checkpoint::CheckpointStore;
-use dstream_adapters::clock::SystemClock;
-use dstream_adapters::generate::{generate, GenerateOptions};
 use dstream_adapters::kafka::direct::{OutOfRangePolicy, StartingOffsets};
 use dstream_adapters::kafka::records::Codec;
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
-use dstream_adapters::local::LocalKafka;
-use dstream_adapters::record::Recorder;
 use dstream_adapters::recording::{self, Recording, RecordingReader};
-use dstream_adapters::recovery::{restore, Checkpointer};
-use dstream_adapters::run::{run_job, MalformedReporter, Resume, RunOptions, Start};
-use dstream_adapters::streaming::StandardHooks;
-use dstream_adapters::ui::{UiCollector, UiConfig, UiServer};
+use dstream_adapters::run::{MalformedReporter, RunError};
+use dstream_adapters::streaming::{KafkaParams, KafkaUtils, StreamingContext, StreamingError};
 use dstream_adapters::{replay, text};
+use dstream_cli::generate::{generate, GenerateOptions};
 use dstream_cli::jobs;
+use dstream_cli::lab::{lab_program, LabConfig};
 use dstream_cli::lab::{lab_state, write_lab_state};
-use dstream_cli::lab::{LabConfig, LabJob};
-use dstream_core::Clock;
 use dstream_core::{Duration, MalformedPolicy, OutputOrder};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -379,11 +373,20 @@ fn error_line(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        // A run installs its context's stop handler (Ctrl-C, SIGTERM, SIGHUP).
+        None => return cmd_run(cli.run),
+        Some(Command::Run(args)) => return cmd_run(args),
+        Some(Command::Record { out, mut run }) => {
+            run.record = Some(out);
+            run.quiet = true;
+            return cmd_run(run);
+        }
+        _ => {}
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    // Ctrl-C, SIGTERM and SIGHUP all ask for a graceful stop (the running batch finishes, is checkpointed, and
-    // what this run started is stopped); a second one does not wait for the running batch. The processes a run
-    // started die with it then too: the kernel kills them when this process ends (see `broker`).
+    // Ctrl-C, SIGTERM and SIGHUP stop `generate` between batches; a second one exits at once.
     ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
@@ -391,13 +394,7 @@ fn run(cli: Cli) -> Result<()> {
     })
     .context("cannot install the handler for Ctrl-C, SIGTERM and SIGHUP")?;
     match cli.command {
-        None => cmd_run(cli.run, stop),
-        Some(Command::Run(args)) => cmd_run(args, stop),
-        Some(Command::Record { out, mut run }) => {
-            run.record = Some(out);
-            run.quiet = true;
-            cmd_run(run, stop)
-        }
+        None | Some(Command::Run(_)) | Some(Command::Record { .. }) => unreachable!("runs are handled above"),
         Some(Command::Generate { brokers, topic, rate, count, seed, partitions, compression, acks }) => {
             let brokers = parse_brokers(&brokers)?;
             let mut client = Client::connect(&brokers, ClientConfig::default()).map_err(explain)?;
@@ -500,94 +497,67 @@ fn explain(e: KafkaError) -> anyhow::Error {
     }
 }
 
-fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
+/// `dstream run` (and `record`): the lab program on a streaming context, as a user's program runs.
+fn cmd_run(args: RunArgs) -> Result<()> {
+    let mut ssc = StreamingContext::new(args.batch_interval);
+    // Ctrl-C, SIGTERM and SIGHUP all ask for a graceful stop (the running batch finishes, is checkpointed, and
+    // what this run started is stopped); a second one does not wait for the running batch. The processes a run
+    // started die with it then too: the kernel kills them when this process ends (see `broker`).
+    ssc.stop_handle().stop_on_ctrl_c().context("cannot install the handler for Ctrl-C, SIGTERM and SIGHUP")?;
     // With no --brokers: the default address if something answers there (DSTREAM_DEFAULT_BROKER moves it; tests
     // use it to stay off port 9092), else a local tansu and the lab's generator, stopped when the run ends.
     let provisioned = match &args.brokers {
         Some(_) => None,
-        None => Some(LocalKafka::lab(None, &args.topic)?),
+        None => Some(dstream_cli::generate::local_lab_kafka(None, &args.topic)?),
     };
     let brokers = match (&args.brokers, &provisioned) {
         (Some(b), _) => parse_brokers(b)?,
         (None, Some(local)) => vec![local.brokers().to_string()],
         (None, None) => unreachable!("provisioned without --brokers"),
     };
-    let opts = RunOptions {
-        brokers,
-        topic: args.topic.clone(),
-        batch_interval: args.batch_interval,
-        starting_offsets: match args.starting_offsets {
+    let lab = lab_config(args.print, args.on_malformed, args.order);
+    let client = ClientConfig {
+        retry_for: std::time::Duration::from_millis(args.retry_for.millis() as u64),
+        max_batch_bytes: (args.max_batch_mib << 20) as usize,
+        ..ClientConfig::default()
+    };
+    let params = KafkaParams::new(&brokers.join(","))
+        .starting_offsets(match args.starting_offsets {
             StartingOffsetsArg::Earliest => StartingOffsets::Earliest,
             StartingOffsetsArg::Latest => StartingOffsets::Latest,
-        },
-        max_rate_per_partition: args.max_rate_per_partition,
-        batches: args.batches,
-        on_out_of_range: match args.on_offset_out_of_range {
+        })
+        .max_rate_per_partition(args.max_rate_per_partition)
+        .on_out_of_range(match args.on_offset_out_of_range {
             OutOfRangeArg::Fail => OutOfRangePolicy::Fail,
             OutOfRangeArg::Earliest => OutOfRangePolicy::Earliest,
             OutOfRangeArg::Latest => OutOfRangePolicy::Latest,
-        },
-        client: ClientConfig {
-            retry_for: std::time::Duration::from_millis(args.retry_for.millis() as u64),
-            max_batch_bytes: (args.max_batch_mib << 20) as usize,
-            interrupt: Some(stop.clone()),
-            ..ClientConfig::default()
-        },
-    };
-    let stdout = std::io::stdout();
-    let mut out: Box<dyn Write> = if args.quiet { Box::new(std::io::sink()) } else { Box::new(stdout.lock()) };
-    let mut status = std::io::stderr();
-    let lab = lab_config(args.print, args.on_malformed, args.order);
-    let recorder = args
-        .record
-        .as_ref()
-        .map(|path| Recorder::new(path.clone(), &opts.topic, dstream_cli::lab::JOB_NAME, jobs::lab_params(&lab)));
-    let (resume, checkpointer) = match &args.checkpoint {
-        None => (None, None),
-        Some(dir) => {
-            let (resume, checkpointer) = prepare_checkpoint(dir, &args, &opts, &lab)?;
-            (resume, Some(checkpointer))
-        }
-    };
-    // Mapped elements that `print` does not show are not kept: a batch's output then needs no memory per record.
-    let start = match resume {
-        Some(mut r) => {
-            r.engine.job_mut().keep_printed_only();
-            Start::Resume(r)
-        }
-        None => {
-            let mut job = LabJob::new(lab.clone());
-            job.keep_printed_only();
-            Start::Fresh(job)
-        }
-    };
-    let (ui, _ui_server) = start_ui(&args, &opts)?.unzip();
-    let mut hooks = StandardHooks { recorder, checkpointer, ui, ..StandardHooks::default() };
-    let result = run_job(&opts, start, &mut hooks, stop, &mut out, &mut status);
-    if let Some(c) = &mut hooks.checkpointer {
-        let flushed = c.flush();
-        // A failed run's own error says more than a failed last write.
-        if result.is_ok() {
-            flushed.context("cannot write the last checkpoint")?;
-        }
+        })
+        .client_config(client);
+    ssc.app_name(dstream_cli::lab::JOB_NAME).on_malformed(lab.malformed);
+    let messages = KafkaUtils::create_direct_stream(&mut ssc, params, &args.topic);
+    lab_program(&messages, &lab);
+    if args.quiet {
+        ssc.print_to(std::io::sink());
     }
+    if let Some(n) = args.batches {
+        ssc.stop_after_batches(n);
+    }
+    if let Some(dir) = &args.checkpoint {
+        ssc.checkpoint(dir)
+            .keep_checkpoints(args.keep_checkpoints as usize)
+            .reset_checkpoint(args.reset_checkpoint)
+            .checkpoint_every(args.checkpoint_every);
+    }
+    if let Some(path) = &args.record {
+        ssc.record_to(path).recording_params(jobs::lab_params(&lab));
+    }
+    if args.ui != "off" {
+        ssc.ui(&args.ui, args.ui_retained_batches as usize).ui_allow_remote(args.ui_allow_remote);
+    }
+    ssc.start().map_err(explain_streaming)?;
+    ssc.await_termination().map_err(explain_streaming)?;
     drop(provisioned);
-    if let Some(r) = hooks.recorder.take() {
-        let path = args.record.as_ref().expect("a recorder has a path");
-        let n = r.finish().with_context(|| format!("cannot finish the recording {}", path.display()))?;
-        // The file is created at the first completed batch (its header needs the grid and the partitions).
-        if n == 0 {
-            eprintln!("dstream: recorded nothing: no batch completed, so {} was not written", path.display());
-        } else {
-            eprintln!("dstream: recorded {n} batches to {}", path.display());
-        }
-    }
-    let summary = match result {
-        Ok(s) => s,
-        Err(dstream_adapters::run::RunError::Kafka(e)) => return Err(explain(e)),
-        Err(e) => return Err(e.into()),
-    };
-    hooks.malformed.finish();
+    let summary = ssc.summary();
     eprintln!(
         "dstream: {} after {} batches, {} records ({} malformed)",
         if summary.stopped { "stopped" } else { "done" },
@@ -598,76 +568,12 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
-/// Starts the web UI unless `--ui off`, once the topic is known to exist (so that a bad broker or topic is still
-/// the one line it is without the UI), and prints its address.
-fn start_ui(args: &RunArgs, opts: &RunOptions) -> Result<Option<(UiCollector, UiServer)>> {
-    if args.ui == "off" {
-        return Ok(None);
+/// Adds what to do to a streaming context's errors a person can fix.
+fn explain_streaming(e: StreamingError) -> anyhow::Error {
+    match e {
+        StreamingError::Kafka(e) | StreamingError::Run(RunError::Kafka(e)) => explain(e),
+        e => anyhow::Error::new(e),
     }
-    let mut client = Client::connect(&opts.brokers, opts.client.clone()).map_err(explain)?;
-    client.partitions(&opts.topic).map_err(explain)?;
-    let config = UiConfig {
-        topic: opts.topic.clone(),
-        batch_interval: opts.batch_interval,
-        retained_batches: args.ui_retained_batches as usize,
-    };
-    let collector = UiCollector::new(config);
-    let server = collector.serve(&args.ui, args.ui_allow_remote)?;
-    eprintln!("dstream: web UI at {}", server.url());
-    Ok(Some((collector, server)))
-}
-
-/// Opens the checkpoint directory of `dstream run --checkpoint DIR` and loads the newest valid checkpoint of this
-/// job: batches it stored as pending run again (printing again: output is at-least-once), and the run resumes
-/// after them. No checkpoint: a fresh start.
-fn prepare_checkpoint(
-    dir: &Path,
-    args: &RunArgs,
-    opts: &RunOptions,
-    lab: &LabConfig,
-) -> Result<(Option<Resume<LabJob>>, Checkpointer)> {
-    let store = CheckpointStore::open(dir)?.with_keep(args.keep_checkpoints as usize);
-    for leftover in store.removed_leftovers() {
-        eprintln!(
-            "dstream: removed {}, a temporary file of a checkpoint write that did not finish",
-            leftover.display()
-        );
-    }
-    if args.reset_checkpoint {
-        if let Some(aside) = store.reset()? {
-            eprintln!("dstream: --reset-checkpoint: moved the old checkpoints to {}", aside.display());
-        }
-    }
-    let mut client = Client::connect(&opts.brokers, opts.client.clone()).map_err(explain)?;
-    let partitions = client.partitions(&opts.topic).map_err(explain)?;
-    let topic_id = client.topic_id(&opts.topic).map_err(explain)?;
-    let fingerprint = dstream_cli::lab::fingerprint(&opts.topic, partitions.len() as u32, lab, opts.batch_interval)
-        .with_topic_id(topic_id);
-    let checkpointer = Checkpointer::new(store, fingerprint, args.checkpoint_every).in_background();
-    let Some(loaded) = checkpointer.load()? else {
-        eprintln!("dstream: no checkpoint in {}: starting fresh", dir.display());
-        return Ok((None, checkpointer));
-    };
-    for skipped in &loaded.skipped {
-        eprintln!("dstream: warning: {skipped}; using an older checkpoint");
-    }
-    let meta = &loaded.checkpoint.meta;
-    eprintln!(
-        "dstream: resuming from {} (batch {}, {} pending batch(es) to recompute)",
-        loaded.path.display(),
-        meta.time,
-        meta.pending.len()
-    );
-    let resumed = restore(loaded.checkpoint, LabJob::new(lab.clone()), opts.batch_interval, SystemClock.now())
-        .with_context(|| format!("cannot resume from {}", loaded.path.display()))?;
-    // The pending batches run first, through the same path as live batches (output, status line, recording,
-    // checkpoints), then the run continues live after them.
-    let resume = Resume {
-        offsets: resumed.next_offsets.iter().map(|n| (n.partition, n.offset)).collect(),
-        engine: resumed.engine,
-        pending: resumed.pending,
-    };
-    Ok((Some(resume), checkpointer))
 }
 
 /// `dstream checkpoint show DIR`: the lab's table for the lab job, a line per stateful operator for any other.

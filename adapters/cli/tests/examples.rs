@@ -5,7 +5,7 @@
 mod common;
 
 use common::{broker, exit_within, generate, lab_messages, model_of};
-use dstream_adapters::generate::SplitMix64;
+use dstream_cli::generate::SplitMix64;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

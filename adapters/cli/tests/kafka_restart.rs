@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use dstream_adapters::broker::{SeaweedS3, Tansu};
-use dstream_harness::model::AverageModel;
+use dstream_cli::model::AverageModel;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;

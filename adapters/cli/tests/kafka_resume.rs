@@ -53,12 +53,12 @@ fn run(
     resume: Option<Resume<LabJob>>,
     hooks: &mut dyn RunHooks<LabJob>,
 ) -> Result<RunSummary, RunError> {
-    let (mut out, mut status) = (Vec::new(), Vec::new());
+    let mut out = Vec::new();
     let start = match resume {
         Some(r) => Start::Resume(r),
         None => Start::Fresh(LabJob::new(LabConfig::default())),
     };
-    run_job(opts, start, hooks, Arc::new(AtomicBool::new(false)), &mut out, &mut status)
+    run_job(opts, start, hooks, Arc::new(AtomicBool::new(false)), &mut out)
 }
 
 /// A resume point: offsets, an optional saved lab state, and the batch timer.

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use dstream_harness::model::AverageModel;
+use dstream_cli::model::AverageModel;
 use std::time::{Duration, Instant};
 
 fn rate_limited_batches_cover_exactly_what_was_produced(b: &TestBroker) {

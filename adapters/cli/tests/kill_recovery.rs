@@ -8,7 +8,7 @@ mod common;
 use common::{checkpoint_rows, dstream, generate, lab_messages, model_of, ok_stdout, TestBroker};
 use dstream_adapters::checkpoint::JobState;
 use dstream_adapters::checkpoint::{CheckpointStore, Loaded};
-use dstream_adapters::generate::SplitMix64;
+use dstream_cli::generate::SplitMix64;
 use dstream_cli::lab::lab_state;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -7,8 +7,8 @@
 use dstream_adapters::checkpoint::{encode, temp_file_name, Checkpoint, CheckpointMeta, CheckpointStore, NextOffset};
 use dstream_adapters::recovery::{restore, Checkpointer, RecoveryError};
 use dstream_cli::lab::{LabConfig, LabJob};
+use dstream_cli::model::AverageModel;
 use dstream_core::{BatchInfo, BatchTimer, Clock, Duration, Engine, ManualClock, OffsetRange, RecordBatch, Time};
-use dstream_harness::model::AverageModel;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs;

@@ -1,6 +1,6 @@
 //! `dstream replay --lines` end to end: the real binary, checked against the harness's reference model.
 
-use dstream_harness::model::AverageModel;
+use dstream_cli::model::AverageModel;
 use std::process::Command;
 
 fn dstream() -> Command {

@@ -31,14 +31,21 @@ impl std::io::Write for Buf {
 struct Batches {
     seen: Rc<RefCell<Vec<(Time, usize)>>>,
     started: Rc<Cell<usize>>,
+    /// Every event in the order heard: (`'s'`ubmitted, `'b'`egan or `'c'`ompleted, batch time).
+    events: Rc<RefCell<Vec<(char, Time)>>>,
     stop: Option<(StopHandle, usize)>,
 }
 
 impl StreamingListener for Batches {
-    fn on_batch_started(&mut self, _info: &BatchInfo) {
+    fn on_batch_submitted(&mut self, info: &BatchInfo) {
+        self.events.borrow_mut().push(('s', info.time));
+    }
+    fn on_batch_started(&mut self, info: &BatchInfo) {
         self.started.set(self.started.get() + 1);
+        self.events.borrow_mut().push(('b', info.time));
     }
     fn on_batch_completed(&mut self, b: &BatchCompleted<'_>) {
+        self.events.borrow_mut().push(('c', b.info.time));
         self.seen.borrow_mut().push((b.info.time, b.records));
         if let Some((h, at)) = &self.stop {
             if self.seen.borrow().iter().map(|s| s.1).sum::<usize>() >= *at {
@@ -73,7 +80,8 @@ fn await_with_a_timeout_continues_where_it_stopped_and_a_graceful_stop_ends() {
     offsets.count().print(1);
     let seen = Rc::new(RefCell::new(Vec::new()));
     let started = Rc::new(Cell::new(0));
-    ssc.add_listener(Batches { seen: seen.clone(), started: started.clone(), stop: None });
+    let events = Rc::new(RefCell::new(Vec::new()));
+    ssc.add_listener(Batches { seen: seen.clone(), started: started.clone(), events: events.clone(), stop: None });
     ssc.start().unwrap();
     assert!(!ssc.await_termination_or_timeout(std::time::Duration::from_millis(250)).unwrap());
     let first = counted.get();
@@ -86,6 +94,14 @@ fn await_with_a_timeout_continues_where_it_stopped_and_a_graceful_stop_ends() {
     assert_eq!(seen.iter().map(|s| s.1).sum::<usize>(), 600);
     assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "batch times strictly increase: {seen:?}");
     assert_eq!(started.get(), seen.len());
+    // Each batch is heard submitted, then begun, then completed, once each; a graceful stop completes every
+    // batch that was submitted.
+    let events = events.borrow();
+    for (t, _) in seen.iter() {
+        let of_t: Vec<char> = events.iter().filter(|e| e.1 == *t).map(|e| e.0).collect();
+        assert_eq!(of_t, vec!['s', 'b', 'c'], "batch {t}: {events:?}");
+    }
+    assert_eq!(events.iter().filter(|e| e.0 == 's').count(), seen.len(), "{events:?}");
     let printed = String::from_utf8(out.0.borrow().clone()).unwrap();
     assert_eq!(printed.matches("Time: ").count(), seen.len(), "one print per batch");
 }
@@ -105,7 +121,7 @@ fn a_listener_stops_the_context_and_a_new_one_resumes_from_the_checkpoint() {
         counts.print(3);
         let seen = Rc::new(RefCell::new(Vec::new()));
         let stop = stop_at.map(|n| (ssc.stop_handle(), n));
-        ssc.add_listener(Batches { seen: seen.clone(), started: Rc::default(), stop });
+        ssc.add_listener(Batches { seen: seen.clone(), started: Rc::default(), events: Rc::default(), stop });
         if stop_at.is_none() {
             ssc.stop_after_batches(4);
         }

@@ -66,7 +66,7 @@ impl Args {
     pub fn kafka(&self, topic: &str) -> anyhow::Result<LocalKafka> {
         match (&self.replay, &self.brokers) {
             (Some(_), _) => Ok(LocalKafka::at("none:0")),
-            (None, b) => Ok(LocalKafka::lab(b.as_deref(), topic)?),
+            (None, b) => Ok(dstream_cli::generate::local_lab_kafka(b.as_deref(), topic)?),
         }
     }
 

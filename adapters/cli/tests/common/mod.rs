@@ -4,8 +4,8 @@
 
 use dstream_adapters::broker::kafka::KafkaCluster;
 use dstream_adapters::broker::Tansu;
-use dstream_adapters::generate::LabMessages;
-use dstream_harness::model::AverageModel;
+use dstream_cli::generate::LabMessages;
+use dstream_cli::model::AverageModel;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

@@ -1,9 +1,10 @@
 //! The lab's generator (SPARK-SEMANTICS §9): `"<letter>,<n>"`, letter uniform over a..z, n uniform over 0..25,
 //! no key, 100 messages a second by default; deterministic given a seed.
 
-use crate::clock::SystemClock;
-use crate::kafka::records::{encode_batch, Codec};
-use crate::kafka::{Acks, Client, KafkaError};
+use dstream_adapters::clock::SystemClock;
+use dstream_adapters::kafka::records::{encode_batch, Codec};
+use dstream_adapters::kafka::{Acks, Client, KafkaError};
+use dstream_adapters::local::{LocalError, LocalKafka};
 use dstream_core::Clock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -135,6 +136,24 @@ pub fn generate(client: &mut Client, opts: &GenerateOptions, stop: &AtomicBool) 
             std::thread::sleep(wait.max(Duration::from_millis(1)));
         }
     }
+}
+
+/// `brokers` if given (nothing is started); else the default broker if it answers; else a tansu started here,
+/// `topic` created on it and the lab's generator writing 100 messages a second to it (see [`LocalKafka`]).
+pub fn local_lab_kafka(brokers: Option<&str>, topic: &str) -> Result<LocalKafka, LocalError> {
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let opts = GenerateOptions {
+        topic: topic.to_string(),
+        rate: 100,
+        count: None,
+        seed,
+        partitions: 1,
+        codec: Codec::None,
+        acks: Acks::Leader,
+    };
+    LocalKafka::provision(brokers, topic, "the lab generator at 100 messages/s", move |client, stop| {
+        generate(client, &opts, stop).map(|_| ())
+    })
 }
 
 #[cfg(test)]
