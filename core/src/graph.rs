@@ -22,13 +22,14 @@
 
 use crate::jvm::{JvmDisplay, StableHash};
 use crate::record::RecordRef;
+use crate::state::OutputOrder;
 use crate::stateful::Stateful;
 use crate::stream::{
-    input_with, CoGroup, CoGroupAll, Count, CountByValue, CountByValueAndWindow, CountByWindow, DStream, DStreamExt,
-    Filter, FlatMap, FullOuterJoin, Graph, GroupByKey, GroupByKeyAndWindow, InnerJoin, Input, LeftOuterJoin,
-    MalformedPolicy, Map, MapValues, MapWithState, MappingFunction, OutputError, OutputOp, RecordParser, Reduce,
-    ReduceByKey, ReduceByWindow, ReducedByWindow, ReducedWindow, RightOuterJoin, Shared, Snapshots, StateSpec,
-    Transform, TransformWith, Union, UpdateStateByKey, Window,
+    input_with, reduce_by_key_and_window_with, CoGroup, CoGroupAll, Count, CountByValue, CountByValueAndWindow,
+    CountByWindow, DStream, DStreamExt, Filter, FlatMap, FullOuterJoin, Graph, GroupByKey, GroupByKeyAndWindow,
+    InnerJoin, Input, LeftOuterJoin, MalformedPolicy, Map, MapValues, MapWithState, MappingFunction, OutputError,
+    OutputOp, Partitioned, RecordParser, Reduce, ReduceByKey, ReduceByWindow, ReducedByWindow, ReducedWindow,
+    RightOuterJoin, Shared, Shuffle, Snapshots, StateSpec, Transform, TransformWith, Union, UpdateStateByKey, Window,
 };
 use crate::time::{Duration, Time};
 use serde::de::DeserializeOwned;
@@ -49,6 +50,7 @@ pub struct GraphBuilder {
 struct Builder {
     outputs: Vec<Box<dyn OutputOp>>,
     policy: Rc<std::cell::Cell<MalformedPolicy>>,
+    order: Rc<std::cell::Cell<OutputOrder>>,
 }
 
 impl fmt::Debug for GraphBuilder {
@@ -84,6 +86,20 @@ impl GraphBuilder {
     /// every input stream of the graph, whenever it was defined.
     pub fn set_malformed_policy(&self, policy: MalformedPolicy) {
         self.inner.borrow().policy.set(policy);
+    }
+
+    /// The order of every keyed operator's output within a batch (`reduce_by_key`, `count_by_value`,
+    /// `update_state_by_key`, `reduce_by_key_and_window` with or without an inverse, `repartition`): dstream's
+    /// (default: first appearance, or sorted by key where documented) or Spark's ([`OutputOrder::SparkPartitions`]:
+    /// by shuffle partition, then that partition's hash table). Applies to every operator of the graph, whenever it
+    /// was defined. `map_with_state` and its `state_snapshots` follow their [`StateSpec`]'s order.
+    pub fn set_output_order(&self, order: OutputOrder) {
+        self.inner.borrow().order.set(order);
+    }
+
+    /// A shuffle following the graph's output order.
+    fn shuffle(&self) -> Shuffle {
+        Shuffle::following(self.inner.borrow().order.clone())
     }
 
     /// The batch's input records, from the source `topic` names (for [`ConsumerRecord::topic`]).
@@ -299,9 +315,9 @@ where
     /// `countByValue`: (element, count) per batch, in order of first appearance.
     pub fn count_by_value(&self) -> Stream<CountByValue<Shared<D>>>
     where
-        D::Item: Hash + Eq,
+        D::Item: Hash + Eq + StableHash,
     {
-        self.graph.stream(self.up().count_by_value())
+        self.graph.stream(self.up().count_by_value().with_shuffle(self.graph.shuffle()))
     }
 
     /// `reduceByWindow(f, length, slide)`: Spark's `reduce(f).window(length, slide).reduce(f)`.
@@ -342,9 +358,9 @@ where
         slide: Duration,
     ) -> Stream<CountByValueAndWindow<Shared<D>>>
     where
-        D::Item: Hash + Eq + Ord + fmt::Debug + Serialize + DeserializeOwned,
+        D::Item: Hash + Eq + Ord + StableHash + fmt::Debug + Serialize + DeserializeOwned,
     {
-        self.graph.stream(self.up().count_by_value_and_window(length, slide))
+        self.graph.stream(self.up().count_by_value_and_window(length, slide).with_shuffle(self.graph.shuffle()))
     }
 
     /// `window(length, slide)`: at each slide, the elements of the batches in the last `length`.
@@ -478,10 +494,10 @@ where
     /// `reduceByKey` within each batch; keys in the order of their first element.
     pub fn reduce_by_key<F>(&self, f: F) -> Stream<ReduceByKey<Shared<D>, K, V, F>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
         F: FnMut(V, V) -> V + 'static,
     {
-        self.graph.stream(self.up().reduce_by_key(f))
+        self.graph.stream(self.up().reduce_by_key(f).with_shuffle(self.graph.shuffle()))
     }
 
     /// `reduceByKeyAndWindow(f, length, slide)` without an inverse: reduce per batch, window, reduce again.
@@ -493,11 +509,12 @@ where
         slide: Duration,
     ) -> Stream<ReduceByKey<Window<ReduceByKey<Shared<D>, K, V, F>>, K, V, F>>
     where
-        K: Hash + Eq + Serialize + DeserializeOwned,
+        K: Hash + Eq + StableHash + Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
         F: FnMut(V, V) -> V + Clone + 'static,
     {
-        self.graph.stream(self.up().reduce_by_key_and_window(f, length, slide))
+        let g = f.clone();
+        self.graph.stream(reduce_by_key_and_window_with(self.up(), f, g, length, slide, self.graph.shuffle()))
     }
 
     /// `reduceByKeyAndWindow(f, inverse, length, slide)`: the previous window minus the batches that left plus
@@ -512,24 +529,25 @@ where
         filter: Option<H>,
     ) -> Stream<ReducedWindow<Shared<D>, K, V, F, G, H>>
     where
-        K: Hash + Eq + Ord + fmt::Debug + Serialize + DeserializeOwned,
+        K: Hash + Eq + Ord + StableHash + fmt::Debug + Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
         F: FnMut(V, V) -> V + 'static,
         G: FnMut(V, V) -> V + 'static,
         H: FnMut(&(K, V)) -> bool + 'static,
     {
-        self.graph.stream(self.up().reduce_by_key_and_window_inv(f, inverse, length, slide, filter))
+        let op = self.up().reduce_by_key_and_window_inv(f, inverse, length, slide, filter);
+        self.graph.stream(op.with_shuffle(self.graph.shuffle()))
     }
 
     /// `updateStateByKey`: `f(new values, old state)` for every key with state or new values; `None` removes
     /// the key. Output: every (key, state), sorted by key.
     pub fn update_state_by_key<S, F>(&self, f: F) -> Stream<UpdateStateByKey<Shared<D>, K, V, S, F>>
     where
-        K: Ord + Serialize + DeserializeOwned,
+        K: Ord + StableHash + Serialize + DeserializeOwned,
         S: Clone + Serialize + DeserializeOwned + 'static,
         F: FnMut(&[V], Option<S>) -> Option<S> + 'static,
     {
-        self.graph.stream(self.up().update_state_by_key(f))
+        self.graph.stream(self.up().update_state_by_key(f).with_shuffle(self.graph.shuffle()))
     }
 
     /// `updateStateByKey(f, partitioner, initialRDD)`: as [`update_state_by_key`](Self::update_state_by_key), the
@@ -540,11 +558,11 @@ where
         initial: Vec<(K, S)>,
     ) -> Stream<UpdateStateByKey<Shared<D>, K, V, S, F>>
     where
-        K: Ord + Serialize + DeserializeOwned,
+        K: Ord + StableHash + Serialize + DeserializeOwned,
         S: Clone + Serialize + DeserializeOwned + 'static,
         F: FnMut(&[V], Option<S>) -> Option<S> + 'static,
     {
-        self.graph.stream(self.up().update_state_by_key_with_initial(f, initial))
+        self.graph.stream(self.up().update_state_by_key_with_initial(f, initial).with_shuffle(self.graph.shuffle()))
     }
 
     /// `mapWithState(spec)`: the spec's function once per record, with the key's state; see [`StateSpec`].
@@ -576,6 +594,16 @@ where
     /// Calls `f` with the operator's state (e.g. to read a key's state between batches, in tests).
     pub fn with_state<R>(&self, f: impl FnOnce(&crate::state::StateMap<K, S>) -> R) -> R {
         self.node.with(|m| f(m.state()))
+    }
+}
+
+impl<D: DStream + Partitioned> Stream<D> {
+    /// The number of shuffle partitions of this keyed operator (Spark's `numPartitions` argument, as in
+    /// `reduceByKey(f, n)`; 2 by default, Spark's `defaultParallelism` under `local[2]`): under Spark's output
+    /// order, the output comes partition by partition (`hashCode` mod `n`).
+    pub fn partitions(&self, n: usize) -> &Self {
+        self.node.with(|d| d.shuffle().set_partitions(n));
+        self
     }
 }
 

@@ -222,6 +222,49 @@ impl StableHash for u32 {
     }
 }
 
+impl StableHash for i16 {
+    fn stable_hash(&self) -> i32 {
+        *self as i32
+    }
+}
+impl StableHash for i8 {
+    fn stable_hash(&self) -> i32 {
+        *self as i32
+    }
+}
+impl StableHash for u64 {
+    fn stable_hash(&self) -> i32 {
+        (*self as i64).stable_hash()
+    }
+}
+impl StableHash for bool {
+    /// `Boolean.hashCode`.
+    fn stable_hash(&self) -> i32 {
+        if *self {
+            1231
+        } else {
+            1237
+        }
+    }
+}
+impl StableHash for char {
+    /// `Character.hashCode` for a char of the Basic Multilingual Plane; the code point beyond it.
+    fn stable_hash(&self) -> i32 {
+        *self as i32
+    }
+}
+impl StableHash for () {
+    /// The key of an unkeyed reduction (`reduce_by_window_inv`, `count_by_window`): one key, any hash.
+    fn stable_hash(&self) -> i32 {
+        0
+    }
+}
+impl<T: StableHash + ?Sized> StableHash for &T {
+    fn stable_hash(&self) -> i32 {
+        (**self).stable_hash()
+    }
+}
+
 /// Spark's `HashPartitioner.getPartition`: the non-negative `hashCode mod n`.
 #[inline]
 pub fn partition_of<K: StableHash + ?Sized>(key: &K, n: usize) -> usize {
@@ -234,6 +277,133 @@ pub fn partition_of<K: StableHash + ?Sized>(key: &K, n: usize) -> usize {
         return h as usize & (n - 1);
     }
     h.rem_euclid(n as i64) as usize
+}
+
+/// Guava's `Hashing.murmur3_32().hashInt(h)`: how Spark's own hash maps spread a `hashCode` over their slots.
+pub fn murmur3_hash_int(h: i32) -> i32 {
+    let mut k = (h as u32).wrapping_mul(0xcc9e_2d51);
+    k = k.rotate_left(15).wrapping_mul(0x1b87_3593);
+    // Seed 0: h1 = 0 ^ k1.
+    let mut x = k.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    x ^= 4;
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x85eb_ca6b);
+    x ^= x >> 13;
+    x = x.wrapping_mul(0xc2b2_ae35);
+    x ^= x >> 16;
+    x as i32
+}
+
+/// The order Spark gives distinct keys after a hash shuffle into `n` partitions (Spark's `HashPartitioner`):
+/// partition by partition (`hashCode` mod `n`), each partition in the slot order of its hash table
+/// ([`SparkHashOrder`]), into which that partition's keys were inserted in the order of `hashes` (one `hashCode` per
+/// key). Gives indices into `hashes`.
+pub fn spark_shuffle_order(hashes: &[i32], n: usize, out: &mut Vec<u32>) {
+    out.clear();
+    let n = n.max(1);
+    let mut table = SparkHashOrder::new();
+    for p in 0..n {
+        table.clear();
+        for (i, &h) in hashes.iter().enumerate() {
+            if partition_of_hash(h, n) == p {
+                table.insert(h, i as u32);
+            }
+        }
+        out.extend(table.iter());
+    }
+}
+
+/// Spark's `HashPartitioner.getPartition` of a `hashCode`: the non-negative `hashCode mod n`.
+#[inline]
+pub fn partition_of_hash(h: i32, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    (h as i64).rem_euclid(n as i64) as usize
+}
+
+/// The iteration order of Spark's open-addressing hash tables (`AppendOnlyMap`, behind every shuffle's reduce
+/// side and `cogroup`; `OpenHashSet`/`OpenHashMap`, behind `mapWithState`'s state map): 64 slots to start,
+/// the slot `murmur3(hashCode) & mask`, quadratic probing (+1, +2, ...), doubled when more than 0.7 of the slots
+/// are taken (the old slots re-inserted in slot order). Keys are given once each, in insertion order, by their
+/// JVM `hashCode`; [`iter`](Self::iter) lists their insertion indices in slot order, as Spark's iterators do.
+#[derive(Debug, Clone)]
+pub struct SparkHashOrder {
+    /// Per slot: (hashCode, insertion index), or `EMPTY`.
+    slots: Vec<(i32, u32)>,
+    size: usize,
+    threshold: usize,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+impl Default for SparkHashOrder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SparkHashOrder {
+    /// An empty table of Spark's initial capacity (64).
+    pub fn new() -> Self {
+        let mut t = SparkHashOrder { slots: Vec::new(), size: 0, threshold: 0 };
+        t.clear();
+        t
+    }
+
+    /// Empties the table, back to 64 slots.
+    pub fn clear(&mut self) {
+        self.slots.clear();
+        self.slots.resize(64, (0, EMPTY));
+        self.size = 0;
+        self.threshold = grow_threshold(64);
+    }
+
+    /// Inserts the key with insertion index `index` and JVM `hashCode` `hash` (a key not inserted before).
+    pub fn insert(&mut self, hash: i32, index: u32) {
+        place(&mut self.slots, hash, index);
+        self.size += 1;
+        if self.size > self.threshold {
+            let cap = self.slots.len() * 2;
+            let mut grown = vec![(0, EMPTY); cap];
+            for &(h, i) in self.slots.iter().filter(|s| s.1 != EMPTY) {
+                place(&mut grown, h, i);
+            }
+            self.slots = grown;
+            self.threshold = grow_threshold(cap);
+        }
+    }
+
+    /// Number of keys inserted.
+    pub fn len(&self) -> usize {
+        self.size
+    }
+
+    /// True if no key was inserted.
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// The insertion indices in slot order: the order Spark's iterator gives the keys.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots.iter().filter(|s| s.1 != EMPTY).map(|s| s.1)
+    }
+}
+
+/// `(0.7 * capacity).toInt`, as both of Spark's tables compute it.
+fn grow_threshold(capacity: usize) -> usize {
+    (0.7 * capacity as f64) as usize
+}
+
+fn place(slots: &mut [(i32, u32)], hash: i32, index: u32) {
+    let mask = slots.len() - 1;
+    let mut pos = murmur3_hash_int(hash) as u32 as usize & mask;
+    let mut delta = 1;
+    while slots[pos].1 != EMPTY {
+        pos = (pos + delta) & mask;
+        delta += 1;
+    }
+    slots[pos] = (hash, index);
 }
 
 #[cfg(test)]
