@@ -445,6 +445,23 @@ mod tests {
     }
 
     #[test]
+    fn murmur3_hash_int_is_guavas() {
+        // Guava 33.4's Hashing.murmur3_32().hashInt(h).asInt(), printed by jshell.
+        let cases = [
+            (0, 593689054),
+            (1, -68075478),
+            (-1, 1982413648),
+            (97, 1455541201),
+            (i32::MAX, -1653689534),
+            (i32::MIN, -1718298732),
+            (99162322, 1715862179),
+        ];
+        for (h, want) in cases {
+            assert_eq!(murmur3_hash_int(h), want, "{h}");
+        }
+    }
+
+    #[test]
     fn tuples_and_strings() {
         let mut s = String::new();
         ("a", 12.5).write_jvm(&mut s);
