@@ -29,7 +29,8 @@ use crate::stream::{
     CountByWindow, DStream, DStreamExt, Filter, FlatMap, FullOuterJoin, Graph, GroupByKey, GroupByKeyAndWindow,
     InnerJoin, Input, LeftOuterJoin, MalformedPolicy, Map, MapValues, MapWithState, MappingFunction, OutputError,
     OutputOp, Partitioned, RecordParser, Reduce, ReduceByKey, ReduceByWindow, ReducedByWindow, ReducedWindow,
-    RightOuterJoin, Shared, Shuffle, Snapshots, StateSpec, Transform, TransformWith, Union, UpdateStateByKey, Window,
+    Repartition, RightOuterJoin, Shared, Shuffle, Snapshots, StateSpec, Transform, TransformWith, Union,
+    UpdateStateByKey, Window,
 };
 use crate::time::{Duration, Time};
 use serde::de::DeserializeOwned;
@@ -305,6 +306,12 @@ where
         F: FnMut(Time, Vec<D::Item>, Vec<E::Item>) -> Vec<U> + 'static,
     {
         self.graph.stream(self.up().transform_with(other.up(), f))
+    }
+
+    /// `repartition(n)`: the same elements; under Spark's output order (the graph's), in the order Spark's round
+    /// robin over `n` partitions gives them. No partition count changes after it (as in Spark Streaming).
+    pub fn repartition(&self, n: usize) -> Stream<Repartition<Shared<D>>> {
+        self.graph.stream(self.up().repartition(n).with_order_of(&self.graph.shuffle()))
     }
 
     /// `reduce`: one element per batch with elements, folded with `f` in arrival order.

@@ -294,6 +294,60 @@ pub fn murmur3_hash_int(h: i32) -> i32 {
     x as i32
 }
 
+/// MurmurHash3 (x86, 32 bits) of `data` with `seed`: Scala's `MurmurHash3.bytesHash`.
+fn murmur3_bytes(data: &[u8], seed: u32) -> u32 {
+    let mix_k = |k: u32| k.wrapping_mul(0xcc9e_2d51).rotate_left(15).wrapping_mul(0x1b87_3593);
+    let mut h = seed;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        h = (h ^ mix_k(k)).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        let k = tail.iter().enumerate().fold(0u32, |k, (i, &b)| k ^ (b as u32) << (8 * i));
+        h ^= mix_k(k);
+    }
+    h ^= data.len() as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// The first `nextInt(bound)` of Spark's `XORShiftRandom(seed)`: where `repartition` starts dealing the elements
+/// of the input partition whose index is `seed`.
+pub fn xorshift_first_int(seed: i64, bound: i32) -> i32 {
+    // XORShiftRandom.hashSeed: MurmurHash3 of the seed's big-endian bytes, twice (arraySeed, then the low half).
+    let bytes = seed.to_be_bytes();
+    let low = murmur3_bytes(&bytes, 0x3c07_4a61);
+    let high = murmur3_bytes(&bytes, low);
+    let mut state = ((high as u64) << 32) | low as u64;
+    let mut next = |bits: u32| -> i32 {
+        let mut x = state ^ (state << 21);
+        x ^= x >> 35;
+        x ^= x << 4;
+        state = x;
+        (x & ((1u64 << bits) - 1)) as i32
+    };
+    // java.util.Random.nextInt(bound).
+    let bound = bound.max(1);
+    let mut r = next(31);
+    let m = bound - 1;
+    if bound & m == 0 {
+        return ((bound as i64 * r as i64) >> 31) as i32;
+    }
+    let mut u = r;
+    loop {
+        r = u % bound;
+        if u.wrapping_sub(r).wrapping_add(m) >= 0 {
+            return r;
+        }
+        u = next(31);
+    }
+}
+
 /// The order Spark gives distinct keys after a hash shuffle into `n` partitions (Spark's `HashPartitioner`):
 /// partition by partition (`hashCode` mod `n`), each partition in the slot order of its hash table
 /// ([`SparkHashOrder`]), into which that partition's keys were inserted in the order of `hashes` (one `hashCode` per
@@ -458,6 +512,18 @@ mod tests {
         ];
         for (h, want) in cases {
             assert_eq!(murmur3_hash_int(h), want, "{h}");
+        }
+    }
+
+    #[test]
+    fn xorshift_first_int_is_sparks() {
+        // `new org.apache.spark.util.random.XORShiftRandom(seed).nextInt(n)` for n = 1..=8 (Spark 4.0.1, jshell).
+        let want: [(i64, [i32; 8]); 3] =
+            [(0, [0, 0, 2, 0, 3, 2, 2, 1]), (1, [0, 0, 0, 0, 3, 3, 5, 1]), (2, [0, 1, 1, 3, 3, 4, 1, 7])];
+        for (seed, firsts) in want {
+            for (n, first) in (1..=8).zip(firsts) {
+                assert_eq!(xorshift_first_int(seed, n), first, "seed {seed}, n {n}");
+            }
         }
     }
 

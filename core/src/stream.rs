@@ -1198,6 +1198,71 @@ where
     }
 }
 
+/// `repartition(n)`: the same elements. Spark deals each input partition's elements round robin to `n` new
+/// partitions, from a start drawn from `XORShiftRandom(partition index)`, and concatenates the new partitions
+/// (`RDD.coalesce(n, shuffle = true)`): under [`OutputOrder::SparkPartitions`] the batch comes out in that order
+/// (the input taken as one partition), otherwise in arrival order. It changes no partition count after it: Spark
+/// Streaming's keyed operators use `defaultParallelism` (or their own `numPartitions`), not their parent's.
+pub struct Repartition<P: DStream> {
+    parent: P,
+    shuffle: Shuffle,
+    spark: Option<usize>,
+    buf: Vec<P::Item>,
+}
+
+impl<P: DStream> Repartition<P> {
+    /// This operator's order taken from `shuffle` (its partition count stays `n`).
+    pub fn with_order_of(mut self, shuffle: &Shuffle) -> Self {
+        self.shuffle = Shuffle { order: shuffle.order.clone(), partitions: self.shuffle.partitions.clone() };
+        self
+    }
+    /// Its own output order.
+    pub fn output_order(self, order: OutputOrder) -> Self {
+        self.with_order_of(&Shuffle::new(order, 1))
+    }
+}
+
+impl<P: DStream> DStream for Repartition<P> {
+    type Item = P::Item;
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.spark = self.shuffle.spark();
+        self.buf.clear();
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: Sink<P::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
+        match self.spark {
+            None => self.parent.feed_each(ctx, |x| sink.push(x)),
+            Some(_) => {
+                let buf = &mut self.buf;
+                self.parent.feed_each(ctx, |x| buf.push(x))
+            }
+        }
+    }
+    fn finish_each<G: Sink<P::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let Some(n) = self.spark else { return self.parent.finish_each(ctx, |x| sink.push(x)) };
+        let buf = &mut self.buf;
+        let has = self.parent.finish_each(ctx, |x| buf.push(x))?;
+        // Element i goes to partition (start + 1 + i) mod n; partitions are concatenated.
+        let start = crate::jvm::xorshift_first_int(0, n as i32) as usize;
+        let mut slots: Vec<Option<P::Item>> = self.buf.drain(..).map(Some).collect();
+        for p in 0..n {
+            let first = (p + n - (start + 1) % n) % n;
+            for slot in slots.iter_mut().skip(first).step_by(n) {
+                if let Some(x) = slot.take() {
+                    sink.push(x);
+                }
+            }
+        }
+        Ok(has)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
+    }
+}
+
 /// `transform`: a function of each batch's time and elements (all of them, in order) gives the batch's elements
 /// (Spark's `transform((rdd, time) => ...)`); called only at times the stream has output.
 pub struct Transform<P: DStream, F> {
@@ -2594,6 +2659,10 @@ pub trait DStreamExt: DStream + Sized {
         F: FnMut(Time, Vec<Self::Item>, Vec<B::Item>) -> Vec<U>,
     {
         TransformWith { a: self, b: other, f, left: Vec::new(), right: Vec::new() }
+    }
+    /// `repartition(n)`: the same elements (see [`Repartition`] for their order under Spark's).
+    fn repartition(self, n: usize) -> Repartition<Self> {
+        Repartition { parent: self, shuffle: Shuffle::new(OutputOrder::Arrival, n), spark: None, buf: Vec::new() }
     }
     /// `reduce`: one element per batch with elements, folded with `f` in arrival order.
     fn reduce<F: FnMut(Self::Item, Self::Item) -> Self::Item>(self, f: F) -> Reduce<Self, F> {

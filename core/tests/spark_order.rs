@@ -155,3 +155,23 @@ fn the_default_order_is_not_sparks() {
         assert_eq!(sorted(&got), sorted(&spark), "{name}: the same elements");
     }
 }
+
+#[test]
+fn repartition_deals_round_robin_as_spark() {
+    // Spark's repartition(n) deals the batch's elements round robin from XORShiftRandom(0).nextInt(n) + 1 and
+    // concatenates the n partitions; in dstream's own order it changes nothing.
+    let g = GraphBuilder::new();
+    g.set_output_order(OutputOrder::SparkPartitions);
+    let text: Out = Rc::default();
+    let w = words(&g);
+    out(&w.repartition(3), "repartition_3", &text);
+    out(&w.repartition(2), "repartition_2", &text);
+    run(&g, include_str!("spark/misc.in"));
+    check(&text.borrow(), include_str!("spark/misc.out"), &["repartition_3", "repartition_2"]);
+
+    let g = GraphBuilder::new();
+    let text: Out = Rc::default();
+    out(&words(&g).repartition(3), "repartition_3", &text);
+    run(&g, "a b c d\n");
+    assert_eq!(*text.borrow(), "== repartition_3 @ 1000\na\nb\nc\nd\n");
+}
