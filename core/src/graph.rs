@@ -25,12 +25,12 @@ use crate::record::RecordRef;
 use crate::state::OutputOrder;
 use crate::stateful::Stateful;
 use crate::stream::{
-    input_with, reduce_by_key_and_window_with, CoGroup, CoGroupAll, Count, CountByValue, CountByValueAndWindow,
-    CountByWindow, DStream, DStreamExt, Filter, FlatMap, FullOuterJoin, Graph, GroupByKey, GroupByKeyAndWindow,
-    InnerJoin, Input, LeftOuterJoin, MalformedPolicy, Map, MapValues, MapWithState, MappingFunction, OutputError,
-    OutputOp, Partitioned, RecordParser, Reduce, ReduceByKey, ReduceByWindow, ReducedByWindow, ReducedWindow,
-    Repartition, RightOuterJoin, Shared, Shuffle, Snapshots, StateSpec, Transform, TransformWith, Union,
-    UpdateStateByKey, Window,
+    group_by_key_and_window_with, input_with, reduce_by_key_and_window_with, CoGroup, CoGroupAll, Count, CountByValue,
+    CountByValueAndWindow, CountByWindow, DStream, DStreamExt, Filter, FlatMap, FullOuterJoin, Graph, GroupByKey,
+    GroupByKeyAndWindow, InnerJoin, Input, LeftOuterJoin, MalformedPolicy, Map, MapValues, MapWithState,
+    MappingFunction, OutputError, OutputOp, Partitioned, RecordParser, Reduce, ReduceByKey, ReduceByWindow,
+    ReducedByWindow, ReducedWindow, Repartition, RightOuterJoin, Shared, Shuffle, Snapshots, StateSpec, Transform,
+    TransformWith, Union, UpdateStateByKey, Window,
 };
 use crate::time::{Duration, Time};
 use serde::de::DeserializeOwned;
@@ -419,18 +419,18 @@ where
         slide: Duration,
     ) -> Stream<GroupByKeyAndWindow<Shared<D>, K, V>>
     where
-        K: Hash + Eq + Serialize + DeserializeOwned,
+        K: Hash + Eq + StableHash + Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
     {
-        self.graph.stream(self.up().group_by_key_and_window(length, slide))
+        self.graph.stream(group_by_key_and_window_with(self.up(), length, slide, self.graph.shuffle()))
     }
 
     /// `groupByKey` within each batch: (key, values in arrival order), keys in order of first appearance.
     pub fn group_by_key(&self) -> Stream<GroupByKey<Shared<D>, K, V>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
     {
-        self.graph.stream(self.up().group_by_key())
+        self.graph.stream(self.up().group_by_key().with_shuffle(self.graph.shuffle()))
     }
 
     /// `cogroup` with another keyed stream of the same slide: (key, (values here, values there)) per batch; keys
@@ -438,22 +438,22 @@ where
     #[allow(clippy::type_complexity)]
     pub fn cogroup<E, W>(&self, other: &Stream<E>) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, CoGroupAll>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
         E: DStream<Item = (K, W)> + 'static,
         W: Clone + 'static,
     {
-        self.graph.stream(self.up().cogroup(other.up()))
+        self.graph.stream(self.up().cogroup(other.up()).with_shuffle(self.graph.shuffle()))
     }
 
     /// `join` with another keyed stream of the same slide: (key, (v, w)) for every pair of a key's values.
     #[allow(clippy::type_complexity)]
     pub fn join<E, W>(&self, other: &Stream<E>) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, InnerJoin>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
         E: DStream<Item = (K, W)> + 'static,
         W: Clone + 'static,
     {
-        self.graph.stream(self.up().join(other.up()))
+        self.graph.stream(self.up().join(other.up()).with_shuffle(self.graph.shuffle()))
     }
 
     /// `leftOuterJoin`: as [`join`](Self::join), with (v, None) for keys only in this stream.
@@ -463,11 +463,11 @@ where
         other: &Stream<E>,
     ) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, LeftOuterJoin>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
         E: DStream<Item = (K, W)> + 'static,
         W: Clone + 'static,
     {
-        self.graph.stream(self.up().left_outer_join(other.up()))
+        self.graph.stream(self.up().left_outer_join(other.up()).with_shuffle(self.graph.shuffle()))
     }
 
     /// `rightOuterJoin`: as [`join`](Self::join), with (None, w) for keys only in `other`.
@@ -477,11 +477,11 @@ where
         other: &Stream<E>,
     ) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, RightOuterJoin>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
         E: DStream<Item = (K, W)> + 'static,
         W: Clone + 'static,
     {
-        self.graph.stream(self.up().right_outer_join(other.up()))
+        self.graph.stream(self.up().right_outer_join(other.up()).with_shuffle(self.graph.shuffle()))
     }
 
     /// `fullOuterJoin`: as [`join`](Self::join), with (v, None) or (None, w) for keys in one stream only.
@@ -491,11 +491,11 @@ where
         other: &Stream<E>,
     ) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, FullOuterJoin>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
         E: DStream<Item = (K, W)> + 'static,
         W: Clone + 'static,
     {
-        self.graph.stream(self.up().full_outer_join(other.up()))
+        self.graph.stream(self.up().full_outer_join(other.up()).with_shuffle(self.graph.shuffle()))
     }
 
     /// `reduceByKey` within each batch; keys in the order of their first element.

@@ -175,6 +175,62 @@ impl<A: JvmDisplay, B: JvmDisplay, C: JvmDisplay> JvmDisplay for (A, B, C) {
     }
 }
 
+impl<T: JvmDisplay> JvmDisplay for Vec<T> {
+    /// As Scala prints an `ArrayBuffer`, Scala's growable array: `ArrayBuffer(1, 2)`. That is what Spark Streaming's
+    /// `groupByKey` and `groupByKeyAndWindow` print for a key's values (they group into `ArrayBuffer`s).
+    fn write_jvm(&self, out: &mut String) {
+        write_seq(out, "ArrayBuffer", self);
+    }
+}
+
+/// The values of one key on one side of a `cogroup`: Spark's `CompactBuffer`, which prints as Scala 2.13 prints any
+/// `Seq`: `Seq(1, 2)`. Derefs to its `Vec`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct CompactBuffer<T>(pub Vec<T>);
+
+impl<T> std::ops::Deref for CompactBuffer<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.0
+    }
+}
+impl<T> std::ops::DerefMut for CompactBuffer<T> {
+    fn deref_mut(&mut self) -> &mut Vec<T> {
+        &mut self.0
+    }
+}
+impl<T> From<Vec<T>> for CompactBuffer<T> {
+    fn from(v: Vec<T>) -> Self {
+        CompactBuffer(v)
+    }
+}
+impl<T> IntoIterator for CompactBuffer<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+impl<T: JvmDisplay> JvmDisplay for CompactBuffer<T> {
+    fn write_jvm(&self, out: &mut String) {
+        write_seq(out, "Seq", &self.0);
+    }
+}
+
+/// `NAME(a, b, c)`, as Scala's `Iterable.toString`.
+fn write_seq<T: JvmDisplay>(out: &mut String, name: &str, items: &[T]) {
+    out.push_str(name);
+    out.push('(');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        x.write_jvm(out);
+    }
+    out.push(')');
+}
+
 /// A hash that is the same on every run and machine: the JVM's `hashCode`, as Spark's `HashPartitioner` uses.
 pub trait StableHash {
     /// The JVM `hashCode` of this value.

@@ -8,7 +8,7 @@
 //! A stream used by several consumers is a [`Shared`] stream: computed once per part and per batch, its elements
 //! cloned for each consumer.
 
-use crate::jvm::{JvmDisplay, StableHash};
+use crate::jvm::{CompactBuffer, JvmDisplay, StableHash};
 use crate::print::write_batch;
 use crate::record::{RecordRef, RecordSource, Run, SourceError};
 use crate::state::{OutputOrder, Slot, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
@@ -863,6 +863,30 @@ where
         .after_partitioned()
 }
 
+/// `groupByKeyAndWindow(length, slide)`, its two groupings sharing `shuffle` (Spark's `groupByKey(partitioner)
+/// .window(length, slide).combineByKey(.., partitioner)`).
+pub(crate) fn group_by_key_and_window_with<P, K, V>(
+    parent: P,
+    length: Duration,
+    slide: Duration,
+    shuffle: Shuffle,
+) -> GroupByKeyAndWindow<P, K, V>
+where
+    P: DStream<Item = (K, V)>,
+    K: Hash + Eq + Clone + StableHash + Serialize + DeserializeOwned,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    let flat: fn(Vec<Vec<V>>) -> Vec<V> = concat;
+    parent
+        .group_by_key()
+        .with_shuffle(shuffle.clone())
+        .window(length, slide)
+        .group_by_key()
+        .with_shuffle(shuffle)
+        .after_partitioned()
+        .map_values(flat)
+}
+
 /// `reduce`: one element per batch with elements, every element folded with `f` in arrival order; nothing for an
 /// empty batch (Spark: `map(x => (null, x)).reduceByKey(f, 1).map(_._2)`, an empty RDD).
 pub struct Reduce<P: DStream, F> {
@@ -986,6 +1010,33 @@ pub struct GroupByKey<P, K, V> {
     parent: P,
     index: FxHashMap<K, usize>,
     groups: Vec<(K, Vec<V>)>,
+    shuffle: Shuffle,
+    /// The parent is already partitioned as this operator's output (the second grouping of
+    /// `group_by_key_and_window`): Spark does not shuffle, and keys enter its table in arrival order.
+    partitioned_parent: bool,
+}
+
+impl<P, K, V> GroupByKey<P, K, V> {
+    /// This operator's order and partition count taken from `shuffle`.
+    pub fn with_shuffle(mut self, shuffle: Shuffle) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+    /// Its own output order.
+    pub fn output_order(self, order: OutputOrder) -> Self {
+        let n = self.shuffle.partitions();
+        self.with_shuffle(Shuffle::new(order, n))
+    }
+    fn after_partitioned(mut self) -> Self {
+        self.partitioned_parent = true;
+        self
+    }
+}
+
+impl<P, K, V> Partitioned for GroupByKey<P, K, V> {
+    fn shuffle(&self) -> &Shuffle {
+        &self.shuffle
+    }
 }
 
 impl<P, K: Hash + Eq + Clone, V> GroupByKey<P, K, V> {
@@ -1000,7 +1051,7 @@ impl<P, K: Hash + Eq + Clone, V> GroupByKey<P, K, V> {
     }
 }
 
-impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>> DStream for GroupByKey<P, K, V> {
+impl<K: Hash + Eq + Clone + StableHash, V, P: DStream<Item = (K, V)>> DStream for GroupByKey<P, K, V> {
     type Item = (K, Vec<V>);
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.index.clear();
@@ -1015,7 +1066,15 @@ impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>> DStream for GroupByKey<
         let (index, groups) = (&mut self.index, &mut self.groups);
         let has = self.parent.finish_each(ctx, |(k, v)| Self::add(index, groups, k, v))?;
         self.index.clear();
-        self.groups.drain(..).for_each(|x| sink.push(x));
+        match self.shuffle.spark() {
+            None => self.groups.drain(..).for_each(|x| sink.push(x)),
+            Some(n) => {
+                // Spark's groupByKey is a combineByKey: combined and sorted by hashCode on the map side.
+                let groups = std::mem::take(&mut self.groups);
+                let order = spark_order_of(groups.iter().map(|(k, _)| k), n, !self.partitioned_parent);
+                permute(groups, &order).into_iter().for_each(|x| sink.push(x));
+            }
+        }
         Ok(has)
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
@@ -1036,14 +1095,14 @@ pub trait CoGroupKind<K, V, W> {
     fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G);
 }
 
-/// `cogroup`: (key, (values in the first stream, values in the second)).
+/// `cogroup`: (key, (values in the first stream, values in the second)), each side a [`CompactBuffer`] as Spark's.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CoGroupAll;
 impl<K, V, W> CoGroupKind<K, V, W> for CoGroupAll {
     const NAME: &'static str = "cogroup";
-    type Output = (K, (Vec<V>, Vec<W>));
+    type Output = (K, (CompactBuffer<V>, CompactBuffer<W>));
     fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G) {
-        sink.push((k, (vs, ws)))
+        sink.push((k, (CompactBuffer(vs), CompactBuffer(ws))))
     }
 }
 
@@ -1131,6 +1190,26 @@ pub struct CoGroup<A, B, K, V, W, J> {
     groups: Vec<(K, Vec<V>, Vec<W>)>,
     right: Vec<(K, W)>,
     kind: std::marker::PhantomData<J>,
+    shuffle: Shuffle,
+}
+
+impl<A, B, K, V, W, J> CoGroup<A, B, K, V, W, J> {
+    /// This operator's order and partition count taken from `shuffle`.
+    pub fn with_shuffle(mut self, shuffle: Shuffle) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+    /// Its own output order.
+    pub fn output_order(self, order: OutputOrder) -> Self {
+        let n = self.shuffle.partitions();
+        self.with_shuffle(Shuffle::new(order, n))
+    }
+}
+
+impl<A, B, K, V, W, J> Partitioned for CoGroup<A, B, K, V, W, J> {
+    fn shuffle(&self) -> &Shuffle {
+        &self.shuffle
+    }
 }
 
 impl<K: Hash + Eq + Clone, V, W> CoGroup<(), (), K, V, W, ()> {
@@ -1147,7 +1226,7 @@ impl<K: Hash + Eq + Clone, V, W> CoGroup<(), (), K, V, W, ()> {
 
 impl<K, V, W, A, B, J> DStream for CoGroup<A, B, K, V, W, J>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + StableHash,
     A: DStream<Item = (K, V)>,
     B: DStream<Item = (K, W)>,
     J: CoGroupKind<K, V, W>,
@@ -1184,6 +1263,13 @@ where
             }
         }
         self.index.clear();
+        if let Some(n) = self.shuffle.spark() {
+            // Spark's CoGroupedRDD fills each partition's table with the first stream's records, then the second's
+            // (both shuffled as they arrive): the key order above is that insertion order.
+            let groups = std::mem::take(&mut self.groups);
+            let order = spark_order_of(groups.iter().map(|(k, _, _)| k), n, false);
+            self.groups = permute(groups, &order);
+        }
         for (k, vs, ws) in self.groups.drain(..) {
             J::emit(k, vs, ws, &mut sink);
         }
@@ -2681,7 +2767,13 @@ pub trait DStreamExt: DStream + Sized {
     where
         Self: DStream<Item = (K, V)>,
     {
-        GroupByKey { parent: self, index: FxHashMap::default(), groups: Vec::new() }
+        GroupByKey {
+            parent: self,
+            index: FxHashMap::default(),
+            groups: Vec::new(),
+            shuffle: Shuffle::default(),
+            partitioned_parent: false,
+        }
     }
     /// `cogroup` with another keyed stream of the same slide: (key, (values here, values there)) per batch.
     fn cogroup<K, V, W, B>(self, other: B) -> CoGroup<Self, B, K, V, W, CoGroupAll>
@@ -2779,11 +2871,10 @@ pub trait DStreamExt: DStream + Sized {
     fn group_by_key_and_window<K, V>(self, length: Duration, slide: Duration) -> GroupByKeyAndWindow<Self, K, V>
     where
         Self: DStream<Item = (K, V)>,
-        K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+        K: Hash + Eq + Clone + StableHash + Serialize + DeserializeOwned,
         V: Clone + Serialize + DeserializeOwned,
     {
-        let flat: fn(Vec<Vec<V>>) -> Vec<V> = concat;
-        self.group_by_key().window(length, slide).group_by_key().map_values(flat)
+        group_by_key_and_window_with(self, length, slide, Shuffle::default())
     }
     /// `reduceByKey`.
     fn reduce_by_key<K, V, F: FnMut(V, V) -> V>(self, f: F) -> ReduceByKey<Self, K, V, F>
@@ -2946,5 +3037,13 @@ pub trait DStreamExt: DStream + Sized {
 impl<D: DStream> DStreamExt for D {}
 
 fn co_group<A, B, K, V, W, J>(a: A, b: B) -> CoGroup<A, B, K, V, W, J> {
-    CoGroup { a, b, index: FxHashMap::default(), groups: Vec::new(), right: Vec::new(), kind: std::marker::PhantomData }
+    CoGroup {
+        a,
+        b,
+        index: FxHashMap::default(),
+        groups: Vec::new(),
+        right: Vec::new(),
+        kind: std::marker::PhantomData,
+        shuffle: Shuffle::default(),
+    }
 }

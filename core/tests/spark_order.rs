@@ -30,8 +30,10 @@ where
     });
 }
 
-/// Runs the graph over the batches of a `.in` file (one batch a line, words separated by spaces, `-` empty).
-fn run(graph: &GraphBuilder, input: &str) {
+/// Runs the graph over the batches of a `.in` file (one batch a line, words separated by spaces, `-` empty);
+/// returns what it printed.
+fn run(graph: &GraphBuilder, input: &str) -> String {
+    let mut printed = String::new();
     let interval = Duration::from_secs(1);
     let mut clock = ManualClock::default();
     let mut engine = Engine::new(graph.build(), BatchTimer::first_start(clock.now(), interval));
@@ -44,8 +46,9 @@ fn run(graph: &GraphBuilder, input: &str) {
         }
         clock.advance(interval);
         let t = engine.poll_due(clock.now()).expect("one batch per interval");
-        engine.run_batch(t, &mut batch, &clock).expect("batch runs");
+        printed.push_str(&engine.run_batch(t, &mut batch, &clock).expect("batch runs").printed);
     }
+    printed
 }
 
 fn words(g: &GraphBuilder) -> Stream<impl DStream<Item = String>> {
@@ -174,4 +177,22 @@ fn repartition_deals_round_robin_as_spark() {
     out(&words(&g).repartition(3), "repartition_3", &text);
     run(&g, "a b c d\n");
     assert_eq!(*text.borrow(), "== repartition_3 @ 1000\na\nb\nc\nd\n");
+}
+
+#[test]
+fn grouped_outputs_print_as_sparks() {
+    // Spark Streaming's groupByKey (and groupByKeyAndWindow) group into ArrayBuffers, cogroup into CompactBuffers,
+    // which Scala 2.13 prints as Seq(..); joins are cogroups flattened, in the cogroup's key order.
+    let g = GraphBuilder::new();
+    g.set_output_order(OutputOrder::SparkPartitions);
+    let pairs = words(&g).map(|w| (w, 1i64));
+    let other = pairs.filter(|(k, _)| k.as_str() < "m").map_values(|v| v * 10);
+    pairs.group_by_key().print(100);
+    pairs.cogroup(&other).print(100);
+    pairs.join(&other).print(100);
+    pairs.left_outer_join(&other).print(100);
+    pairs.full_outer_join(&other).print(100);
+    pairs.group_by_key_and_window(Duration::from_secs(2), Duration::from_secs(1)).print(100);
+    let printed = run(&g, include_str!("spark/grouped.in"));
+    assert_eq!(printed, include_str!("spark/grouped.out"));
 }

@@ -55,6 +55,19 @@ public class Oracle {
       outp(lp.reduceByKey((a, b) -> a + b), "reduce_by_key");
       outp(lp.updateStateByKey((List<Long> vs, Optional<Long> s) -> {
         long n = s.orElse(0L); for (Long v : vs) n += v; return Optional.of(n); }), "update_state_by_key");
+    } else if (which.equals("grouped")) {
+      // The Scala API, as a Scala program prints it (the Java API would wrap the groups in java.lang.Iterables).
+      scala.reflect.ClassTag<String> ks = scala.reflect.ClassTag$.MODULE$.apply(String.class);
+      scala.reflect.ClassTag<Long> vs = scala.reflect.ClassTag$.MODULE$.apply(Long.class);
+      org.apache.spark.streaming.dstream.PairDStreamFunctions<String, Long> f =
+          org.apache.spark.streaming.dstream.DStream.toPairDStreamFunctions(pairs.dstream(), ks, vs, null);
+      JavaPairDStream<String, Long> other = pairs.filter(p -> p._1().compareTo("m") < 0).mapValues(v -> v * 10);
+      f.groupByKey().print(100);
+      f.cogroup(other.dstream(), vs).print(100);
+      f.join(other.dstream(), vs).print(100);
+      f.leftOuterJoin(other.dstream(), vs).print(100);
+      f.fullOuterJoin(other.dstream(), vs).print(100);
+      f.groupByKeyAndWindow(Durations.seconds(2), Durations.seconds(1)).print(100);
     } else if (which.equals("misc")) {
       out(words.repartition(3), "repartition_3");
       out(words.repartition(2), "repartition_2");
