@@ -21,7 +21,8 @@
 //! ```
 
 use crate::jvm::{JvmDisplay, StableHash};
-use crate::record::RecordRef;
+use crate::record::{RecordRef, SourceError};
+use crate::sources::{Directory, PullStream, Queue, QueueStream, TextFileStream};
 use crate::state::OutputOrder;
 use crate::stateful::Stateful;
 use crate::stream::{
@@ -111,6 +112,39 @@ impl GraphBuilder {
     /// The batch's input records, from a source with no name.
     pub fn records(&self) -> InputStream {
         self.records_of("")
+    }
+
+    /// `queueStream(queue, oneAtATime)`: each batch takes the next batch pushed on `queue` (`one_at_a_time`), or
+    /// all of them; nothing when it is empty. See [`QueueStream`].
+    pub fn queue_stream<T: Clone + 'static>(&self, queue: &Queue<T>, one_at_a_time: bool) -> Stream<QueueStream<T>> {
+        self.stream(QueueStream::new(queue, one_at_a_time, None))
+    }
+
+    /// `queueStream(queue, oneAtATime, defaultRDD)`: as [`queue_stream`](Self::queue_stream), with `default` for a
+    /// batch that finds the queue empty.
+    pub fn queue_stream_or<T: Clone + 'static>(
+        &self,
+        queue: &Queue<T>,
+        one_at_a_time: bool,
+        default: Vec<T>,
+    ) -> Stream<QueueStream<T>> {
+        self.stream(QueueStream::new(queue, one_at_a_time, Some(default)))
+    }
+
+    /// A stream whose batch is what `pull(batch time, out)` appends when the batch starts; an error fails the
+    /// batch. The adapters build their receivers (`socket_text_stream`) on it.
+    pub fn pull_stream<T, F>(&self, pull: F) -> Stream<PullStream<F, T>>
+    where
+        T: Clone + 'static,
+        F: FnMut(Time, &mut Vec<T>) -> Result<(), SourceError> + 'static,
+    {
+        self.stream(PullStream::new(pull))
+    }
+
+    /// `textFileStream` over a [`Directory`]: the lines of the files that appear in it, files modified at or
+    /// before `created_ms` ignored (see [`TextFileStream`]); `dstream_adapters` gives one on a real directory.
+    pub fn text_file_stream_in<D: Directory + 'static>(&self, dir: D, created_ms: i64) -> Stream<TextFileStream<D>> {
+        self.stream(TextFileStream::new(dir, created_ms))
     }
 
     /// Adds an output operation (what [`Stream::print`] and [`Stream::foreach_batch`] do).

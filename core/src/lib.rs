@@ -14,6 +14,7 @@ pub mod key;
 pub mod lab;
 pub mod print;
 pub mod record;
+pub mod sources;
 pub mod state;
 pub mod stateful;
 pub mod stream;
