@@ -196,3 +196,85 @@ fn grouped_outputs_print_as_sparks() {
     let printed = run(&g, include_str!("spark/grouped.in"));
     assert_eq!(printed, include_str!("spark/grouped.out"));
 }
+
+mod props {
+    use super::*;
+    use dstream_core::jvm::{partition_of, StableHash};
+    use proptest::prelude::*;
+
+    type Batches = Vec<Vec<u8>>;
+
+    /// Each operator's output per batch, one line per element, with the key's shuffle partition (of 2).
+    fn outputs(batches: &Batches, spark: bool) -> Vec<(&'static str, Vec<Vec<(usize, String)>>)> {
+        let g = GraphBuilder::new();
+        if spark {
+            g.set_output_order(OutputOrder::SparkPartitions);
+        }
+        let pairs = g.records().map(|r| (String::from_utf8_lossy(r.value).into_owned(), 1i64));
+        let other = pairs.filter(|(k, _)| k.len() % 2 == 0).map_values(|v| v * 10);
+        let mut all: Vec<(&'static str, Rc<RefCell<Vec<Vec<(usize, String)>>>>)> = Vec::new();
+        macro_rules! keep {
+            ($name:expr, $s:expr) => {{
+                let o: Rc<RefCell<Vec<Vec<(usize, String)>>>> = Rc::default();
+                let o2 = o.clone();
+                $s.foreach_batch(move |_t, items| {
+                    o2.borrow_mut().push(
+                        items
+                            .iter()
+                            .map(|x| {
+                                let mut s = String::new();
+                                x.write_jvm(&mut s);
+                                (partition_of(&x.0.stable_hash(), 2), s)
+                            })
+                            .collect(),
+                    )
+                });
+                all.push(($name, o));
+            }};
+        }
+        let (l, s) = (Duration::from_secs(2), Duration::from_secs(1));
+        let no_filter: Option<Keep> = None;
+        keep!("reduce_by_key", pairs.reduce_by_key(|a, b| a + b));
+        keep!("update_state_by_key", pairs.update_state_by_key(sum));
+        keep!("window", pairs.reduce_by_key_and_window(|a, b| a + b, l, s));
+        keep!("window_inv", pairs.reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, l, s, no_filter));
+        keep!("group_by_key", pairs.group_by_key());
+        keep!("cogroup", pairs.cogroup(&other));
+        keep!("join", pairs.join(&other));
+        let text: String = batches
+            .iter()
+            .map(|b| {
+                let w: Vec<String> = b.iter().map(|k| format!("k{k}")).collect();
+                if w.is_empty() {
+                    "-".to_string()
+                } else {
+                    w.join(" ")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        run(&g, &format!("{text}\n"));
+        all.into_iter().map(|(n, o)| (n, o.borrow().clone())).collect()
+    }
+
+    proptest! {
+        // Spark's order only reorders: per batch the same elements as dstream's own order, and grouped by shuffle
+        // partition (partition 0's keys, then partition 1's).
+        #[test]
+        fn sparks_order_is_a_grouping_of_the_same_elements(
+            batches in prop::collection::vec(prop::collection::vec(0u8..120, 0..80), 1..6),
+        ) {
+            let (spark, own) = (outputs(&batches, true), outputs(&batches, false));
+            for ((name, s), (_, o)) in spark.iter().zip(own.iter()) {
+                prop_assert_eq!(s.len(), o.len(), "{}", name);
+                for (sb, ob) in s.iter().zip(o.iter()) {
+                    let (mut a, mut b) = (sb.clone(), ob.clone());
+                    a.sort();
+                    b.sort();
+                    prop_assert_eq!(a, b, "{}", name);
+                    prop_assert!(sb.windows(2).all(|w| w[0].0 <= w[1].0), "{} not grouped: {:?}", name, sb);
+                }
+            }
+        }
+    }
+}
