@@ -203,19 +203,21 @@ mod props {
     use proptest::prelude::*;
 
     type Batches = Vec<Vec<u8>>;
+    /// Per batch, each element's (shuffle partition, printed form).
+    type PerBatch = Vec<Vec<(usize, String)>>;
 
     /// Each operator's output per batch, one line per element, with the key's shuffle partition (of 2).
-    fn outputs(batches: &Batches, spark: bool) -> Vec<(&'static str, Vec<Vec<(usize, String)>>)> {
+    fn outputs(batches: &Batches, spark: bool) -> Vec<(&'static str, PerBatch)> {
         let g = GraphBuilder::new();
         if spark {
             g.set_output_order(OutputOrder::SparkPartitions);
         }
         let pairs = g.records().map(|r| (String::from_utf8_lossy(r.value).into_owned(), 1i64));
         let other = pairs.filter(|(k, _)| k.len() % 2 == 0).map_values(|v| v * 10);
-        let mut all: Vec<(&'static str, Rc<RefCell<Vec<Vec<(usize, String)>>>>)> = Vec::new();
+        let mut all: Vec<(&'static str, Rc<RefCell<PerBatch>>)> = Vec::new();
         macro_rules! keep {
             ($name:expr, $s:expr) => {{
-                let o: Rc<RefCell<Vec<Vec<(usize, String)>>>> = Rc::default();
+                let o: Rc<RefCell<PerBatch>> = Rc::default();
                 let o2 = o.clone();
                 $s.foreach_batch(move |_t, items| {
                     o2.borrow_mut().push(
