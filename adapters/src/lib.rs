@@ -39,6 +39,7 @@ pub mod recording;
 pub mod recovery;
 pub mod replay;
 pub mod run;
+pub mod sources;
 pub mod streaming;
 pub mod text;
 pub mod ui;

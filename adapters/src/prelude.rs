@@ -9,11 +9,13 @@
 //! ```
 
 pub use crate::kafka::direct::{OutOfRangePolicy, StartingOffsets};
+pub use crate::sources::{socket_text_stream, text_file_stream, text_file_stream_since, SocketOptions};
 pub use crate::streaming::{
     BatchCompleted, KafkaParams, KafkaUtils, SaveAsTextFiles, StopHandle, StreamingContext, StreamingError,
     StreamingListener,
 };
 pub use dstream_core::graph::{ConsumerRecord, GraphBuilder, InputStream, Stream};
+pub use dstream_core::sources::Queue;
 pub use dstream_core::{
     BatchInfo, DStream, Duration, MalformedPolicy, OutputOrder, State, StateError, StateSpec, Time, TimeoutScan,
 };

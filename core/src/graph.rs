@@ -21,14 +21,17 @@
 //! ```
 
 use crate::jvm::{JvmDisplay, StableHash};
-use crate::record::RecordRef;
+use crate::record::{RecordRef, SourceError};
+use crate::sources::{Directory, PullStream, Queue, QueueStream, TextFileStream};
+use crate::state::OutputOrder;
 use crate::stateful::Stateful;
 use crate::stream::{
-    input_with, CoGroup, CoGroupAll, Count, CountByValue, CountByValueAndWindow, CountByWindow, DStream, DStreamExt,
-    Filter, FlatMap, FullOuterJoin, Graph, GroupByKey, GroupByKeyAndWindow, InnerJoin, Input, LeftOuterJoin,
-    MalformedPolicy, Map, MapValues, MapWithState, MappingFunction, OutputError, OutputOp, RecordParser, Reduce,
-    ReduceByKey, ReduceByWindow, ReducedByWindow, ReducedWindow, RightOuterJoin, Shared, Snapshots, StateSpec,
-    Transform, TransformWith, Union, UpdateStateByKey, Window,
+    group_by_key_and_window_with, input_with, reduce_by_key_and_window_with, CoGroup, CoGroupAll, Count, CountByValue,
+    CountByValueAndWindow, CountByWindow, DStream, DStreamExt, Filter, FlatMap, FullOuterJoin, Graph, GroupByKey,
+    GroupByKeyAndWindow, InnerJoin, Input, LeftOuterJoin, MalformedPolicy, Map, MapValues, MapWithState,
+    MappingFunction, OutputError, OutputOp, Partitioned, RecordParser, Reduce, ReduceByKey, ReduceByWindow,
+    ReducedByWindow, ReducedWindow, Repartition, RightOuterJoin, Shared, Shuffle, Snapshots, StateSpec, Transform,
+    TransformWith, Union, UpdateStateByKey, Window,
 };
 use crate::time::{Duration, Time};
 use serde::de::DeserializeOwned;
@@ -49,6 +52,7 @@ pub struct GraphBuilder {
 struct Builder {
     outputs: Vec<Box<dyn OutputOp>>,
     policy: Rc<std::cell::Cell<MalformedPolicy>>,
+    order: Rc<std::cell::Cell<OutputOrder>>,
 }
 
 impl fmt::Debug for GraphBuilder {
@@ -86,6 +90,20 @@ impl GraphBuilder {
         self.inner.borrow().policy.set(policy);
     }
 
+    /// The order of every keyed operator's output within a batch (`reduce_by_key`, `count_by_value`,
+    /// `update_state_by_key`, `reduce_by_key_and_window` with or without an inverse, `repartition`): dstream's
+    /// (default: first appearance, or sorted by key where documented) or Spark's ([`OutputOrder::SparkPartitions`]:
+    /// by shuffle partition, then that partition's hash table). Applies to every operator of the graph, whenever it
+    /// was defined. `map_with_state` and its `state_snapshots` follow their [`StateSpec`]'s order.
+    pub fn set_output_order(&self, order: OutputOrder) {
+        self.inner.borrow().order.set(order);
+    }
+
+    /// A shuffle following the graph's output order.
+    fn shuffle(&self) -> Shuffle {
+        Shuffle::following(self.inner.borrow().order.clone())
+    }
+
     /// The batch's input records, from the source `topic` names (for [`ConsumerRecord::topic`]).
     pub fn records_of(&self, topic: &str) -> InputStream {
         InputStream { graph: self.clone(), topic: Rc::from(topic) }
@@ -94,6 +112,39 @@ impl GraphBuilder {
     /// The batch's input records, from a source with no name.
     pub fn records(&self) -> InputStream {
         self.records_of("")
+    }
+
+    /// `queueStream(queue, oneAtATime)`: each batch takes the next batch pushed on `queue` (`one_at_a_time`), or
+    /// all of them; nothing when it is empty. See [`QueueStream`].
+    pub fn queue_stream<T: Clone + 'static>(&self, queue: &Queue<T>, one_at_a_time: bool) -> Stream<QueueStream<T>> {
+        self.stream(QueueStream::new(queue, one_at_a_time, None))
+    }
+
+    /// `queueStream(queue, oneAtATime, defaultRDD)`: as [`queue_stream`](Self::queue_stream), with `default` for a
+    /// batch that finds the queue empty.
+    pub fn queue_stream_or<T: Clone + 'static>(
+        &self,
+        queue: &Queue<T>,
+        one_at_a_time: bool,
+        default: Vec<T>,
+    ) -> Stream<QueueStream<T>> {
+        self.stream(QueueStream::new(queue, one_at_a_time, Some(default)))
+    }
+
+    /// A stream whose batch is what `pull(batch time, out)` appends when the batch starts; an error fails the
+    /// batch. The adapters build their receivers (`socket_text_stream`) on it.
+    pub fn pull_stream<T, F>(&self, pull: F) -> Stream<PullStream<F, T>>
+    where
+        T: Clone + 'static,
+        F: FnMut(Time, &mut Vec<T>) -> Result<(), SourceError> + 'static,
+    {
+        self.stream(PullStream::new(pull))
+    }
+
+    /// `textFileStream` over a [`Directory`]: the lines of the files that appear in it, files modified at or
+    /// before `created_ms` ignored (see [`TextFileStream`]); `dstream_adapters` gives one on a real directory.
+    pub fn text_file_stream_in<D: Directory + 'static>(&self, dir: D, created_ms: i64) -> Stream<TextFileStream<D>> {
+        self.stream(TextFileStream::new(dir, created_ms))
     }
 
     /// Adds an output operation (what [`Stream::print`] and [`Stream::foreach_batch`] do).
@@ -291,6 +342,12 @@ where
         self.graph.stream(self.up().transform_with(other.up(), f))
     }
 
+    /// `repartition(n)`: the same elements; under Spark's output order (the graph's), in the order Spark's round
+    /// robin over `n` partitions gives them. No partition count changes after it (as in Spark Streaming).
+    pub fn repartition(&self, n: usize) -> Stream<Repartition<Shared<D>>> {
+        self.graph.stream(self.up().repartition(n).with_order_of(&self.graph.shuffle()))
+    }
+
     /// `reduce`: one element per batch with elements, folded with `f` in arrival order.
     pub fn reduce<F: FnMut(D::Item, D::Item) -> D::Item + 'static>(&self, f: F) -> Stream<Reduce<Shared<D>, F>> {
         self.graph.stream(self.up().reduce(f))
@@ -299,9 +356,9 @@ where
     /// `countByValue`: (element, count) per batch, in order of first appearance.
     pub fn count_by_value(&self) -> Stream<CountByValue<Shared<D>>>
     where
-        D::Item: Hash + Eq,
+        D::Item: Hash + Eq + StableHash,
     {
-        self.graph.stream(self.up().count_by_value())
+        self.graph.stream(self.up().count_by_value().with_shuffle(self.graph.shuffle()))
     }
 
     /// `reduceByWindow(f, length, slide)`: Spark's `reduce(f).window(length, slide).reduce(f)`.
@@ -342,9 +399,9 @@ where
         slide: Duration,
     ) -> Stream<CountByValueAndWindow<Shared<D>>>
     where
-        D::Item: Hash + Eq + Ord + fmt::Debug + Serialize + DeserializeOwned,
+        D::Item: Hash + Eq + Ord + StableHash + fmt::Debug + Serialize + DeserializeOwned,
     {
-        self.graph.stream(self.up().count_by_value_and_window(length, slide))
+        self.graph.stream(self.up().count_by_value_and_window(length, slide).with_shuffle(self.graph.shuffle()))
     }
 
     /// `window(length, slide)`: at each slide, the elements of the batches in the last `length`.
@@ -396,18 +453,18 @@ where
         slide: Duration,
     ) -> Stream<GroupByKeyAndWindow<Shared<D>, K, V>>
     where
-        K: Hash + Eq + Serialize + DeserializeOwned,
+        K: Hash + Eq + StableHash + Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
     {
-        self.graph.stream(self.up().group_by_key_and_window(length, slide))
+        self.graph.stream(group_by_key_and_window_with(self.up(), length, slide, self.graph.shuffle()))
     }
 
     /// `groupByKey` within each batch: (key, values in arrival order), keys in order of first appearance.
     pub fn group_by_key(&self) -> Stream<GroupByKey<Shared<D>, K, V>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
     {
-        self.graph.stream(self.up().group_by_key())
+        self.graph.stream(self.up().group_by_key().with_shuffle(self.graph.shuffle()))
     }
 
     /// `cogroup` with another keyed stream of the same slide: (key, (values here, values there)) per batch; keys
@@ -415,22 +472,22 @@ where
     #[allow(clippy::type_complexity)]
     pub fn cogroup<E, W>(&self, other: &Stream<E>) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, CoGroupAll>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
         E: DStream<Item = (K, W)> + 'static,
         W: Clone + 'static,
     {
-        self.graph.stream(self.up().cogroup(other.up()))
+        self.graph.stream(self.up().cogroup(other.up()).with_shuffle(self.graph.shuffle()))
     }
 
     /// `join` with another keyed stream of the same slide: (key, (v, w)) for every pair of a key's values.
     #[allow(clippy::type_complexity)]
     pub fn join<E, W>(&self, other: &Stream<E>) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, InnerJoin>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
         E: DStream<Item = (K, W)> + 'static,
         W: Clone + 'static,
     {
-        self.graph.stream(self.up().join(other.up()))
+        self.graph.stream(self.up().join(other.up()).with_shuffle(self.graph.shuffle()))
     }
 
     /// `leftOuterJoin`: as [`join`](Self::join), with (v, None) for keys only in this stream.
@@ -440,11 +497,11 @@ where
         other: &Stream<E>,
     ) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, LeftOuterJoin>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
         E: DStream<Item = (K, W)> + 'static,
         W: Clone + 'static,
     {
-        self.graph.stream(self.up().left_outer_join(other.up()))
+        self.graph.stream(self.up().left_outer_join(other.up()).with_shuffle(self.graph.shuffle()))
     }
 
     /// `rightOuterJoin`: as [`join`](Self::join), with (None, w) for keys only in `other`.
@@ -454,11 +511,11 @@ where
         other: &Stream<E>,
     ) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, RightOuterJoin>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
         E: DStream<Item = (K, W)> + 'static,
         W: Clone + 'static,
     {
-        self.graph.stream(self.up().right_outer_join(other.up()))
+        self.graph.stream(self.up().right_outer_join(other.up()).with_shuffle(self.graph.shuffle()))
     }
 
     /// `fullOuterJoin`: as [`join`](Self::join), with (v, None) or (None, w) for keys in one stream only.
@@ -468,20 +525,20 @@ where
         other: &Stream<E>,
     ) -> Stream<CoGroup<Shared<D>, Shared<E>, K, V, W, FullOuterJoin>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
         E: DStream<Item = (K, W)> + 'static,
         W: Clone + 'static,
     {
-        self.graph.stream(self.up().full_outer_join(other.up()))
+        self.graph.stream(self.up().full_outer_join(other.up()).with_shuffle(self.graph.shuffle()))
     }
 
     /// `reduceByKey` within each batch; keys in the order of their first element.
     pub fn reduce_by_key<F>(&self, f: F) -> Stream<ReduceByKey<Shared<D>, K, V, F>>
     where
-        K: Hash + Eq,
+        K: Hash + Eq + StableHash,
         F: FnMut(V, V) -> V + 'static,
     {
-        self.graph.stream(self.up().reduce_by_key(f))
+        self.graph.stream(self.up().reduce_by_key(f).with_shuffle(self.graph.shuffle()))
     }
 
     /// `reduceByKeyAndWindow(f, length, slide)` without an inverse: reduce per batch, window, reduce again.
@@ -493,11 +550,12 @@ where
         slide: Duration,
     ) -> Stream<ReduceByKey<Window<ReduceByKey<Shared<D>, K, V, F>>, K, V, F>>
     where
-        K: Hash + Eq + Serialize + DeserializeOwned,
+        K: Hash + Eq + StableHash + Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
         F: FnMut(V, V) -> V + Clone + 'static,
     {
-        self.graph.stream(self.up().reduce_by_key_and_window(f, length, slide))
+        let g = f.clone();
+        self.graph.stream(reduce_by_key_and_window_with(self.up(), f, g, length, slide, self.graph.shuffle()))
     }
 
     /// `reduceByKeyAndWindow(f, inverse, length, slide)`: the previous window minus the batches that left plus
@@ -512,24 +570,25 @@ where
         filter: Option<H>,
     ) -> Stream<ReducedWindow<Shared<D>, K, V, F, G, H>>
     where
-        K: Hash + Eq + Ord + fmt::Debug + Serialize + DeserializeOwned,
+        K: Hash + Eq + Ord + StableHash + fmt::Debug + Serialize + DeserializeOwned,
         V: Serialize + DeserializeOwned,
         F: FnMut(V, V) -> V + 'static,
         G: FnMut(V, V) -> V + 'static,
         H: FnMut(&(K, V)) -> bool + 'static,
     {
-        self.graph.stream(self.up().reduce_by_key_and_window_inv(f, inverse, length, slide, filter))
+        let op = self.up().reduce_by_key_and_window_inv(f, inverse, length, slide, filter);
+        self.graph.stream(op.with_shuffle(self.graph.shuffle()))
     }
 
     /// `updateStateByKey`: `f(new values, old state)` for every key with state or new values; `None` removes
     /// the key. Output: every (key, state), sorted by key.
     pub fn update_state_by_key<S, F>(&self, f: F) -> Stream<UpdateStateByKey<Shared<D>, K, V, S, F>>
     where
-        K: Ord + Serialize + DeserializeOwned,
+        K: Ord + StableHash + Serialize + DeserializeOwned,
         S: Clone + Serialize + DeserializeOwned + 'static,
         F: FnMut(&[V], Option<S>) -> Option<S> + 'static,
     {
-        self.graph.stream(self.up().update_state_by_key(f))
+        self.graph.stream(self.up().update_state_by_key(f).with_shuffle(self.graph.shuffle()))
     }
 
     /// `updateStateByKey(f, partitioner, initialRDD)`: as [`update_state_by_key`](Self::update_state_by_key), the
@@ -540,11 +599,11 @@ where
         initial: Vec<(K, S)>,
     ) -> Stream<UpdateStateByKey<Shared<D>, K, V, S, F>>
     where
-        K: Ord + Serialize + DeserializeOwned,
+        K: Ord + StableHash + Serialize + DeserializeOwned,
         S: Clone + Serialize + DeserializeOwned + 'static,
         F: FnMut(&[V], Option<S>) -> Option<S> + 'static,
     {
-        self.graph.stream(self.up().update_state_by_key_with_initial(f, initial))
+        self.graph.stream(self.up().update_state_by_key_with_initial(f, initial).with_shuffle(self.graph.shuffle()))
     }
 
     /// `mapWithState(spec)`: the spec's function once per record, with the key's state; see [`StateSpec`].
@@ -576,6 +635,16 @@ where
     /// Calls `f` with the operator's state (e.g. to read a key's state between batches, in tests).
     pub fn with_state<R>(&self, f: impl FnOnce(&crate::state::StateMap<K, S>) -> R) -> R {
         self.node.with(|m| f(m.state()))
+    }
+}
+
+impl<D: DStream + Partitioned> Stream<D> {
+    /// The number of shuffle partitions of this keyed operator (Spark's `numPartitions` argument, as in
+    /// `reduceByKey(f, n)`; 2 by default, Spark's `defaultParallelism` under `local[2]`): under Spark's output
+    /// order, the output comes partition by partition (`hashCode` mod `n`).
+    pub fn partitions(&self, n: usize) -> &Self {
+        self.node.with(|d| d.shuffle().set_partitions(n));
+        self
     }
 }
 

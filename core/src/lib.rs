@@ -13,6 +13,7 @@ pub mod jvm;
 pub mod key;
 pub mod print;
 pub mod record;
+pub mod sources;
 pub mod state;
 pub mod stateful;
 pub mod stream;

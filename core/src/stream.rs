@@ -8,7 +8,7 @@
 //! A stream used by several consumers is a [`Shared`] stream: computed once per part and per batch, its elements
 //! cloned for each consumer.
 
-use crate::jvm::{JvmDisplay, StableHash};
+use crate::jvm::{CompactBuffer, JvmDisplay, StableHash};
 use crate::print::write_batch;
 use crate::record::{RecordRef, RecordSource, Run, SourceError};
 use crate::state::{OutputOrder, Slot, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
@@ -17,7 +17,7 @@ use crate::time::{Duration, Time};
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
@@ -628,6 +628,103 @@ impl<P: DStream> DStream for Count<P> {
     }
 }
 
+/// Where a keyed operator (`reduce_by_key`, `update_state_by_key`, `reduce_by_key_and_window`, ...) takes its
+/// output order and its number of shuffle partitions from. The order is the graph's (one setting for every keyed
+/// operator of a graph, [`GraphBuilder::set_output_order`](crate::graph::GraphBuilder::set_output_order)) or the
+/// operator's own; the partition count (Spark's `numPartitions`, by default 2 as `defaultParallelism` under
+/// `local[2]`) only matters under [`OutputOrder::SparkPartitions`].
+#[derive(Debug, Clone)]
+pub struct Shuffle {
+    order: Rc<Cell<OutputOrder>>,
+    partitions: Rc<Cell<usize>>,
+}
+
+impl Default for Shuffle {
+    fn default() -> Self {
+        Shuffle::new(OutputOrder::Arrival, 2)
+    }
+}
+
+impl Shuffle {
+    /// An order and a partition count of the operator's own.
+    pub fn new(order: OutputOrder, partitions: usize) -> Self {
+        Shuffle { order: Rc::new(Cell::new(order)), partitions: Rc::new(Cell::new(partitions.max(1))) }
+    }
+    /// Following an order cell shared with other operators (a graph's), with a partition count of its own.
+    pub(crate) fn following(order: Rc<Cell<OutputOrder>>) -> Self {
+        Shuffle { order, partitions: Rc::new(Cell::new(2)) }
+    }
+    /// Sets the number of shuffle partitions (Spark's `numPartitions`; at least 1).
+    pub fn set_partitions(&self, n: usize) {
+        self.partitions.set(n.max(1));
+    }
+    /// The number of shuffle partitions.
+    pub fn partitions(&self) -> usize {
+        self.partitions.get()
+    }
+    /// The output order.
+    pub fn order(&self) -> OutputOrder {
+        self.order.get()
+    }
+    /// `Some(partitions)` under Spark's order.
+    fn spark(&self) -> Option<usize> {
+        (self.order.get() == OutputOrder::SparkPartitions).then(|| self.partitions.get())
+    }
+}
+
+/// A keyed operator with a shuffle (what [`Stream::partitions`](crate::graph::Stream::partitions) sets).
+pub trait Partitioned {
+    /// The operator's order and partition count.
+    fn shuffle(&self) -> &Shuffle;
+}
+
+/// Indices of `keys` (distinct) in Spark's order after a hash shuffle into `n` partitions: each partition's keys
+/// go into its hash table in the order given, or, after a map-side combine (`sort_by_hash`), sorted by `hashCode`
+/// (Spark's map side sorts its combined output by partition and key hashCode, stably; one map task assumed).
+fn spark_order_of<K: StableHash>(keys: impl Iterator<Item = K>, n: usize, sort_by_hash: bool) -> Vec<u32> {
+    let mut hashes: Vec<(i32, u32)> = keys.enumerate().map(|(i, k)| (k.stable_hash(), i as u32)).collect();
+    if sort_by_hash {
+        hashes.sort_by_key(|&(h, _)| h);
+    }
+    let seq: Vec<i32> = hashes.iter().map(|&(h, _)| h).collect();
+    let mut order = Vec::with_capacity(seq.len());
+    crate::jvm::spark_shuffle_order(&seq, n, &mut order);
+    order.into_iter().map(|i| hashes[i as usize].1).collect()
+}
+
+/// `items` rearranged as `order` says (each index once).
+fn permute<T>(items: Vec<T>, order: &[u32]) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    order.iter().filter_map(|&i| slots[i as usize].take()).collect()
+}
+
+/// Puts one partition's state entries `(last update, key)` in the order of Spark's state map
+/// (`OpenHashMapBasedStateMap.getAll`): one delta map per batch, older batches first, each in its hash table's
+/// slot order. The keys of one batch are taken to have been put in the order given (their insertion order into
+/// Spark's delta map, and the keys that a later batch moved on, are not known: exact unless two keys of one batch
+/// collide in that table).
+pub(crate) fn spark_state_order<K: StableHash, T>(items: &mut Vec<(Time, K, T)>) {
+    if items.len() < 2 {
+        return;
+    }
+    items.sort_by_key(|(t, _, _)| *t);
+    let taken = std::mem::take(items);
+    let mut start = 0;
+    let mut order: Vec<u32> = Vec::with_capacity(taken.len());
+    let mut table = crate::jvm::SparkHashOrder::new();
+    while start < taken.len() {
+        let t = taken[start].0;
+        let end = start + taken[start..].iter().take_while(|(u, _, _)| *u == t).count();
+        table.clear();
+        for (i, (_, k, _)) in taken[start..end].iter().enumerate() {
+            table.insert(k.stable_hash(), (start + i) as u32);
+        }
+        order.extend(table.iter());
+        start = end;
+    }
+    *items = permute(taken, &order);
+}
+
 /// Reduces (key, value) pairs per key within one batch; keys in the order of their first element.
 struct Reducer<K, V> {
     index: FxHashMap<K, usize>,
@@ -664,15 +761,56 @@ impl<K: Hash + Eq + Clone, V> Reducer<K, V> {
         self.index.clear();
         self.acc.drain(..).map(|(k, v)| (k, v.expect("accumulated values are always set")))
     }
+    /// The reduced pairs in Spark's order for `n` shuffle partitions (see [`spark_order_of`]).
+    fn drain_spark(&mut self, n: usize, sort_by_hash: bool) -> Vec<(K, V)>
+    where
+        K: StableHash,
+    {
+        let pairs: Vec<(K, V)> = self.drain().collect();
+        let order = spark_order_of(pairs.iter().map(|(k, _)| k), n, sort_by_hash);
+        permute(pairs, &order)
+    }
 }
 
-/// `reduceByKey` within one batch; keys come out in the order of their first element.
+/// `reduceByKey` within one batch; keys come out in the order of their first element, or in Spark's (by shuffle
+/// partition, then that partition's hash table) under [`OutputOrder::SparkPartitions`].
 pub struct ReduceByKey<P, K, V, F> {
     parent: P,
     f: F,
     reducer: Reducer<K, V>,
+    shuffle: Shuffle,
+    /// The parent is already partitioned as this operator's output (the second reduce of
+    /// `reduce_by_key_and_window`): Spark does not shuffle, and keys enter its table in arrival order.
+    partitioned_parent: bool,
 }
-impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>, F: FnMut(V, V) -> V> DStream for ReduceByKey<P, K, V, F> {
+
+impl<P, K, V, F> ReduceByKey<P, K, V, F> {
+    /// This operator's order and partition count taken from `shuffle`.
+    pub fn with_shuffle(mut self, shuffle: Shuffle) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+    /// Its own output order.
+    pub fn output_order(self, order: OutputOrder) -> Self {
+        let n = self.shuffle.partitions();
+        self.with_shuffle(Shuffle::new(order, n))
+    }
+    /// Marks the parent as already partitioned as this operator's output.
+    fn after_partitioned(mut self) -> Self {
+        self.partitioned_parent = true;
+        self
+    }
+}
+
+impl<P, K, V, F> Partitioned for ReduceByKey<P, K, V, F> {
+    fn shuffle(&self) -> &Shuffle {
+        &self.shuffle
+    }
+}
+
+impl<K: Hash + Eq + Clone + StableHash, V, P: DStream<Item = (K, V)>, F: FnMut(V, V) -> V> DStream
+    for ReduceByKey<P, K, V, F>
+{
     type Item = (K, V);
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.reducer.clear();
@@ -685,7 +823,10 @@ impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>, F: FnMut(V, V) -> V> DS
     fn finish_each<G: Sink<(K, V)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let (r, f) = (&mut self.reducer, &mut self.f);
         let has = self.parent.finish_each(ctx, |(k, v)| r.add(k, v, f))?;
-        self.reducer.drain().for_each(|x| sink.push(x));
+        match self.shuffle.spark() {
+            None => self.reducer.drain().for_each(|x| sink.push(x)),
+            Some(n) => self.reducer.drain_spark(n, !self.partitioned_parent).into_iter().for_each(|x| sink.push(x)),
+        }
         Ok(has)
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
@@ -694,6 +835,56 @@ impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>, F: FnMut(V, V) -> V> DS
     fn slide(&self, batch: Duration) -> Duration {
         self.parent.slide(batch)
     }
+}
+
+/// `reduceByKeyAndWindow(f, length, slide)` without an inverse, its two reductions sharing `shuffle` (Spark's
+/// `reduceByKey(f, partitioner).window(length, slide).reduceByKey(f, partitioner)`).
+#[allow(clippy::type_complexity)]
+pub(crate) fn reduce_by_key_and_window_with<P, K, V, F>(
+    parent: P,
+    f: F,
+    g: F,
+    length: Duration,
+    slide: Duration,
+    shuffle: Shuffle,
+) -> ReduceByKey<Window<ReduceByKey<P, K, V, F>>, K, V, F>
+where
+    P: DStream<Item = (K, V)>,
+    F: FnMut(V, V) -> V,
+    K: Hash + Eq + Clone + StableHash + Serialize + DeserializeOwned,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    parent
+        .reduce_by_key(f)
+        .with_shuffle(shuffle.clone())
+        .window(length, slide)
+        .reduce_by_key(g)
+        .with_shuffle(shuffle)
+        .after_partitioned()
+}
+
+/// `groupByKeyAndWindow(length, slide)`, its two groupings sharing `shuffle` (Spark's `groupByKey(partitioner)
+/// .window(length, slide).combineByKey(.., partitioner)`).
+pub(crate) fn group_by_key_and_window_with<P, K, V>(
+    parent: P,
+    length: Duration,
+    slide: Duration,
+    shuffle: Shuffle,
+) -> GroupByKeyAndWindow<P, K, V>
+where
+    P: DStream<Item = (K, V)>,
+    K: Hash + Eq + Clone + StableHash + Serialize + DeserializeOwned,
+    V: Clone + Serialize + DeserializeOwned,
+{
+    let flat: fn(Vec<Vec<V>>) -> Vec<V> = concat;
+    parent
+        .group_by_key()
+        .with_shuffle(shuffle.clone())
+        .window(length, slide)
+        .group_by_key()
+        .with_shuffle(shuffle)
+        .after_partitioned()
+        .map_values(flat)
 }
 
 /// `reduce`: one element per batch with elements, every element folded with `f` in arrival order; nothing for an
@@ -819,6 +1010,33 @@ pub struct GroupByKey<P, K, V> {
     parent: P,
     index: FxHashMap<K, usize>,
     groups: Vec<(K, Vec<V>)>,
+    shuffle: Shuffle,
+    /// The parent is already partitioned as this operator's output (the second grouping of
+    /// `group_by_key_and_window`): Spark does not shuffle, and keys enter its table in arrival order.
+    partitioned_parent: bool,
+}
+
+impl<P, K, V> GroupByKey<P, K, V> {
+    /// This operator's order and partition count taken from `shuffle`.
+    pub fn with_shuffle(mut self, shuffle: Shuffle) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+    /// Its own output order.
+    pub fn output_order(self, order: OutputOrder) -> Self {
+        let n = self.shuffle.partitions();
+        self.with_shuffle(Shuffle::new(order, n))
+    }
+    fn after_partitioned(mut self) -> Self {
+        self.partitioned_parent = true;
+        self
+    }
+}
+
+impl<P, K, V> Partitioned for GroupByKey<P, K, V> {
+    fn shuffle(&self) -> &Shuffle {
+        &self.shuffle
+    }
 }
 
 impl<P, K: Hash + Eq + Clone, V> GroupByKey<P, K, V> {
@@ -833,7 +1051,7 @@ impl<P, K: Hash + Eq + Clone, V> GroupByKey<P, K, V> {
     }
 }
 
-impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>> DStream for GroupByKey<P, K, V> {
+impl<K: Hash + Eq + Clone + StableHash, V, P: DStream<Item = (K, V)>> DStream for GroupByKey<P, K, V> {
     type Item = (K, Vec<V>);
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.index.clear();
@@ -848,7 +1066,15 @@ impl<K: Hash + Eq + Clone, V, P: DStream<Item = (K, V)>> DStream for GroupByKey<
         let (index, groups) = (&mut self.index, &mut self.groups);
         let has = self.parent.finish_each(ctx, |(k, v)| Self::add(index, groups, k, v))?;
         self.index.clear();
-        self.groups.drain(..).for_each(|x| sink.push(x));
+        match self.shuffle.spark() {
+            None => self.groups.drain(..).for_each(|x| sink.push(x)),
+            Some(n) => {
+                // Spark's groupByKey is a combineByKey: combined and sorted by hashCode on the map side.
+                let groups = std::mem::take(&mut self.groups);
+                let order = spark_order_of(groups.iter().map(|(k, _)| k), n, !self.partitioned_parent);
+                permute(groups, &order).into_iter().for_each(|x| sink.push(x));
+            }
+        }
         Ok(has)
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
@@ -869,14 +1095,14 @@ pub trait CoGroupKind<K, V, W> {
     fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G);
 }
 
-/// `cogroup`: (key, (values in the first stream, values in the second)).
+/// `cogroup`: (key, (values in the first stream, values in the second)), each side a [`CompactBuffer`] as Spark's.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CoGroupAll;
 impl<K, V, W> CoGroupKind<K, V, W> for CoGroupAll {
     const NAME: &'static str = "cogroup";
-    type Output = (K, (Vec<V>, Vec<W>));
+    type Output = (K, (CompactBuffer<V>, CompactBuffer<W>));
     fn emit<G: Sink<Self::Output>>(k: K, vs: Vec<V>, ws: Vec<W>, sink: &mut G) {
-        sink.push((k, (vs, ws)))
+        sink.push((k, (CompactBuffer(vs), CompactBuffer(ws))))
     }
 }
 
@@ -964,6 +1190,26 @@ pub struct CoGroup<A, B, K, V, W, J> {
     groups: Vec<(K, Vec<V>, Vec<W>)>,
     right: Vec<(K, W)>,
     kind: std::marker::PhantomData<J>,
+    shuffle: Shuffle,
+}
+
+impl<A, B, K, V, W, J> CoGroup<A, B, K, V, W, J> {
+    /// This operator's order and partition count taken from `shuffle`.
+    pub fn with_shuffle(mut self, shuffle: Shuffle) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+    /// Its own output order.
+    pub fn output_order(self, order: OutputOrder) -> Self {
+        let n = self.shuffle.partitions();
+        self.with_shuffle(Shuffle::new(order, n))
+    }
+}
+
+impl<A, B, K, V, W, J> Partitioned for CoGroup<A, B, K, V, W, J> {
+    fn shuffle(&self) -> &Shuffle {
+        &self.shuffle
+    }
 }
 
 impl<K: Hash + Eq + Clone, V, W> CoGroup<(), (), K, V, W, ()> {
@@ -980,7 +1226,7 @@ impl<K: Hash + Eq + Clone, V, W> CoGroup<(), (), K, V, W, ()> {
 
 impl<K, V, W, A, B, J> DStream for CoGroup<A, B, K, V, W, J>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + StableHash,
     A: DStream<Item = (K, V)>,
     B: DStream<Item = (K, W)>,
     J: CoGroupKind<K, V, W>,
@@ -1017,6 +1263,13 @@ where
             }
         }
         self.index.clear();
+        if let Some(n) = self.shuffle.spark() {
+            // Spark's CoGroupedRDD fills each partition's table with the first stream's records, then the second's
+            // (both shuffled as they arrive): the key order above is that insertion order.
+            let groups = std::mem::take(&mut self.groups);
+            let order = spark_order_of(groups.iter().map(|(k, _, _)| k), n, false);
+            self.groups = permute(groups, &order);
+        }
         for (k, vs, ws) in self.groups.drain(..) {
             J::emit(k, vs, ws, &mut sink);
         }
@@ -1028,6 +1281,71 @@ where
     }
     fn slide(&self, batch: Duration) -> Duration {
         self.a.slide(batch)
+    }
+}
+
+/// `repartition(n)`: the same elements. Spark deals each input partition's elements round robin to `n` new
+/// partitions, from a start drawn from `XORShiftRandom(partition index)`, and concatenates the new partitions
+/// (`RDD.coalesce(n, shuffle = true)`): under [`OutputOrder::SparkPartitions`] the batch comes out in that order
+/// (the input taken as one partition), otherwise in arrival order. It changes no partition count after it: Spark
+/// Streaming's keyed operators use `defaultParallelism` (or their own `numPartitions`), not their parent's.
+pub struct Repartition<P: DStream> {
+    parent: P,
+    shuffle: Shuffle,
+    spark: Option<usize>,
+    buf: Vec<P::Item>,
+}
+
+impl<P: DStream> Repartition<P> {
+    /// This operator's order taken from `shuffle` (its partition count stays `n`).
+    pub fn with_order_of(mut self, shuffle: &Shuffle) -> Self {
+        self.shuffle = Shuffle { order: shuffle.order.clone(), partitions: self.shuffle.partitions.clone() };
+        self
+    }
+    /// Its own output order.
+    pub fn output_order(self, order: OutputOrder) -> Self {
+        self.with_order_of(&Shuffle::new(order, 1))
+    }
+}
+
+impl<P: DStream> DStream for Repartition<P> {
+    type Item = P::Item;
+    fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
+        self.spark = self.shuffle.spark();
+        self.buf.clear();
+        self.parent.begin(ctx)
+    }
+    fn feed_each<G: Sink<P::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<(), JobError> {
+        match self.spark {
+            None => self.parent.feed_each(ctx, |x| sink.push(x)),
+            Some(_) => {
+                let buf = &mut self.buf;
+                self.parent.feed_each(ctx, |x| buf.push(x))
+            }
+        }
+    }
+    fn finish_each<G: Sink<P::Item>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
+        let Some(n) = self.spark else { return self.parent.finish_each(ctx, |x| sink.push(x)) };
+        let buf = &mut self.buf;
+        let has = self.parent.finish_each(ctx, |x| buf.push(x))?;
+        // Element i goes to partition (start + 1 + i) mod n; partitions are concatenated.
+        let start = crate::jvm::xorshift_first_int(0, n as i32) as usize;
+        let mut slots: Vec<Option<P::Item>> = self.buf.drain(..).map(Some).collect();
+        for p in 0..n {
+            let first = (p + n - (start + 1) % n) % n;
+            for slot in slots.iter_mut().skip(first).step_by(n) {
+                if let Some(x) = slot.take() {
+                    sink.push(x);
+                }
+            }
+        }
+        Ok(has)
+    }
+    fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
+        self.parent.visit_state(visit)
+    }
+    fn slide(&self, batch: Duration) -> Duration {
+        self.parent.slide(batch)
     }
 }
 
@@ -1356,11 +1674,33 @@ pub struct ReducedWindow<P, K: Ord, V, F, G, H> {
     name: Option<String>,
     reducer: Reducer<K, V>,
     state: ReducedWindowState<K, V>,
+    shuffle: Shuffle,
+    /// Under Spark's order: the last output's key order (the first of the tables Spark's cogroup fills).
+    last_order: Vec<K>,
+}
+
+impl<P, K: Ord, V, F, G, H> ReducedWindow<P, K, V, F, G, H> {
+    /// This operator's order and partition count taken from `shuffle`.
+    pub fn with_shuffle(mut self, shuffle: Shuffle) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+    /// Its own output order.
+    pub fn output_order(self, order: OutputOrder) -> Self {
+        let n = self.shuffle.partitions();
+        self.with_shuffle(Shuffle::new(order, n))
+    }
+}
+
+impl<P, K: Ord, V, F, G, H> Partitioned for ReducedWindow<P, K, V, F, G, H> {
+    fn shuffle(&self) -> &Shuffle {
+        &self.shuffle
+    }
 }
 
 impl<K, V, P, F, G, H> DStream for ReducedWindow<P, K, V, F, G, H>
 where
-    K: Hash + Eq + Ord + Clone + fmt::Debug + Serialize + DeserializeOwned,
+    K: Hash + Eq + Ord + Clone + StableHash + fmt::Debug + Serialize + DeserializeOwned,
     V: Clone + Serialize + DeserializeOwned,
     P: DStream<Item = (K, V)>,
     F: FnMut(V, V) -> V,
@@ -1380,8 +1720,13 @@ where
     fn finish_each<Z: Sink<(K, V)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: Z) -> Result<bool, JobError> {
         let (r, f) = (&mut self.reducer, &mut self.reduce);
         let has = self.parent.finish_each(ctx, |(k, v)| r.add(k, v, f))?;
+        let spark = self.shuffle.spark();
         if has {
-            let reduced: Vec<(K, V)> = self.reducer.drain().collect();
+            // Under Spark's order, each batch as its reduceByKey gives it (the order its pairs enter the cogroup).
+            let reduced: Vec<(K, V)> = match spark {
+                Some(n) => self.reducer.drain_spark(n, true),
+                None => self.reducer.drain().collect(),
+            };
             self.state.batches.push_back((ctx.time, reduced));
         }
         self.reducer.clear();
@@ -1411,6 +1756,22 @@ where
                 }
             }
         }
+        // Spark's cogroup of (previous window, leaving batches, entering batches) fills each partition's table in
+        // that order: the previous output's keys (after a restore, by key), then each batch's, oldest first.
+        let insertion: Option<Vec<K>> = spark.map(|_| {
+            let mut seen: std::collections::BTreeSet<&K> = std::collections::BTreeSet::new();
+            let mut seq: Vec<K> = Vec::new();
+            let leaving =
+                self.state.batches.iter().filter(|(bt, _)| *bt > prev - self.length && *bt <= t - self.length);
+            let entering = self.state.batches.iter().filter(|(bt, _)| *bt > prev);
+            let batch_keys = leaving.chain(entering).flat_map(|(_, kvs)| kvs.iter().map(|(k, _)| k));
+            for k in self.last_order.iter().chain(self.state.window.keys()).chain(batch_keys) {
+                if seen.insert(k) {
+                    seq.push(k.clone());
+                }
+            }
+            seq
+        });
         let mut next: BTreeMap<K, V> = BTreeMap::new();
         let mut old = std::mem::take(&mut self.state.window);
         // Spark's cogroup of (previous window, leaving, entering): every key of any of the three.
@@ -1446,7 +1807,19 @@ where
                 }
             }
         }
-        next.iter().map(|(k, v)| (k.clone(), v.clone())).for_each(|x| sink.push(x));
+        match (spark, insertion) {
+            (Some(n), Some(seq)) => {
+                self.last_order.clear();
+                for i in spark_order_of(seq.iter(), n, false) {
+                    let k = &seq[i as usize];
+                    if let Some(v) = next.get(k) {
+                        self.last_order.push(k.clone());
+                        sink.push((k.clone(), v.clone()));
+                    }
+                }
+            }
+            _ => next.iter().map(|(k, v)| (k.clone(), v.clone())).for_each(|x| sink.push(x)),
+        }
         self.state.window = next;
         let start = t - self.length;
         while self.state.batches.front().is_some_and(|(bt, _)| *bt <= start) {
@@ -1502,6 +1875,20 @@ where
 // ---------------------------------------------------------------------------------------------
 // State
 
+/// Adds a value to its key's group, noting a new key's first appearance when `track` is set.
+#[inline(always)]
+fn group_into<K: Ord + Clone, V>(grouped: &mut BTreeMap<K, Vec<V>>, arrival: &mut Vec<K>, track: bool, k: K, v: V) {
+    match grouped.entry(k) {
+        std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().push(v),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            if track {
+                arrival.push(e.key().clone());
+            }
+            e.insert(vec![v]);
+        }
+    }
+}
+
 /// `updateStateByKey`: every batch, `f(new values, old state)` for every key with state or data; `None` deletes.
 /// Output: every (key, state) after the batch, sorted by key.
 pub struct UpdateStateByKey<P, K, V, S, F> {
@@ -1510,10 +1897,35 @@ pub struct UpdateStateByKey<P, K, V, S, F> {
     name: Option<String>,
     state: BTreeMap<K, S>,
     grouped: BTreeMap<K, Vec<V>>,
+    shuffle: Shuffle,
+    /// Under Spark's order: this batch's keys in order of first appearance, and the last output's key order (Spark
+    /// inserts the batch's keys, then the previous state's, into each partition's cogroup table).
+    arrival: Vec<K>,
+    last_order: Vec<K>,
 }
+
+impl<P, K, V, S, F> UpdateStateByKey<P, K, V, S, F> {
+    /// This operator's order and partition count taken from `shuffle`.
+    pub fn with_shuffle(mut self, shuffle: Shuffle) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+    /// Its own output order.
+    pub fn output_order(self, order: OutputOrder) -> Self {
+        let n = self.shuffle.partitions();
+        self.with_shuffle(Shuffle::new(order, n))
+    }
+}
+
+impl<P, K, V, S, F> Partitioned for UpdateStateByKey<P, K, V, S, F> {
+    fn shuffle(&self) -> &Shuffle {
+        &self.shuffle
+    }
+}
+
 impl<K, V, S, P, F> DStream for UpdateStateByKey<P, K, V, S, F>
 where
-    K: Ord + Clone + Serialize + DeserializeOwned,
+    K: Ord + Clone + StableHash + Serialize + DeserializeOwned,
     S: Clone + Serialize + DeserializeOwned,
     P: DStream<Item = (K, V)>,
     F: FnMut(&[V], Option<S>) -> Option<S>,
@@ -1521,18 +1933,33 @@ where
     type Item = (K, S);
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.grouped.clear();
+        self.arrival.clear();
         self.parent.begin(ctx)
     }
     fn feed_each<G: Sink<(K, S)>>(&mut self, ctx: &mut BatchContext<'_>, _sink: G) -> Result<(), JobError> {
-        let grouped = &mut self.grouped;
-        self.parent.feed_each(ctx, |(k, v)| grouped.entry(k).or_default().push(v))
+        let (grouped, arrival) = (&mut self.grouped, &mut self.arrival);
+        let spark = self.shuffle.spark().is_some();
+        self.parent.feed_each(ctx, |(k, v)| group_into(grouped, arrival, spark, k, v))
     }
     fn finish_each<G: Sink<(K, S)>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
-        let grouped = &mut self.grouped;
-        if !self.parent.finish_each(ctx, |(k, v)| grouped.entry(k).or_default().push(v))? {
+        let (grouped, arrival) = (&mut self.grouped, &mut self.arrival);
+        let spark = self.shuffle.spark();
+        if !self.parent.finish_each(ctx, |(k, v)| group_into(grouped, arrival, spark.is_some(), k, v))? {
             // Between the parent's slides: the state stream does not compute (Spark's isTimeValid).
             return Ok(false);
         }
+        // Spark's cogroup table of each partition gets the batch's keys (arrival order), then the previous
+        // state's (in the last output's order; after a restore, by key).
+        let insertion: Option<Vec<K>> = spark.map(|_| {
+            let mut seen: std::collections::BTreeSet<&K> = self.arrival.iter().collect();
+            let mut seq: Vec<K> = self.arrival.clone();
+            for k in self.last_order.iter().chain(self.state.keys()) {
+                if seen.insert(k) {
+                    seq.push(k.clone());
+                }
+            }
+            seq
+        });
         let mut grouped = std::mem::take(&mut self.grouped);
         let mut old = std::mem::take(&mut self.state);
         let mut keys: Vec<K> = old.keys().chain(grouped.keys()).cloned().collect();
@@ -1544,7 +1971,20 @@ where
                 self.state.insert(k, s);
             }
         }
-        self.state.iter().map(|(k, s)| (k.clone(), s.clone())).for_each(|x| sink.push(x));
+        match (spark, insertion) {
+            (Some(n), Some(seq)) => {
+                let order = spark_order_of(seq.iter(), n, false);
+                self.last_order.clear();
+                for i in order {
+                    let k = &seq[i as usize];
+                    if let Some(s) = self.state.get(k) {
+                        self.last_order.push(k.clone());
+                        sink.push((k.clone(), s.clone()));
+                    }
+                }
+            }
+            _ => self.state.iter().map(|(k, s)| (k.clone(), s.clone())).for_each(|x| sink.push(x)),
+        }
         Ok(true)
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
@@ -1761,7 +2201,7 @@ pub struct MapWithState<P, F, K, S, M> {
     name: Option<String>,
     initialized: bool,
     map: StateMap<K, S>,
-    expired: Vec<(Time, K)>,
+    expired: Vec<(Time, K, ())>,
     /// Under Spark's output order over several partitions: the batch's outputs with their state partition, handed
     /// on at the batch's end.
     tagged: Vec<(u32, M)>,
@@ -1942,15 +2382,18 @@ where
             let Some(threshold) = scan else { continue };
             self.expired.clear();
             self.expired.extend(
-                map.parts[p].iter().filter(|(_, s)| s.updated_at < threshold).map(|(k, s)| (s.updated_at, k.clone())),
+                map.parts[p]
+                    .iter()
+                    .filter(|(_, s)| s.updated_at < threshold)
+                    .map(|(k, s)| (s.updated_at, k.clone(), ())),
             );
             if spark_order {
-                // Spark's state map lists older generations (batches) first: oldest last update first.
-                self.expired.sort();
+                // Spark's state map lists older generations (batches) first, each in its table's order.
+                spark_state_order(&mut self.expired);
             } else {
                 self.expired.sort_by(|a, b| a.1.cmp(&b.1));
             }
-            for (_, k) in self.expired.drain(..) {
+            for (_, k, ()) in self.expired.drain(..) {
                 let value = map.parts[p].remove(&k).map(|s| s.value);
                 let mut st = State::wrap(value, true);
                 match self.func.call(time, &k, None, &mut st) {
@@ -2087,6 +2530,10 @@ pub trait KeyedState {
     type State;
     /// Every live (key, state), sorted by key.
     fn sorted_states(&self) -> Vec<(Self::Key, Self::State)>;
+    /// Every live (key, state) in the stream's output order: sorted by key, or Spark's state map order.
+    fn ordered_states(&self) -> Vec<(Self::Key, Self::State)> {
+        self.sorted_states()
+    }
 }
 
 impl<P, F, K, S, M> KeyedState for MapWithState<P, F, K, S, M>
@@ -2098,6 +2545,21 @@ where
     type State = S;
     fn sorted_states(&self) -> Vec<(K, S)> {
         self.map.sorted_states()
+    }
+    /// Under Spark's order: partition by partition, each as Spark's state map lists it (see
+    /// [`spark_state_order`]).
+    fn ordered_states(&self) -> Vec<(K, S)> {
+        if self.options.output_order != OutputOrder::SparkPartitions {
+            return self.map.sorted_states();
+        }
+        let mut all = Vec::with_capacity(self.map.len());
+        for part in &self.map.parts {
+            let mut items: Vec<(Time, K, S)> =
+                part.iter().map(|(k, s)| (s.updated_at, k.clone(), s.value.clone())).collect();
+            spark_state_order(&mut items);
+            all.extend(items.into_iter().map(|(_, k, s)| (k, s)));
+        }
+        all
     }
 }
 
@@ -2129,7 +2591,7 @@ where
         if !self.inner.finish_each(ctx, drop)? {
             return Ok(false);
         }
-        self.inner.with(|d| d.sorted_states()).into_iter().for_each(|x| sink.push(x));
+        self.inner.with(|d| d.ordered_states()).into_iter().for_each(|x| sink.push(x));
         Ok(true)
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
@@ -2284,6 +2746,10 @@ pub trait DStreamExt: DStream + Sized {
     {
         TransformWith { a: self, b: other, f, left: Vec::new(), right: Vec::new() }
     }
+    /// `repartition(n)`: the same elements (see [`Repartition`] for their order under Spark's).
+    fn repartition(self, n: usize) -> Repartition<Self> {
+        Repartition { parent: self, shuffle: Shuffle::new(OutputOrder::Arrival, n), spark: None, buf: Vec::new() }
+    }
     /// `reduce`: one element per batch with elements, folded with `f` in arrival order.
     fn reduce<F: FnMut(Self::Item, Self::Item) -> Self::Item>(self, f: F) -> Reduce<Self, F> {
         Reduce { parent: self, f, acc: None }
@@ -2291,7 +2757,7 @@ pub trait DStreamExt: DStream + Sized {
     /// `countByValue`: (element, count) per batch, in order of first appearance.
     fn count_by_value(self) -> CountByValue<Self>
     where
-        Self::Item: Hash + Eq + Clone,
+        Self::Item: Hash + Eq + Clone + StableHash,
     {
         let one: fn(Self::Item) -> (Self::Item, i64) = with_one;
         self.map(one).reduce_by_key(add_i64 as fn(i64, i64) -> i64)
@@ -2301,7 +2767,13 @@ pub trait DStreamExt: DStream + Sized {
     where
         Self: DStream<Item = (K, V)>,
     {
-        GroupByKey { parent: self, index: FxHashMap::default(), groups: Vec::new() }
+        GroupByKey {
+            parent: self,
+            index: FxHashMap::default(),
+            groups: Vec::new(),
+            shuffle: Shuffle::default(),
+            partitioned_parent: false,
+        }
     }
     /// `cogroup` with another keyed stream of the same slide: (key, (values here, values there)) per batch.
     fn cogroup<K, V, W, B>(self, other: B) -> CoGroup<Self, B, K, V, W, CoGroupAll>
@@ -2383,7 +2855,7 @@ pub trait DStreamExt: DStream + Sized {
     /// `countByValueAndWindow(length, slide)`: (element, count in the window), sorted, counts of 0 dropped.
     fn count_by_value_and_window(self, length: Duration, slide: Duration) -> CountByValueAndWindow<Self>
     where
-        Self::Item: Hash + Eq + Ord + Clone + fmt::Debug + Serialize + DeserializeOwned,
+        Self::Item: Hash + Eq + Ord + Clone + StableHash + fmt::Debug + Serialize + DeserializeOwned,
     {
         let one: fn(Self::Item) -> (Self::Item, i64) = with_one;
         let keep: fn(&(Self::Item, i64)) -> bool = nonzero;
@@ -2399,18 +2871,23 @@ pub trait DStreamExt: DStream + Sized {
     fn group_by_key_and_window<K, V>(self, length: Duration, slide: Duration) -> GroupByKeyAndWindow<Self, K, V>
     where
         Self: DStream<Item = (K, V)>,
-        K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+        K: Hash + Eq + Clone + StableHash + Serialize + DeserializeOwned,
         V: Clone + Serialize + DeserializeOwned,
     {
-        let flat: fn(Vec<Vec<V>>) -> Vec<V> = concat;
-        self.group_by_key().window(length, slide).group_by_key().map_values(flat)
+        group_by_key_and_window_with(self, length, slide, Shuffle::default())
     }
     /// `reduceByKey`.
     fn reduce_by_key<K, V, F: FnMut(V, V) -> V>(self, f: F) -> ReduceByKey<Self, K, V, F>
     where
         Self: DStream<Item = (K, V)>,
     {
-        ReduceByKey { parent: self, f, reducer: Reducer::default() }
+        ReduceByKey {
+            parent: self,
+            f,
+            reducer: Reducer::default(),
+            shuffle: Shuffle::default(),
+            partitioned_parent: false,
+        }
     }
     /// `window(length, slide)`.
     fn window(self, length: Duration, slide: Duration) -> Window<Self> {
@@ -2427,11 +2904,12 @@ pub trait DStreamExt: DStream + Sized {
     where
         Self: DStream<Item = (K, V)>,
         F: FnMut(V, V) -> V + Clone,
-        K: Hash + Eq + Clone + Serialize + DeserializeOwned,
+        K: Hash + Eq + Clone + StableHash + Serialize + DeserializeOwned,
         V: Clone + Serialize + DeserializeOwned,
     {
         let g = f.clone();
-        self.reduce_by_key(f).window(length, slide).reduce_by_key(g)
+        let shuffle = Shuffle::default();
+        reduce_by_key_and_window_with(self, f, g, length, slide, shuffle)
     }
     /// `reduceByKeyAndWindow` with an inverse function and an optional filter; output sorted by key.
     #[allow(clippy::type_complexity)]
@@ -2458,6 +2936,8 @@ pub trait DStreamExt: DStream + Sized {
             name: None,
             reducer: Reducer::default(),
             state: ReducedWindowState { batches: VecDeque::new(), window: BTreeMap::new() },
+            shuffle: Shuffle::default(),
+            last_order: Vec::new(),
         }
     }
     /// `updateStateByKey`.
@@ -2466,7 +2946,16 @@ pub trait DStreamExt: DStream + Sized {
         Self: DStream<Item = (K, V)>,
         F: FnMut(&[V], Option<S>) -> Option<S>,
     {
-        UpdateStateByKey { parent: self, f, name: None, state: BTreeMap::new(), grouped: BTreeMap::new() }
+        UpdateStateByKey {
+            parent: self,
+            f,
+            name: None,
+            state: BTreeMap::new(),
+            grouped: BTreeMap::new(),
+            shuffle: Shuffle::default(),
+            arrival: Vec::new(),
+            last_order: Vec::new(),
+        }
     }
     /// `updateStateByKey(f, partitioner, initialRDD)`: as [`update_state_by_key`](Self::update_state_by_key), the
     /// first batch that computes seeing `initial` as the previous state (a key listed twice keeps its last
@@ -2478,10 +2967,27 @@ pub trait DStreamExt: DStream + Sized {
     ) -> UpdateStateByKey<Self, K, V, S, F>
     where
         Self: DStream<Item = (K, V)>,
-        K: Ord,
+        K: Ord + Clone,
         F: FnMut(&[V], Option<S>) -> Option<S>,
     {
-        UpdateStateByKey { parent: self, f, name: None, state: initial.into_iter().collect(), grouped: BTreeMap::new() }
+        // Spark's first cogroup table gets the initial state's keys in the order given (after the batch's).
+        let mut last_order: Vec<K> = Vec::new();
+        let mut state = BTreeMap::new();
+        for (k, s) in initial {
+            if state.insert(k.clone(), s).is_none() {
+                last_order.push(k);
+            }
+        }
+        UpdateStateByKey {
+            parent: self,
+            f,
+            name: None,
+            state,
+            grouped: BTreeMap::new(),
+            shuffle: Shuffle::default(),
+            arrival: Vec::new(),
+            last_order,
+        }
     }
     /// `mapWithState`.
     fn map_with_state<K, V, S, F>(self, spec: StateSpec<F, K, S>) -> MapWithState<Self, F, K, S, F::Output>
@@ -2531,5 +3037,13 @@ pub trait DStreamExt: DStream + Sized {
 impl<D: DStream> DStreamExt for D {}
 
 fn co_group<A, B, K, V, W, J>(a: A, b: B) -> CoGroup<A, B, K, V, W, J> {
-    CoGroup { a, b, index: FxHashMap::default(), groups: Vec::new(), right: Vec::new(), kind: std::marker::PhantomData }
+    CoGroup {
+        a,
+        b,
+        index: FxHashMap::default(),
+        groups: Vec::new(),
+        right: Vec::new(),
+        kind: std::marker::PhantomData,
+        shuffle: Shuffle::default(),
+    }
 }

@@ -69,12 +69,12 @@ proptest! {
         let (jn, jn_sink) = collector::<(String, (i64, i64))>();
         let (fo, fo_sink) = collector::<(String, (Option<i64>, Option<i64>))>();
         let g = Graph::new()
-            .output(side('L').cogroup(side('R')).foreach_batch(co_sink))
+            .output(side('L').cogroup(side('R')).map(unbuffer).foreach_batch(co_sink))
             .output(side('L').join(side('R')).foreach_batch(jn_sink))
             .output(side('L').full_outer_join(side('R')).foreach_batch(fo_sink));
         run_in_parts(g, &input, &cuts);
         let (co1, co1_sink) = collector::<(String, (Vec<i64>, Vec<i64>))>();
-        run_in_parts(Graph::new().output(side('L').cogroup(side('R')).foreach_batch(co1_sink)), &input, &[]);
+        run_in_parts(Graph::new().output(side('L').cogroup(side('R')).map(unbuffer).foreach_batch(co1_sink)), &input, &[]);
         // Exactly the same output, order included, whatever the parts.
         prop_assert_eq!(co.borrow().clone(), co1.borrow().clone());
         for (i, batch) in input.iter().enumerate() {

@@ -634,7 +634,7 @@ fn cogroup_and_joins_per_batch() {
     // only); leftOuterJoin adds (c, (3, None)); rightOuterJoin (b, (None, 20)) and (d, (None, 40)); fullOuterJoin
     // both. An empty batch gives nothing.
     let (out, sink) = collector::<(String, (Vec<i64>, Vec<i64>))>();
-    run(Graph::new().output(side('L').cogroup(side('R')).foreach_batch(sink)), 1000, JOIN_INPUT, 0);
+    run(Graph::new().output(side('L').cogroup(side('R')).map(unbuffer).foreach_batch(sink)), 1000, JOIN_INPUT, 0);
     assert_eq!(
         out.borrow().clone(),
         vec![
@@ -680,7 +680,7 @@ fn cogroup_and_joins_per_batch() {
 fn join_order_does_not_depend_on_how_the_batch_arrives() {
     // The same batch in two parts, the right stream's b and a first: keys still come left first (a, c), then b.
     let (out, sink) = collector::<(String, (Vec<i64>, Vec<i64>))>();
-    let g = Graph::new().output(side('L').cogroup(side('R')).foreach_batch(sink));
+    let g = Graph::new().output(side('L').cogroup(side('R')).map(unbuffer).foreach_batch(sink));
     let mut e =
         dstream_core::Engine::new(g, dstream_core::BatchTimer::first_start(dstream_core::Time(0), Duration(1000)));
     let clock = dstream_core::ManualClock::new(dstream_core::Time(1000));

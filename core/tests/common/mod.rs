@@ -83,3 +83,10 @@ pub fn try_run(graph: Graph, interval_ms: i64, batches: &[&[&str]]) -> (String, 
     }
     (printed, None)
 }
+
+/// A cogroup's element with its value lists as plain vectors.
+pub fn unbuffer<K, V, W>(
+    (k, (vs, ws)): (K, (dstream_core::jvm::CompactBuffer<V>, dstream_core::jvm::CompactBuffer<W>)),
+) -> (K, (Vec<V>, Vec<W>)) {
+    (k, (vs.0, ws.0))
+}
