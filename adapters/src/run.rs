@@ -75,6 +75,8 @@ pub struct CompletedBatch<'a, J> {
     pub pending: &'a [BatchInfo],
     /// Records beyond this batch's ranges when it was generated.
     pub lag: i64,
+    /// The same per partition: (partition, records in its log beyond its range); empty for a batch run again.
+    pub lags: &'a [(i32, i64)],
 }
 
 /// Called by [`run_job`] on the processing thread.
@@ -360,6 +362,7 @@ pub fn run_pending<J: Job, E: std::error::Error + 'static>(
             next_offsets,
             pending: &pending[i + 1..],
             lag: 0,
+            lags: &[],
         };
         finish_batch(&mut done, summary, hooks, out, status)?;
     }
@@ -432,6 +435,7 @@ fn process_loop<J: Job>(
             next_offsets: &next,
             pending: &pending,
             lag: generated.lag,
+            lags: &generated.lags,
         };
         finish_batch(&mut done, &mut summary, hooks, out, status)?;
         if stop.load(Ordering::Relaxed) {

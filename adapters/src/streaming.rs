@@ -129,6 +129,9 @@ pub struct BatchCompleted<'a> {
     pub processing_time: Duration,
     /// Records beyond its ranges when it was generated.
     pub lag: i64,
+    /// The same per partition: (partition, records in its log beyond its range); empty for a batch run again
+    /// after a restart or replayed.
+    pub lags: &'a [(i32, i64)],
     /// Batches generated after it and not yet completed when it completed, oldest first (Spark's waiting
     /// batches).
     pub pending: &'a [BatchInfo],
@@ -146,6 +149,7 @@ impl<'a> BatchCompleted<'a> {
             scheduling_delay: b.report.scheduling_delay,
             processing_time: b.report.processing_time,
             lag: b.lag,
+            lags: b.lags,
             pending: b.pending,
             printed: &b.report.printed,
         }
@@ -560,6 +564,7 @@ impl StreamingContext {
                 scheduling_delay: r.scheduling_delay,
                 processing_time: r.processing_time,
                 lag: 0,
+                lags: &[],
                 pending: &[],
                 printed: &r.printed,
             };

@@ -261,6 +261,9 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
     let checkpoints = dir.path().to_str().unwrap();
     let run = Running::start(b.addr(), &["--checkpoint", checkpoints]);
     let all: u64 = PRODUCED.iter().sum::<usize>() as u64;
+    // Early, while partitions 0 and 1 still lag: /metrics names each partition's lag after the last batch.
+    run.wait_for(Duration::from_secs(60), |s| s["numTotalCompletedBatches"].as_u64() >= Some(1));
+    let early = parse_metrics(&String::from_utf8(run.get("/metrics").2).unwrap());
     // 100 records per partition per batch: everything within 6 batches; then a few empty ones.
     let state = run.wait_for(Duration::from_secs(60), |s| {
         s["numProcessedRecords"].as_u64() == Some(all)
@@ -302,6 +305,8 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
         .map(|p| (p["partition"].as_i64().unwrap(), p["nextOffset"].as_i64().unwrap(), p["records"].as_u64().unwrap()))
         .collect();
     assert_eq!(partitions, vec![(0, 600, 600), (1, 400, 400), (2, 0, 0)]);
+    let lags: Vec<Value> = state["partitions"].as_array().unwrap().iter().map(|p| p["lag"].clone()).collect();
+    assert_eq!(lags, vec![0, 0, 0], "everything consumed: {state}");
     assert_eq!(state["state"][0]["keys"], 26, "{state}");
     assert_eq!(keys, 26);
     // Checkpoints: one per batch (the default), the last of the newest batch; its file as the store has it.
@@ -322,21 +327,32 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
 
     // Batch pages: ranges per partition tile each partition's log from 0, and each batch's records add up; the
     // malformed records are exactly those produced, at their positions.
+    // Each range's lag is what the log (all produced before the run) held beyond it, and they add up to the
+    // batch's status line.
     let mut until = [0i64; PARTITIONS as usize];
+    let log_end = [PRODUCED[0] as i64, PRODUCED[1] as i64, 0];
     let mut malformed = vec![];
     for d in details.iter().rev() {
         let ranges = d["offsetRanges"].as_array().unwrap();
         assert_eq!(ranges.len(), PARTITIONS as usize, "{d}");
         let mut count = 0;
+        let mut lag = 0;
         for r in ranges {
             let p = r["partition"].as_u64().unwrap() as usize;
             assert_eq!(r["topic"], "avg");
             assert_eq!(r["fromOffset"].as_i64().unwrap(), until[p], "{d}");
             until[p] = r["untilOffset"].as_i64().unwrap();
             assert_eq!(r["count"].as_i64().unwrap(), until[p] - r["fromOffset"].as_i64().unwrap());
+            assert_eq!(r["lag"].as_i64(), Some(log_end[p] - until[p]), "{d}");
             count += r["count"].as_u64().unwrap();
+            lag += r["lag"].as_i64().unwrap();
         }
         assert_eq!(count, d["inputSize"].as_u64().unwrap(), "{d}");
+        let t = d["batchTime"].as_i64().unwrap();
+        assert_eq!(Some(lag), lines.iter().find(|s| s.time == t).map(|s| s.lag), "{d}");
+        let by_partition: Vec<(i64, i64)> =
+            ranges.iter().map(|r| (r["partition"].as_i64().unwrap(), r["lag"].as_i64().unwrap())).collect();
+        assert_eq!(d["partitionLags"], serde_json::json!(by_partition), "{d}");
         // Its output operation: `print(1)`, Spark's header with the batch time first.
         let printed = d["printed"].as_str().unwrap();
         assert!(printed.contains(&format!("\nTime: {} ms\n", d["batchTime"])), "{d}");
@@ -384,6 +400,23 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
         assert_eq!(sample(&families, "dstream_partition_next_offset", &labels), Some(want), "{metrics}");
     }
     assert_eq!(sample(&families, "dstream_state_keys", &[("operator", "map_with_state#0")]), Some(26.0));
+    // Lag per partition: none at the end; early on, what the log held beyond that batch's ranges.
+    for p in ["0", "1", "2"] {
+        let labels = [("topic", "avg"), ("partition", p)];
+        assert_eq!(sample(&families, "dstream_partition_lag_records", &labels), Some(0.0), "{metrics}");
+    }
+    let k0 = sample(&early, "dstream_streaming_completed_batches_total", &[]).unwrap() as usize;
+    let at = details.iter().find(|d| d["batchTime"].as_i64() == Some(lines[k0 - 1].time)).unwrap();
+    let mut early_total = 0.0;
+    for r in at["offsetRanges"].as_array().unwrap() {
+        let p = r["partition"].as_u64().unwrap() as usize;
+        let labels = [("topic", "avg"), ("partition", &*p.to_string())];
+        let lag = sample(&early, "dstream_partition_lag_records", &labels);
+        assert_eq!(lag, Some((log_end[p] - r["untilOffset"].as_i64().unwrap()) as f64), "{early}");
+        early_total += lag.unwrap();
+    }
+    assert_eq!(early_total, lines[k0 - 1].lag as f64);
+    assert_eq!(sample(&early, "dstream_streaming_lag_records", &[]), Some(early_total));
     assert_eq!(sample(&families, "dstream_checkpoints_written_total", &[]), Some(k as f64));
     assert_eq!(sample(&families, "dstream_checkpoint_last_batch_time_seconds", &[]), Some(last.time as f64 / 1000.0));
     let types: Vec<(&str, &str)> = families
@@ -570,9 +603,10 @@ fn chromium_renders_the_page_and_a_batch() {
     let records: u64 = seen["header"]["records"].as_str().unwrap().replace(',', "").parse().unwrap();
     assert_eq!(records, total(&lines[..shown], |s| s.records));
     assert!(seen["after"].as_u64() > seen["before"].as_u64());
-    // Four timelines, each a point per batch shown; the batch interval drawn on processing time.
+    // Five timelines (input rate, the three delays, lag), each a point per batch shown; the batch interval
+    // drawn on processing time.
     let charts = seen["charts"].as_array().unwrap();
-    assert_eq!(charts.len(), 4);
+    assert_eq!(charts.len(), 5);
     assert!(charts.iter().all(|c| c.as_u64() >= Some(3)), "{charts:?}");
     assert_eq!(seen["refLines"], 1);
     // The batch page: its non-empty ranges, as the API has them; the empty partition hidden.
@@ -582,7 +616,7 @@ fn chromium_renders_the_page_and_a_batch() {
         .iter()
         .filter(|r| r["count"].as_i64() > Some(0))
         .map(|r| {
-            ["topic", "partition", "fromOffset", "untilOffset", "count"]
+            ["topic", "partition", "fromOffset", "untilOffset", "count", "lag"]
                 .iter()
                 .map(|k| r[k].to_string().trim_matches('"').to_string())
                 .collect()

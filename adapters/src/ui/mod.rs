@@ -81,6 +81,8 @@ pub(crate) struct BatchRecord {
     pub(crate) scheduling_delay: Duration,
     pub(crate) processing_time: Duration,
     pub(crate) lag: i64,
+    /// (partition, lag) when it was generated; empty for a batch run again.
+    pub(crate) lags: Vec<(i32, i64)>,
     pub(crate) waiting: usize,
     pub(crate) ranges: Vec<OffsetRange>,
     /// The start of what its `print` operations wrote, and that output's whole length.
@@ -103,6 +105,8 @@ pub(crate) struct PartitionTotals {
     pub(crate) records: u64,
     /// The next offset after the last completed batch.
     pub(crate) next_offset: i64,
+    /// Records in its log beyond the last completed live batch's range when that batch was generated.
+    pub(crate) lag: Option<i64>,
 }
 
 /// The size of one stateful operator's state.
@@ -265,6 +269,7 @@ impl BatchRecord {
             scheduling_delay: b.scheduling_delay,
             processing_time: b.processing_time,
             lag: b.lag,
+            lags: b.lags.to_vec(),
             waiting: b.pending.len(),
             printed: head(b.printed, PRINTED_KEPT_PER_BATCH).to_string(),
             printed_len: b.printed.len(),
@@ -285,6 +290,9 @@ impl UiData {
             let p = d.partitions.entry(r.partition).or_default();
             p.records += r.count() as u64;
             p.next_offset = p.next_offset.max(r.until);
+        }
+        for &(partition, lag) in &record.lags {
+            d.partitions.entry(partition).or_default().lag = Some(lag);
         }
         let keep = d.config.retained_batches.max(1);
         while d.batches.len() >= keep {

@@ -105,6 +105,8 @@ struct BatchSummary {
     completed_at: i64,
     /// (partition, records) of the partitions with records.
     partitions: Vec<(i32, i64)>,
+    /// (partition, lag when generated) of every partition; empty for a batch run again.
+    partition_lags: Vec<(i32, i64)>,
 }
 
 impl BatchSummary {
@@ -123,6 +125,7 @@ impl BatchSummary {
             waiting_batches: b.waiting,
             completed_at: b.completed_at,
             partitions: b.ranges.iter().filter(|r| r.count() > 0).map(|r| (r.partition, r.count())).collect(),
+            partition_lags: b.lags.clone(),
         }
     }
 }
@@ -135,6 +138,9 @@ struct RangeView<'a> {
     from_offset: i64,
     until_offset: i64,
     count: i64,
+    /// Records in the partition's log beyond this range when the batch was generated (none for a batch run
+    /// again).
+    lag: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -173,6 +179,7 @@ impl<'a> BatchDetail<'a> {
                     from_offset: r.from,
                     until_offset: r.until,
                     count: r.count(),
+                    lag: b.lags.iter().find(|l| l.0 == r.partition).map(|l| l.1),
                 })
                 .collect(),
             malformed: b
@@ -218,7 +225,7 @@ fn state(d: &UiData, checkpoint_size: Option<u64>) -> serde_json::Value {
         "avgTotalDelay": average(&d.batches, |b| b.total_delay().0 as f64),
         "lag": d.last_lag,
         "partitions": d.partitions.iter().map(|(p, t)| serde_json::json!({
-            "partition": p, "records": t.records, "nextOffset": t.next_offset,
+            "partition": p, "records": t.records, "nextOffset": t.next_offset, "lag": t.lag,
         })).collect::<Vec<_>>(),
         "state": d.state.iter().map(|o| serde_json::json!({
             "operator": o.name, "kind": o.kind, "keys": o.keys,
@@ -322,6 +329,17 @@ fn metrics(d: &UiData, checkpoint_size: Option<u64>) -> String {
     family(m, "dstream_partition_next_offset", "gauge", "The next offset after the last completed batch.");
     for (p, t) in &d.partitions {
         let _ = writeln!(m, "dstream_partition_next_offset{{topic=\"{topic}\",partition=\"{p}\"}} {}", t.next_offset);
+    }
+    family(
+        m,
+        "dstream_partition_lag_records",
+        "gauge",
+        "Records in a partition's log beyond the last completed batch's range when that batch was generated.",
+    );
+    for (p, t) in &d.partitions {
+        if let Some(lag) = t.lag {
+            let _ = writeln!(m, "dstream_partition_lag_records{{topic=\"{topic}\",partition=\"{p}\"}} {lag}");
+        }
     }
     family(m, "dstream_state_keys", "gauge", "Keys in a stateful operator's state after the last batch.");
     for s in &d.state {

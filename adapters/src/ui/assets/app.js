@@ -162,6 +162,12 @@ function render() {
     parts.get(p).push({ x: b.batchTime, y: (n * 1000) / interval });
   }
   const series = [...parts.entries()].sort((a, b) => a[0] - b[0]).map(([p, pts]) => ({ name: "partition " + p, points: pts }));
+  const lagParts = new Map();
+  for (const b of oldest) for (const [p, n] of b.partitionLags) {
+    if (!lagParts.has(p)) lagParts.set(p, []);
+    lagParts.get(p).push({ x: b.batchTime, y: n });
+  }
+  const lagSeries = [...lagParts.entries()].sort((a, b) => a[0] - b[0]).map(([p, pts]) => ({ name: "partition " + p, points: pts }));
   const pts = (f) => oldest.map((b) => ({ x: b.batchTime, y: f(b) }));
   const avg = (v) => (v == null ? "-" : v);
   main.replaceChildren(
@@ -182,7 +188,9 @@ function render() {
         timeline(pts(rate), { unit: "records/s", series: series.length > 1 ? series : [] }), histogram(oldest.map(rate), "records/s")),
       chartRow("Scheduling delay", fmtDur(st.avgSchedulingDelay), timeline(pts((b) => b.schedulingDelay), { unit: "ms" }), histogram(oldest.map((b) => b.schedulingDelay), "ms")),
       chartRow("Processing time", fmtDur(st.avgProcessingTime), timeline(pts((b) => b.processingTime), { unit: "ms", ref: interval }), histogram(oldest.map((b) => b.processingTime), "ms")),
-      chartRow("Total delay", fmtDur(st.avgTotalDelay), timeline(pts((b) => b.totalDelay), { unit: "ms" }), histogram(oldest.map((b) => b.totalDelay), "ms"))),
+      chartRow("Total delay", fmtDur(st.avgTotalDelay), timeline(pts((b) => b.totalDelay), { unit: "ms" }), histogram(oldest.map((b) => b.totalDelay), "ms")),
+      chartRow("Lag", fmtNum(oldest.length ? oldest.reduce((a, b) => a + b.lag, 0) / oldest.length : null) + " records",
+        timeline(pts((b) => b.lag), { unit: "records", series: lagSeries.length > 1 ? lagSeries : [] }), histogram(oldest.map((b) => b.lag), "records"))),
     h("h2", {}, `Waiting batches (${st.numWaitingBatches})`),
     h("p", { class: "muted" }, "Generated and not yet completed when the last batch completed."),
     st.waitingBatches.length === 0 ? "" : h("table", { id: "waiting-batches" },
@@ -191,8 +199,10 @@ function render() {
     h("h2", {}, `Completed batches (last ${view.batches.length} of ${fmtNum(st.numTotalCompletedBatches)})`),
     ...batchTable(),
     h("h2", {}, "Partitions"),
-    h("table", { id: "partitions" }, h("tr", {}, h("th", {}, "Partition"), h("th", {}, "Records"), h("th", {}, "Next offset")),
-      st.partitions.map((p) => h("tr", {}, h("td", {}, p.partition), h("td", {}, fmtNum(p.records)), h("td", {}, p.nextOffset)))),
+    h("table", { id: "partitions" }, h("tr", {}, h("th", {}, "Partition"), h("th", {}, "Records"), h("th", {}, "Next offset"), h("th", {}, "Lag")),
+      st.partitions.map((p) => h("tr", { "data-partition": p.partition }, h("td", {}, p.partition), h("td", {}, fmtNum(p.records)), h("td", {}, p.nextOffset),
+        h("td", { "data-col": "lag" }, p.lag == null ? "-" : fmtNum(p.lag))))),
+    h("p", { class: "muted" }, "Lag: records in the partition's log beyond the last completed batch's range when that batch was generated."),
     h("h2", {}, "State"),
     st.state.length === 0 ? h("p", { class: "muted" }, "no stateful operators reported")
       : h("table", { id: "state" }, h("tr", {}, h("th", {}, "Operator"), h("th", {}, "Kind"), h("th", {}, "Keys")),
@@ -260,8 +270,9 @@ async function batchPage(time) {
       row("Completed at", fmtTime(b.completedAt))),
     h("h2", {}, "Offset ranges"),
     h("table", { id: "ranges" },
-      h("tr", {}, h("th", {}, "Topic"), h("th", {}, "Partition"), h("th", {}, "From offset"), h("th", {}, "Until offset"), h("th", {}, "Records")),
-      ranges.map((r) => h("tr", { "data-partition": r.partition }, h("td", {}, r.topic), h("td", {}, r.partition), h("td", {}, r.fromOffset), h("td", {}, r.untilOffset), h("td", {}, r.count)))),
+      h("tr", {}, h("th", {}, "Topic"), h("th", {}, "Partition"), h("th", {}, "From offset"), h("th", {}, "Until offset"), h("th", {}, "Records"), h("th", {}, "Lag when generated")),
+      ranges.map((r) => h("tr", { "data-partition": r.partition }, h("td", {}, r.topic), h("td", {}, r.partition), h("td", {}, r.fromOffset), h("td", {}, r.untilOffset), h("td", {}, r.count),
+        h("td", {}, r.lag == null ? "-" : r.lag)))),
     h("p", { class: "muted", id: "hidden-ranges" }, hidden > 0 ? `${hidden} empty range(s) hidden` : "no empty ranges"),
     h("h2", {}, "Malformed records"),
     b.malformed.length === 0 ? h("p", { class: "muted" }, "none")
