@@ -38,6 +38,8 @@ pub struct Checkpointer {
     fingerprint: Fingerprint,
     every: u64,
     background: Option<Background>,
+    /// Each stateful operator's id and the bytes of its state in the last checkpoint saved.
+    state_bytes: Vec<(String, u64)>,
 }
 
 /// The writer thread: checkpoints are encoded on the batch path (state and offsets captured together) and
@@ -53,7 +55,7 @@ struct Background {
 impl Checkpointer {
     /// A checkpointer for the job `fingerprint` describes, saving every `every` batches (at least 1), inline.
     pub fn new(store: CheckpointStore, fingerprint: Fingerprint, every: u64) -> Self {
-        Checkpointer { store, fingerprint, every: every.max(1), background: None }
+        Checkpointer { store, fingerprint, every: every.max(1), background: None, state_bytes: Vec::new() }
     }
 
     /// Writes on a background thread: the batch path only encodes. At most one checkpoint waits while another is
@@ -91,6 +93,12 @@ impl Checkpointer {
         &self.fingerprint
     }
 
+    /// Each stateful operator's id and the bytes of its state (in the operator's own encoding, as the checkpoint
+    /// stores it) in the last checkpoint saved; empty before the first.
+    pub fn state_bytes(&self) -> &[(String, u64)] {
+        &self.state_bytes
+    }
+
     /// True if batch `time` is a checkpoint batch: `(time - zero) / interval` is a multiple of `every`.
     pub fn is_due(&self, time: Time, zero: Time, interval: Duration) -> bool {
         let k = (time - zero).millis() / interval.millis().max(1);
@@ -121,6 +129,8 @@ impl Checkpointer {
             pending: pending.to_vec(),
         };
         let state = save_state(engine.job_mut()).map_err(|e| CheckpointError::State(e.to_string()))?;
+        self.state_bytes.clear();
+        self.state_bytes.extend(state.iter().map(|o| (o.id.clone(), o.bytes.len() as u64)));
         let cp = Checkpoint { meta, state };
         match &mut self.background {
             None => self.store.save(&cp).map(Some),

@@ -648,7 +648,11 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
             // run again over exactly those ranges, and the live stream continues after them.
             let started = std::time::Instant::now();
             let path = c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
-            saved = path.map(|path| crate::ui::SavedCheckpoint { path, batch_path: started.elapsed() });
+            saved = path.map(|path| crate::ui::SavedCheckpoint {
+                path,
+                batch_path: started.elapsed(),
+                state_bytes: c.state_bytes().to_vec(),
+            });
         }
         if let Some(ui) = &self.ui {
             let mut sizes: Vec<(String, &'static str, u64)> = Vec::new();

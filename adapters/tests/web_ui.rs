@@ -317,6 +317,17 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
     assert_eq!(file.parent().unwrap(), dir.path());
     assert_eq!(c["lastSizeBytes"].as_u64(), Some(std::fs::metadata(&file).unwrap().len()), "{c}");
     assert!(c["lastBatchPathMs"].as_f64().unwrap() >= 0.0 && c["ageMs"].as_i64().unwrap() >= 0, "{c}");
+    // State bytes: the operator's state as that checkpoint file holds it.
+    let stored = |file: &std::path::Path| -> (String, u64) {
+        let cp = dstream_adapters::checkpoint::read_file::<dstream_adapters::checkpoint::JobState>(file).unwrap();
+        assert_eq!(cp.state.len(), 1);
+        (cp.state[0].id.clone(), cp.state[0].bytes.len() as u64)
+    };
+    let (id, bytes) = stored(&file);
+    assert_eq!(state["state"][0]["operator"], id.as_str());
+    assert!(bytes > 26, "26 keys and their sums take more than a byte each: {bytes}");
+    assert_eq!(state["state"][0]["bytes"].as_u64(), Some(bytes), "{state}");
+    assert_eq!(state["state"][0]["bytesAtBatch"], c["lastBatchTime"], "{state}");
 
     // The batch list: newest first, each exactly its status line.
     let listed: Vec<Status> = batches.as_array().unwrap().iter().map(status_of).collect();
@@ -419,6 +430,9 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
     assert_eq!(sample(&early, "dstream_streaming_lag_records", &[]), Some(early_total));
     assert_eq!(sample(&families, "dstream_checkpoints_written_total", &[]), Some(k as f64));
     assert_eq!(sample(&families, "dstream_checkpoint_last_batch_time_seconds", &[]), Some(last.time as f64 / 1000.0));
+    let file = dir.path().join(dstream_adapters::checkpoint::file_name(dstream_core::Time(last.time)));
+    let labels = [("operator", "map_with_state#0"), ("kind", "map_with_state")];
+    assert_eq!(sample(&families, "dstream_state_bytes", &labels), Some(stored(&file).1 as f64), "{metrics}");
     let types: Vec<(&str, &str)> = families
         .as_array()
         .unwrap()

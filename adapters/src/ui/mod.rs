@@ -115,6 +115,8 @@ pub(crate) struct OperatorState {
     pub(crate) name: String,
     pub(crate) kind: String,
     pub(crate) keys: u64,
+    /// Bytes of its state in the last checkpoint, and that checkpoint's batch.
+    pub(crate) bytes: Option<(u64, Time)>,
 }
 
 /// What the UI knows of checkpoints.
@@ -207,12 +209,20 @@ impl UiCollector {
         for s in state {
             match d.state.iter_mut().find(|o| o.name == s.operator) {
                 Some(o) => o.keys = s.keys,
-                None => {
-                    d.state.push(OperatorState { name: s.operator.to_string(), kind: s.kind.to_string(), keys: s.keys })
-                }
+                None => d.state.push(OperatorState {
+                    name: s.operator.to_string(),
+                    kind: s.kind.to_string(),
+                    keys: s.keys,
+                    bytes: None,
+                }),
             }
         }
         if let Some(saved) = checkpoint {
+            for (id, n) in &saved.state_bytes {
+                if let Some(o) = d.state.iter_mut().find(|o| &o.name == id) {
+                    o.bytes = Some((*n, b.info.time));
+                }
+            }
             let c = &mut d.checkpoint;
             c.written += 1;
             c.last_batch = Some(b.info.time);
@@ -257,6 +267,8 @@ pub struct SavedCheckpoint {
     pub path: PathBuf,
     /// Time the batch path spent on it.
     pub batch_path: std::time::Duration,
+    /// Each stateful operator's id and the bytes of its state in it.
+    pub state_bytes: Vec<(String, u64)>,
 }
 
 impl BatchRecord {

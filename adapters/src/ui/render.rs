@@ -229,6 +229,7 @@ fn state(d: &UiData, checkpoint_size: Option<u64>) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "state": d.state.iter().map(|o| serde_json::json!({
             "operator": o.name, "kind": o.kind, "keys": o.keys,
+            "bytes": o.bytes.map(|b| b.0), "bytesAtBatch": o.bytes.map(|b| b.1 .0),
         })).collect::<Vec<_>>(),
         "checkpoint": {
             "written": c.written,
@@ -345,6 +346,18 @@ fn metrics(d: &UiData, checkpoint_size: Option<u64>) -> String {
     for s in &d.state {
         let _ =
             writeln!(m, "dstream_state_keys{{operator=\"{}\",kind=\"{}\"}} {}", label(&s.name), label(&s.kind), s.keys);
+    }
+    family(
+        m,
+        "dstream_state_bytes",
+        "gauge",
+        "Bytes of a stateful operator's state in the last checkpoint (measured when a checkpoint is saved).",
+    );
+    for s in &d.state {
+        if let Some((n, _)) = s.bytes {
+            let _ =
+                writeln!(m, "dstream_state_bytes{{operator=\"{}\",kind=\"{}\"}} {n}", label(&s.name), label(&s.kind));
+        }
     }
     let c = &d.checkpoint;
     family(m, "dstream_checkpoints_written", "counter", "Checkpoints saved.");

@@ -205,8 +205,10 @@ function render() {
     h("p", { class: "muted" }, "Lag: records in the partition's log beyond the last completed batch's range when that batch was generated."),
     h("h2", {}, "State"),
     st.state.length === 0 ? h("p", { class: "muted" }, "no stateful operators reported")
-      : h("table", { id: "state" }, h("tr", {}, h("th", {}, "Operator"), h("th", {}, "Kind"), h("th", {}, "Keys")),
-        st.state.map((o) => h("tr", {}, h("td", {}, o.operator), h("td", {}, o.kind), h("td", {}, fmtNum(o.keys))))),
+      : h("table", { id: "state" }, h("tr", {}, h("th", {}, "Operator"), h("th", {}, "Kind"), h("th", {}, "Keys"), h("th", {}, "Bytes"), h("th", {}, "Bytes as of")),
+        st.state.map((o) => h("tr", { "data-operator": o.operator }, h("td", {}, o.operator), h("td", {}, o.kind), h("td", { "data-col": "keys" }, fmtNum(o.keys)),
+          h("td", { "data-col": "bytes" }, fmtNum(o.bytes)), h("td", {}, o.bytesAtBatch == null ? "no checkpoint yet" : "checkpoint of " + fmtTime(o.bytesAtBatch))))),
+    st.state.length === 0 ? "" : h("p", { class: "muted" }, "Keys after every batch; bytes of the state in its checkpoint encoding, measured when a checkpoint is saved."),
     h("h2", {}, "Checkpoints"),
     checkpointTable(st.checkpoint));
   document.body.dataset.polls = String(view.polls);
