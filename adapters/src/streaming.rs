@@ -655,12 +655,19 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
             });
         }
         if let Some(ui) = &self.ui {
-            let mut sizes: Vec<(String, &'static str, u64)> = Vec::new();
+            let mut sizes: Vec<(String, &'static str, u64, u64)> = Vec::new();
             crate::checkpoint::for_each_operator(b.engine.job_mut(), &mut |id, op| {
-                sizes.push((id.to_string(), op.kind(), op.len() as u64))
+                sizes.push((id.to_string(), op.kind(), op.len() as u64, op.timed_out()))
             });
-            let state: Vec<crate::ui::StateSize<'_>> =
-                sizes.iter().map(|(id, kind, keys)| crate::ui::StateSize { operator: id, kind, keys: *keys }).collect();
+            let state: Vec<crate::ui::StateSize<'_>> = sizes
+                .iter()
+                .map(|(id, kind, keys, timed_out)| crate::ui::StateSize {
+                    operator: id,
+                    kind,
+                    keys: *keys,
+                    timed_out: *timed_out,
+                })
+                .collect();
             ui.batch_completed(&BatchCompleted::of(b), &state, saved);
         }
         let done = BatchCompleted::of(b);

@@ -805,3 +805,86 @@ fn a_streaming_context_serves_the_ui_when_asked() {
     drop(ssc);
     assert!(TcpStream::connect(&addr).is_err(), "the UI stops with the context");
 }
+
+/// `(batchTime, field)` of each batch of a `/api/v1/batches` answer, oldest first.
+fn per_batch(batches: &Value, field: &str) -> Vec<(i64, u64)> {
+    let mut v: Vec<(i64, u64)> = batches
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["batchTime"].as_i64().unwrap(), b[field].as_u64().unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_streaming_context_shows_timeouts_state_and_checkpoints() {
+    use dstream_adapters::kafka::direct::StartingOffsets;
+    use dstream_adapters::streaming::{KafkaParams, KafkaUtils, StreamingContext};
+    use dstream_core::{State, StateError, StateSpec, TimeoutScan};
+    let Some(b) = broker() else { return };
+    // One record per 200 ms batch (5 records/s): batch k holds the k-th key of a, b, c, then a ten times.
+    let keys = ["a", "b", "c", "a", "a", "a", "a", "a", "a", "a", "a", "a", "a"];
+    let mut c = Client::connect(&[b.addr().to_string()], ClientConfig::default()).unwrap();
+    c.create_topic("keys", 1, 1).unwrap();
+    let values: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    c.produce("keys", 0, encode_batch(&values, 1000, Codec::None).unwrap(), Acks::All).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let params = KafkaParams::new(b.addr()).starting_offsets(StartingOffsets::Earliest).max_rate_per_partition(5);
+    let mut ssc = StreamingContext::new(dstream_core::Duration::from_millis(200));
+    let records = KafkaUtils::create_direct_stream(&mut ssc, params, "keys");
+    // Idle keys time out after 400 ms, scanned every batch: a key last updated in batch k expires in batch k + 3
+    // (T - 400 ms > T_k first holds at T_k + 600 ms). b (batch 2) expires in batch 5, c (batch 3) in batch 6; a
+    // is refreshed until batch 13 and would expire in batch 16.
+    let spec = StateSpec::function(|_k: &String, v: Option<i64>, s: &mut State<'_, i64>| {
+        if v.is_some() {
+            s.update(1)?;
+        }
+        Ok::<_, StateError>(1i64)
+    })
+    .timeout(dstream_core::Duration::from_millis(400))
+    .timeout_scan(TimeoutScan::EveryBatch);
+    records.map(|r| (String::from_utf8_lossy(r.value).into_owned(), 1i64)).map_with_state(spec).print(1);
+    ssc.checkpoint(dir.path()).print_to(std::io::sink()).status_lines(false).stop_after_batches(15);
+    ssc.ui("127.0.0.1:0", 100);
+    ssc.start().unwrap();
+    let addr = ssc.ui_addr().unwrap().to_string();
+    ssc.await_termination().unwrap();
+    let get = |path: &str| -> Value {
+        let (status, _, body) = http_get(&addr, path);
+        assert_eq!(status, 200, "{path}");
+        serde_json::from_slice(&body).unwrap()
+    };
+    let state = get("/api/v1/state");
+    let batches = get("/api/v1/batches");
+    let families = parse_metrics(&String::from_utf8(http_get(&addr, "/metrics").2).unwrap());
+    drop(ssc);
+
+    let records = per_batch(&batches, "inputSize");
+    assert_eq!(records.iter().map(|r| r.1).collect::<Vec<_>>(), [[1; 13].as_slice(), &[0, 0]].concat(), "{batches}");
+    let timed_out = per_batch(&batches, "timedOutKeys");
+    let expected: Vec<u64> = (1..=15).map(|k| u64::from(k == 5 || k == 6)).collect();
+    assert_eq!(timed_out.iter().map(|t| t.1).collect::<Vec<_>>(), expected, "{batches}");
+    assert_eq!(state["numTimedOutKeys"], 2, "{state}");
+    let op = &state["state"][0];
+    assert_eq!(
+        (op["operator"].as_str(), op["keys"].as_u64(), op["timedOutTotal"].as_u64()),
+        (Some("map_with_state#0"), Some(1), Some(2)),
+        "{state}"
+    );
+    assert_eq!(op["timedOutLastBatch"], 0);
+    let labels = [("operator", "map_with_state#0"), ("kind", "map_with_state")];
+    assert_eq!(sample(&families, "dstream_state_timed_out_keys_total", &labels), Some(2.0));
+    assert_eq!(sample(&families, "dstream_streaming_last_completed_batch_timed_out_keys", &[]), Some(0.0));
+    // The context's UI has the checkpoint figures and state bytes as `dstream run`'s: one checkpoint per batch,
+    // the last of batch 15, its operator state as the file holds it.
+    let last = records.last().unwrap().0;
+    let ck = &state["checkpoint"];
+    assert_eq!((ck["written"].as_u64(), ck["lastBatchTime"].as_i64()), (Some(15), Some(last)), "{ck}");
+    let file = dir.path().join(dstream_adapters::checkpoint::file_name(dstream_core::Time(last)));
+    assert_eq!(ck["lastPath"].as_str(), file.to_str());
+    let cp = dstream_adapters::checkpoint::read_file::<dstream_adapters::checkpoint::JobState>(&file).unwrap();
+    assert_eq!(op["bytes"].as_u64(), Some(cp.state[0].bytes.len() as u64), "{state}");
+    assert_eq!(cp.state[0].len, 1);
+}

@@ -78,6 +78,8 @@ pub(crate) struct BatchRecord {
     pub(crate) records: u64,
     pub(crate) malformed: u64,
     pub(crate) malformed_kept: Vec<Malformed>,
+    /// Keys of stateful operators whose idle timeout expired in it.
+    pub(crate) timed_out: u64,
     pub(crate) scheduling_delay: Duration,
     pub(crate) processing_time: Duration,
     pub(crate) lag: i64,
@@ -115,6 +117,9 @@ pub(crate) struct OperatorState {
     pub(crate) name: String,
     pub(crate) kind: String,
     pub(crate) keys: u64,
+    /// Keys timed out in the last batch, and in all batches.
+    pub(crate) timed_out: u64,
+    pub(crate) timed_out_total: u64,
     /// Bytes of its state in the last checkpoint, and that checkpoint's batch.
     pub(crate) bytes: Option<(u64, Time)>,
 }
@@ -141,6 +146,7 @@ pub(crate) struct UiData {
     pub(crate) completed: u64,
     pub(crate) records: u64,
     pub(crate) malformed: u64,
+    pub(crate) timed_out: u64,
     /// Batches generated and not completed when the last batch completed: time and records.
     pub(crate) waiting: Vec<(Time, u64)>,
     pub(crate) last_lag: i64,
@@ -181,6 +187,7 @@ impl UiCollector {
             completed: 0,
             records: 0,
             malformed: 0,
+            timed_out: 0,
             waiting: Vec::new(),
             last_lag: 0,
             batches: VecDeque::new(),
@@ -204,18 +211,28 @@ impl UiCollector {
         state: &[StateSize<'_>],
         checkpoint: Option<SavedCheckpoint>,
     ) {
-        let record = BatchRecord::of(b);
+        let mut record = BatchRecord::of(b);
+        record.timed_out = state.iter().map(|s| s.timed_out).sum();
         let mut d = self.lock();
         for s in state {
-            match d.state.iter_mut().find(|o| o.name == s.operator) {
-                Some(o) => o.keys = s.keys,
-                None => d.state.push(OperatorState {
-                    name: s.operator.to_string(),
-                    kind: s.kind.to_string(),
-                    keys: s.keys,
-                    bytes: None,
-                }),
-            }
+            let i = match d.state.iter().position(|o| o.name == s.operator) {
+                Some(i) => i,
+                None => {
+                    d.state.push(OperatorState {
+                        name: s.operator.to_string(),
+                        kind: s.kind.to_string(),
+                        keys: 0,
+                        timed_out: 0,
+                        timed_out_total: 0,
+                        bytes: None,
+                    });
+                    d.state.len() - 1
+                }
+            };
+            let o = &mut d.state[i];
+            o.keys = s.keys;
+            o.timed_out = s.timed_out;
+            o.timed_out_total += s.timed_out;
         }
         if let Some(saved) = checkpoint {
             for (id, n) in &saved.state_bytes {
@@ -258,6 +275,8 @@ pub struct StateSize<'a> {
     pub kind: &'a str,
     /// Keys in its state.
     pub keys: u64,
+    /// Keys whose idle timeout expired in the batch.
+    pub timed_out: u64,
 }
 
 /// A checkpoint saved after a batch.
@@ -278,6 +297,7 @@ impl BatchRecord {
             records: b.records as u64,
             malformed: b.malformed.len() as u64,
             malformed_kept: b.malformed.iter().take(MALFORMED_KEPT_PER_BATCH).cloned().collect(),
+            timed_out: 0,
             scheduling_delay: b.scheduling_delay,
             processing_time: b.processing_time,
             lag: b.lag,
@@ -297,6 +317,7 @@ impl UiData {
         d.completed += 1;
         d.records += record.records;
         d.malformed += record.malformed;
+        d.timed_out += record.timed_out;
         d.last_lag = record.lag;
         for r in &record.ranges {
             let p = d.partitions.entry(r.partition).or_default();

@@ -97,6 +97,7 @@ struct BatchSummary {
     batch_duration: i64,
     input_size: u64,
     malformed_records: u64,
+    timed_out_keys: u64,
     scheduling_delay: i64,
     processing_time: i64,
     total_delay: i64,
@@ -118,6 +119,7 @@ impl BatchSummary {
             batch_duration: interval,
             input_size: b.records,
             malformed_records: b.malformed,
+            timed_out_keys: b.timed_out,
             scheduling_delay: b.scheduling_delay.0,
             processing_time: b.processing_time.0,
             total_delay: b.total_delay().0,
@@ -219,6 +221,7 @@ fn state(d: &UiData, checkpoint_size: Option<u64>) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "numProcessedRecords": d.records,
         "numMalformedRecords": d.malformed,
+        "numTimedOutKeys": d.timed_out,
         "avgInputRate": average(&d.batches, |b| b.records as f64 * 1000.0 / interval),
         "avgSchedulingDelay": average(&d.batches, |b| b.scheduling_delay.0 as f64),
         "avgProcessingTime": average(&d.batches, |b| b.processing_time.0 as f64),
@@ -229,6 +232,7 @@ fn state(d: &UiData, checkpoint_size: Option<u64>) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "state": d.state.iter().map(|o| serde_json::json!({
             "operator": o.name, "kind": o.kind, "keys": o.keys,
+            "timedOutLastBatch": o.timed_out, "timedOutTotal": o.timed_out_total,
             "bytes": o.bytes.map(|b| b.0), "bytesAtBatch": o.bytes.map(|b| b.1 .0),
         })).collect::<Vec<_>>(),
         "checkpoint": {
@@ -309,6 +313,13 @@ fn metrics(d: &UiData, checkpoint_size: Option<u64>) -> String {
             "Records of the last completed batch (Spark: lastReceivedBatch_records).",
         );
         sample(m, "dstream_streaming_last_completed_batch_records", b.records);
+        family(
+            m,
+            "dstream_streaming_last_completed_batch_timed_out_keys",
+            "gauge",
+            "Keys whose state timed out in the last completed batch.",
+        );
+        sample(m, "dstream_streaming_last_completed_batch_timed_out_keys", b.timed_out);
     }
     family(
         m,
@@ -346,6 +357,15 @@ fn metrics(d: &UiData, checkpoint_size: Option<u64>) -> String {
     for s in &d.state {
         let _ =
             writeln!(m, "dstream_state_keys{{operator=\"{}\",kind=\"{}\"}} {}", label(&s.name), label(&s.kind), s.keys);
+    }
+    family(m, "dstream_state_timed_out_keys", "counter", "Keys whose idle timeout expired, per stateful operator.");
+    for s in &d.state {
+        let (name, kind) = (label(&s.name), label(&s.kind));
+        let _ = writeln!(
+            m,
+            "dstream_state_timed_out_keys_total{{operator=\"{name}\",kind=\"{kind}\"}} {}",
+            s.timed_out_total
+        );
     }
     family(
         m,
