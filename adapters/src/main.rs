@@ -11,7 +11,7 @@ use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
 use dstream_adapters::local::LocalKafka;
 use dstream_adapters::record::Recorder;
 use dstream_adapters::recording::{self, Recording, RecordingReader};
-use dstream_adapters::recovery::{lab_state, restore, write_lab_state, Checkpointer};
+use dstream_adapters::recovery::{lab_state, restore, write_lab_state, Checkpointer, Restored};
 use dstream_adapters::run::{run_job, MalformedReporter, Resume, RunOptions, Start};
 use dstream_adapters::streaming::StandardHooks;
 use dstream_adapters::ui::{UiCollector, UiConfig, UiServer};
@@ -557,6 +557,9 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
         }
     };
     let (ui, _ui_server) = start_ui(&args, &opts)?.unzip();
+    if let (Some(ui), Some(r)) = (&ui, checkpointer.as_ref().and_then(Checkpointer::restored)) {
+        ui.restored(r.clone());
+    }
     let mut hooks = StandardHooks { recorder, checkpointer, ui, ..StandardHooks::default() };
     let result = run_job(&opts, start, &mut hooks, stop, &mut out, &mut status);
     if let Some(c) = &mut hooks.checkpointer {
@@ -638,7 +641,8 @@ fn prepare_checkpoint(
     let topic_id = client.topic_id(&opts.topic).map_err(explain)?;
     let fingerprint =
         Fingerprint::lab(&opts.topic, partitions.len() as u32, lab, opts.batch_interval).with_topic_id(topic_id);
-    let checkpointer = Checkpointer::new(store, fingerprint, args.checkpoint_every).in_background();
+    let mut checkpointer = Checkpointer::new(store, fingerprint, args.checkpoint_every).in_background();
+    let restore_started = std::time::Instant::now();
     let Some(loaded) = checkpointer.load()? else {
         eprintln!("dstream: no checkpoint in {}: starting fresh", dir.display());
         return Ok((None, checkpointer));
@@ -647,6 +651,7 @@ fn prepare_checkpoint(
         eprintln!("dstream: warning: {skipped}; using an older checkpoint");
     }
     let meta = &loaded.checkpoint.meta;
+    let (path, batch, pending) = (loaded.path.clone(), meta.time, meta.pending.len());
     eprintln!(
         "dstream: resuming from {} (batch {}, {} pending batch(es) to recompute)",
         loaded.path.display(),
@@ -655,6 +660,7 @@ fn prepare_checkpoint(
     );
     let resumed = restore(loaded.checkpoint, LabJob::new(lab.clone()), opts.batch_interval, SystemClock.now())
         .with_context(|| format!("cannot resume from {}", loaded.path.display()))?;
+    checkpointer.note_restored(Restored { path, batch, pending, took: restore_started.elapsed() });
     // The pending batches run first, through the same path as live batches (output, status line, recording,
     // checkpoints), then the run continues live after them.
     let resume = Resume {

@@ -100,6 +100,23 @@ pub trait RunHooks<J> {
     fn at_end(&mut self, _end: &mut RunEnd<'_, J>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Ok(())
     }
+    /// When live batches are about to be generated: the queue of those generated and not yet completed, to
+    /// watch (e.g. the web UI's waiting batches).
+    fn on_live(&mut self, _generated: &GeneratedBatches) {}
+    /// When the run fails (a batch, its output or hooks, Kafka), just before the error is returned.
+    fn on_failure(&mut self, _error: &RunError) {}
+}
+
+/// The batches a run has generated (ranges fixed) and not yet completed, oldest first, as the generate thread
+/// leaves them: a view for monitoring.
+#[derive(Debug, Clone, Default)]
+pub struct GeneratedBatches(InFlight);
+
+impl GeneratedBatches {
+    /// The batches generated and not yet completed now, oldest first (the running one included).
+    pub fn snapshot(&self) -> Vec<BatchInfo> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
 }
 
 /// Where a run ended, as [`RunHooks::at_end`] sees it.
@@ -235,6 +252,21 @@ pub fn run_job_to_end<J: Job>(
     out: &mut dyn Write,
     status: &mut dyn Write,
 ) -> Result<RunOutcome<J>, RunError> {
+    let result = run_to_end(opts, start, hooks, stop, out, status);
+    if let Err(e) = &result {
+        hooks.on_failure(e);
+    }
+    result
+}
+
+fn run_to_end<J: Job>(
+    opts: &RunOptions,
+    start: Start<J>,
+    hooks: &mut dyn RunHooks<J>,
+    stop: Arc<AtomicBool>,
+    out: &mut dyn Write,
+    status: &mut dyn Write,
+) -> Result<RunOutcome<J>, RunError> {
     let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
     let direct_cfg = DirectConfig {
         topic: opts.topic.clone(),
@@ -283,6 +315,7 @@ pub fn run_job_to_end<J: Job>(
     // generate thread --(tick, ranges)--> fetch thread --(fetched bytes)--> this thread, which reads the records.
     // `in_flight` lists the batches generated but not yet completed, so a checkpoint can store them as pending.
     let in_flight: InFlight = Arc::new(Mutex::new(VecDeque::new()));
+    hooks.on_live(&GeneratedBatches(in_flight.clone()));
     let (gen_tx, gen_rx) = unbounded::<Result<Generated, KafkaError>>();
     let (tx, rx) = unbounded::<Result<Fetched, KafkaError>>();
     let limit = opts.batches;

@@ -433,7 +433,8 @@ impl StreamingContext {
             let fingerprint = Fingerprint::of_job(&opts.topic, partitions, &self.name, &mut job, self.interval)
                 .with_topic_id(topic_id);
             let store = CheckpointStore::open(&c.dir)?.with_keep(c.keep);
-            let ck = Checkpointer::new(store, fingerprint, self.checkpoint_every).in_background();
+            let mut ck = Checkpointer::new(store, fingerprint, self.checkpoint_every).in_background();
+            let restore_started = std::time::Instant::now();
             if let Some(loaded) = ck.load()? {
                 for skipped in &loaded.skipped {
                     eprintln!("dstream: warning: {skipped}; using an older checkpoint");
@@ -445,8 +446,10 @@ impl StreamingContext {
                     loaded.checkpoint.meta.pending.len()
                 );
                 let path = loaded.path.clone();
+                let (batch, pending) = (loaded.checkpoint.meta.time, loaded.checkpoint.meta.pending.len());
                 let resumed = restore(loaded.checkpoint, job, self.interval, SystemClock.now())
-                    .map_err(|source| StreamingError::Restore { path, source })?;
+                    .map_err(|source| StreamingError::Restore { path: path.clone(), source })?;
+                ck.note_restored(crate::recovery::Restored { path, batch, pending, took: restore_started.elapsed() });
                 let offsets = resumed.next_offsets.iter().map(|n| (n.partition, n.offset)).collect();
                 start = Some(Start::Resume(Resume { offsets, engine: resumed.engine, pending: resumed.pending }));
                 checkpointer = Some(ck);
@@ -464,6 +467,9 @@ impl StreamingContext {
                 retained_batches: *retained,
             };
             let collector = crate::ui::UiCollector::new(config);
+            if let Some(r) = checkpointer.as_ref().and_then(Checkpointer::restored) {
+                collector.restored(r.clone());
+            }
             let server = collector.serve(addr, false)?;
             eprintln!("dstream: web UI at {}", server.url());
             self.ui_server = Some(server);
@@ -647,7 +653,11 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
             // Batches generated ahead of processing are stored as pending, with their ranges: after a restart they
             // run again over exactly those ranges, and the live stream continues after them.
             let started = std::time::Instant::now();
-            let path = c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
+            let path = c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending).inspect_err(|e| {
+                if let Some(ui) = &self.ui {
+                    ui.checkpoint_failed(&e.to_string());
+                }
+            })?;
             saved = path.map(|path| crate::ui::SavedCheckpoint {
                 path,
                 batch_path: started.elapsed(),
@@ -668,7 +678,8 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
                     timed_out: *timed_out,
                 })
                 .collect();
-            ui.batch_completed(&BatchCompleted::of(b), &state, saved);
+            let writes = self.checkpointer.as_ref().map(|c| c.write_stats());
+            ui.batch_completed(&BatchCompleted::of(b), &state, saved, writes);
         }
         let done = BatchCompleted::of(b);
         for l in &mut self.listeners {
@@ -677,16 +688,35 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
         Ok(())
     }
     fn before_batch(&mut self, info: &BatchInfo) {
+        if let Some(ui) = &self.ui {
+            ui.batch_started(info);
+        }
         for l in &mut self.listeners {
             l.on_batch_started(info);
         }
     }
     fn at_end(&mut self, end: &mut RunEnd<'_, J>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if let Some(c) = &mut self.checkpointer {
-            c.save(end.engine, &next_offsets(end.next_offsets), end.pending)?;
-            c.flush()?;
+            let saved = c.save(end.engine, &next_offsets(end.next_offsets), end.pending).and_then(|_| c.flush());
+            if let Some(ui) = &self.ui {
+                match &saved {
+                    Ok(()) => ui.checkpoints_written(c.write_stats()),
+                    Err(e) => ui.checkpoint_failed(&e.to_string()),
+                }
+            }
+            saved?;
         }
         Ok(())
+    }
+    fn on_live(&mut self, generated: &crate::run::GeneratedBatches) {
+        if let Some(ui) = &self.ui {
+            ui.watch_generated(generated.clone());
+        }
+    }
+    fn on_failure(&mut self, error: &RunError) {
+        if let Some(ui) = &self.ui {
+            ui.run_failed(&error.to_string());
+        }
     }
     fn needs_records(&self) -> bool {
         self.recorder.is_some()

@@ -129,6 +129,10 @@ impl Drop for Running {
     }
 }
 
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
 /// A GET on a fresh connection: status, head and body.
 fn http_get(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
     let mut c = TcpStream::connect(addr).expect("connect to the UI");
@@ -269,7 +273,7 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
         s["numProcessedRecords"].as_u64() == Some(all)
             && s["numTotalCompletedBatches"].as_u64() >= Some(9)
             // The newest checkpoint is written by a background thread: its size is shown once it is there.
-            && !s["checkpoint"]["lastSizeBytes"].is_null()
+            && !s["checkpoint"]["lastWrite"].is_null()
     });
     let batches = run.json("/api/v1/batches");
     let (status, head, metrics) = run.get("/metrics");
@@ -311,12 +315,26 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
     assert_eq!(keys, 26);
     // Checkpoints: one per batch (the default), the last of the newest batch; its file as the store has it.
     let c = &state["checkpoint"];
-    assert_eq!(c["written"].as_u64().unwrap() as usize, n, "{c}");
+    assert_eq!(c["saved"].as_u64().unwrap() as usize, n, "{c}");
     assert_eq!(c["lastBatchTime"].as_i64(), Some(lines[n - 1].time), "{c}");
     let file = PathBuf::from(c["lastPath"].as_str().unwrap());
     assert_eq!(file.parent().unwrap(), dir.path());
-    assert_eq!(c["lastSizeBytes"].as_u64(), Some(std::fs::metadata(&file).unwrap().len()), "{c}");
-    assert!(c["lastBatchPathMs"].as_f64().unwrap() >= 0.0 && c["ageMs"].as_i64().unwrap() >= 0, "{c}");
+    assert!(c["lastBatchPathMs"].as_f64().unwrap() >= 0.0, "{c}");
+    // Written in the background: at most the newest two are still on their way (one written, one queued); the
+    // last written is its batch's file, its size the file's, its write timed and dated within the run.
+    let written = c["written"].as_u64().unwrap() as usize;
+    assert!(written <= n && written + 2 >= n, "{c}");
+    let w = &c["lastWrite"];
+    let wfile = PathBuf::from(w["path"].as_str().unwrap());
+    let wtime = w["batchTime"].as_i64().unwrap();
+    assert_eq!(wfile, dir.path().join(dstream_adapters::checkpoint::file_name(dstream_core::Time(wtime))));
+    assert!(wtime <= lines[n - 1].time && wtime >= lines[n.saturating_sub(3)].time, "{c}");
+    assert_eq!(w["sizeBytes"].as_u64(), Some(std::fs::metadata(&wfile).unwrap().len()), "{c}");
+    assert!(w["durationMs"].as_f64().unwrap() > 0.0, "{c}");
+    let at = w["writtenAt"].as_i64().unwrap();
+    assert!(at >= state["startTime"].as_i64().unwrap() && at <= wall_ms(), "{c}");
+    assert!(w["ageMs"].as_i64().unwrap() >= 0, "{c}");
+    assert_eq!((c["failures"].as_u64(), &c["lastFailure"], &c["restore"]), (Some(0), &Value::Null, &Value::Null));
     // State bytes: the operator's state as that checkpoint file holds it.
     let stored = |file: &std::path::Path| -> (String, u64) {
         let cp = dstream_adapters::checkpoint::read_file::<dstream_adapters::checkpoint::JobState>(file).unwrap();
@@ -428,7 +446,20 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
     }
     assert_eq!(early_total, lines[k0 - 1].lag as f64);
     assert_eq!(sample(&early, "dstream_streaming_lag_records", &[]), Some(early_total));
-    assert_eq!(sample(&families, "dstream_checkpoints_written_total", &[]), Some(k as f64));
+    assert_eq!(sample(&families, "dstream_checkpoints_saved_total", &[]), Some(k as f64));
+    let written = sample(&families, "dstream_checkpoints_written_total", &[]).unwrap() as usize;
+    assert!(written <= k && written + 2 >= k, "{metrics}");
+    assert_eq!(sample(&families, "dstream_checkpoint_failures_total", &[]), Some(0.0));
+    let wtime = sample(&families, "dstream_checkpoint_last_written_batch_time_seconds", &[]).unwrap();
+    let wfile =
+        dir.path().join(dstream_adapters::checkpoint::file_name(dstream_core::Time((wtime * 1000.0).round() as i64)));
+    assert_eq!(
+        sample(&families, "dstream_checkpoint_last_size_bytes", &[]),
+        Some(std::fs::metadata(&wfile).unwrap().len() as f64)
+    );
+    assert!(sample(&families, "dstream_checkpoint_last_write_duration_seconds", &[]).unwrap() > 0.0);
+    assert!(sample(&families, "dstream_checkpoint_last_write_age_seconds", &[]).unwrap() >= 0.0);
+    assert_eq!(sample(&families, "dstream_checkpoint_restore_seconds", &[]), None, "a fresh start");
     assert_eq!(sample(&families, "dstream_checkpoint_last_batch_time_seconds", &[]), Some(last.time as f64 / 1000.0));
     let file = dir.path().join(dstream_adapters::checkpoint::file_name(dstream_core::Time(last.time)));
     let labels = [("operator", "map_with_state#0"), ("kind", "map_with_state")];
@@ -555,6 +586,17 @@ const { chromium } = require(process.env.PLAYWRIGHT);
     interval: await page.textContent("#batch-interval"),
   };
   const charts = await page.$$eval("#charts svg.timeline polyline.line", (ls) => ls.map((l) => l.getAttribute("points").split(" ").length));
+  // The state, partitions, active batches and checkpoint tables, with the API's state of the same poll.
+  const tables = await page.evaluate(async () => {
+    const text = (sel) => { const e = document.querySelector(sel); return e ? e.textContent : null; };
+    return {
+      keys: text('#state tr[data-operator="map_with_state#0"] [data-col="keys"]'),
+      bytes: text('#state tr[data-operator="map_with_state#0"] [data-col="bytes"]'),
+      lags: [...document.querySelectorAll("#partitions tr[data-partition]")].map((tr) => tr.querySelector('[data-col="lag"]').textContent),
+      active: document.querySelector("#active") != null,
+      saved: text("#ck-saved"), restore: text("#ck-restore"), failures: text("#ck-failures"),
+    };
+  });
   const refLines = await page.$$eval("#charts svg.timeline line.ref", (ls) => ls.length);
   await page.screenshot({ path: shot, fullPage: true });
   // The page updates itself: more completed batches appear without a reload.
@@ -567,7 +609,7 @@ const { chromium } = require(process.env.PLAYWRIGHT);
   const hidden = await page.textContent("#hidden-ranges");
   const printed = await page.textContent("#printed");
   await browser.close();
-  console.log(JSON.stringify({ errors, rows, header, charts, refLines, before, after, ranges, hidden, printed }));
+  console.log(JSON.stringify({ errors, rows, header, charts, tables, refLines, before, after, ranges, hidden, printed }));
 })().catch((e) => { console.error(e); process.exit(1); });
 "##;
 
@@ -577,7 +619,8 @@ fn chromium_renders_the_page_and_a_batch() {
     let chromium = chromium();
     let playwright = playwright_core();
     produce(b.addr());
-    let run = Running::start(b.addr(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(b.addr(), &["--checkpoint", dir.path().to_str().unwrap()]);
     run.wait_for(Duration::from_secs(60), |s| s["numTotalCompletedBatches"].as_u64() >= Some(3));
     // The oldest batch: records on partitions 0 and 1, none on 2.
     let oldest = run.json("/api/v1/batches").as_array().unwrap().last().unwrap()["batchTime"].as_i64().unwrap();
@@ -617,6 +660,16 @@ fn chromium_renders_the_page_and_a_batch() {
     let records: u64 = seen["header"]["records"].as_str().unwrap().replace(',', "").parse().unwrap();
     assert_eq!(records, total(&lines[..shown], |s| s.records));
     assert!(seen["after"].as_u64() > seen["before"].as_u64());
+    // The tables: 26 keys from the first batch on, their bytes as a checkpoint holds them (all 26 keys in each),
+    // a lag per partition, the active batches, checkpoints saved on a fresh start without failures.
+    let t = &seen["tables"];
+    assert_eq!(t["keys"], "26", "{t}");
+    let bytes: u64 = t["bytes"].as_str().unwrap().replace(',', "").parse().unwrap_or_else(|_| panic!("{t}"));
+    assert!(bytes > 26, "{t}");
+    assert_eq!(t["lags"].as_array().unwrap().len(), 3, "{t}");
+    assert_eq!(t["active"], true);
+    assert!(t["saved"].as_str().unwrap().replace(',', "").parse::<u64>().unwrap() >= 3, "{t}");
+    assert_eq!((t["restore"].as_str(), t["failures"].as_str()), (Some("no (fresh start)"), Some("0")), "{t}");
     // Five timelines (input rate, the three delays, lag), each a point per batch shown; the batch interval
     // drawn on processing time.
     let charts = seen["charts"].as_array().unwrap();
@@ -881,10 +934,169 @@ fn a_streaming_context_shows_timeouts_state_and_checkpoints() {
     // the last of batch 15, its operator state as the file holds it.
     let last = records.last().unwrap().0;
     let ck = &state["checkpoint"];
-    assert_eq!((ck["written"].as_u64(), ck["lastBatchTime"].as_i64()), (Some(15), Some(last)), "{ck}");
+    assert_eq!((ck["saved"].as_u64(), ck["lastBatchTime"].as_i64()), (Some(15), Some(last)), "{ck}");
+    // All durable by the end, and the run's end saves its last batch once more.
+    assert_eq!((ck["written"].as_u64(), ck["lastWrite"]["batchTime"].as_i64()), (Some(16), Some(last)), "{ck}");
     let file = dir.path().join(dstream_adapters::checkpoint::file_name(dstream_core::Time(last)));
     assert_eq!(ck["lastPath"].as_str(), file.to_str());
     let cp = dstream_adapters::checkpoint::read_file::<dstream_adapters::checkpoint::JobState>(&file).unwrap();
     assert_eq!(op["bytes"].as_u64(), Some(cp.state[0].bytes.len() as u64), "{state}");
     assert_eq!(cp.state[0].len, 1);
+}
+
+#[test]
+fn a_restart_shows_its_restore() {
+    let Some(b) = broker() else { return };
+    produce(b.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().to_str().unwrap();
+    let first = dstream(&[
+        "run",
+        "--brokers",
+        b.addr(),
+        "--starting-offsets",
+        "earliest",
+        "--batch-interval",
+        "200ms",
+        "--max-rate-per-partition",
+        "500",
+        "--batches",
+        "3",
+        "--ui",
+        "off",
+        "--checkpoint",
+        checkpoints,
+    ]);
+    ok_stdout(&first);
+    let lines = status_lines(&String::from_utf8_lossy(&first.stderr));
+    assert_eq!(lines.len(), 3);
+    let run = Running::start(b.addr(), &["--checkpoint", checkpoints]);
+    let state = run.wait_for(Duration::from_secs(60), |s| s["numTotalCompletedBatches"].as_u64() >= Some(1));
+    let families = parse_metrics(&String::from_utf8(run.get("/metrics").2).unwrap());
+    let stderr = run.stop();
+    // The first run ended after its third batch, all three checkpointed, nothing left pending: the second
+    // restores that batch's checkpoint and goes on after its offsets.
+    let r = &state["checkpoint"]["restore"];
+    assert_eq!(r["batchTime"].as_i64(), Some(lines[2].time), "{state}");
+    let file = dir.path().join(dstream_adapters::checkpoint::file_name(dstream_core::Time(lines[2].time)));
+    assert_eq!(r["path"].as_str(), file.to_str(), "{state}");
+    assert!(stderr.contains(&format!("dstream: resuming from {}", file.display())), "{stderr}");
+    assert_eq!(r["pendingBatches"], 0, "{state}");
+    let took = r["durationMs"].as_f64().unwrap();
+    assert!(took > 0.0 && took < 60_000.0, "{state}");
+    let secs = sample(&families, "dstream_checkpoint_restore_seconds", &[]).unwrap();
+    assert!((secs - took / 1000.0).abs() < 1e-9, "{secs} s, {took} ms");
+    let second = status_lines(&stderr);
+    assert!(second[0].time > lines[2].time, "{stderr}");
+}
+
+#[test]
+fn a_failed_checkpoint_shows_as_a_failed_batch() {
+    use dstream_adapters::kafka::direct::StartingOffsets;
+    use dstream_adapters::streaming::{BatchCompleted, KafkaParams, KafkaUtils, StreamingContext, StreamingListener};
+    let Some(b) = broker() else { return };
+    produce(b.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    /// Moves the checkpoint directory away after the third batch: a later checkpoint cannot be written.
+    struct RemoveDir(PathBuf, u32);
+    impl StreamingListener for RemoveDir {
+        fn on_batch_completed(&mut self, _: &BatchCompleted<'_>) {
+            self.1 += 1;
+            if self.1 == 3 {
+                std::fs::rename(&self.0, self.0.with_extension("gone")).unwrap();
+            }
+        }
+    }
+    let params = KafkaParams::new(b.addr()).starting_offsets(StartingOffsets::Earliest).max_rate_per_partition(500);
+    let mut ssc = StreamingContext::new(dstream_core::Duration::from_millis(200));
+    let values = KafkaUtils::create_direct_stream(&mut ssc, params, "avg");
+    values.map(|r| (String::from_utf8_lossy(r.value).into_owned(), 1i64)).reduce_by_key(|a, b| a + b).print(1);
+    ssc.checkpoint(&checkpoints).print_to(std::io::sink()).status_lines(false).stop_after_batches(20);
+    ssc.add_listener(RemoveDir(checkpoints.clone(), 0)).ui("127.0.0.1:0", 100);
+    ssc.start().unwrap();
+    let addr = ssc.ui_addr().unwrap().to_string();
+    let error = ssc.await_termination().expect_err("a checkpoint cannot be written").to_string();
+    let get = |path: &str| -> Value { serde_json::from_slice(&http_get(&addr, path).2).unwrap() };
+    let state = get("/api/v1/state");
+    let batches = get("/api/v1/batches");
+    let families = parse_metrics(&String::from_utf8(http_get(&addr, "/metrics").2).unwrap());
+    let detail = get(&format!("/api/v1/batches/{}", batches[0]["batchTime"]));
+    drop(ssc);
+
+    assert!(error.contains(checkpoints.to_str().unwrap()), "{error}");
+    assert_eq!(state["failure"]["error"], error.as_str(), "{state}");
+    // The batch whose checkpoint failed is the newest row, failed with the run's error, after the completed ones.
+    let rows = batches.as_array().unwrap();
+    let failed = &rows[0];
+    assert_eq!((failed["status"].as_str(), failed["error"].as_str()), (Some("FAILED"), Some(error.as_str())));
+    assert!(rows[1..].iter().all(|r| r["status"] == "COMPLETED" && r["error"].is_null()), "{batches}");
+    let completed = state["numTotalCompletedBatches"].as_u64().unwrap();
+    assert_eq!(rows.len() as u64, completed + 1);
+    assert!(completed >= 3, "{state}");
+    assert_eq!(failed["batchTime"].as_i64().unwrap() - rows[1]["batchTime"].as_i64().unwrap(), 200);
+    assert_eq!(detail["status"], "FAILED");
+    let records: i64 = detail["offsetRanges"].as_array().unwrap().iter().map(|r| r["count"].as_i64().unwrap()).sum();
+    assert_eq!(failed["inputSize"].as_i64(), Some(records));
+    assert!(state["runningBatch"].is_null(), "{state}");
+    let c = &state["checkpoint"];
+    assert_eq!(c["failures"], 1, "{c}");
+    assert!(error.contains(c["lastFailure"]["error"].as_str().unwrap()), "{c}");
+    assert_eq!(sample(&families, "dstream_checkpoint_failures_total", &[]), Some(1.0));
+    assert_eq!(sample(&families, "dstream_streaming_failed_batches_total", &[]), Some(1.0));
+    assert_eq!(sample(&families, "dstream_streaming_running_batches", &[]), Some(0.0));
+}
+
+#[test]
+fn a_running_batch_and_the_batches_waiting_for_it_are_shown_live() {
+    use dstream_adapters::kafka::direct::StartingOffsets;
+    use dstream_adapters::streaming::{KafkaParams, KafkaUtils, StreamingContext};
+    let Some(b) = broker() else { return };
+    produce(b.addr());
+    let params = KafkaParams::new(b.addr()).starting_offsets(StartingOffsets::Earliest).max_rate_per_partition(500);
+    let mut ssc = StreamingContext::new(dstream_core::Duration::from_millis(200));
+    let values = KafkaUtils::create_direct_stream(&mut ssc, params, "avg");
+    // The third batch's output waits until the test has looked at the UI.
+    let (at_third, seen_third) = std::sync::mpsc::channel::<(i64, usize)>();
+    let (go_on, release) = std::sync::mpsc::channel::<()>();
+    let mut n = 0;
+    values.map(|r| r.offset).foreach_batch(move |t, items| {
+        n += 1;
+        if n == 3 {
+            at_third.send((t.millis(), items.len())).unwrap();
+            release.recv_timeout(Duration::from_secs(60)).unwrap();
+        }
+    });
+    ssc.print_to(std::io::sink()).status_lines(false).stop_after_batches(8).ui("127.0.0.1:0", 100);
+    ssc.start().unwrap();
+    let addr = ssc.ui_addr().unwrap().to_string();
+    let watcher = std::thread::spawn(move || {
+        let (time, records) = seen_third.recv_timeout(Duration::from_secs(60)).unwrap();
+        // Ticks go on while it runs: wait for two batches generated behind it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let state = loop {
+            let state: Value = serde_json::from_slice(&http_get(&addr, "/api/v1/state").2).unwrap();
+            if state["numWaitingBatches"].as_u64() >= Some(2) {
+                break state;
+            }
+            assert!(Instant::now() < deadline, "no batches waiting: {state}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let families = parse_metrics(&String::from_utf8(http_get(&addr, "/metrics").2).unwrap());
+        go_on.send(()).unwrap();
+        (time, records, state, families)
+    });
+    ssc.await_termination().unwrap();
+    let (time, records, state, families) = watcher.join().unwrap();
+
+    let running = &state["runningBatch"];
+    assert_eq!(running["batchTime"].as_i64(), Some(time), "{state}");
+    assert_eq!(running["inputSize"].as_u64(), Some(records as u64), "{state}");
+    assert_eq!(state["numTotalCompletedBatches"], 2, "{state}");
+    let waiting: Vec<i64> =
+        state["waitingBatches"].as_array().unwrap().iter().map(|w| w["batchTime"].as_i64().unwrap()).collect();
+    assert_eq!(waiting[..2], [time + 200, time + 400], "{state}");
+    assert_eq!(state["numWaitingBatches"].as_u64(), Some(waiting.len() as u64));
+    assert_eq!(sample(&families, "dstream_streaming_running_batches", &[]), Some(1.0));
+    assert!(sample(&families, "dstream_streaming_waiting_batches", &[]).unwrap() >= 2.0);
 }

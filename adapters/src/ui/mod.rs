@@ -11,8 +11,11 @@
 mod http;
 mod render;
 
+pub use crate::recovery::Restored;
+use crate::recovery::WriteStats;
+use crate::run::GeneratedBatches;
 use crate::streaming::{BatchCompleted, StreamingListener};
-use dstream_core::{Duration, Malformed, OffsetRange, Time};
+use dstream_core::{BatchInfo, Duration, Malformed, OffsetRange, Time};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
@@ -90,8 +93,10 @@ pub(crate) struct BatchRecord {
     /// The start of what its `print` operations wrote, and that output's whole length.
     pub(crate) printed: String,
     pub(crate) printed_len: usize,
-    /// Wall-clock ms when it completed.
+    /// Wall-clock ms when it completed (or failed).
     pub(crate) completed_at: i64,
+    /// Why it failed, if it did (the run stopped there).
+    pub(crate) error: Option<String>,
 }
 
 impl BatchRecord {
@@ -124,16 +129,32 @@ pub(crate) struct OperatorState {
     pub(crate) bytes: Option<(u64, Time)>,
 }
 
+/// The batch being processed.
+#[derive(Debug, Clone)]
+pub(crate) struct RunningBatch {
+    pub(crate) info: BatchInfo,
+    /// Wall-clock ms when its processing started.
+    pub(crate) started_at: i64,
+}
+
 /// What the UI knows of checkpoints.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CheckpointFigures {
-    pub(crate) written: u64,
+    /// Saved after a batch (handed to the writer thread, or written inline).
+    pub(crate) saved: u64,
     pub(crate) last_batch: Option<Time>,
     pub(crate) last_path: Option<PathBuf>,
     /// Wall-clock ms when the last one was handed over for writing.
     pub(crate) last_at: Option<i64>,
     /// Time the batch path spent on the last one (encoding the state; writing it too when not in background).
     pub(crate) last_batch_path: Option<std::time::Duration>,
+    /// Durable on disk, failed writes and the last written.
+    pub(crate) writes: WriteStats,
+    /// Checkpoint errors the run met (each stops it), the last with its wall-clock ms.
+    pub(crate) failures: u64,
+    pub(crate) last_failure: Option<(String, i64)>,
+    /// The restore at start, if the run resumed from a checkpoint.
+    pub(crate) restored: Option<Restored>,
 }
 
 /// Everything the UI shows, shared by the collector and the server.
@@ -155,6 +176,11 @@ pub(crate) struct UiData {
     pub(crate) partitions: BTreeMap<i32, PartitionTotals>,
     pub(crate) state: Vec<OperatorState>,
     pub(crate) checkpoint: CheckpointFigures,
+    pub(crate) running: Option<RunningBatch>,
+    /// The run's batches generated and not completed, live, when the run shares them.
+    pub(crate) generated: Option<GeneratedBatches>,
+    /// Why the run failed, with the wall-clock ms.
+    pub(crate) failure: Option<(String, i64)>,
 }
 
 /// The longest start of `s` of at most `max` bytes that ends on a character boundary.
@@ -194,6 +220,9 @@ impl UiCollector {
             partitions: BTreeMap::new(),
             state: Vec::new(),
             checkpoint: CheckpointFigures::default(),
+            running: None,
+            generated: None,
+            failure: None,
         };
         UiCollector { data: Arc::new(Mutex::new(data)) }
     }
@@ -202,18 +231,34 @@ impl UiCollector {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A batch began processing (its ranges fixed): shown as running.
+    pub fn batch_started(&self, info: &BatchInfo) {
+        let running = RunningBatch { info: info.clone(), started_at: wall_ms() };
+        let mut d = self.lock();
+        d.waiting.retain(|w| w.0 > info.time);
+        d.running = Some(running);
+    }
+
     /// A batch completed, with what listeners do not hear of it: the size of each stateful operator's state
-    /// after it, and its checkpoint, if one was saved (to `path`, costing the batch path `batch_path`). All of it
-    /// is shown at once.
+    /// after it, its checkpoint, if one was saved (to `path`, costing the batch path `batch_path`), and the
+    /// checkpoints written so far. All of it is shown at once.
     pub fn batch_completed(
         &self,
         b: &BatchCompleted<'_>,
         state: &[StateSize<'_>],
         checkpoint: Option<SavedCheckpoint>,
+        writes: Option<&WriteStats>,
     ) {
         let mut record = BatchRecord::of(b);
         record.timed_out = state.iter().map(|s| s.timed_out).sum();
         let mut d = self.lock();
+        // Copied only when it changed (a write completed or failed).
+        if let Some(w) =
+            writes.filter(|w| (w.written, w.failed) != (d.checkpoint.writes.written, d.checkpoint.writes.failed))
+        {
+            d.checkpoint.writes = w.clone();
+        }
+        d.running = None;
         for s in state {
             let i = match d.state.iter().position(|o| o.name == s.operator) {
                 Some(i) => i,
@@ -241,7 +286,7 @@ impl UiCollector {
                 }
             }
             let c = &mut d.checkpoint;
-            c.written += 1;
+            c.saved += 1;
             c.last_batch = Some(b.info.time);
             c.last_path = Some(saved.path);
             c.last_at = Some(wall_ms());
@@ -250,6 +295,55 @@ impl UiCollector {
         d.waiting.clear();
         d.waiting.extend(b.pending.iter().map(|p| (p.time, p.ranges.iter().map(|r| r.count() as u64).sum())));
         d.add(record);
+    }
+
+    /// The run restored a checkpoint at start.
+    pub fn restored(&self, r: Restored) {
+        self.lock().checkpoint.restored = Some(r);
+    }
+
+    /// The checkpoints written so far (e.g. after the last ones were flushed at the end of a run).
+    pub fn checkpoints_written(&self, writes: &WriteStats) {
+        self.lock().checkpoint.writes = writes.clone();
+    }
+
+    /// Saving or writing a checkpoint failed (which stops the run).
+    pub fn checkpoint_failed(&self, error: &str) {
+        let mut d = self.lock();
+        d.checkpoint.failures += 1;
+        d.checkpoint.last_failure = Some((error.to_string(), wall_ms()));
+    }
+
+    /// The run failed: the running batch, if any, is shown as failed with `error`.
+    pub fn run_failed(&self, error: &str) {
+        let now = wall_ms();
+        let mut d = self.lock();
+        d.failure = Some((error.to_string(), now));
+        if let Some(r) = d.running.take() {
+            let record = BatchRecord {
+                time: r.info.time,
+                records: r.info.ranges.iter().map(|r| r.count() as u64).sum(),
+                malformed: 0,
+                malformed_kept: Vec::new(),
+                timed_out: 0,
+                scheduling_delay: Duration((r.started_at - r.info.time.0).max(0)),
+                processing_time: Duration(now - r.started_at),
+                lag: 0,
+                lags: Vec::new(),
+                waiting: d.waiting.len(),
+                ranges: r.info.ranges,
+                printed: String::new(),
+                printed_len: 0,
+                completed_at: now,
+                error: Some(error.to_string()),
+            };
+            d.keep(record);
+        }
+    }
+
+    /// Shows the run's batches generated and not yet completed live (rather than as of the last completion).
+    pub fn watch_generated(&self, generated: GeneratedBatches) {
+        self.lock().generated = Some(generated);
     }
 
     /// Serves this collector's data on `addr` (HOST:PORT; port 0 for any free port). A taken port is followed
@@ -261,8 +355,11 @@ impl UiCollector {
 }
 
 impl StreamingListener for UiCollector {
+    fn on_batch_started(&mut self, info: &BatchInfo) {
+        self.batch_started(info);
+    }
     fn on_batch_completed(&mut self, b: &BatchCompleted<'_>) {
-        self.batch_completed(b, &[], None);
+        self.batch_completed(b, &[], None, None);
     }
 }
 
@@ -307,6 +404,7 @@ impl BatchRecord {
             printed_len: b.printed.len(),
             ranges: b.info.ranges.clone(),
             completed_at: wall_ms(),
+            error: None,
         }
     }
 }
@@ -327,11 +425,16 @@ impl UiData {
         for &(partition, lag) in &record.lags {
             d.partitions.entry(partition).or_default().lag = Some(lag);
         }
-        let keep = d.config.retained_batches.max(1);
-        while d.batches.len() >= keep {
-            d.batches.pop_front();
+        d.keep(record);
+    }
+
+    /// Keeps a batch among the newest.
+    fn keep(&mut self, record: BatchRecord) {
+        let keep = self.config.retained_batches.max(1);
+        while self.batches.len() >= keep {
+            self.batches.pop_front();
         }
-        d.batches.push_back(record);
+        self.batches.push_back(record);
     }
 }
 

@@ -127,6 +127,7 @@ const COLUMNS = [
   ["totalDelay", "Total delay", (b) => fmtDur(b.totalDelay)],
   ["lag", "Lag", (b) => fmtNum(b.lag)],
   ["status", "Status", (b) => b.status],
+  ["error", "Error", (b) => (b.error == null ? "" : h("span", { class: "failed" }, b.error))],
 ];
 
 function batchTable() {
@@ -192,11 +193,17 @@ function render() {
       chartRow("Total delay", fmtDur(st.avgTotalDelay), timeline(pts((b) => b.totalDelay), { unit: "ms" }), histogram(oldest.map((b) => b.totalDelay), "ms")),
       chartRow("Lag", fmtNum(oldest.length ? oldest.reduce((a, b) => a + b.lag, 0) / oldest.length : null) + " records",
         timeline(pts((b) => b.lag), { unit: "records", series: lagSeries.length > 1 ? lagSeries : [] }), histogram(oldest.map((b) => b.lag), "records"))),
-    h("h2", {}, `Waiting batches (${st.numWaitingBatches})`),
-    h("p", { class: "muted" }, "Generated and not yet completed when the last batch completed."),
-    st.waitingBatches.length === 0 ? "" : h("table", { id: "waiting-batches" },
-      h("tr", {}, h("th", {}, "Batch time"), h("th", {}, "Records")),
-      st.waitingBatches.map((w) => h("tr", {}, h("td", {}, fmtTime(w.batchTime)), h("td", {}, fmtNum(w.inputSize))))),
+    st.failure == null ? "" : h("div", { class: "error", id: "failure" }, `The run failed at ${fmtTime(st.failure.at)}: ${st.failure.error}`),
+    h("h2", {}, `Active batches (${(st.runningBatch ? 1 : 0) + st.numWaitingBatches})`),
+    h("p", { class: "muted" }, "The batch being processed and those generated (ranges fixed) waiting for it."),
+    st.runningBatch == null && st.waitingBatches.length === 0 ? h("p", { class: "muted", id: "active" }, "none")
+      : h("table", { id: "active" },
+        h("tr", {}, h("th", {}, "Batch time"), h("th", {}, "Records"), h("th", {}, "Scheduling delay"), h("th", {}, "Processing for"), h("th", {}, "Status")),
+        st.runningBatch == null ? [] : h("tr", { "data-time": st.runningBatch.batchTime, "data-status": "processing" },
+          h("td", {}, fmtTime(st.runningBatch.batchTime)), h("td", {}, fmtNum(st.runningBatch.inputSize)),
+          h("td", {}, fmtDur(st.runningBatch.schedulingDelay)), h("td", {}, fmtDur(st.runningBatch.runningForMs)), h("td", {}, "processing")),
+        st.waitingBatches.map((w) => h("tr", { "data-time": w.batchTime, "data-status": "queued" },
+          h("td", {}, fmtTime(w.batchTime)), h("td", {}, fmtNum(w.inputSize)), h("td", {}, "-"), h("td", {}, "-"), h("td", {}, "queued")))),
     h("h2", {}, `Completed batches (last ${view.batches.length} of ${fmtNum(st.numTotalCompletedBatches)})`),
     ...batchTable(),
     h("h2", {}, "Partitions"),
@@ -218,15 +225,23 @@ function render() {
 }
 
 function checkpointTable(c) {
-  if (!c || c.written === 0) return h("p", { class: "muted", id: "checkpoint" }, "no checkpoints written");
-  const row = (k, v) => h("tr", {}, h("td", {}, k), h("td", {}, v == null ? "-" : v));
+  if (!c || (c.saved === 0 && c.restore == null && c.failures === 0)) return h("p", { class: "muted", id: "checkpoint" }, "no checkpoints written");
+  const row = (k, v, id) => h("tr", {}, h("td", {}, k), h("td", id ? { id } : {}, v == null ? "-" : v));
+  const w = c.lastWrite, r = c.restore;
   return h("table", { id: "checkpoint" },
-    row("Written", fmtNum(c.written)),
-    row("Last batch", c.lastBatchTime == null ? null : fmtTime(c.lastBatchTime)),
-    row("Last saved", c.lastWrittenAt == null ? null : fmtTime(c.lastWrittenAt)),
-    row("Age", fmtDur(c.ageMs)),
-    row("Size", c.lastSizeBytes == null ? null : fmtNum(c.lastSizeBytes) + " bytes"),
-    row("Batch path time", fmtDur(c.lastBatchPathMs)));
+    row("Saved after a batch", fmtNum(c.saved), "ck-saved"),
+    row("Last saved batch", c.lastBatchTime == null ? null : fmtTime(c.lastBatchTime)),
+    row("Time on the batch path", fmtDur(c.lastBatchPathMs)),
+    row("Written to disk", fmtNum(c.written), "ck-written"),
+    row("Last written batch", w == null ? null : fmtTime(w.batchTime)),
+    row("Last write finished", w == null ? null : fmtTime(w.writtenAt)),
+    row("Age", w == null ? null : fmtDur(w.ageMs)),
+    row("Size", w == null ? null : fmtNum(w.sizeBytes) + " bytes", "ck-size"),
+    row("Write took (background)", w == null ? null : fmtDur(w.durationMs)),
+    row("File", w == null ? null : w.path),
+    row("Failures", fmtNum(c.failures), "ck-failures"),
+    row("Last failure", c.lastFailure == null ? null : `${fmtTime(c.lastFailure.at)}: ${c.lastFailure.error}`),
+    row("Restored at start", r == null ? "no (fresh start)" : `batch ${fmtTime(r.batchTime)} from ${r.path}, ${r.pendingBatches} pending batch(es), in ${fmtDur(r.durationMs)}`, "ck-restore"));
 }
 
 async function pollMain() {
@@ -264,7 +279,8 @@ async function batchPage(time) {
     h("h2", {}, "Batch " + fmtTime(b.batchTime)),
     h("table", { id: "timings" },
       row("Batch time", `${fmtTime(b.batchTime)} (${b.batchTime})`, "batch-time"),
-      row("Status", b.status),
+      row("Status", b.status, "batch-status"),
+      b.error == null ? "" : row("Error", b.error, "batch-error"),
       row("Records", fmtNum(b.inputSize), "batch-records"),
       row("Malformed records", fmtNum(b.malformedRecords), "batch-malformed"),
       row("Keys timed out", fmtNum(b.timedOutKeys), "batch-timed-out"),
