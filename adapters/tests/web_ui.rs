@@ -884,35 +884,40 @@ fn a_streaming_context_shows_timeouts_state_and_checkpoints() {
     let values: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     c.produce("keys", 0, encode_batch(&values, 1000, Codec::None).unwrap(), Acks::All).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let params = KafkaParams::new(b.addr()).starting_offsets(StartingOffsets::Earliest).max_rate_per_partition(5);
-    let mut ssc = StreamingContext::new(dstream_core::Duration::from_millis(200));
-    let records = KafkaUtils::create_direct_stream(&mut ssc, params, "keys");
     // Idle keys time out after 400 ms, scanned every batch: a key last updated in batch k expires in batch k + 3
     // (T - 400 ms > T_k first holds at T_k + 600 ms). b (batch 2) expires in batch 5, c (batch 3) in batch 6; a
     // is refreshed until batch 13 and would expire in batch 16.
-    let spec = StateSpec::function(|_k: &String, v: Option<i64>, s: &mut State<'_, i64>| {
-        if v.is_some() {
-            s.update(1)?;
-        }
-        Ok::<_, StateError>(1i64)
-    })
-    .timeout(dstream_core::Duration::from_millis(400))
-    .timeout_scan(TimeoutScan::EveryBatch);
-    records.map(|r| (String::from_utf8_lossy(r.value).into_owned(), 1i64)).map_with_state(spec).print(1);
-    ssc.checkpoint(dir.path()).print_to(std::io::sink()).status_lines(false).stop_after_batches(15);
-    ssc.ui("127.0.0.1:0", 100);
-    ssc.start().unwrap();
-    let addr = ssc.ui_addr().unwrap().to_string();
-    ssc.await_termination().unwrap();
-    let get = |path: &str| -> Value {
-        let (status, _, body) = http_get(&addr, path);
-        assert_eq!(status, 200, "{path}");
-        serde_json::from_slice(&body).unwrap()
+    let context = |batches: u64| {
+        let params = KafkaParams::new(b.addr()).starting_offsets(StartingOffsets::Earliest).max_rate_per_partition(5);
+        let mut ssc = StreamingContext::new(dstream_core::Duration::from_millis(200));
+        let records = KafkaUtils::create_direct_stream(&mut ssc, params, "keys");
+        let spec = StateSpec::function(|_k: &String, v: Option<i64>, s: &mut State<'_, i64>| {
+            if v.is_some() {
+                s.update(1)?;
+            }
+            Ok::<_, StateError>(1i64)
+        })
+        .timeout(dstream_core::Duration::from_millis(400))
+        .timeout_scan(TimeoutScan::EveryBatch);
+        records.map(|r| (String::from_utf8_lossy(r.value).into_owned(), 1i64)).map_with_state(spec).print(1);
+        ssc.checkpoint(dir.path()).print_to(std::io::sink()).status_lines(false).stop_after_batches(batches);
+        ssc.ui("127.0.0.1:0", 100);
+        ssc.start().unwrap();
+        let addr = ssc.ui_addr().unwrap().to_string();
+        ssc.await_termination().unwrap();
+        let get = |path: &str| -> Value {
+            let (status, _, body) = http_get(&addr, path);
+            assert_eq!(status, 200, "{path}");
+            serde_json::from_slice(&body).unwrap()
+        };
+        let out = (get("/api/v1/state"), get("/api/v1/batches"));
+        let families = parse_metrics(&String::from_utf8(http_get(&addr, "/metrics").2).unwrap());
+        (out.0, out.1, families)
     };
-    let state = get("/api/v1/state");
-    let batches = get("/api/v1/batches");
-    let families = parse_metrics(&String::from_utf8(http_get(&addr, "/metrics").2).unwrap());
-    drop(ssc);
+    let (state, batches, families) = context(15);
+    // Started again on that checkpoint: it restores batch 15's state, and the first batch after it (batch 16 of
+    // the grid) times a out.
+    let (again, again_batches, _) = context(1);
 
     let records = per_batch(&batches, "inputSize");
     assert_eq!(records.iter().map(|r| r.1).collect::<Vec<_>>(), [[1; 13].as_slice(), &[0, 0]].concat(), "{batches}");
@@ -942,6 +947,12 @@ fn a_streaming_context_shows_timeouts_state_and_checkpoints() {
     let cp = dstream_adapters::checkpoint::read_file::<dstream_adapters::checkpoint::JobState>(&file).unwrap();
     assert_eq!(op["bytes"].as_u64(), Some(cp.state[0].bytes.len() as u64), "{state}");
     assert_eq!(cp.state[0].len, 1);
+
+    let r = &again["checkpoint"]["restore"];
+    assert_eq!((r["batchTime"].as_i64(), r["path"].as_str()), (Some(last), file.to_str()), "{again}");
+    assert!(r["durationMs"].as_f64().unwrap() > 0.0, "{again}");
+    assert_eq!(per_batch(&again_batches, "timedOutKeys"), vec![(last + 200, 1)], "{again_batches}");
+    assert_eq!((again["state"][0]["keys"].as_u64(), again["numTimedOutKeys"].as_u64()), (Some(0), Some(1)));
 }
 
 #[test]
