@@ -613,11 +613,56 @@ const { chromium } = require(process.env.PLAYWRIGHT);
 })().catch((e) => { console.error(e); process.exit(1); });
 "##;
 
+/// Runs `script` in node with Playwright's core package and Debian's Chromium, with `url` and `args` as its
+/// arguments; its output, parsed.
+fn browse(script: &str, url: &str, args: &[String]) -> Value {
+    let chromium = chromium();
+    let playwright = playwright_core();
+    let out = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .arg(url)
+        .args(args)
+        .env("PLAYWRIGHT", playwright.join("node_modules/playwright-core"))
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run node");
+    assert!(out.status.success(), "the browser script failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+const FAILED_SCRIPT: &str = r##"
+const { chromium } = require(process.env.PLAYWRIGHT);
+(async () => {
+  const url = process.argv[1], batch = process.argv[2];
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ["--no-sandbox"] });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1200 } });
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(url);
+  await page.waitForFunction(() => document.querySelectorAll("#completed tbody tr").length >= 1, null, { timeout: 60000 });
+  const row = `#completed tbody tr[data-time="${batch}"]`;
+  const status = await page.textContent(row + ' [data-col="status"]');
+  const error = await page.textContent(row + ' [data-col="error"]');
+  const failure = await page.textContent("#failure");
+  const failures = await page.textContent("#ck-failures");
+  await page.goto(new URL("/batches/" + batch, url).toString());
+  await page.waitForFunction(() => document.body.dataset.loaded === "1", null, { timeout: 60000 });
+  const pageStatus = await page.textContent("#batch-status");
+  const pageError = await page.textContent("#batch-error");
+  await browser.close();
+  console.log(JSON.stringify({ errors, status, error, failure, failures, pageStatus, pageError }));
+})().catch((e) => { console.error(e); process.exit(1); });
+"##;
+
 #[test]
 fn chromium_renders_the_page_and_a_batch() {
     let Some(b) = broker() else { return };
-    let chromium = chromium();
-    let playwright = playwright_core();
+    // Installed first (on first use), so that the run's batches are not all done while npm works.
+    chromium();
+    playwright_core();
     produce(b.addr());
     let dir = tempfile::tempdir().unwrap();
     let run = Running::start(b.addr(), &["--checkpoint", dir.path().to_str().unwrap()]);
@@ -625,19 +670,8 @@ fn chromium_renders_the_page_and_a_batch() {
     // The oldest batch: records on partitions 0 and 1, none on 2.
     let oldest = run.json("/api/v1/batches").as_array().unwrap().last().unwrap()["batchTime"].as_i64().unwrap();
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web_ui.png");
-    let out = Command::new("node")
-        .arg("-e")
-        .arg(BROWSER_SCRIPT)
-        .arg(format!("http://{}/", run.ui))
-        .arg(&shot)
-        .arg(oldest.to_string())
-        .env("PLAYWRIGHT", playwright.join("node_modules/playwright-core"))
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run node");
-    assert!(out.status.success(), "the browser script failed: {}", String::from_utf8_lossy(&out.stderr));
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let url = format!("http://{}/", run.ui);
+    let seen = browse(BROWSER_SCRIPT, &url, &[shot.display().to_string(), oldest.to_string()]);
     let detail = run.json(&format!("/api/v1/batches/{oldest}"));
     let stderr = run.stop();
     let lines = status_lines(&stderr);
@@ -1033,6 +1067,7 @@ fn a_failed_checkpoint_shows_as_a_failed_batch() {
     let batches = get("/api/v1/batches");
     let families = parse_metrics(&String::from_utf8(http_get(&addr, "/metrics").2).unwrap());
     let detail = get(&format!("/api/v1/batches/{}", batches[0]["batchTime"]));
+    let seen = browse(FAILED_SCRIPT, &format!("http://{addr}/"), &[batches[0]["batchTime"].to_string()]);
     drop(ssc);
 
     assert!(error.contains(checkpoints.to_str().unwrap()), "{error}");
@@ -1055,6 +1090,12 @@ fn a_failed_checkpoint_shows_as_a_failed_batch() {
     assert!(error.contains(c["lastFailure"]["error"].as_str().unwrap()), "{c}");
     assert_eq!(sample(&families, "dstream_checkpoint_failures_total", &[]), Some(1.0));
     assert_eq!(sample(&families, "dstream_streaming_failed_batches_total", &[]), Some(1.0));
+    // The page shows the failure, the failed row with its error, and the batch's own page says so too.
+    assert_eq!(seen["errors"], serde_json::json!([]), "console errors");
+    assert!(seen["failure"].as_str().unwrap().ends_with(&error), "{seen}");
+    assert_eq!((seen["status"].as_str(), seen["error"].as_str()), (Some("FAILED"), Some(error.as_str())), "{seen}");
+    assert_eq!((seen["pageStatus"].as_str(), seen["pageError"].as_str()), (Some("FAILED"), Some(error.as_str())));
+    assert_eq!(seen["failures"], "1", "{seen}");
     assert_eq!(sample(&families, "dstream_streaming_running_batches", &[]), Some(0.0));
 }
 
