@@ -4,9 +4,9 @@
 //!
 //! A [`UiCollector`] is a [`StreamingListener`]: when a batch starts it notes it as running, and after it stores
 //! a small summary (a lock and a few allocations per batch, nothing per record) in a bounded history; the run's
-//! hooks add what listeners do not hear (state sizes, checkpoints, the queue of generated batches, failures). A [`UiServer`] serves that history from
-//! threads of its own: one accepts, a few answer, each request rendered under the lock and written after it is
-//! released, so a slow or stuck client never holds up a batch. Requests are bounded (size, header count, time),
+//! hooks add what listeners do not hear (state sizes, checkpoints, the queue of generated batches, failures).
+//! A [`UiServer`] serves that history from threads of its own: one accepts, a few answer, each request rendered
+//! under the lock and written after it is released, so a slow or stuck client never holds up a batch. Requests are bounded (size, header count, time),
 //! and the server listens on loopback addresses only unless asked otherwise.
 
 mod http;
