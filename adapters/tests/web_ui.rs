@@ -263,7 +263,8 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
     produce(b.addr());
     let dir = tempfile::tempdir().unwrap();
     let checkpoints = dir.path().to_str().unwrap();
-    let run = Running::start(b.addr(), &["--checkpoint", checkpoints]);
+    // Every checkpoint is kept, so that the files the answers name are still there when they are checked.
+    let run = Running::start(b.addr(), &["--checkpoint", checkpoints, "--keep-checkpoints", "1000"]);
     let all: u64 = PRODUCED.iter().sum::<usize>() as u64;
     // Early, while partitions 0 and 1 still lag: /metrics names each partition's lag after the last batch.
     run.wait_for(Duration::from_secs(60), |s| s["numTotalCompletedBatches"].as_u64() >= Some(1));

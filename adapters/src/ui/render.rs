@@ -313,7 +313,7 @@ fn metrics(d: &UiData, waiting: &[(Time, u64)]) -> String {
         m,
         "dstream_streaming_waiting_batches",
         "gauge",
-        "Batches generated and not yet processed when the last batch completed (Spark: waitingBatches).",
+        "Batches generated (ranges fixed) and not yet processed (Spark: waitingBatches).",
     );
     sample(m, "dstream_streaming_waiting_batches", waiting.len());
     family(m, "dstream_streaming_running_batches", "gauge", "Batches being processed (Spark: runningBatches).");
