@@ -1136,11 +1136,12 @@ fn a_running_batch_and_the_batches_waiting_for_it_are_shown_live() {
             std::thread::sleep(Duration::from_millis(20));
         };
         let families = parse_metrics(&String::from_utf8(http_get(&addr, "/metrics").2).unwrap());
+        let page = browse(ACTIVE_SCRIPT, &format!("http://{addr}/"), &[]);
         go_on.send(()).unwrap();
-        (time, records, state, families)
+        (time, records, state, families, page)
     });
     ssc.await_termination().unwrap();
-    let (time, records, state, families) = watcher.join().unwrap();
+    let (time, records, state, families, page) = watcher.join().unwrap();
 
     let running = &state["runningBatch"];
     assert_eq!(running["batchTime"].as_i64(), Some(time), "{state}");
@@ -1152,4 +1153,26 @@ fn a_running_batch_and_the_batches_waiting_for_it_are_shown_live() {
     assert_eq!(state["numWaitingBatches"].as_u64(), Some(waiting.len() as u64));
     assert_eq!(sample(&families, "dstream_streaming_running_batches", &[]), Some(1.0));
     assert!(sample(&families, "dstream_streaming_waiting_batches", &[]).unwrap() >= 2.0);
+    // The page's active batches: the running one first, then those waiting, oldest first.
+    assert_eq!(page["errors"], serde_json::json!([]), "console errors");
+    let rows: Vec<(i64, String)> = serde_json::from_value(page["rows"].clone()).unwrap();
+    assert!(rows.len() >= 3, "{page}");
+    assert_eq!(rows[0], (time, "processing".to_string()));
+    assert_eq!(rows[1..3], [(time + 200, "queued".to_string()), (time + 400, "queued".to_string())]);
 }
+
+const ACTIVE_SCRIPT: &str = r##"
+const { chromium } = require(process.env.PLAYWRIGHT);
+(async () => {
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ["--no-sandbox"] });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1200 } });
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(process.argv[1]);
+  await page.waitForFunction(() => document.querySelectorAll("#active tr[data-status]").length >= 3, null, { timeout: 60000 });
+  const rows = await page.$$eval("#active tr[data-status]", (trs) => trs.map((tr) => [Number(tr.dataset.time), tr.dataset.status]));
+  await browser.close();
+  console.log(JSON.stringify({ errors, rows }));
+})().catch((e) => { console.error(e); process.exit(1); });
+"##;
