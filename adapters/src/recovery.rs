@@ -27,6 +27,74 @@ pub struct Checkpointer {
     fingerprint: Fingerprint,
     every: u64,
     background: Option<Background>,
+    /// Each stateful operator's id and the bytes of its state in the last checkpoint saved.
+    state_bytes: Vec<(String, u64)>,
+    writes: WriteStats,
+    restored: Option<Restored>,
+}
+
+/// A run's restore from a checkpoint at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    /// The checkpoint's file.
+    pub path: PathBuf,
+    /// Its batch.
+    pub batch: Time,
+    /// Batches it left pending, run again first.
+    pub pending: usize,
+    /// How long loading it (reading, checksum, decoding, checks) and restoring the job's state took.
+    pub took: std::time::Duration,
+}
+
+/// A checkpoint on disk: written, fsync'd and renamed into place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenCheckpoint {
+    /// Its batch.
+    pub time: Time,
+    /// Its file.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// How long writing took: the file, its fsync, the rename and the directory's fsync (on the writer thread
+    /// when in background).
+    pub took: std::time::Duration,
+    /// When it was durable.
+    pub at: std::time::SystemTime,
+}
+
+/// What a [`Checkpointer`] has written so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Checkpoints durable on disk (a background write counts once its result is collected).
+    pub written: u64,
+    /// Writes that failed.
+    pub failed: u64,
+    /// The last one durable.
+    pub last: Option<WrittenCheckpoint>,
+}
+
+impl WriteStats {
+    fn record(&mut self, r: Result<WrittenCheckpoint, CheckpointError>) -> Result<(), CheckpointError> {
+        match r {
+            Ok(w) => {
+                self.written += 1;
+                self.last = Some(w);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed += 1;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Writes `bytes` (the checkpoint of batch `time`) to `store`, timed.
+fn write_timed(store: &CheckpointStore, time: Time, bytes: &[u8]) -> Result<WrittenCheckpoint, CheckpointError> {
+    let started = std::time::Instant::now();
+    let path = store.write_encoded(time, bytes)?;
+    let took = started.elapsed();
+    Ok(WrittenCheckpoint { time, path, bytes: bytes.len() as u64, took, at: std::time::SystemTime::now() })
 }
 
 /// The writer thread: checkpoints are encoded on the batch path (state and offsets captured together) and
@@ -34,7 +102,7 @@ pub struct Checkpointer {
 #[derive(Debug)]
 struct Background {
     tx: Option<Sender<(Time, Vec<u8>)>>,
-    acks: Receiver<Result<PathBuf, CheckpointError>>,
+    acks: Receiver<Result<WrittenCheckpoint, CheckpointError>>,
     in_flight: usize,
     handle: Option<JoinHandle<()>>,
 }
@@ -42,7 +110,15 @@ struct Background {
 impl Checkpointer {
     /// A checkpointer for the job `fingerprint` describes, saving every `every` batches (at least 1), inline.
     pub fn new(store: CheckpointStore, fingerprint: Fingerprint, every: u64) -> Self {
-        Checkpointer { store, fingerprint, every: every.max(1), background: None }
+        Checkpointer {
+            store,
+            fingerprint,
+            every: every.max(1),
+            background: None,
+            state_bytes: Vec::new(),
+            writes: WriteStats::default(),
+            restored: None,
+        }
     }
 
     /// Writes on a background thread: the batch path only encodes. At most one checkpoint waits while another is
@@ -57,7 +133,7 @@ impl Checkpointer {
                 .name("checkpoint-writer".into())
                 .spawn(move || {
                     for (time, bytes) in rx {
-                        let r = store.write_encoded(time, &bytes);
+                        let r = write_timed(&store, time, &bytes);
                         let failed = r.is_err();
                         if ack_tx.send(r).is_err() || failed {
                             break;
@@ -78,6 +154,27 @@ impl Checkpointer {
     /// The job's fingerprint.
     pub fn fingerprint(&self) -> &Fingerprint {
         &self.fingerprint
+    }
+
+    /// Each stateful operator's id and the bytes of its state (in the operator's own encoding, as the checkpoint
+    /// stores it) in the last checkpoint saved; empty before the first.
+    pub fn state_bytes(&self) -> &[(String, u64)] {
+        &self.state_bytes
+    }
+
+    /// Notes the restore the run started from (for monitoring).
+    pub fn note_restored(&mut self, r: Restored) {
+        self.restored = Some(r);
+    }
+
+    /// The restore the run started from, if noted.
+    pub fn restored(&self) -> Option<&Restored> {
+        self.restored.as_ref()
+    }
+
+    /// The checkpoints written so far, and failures.
+    pub fn write_stats(&self) -> &WriteStats {
+        &self.writes
     }
 
     /// True if batch `time` is a checkpoint batch: `(time - zero) / interval` is a multiple of `every`.
@@ -110,16 +207,23 @@ impl Checkpointer {
             pending: pending.to_vec(),
         };
         let state = save_state(engine.job_mut()).map_err(|e| CheckpointError::State(e.to_string()))?;
+        self.state_bytes.clear();
+        self.state_bytes.extend(state.iter().map(|o| (o.id.clone(), o.bytes.len() as u64)));
         let cp = Checkpoint { meta, state };
         match &mut self.background {
-            None => self.store.save(&cp).map(Some),
+            None => {
+                let r = write_timed(&self.store, time, &encode(&cp)?);
+                let path = r.as_ref().map(|w| w.path.clone()).ok();
+                self.writes.record(r)?;
+                Ok(path)
+            }
             Some(bg) => {
-                bg.collect(false)?;
+                bg.collect(false, &mut self.writes)?;
                 let bytes = encode(&cp)?;
                 let tx = bg.tx.as_ref().expect("the sender lives until drop");
                 if tx.send((time, bytes)).is_err() {
                     // The writer stopped after a failure it has already reported.
-                    bg.collect(true)?;
+                    bg.collect(true, &mut self.writes)?;
                 }
                 bg.in_flight += 1;
                 Ok(Some(self.store.dir().join(file_name(time))))
@@ -139,7 +243,7 @@ impl Checkpointer {
             return self.save(engine, next_offsets, pending);
         }
         if let Some(bg) = &mut self.background {
-            bg.collect(false)?;
+            bg.collect(false, &mut self.writes)?;
         }
         Ok(None)
     }
@@ -147,15 +251,16 @@ impl Checkpointer {
     /// Waits until every checkpoint handed to the writer thread is durable (no-op when inline).
     pub fn flush(&mut self) -> Result<(), CheckpointError> {
         match &mut self.background {
-            Some(bg) => bg.collect(true),
+            Some(bg) => bg.collect(true, &mut self.writes),
             None => Ok(()),
         }
     }
 }
 
 impl Background {
-    /// Takes the writer's results: all of them if `wait`, else those ready; the first failure is returned.
-    fn collect(&mut self, wait: bool) -> Result<(), CheckpointError> {
+    /// Takes the writer's results into `stats`: all of them if `wait`, else those ready; the first failure is
+    /// returned.
+    fn collect(&mut self, wait: bool, stats: &mut WriteStats) -> Result<(), CheckpointError> {
         while self.in_flight > 0 {
             let r = if wait {
                 match self.acks.recv() {
@@ -169,7 +274,7 @@ impl Background {
                 }
             };
             self.in_flight -= 1;
-            r?;
+            stats.record(r)?;
         }
         Ok(())
     }

@@ -75,6 +75,8 @@ pub struct CompletedBatch<'a, J> {
     pub pending: &'a [BatchInfo],
     /// Records beyond this batch's ranges when it was generated.
     pub lag: i64,
+    /// The same per partition: (partition, records in its log beyond its range); empty for a batch run again.
+    pub lags: &'a [(i32, i64)],
 }
 
 /// Called by [`run_job`] on the processing thread.
@@ -100,6 +102,23 @@ pub trait RunHooks<J> {
     /// batch: e.g. to save that batch's state whatever the checkpoint interval.
     fn at_end(&mut self, _end: &mut RunEnd<'_, J>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Ok(())
+    }
+    /// When live batches are about to be generated: the queue of those generated and not yet completed, to
+    /// watch (e.g. the web UI's waiting batches).
+    fn on_live(&mut self, _generated: &GeneratedBatches) {}
+    /// When the run fails (a batch, its output or hooks, Kafka), just before the error is returned.
+    fn on_failure(&mut self, _error: &RunError) {}
+}
+
+/// The batches a run has generated (ranges fixed) and not yet completed, oldest first, as the generate thread
+/// leaves them: a view for monitoring.
+#[derive(Debug, Clone, Default)]
+pub struct GeneratedBatches(InFlight);
+
+impl GeneratedBatches {
+    /// The batches generated and not yet completed now, oldest first (the running one included).
+    pub fn snapshot(&self) -> Vec<BatchInfo> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 }
 
@@ -234,6 +253,20 @@ pub fn run_job_to_end<J: Job>(
     stop: Arc<AtomicBool>,
     out: &mut dyn Write,
 ) -> Result<RunOutcome<J>, RunError> {
+    let result = run_to_end(opts, start, hooks, stop, out);
+    if let Err(e) = &result {
+        hooks.on_failure(e);
+    }
+    result
+}
+
+fn run_to_end<J: Job>(
+    opts: &RunOptions,
+    start: Start<J>,
+    hooks: &mut dyn RunHooks<J>,
+    stop: Arc<AtomicBool>,
+    out: &mut dyn Write,
+) -> Result<RunOutcome<J>, RunError> {
     let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
     let direct_cfg = DirectConfig {
         topic: opts.topic.clone(),
@@ -272,6 +305,7 @@ pub fn run_job_to_end<J: Job>(
     // generate thread --(tick, ranges)--> fetch thread --(fetched bytes)--> this thread, which reads the records.
     // `in_flight` lists the batches generated but not yet completed, so a checkpoint can store them as pending.
     let in_flight: InFlight = Arc::new(Mutex::new(VecDeque::new()));
+    hooks.on_live(&GeneratedBatches(in_flight.clone()));
     let (gen_tx, gen_rx) = unbounded::<Result<Generated, KafkaError>>();
     let (tx, rx) = unbounded::<Result<Fetched, KafkaError>>();
     let limit = opts.batches;
@@ -351,6 +385,7 @@ pub fn run_pending<J: Job, E: std::error::Error + 'static>(
             next_offsets,
             pending: &pending[i + 1..],
             lag: 0,
+            lags: &[],
         };
         finish_batch(&mut done, summary, hooks, out)?;
     }
@@ -425,6 +460,7 @@ fn process_loop<J: Job>(
             next_offsets: &next,
             pending: &pending,
             lag: generated.lag,
+            lags: &generated.lags,
         };
         finish_batch(&mut done, &mut summary, hooks, out)?;
         if stop.load(Ordering::Relaxed) {

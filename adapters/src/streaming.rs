@@ -134,6 +134,9 @@ pub struct BatchCompleted<'a> {
     pub processing_time: Duration,
     /// Records beyond its ranges when it was generated.
     pub lag: i64,
+    /// The same per partition: (partition, records in its log beyond its range); empty for a batch run again
+    /// after a restart or replayed.
+    pub lags: &'a [(i32, i64)],
     /// Batches generated after it and not yet completed when it completed, oldest first (Spark's waiting
     /// batches).
     pub pending: &'a [BatchInfo],
@@ -151,6 +154,7 @@ impl<'a> BatchCompleted<'a> {
             scheduling_delay: b.report.scheduling_delay,
             processing_time: b.report.processing_time,
             lag: b.lag,
+            lags: b.lags,
             pending: b.pending,
             printed: &b.report.printed,
         }
@@ -539,7 +543,8 @@ impl StreamingContext {
             let topic_id = client.topic_id(&opts.topic)?;
             let fingerprint = Fingerprint::of_job(&opts.topic, partitions, &self.name, &mut job, self.interval)
                 .with_topic_id(topic_id);
-            let ck = Checkpointer::new(store, fingerprint, self.checkpoint_every).in_background();
+            let mut ck = Checkpointer::new(store, fingerprint, self.checkpoint_every).in_background();
+            let restore_started = std::time::Instant::now();
             let loaded = ck.load()?;
             if loaded.is_none() {
                 eprintln!("dstream: no checkpoint in {}: starting fresh", c.dir.display());
@@ -555,8 +560,10 @@ impl StreamingContext {
                     loaded.checkpoint.meta.pending.len()
                 );
                 let path = loaded.path.clone();
+                let (batch, pending) = (loaded.checkpoint.meta.time, loaded.checkpoint.meta.pending.len());
                 let resumed = restore(loaded.checkpoint, job, self.interval, SystemClock.now())
-                    .map_err(|source| StreamingError::Restore { path, source })?;
+                    .map_err(|source| StreamingError::Restore { path: path.clone(), source })?;
+                ck.note_restored(crate::recovery::Restored { path, batch, pending, took: restore_started.elapsed() });
                 let offsets = resumed.next_offsets.iter().map(|n| (n.partition, n.offset)).collect();
                 start = Some(Start::Resume(Resume { offsets, engine: resumed.engine, pending: resumed.pending }));
                 checkpointer = Some(ck);
@@ -579,6 +586,9 @@ impl StreamingContext {
                 retained_batches: *retained,
             };
             let collector = crate::ui::UiCollector::new(config);
+            if let Some(r) = checkpointer.as_ref().and_then(Checkpointer::restored) {
+                collector.restored(r.clone());
+            }
             let server = collector.serve(addr, self.ui_remote)?;
             eprintln!("dstream: web UI at {}", server.url());
             self.ui_server = Some(server);
@@ -691,6 +701,7 @@ impl StreamingContext {
                 scheduling_delay: r.scheduling_delay,
                 processing_time: r.processing_time,
                 lag: 0,
+                lags: &[],
                 pending: &[],
                 printed: &r.printed,
             };
@@ -784,17 +795,33 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
             // Batches generated ahead of processing are stored as pending, with their ranges: after a restart they
             // run again over exactly those ranges, and the live stream continues after them.
             let started = std::time::Instant::now();
-            let path = c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
-            saved = path.map(|path| crate::ui::SavedCheckpoint { path, batch_path: started.elapsed() });
+            let path = c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending).inspect_err(|e| {
+                if let Some(ui) = &self.ui {
+                    ui.checkpoint_failed(&e.to_string());
+                }
+            })?;
+            saved = path.map(|path| crate::ui::SavedCheckpoint {
+                path,
+                batch_path: started.elapsed(),
+                state_bytes: c.state_bytes().to_vec(),
+            });
         }
         if let Some(ui) = &self.ui {
-            let mut sizes: Vec<(String, &'static str, u64)> = Vec::new();
+            let mut sizes: Vec<(String, &'static str, u64, u64)> = Vec::new();
             crate::checkpoint::for_each_operator(b.engine.job_mut(), &mut |id, op| {
-                sizes.push((id.to_string(), op.kind(), op.len() as u64))
+                sizes.push((id.to_string(), op.kind(), op.len() as u64, op.timed_out()))
             });
-            let state: Vec<crate::ui::StateSize<'_>> =
-                sizes.iter().map(|(id, kind, keys)| crate::ui::StateSize { operator: id, kind, keys: *keys }).collect();
-            ui.batch_completed(&BatchCompleted::of(b), &state, saved);
+            let state: Vec<crate::ui::StateSize<'_>> = sizes
+                .iter()
+                .map(|(id, kind, keys, timed_out)| crate::ui::StateSize {
+                    operator: id,
+                    kind,
+                    keys: *keys,
+                    timed_out: *timed_out,
+                })
+                .collect();
+            let writes = self.checkpointer.as_ref().map(|c| c.write_stats());
+            ui.batch_completed(&BatchCompleted::of(b), &state, saved, writes);
         }
         let done = BatchCompleted::of(b);
         for l in &mut self.listeners {
@@ -813,16 +840,35 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
         }
     }
     fn before_batch(&mut self, info: &BatchInfo) {
+        if let Some(ui) = &self.ui {
+            ui.batch_started(info);
+        }
         for l in &mut self.listeners {
             l.on_batch_started(info);
         }
     }
     fn at_end(&mut self, end: &mut RunEnd<'_, J>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if let Some(c) = &mut self.checkpointer {
-            c.save(end.engine, &next_offsets(end.next_offsets), end.pending)?;
-            c.flush()?;
+            let saved = c.save(end.engine, &next_offsets(end.next_offsets), end.pending).and_then(|_| c.flush());
+            if let Some(ui) = &self.ui {
+                match &saved {
+                    Ok(()) => ui.checkpoints_written(c.write_stats()),
+                    Err(e) => ui.checkpoint_failed(&e.to_string()),
+                }
+            }
+            saved?;
         }
         Ok(())
+    }
+    fn on_live(&mut self, generated: &crate::run::GeneratedBatches) {
+        if let Some(ui) = &self.ui {
+            ui.watch_generated(generated.clone());
+        }
+    }
+    fn on_failure(&mut self, error: &RunError) {
+        if let Some(ui) = &self.ui {
+            ui.run_failed(&error.to_string());
+        }
     }
     fn needs_records(&self) -> bool {
         self.recorder.is_some()

@@ -37,6 +37,10 @@ pub trait Stateful {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Keys whose idle timeout expired in the last batch it computed (0 for an operator without timeouts).
+    fn timed_out(&self) -> u64 {
+        0
+    }
 }
 
 /// A walk over a graph's stateful operators: each is visited once, in the graph's order.

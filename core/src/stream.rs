@@ -2202,6 +2202,8 @@ pub struct MapWithState<P, F, K, S, M> {
     initialized: bool,
     map: StateMap<K, S>,
     expired: Vec<(Time, K, ())>,
+    /// Keys that timed out in the last batch computed.
+    timed_out: u64,
     /// Under Spark's output order over several partitions: the batch's outputs with their state partition, handed
     /// on at the batch's end.
     tagged: Vec<(u32, M)>,
@@ -2344,6 +2346,7 @@ where
     /// timed-out keys.
     fn finish_each<G: Sink<M>>(&mut self, ctx: &mut BatchContext<'_>, mut sink: G) -> Result<bool, JobError> {
         let time = ctx.time;
+        self.timed_out = 0;
         let by_partition = self.by_partition();
         let mut step = MwsStep::new(time, &self.options, &mut self.map, &mut self.func);
         let has = if by_partition {
@@ -2393,6 +2396,7 @@ where
             } else {
                 self.expired.sort_by(|a, b| a.1.cmp(&b.1));
             }
+            self.timed_out += self.expired.len() as u64;
             for (_, k, ()) in self.expired.drain(..) {
                 let value = map.parts[p].remove(&k).map(|s| s.value);
                 let mut st = State::wrap(value, true);
@@ -2424,6 +2428,9 @@ where
 {
     fn kind(&self) -> &'static str {
         "map_with_state"
+    }
+    fn timed_out(&self) -> u64 {
+        self.timed_out
     }
     fn name(&self) -> Option<&str> {
         self.name.as_deref()
@@ -3006,6 +3013,7 @@ pub trait DStreamExt: DStream + Sized {
             initialized: false,
             map: StateMap::new(n),
             expired: Vec::new(),
+            timed_out: 0,
             tagged: Vec::new(),
         }
     }

@@ -175,6 +175,49 @@ fn timeouts_every_batch_fire_as_soon_as_idle_longer_than_timeout() {
     assert_eq!(timing_out_run(TimeoutScan::EveryBatch), vec![(5000, vec![s("c")]), (6000, vec![s("b")])]);
 }
 
+/// The timing-out run's keys timed out per batch, as the operator counts them: (batch time, count) where not 0.
+fn timed_out_counts(scan: TimeoutScan) -> Vec<(i64, u64)> {
+    use dstream_core::{BatchTimer, Clock, Engine, ManualClock, RecordBatch};
+    let mut input: Vec<&[&str]> = vec![&["a", "b", "c"], &["a", "b"], &["a"], &[], &[], &["a"]];
+    input.extend(std::iter::repeat_n(&["a"][..], 20));
+    let spec = StateSpec::full(|_t, _k: &String, v: Option<i64>, st: &mut dstream_core::State<'_, i64>| {
+        if v.is_some() {
+            st.update(1)?;
+        }
+        Ok::<_, StateError>(None::<()>)
+    })
+    .timeout(Duration(3000))
+    .timeout_scan(scan);
+    let g = Graph::new().output(pairs().map_with_state(spec).foreach_batch(|_, _: &[()]| {}));
+    let mut clock = ManualClock::default();
+    let mut engine = Engine::new(g, BatchTimer::first_start(clock.now(), Duration(1000)));
+    let (mut batch, mut offset, mut counts) = (RecordBatch::new(), 0, vec![]);
+    for values in &input {
+        batch.clear();
+        for v in values.iter() {
+            batch.push(0, offset, 0, None, v.as_bytes());
+            offset += 1;
+        }
+        clock.advance(Duration(1000));
+        let t = engine.poll_due(clock.now()).unwrap();
+        engine.run_batch(t, &mut batch, &clock).unwrap();
+        let mut n = 0;
+        dstream_core::checkpoint::for_each_operator(engine.job_mut(), &mut |_, op| n += op.timed_out());
+        if n > 0 {
+            counts.push((t.0, n));
+        }
+    }
+    counts
+}
+
+#[test]
+fn map_with_state_counts_the_keys_timed_out_in_each_batch() {
+    // As in the timing-out tests above: every batch, c expires at T=5 and b at T=6; on checkpoint batches only,
+    // both at T=10.
+    assert_eq!(timed_out_counts(TimeoutScan::EveryBatch), vec![(5000, 1), (6000, 1)]);
+    assert_eq!(timed_out_counts(TimeoutScan::SparkCompatible), vec![(10_000, 2)]);
+}
+
 #[test]
 fn map_with_state_running_count_outputs_and_snapshots() {
     // Simple API running count: each record emits (key, count so far); snapshots hold every live key, sorted,

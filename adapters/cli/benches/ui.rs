@@ -4,7 +4,8 @@
 //!
 //! Wall-clock throughput on a shared machine varies by tens of percent from run to run, so the UI's own cost is
 //! also measured directly: the CPU time of its threads (`dstream-ui-*`, from /proc's schedstat, in ns) against the
-//! whole process's, sampled after each poll.
+//! whole process's, sampled after each poll; and first, what feeding it costs the batch path per batch, timed
+//! alone over many batches while a client polls it.
 //!
 //! Each run processes [`BATCHES`] batches of [`PER_BATCH`] records on a [`INTERVAL_MS`] ms grid from the earliest
 //! offset; its throughput is its records over the sum of its batches' time from tick to completion (scheduling
@@ -31,6 +32,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list; nothing to list
     }
+    feed_cost();
     let broker = Tansu::start().expect("start tansu");
     let addr = broker.addr().to_string();
     let mut client = Client::connect(std::slice::from_ref(&addr), ClientConfig::default()).expect("connect");
@@ -86,6 +88,58 @@ fn main() {
         100.0 * u as f64 / all.max(1) as f64
     );
     drop(broker);
+}
+
+/// What feeding the UI costs the batch path, alone: a batch's start and completion as the run's hooks report
+/// them (one partition, one stateful operator, 1 KiB of printed output), while a client polls the server every
+/// 100 ms, timed over many batches.
+fn feed_cost() {
+    use dstream_adapters::streaming::BatchCompleted;
+    use dstream_adapters::ui::{StateSize, UiCollector, UiConfig};
+    use dstream_core::{BatchInfo, Duration as Dur, OffsetRange, Time};
+    const N: usize = 200_000;
+    let ui = UiCollector::new(UiConfig { topic: "avg".into(), batch_interval: Dur(200), retained_batches: 1000 });
+    let server = ui.serve("127.0.0.1:0", false).expect("serve");
+    let url = server.addr().to_string();
+    let done = Arc::new(AtomicBool::new(false));
+    let poll_done = done.clone();
+    let poller = std::thread::spawn(move || {
+        while !poll_done.load(Ordering::Relaxed) {
+            let _ = (get(&url, "/api/v1/state"), get(&url, "/metrics"), get(&url, "/api/v1/batches?since=0"));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let printed = "x".repeat(1024);
+    let state = [StateSize { operator: "map_with_state#0", kind: "map_with_state", keys: 26, timed_out: 0 }];
+    let start = Instant::now();
+    for i in 0..N as i64 {
+        let info = BatchInfo {
+            time: Time(i * 200),
+            ranges: vec![OffsetRange { partition: 0, from: i * PER_BATCH as i64, until: (i + 1) * PER_BATCH as i64 }],
+        };
+        ui.batch_started(&info);
+        let b = BatchCompleted {
+            info: &info,
+            records: PER_BATCH,
+            malformed: &[],
+            scheduling_delay: Dur(3),
+            processing_time: Dur(20),
+            lag: 0,
+            lags: &[(0, 0)],
+            pending: &[],
+            printed: &printed,
+        };
+        ui.batch_completed(&b, &state, None, None);
+    }
+    let per_batch = start.elapsed() / N as u32;
+    done.store(true, Ordering::Relaxed);
+    poller.join().unwrap();
+    println!(
+        "feeding the UI: {:.2} us per batch (start and completion, {N} batches, polled every 100 ms) = {:.4}% of a \
+         {INTERVAL_MS} ms batch",
+        per_batch.as_secs_f64() * 1e6,
+        100.0 * per_batch.as_secs_f64() / (INTERVAL_MS as f64 / 1000.0)
+    );
 }
 
 fn polls_text(polls: Option<u64>, cpu: Option<(u64, u64)>) -> String {

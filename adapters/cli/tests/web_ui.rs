@@ -129,6 +129,10 @@ impl Drop for Running {
     }
 }
 
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
 /// A GET on a fresh connection: status, head and body.
 fn http_get(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
     let mut c = TcpStream::connect(addr).expect("connect to the UI");
@@ -259,14 +263,18 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
     produce(b.addr());
     let dir = tempfile::tempdir().unwrap();
     let checkpoints = dir.path().to_str().unwrap();
-    let run = Running::start(b.addr(), &["--checkpoint", checkpoints]);
+    // Every checkpoint is kept, so that the files the answers name are still there when they are checked.
+    let run = Running::start(b.addr(), &["--checkpoint", checkpoints, "--keep-checkpoints", "1000"]);
     let all: u64 = PRODUCED.iter().sum::<usize>() as u64;
+    // Early, while partitions 0 and 1 still lag: /metrics names each partition's lag after the last batch.
+    run.wait_for(Duration::from_secs(60), |s| s["numTotalCompletedBatches"].as_u64() >= Some(1));
+    let early = parse_metrics(&String::from_utf8(run.get("/metrics").2).unwrap());
     // 100 records per partition per batch: everything within 6 batches; then a few empty ones.
     let state = run.wait_for(Duration::from_secs(60), |s| {
         s["numProcessedRecords"].as_u64() == Some(all)
             && s["numTotalCompletedBatches"].as_u64() >= Some(9)
             // The newest checkpoint is written by a background thread: its size is shown once it is there.
-            && !s["checkpoint"]["lastSizeBytes"].is_null()
+            && !s["checkpoint"]["lastWrite"].is_null()
     });
     let batches = run.json("/api/v1/batches");
     let (status, head, metrics) = run.get("/metrics");
@@ -302,16 +310,43 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
         .map(|p| (p["partition"].as_i64().unwrap(), p["nextOffset"].as_i64().unwrap(), p["records"].as_u64().unwrap()))
         .collect();
     assert_eq!(partitions, vec![(0, 600, 600), (1, 400, 400), (2, 0, 0)]);
+    let lags: Vec<Value> = state["partitions"].as_array().unwrap().iter().map(|p| p["lag"].clone()).collect();
+    assert_eq!(lags, vec![0, 0, 0], "everything consumed: {state}");
     assert_eq!(state["state"][0]["keys"], 26, "{state}");
     assert_eq!(keys, 26);
     // Checkpoints: one per batch (the default), the last of the newest batch; its file as the store has it.
     let c = &state["checkpoint"];
-    assert_eq!(c["written"].as_u64().unwrap() as usize, n, "{c}");
+    assert_eq!(c["saved"].as_u64().unwrap() as usize, n, "{c}");
     assert_eq!(c["lastBatchTime"].as_i64(), Some(lines[n - 1].time), "{c}");
     let file = PathBuf::from(c["lastPath"].as_str().unwrap());
     assert_eq!(file.parent().unwrap(), dir.path());
-    assert_eq!(c["lastSizeBytes"].as_u64(), Some(std::fs::metadata(&file).unwrap().len()), "{c}");
-    assert!(c["lastBatchPathMs"].as_f64().unwrap() >= 0.0 && c["ageMs"].as_i64().unwrap() >= 0, "{c}");
+    assert!(c["lastBatchPathMs"].as_f64().unwrap() >= 0.0, "{c}");
+    // Written in the background: at most the newest two are still on their way (one written, one queued); the
+    // last written is its batch's file, its size the file's, its write timed and dated within the run.
+    let written = c["written"].as_u64().unwrap() as usize;
+    assert!(written <= n && written + 2 >= n, "{c}");
+    let w = &c["lastWrite"];
+    let wfile = PathBuf::from(w["path"].as_str().unwrap());
+    let wtime = w["batchTime"].as_i64().unwrap();
+    assert_eq!(wfile, dir.path().join(dstream_adapters::checkpoint::file_name(dstream_core::Time(wtime))));
+    assert!(wtime <= lines[n - 1].time && wtime >= lines[n.saturating_sub(3)].time, "{c}");
+    assert_eq!(w["sizeBytes"].as_u64(), Some(std::fs::metadata(&wfile).unwrap().len()), "{c}");
+    assert!(w["durationMs"].as_f64().unwrap() > 0.0, "{c}");
+    let at = w["writtenAt"].as_i64().unwrap();
+    assert!(at >= state["startTime"].as_i64().unwrap() && at <= wall_ms(), "{c}");
+    assert!(w["ageMs"].as_i64().unwrap() >= 0, "{c}");
+    assert_eq!((c["failures"].as_u64(), &c["lastFailure"], &c["restore"]), (Some(0), &Value::Null, &Value::Null));
+    // State bytes: the operator's state as that checkpoint file holds it.
+    let stored = |file: &std::path::Path| -> (String, u64) {
+        let cp = dstream_adapters::checkpoint::read_file::<dstream_adapters::checkpoint::JobState>(file).unwrap();
+        assert_eq!(cp.state.len(), 1);
+        (cp.state[0].id.clone(), cp.state[0].bytes.len() as u64)
+    };
+    let (id, bytes) = stored(&file);
+    assert_eq!(state["state"][0]["operator"], id.as_str());
+    assert!(bytes > 26, "26 keys and their sums take more than a byte each: {bytes}");
+    assert_eq!(state["state"][0]["bytes"].as_u64(), Some(bytes), "{state}");
+    assert_eq!(state["state"][0]["bytesAtBatch"], c["lastBatchTime"], "{state}");
 
     // The batch list: newest first, each exactly its status line.
     let listed: Vec<Status> = batches.as_array().unwrap().iter().map(status_of).collect();
@@ -322,21 +357,32 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
 
     // Batch pages: ranges per partition tile each partition's log from 0, and each batch's records add up; the
     // malformed records are exactly those produced, at their positions.
+    // Each range's lag is what the log (all produced before the run) held beyond it, and they add up to the
+    // batch's status line.
     let mut until = [0i64; PARTITIONS as usize];
+    let log_end = [PRODUCED[0] as i64, PRODUCED[1] as i64, 0];
     let mut malformed = vec![];
     for d in details.iter().rev() {
         let ranges = d["offsetRanges"].as_array().unwrap();
         assert_eq!(ranges.len(), PARTITIONS as usize, "{d}");
         let mut count = 0;
+        let mut lag = 0;
         for r in ranges {
             let p = r["partition"].as_u64().unwrap() as usize;
             assert_eq!(r["topic"], "avg");
             assert_eq!(r["fromOffset"].as_i64().unwrap(), until[p], "{d}");
             until[p] = r["untilOffset"].as_i64().unwrap();
             assert_eq!(r["count"].as_i64().unwrap(), until[p] - r["fromOffset"].as_i64().unwrap());
+            assert_eq!(r["lag"].as_i64(), Some(log_end[p] - until[p]), "{d}");
             count += r["count"].as_u64().unwrap();
+            lag += r["lag"].as_i64().unwrap();
         }
         assert_eq!(count, d["inputSize"].as_u64().unwrap(), "{d}");
+        let t = d["batchTime"].as_i64().unwrap();
+        assert_eq!(Some(lag), lines.iter().find(|s| s.time == t).map(|s| s.lag), "{d}");
+        let by_partition: Vec<(i64, i64)> =
+            ranges.iter().map(|r| (r["partition"].as_i64().unwrap(), r["lag"].as_i64().unwrap())).collect();
+        assert_eq!(d["partitionLags"], serde_json::json!(by_partition), "{d}");
         // Its output operation: `print(1)`, Spark's header with the batch time first.
         let printed = d["printed"].as_str().unwrap();
         assert!(printed.contains(&format!("\nTime: {} ms\n", d["batchTime"])), "{d}");
@@ -384,8 +430,41 @@ fn api_and_metrics_agree_with_the_status_lines_and_the_log() {
         assert_eq!(sample(&families, "dstream_partition_next_offset", &labels), Some(want), "{metrics}");
     }
     assert_eq!(sample(&families, "dstream_state_keys", &[("operator", "map_with_state#0")]), Some(26.0));
-    assert_eq!(sample(&families, "dstream_checkpoints_written_total", &[]), Some(k as f64));
+    // Lag per partition: none at the end; early on, what the log held beyond that batch's ranges.
+    for p in ["0", "1", "2"] {
+        let labels = [("topic", "avg"), ("partition", p)];
+        assert_eq!(sample(&families, "dstream_partition_lag_records", &labels), Some(0.0), "{metrics}");
+    }
+    let k0 = sample(&early, "dstream_streaming_completed_batches_total", &[]).unwrap() as usize;
+    let at = details.iter().find(|d| d["batchTime"].as_i64() == Some(lines[k0 - 1].time)).unwrap();
+    let mut early_total = 0.0;
+    for r in at["offsetRanges"].as_array().unwrap() {
+        let p = r["partition"].as_u64().unwrap() as usize;
+        let labels = [("topic", "avg"), ("partition", &*p.to_string())];
+        let lag = sample(&early, "dstream_partition_lag_records", &labels);
+        assert_eq!(lag, Some((log_end[p] - r["untilOffset"].as_i64().unwrap()) as f64), "{early}");
+        early_total += lag.unwrap();
+    }
+    assert_eq!(early_total, lines[k0 - 1].lag as f64);
+    assert_eq!(sample(&early, "dstream_streaming_lag_records", &[]), Some(early_total));
+    assert_eq!(sample(&families, "dstream_checkpoints_saved_total", &[]), Some(k as f64));
+    let written = sample(&families, "dstream_checkpoints_written_total", &[]).unwrap() as usize;
+    assert!(written <= k && written + 2 >= k, "{metrics}");
+    assert_eq!(sample(&families, "dstream_checkpoint_failures_total", &[]), Some(0.0));
+    let wtime = sample(&families, "dstream_checkpoint_last_written_batch_time_seconds", &[]).unwrap();
+    let wfile =
+        dir.path().join(dstream_adapters::checkpoint::file_name(dstream_core::Time((wtime * 1000.0).round() as i64)));
+    assert_eq!(
+        sample(&families, "dstream_checkpoint_last_size_bytes", &[]),
+        Some(std::fs::metadata(&wfile).unwrap().len() as f64)
+    );
+    assert!(sample(&families, "dstream_checkpoint_last_write_duration_seconds", &[]).unwrap() > 0.0);
+    assert!(sample(&families, "dstream_checkpoint_last_write_age_seconds", &[]).unwrap() >= 0.0);
+    assert_eq!(sample(&families, "dstream_checkpoint_restore_seconds", &[]), None, "a fresh start");
     assert_eq!(sample(&families, "dstream_checkpoint_last_batch_time_seconds", &[]), Some(last.time as f64 / 1000.0));
+    let file = dir.path().join(dstream_adapters::checkpoint::file_name(dstream_core::Time(last.time)));
+    let labels = [("operator", "map_with_state#0"), ("kind", "map_with_state")];
+    assert_eq!(sample(&families, "dstream_state_bytes", &labels), Some(stored(&file).1 as f64), "{metrics}");
     let types: Vec<(&str, &str)> = families
         .as_array()
         .unwrap()
@@ -508,6 +587,17 @@ const { chromium } = require(process.env.PLAYWRIGHT);
     interval: await page.textContent("#batch-interval"),
   };
   const charts = await page.$$eval("#charts svg.timeline polyline.line", (ls) => ls.map((l) => l.getAttribute("points").split(" ").length));
+  // The state, partitions, active batches and checkpoint tables, with the API's state of the same poll.
+  const tables = await page.evaluate(async () => {
+    const text = (sel) => { const e = document.querySelector(sel); return e ? e.textContent : null; };
+    return {
+      keys: text('#state tr[data-operator="map_with_state#0"] [data-col="keys"]'),
+      bytes: text('#state tr[data-operator="map_with_state#0"] [data-col="bytes"]'),
+      lags: [...document.querySelectorAll("#partitions tr[data-partition]")].map((tr) => tr.querySelector('[data-col="lag"]').textContent),
+      active: document.querySelector("#active") != null,
+      saved: text("#ck-saved"), restore: text("#ck-restore"), failures: text("#ck-failures"),
+    };
+  });
   const refLines = await page.$$eval("#charts svg.timeline line.ref", (ls) => ls.length);
   await page.screenshot({ path: shot, fullPage: true });
   // The page updates itself: more completed batches appear without a reload.
@@ -520,34 +610,69 @@ const { chromium } = require(process.env.PLAYWRIGHT);
   const hidden = await page.textContent("#hidden-ranges");
   const printed = await page.textContent("#printed");
   await browser.close();
-  console.log(JSON.stringify({ errors, rows, header, charts, refLines, before, after, ranges, hidden, printed }));
+  console.log(JSON.stringify({ errors, rows, header, charts, tables, refLines, before, after, ranges, hidden, printed }));
 })().catch((e) => { console.error(e); process.exit(1); });
 "##;
 
-#[test]
-fn chromium_renders_the_page_and_a_batch() {
-    let Some(b) = broker() else { return };
+/// Runs `script` in node with Playwright's core package and Debian's Chromium, with `url` and `args` as its
+/// arguments; its output, parsed.
+fn browse(script: &str, url: &str, args: &[String]) -> Value {
     let chromium = chromium();
     let playwright = playwright_core();
-    produce(b.addr());
-    let run = Running::start(b.addr(), &[]);
-    run.wait_for(Duration::from_secs(60), |s| s["numTotalCompletedBatches"].as_u64() >= Some(3));
-    // The oldest batch: records on partitions 0 and 1, none on 2.
-    let oldest = run.json("/api/v1/batches").as_array().unwrap().last().unwrap()["batchTime"].as_i64().unwrap();
-    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web_ui.png");
     let out = Command::new("node")
         .arg("-e")
-        .arg(BROWSER_SCRIPT)
-        .arg(format!("http://{}/", run.ui))
-        .arg(&shot)
-        .arg(oldest.to_string())
+        .arg(script)
+        .arg(url)
+        .args(args)
         .env("PLAYWRIGHT", playwright.join("node_modules/playwright-core"))
         .env("CHROMIUM", &chromium)
         .stdin(Stdio::null())
         .output()
         .expect("run node");
     assert!(out.status.success(), "the browser script failed: {}", String::from_utf8_lossy(&out.stderr));
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+const FAILED_SCRIPT: &str = r##"
+const { chromium } = require(process.env.PLAYWRIGHT);
+(async () => {
+  const url = process.argv[1], batch = process.argv[2];
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ["--no-sandbox"] });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1200 } });
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(url);
+  await page.waitForFunction(() => document.querySelectorAll("#completed tbody tr").length >= 1, null, { timeout: 60000 });
+  const row = `#completed tbody tr[data-time="${batch}"]`;
+  const status = await page.textContent(row + ' [data-col="status"]');
+  const error = await page.textContent(row + ' [data-col="error"]');
+  const failure = await page.textContent("#failure");
+  const failures = await page.textContent("#ck-failures");
+  await page.goto(new URL("/batches/" + batch, url).toString());
+  await page.waitForFunction(() => document.body.dataset.loaded === "1", null, { timeout: 60000 });
+  const pageStatus = await page.textContent("#batch-status");
+  const pageError = await page.textContent("#batch-error");
+  await browser.close();
+  console.log(JSON.stringify({ errors, status, error, failure, failures, pageStatus, pageError }));
+})().catch((e) => { console.error(e); process.exit(1); });
+"##;
+
+#[test]
+fn chromium_renders_the_page_and_a_batch() {
+    let Some(b) = broker() else { return };
+    // Installed first (on first use), so that the run's batches are not all done while npm works.
+    chromium();
+    playwright_core();
+    produce(b.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let run = Running::start(b.addr(), &["--checkpoint", dir.path().to_str().unwrap()]);
+    run.wait_for(Duration::from_secs(60), |s| s["numTotalCompletedBatches"].as_u64() >= Some(3));
+    // The oldest batch: records on partitions 0 and 1, none on 2.
+    let oldest = run.json("/api/v1/batches").as_array().unwrap().last().unwrap()["batchTime"].as_i64().unwrap();
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web_ui.png");
+    let url = format!("http://{}/", run.ui);
+    let seen = browse(BROWSER_SCRIPT, &url, &[shot.display().to_string(), oldest.to_string()]);
     let detail = run.json(&format!("/api/v1/batches/{oldest}"));
     let stderr = run.stop();
     let lines = status_lines(&stderr);
@@ -570,9 +695,20 @@ fn chromium_renders_the_page_and_a_batch() {
     let records: u64 = seen["header"]["records"].as_str().unwrap().replace(',', "").parse().unwrap();
     assert_eq!(records, total(&lines[..shown], |s| s.records));
     assert!(seen["after"].as_u64() > seen["before"].as_u64());
-    // Four timelines, each a point per batch shown; the batch interval drawn on processing time.
+    // The tables: 26 keys from the first batch on, their bytes as a checkpoint holds them (all 26 keys in each),
+    // a lag per partition, the active batches, checkpoints saved on a fresh start without failures.
+    let t = &seen["tables"];
+    assert_eq!(t["keys"], "26", "{t}");
+    let bytes: u64 = t["bytes"].as_str().unwrap().replace(',', "").parse().unwrap_or_else(|_| panic!("{t}"));
+    assert!(bytes > 26, "{t}");
+    assert_eq!(t["lags"].as_array().unwrap().len(), 3, "{t}");
+    assert_eq!(t["active"], true);
+    assert!(t["saved"].as_str().unwrap().replace(',', "").parse::<u64>().unwrap() >= 3, "{t}");
+    assert_eq!((t["restore"].as_str(), t["failures"].as_str()), (Some("no (fresh start)"), Some("0")), "{t}");
+    // Five timelines (input rate, the three delays, lag), each a point per batch shown; the batch interval
+    // drawn on processing time.
     let charts = seen["charts"].as_array().unwrap();
-    assert_eq!(charts.len(), 4);
+    assert_eq!(charts.len(), 5);
     assert!(charts.iter().all(|c| c.as_u64() >= Some(3)), "{charts:?}");
     assert_eq!(seen["refLines"], 1);
     // The batch page: its non-empty ranges, as the API has them; the empty partition hidden.
@@ -582,7 +718,7 @@ fn chromium_renders_the_page_and_a_batch() {
         .iter()
         .filter(|r| r["count"].as_i64() > Some(0))
         .map(|r| {
-            ["topic", "partition", "fromOffset", "untilOffset", "count"]
+            ["topic", "partition", "fromOffset", "untilOffset", "count", "lag"]
                 .iter()
                 .map(|k| r[k].to_string().trim_matches('"').to_string())
                 .collect()
@@ -757,3 +893,286 @@ fn a_streaming_context_serves_the_ui_when_asked() {
     drop(ssc);
     assert!(TcpStream::connect(&addr).is_err(), "the UI stops with the context");
 }
+
+/// `(batchTime, field)` of each batch of a `/api/v1/batches` answer, oldest first.
+fn per_batch(batches: &Value, field: &str) -> Vec<(i64, u64)> {
+    let mut v: Vec<(i64, u64)> = batches
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["batchTime"].as_i64().unwrap(), b[field].as_u64().unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_streaming_context_shows_timeouts_state_and_checkpoints() {
+    use dstream_adapters::kafka::direct::StartingOffsets;
+    use dstream_adapters::streaming::{KafkaParams, KafkaUtils, StreamingContext};
+    use dstream_core::{State, StateError, StateSpec, TimeoutScan};
+    let Some(b) = broker() else { return };
+    // One record per 200 ms batch (5 records/s): batch k holds the k-th key of a, b, c, then a ten times.
+    let keys = ["a", "b", "c", "a", "a", "a", "a", "a", "a", "a", "a", "a", "a"];
+    let mut c = Client::connect(&[b.addr().to_string()], ClientConfig::default()).unwrap();
+    c.create_topic("keys", 1, 1).unwrap();
+    let values: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    c.produce("keys", 0, encode_batch(&values, 1000, Codec::None).unwrap(), Acks::All).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Idle keys time out after 400 ms, scanned every batch: a key last updated in batch k expires in batch k + 3
+    // (T - 400 ms > T_k first holds at T_k + 600 ms). b (batch 2) expires in batch 5, c (batch 3) in batch 6; a
+    // is refreshed until batch 13 and would expire in batch 16.
+    let context = |batches: u64| {
+        let params = KafkaParams::new(b.addr()).starting_offsets(StartingOffsets::Earliest).max_rate_per_partition(5);
+        let mut ssc = StreamingContext::new(dstream_core::Duration::from_millis(200));
+        let records = KafkaUtils::create_direct_stream(&mut ssc, params, "keys");
+        let spec = StateSpec::function(|_k: &String, v: Option<i64>, s: &mut State<'_, i64>| {
+            if v.is_some() {
+                s.update(1)?;
+            }
+            Ok::<_, StateError>(1i64)
+        })
+        .timeout(dstream_core::Duration::from_millis(400))
+        .timeout_scan(TimeoutScan::EveryBatch);
+        records.map(|r| (String::from_utf8_lossy(r.value).into_owned(), 1i64)).map_with_state(spec).print(1);
+        ssc.checkpoint(dir.path()).print_to(std::io::sink()).status_lines(false).stop_after_batches(batches);
+        ssc.ui("127.0.0.1:0", 100);
+        ssc.start().unwrap();
+        let addr = ssc.ui_addr().unwrap().to_string();
+        ssc.await_termination().unwrap();
+        let get = |path: &str| -> Value {
+            let (status, _, body) = http_get(&addr, path);
+            assert_eq!(status, 200, "{path}");
+            serde_json::from_slice(&body).unwrap()
+        };
+        let out = (get("/api/v1/state"), get("/api/v1/batches"));
+        let families = parse_metrics(&String::from_utf8(http_get(&addr, "/metrics").2).unwrap());
+        (out.0, out.1, families)
+    };
+    let (state, batches, families) = context(15);
+    // Started again on that checkpoint: it restores batch 15's state, and the first batch after it (batch 16 of
+    // the grid) times a out.
+    let (again, again_batches, _) = context(1);
+
+    let records = per_batch(&batches, "inputSize");
+    assert_eq!(records.iter().map(|r| r.1).collect::<Vec<_>>(), [[1; 13].as_slice(), &[0, 0]].concat(), "{batches}");
+    let timed_out = per_batch(&batches, "timedOutKeys");
+    let expected: Vec<u64> = (1..=15).map(|k| u64::from(k == 5 || k == 6)).collect();
+    assert_eq!(timed_out.iter().map(|t| t.1).collect::<Vec<_>>(), expected, "{batches}");
+    assert_eq!(state["numTimedOutKeys"], 2, "{state}");
+    let op = &state["state"][0];
+    assert_eq!(
+        (op["operator"].as_str(), op["keys"].as_u64(), op["timedOutTotal"].as_u64()),
+        (Some("map_with_state#0"), Some(1), Some(2)),
+        "{state}"
+    );
+    assert_eq!(op["timedOutLastBatch"], 0);
+    let labels = [("operator", "map_with_state#0"), ("kind", "map_with_state")];
+    assert_eq!(sample(&families, "dstream_state_timed_out_keys_total", &labels), Some(2.0));
+    assert_eq!(sample(&families, "dstream_streaming_last_completed_batch_timed_out_keys", &[]), Some(0.0));
+    // The context's UI has the checkpoint figures and state bytes as `dstream run`'s: one checkpoint per batch,
+    // the last of batch 15, its operator state as the file holds it.
+    let last = records.last().unwrap().0;
+    let ck = &state["checkpoint"];
+    assert_eq!((ck["saved"].as_u64(), ck["lastBatchTime"].as_i64()), (Some(15), Some(last)), "{ck}");
+    // All durable by the end, and the run's end saves its last batch once more.
+    assert_eq!((ck["written"].as_u64(), ck["lastWrite"]["batchTime"].as_i64()), (Some(16), Some(last)), "{ck}");
+    let file = dir.path().join(dstream_adapters::checkpoint::file_name(dstream_core::Time(last)));
+    assert_eq!(ck["lastPath"].as_str(), file.to_str());
+    let cp = dstream_adapters::checkpoint::read_file::<dstream_adapters::checkpoint::JobState>(&file).unwrap();
+    assert_eq!(op["bytes"].as_u64(), Some(cp.state[0].bytes.len() as u64), "{state}");
+    assert_eq!(cp.state[0].len, 1);
+
+    let r = &again["checkpoint"]["restore"];
+    assert_eq!((r["batchTime"].as_i64(), r["path"].as_str()), (Some(last), file.to_str()), "{again}");
+    assert!(r["durationMs"].as_f64().unwrap() > 0.0, "{again}");
+    assert_eq!(per_batch(&again_batches, "timedOutKeys"), vec![(last + 200, 1)], "{again_batches}");
+    assert_eq!((again["state"][0]["keys"].as_u64(), again["numTimedOutKeys"].as_u64()), (Some(0), Some(1)));
+}
+
+#[test]
+fn a_restart_shows_its_restore() {
+    let Some(b) = broker() else { return };
+    produce(b.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().to_str().unwrap();
+    let first = dstream(&[
+        "run",
+        "--brokers",
+        b.addr(),
+        "--starting-offsets",
+        "earliest",
+        "--batch-interval",
+        "200ms",
+        "--max-rate-per-partition",
+        "500",
+        "--batches",
+        "3",
+        "--ui",
+        "off",
+        "--checkpoint",
+        checkpoints,
+    ]);
+    ok_stdout(&first);
+    let lines = status_lines(&String::from_utf8_lossy(&first.stderr));
+    assert_eq!(lines.len(), 3);
+    let run = Running::start(b.addr(), &["--checkpoint", checkpoints]);
+    let state = run.wait_for(Duration::from_secs(60), |s| s["numTotalCompletedBatches"].as_u64() >= Some(1));
+    let families = parse_metrics(&String::from_utf8(run.get("/metrics").2).unwrap());
+    let stderr = run.stop();
+    // The first run ended after its third batch, all three checkpointed, nothing left pending: the second
+    // restores that batch's checkpoint and goes on after its offsets.
+    let r = &state["checkpoint"]["restore"];
+    assert_eq!(r["batchTime"].as_i64(), Some(lines[2].time), "{state}");
+    let file = dir.path().join(dstream_adapters::checkpoint::file_name(dstream_core::Time(lines[2].time)));
+    assert_eq!(r["path"].as_str(), file.to_str(), "{state}");
+    assert!(stderr.contains(&format!("dstream: resuming from {}", file.display())), "{stderr}");
+    assert_eq!(r["pendingBatches"], 0, "{state}");
+    let took = r["durationMs"].as_f64().unwrap();
+    assert!(took > 0.0 && took < 60_000.0, "{state}");
+    let secs = sample(&families, "dstream_checkpoint_restore_seconds", &[]).unwrap();
+    assert!((secs - took / 1000.0).abs() < 1e-9, "{secs} s, {took} ms");
+    let second = status_lines(&stderr);
+    assert!(second[0].time > lines[2].time, "{stderr}");
+}
+
+#[test]
+fn a_failed_checkpoint_shows_as_a_failed_batch() {
+    use dstream_adapters::kafka::direct::StartingOffsets;
+    use dstream_adapters::streaming::{BatchCompleted, KafkaParams, KafkaUtils, StreamingContext, StreamingListener};
+    let Some(b) = broker() else { return };
+    produce(b.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    /// Moves the checkpoint directory away after the third batch: a later checkpoint cannot be written.
+    struct RemoveDir(PathBuf, u32);
+    impl StreamingListener for RemoveDir {
+        fn on_batch_completed(&mut self, _: &BatchCompleted<'_>) {
+            self.1 += 1;
+            if self.1 == 3 {
+                std::fs::rename(&self.0, self.0.with_extension("gone")).unwrap();
+            }
+        }
+    }
+    let params = KafkaParams::new(b.addr()).starting_offsets(StartingOffsets::Earliest).max_rate_per_partition(500);
+    let mut ssc = StreamingContext::new(dstream_core::Duration::from_millis(200));
+    let values = KafkaUtils::create_direct_stream(&mut ssc, params, "avg");
+    values.map(|r| (String::from_utf8_lossy(r.value).into_owned(), 1i64)).reduce_by_key(|a, b| a + b).print(1);
+    ssc.checkpoint(&checkpoints).print_to(std::io::sink()).status_lines(false).stop_after_batches(20);
+    ssc.add_listener(RemoveDir(checkpoints.clone(), 0)).ui("127.0.0.1:0", 100);
+    ssc.start().unwrap();
+    let addr = ssc.ui_addr().unwrap().to_string();
+    let error = ssc.await_termination().expect_err("a checkpoint cannot be written").to_string();
+    let get = |path: &str| -> Value { serde_json::from_slice(&http_get(&addr, path).2).unwrap() };
+    let state = get("/api/v1/state");
+    let batches = get("/api/v1/batches");
+    let families = parse_metrics(&String::from_utf8(http_get(&addr, "/metrics").2).unwrap());
+    let detail = get(&format!("/api/v1/batches/{}", batches[0]["batchTime"]));
+    let seen = browse(FAILED_SCRIPT, &format!("http://{addr}/"), &[batches[0]["batchTime"].to_string()]);
+    drop(ssc);
+
+    assert!(error.contains(checkpoints.to_str().unwrap()), "{error}");
+    assert_eq!(state["failure"]["error"], error.as_str(), "{state}");
+    // The batch whose checkpoint failed is the newest row, failed with the run's error, after the completed ones.
+    let rows = batches.as_array().unwrap();
+    let failed = &rows[0];
+    assert_eq!((failed["status"].as_str(), failed["error"].as_str()), (Some("FAILED"), Some(error.as_str())));
+    assert!(rows[1..].iter().all(|r| r["status"] == "COMPLETED" && r["error"].is_null()), "{batches}");
+    let completed = state["numTotalCompletedBatches"].as_u64().unwrap();
+    assert_eq!(rows.len() as u64, completed + 1);
+    assert!(completed >= 3, "{state}");
+    assert_eq!(failed["batchTime"].as_i64().unwrap() - rows[1]["batchTime"].as_i64().unwrap(), 200);
+    assert_eq!(detail["status"], "FAILED");
+    let records: i64 = detail["offsetRanges"].as_array().unwrap().iter().map(|r| r["count"].as_i64().unwrap()).sum();
+    assert_eq!(failed["inputSize"].as_i64(), Some(records));
+    assert!(state["runningBatch"].is_null(), "{state}");
+    let c = &state["checkpoint"];
+    assert_eq!(c["failures"], 1, "{c}");
+    assert!(error.contains(c["lastFailure"]["error"].as_str().unwrap()), "{c}");
+    assert_eq!(sample(&families, "dstream_checkpoint_failures_total", &[]), Some(1.0));
+    assert_eq!(sample(&families, "dstream_streaming_failed_batches_total", &[]), Some(1.0));
+    // The page shows the failure, the failed row with its error, and the batch's own page says so too.
+    assert_eq!(seen["errors"], serde_json::json!([]), "console errors");
+    assert!(seen["failure"].as_str().unwrap().ends_with(&error), "{seen}");
+    assert_eq!((seen["status"].as_str(), seen["error"].as_str()), (Some("FAILED"), Some(error.as_str())), "{seen}");
+    assert_eq!((seen["pageStatus"].as_str(), seen["pageError"].as_str()), (Some("FAILED"), Some(error.as_str())));
+    assert_eq!(seen["failures"], "1", "{seen}");
+    assert_eq!(sample(&families, "dstream_streaming_running_batches", &[]), Some(0.0));
+}
+
+#[test]
+fn a_running_batch_and_the_batches_waiting_for_it_are_shown_live() {
+    use dstream_adapters::kafka::direct::StartingOffsets;
+    use dstream_adapters::streaming::{KafkaParams, KafkaUtils, StreamingContext};
+    let Some(b) = broker() else { return };
+    produce(b.addr());
+    let params = KafkaParams::new(b.addr()).starting_offsets(StartingOffsets::Earliest).max_rate_per_partition(500);
+    let mut ssc = StreamingContext::new(dstream_core::Duration::from_millis(200));
+    let values = KafkaUtils::create_direct_stream(&mut ssc, params, "avg");
+    // The third batch's output waits until the test has looked at the UI.
+    let (at_third, seen_third) = std::sync::mpsc::channel::<(i64, usize)>();
+    let (go_on, release) = std::sync::mpsc::channel::<()>();
+    let mut n = 0;
+    values.map(|r| r.offset).foreach_batch(move |t, items| {
+        n += 1;
+        if n == 3 {
+            at_third.send((t.millis(), items.len())).unwrap();
+            release.recv_timeout(Duration::from_secs(60)).unwrap();
+        }
+    });
+    ssc.print_to(std::io::sink()).status_lines(false).stop_after_batches(8).ui("127.0.0.1:0", 100);
+    ssc.start().unwrap();
+    let addr = ssc.ui_addr().unwrap().to_string();
+    let watcher = std::thread::spawn(move || {
+        let (time, records) = seen_third.recv_timeout(Duration::from_secs(60)).unwrap();
+        // Ticks go on while it runs: wait for two batches generated behind it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let state = loop {
+            let state: Value = serde_json::from_slice(&http_get(&addr, "/api/v1/state").2).unwrap();
+            if state["numWaitingBatches"].as_u64() >= Some(2) {
+                break state;
+            }
+            assert!(Instant::now() < deadline, "no batches waiting: {state}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let families = parse_metrics(&String::from_utf8(http_get(&addr, "/metrics").2).unwrap());
+        let page = browse(ACTIVE_SCRIPT, &format!("http://{addr}/"), &[]);
+        go_on.send(()).unwrap();
+        (time, records, state, families, page)
+    });
+    ssc.await_termination().unwrap();
+    let (time, records, state, families, page) = watcher.join().unwrap();
+
+    let running = &state["runningBatch"];
+    assert_eq!(running["batchTime"].as_i64(), Some(time), "{state}");
+    assert_eq!(running["inputSize"].as_u64(), Some(records as u64), "{state}");
+    assert_eq!(state["numTotalCompletedBatches"], 2, "{state}");
+    let waiting: Vec<i64> =
+        state["waitingBatches"].as_array().unwrap().iter().map(|w| w["batchTime"].as_i64().unwrap()).collect();
+    assert_eq!(waiting[..2], [time + 200, time + 400], "{state}");
+    assert_eq!(state["numWaitingBatches"].as_u64(), Some(waiting.len() as u64));
+    assert_eq!(sample(&families, "dstream_streaming_running_batches", &[]), Some(1.0));
+    assert!(sample(&families, "dstream_streaming_waiting_batches", &[]).unwrap() >= 2.0);
+    // The page's active batches: the running one first, then those waiting, oldest first.
+    assert_eq!(page["errors"], serde_json::json!([]), "console errors");
+    let rows: Vec<(i64, String)> = serde_json::from_value(page["rows"].clone()).unwrap();
+    assert!(rows.len() >= 3, "{page}");
+    assert_eq!(rows[0], (time, "processing".to_string()));
+    assert_eq!(rows[1..3], [(time + 200, "queued".to_string()), (time + 400, "queued".to_string())]);
+}
+
+const ACTIVE_SCRIPT: &str = r##"
+const { chromium } = require(process.env.PLAYWRIGHT);
+(async () => {
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ["--no-sandbox"] });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1200 } });
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(process.argv[1]);
+  await page.waitForFunction(() => document.querySelectorAll("#active tr[data-status]").length >= 3, null, { timeout: 60000 });
+  const rows = await page.$$eval("#active tr[data-status]", (trs) => trs.map((tr) => [Number(tr.dataset.time), tr.dataset.status]));
+  await browser.close();
+  console.log(JSON.stringify({ errors, rows }));
+})().catch((e) => { console.error(e); process.exit(1); });
+"##;

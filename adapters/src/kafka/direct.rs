@@ -58,6 +58,8 @@ pub struct GeneratedBatch {
     pub info: BatchInfo,
     /// Records in the log beyond the batch's ranges when it was generated (the lag).
     pub lag: i64,
+    /// The lag of each partition: (partition, records in its log beyond its range), in the ranges' order.
+    pub lags: Vec<(i32, i64)>,
     /// Offsets skipped by the out-of-range policy.
     pub resets: Vec<OffsetReset>,
 }
@@ -171,7 +173,7 @@ impl DirectStream {
         };
         let mut ranges = Vec::with_capacity(self.current.len());
         let mut resets = Vec::new();
-        let mut lag = 0i64;
+        let mut lags = Vec::with_capacity(self.current.len());
         for (i, cur) in self.current.iter_mut().enumerate() {
             let probe = &probes[i];
             let end = latest[i].1.max(probe.high_watermark);
@@ -204,10 +206,11 @@ impl DirectStream {
             }
             let until = end.min(cur.1.saturating_add(max)).max(cur.1);
             ranges.push(OffsetRange { partition: cur.0, from: cur.1, until });
-            lag += end - until;
+            lags.push((cur.0, end - until));
             cur.1 = until;
         }
-        Ok(GeneratedBatch { info: BatchInfo { time, ranges }, lag, resets })
+        let lag = lags.iter().map(|l| l.1).sum();
+        Ok(GeneratedBatch { info: BatchInfo { time, ranges }, lag, lags, resets })
     }
 }
 

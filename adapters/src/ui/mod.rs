@@ -2,17 +2,21 @@
 //! it polls (`/api/v1/batches`, `/api/v1/batches/<time>`, `/api/v1/state`) and `/metrics` in the Prometheus
 //! text format.
 //!
-//! A [`UiCollector`] is a [`StreamingListener`]: after each batch it stores a small summary (a lock and a few
-//! allocations per batch, nothing per record) in a bounded history. A [`UiServer`] serves that history from
-//! threads of its own: one accepts, a few answer, each request rendered under the lock and written after it is
-//! released, so a slow or stuck client never holds up a batch. Requests are bounded (size, header count, time),
+//! A [`UiCollector`] is a [`StreamingListener`]: when a batch starts it notes it as running, and after it stores
+//! a small summary (a lock and a few allocations per batch, nothing per record) in a bounded history; the run's
+//! hooks add what listeners do not hear (state sizes, checkpoints, the queue of generated batches, failures).
+//! A [`UiServer`] serves that history from threads of its own: one accepts, a few answer, each request rendered
+//! under the lock and written after it is released, so a slow or stuck client never holds up a batch. Requests are bounded (size, header count, time),
 //! and the server listens on loopback addresses only unless asked otherwise.
 
 mod http;
 mod render;
 
+pub use crate::recovery::Restored;
+use crate::recovery::WriteStats;
+use crate::run::GeneratedBatches;
 use crate::streaming::{BatchCompleted, StreamingListener};
-use dstream_core::{Duration, Malformed, OffsetRange, Time};
+use dstream_core::{BatchInfo, Duration, Malformed, OffsetRange, Time};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
@@ -78,16 +82,22 @@ pub(crate) struct BatchRecord {
     pub(crate) records: u64,
     pub(crate) malformed: u64,
     pub(crate) malformed_kept: Vec<Malformed>,
+    /// Keys of stateful operators whose idle timeout expired in it.
+    pub(crate) timed_out: u64,
     pub(crate) scheduling_delay: Duration,
     pub(crate) processing_time: Duration,
     pub(crate) lag: i64,
+    /// (partition, lag) when it was generated; empty for a batch run again.
+    pub(crate) lags: Vec<(i32, i64)>,
     pub(crate) waiting: usize,
     pub(crate) ranges: Vec<OffsetRange>,
     /// The start of what its `print` operations wrote, and that output's whole length.
     pub(crate) printed: String,
     pub(crate) printed_len: usize,
-    /// Wall-clock ms when it completed.
+    /// Wall-clock ms when it completed (or failed).
     pub(crate) completed_at: i64,
+    /// Why it failed, if it did (the run stopped there).
+    pub(crate) error: Option<String>,
 }
 
 impl BatchRecord {
@@ -103,6 +113,8 @@ pub(crate) struct PartitionTotals {
     pub(crate) records: u64,
     /// The next offset after the last completed batch.
     pub(crate) next_offset: i64,
+    /// Records in its log beyond the last completed live batch's range when that batch was generated.
+    pub(crate) lag: Option<i64>,
 }
 
 /// The size of one stateful operator's state.
@@ -111,18 +123,39 @@ pub(crate) struct OperatorState {
     pub(crate) name: String,
     pub(crate) kind: String,
     pub(crate) keys: u64,
+    /// Keys timed out in the last batch, and in all batches.
+    pub(crate) timed_out: u64,
+    pub(crate) timed_out_total: u64,
+    /// Bytes of its state in the last checkpoint, and that checkpoint's batch.
+    pub(crate) bytes: Option<(u64, Time)>,
+}
+
+/// The batch being processed.
+#[derive(Debug, Clone)]
+pub(crate) struct RunningBatch {
+    pub(crate) info: BatchInfo,
+    /// Wall-clock ms when its processing started.
+    pub(crate) started_at: i64,
 }
 
 /// What the UI knows of checkpoints.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CheckpointFigures {
-    pub(crate) written: u64,
+    /// Saved after a batch (handed to the writer thread, or written inline).
+    pub(crate) saved: u64,
     pub(crate) last_batch: Option<Time>,
     pub(crate) last_path: Option<PathBuf>,
     /// Wall-clock ms when the last one was handed over for writing.
     pub(crate) last_at: Option<i64>,
     /// Time the batch path spent on the last one (encoding the state; writing it too when not in background).
     pub(crate) last_batch_path: Option<std::time::Duration>,
+    /// Durable on disk, failed writes and the last written.
+    pub(crate) writes: WriteStats,
+    /// Checkpoint errors the run met (each stops it), the last with its wall-clock ms.
+    pub(crate) failures: u64,
+    pub(crate) last_failure: Option<(String, i64)>,
+    /// The restore at start, if the run resumed from a checkpoint.
+    pub(crate) restored: Option<Restored>,
 }
 
 /// Everything the UI shows, shared by the collector and the server.
@@ -135,6 +168,7 @@ pub(crate) struct UiData {
     pub(crate) completed: u64,
     pub(crate) records: u64,
     pub(crate) malformed: u64,
+    pub(crate) timed_out: u64,
     /// Batches generated and not completed when the last batch completed: time and records.
     pub(crate) waiting: Vec<(Time, u64)>,
     pub(crate) last_lag: i64,
@@ -143,6 +177,11 @@ pub(crate) struct UiData {
     pub(crate) partitions: BTreeMap<i32, PartitionTotals>,
     pub(crate) state: Vec<OperatorState>,
     pub(crate) checkpoint: CheckpointFigures,
+    pub(crate) running: Option<RunningBatch>,
+    /// The run's batches generated and not completed, live, when the run shares them.
+    pub(crate) generated: Option<GeneratedBatches>,
+    /// Why the run failed, with the wall-clock ms.
+    pub(crate) failure: Option<(String, i64)>,
 }
 
 /// The longest start of `s` of at most `max` bytes that ends on a character boundary.
@@ -175,12 +214,16 @@ impl UiCollector {
             completed: 0,
             records: 0,
             malformed: 0,
+            timed_out: 0,
             waiting: Vec::new(),
             last_lag: 0,
             batches: VecDeque::new(),
             partitions: BTreeMap::new(),
             state: Vec::new(),
             checkpoint: CheckpointFigures::default(),
+            running: None,
+            generated: None,
+            failure: None,
         };
         UiCollector { data: Arc::new(Mutex::new(data)) }
     }
@@ -189,28 +232,62 @@ impl UiCollector {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A batch began processing (its ranges fixed): shown as running.
+    pub fn batch_started(&self, info: &BatchInfo) {
+        let running = RunningBatch { info: info.clone(), started_at: wall_ms() };
+        let mut d = self.lock();
+        d.waiting.retain(|w| w.0 > info.time);
+        d.running = Some(running);
+    }
+
     /// A batch completed, with what listeners do not hear of it: the size of each stateful operator's state
-    /// after it, and its checkpoint, if one was saved (to `path`, costing the batch path `batch_path`). All of it
-    /// is shown at once.
+    /// after it, its checkpoint, if one was saved (to `path`, costing the batch path `batch_path`), and the
+    /// checkpoints written so far. All of it is shown at once.
     pub fn batch_completed(
         &self,
         b: &BatchCompleted<'_>,
         state: &[StateSize<'_>],
         checkpoint: Option<SavedCheckpoint>,
+        writes: Option<&WriteStats>,
     ) {
-        let record = BatchRecord::of(b);
+        let mut record = BatchRecord::of(b);
+        record.timed_out = state.iter().map(|s| s.timed_out).sum();
         let mut d = self.lock();
+        // Copied only when it changed (a write completed or failed).
+        if let Some(w) =
+            writes.filter(|w| (w.written, w.failed) != (d.checkpoint.writes.written, d.checkpoint.writes.failed))
+        {
+            d.checkpoint.writes = w.clone();
+        }
+        d.running = None;
         for s in state {
-            match d.state.iter_mut().find(|o| o.name == s.operator) {
-                Some(o) => o.keys = s.keys,
+            let i = match d.state.iter().position(|o| o.name == s.operator) {
+                Some(i) => i,
                 None => {
-                    d.state.push(OperatorState { name: s.operator.to_string(), kind: s.kind.to_string(), keys: s.keys })
+                    d.state.push(OperatorState {
+                        name: s.operator.to_string(),
+                        kind: s.kind.to_string(),
+                        keys: 0,
+                        timed_out: 0,
+                        timed_out_total: 0,
+                        bytes: None,
+                    });
+                    d.state.len() - 1
                 }
-            }
+            };
+            let o = &mut d.state[i];
+            o.keys = s.keys;
+            o.timed_out = s.timed_out;
+            o.timed_out_total += s.timed_out;
         }
         if let Some(saved) = checkpoint {
+            for (id, n) in &saved.state_bytes {
+                if let Some(o) = d.state.iter_mut().find(|o| &o.name == id) {
+                    o.bytes = Some((*n, b.info.time));
+                }
+            }
             let c = &mut d.checkpoint;
-            c.written += 1;
+            c.saved += 1;
             c.last_batch = Some(b.info.time);
             c.last_path = Some(saved.path);
             c.last_at = Some(wall_ms());
@@ -219,6 +296,55 @@ impl UiCollector {
         d.waiting.clear();
         d.waiting.extend(b.pending.iter().map(|p| (p.time, p.ranges.iter().map(|r| r.count() as u64).sum())));
         d.add(record);
+    }
+
+    /// The run restored a checkpoint at start.
+    pub fn restored(&self, r: Restored) {
+        self.lock().checkpoint.restored = Some(r);
+    }
+
+    /// The checkpoints written so far (e.g. after the last ones were flushed at the end of a run).
+    pub fn checkpoints_written(&self, writes: &WriteStats) {
+        self.lock().checkpoint.writes = writes.clone();
+    }
+
+    /// Saving or writing a checkpoint failed (which stops the run).
+    pub fn checkpoint_failed(&self, error: &str) {
+        let mut d = self.lock();
+        d.checkpoint.failures += 1;
+        d.checkpoint.last_failure = Some((error.to_string(), wall_ms()));
+    }
+
+    /// The run failed: the running batch, if any, is shown as failed with `error`.
+    pub fn run_failed(&self, error: &str) {
+        let now = wall_ms();
+        let mut d = self.lock();
+        d.failure = Some((error.to_string(), now));
+        if let Some(r) = d.running.take() {
+            let record = BatchRecord {
+                time: r.info.time,
+                records: r.info.ranges.iter().map(|r| r.count() as u64).sum(),
+                malformed: 0,
+                malformed_kept: Vec::new(),
+                timed_out: 0,
+                scheduling_delay: Duration((r.started_at - r.info.time.0).max(0)),
+                processing_time: Duration(now - r.started_at),
+                lag: 0,
+                lags: Vec::new(),
+                waiting: d.waiting.len(),
+                ranges: r.info.ranges,
+                printed: String::new(),
+                printed_len: 0,
+                completed_at: now,
+                error: Some(error.to_string()),
+            };
+            d.keep(record);
+        }
+    }
+
+    /// Shows the run's batches generated and not yet completed live (rather than as of the last completion).
+    pub fn watch_generated(&self, generated: GeneratedBatches) {
+        self.lock().generated = Some(generated);
     }
 
     /// Serves this collector's data on `addr` (HOST:PORT; port 0 for any free port). A taken port is followed
@@ -230,8 +356,11 @@ impl UiCollector {
 }
 
 impl StreamingListener for UiCollector {
+    fn on_batch_started(&mut self, info: &BatchInfo) {
+        self.batch_started(info);
+    }
     fn on_batch_completed(&mut self, b: &BatchCompleted<'_>) {
-        self.batch_completed(b, &[], None);
+        self.batch_completed(b, &[], None, None);
     }
 }
 
@@ -244,6 +373,8 @@ pub struct StateSize<'a> {
     pub kind: &'a str,
     /// Keys in its state.
     pub keys: u64,
+    /// Keys whose idle timeout expired in the batch.
+    pub timed_out: u64,
 }
 
 /// A checkpoint saved after a batch.
@@ -253,6 +384,8 @@ pub struct SavedCheckpoint {
     pub path: PathBuf,
     /// Time the batch path spent on it.
     pub batch_path: std::time::Duration,
+    /// Each stateful operator's id and the bytes of its state in it.
+    pub state_bytes: Vec<(String, u64)>,
 }
 
 impl BatchRecord {
@@ -262,14 +395,17 @@ impl BatchRecord {
             records: b.records as u64,
             malformed: b.malformed.len() as u64,
             malformed_kept: b.malformed.iter().take(MALFORMED_KEPT_PER_BATCH).cloned().collect(),
+            timed_out: 0,
             scheduling_delay: b.scheduling_delay,
             processing_time: b.processing_time,
             lag: b.lag,
+            lags: b.lags.to_vec(),
             waiting: b.pending.len(),
             printed: head(b.printed, PRINTED_KEPT_PER_BATCH).to_string(),
             printed_len: b.printed.len(),
             ranges: b.info.ranges.clone(),
             completed_at: wall_ms(),
+            error: None,
         }
     }
 }
@@ -280,17 +416,26 @@ impl UiData {
         d.completed += 1;
         d.records += record.records;
         d.malformed += record.malformed;
+        d.timed_out += record.timed_out;
         d.last_lag = record.lag;
         for r in &record.ranges {
             let p = d.partitions.entry(r.partition).or_default();
             p.records += r.count() as u64;
             p.next_offset = p.next_offset.max(r.until);
         }
-        let keep = d.config.retained_batches.max(1);
-        while d.batches.len() >= keep {
-            d.batches.pop_front();
+        for &(partition, lag) in &record.lags {
+            d.partitions.entry(partition).or_default().lag = Some(lag);
         }
-        d.batches.push_back(record);
+        d.keep(record);
+    }
+
+    /// Keeps a batch among the newest.
+    fn keep(&mut self, record: BatchRecord) {
+        let keep = self.config.retained_batches.max(1);
+        while self.batches.len() >= keep {
+            self.batches.pop_front();
+        }
+        self.batches.push_back(record);
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::http::{Request, Response};
 use super::{BatchRecord, UiData};
+use dstream_core::Time;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -29,12 +30,12 @@ pub(crate) fn route(req: &Request, data: &Mutex<UiData>) -> Response {
     let lookup = |f: &dyn Fn(&UiData) -> Response| f(&data.lock().unwrap_or_else(|e| e.into_inner()));
     match path {
         "/metrics" => {
-            let size = checkpoint_size(data);
-            lookup(&|d| Response::new(METRICS, metrics(d, size_of_last(d, &size))))
+            let generated = generated(data);
+            lookup(&|d| Response::new(METRICS, metrics(d, &waiting(d, &generated))))
         }
         "/api/v1/state" => {
-            let size = checkpoint_size(data);
-            lookup(&|d| json(&state(d, size_of_last(d, &size))))
+            let generated = generated(data);
+            lookup(&|d| json(&state(d, &waiting(d, &generated))))
         }
         "/api/v1/batches" => {
             let since = query_param(&req.query, "since").and_then(|s| s.parse::<i64>().ok());
@@ -60,16 +61,22 @@ pub(crate) fn route(req: &Request, data: &Mutex<UiData>) -> Response {
     }
 }
 
-/// The last checkpoint's file and its size, once it is there (`stat` without the lock held).
-fn checkpoint_size(data: &Mutex<UiData>) -> Option<(std::path::PathBuf, u64)> {
-    let path = data.lock().unwrap_or_else(|e| e.into_inner()).checkpoint.last_path.clone()?;
-    let size = std::fs::metadata(&path).ok()?.len();
-    Some((path, size))
+/// The run's batches generated and not completed now, if it shares them (taken before the UI's lock, so that the
+/// two locks are never held together).
+fn generated(data: &Mutex<UiData>) -> Option<Vec<dstream_core::BatchInfo>> {
+    let g = data.lock().unwrap_or_else(|e| e.into_inner()).generated.clone()?;
+    Some(g.snapshot())
 }
 
-/// The size found by [`checkpoint_size`], if that file is still the last checkpoint.
-fn size_of_last(d: &UiData, size: &Option<(std::path::PathBuf, u64)>) -> Option<u64> {
-    size.as_ref().filter(|(p, _)| d.checkpoint.last_path.as_ref() == Some(p)).map(|(_, n)| *n)
+/// The waiting batches, (time, records), oldest first: those generated and neither running nor completed, live
+/// when the run shares them, else as of the last completion.
+fn waiting(d: &UiData, generated: &Option<Vec<dstream_core::BatchInfo>>) -> Vec<(Time, u64)> {
+    let Some(g) = generated else { return d.waiting.clone() };
+    let done = d.running.as_ref().map(|r| r.info.time).max(d.batches.back().map(|b| b.time));
+    g.iter()
+        .filter(|b| Some(b.time) > done)
+        .map(|b| (b.time, b.ranges.iter().map(|r| r.count() as u64).sum()))
+        .collect()
 }
 
 fn not_found(message: &str) -> Response {
@@ -94,9 +101,12 @@ struct BatchSummary {
     batch_id: i64,
     batch_time: i64,
     status: &'static str,
+    /// Why it failed (the run stopped there).
+    error: Option<String>,
     batch_duration: i64,
     input_size: u64,
     malformed_records: u64,
+    timed_out_keys: u64,
     scheduling_delay: i64,
     processing_time: i64,
     total_delay: i64,
@@ -105,6 +115,8 @@ struct BatchSummary {
     completed_at: i64,
     /// (partition, records) of the partitions with records.
     partitions: Vec<(i32, i64)>,
+    /// (partition, lag when generated) of every partition; empty for a batch run again.
+    partition_lags: Vec<(i32, i64)>,
 }
 
 impl BatchSummary {
@@ -112,10 +124,12 @@ impl BatchSummary {
         BatchSummary {
             batch_id: b.time.0,
             batch_time: b.time.0,
-            status: "COMPLETED",
+            status: if b.error.is_some() { "FAILED" } else { "COMPLETED" },
+            error: b.error.clone(),
             batch_duration: interval,
             input_size: b.records,
             malformed_records: b.malformed,
+            timed_out_keys: b.timed_out,
             scheduling_delay: b.scheduling_delay.0,
             processing_time: b.processing_time.0,
             total_delay: b.total_delay().0,
@@ -123,6 +137,7 @@ impl BatchSummary {
             waiting_batches: b.waiting,
             completed_at: b.completed_at,
             partitions: b.ranges.iter().filter(|r| r.count() > 0).map(|r| (r.partition, r.count())).collect(),
+            partition_lags: b.lags.clone(),
         }
     }
 }
@@ -135,6 +150,9 @@ struct RangeView<'a> {
     from_offset: i64,
     until_offset: i64,
     count: i64,
+    /// Records in the partition's log beyond this range when the batch was generated (none for a batch run
+    /// again).
+    lag: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -173,6 +191,7 @@ impl<'a> BatchDetail<'a> {
                     from_offset: r.from,
                     until_offset: r.until,
                     count: r.count(),
+                    lag: b.lags.iter().find(|l| l.0 == r.partition).map(|l| l.1),
                 })
                 .collect(),
             malformed: b
@@ -194,10 +213,18 @@ fn average(batches: &std::collections::VecDeque<BatchRecord>, f: impl Fn(&BatchR
 
 /// `/api/v1/state`: the job as a whole (Spark's `/streaming/statistics` names where they exist), partitions,
 /// state and checkpoints.
-fn state(d: &UiData, checkpoint_size: Option<u64>) -> serde_json::Value {
+fn state(d: &UiData, waiting: &[(Time, u64)]) -> serde_json::Value {
     let interval = d.config.batch_interval.0.max(1) as f64;
     let c = &d.checkpoint;
     let now = super::wall_ms();
+    let ms = |t: std::time::Duration| t.as_secs_f64() * 1000.0;
+    let last_write = c.writes.last.as_ref().map(|w| {
+        let at = epoch_ms(w.at);
+        serde_json::json!({
+            "batchTime": w.time.0, "path": w.path.display().to_string(), "sizeBytes": w.bytes,
+            "durationMs": ms(w.took), "writtenAt": at, "ageMs": now - at,
+        })
+    });
     serde_json::json!({
         "topic": d.config.topic,
         "startTime": d.start_time,
@@ -206,31 +233,48 @@ fn state(d: &UiData, checkpoint_size: Option<u64>) -> serde_json::Value {
         "numTotalCompletedBatches": d.completed,
         "numRetainedCompletedBatches": d.batches.len(),
         "retainedBatchesLimit": d.config.retained_batches,
-        "numWaitingBatches": d.waiting.len(),
-        "waitingBatches": d.waiting.iter().map(|(t, n)| serde_json::json!({
+        "numWaitingBatches": waiting.len(),
+        "waitingBatches": waiting.iter().map(|(t, n)| serde_json::json!({
             "batchTime": t.0, "inputSize": n,
         })).collect::<Vec<_>>(),
+        "runningBatch": d.running.as_ref().map(|r| serde_json::json!({
+            "batchTime": r.info.time.0,
+            "inputSize": r.info.ranges.iter().map(|r| r.count()).sum::<i64>(),
+            "startedAt": r.started_at,
+            "schedulingDelay": (r.started_at - r.info.time.0).max(0),
+            "runningForMs": now - r.started_at,
+        })),
+        "failure": d.failure.as_ref().map(|(e, at)| serde_json::json!({ "error": e, "at": at })),
         "numProcessedRecords": d.records,
         "numMalformedRecords": d.malformed,
+        "numTimedOutKeys": d.timed_out,
         "avgInputRate": average(&d.batches, |b| b.records as f64 * 1000.0 / interval),
         "avgSchedulingDelay": average(&d.batches, |b| b.scheduling_delay.0 as f64),
         "avgProcessingTime": average(&d.batches, |b| b.processing_time.0 as f64),
         "avgTotalDelay": average(&d.batches, |b| b.total_delay().0 as f64),
         "lag": d.last_lag,
         "partitions": d.partitions.iter().map(|(p, t)| serde_json::json!({
-            "partition": p, "records": t.records, "nextOffset": t.next_offset,
+            "partition": p, "records": t.records, "nextOffset": t.next_offset, "lag": t.lag,
         })).collect::<Vec<_>>(),
         "state": d.state.iter().map(|o| serde_json::json!({
             "operator": o.name, "kind": o.kind, "keys": o.keys,
+            "timedOutLastBatch": o.timed_out, "timedOutTotal": o.timed_out_total,
+            "bytes": o.bytes.map(|b| b.0), "bytesAtBatch": o.bytes.map(|b| b.1 .0),
         })).collect::<Vec<_>>(),
         "checkpoint": {
-            "written": c.written,
+            "saved": c.saved,
             "lastBatchTime": c.last_batch.map(|t| t.0),
             "lastPath": c.last_path.as_ref().map(|p| p.display().to_string()),
-            "lastWrittenAt": c.last_at,
-            "ageMs": c.last_at.map(|t| now - t),
-            "lastSizeBytes": checkpoint_size,
-            "lastBatchPathMs": c.last_batch_path.map(|t| t.as_secs_f64() * 1000.0),
+            "lastSavedAt": c.last_at,
+            "lastBatchPathMs": c.last_batch_path.map(ms),
+            "written": c.writes.written,
+            "lastWrite": last_write,
+            "failures": c.failures,
+            "lastFailure": c.last_failure.as_ref().map(|(e, at)| serde_json::json!({ "error": e, "at": at })),
+            "restore": c.restored.as_ref().map(|r| serde_json::json!({
+                "path": r.path.display().to_string(), "batchTime": r.batch.0, "pendingBatches": r.pending,
+                "durationMs": ms(r.took),
+            })),
         },
     })
 }
@@ -256,7 +300,7 @@ fn secs(ms: i64) -> f64 {
 
 /// `/metrics`: names after Spark's `StreamingSource` gauges where one exists (named in each HELP), in seconds
 /// and with `_total` on counters as Prometheus prefers.
-fn metrics(d: &UiData, checkpoint_size: Option<u64>) -> String {
+fn metrics(d: &UiData, waiting: &[(Time, u64)]) -> String {
     let mut o = String::with_capacity(4096);
     let m = &mut o;
     family(m, "dstream_streaming_completed_batches", "counter", "Batches completed (Spark: totalCompletedBatches).");
@@ -269,9 +313,13 @@ fn metrics(d: &UiData, checkpoint_size: Option<u64>) -> String {
         m,
         "dstream_streaming_waiting_batches",
         "gauge",
-        "Batches generated and not yet processed when the last batch completed (Spark: waitingBatches).",
+        "Batches generated (ranges fixed) and not yet processed (Spark: waitingBatches).",
     );
-    sample(m, "dstream_streaming_waiting_batches", d.waiting.len());
+    sample(m, "dstream_streaming_waiting_batches", waiting.len());
+    family(m, "dstream_streaming_running_batches", "gauge", "Batches being processed (Spark: runningBatches).");
+    sample(m, "dstream_streaming_running_batches", u8::from(d.running.is_some()));
+    family(m, "dstream_streaming_failed_batches", "counter", "Batches that failed (the run stops at the first).");
+    sample(m, "dstream_streaming_failed_batches_total", d.batches.iter().filter(|b| b.error.is_some()).count());
     family(
         m,
         "dstream_streaming_retained_completed_batches",
@@ -301,6 +349,13 @@ fn metrics(d: &UiData, checkpoint_size: Option<u64>) -> String {
             "Records of the last completed batch (Spark: lastReceivedBatch_records).",
         );
         sample(m, "dstream_streaming_last_completed_batch_records", b.records);
+        family(
+            m,
+            "dstream_streaming_last_completed_batch_timed_out_keys",
+            "gauge",
+            "Keys whose state timed out in the last completed batch.",
+        );
+        sample(m, "dstream_streaming_last_completed_batch_timed_out_keys", b.timed_out);
     }
     family(
         m,
@@ -323,22 +378,55 @@ fn metrics(d: &UiData, checkpoint_size: Option<u64>) -> String {
     for (p, t) in &d.partitions {
         let _ = writeln!(m, "dstream_partition_next_offset{{topic=\"{topic}\",partition=\"{p}\"}} {}", t.next_offset);
     }
+    family(
+        m,
+        "dstream_partition_lag_records",
+        "gauge",
+        "Records in a partition's log beyond the last completed batch's range when that batch was generated.",
+    );
+    for (p, t) in &d.partitions {
+        if let Some(lag) = t.lag {
+            let _ = writeln!(m, "dstream_partition_lag_records{{topic=\"{topic}\",partition=\"{p}\"}} {lag}");
+        }
+    }
     family(m, "dstream_state_keys", "gauge", "Keys in a stateful operator's state after the last batch.");
     for s in &d.state {
         let _ =
             writeln!(m, "dstream_state_keys{{operator=\"{}\",kind=\"{}\"}} {}", label(&s.name), label(&s.kind), s.keys);
     }
+    family(m, "dstream_state_timed_out_keys", "counter", "Keys whose idle timeout expired, per stateful operator.");
+    for s in &d.state {
+        let (name, kind) = (label(&s.name), label(&s.kind));
+        let _ = writeln!(
+            m,
+            "dstream_state_timed_out_keys_total{{operator=\"{name}\",kind=\"{kind}\"}} {}",
+            s.timed_out_total
+        );
+    }
+    family(
+        m,
+        "dstream_state_bytes",
+        "gauge",
+        "Bytes of a stateful operator's state in the last checkpoint (measured when a checkpoint is saved).",
+    );
+    for s in &d.state {
+        if let Some((n, _)) = s.bytes {
+            let _ =
+                writeln!(m, "dstream_state_bytes{{operator=\"{}\",kind=\"{}\"}} {n}", label(&s.name), label(&s.kind));
+        }
+    }
     let c = &d.checkpoint;
-    family(m, "dstream_checkpoints_written", "counter", "Checkpoints saved.");
-    sample(m, "dstream_checkpoints_written_total", c.written);
+    family(m, "dstream_checkpoints_saved", "counter", "Checkpoints saved after a batch (handed to the writer).");
+    sample(m, "dstream_checkpoints_saved_total", c.saved);
+    family(m, "dstream_checkpoints_written", "counter", "Checkpoints durable on disk.");
+    sample(m, "dstream_checkpoints_written_total", c.writes.written);
+    family(m, "dstream_checkpoint_failures", "counter", "Checkpoints that could not be saved or written.");
+    sample(m, "dstream_checkpoint_failures_total", c.failures.max(c.writes.failed));
     if let Some(t) = c.last_batch {
         family(m, "dstream_checkpoint_last_batch_time_seconds", "gauge", "Batch time of the last checkpoint.");
         sample(m, "dstream_checkpoint_last_batch_time_seconds", secs(t.0));
     }
-    if let Some(t) = c.last_at {
-        family(m, "dstream_checkpoint_last_write_time_seconds", "gauge", "When the last checkpoint was saved.");
-        sample(m, "dstream_checkpoint_last_write_time_seconds", secs(t));
-    }
+
     if let Some(t) = c.last_batch_path {
         family(
             m,
@@ -348,9 +436,36 @@ fn metrics(d: &UiData, checkpoint_size: Option<u64>) -> String {
         );
         sample(m, "dstream_checkpoint_last_batch_path_seconds", t.as_secs_f64());
     }
-    if let Some(n) = checkpoint_size {
-        family(m, "dstream_checkpoint_last_size_bytes", "gauge", "Size of the last checkpoint's file.");
-        sample(m, "dstream_checkpoint_last_size_bytes", n);
+    if let Some(w) = &c.writes.last {
+        let at = epoch_ms(w.at);
+        family(m, "dstream_checkpoint_last_write_time_seconds", "gauge", "When the last checkpoint was durable.");
+        sample(m, "dstream_checkpoint_last_write_time_seconds", secs(at));
+        family(m, "dstream_checkpoint_last_write_age_seconds", "gauge", "Time since the last checkpoint was durable.");
+        sample(m, "dstream_checkpoint_last_write_age_seconds", secs(super::wall_ms() - at));
+        family(
+            m,
+            "dstream_checkpoint_last_write_duration_seconds",
+            "gauge",
+            "How long writing the last checkpoint took (file, fsync, rename, directory fsync; off the batch path).",
+        );
+        sample(m, "dstream_checkpoint_last_write_duration_seconds", w.took.as_secs_f64());
+        family(m, "dstream_checkpoint_last_size_bytes", "gauge", "Size of the last checkpoint written.");
+        sample(m, "dstream_checkpoint_last_size_bytes", w.bytes);
+        family(
+            m,
+            "dstream_checkpoint_last_written_batch_time_seconds",
+            "gauge",
+            "Batch of the last checkpoint written.",
+        );
+        sample(m, "dstream_checkpoint_last_written_batch_time_seconds", secs(w.time.0));
+    }
+    if let Some(r) = &c.restored {
+        family(m, "dstream_checkpoint_restore_seconds", "gauge", "How long restoring the checkpoint at start took.");
+        sample(m, "dstream_checkpoint_restore_seconds", r.took.as_secs_f64());
     }
     o
+}
+
+fn epoch_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -121,11 +121,13 @@ const COLUMNS = [
   ["batchTime", "Batch time", (b) => h("a", { href: "/batches/" + b.batchTime }, fmtTime(b.batchTime))],
   ["inputSize", "Records", (b) => fmtNum(b.inputSize)],
   ["malformedRecords", "Malformed", (b) => fmtNum(b.malformedRecords)],
+  ["timedOutKeys", "Timed out keys", (b) => fmtNum(b.timedOutKeys)],
   ["schedulingDelay", "Scheduling delay", (b) => fmtDur(b.schedulingDelay)],
   ["processingTime", "Processing time", (b) => fmtDur(b.processingTime)],
   ["totalDelay", "Total delay", (b) => fmtDur(b.totalDelay)],
   ["lag", "Lag", (b) => fmtNum(b.lag)],
   ["status", "Status", (b) => b.status],
+  ["error", "Error", (b) => (b.error == null ? "" : h("span", { class: "failed" }, b.error))],
 ];
 
 function batchTable() {
@@ -162,6 +164,12 @@ function render() {
     parts.get(p).push({ x: b.batchTime, y: (n * 1000) / interval });
   }
   const series = [...parts.entries()].sort((a, b) => a[0] - b[0]).map(([p, pts]) => ({ name: "partition " + p, points: pts }));
+  const lagParts = new Map();
+  for (const b of oldest) for (const [p, n] of b.partitionLags) {
+    if (!lagParts.has(p)) lagParts.set(p, []);
+    lagParts.get(p).push({ x: b.batchTime, y: n });
+  }
+  const lagSeries = [...lagParts.entries()].sort((a, b) => a[0] - b[0]).map(([p, pts]) => ({ name: "partition " + p, points: pts }));
   const pts = (f) => oldest.map((b) => ({ x: b.batchTime, y: f(b) }));
   const avg = (v) => (v == null ? "-" : v);
   main.replaceChildren(
@@ -182,21 +190,34 @@ function render() {
         timeline(pts(rate), { unit: "records/s", series: series.length > 1 ? series : [] }), histogram(oldest.map(rate), "records/s")),
       chartRow("Scheduling delay", fmtDur(st.avgSchedulingDelay), timeline(pts((b) => b.schedulingDelay), { unit: "ms" }), histogram(oldest.map((b) => b.schedulingDelay), "ms")),
       chartRow("Processing time", fmtDur(st.avgProcessingTime), timeline(pts((b) => b.processingTime), { unit: "ms", ref: interval }), histogram(oldest.map((b) => b.processingTime), "ms")),
-      chartRow("Total delay", fmtDur(st.avgTotalDelay), timeline(pts((b) => b.totalDelay), { unit: "ms" }), histogram(oldest.map((b) => b.totalDelay), "ms"))),
-    h("h2", {}, `Waiting batches (${st.numWaitingBatches})`),
-    h("p", { class: "muted" }, "Generated and not yet completed when the last batch completed."),
-    st.waitingBatches.length === 0 ? "" : h("table", { id: "waiting-batches" },
-      h("tr", {}, h("th", {}, "Batch time"), h("th", {}, "Records")),
-      st.waitingBatches.map((w) => h("tr", {}, h("td", {}, fmtTime(w.batchTime)), h("td", {}, fmtNum(w.inputSize))))),
+      chartRow("Total delay", fmtDur(st.avgTotalDelay), timeline(pts((b) => b.totalDelay), { unit: "ms" }), histogram(oldest.map((b) => b.totalDelay), "ms")),
+      chartRow("Lag", fmtNum(oldest.length ? oldest.reduce((a, b) => a + b.lag, 0) / oldest.length : null) + " records",
+        timeline(pts((b) => b.lag), { unit: "records", series: lagSeries.length > 1 ? lagSeries : [] }), histogram(oldest.map((b) => b.lag), "records"))),
+    st.failure == null ? "" : h("div", { class: "error", id: "failure" }, `The run failed at ${fmtTime(st.failure.at)}: ${st.failure.error}`),
+    h("h2", {}, `Active batches (${(st.runningBatch ? 1 : 0) + st.numWaitingBatches})`),
+    h("p", { class: "muted" }, "The batch being processed and those generated (ranges fixed) waiting for it."),
+    st.runningBatch == null && st.waitingBatches.length === 0 ? h("p", { class: "muted", id: "active" }, "none")
+      : h("table", { id: "active" },
+        h("tr", {}, h("th", {}, "Batch time"), h("th", {}, "Records"), h("th", {}, "Scheduling delay"), h("th", {}, "Processing for"), h("th", {}, "Status")),
+        st.runningBatch == null ? [] : h("tr", { "data-time": st.runningBatch.batchTime, "data-status": "processing" },
+          h("td", {}, fmtTime(st.runningBatch.batchTime)), h("td", {}, fmtNum(st.runningBatch.inputSize)),
+          h("td", {}, fmtDur(st.runningBatch.schedulingDelay)), h("td", {}, fmtDur(st.runningBatch.runningForMs)), h("td", {}, "processing")),
+        st.waitingBatches.map((w) => h("tr", { "data-time": w.batchTime, "data-status": "queued" },
+          h("td", {}, fmtTime(w.batchTime)), h("td", {}, fmtNum(w.inputSize)), h("td", {}, "-"), h("td", {}, "-"), h("td", {}, "queued")))),
     h("h2", {}, `Completed batches (last ${view.batches.length} of ${fmtNum(st.numTotalCompletedBatches)})`),
     ...batchTable(),
     h("h2", {}, "Partitions"),
-    h("table", { id: "partitions" }, h("tr", {}, h("th", {}, "Partition"), h("th", {}, "Records"), h("th", {}, "Next offset")),
-      st.partitions.map((p) => h("tr", {}, h("td", {}, p.partition), h("td", {}, fmtNum(p.records)), h("td", {}, p.nextOffset)))),
+    h("table", { id: "partitions" }, h("tr", {}, h("th", {}, "Partition"), h("th", {}, "Records"), h("th", {}, "Next offset"), h("th", {}, "Lag")),
+      st.partitions.map((p) => h("tr", { "data-partition": p.partition }, h("td", {}, p.partition), h("td", {}, fmtNum(p.records)), h("td", {}, p.nextOffset),
+        h("td", { "data-col": "lag" }, p.lag == null ? "-" : fmtNum(p.lag))))),
+    h("p", { class: "muted" }, "Lag: records in the partition's log beyond the last completed batch's range when that batch was generated."),
     h("h2", {}, "State"),
     st.state.length === 0 ? h("p", { class: "muted" }, "no stateful operators reported")
-      : h("table", { id: "state" }, h("tr", {}, h("th", {}, "Operator"), h("th", {}, "Kind"), h("th", {}, "Keys")),
-        st.state.map((o) => h("tr", {}, h("td", {}, o.operator), h("td", {}, o.kind), h("td", {}, fmtNum(o.keys))))),
+      : h("table", { id: "state" }, h("tr", {}, h("th", {}, "Operator"), h("th", {}, "Kind"), h("th", {}, "Keys"), h("th", {}, "Timed out (last batch)"), h("th", {}, "Timed out (total)"), h("th", {}, "Bytes"), h("th", {}, "Bytes as of")),
+        st.state.map((o) => h("tr", { "data-operator": o.operator }, h("td", {}, o.operator), h("td", {}, o.kind), h("td", { "data-col": "keys" }, fmtNum(o.keys)),
+          h("td", {}, fmtNum(o.timedOutLastBatch)), h("td", { "data-col": "timedOutTotal" }, fmtNum(o.timedOutTotal)),
+          h("td", { "data-col": "bytes" }, fmtNum(o.bytes)), h("td", {}, o.bytesAtBatch == null ? "no checkpoint yet" : "checkpoint of " + fmtTime(o.bytesAtBatch))))),
+    st.state.length === 0 ? "" : h("p", { class: "muted" }, "Keys after every batch; bytes of the state in its checkpoint encoding, measured when a checkpoint is saved."),
     h("h2", {}, "Checkpoints"),
     checkpointTable(st.checkpoint));
   document.body.dataset.polls = String(view.polls);
@@ -204,15 +225,23 @@ function render() {
 }
 
 function checkpointTable(c) {
-  if (!c || c.written === 0) return h("p", { class: "muted", id: "checkpoint" }, "no checkpoints written");
-  const row = (k, v) => h("tr", {}, h("td", {}, k), h("td", {}, v == null ? "-" : v));
+  if (!c || (c.saved === 0 && c.restore == null && c.failures === 0)) return h("p", { class: "muted", id: "checkpoint" }, "no checkpoints written");
+  const row = (k, v, id) => h("tr", {}, h("td", {}, k), h("td", id ? { id } : {}, v == null ? "-" : v));
+  const w = c.lastWrite, r = c.restore;
   return h("table", { id: "checkpoint" },
-    row("Written", fmtNum(c.written)),
-    row("Last batch", c.lastBatchTime == null ? null : fmtTime(c.lastBatchTime)),
-    row("Last saved", c.lastWrittenAt == null ? null : fmtTime(c.lastWrittenAt)),
-    row("Age", fmtDur(c.ageMs)),
-    row("Size", c.lastSizeBytes == null ? null : fmtNum(c.lastSizeBytes) + " bytes"),
-    row("Batch path time", fmtDur(c.lastBatchPathMs)));
+    row("Saved after a batch", fmtNum(c.saved), "ck-saved"),
+    row("Last saved batch", c.lastBatchTime == null ? null : fmtTime(c.lastBatchTime)),
+    row("Time on the batch path", fmtDur(c.lastBatchPathMs)),
+    row("Written to disk", fmtNum(c.written), "ck-written"),
+    row("Last written batch", w == null ? null : fmtTime(w.batchTime)),
+    row("Last write finished", w == null ? null : fmtTime(w.writtenAt)),
+    row("Age", w == null ? null : fmtDur(w.ageMs)),
+    row("Size", w == null ? null : fmtNum(w.sizeBytes) + " bytes", "ck-size"),
+    row("Write took (background)", w == null ? null : fmtDur(w.durationMs)),
+    row("File", w == null ? null : w.path),
+    row("Failures", fmtNum(c.failures), "ck-failures"),
+    row("Last failure", c.lastFailure == null ? null : `${fmtTime(c.lastFailure.at)}: ${c.lastFailure.error}`),
+    row("Restored at start", r == null ? "no (fresh start)" : `batch ${fmtTime(r.batchTime)} from ${r.path}, ${r.pendingBatches} pending batch(es), in ${fmtDur(r.durationMs)}`, "ck-restore"));
 }
 
 async function pollMain() {
@@ -250,9 +279,11 @@ async function batchPage(time) {
     h("h2", {}, "Batch " + fmtTime(b.batchTime)),
     h("table", { id: "timings" },
       row("Batch time", `${fmtTime(b.batchTime)} (${b.batchTime})`, "batch-time"),
-      row("Status", b.status),
+      row("Status", b.status, "batch-status"),
+      b.error == null ? "" : row("Error", b.error, "batch-error"),
       row("Records", fmtNum(b.inputSize), "batch-records"),
       row("Malformed records", fmtNum(b.malformedRecords), "batch-malformed"),
+      row("Keys timed out", fmtNum(b.timedOutKeys), "batch-timed-out"),
       row("Scheduling delay", fmtDur(b.schedulingDelay)),
       row("Processing time", fmtDur(b.processingTime)),
       row("Total delay", fmtDur(b.totalDelay)),
@@ -260,8 +291,9 @@ async function batchPage(time) {
       row("Completed at", fmtTime(b.completedAt))),
     h("h2", {}, "Offset ranges"),
     h("table", { id: "ranges" },
-      h("tr", {}, h("th", {}, "Topic"), h("th", {}, "Partition"), h("th", {}, "From offset"), h("th", {}, "Until offset"), h("th", {}, "Records")),
-      ranges.map((r) => h("tr", { "data-partition": r.partition }, h("td", {}, r.topic), h("td", {}, r.partition), h("td", {}, r.fromOffset), h("td", {}, r.untilOffset), h("td", {}, r.count)))),
+      h("tr", {}, h("th", {}, "Topic"), h("th", {}, "Partition"), h("th", {}, "From offset"), h("th", {}, "Until offset"), h("th", {}, "Records"), h("th", {}, "Lag when generated")),
+      ranges.map((r) => h("tr", { "data-partition": r.partition }, h("td", {}, r.topic), h("td", {}, r.partition), h("td", {}, r.fromOffset), h("td", {}, r.untilOffset), h("td", {}, r.count),
+        h("td", {}, r.lag == null ? "-" : r.lag)))),
     h("p", { class: "muted", id: "hidden-ranges" }, hidden > 0 ? `${hidden} empty range(s) hidden` : "no empty ranges"),
     h("h2", {}, "Malformed records"),
     b.malformed.length === 0 ? h("p", { class: "muted" }, "none")
