@@ -444,7 +444,6 @@ impl RangeFetcher {
                         prefetched = self.client.fetch_send(&topic, &ahead, WAIT, pmax, max).ok();
                     }
                 }
-                let alone = ask.len() == 1;
                 for p in fetched {
                     let Some(slot) = next.iter_mut().find(|n| n.0 == p.partition) else { continue };
                     let before = slot.1;
@@ -455,12 +454,6 @@ impl RangeFetcher {
                     }
                     if slot.1 == before {
                         too_large_first(&topic, p.partition, &p.records, self.max_batch_bytes)?;
-                        // Nothing at all from the range's next offset on, though the log reaches its end (asked
-                        // alone, so no other partition's records took the room): the offsets left hold no
-                        // records (compacted away).
-                        if alone && p.records.is_empty() && visible_end(&p, self.isolation) >= slot.2 {
-                            slot.1 = slot.2;
-                        }
                     }
                     progressed |= slot.1 > before;
                 }
