@@ -359,16 +359,20 @@ impl Client {
         self.brokers = resp.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect();
         self.controller = resp.controller_id.0;
         let Some(topic) = topic else { return Ok(()) };
+        // A topic this client has seen before and no longer finds was deleted.
+        let seen = self.topic_ids.contains_key(topic);
+        let unknown = |addr: String| match seen {
+            true => KafkaError::TopicDeleted { topic: topic.into(), addr, recreated: false },
+            false => KafkaError::UnknownTopic { topic: topic.into(), addr },
+        };
         let t = resp
             .topics
             .iter()
             .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
-            .ok_or_else(|| KafkaError::UnknownTopic { topic: topic.into(), addr: addr.clone() })?;
+            .ok_or_else(|| unknown(addr.clone()))?;
         match ResponseError::try_from_code(t.error_code) {
             None => {}
-            Some(ResponseError::UnknownTopicOrPartition) => {
-                return Err(KafkaError::UnknownTopic { topic: topic.into(), addr })
-            }
+            Some(ResponseError::UnknownTopicOrPartition) => return Err(unknown(addr)),
             Some(ResponseError::TopicAuthorizationFailed) => {
                 return Err(KafkaError::NotAuthorized {
                     addr,
@@ -381,7 +385,14 @@ impl Client {
             }
         }
         if t.partitions.is_empty() {
-            return Err(KafkaError::UnknownTopic { topic: topic.into(), addr });
+            return Err(unknown(addr));
+        }
+        // Metadata before v10 has no topic ids: the field then reads as the nil id.
+        let id = (!t.topic_id.is_nil()).then(|| t.topic_id.to_string());
+        if let (Some(Some(before)), Some(now)) = (self.topic_ids.get(topic), &id) {
+            if before != now {
+                return Err(KafkaError::TopicDeleted { topic: topic.into(), addr, recreated: true });
+            }
         }
         let mut parts: Vec<PartitionMeta> = t
             .partitions
@@ -395,8 +406,6 @@ impl Client {
             .collect();
         parts.sort_by_key(|p| p.partition);
         self.topics.insert(topic.to_string(), parts);
-        // Metadata before v10 has no topic ids: the field then reads as the nil id.
-        let id = (!t.topic_id.is_nil()).then(|| t.topic_id.to_string());
         self.topic_ids.insert(topic.to_string(), id);
         Ok(())
     }

@@ -87,7 +87,7 @@ pub struct DirectStream {
 
 impl DirectStream {
     /// A stream starting at `from` (e.g. restored from a checkpoint), else at the configured starting offsets.
-    /// The topic's partitions are fixed now, as in Spark.
+    /// Partitions the topic has beyond `from`'s, now or later, are read from their earliest offset.
     pub fn new(mut client: Client, cfg: DirectConfig, from: Option<Vec<(i32, i64)>>) -> Result<DirectStream> {
         let partitions = client.partitions(&cfg.topic)?;
         let current = match from {
@@ -164,8 +164,25 @@ impl DirectStream {
         Ok(out)
     }
 
-    /// Generates the batch at `time`: fixes `[current, min(end, current + max))` for every partition and advances.
+    /// Takes up the partitions added to the topic since the stream last looked (from fresh metadata), from their
+    /// earliest offset, as Spark's Kafka source does with partitions it discovers: records written to them before
+    /// they were noticed are read too. A topic deleted meanwhile is [`KafkaError::TopicDeleted`].
+    fn add_new_partitions(&mut self) -> Result<()> {
+        let topic = &self.cfg.topic;
+        let now = self.client.partition_states(topic)?;
+        let new: Vec<i32> =
+            now.iter().map(|p| p.partition).filter(|p| !self.current.iter().any(|c| c.0 == *p)).collect();
+        if !new.is_empty() {
+            self.current.extend(self.client.list_offsets(topic, &new, OffsetSpec::Earliest)?);
+            self.current.sort_unstable();
+        }
+        Ok(())
+    }
+
+    /// Generates the batch at `time`: fixes `[current, min(end, current + max))` for every partition (partitions
+    /// added to the topic since the last batch included, from their earliest offset) and advances.
     pub fn generate(&mut self, time: Time) -> Result<GeneratedBatch> {
+        self.add_new_partitions()?;
         let topic = self.cfg.topic.clone();
         let parts: Vec<i32> = self.current.iter().map(|c| c.0).collect();
         let latest = self.client.list_offsets(&topic, &parts, OffsetSpec::Latest)?;
