@@ -198,6 +198,9 @@ impl Checkpointer {
         pending: &[BatchInfo],
     ) -> Result<Option<PathBuf>, CheckpointError> {
         let Some(time) = engine.last_completed() else { return Ok(None) };
+        // Partitions added to the topic while running are read, so the checkpoint's input has them too.
+        let partitions = u32::try_from(next_offsets.len()).unwrap_or(u32::MAX);
+        self.fingerprint.partitions = self.fingerprint.partitions.max(partitions);
         let meta = CheckpointMeta {
             fingerprint: self.fingerprint.clone(),
             time,

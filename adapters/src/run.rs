@@ -395,7 +395,7 @@ pub fn run_pending<J: Job, E: std::error::Error + 'static>(
 #[allow(clippy::too_many_arguments)]
 fn process_loop<J: Job>(
     engine: &mut Engine<J>,
-    current: &mut [(i32, i64)],
+    current: &mut Vec<(i32, i64)>,
     in_flight: &InFlight,
     mut summary: RunSummary,
     hooks: &mut dyn RunHooks<J>,
@@ -508,11 +508,16 @@ fn pending_after(
     (pending, next)
 }
 
-/// Moves each partition's next offset to the end of its range.
-fn advance(offsets: &mut [(i32, i64)], ranges: &[OffsetRange]) {
+/// Moves each partition's next offset to the end of its range; a partition new to `offsets` (added to the topic
+/// while running) joins them, in partition order.
+fn advance(offsets: &mut Vec<(i32, i64)>, ranges: &[OffsetRange]) {
     for r in ranges {
-        if let Some(c) = offsets.iter_mut().find(|c| c.0 == r.partition) {
-            c.1 = c.1.max(r.until);
+        match offsets.iter_mut().find(|c| c.0 == r.partition) {
+            Some(c) => c.1 = c.1.max(r.until),
+            None => {
+                offsets.push((r.partition, r.until));
+                offsets.sort_unstable();
+            }
         }
     }
 }

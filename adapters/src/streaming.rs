@@ -30,7 +30,7 @@
 use crate::checkpoint::{CheckpointError, CheckpointStore, Fingerprint, NextOffset};
 use crate::clock::SystemClock;
 use crate::kafka::direct::{OffsetReset, OutOfRangePolicy, StartingOffsets};
-use crate::kafka::{Client, ClientConfig, KafkaError};
+use crate::kafka::{Client, ClientConfig, IsolationLevel, KafkaError};
 use crate::record::Recorder;
 use crate::recovery::{restore, Checkpointer, RestoreError};
 use crate::run::{
@@ -85,6 +85,13 @@ impl KafkaParams {
     /// What to do when the next offset fell out of the log.
     pub fn on_out_of_range(mut self, p: OutOfRangePolicy) -> Self {
         self.on_out_of_range = p;
+        self
+    }
+    /// Which records of transactional producers the stream reads (Kafka's `isolation.level`): read_uncommitted
+    /// (the default, as Kafka's consumer and so Spark's source) or read_committed, whose batches end at the last
+    /// stable offset and leave out aborted transactions. Transaction markers are never records of the stream.
+    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.client.isolation_level = level;
         self
     }
     /// How long lost connections and leader changes are retried.

@@ -62,7 +62,8 @@ impl Fingerprint {
         Fingerprint::new(topic, partitions, name, params)
     }
 
-    /// Every field where `self` (stored) and `current` differ, in a fixed order.
+    /// Every field where `self` (stored) and `current` differ, in a fixed order. A partition count grown since is
+    /// no difference.
     pub fn differences(&self, current: &Fingerprint) -> Vec<FingerprintDiff> {
         let mut d = Vec::new();
         let mut field = |name: &str, stored: String, now: String| {
@@ -71,7 +72,11 @@ impl Fingerprint {
             }
         };
         field("topic", self.topic.clone(), current.topic.clone());
-        field("partitions", self.partitions.to_string(), current.partitions.to_string());
+        // A topic with more partitions than the checkpoint's is the same input grown (Kafka adds partitions, never
+        // removes them): the new ones are read from their earliest offsets. Fewer is another input.
+        if current.partitions < self.partitions {
+            field("partitions", self.partitions.to_string(), current.partitions.to_string());
+        }
         field("job", self.job.clone(), current.job.clone());
         let mut names: Vec<&String> = self.params.iter().chain(&current.params).map(|(k, _)| k).collect();
         names.sort();
@@ -354,4 +359,17 @@ pub enum RestoreError {
         /// The checkpoint's operators.
         stored: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grown_partition_count_is_no_difference_and_a_shrunk_one_is() {
+        let at = |partitions| Fingerprint::new("avg", partitions, "lab", vec![]);
+        assert!(at(2).differences(&at(5)).is_empty());
+        let d: Vec<String> = at(5).differences(&at(2)).iter().map(|d| d.to_string()).collect();
+        assert_eq!(d, vec![r#"partitions: checkpoint has "5", this run has "2""#]);
+    }
 }

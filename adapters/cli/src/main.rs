@@ -102,6 +102,10 @@ struct RunArgs {
     /// What to do when the next offsets fell out of the log: fail (as Spark), or skip to earliest/latest with a warning.
     #[arg(long, value_enum, default_value = "fail")]
     on_offset_out_of_range: OutOfRangeArg,
+    /// read_uncommitted (Kafka's and Spark's default) or read_committed: batches end at the last stable offset and
+    /// leave out aborted transactions.
+    #[arg(long, default_value = "read_uncommitted")]
+    isolation_level: dstream_adapters::kafka::IsolationLevel,
     /// How long to ride out an unreachable or restarting broker before giving up.
     #[arg(long, allow_hyphen_values = true, default_value = "60s")]
     retry_for: Duration,
@@ -519,6 +523,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     let client = ClientConfig {
         retry_for: std::time::Duration::from_millis(args.retry_for.millis() as u64),
         max_batch_bytes: (args.max_batch_mib << 20) as usize,
+        isolation_level: args.isolation_level,
         ..ClientConfig::default()
     };
     let params = KafkaParams::new(&brokers.join(","))

@@ -103,7 +103,8 @@ fn resume_fall_back_refuse_and_reset(b: &TestBroker) {
     let err = one_line_failure(&out);
     assert!(err.contains("belongs to a different job"), "{err}");
     assert!(err.contains(&format!(r#"topic: checkpoint has "{topic}", this run has "{other}""#)), "{err}");
-    assert!(err.contains(r#"partitions: checkpoint has "1", this run has "2""#), "{err}");
+    // More partitions than the checkpoint's is no difference (the topic grew); the topic is.
+    assert!(!err.contains("partitions:"), "{err}");
 
     // No valid file at all: a clear error; --reset-checkpoint starts fresh on purpose.
     for (_, p) in dstream_adapters::checkpoint::CheckpointStore::open_read_only(&ck).list().unwrap() {

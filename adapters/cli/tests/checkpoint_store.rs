@@ -199,15 +199,17 @@ fn fingerprint_mismatch_says_what_differs() {
         }
         other => panic!("expected FingerprintMismatch, got {other:?}"),
     }
-    // A different partition count is refused too.
-    let fewer = dstream_cli::lab::fingerprint("avg", 3, &LabConfig::default(), Duration(2000));
+    // Fewer partitions than the checkpoint's are refused too (another topic); more are the topic grown.
+    let fewer = dstream_cli::lab::fingerprint("avg", 1, &LabConfig::default(), Duration(2000));
     let Err(CheckpointError::FingerprintMismatch { differences, .. }) =
         store.load_latest::<LabCheckpoint>(Some(&fewer))
     else {
         panic!("expected a mismatch")
     };
     assert_eq!(differences.len(), 1);
-    assert_eq!((differences[0].stored.as_str(), differences[0].current.as_str()), ("2", "3"));
+    assert_eq!((differences[0].stored.as_str(), differences[0].current.as_str()), ("2", "1"));
+    let more = dstream_cli::lab::fingerprint("avg", 3, &LabConfig::default(), Duration(2000));
+    assert!(store.load_latest::<LabCheckpoint>(Some(&more)).unwrap().is_some());
 }
 
 #[test]

@@ -46,6 +46,51 @@ pub struct ClientConfig {
     /// no peer can make dstream hold more for one batch. Default [`DEFAULT_MAX_BATCH_BYTES`]: 64 MiB, four times
     /// `partition_max_bytes`.
     pub max_batch_bytes: usize,
+    /// Which records fetches and the log end see (Kafka's `isolation.level`); default
+    /// [`IsolationLevel::ReadUncommitted`], the Kafka consumer's default and so Spark's.
+    pub isolation_level: IsolationLevel,
+}
+
+/// Which records of transactional producers a consumer sees (Kafka's `isolation.level`). Control records
+/// (transaction markers) are never handed over at either level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// Every record, including those of open and aborted transactions; the log end is the high watermark.
+    #[default]
+    ReadUncommitted,
+    /// Only records of committed transactions and records written outside transactions; the log end is the last
+    /// stable offset (the first offset of the oldest open transaction).
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The wire value (0 or 1).
+    fn code(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
+}
+
+impl std::str::FromStr for IsolationLevel {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "read_uncommitted" => Ok(IsolationLevel::ReadUncommitted),
+            "read_committed" => Ok(IsolationLevel::ReadCommitted),
+            _ => Err(format!("unknown isolation level {s:?}: read_committed or read_uncommitted")),
+        }
+    }
+}
+
+impl std::fmt::Display for IsolationLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IsolationLevel::ReadUncommitted => "read_uncommitted",
+            IsolationLevel::ReadCommitted => "read_committed",
+        })
+    }
 }
 
 impl Default for ClientConfig {
@@ -60,6 +105,7 @@ impl Default for ClientConfig {
             partition_max_bytes: 16 << 20,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             interrupt: None,
+            isolation_level: IsolationLevel::default(),
         }
     }
 }
@@ -103,6 +149,12 @@ pub struct FetchedPartition {
     pub high_watermark: i64,
     /// The first offset in the log (-1 if the broker did not say).
     pub log_start_offset: i64,
+    /// The last stable offset: the first offset of the oldest open transaction, or the high watermark if none
+    /// is open (-1 if the broker did not say).
+    pub last_stable_offset: i64,
+    /// With [`IsolationLevel::ReadCommitted`]: the aborted transactions among the records, as (producer id, first
+    /// offset), for the reader to drop their records.
+    pub aborted: Vec<(i64, i64)>,
     /// The raw record batches (the last one may be truncated).
     pub records: Bytes,
 }
@@ -307,16 +359,20 @@ impl Client {
         self.brokers = resp.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect();
         self.controller = resp.controller_id.0;
         let Some(topic) = topic else { return Ok(()) };
+        // A topic this client has seen before and no longer finds was deleted.
+        let seen = self.topic_ids.contains_key(topic);
+        let unknown = |addr: String| match seen {
+            true => KafkaError::TopicDeleted { topic: topic.into(), addr, recreated: false },
+            false => KafkaError::UnknownTopic { topic: topic.into(), addr },
+        };
         let t = resp
             .topics
             .iter()
             .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic))
-            .ok_or_else(|| KafkaError::UnknownTopic { topic: topic.into(), addr: addr.clone() })?;
+            .ok_or_else(|| unknown(addr.clone()))?;
         match ResponseError::try_from_code(t.error_code) {
             None => {}
-            Some(ResponseError::UnknownTopicOrPartition) => {
-                return Err(KafkaError::UnknownTopic { topic: topic.into(), addr })
-            }
+            Some(ResponseError::UnknownTopicOrPartition) => return Err(unknown(addr)),
             Some(ResponseError::TopicAuthorizationFailed) => {
                 return Err(KafkaError::NotAuthorized {
                     addr,
@@ -329,7 +385,14 @@ impl Client {
             }
         }
         if t.partitions.is_empty() {
-            return Err(KafkaError::UnknownTopic { topic: topic.into(), addr });
+            return Err(unknown(addr));
+        }
+        // Metadata before v10 has no topic ids: the field then reads as the nil id.
+        let id = (!t.topic_id.is_nil()).then(|| t.topic_id.to_string());
+        if let (Some(Some(before)), Some(now)) = (self.topic_ids.get(topic), &id) {
+            if before != now {
+                return Err(KafkaError::TopicDeleted { topic: topic.into(), addr, recreated: true });
+            }
         }
         let mut parts: Vec<PartitionMeta> = t
             .partitions
@@ -343,8 +406,6 @@ impl Client {
             .collect();
         parts.sort_by_key(|p| p.partition);
         self.topics.insert(topic.to_string(), parts);
-        // Metadata before v10 has no topic ids: the field then reads as the nil id.
-        let id = (!t.topic_id.is_nil()).then(|| t.topic_id.to_string());
         self.topic_ids.insert(topic.to_string(), id);
         Ok(())
     }
@@ -430,12 +491,14 @@ impl Client {
             OffsetSpec::Latest => -1,
         };
         let mut out = Vec::with_capacity(partitions.len());
+        let isolation = self.cfg.isolation_level.code();
         for (leader, parts) in self.by_leader(topic, partitions)? {
             let conn = self.conn_to(leader)?;
             let addr = conn.addr().to_string();
             let version = conn.version(ApiKey::ListOffsets)?;
             let mut req = ListOffsetsRequest::default();
             req.replica_id = BrokerId(-1);
+            req.isolation_level = isolation;
             req.topics = vec![ListOffsetsTopic::default()
                 .with_name(TopicName(StrBytes::from_string(topic.into())))
                 .with_partitions(
@@ -535,10 +598,12 @@ impl Client {
         let (partition_max_bytes, max_bytes) = self.clamp_sizes(partition_max_bytes, max_bytes);
         let partitions: Vec<i32> = parts.iter().map(|p| p.partition).collect();
         let mut sent = Vec::new();
+        let isolation = self.cfg.isolation_level.code();
         for (leader, group) in self.by_leader(topic, &partitions)? {
             let conn = self.conn_to(leader)?;
             let version = conn.version(ApiKey::Fetch)?;
-            let req = fetch_request(topic, parts, &group, wait_ms, partition_max_bytes, max_bytes);
+            let mut req = fetch_request(topic, parts, &group, wait_ms, partition_max_bytes, max_bytes);
+            req.isolation_level = isolation;
             conn.send(&req, version)?;
             sent.push((conn.addr().to_string(), version));
         }
@@ -697,7 +762,6 @@ fn fetch_request(
     req.max_wait_ms = wait_ms;
     req.min_bytes = 1;
     req.max_bytes = max_bytes;
-    req.isolation_level = 0;
     req.topics =
         vec![FetchTopic::default().with_topic(TopicName(StrBytes::from_string(topic.into()))).with_partitions(
             group
@@ -753,6 +817,13 @@ fn fetch_answer(
                 partition: p.partition_index,
                 high_watermark: p.high_watermark,
                 log_start_offset: p.log_start_offset,
+                last_stable_offset: p.last_stable_offset,
+                aborted: p
+                    .aborted_transactions
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| (a.producer_id.0, a.first_offset))
+                    .collect(),
                 records: p.records.unwrap_or_default(),
             });
         }

@@ -2,9 +2,10 @@
 //! then exactly those records fetched.
 
 use super::client::{Client, OffsetSpec, PartitionFetch, PendingFetch};
+use super::client::{FetchedPartition, IsolationLevel};
 use super::error::{KafkaError, Result};
 use super::records::{
-    first_base_offset, first_batch_span, for_each_record_before, for_each_record_placed, next_offset_before,
+    aborted_batches, first_base_offset, first_batch_span, for_each_record_placed, next_offset_before,
     scan_headers_before, BatchError, BatchProblem, PlacedRecords, RecordView, Scan,
 };
 use bytes::Bytes;
@@ -88,7 +89,7 @@ pub struct DirectStream {
 
 impl DirectStream {
     /// A stream starting at `from` (e.g. restored from a checkpoint), else at the configured starting offsets.
-    /// The topic's partitions are fixed now, as in Spark.
+    /// Partitions the topic has beyond `from`'s, now or later, are read from their earliest offset.
     pub fn new(mut client: Client, cfg: DirectConfig, from: Option<Vec<(i32, i64)>>) -> Result<DirectStream> {
         let partitions = client.partitions(&cfg.topic)?;
         let current = match from {
@@ -116,7 +117,7 @@ impl DirectStream {
                     // tansu's ListOffsets(latest) can lag the log end; the high watermark does not.
                     let ends = Self::probe_ends(&mut client, &cfg.topic, &start)?;
                     for (s, e) in start.iter_mut().zip(ends) {
-                        s.1 = s.1.max(e.high_watermark);
+                        s.1 = s.1.max(e.end);
                     }
                 }
                 start
@@ -131,6 +132,7 @@ impl DirectStream {
     }
 
     fn probe_ends(client: &mut Client, topic: &str, at: &[(i32, i64)]) -> Result<Vec<Probe>> {
+        let isolation = client.config().isolation_level;
         let mut out = Vec::with_capacity(at.len());
         for &(partition, offset) in at {
             // One partition per probe, so an out-of-range answer names its partition.
@@ -147,21 +149,42 @@ impl DirectStream {
                 Ok(p) => {
                     out.push(Probe {
                         out_of_range: false,
-                        high_watermark: p.high_watermark,
+                        end: visible_end(&p, isolation),
                         log_start: p.log_start_offset,
                     });
                 }
-                Err(KafkaError::OffsetOutOfRange { earliest, latest, .. }) => {
-                    out.push(Probe { out_of_range: true, high_watermark: latest, log_start: earliest })
-                }
+                // The answer's high watermark is the end for read_uncommitted; read_committed relies on
+                // ListOffsets' last stable offset.
+                Err(KafkaError::OffsetOutOfRange { earliest, latest, .. }) => out.push(Probe {
+                    out_of_range: true,
+                    end: if isolation == IsolationLevel::ReadUncommitted { latest } else { -1 },
+                    log_start: earliest,
+                }),
                 Err(e) => return Err(e),
             }
         }
         Ok(out)
     }
 
-    /// Generates the batch at `time`: fixes `[current, min(end, current + max))` for every partition and advances.
+    /// Takes up the partitions added to the topic since the stream last looked (from fresh metadata), from their
+    /// earliest offset, as Spark's Kafka source does with partitions it discovers: records written to them before
+    /// they were noticed are read too. A topic deleted meanwhile is [`KafkaError::TopicDeleted`].
+    fn add_new_partitions(&mut self) -> Result<()> {
+        let topic = &self.cfg.topic;
+        let now = self.client.partition_states(topic)?;
+        let new: Vec<i32> =
+            now.iter().map(|p| p.partition).filter(|p| !self.current.iter().any(|c| c.0 == *p)).collect();
+        if !new.is_empty() {
+            self.current.extend(self.client.list_offsets(topic, &new, OffsetSpec::Earliest)?);
+            self.current.sort_unstable();
+        }
+        Ok(())
+    }
+
+    /// Generates the batch at `time`: fixes `[current, min(end, current + max))` for every partition (partitions
+    /// added to the topic since the last batch included, from their earliest offset) and advances.
     pub fn generate(&mut self, time: Time) -> Result<GeneratedBatch> {
+        self.add_new_partitions()?;
         let topic = self.cfg.topic.clone();
         let parts: Vec<i32> = self.current.iter().map(|c| c.0).collect();
         let latest = self.client.list_offsets(&topic, &parts, OffsetSpec::Latest)?;
@@ -176,7 +199,8 @@ impl DirectStream {
         let mut lags = Vec::with_capacity(self.current.len());
         for (i, cur) in self.current.iter_mut().enumerate() {
             let probe = &probes[i];
-            let end = latest[i].1.max(probe.high_watermark);
+            // The log end (read_committed: the last stable offset), as the newer of the two answers says.
+            let end = latest[i].1.max(probe.end);
             let below = probe.log_start >= 0 && cur.1 < probe.log_start;
             if probe.out_of_range || below || cur.1 > end {
                 // Kafka's out-of-range answer carries no log start (-1): ask for it.
@@ -246,19 +270,61 @@ pub struct RangeFetcher {
     client: Client,
     topic: String,
     /// Per partition: fetched bytes beyond the last range read, starting at a batch boundary.
-    cache: Vec<(i32, Bytes)>,
+    cache: Vec<(i32, Chunk)>,
     /// Bytes per record in the batches fetched last (a guess before the first fetch), to size fetches.
     record_bytes: f64,
     /// A fetch sent by [`RangeFetcher::prefetch`], not yet read.
     prefetched: Option<PendingFetch>,
     /// The most bytes a batch may take, decompressed (the client's `max_batch_bytes`).
     max_batch_bytes: usize,
+    /// The client's isolation level: with read_committed, aborted transactions' records are dropped.
+    isolation: IsolationLevel,
+}
+
+/// Fetched bytes of one partition, with the base offsets of their batches that belong to aborted transactions
+/// (read_committed only; `None` when there are none).
+#[derive(Debug, Clone)]
+struct Chunk {
+    bytes: Bytes,
+    aborted: Option<Arc<[i64]>>,
+}
+
+impl Chunk {
+    /// The bytes of a fetch answer, with its aborted batches if the fetch was read_committed.
+    fn of(p: &FetchedPartition, isolation: IsolationLevel) -> Chunk {
+        let aborted = match isolation {
+            IsolationLevel::ReadCommitted if !p.aborted.is_empty() => {
+                Some(aborted_batches(&p.records, &p.aborted)).filter(|a| !a.is_empty()).map(Arc::from)
+            }
+            _ => None,
+        };
+        Chunk { bytes: p.records.clone(), aborted }
+    }
+
+    /// The same aborted batches over other bytes of the same answer.
+    fn with(&self, bytes: Bytes) -> Chunk {
+        Chunk { bytes, aborted: self.aborted.clone() }
+    }
+
+    fn skip(&self) -> &[i64] {
+        self.aborted.as_deref().unwrap_or(&[])
+    }
+}
+
+/// The end of what a fetch at `isolation` may see of a partition, as its answer says: the high watermark, or with
+/// read_committed the last stable offset (the high watermark if the broker gave none).
+fn visible_end(p: &FetchedPartition, isolation: IsolationLevel) -> i64 {
+    match isolation {
+        IsolationLevel::ReadCommitted if p.last_stable_offset >= 0 => p.last_stable_offset,
+        _ => p.high_watermark,
+    }
 }
 
 impl RangeFetcher {
     /// A fetcher of `topic` over `client`.
     pub fn new(client: Client, topic: &str) -> Self {
         RangeFetcher {
+            isolation: client.config().isolation_level,
             max_batch_bytes: client.config().max_batch_bytes,
             client,
             topic: topic.to_string(),
@@ -322,7 +388,7 @@ impl RangeFetcher {
             .iter()
             .map(|&(partition, offset)| {
                 // Where the next fetch starts: after the bytes kept from the last one, if they hold `offset`.
-                let kept = self.cache.iter().find(|c| c.0 == partition).map(|c| &c.1);
+                let kept = self.cache.iter().find(|c| c.0 == partition).map(|c| &c.1.bytes);
                 let after = kept
                     .filter(|b| first_base_offset(b).is_some_and(|first| first <= offset))
                     .and_then(|b| next_offset_before(b, i64::MAX));
@@ -343,9 +409,9 @@ impl RangeFetcher {
         // First what earlier fetches brought beyond their ranges.
         for slot in next.iter_mut() {
             let Some(pos) = self.cache.iter().position(|c| c.0 == slot.0) else { continue };
-            let bytes = self.cache.swap_remove(pos).1;
-            if first_base_offset(&bytes).is_some_and(|b| b <= slot.1) {
-                if let Some(rest) = dest.read(&topic, &bytes, slot, self.max_batch_bytes)? {
+            let chunk = self.cache.swap_remove(pos).1;
+            if first_base_offset(&chunk.bytes).is_some_and(|b| b <= slot.1) {
+                if let Some(rest) = dest.read(&topic, &chunk, slot, self.max_batch_bytes)? {
                     self.cache.push((slot.0, rest));
                 }
             }
@@ -401,7 +467,8 @@ impl RangeFetcher {
                 for p in fetched {
                     let Some(slot) = next.iter_mut().find(|n| n.0 == p.partition) else { continue };
                     let before = slot.1;
-                    if let Some(rest) = dest.read(&topic, &p.records, slot, self.max_batch_bytes)? {
+                    let chunk = Chunk::of(&p, self.isolation);
+                    if let Some(rest) = dest.read(&topic, &chunk, slot, self.max_batch_bytes)? {
                         self.cache.retain(|c| c.0 != p.partition);
                         self.cache.push((p.partition, rest));
                     }
@@ -460,10 +527,10 @@ trait Dest {
     fn read(
         &mut self,
         topic: &str,
-        bytes: &Bytes,
+        chunk: &Chunk,
         slot: &mut (i32, i64, i64),
         max_batch_bytes: usize,
-    ) -> Result<Option<Bytes>>;
+    ) -> Result<Option<Chunk>>;
     /// After a round of reads: `open` lists the ranges not complete yet.
     fn round(&mut self, _open: &[(i32, i64, i64)]) {}
 }
@@ -472,26 +539,47 @@ impl Dest for RecordBatch {
     fn read(
         &mut self,
         topic: &str,
-        bytes: &Bytes,
+        chunk: &Chunk,
         slot: &mut (i32, i64, i64),
         max_batch_bytes: usize,
-    ) -> Result<Option<Bytes>> {
-        let (partition, from, until) = *slot;
-        let scan = for_each_record_before(bytes, until, max_batch_bytes, |r| {
-            if r.offset >= from && r.offset < until {
-                self.push(partition, r.offset, r.timestamp, r.key, r.value);
+    ) -> Result<Option<Chunk>> {
+        /// Pushes the records of `[from, until)` into the batch.
+        struct Into<'b>(&'b mut RecordBatch, i32, i64, i64);
+        impl Into<'_> {
+            fn push(&mut self, r: RecordView<'_>) {
+                if r.offset >= self.2 && r.offset < self.3 {
+                    self.0.push(self.1, r.offset, r.timestamp, r.key, r.value);
+                }
             }
-        })
-        .map_err(|e| corrupt(topic, partition, e))?;
-        Ok(advance(slot, &scan, bytes))
+        }
+        impl PlacedRecords<'_> for Into<'_> {
+            fn in_place(&mut self, r: RecordView<'_>) {
+                self.push(r)
+            }
+            fn decompressed(&mut self, r: RecordView<'_>) {
+                self.push(r)
+            }
+        }
+        let (partition, from, until) = *slot;
+        let mut into = Into(self, partition, from, until);
+        let scan = for_each_record_placed(&chunk.bytes, until, max_batch_bytes, chunk.skip(), &mut into)
+            .map_err(|e| corrupt(topic, partition, e))?;
+        Ok(advance(slot, &scan, chunk))
     }
 }
 
-/// After reading `bytes` for `slot`: moves its next offset past the whole batches read (within its range) and
-/// returns the bytes that hold offsets at or after its end, if any, for the next range.
-fn advance(slot: &mut (i32, i64, i64), scan: &Scan, bytes: &Bytes) -> Option<Bytes> {
+/// After reading `chunk` for `slot`: moves its next offset past the whole batches read (within its range), or to
+/// its end if the first batch not read starts at or after it (the offsets between hold no records: compacted
+/// away), and returns the bytes that hold offsets at or after its end, if any, for the next range.
+fn advance(slot: &mut (i32, i64, i64), scan: &Scan, chunk: &Chunk) -> Option<Chunk> {
+    let bytes = &chunk.bytes;
     slot.1 = moved_to(slot.1, slot.2, scan.next_offset);
-    (scan.rest + 12 <= bytes.len()).then(|| bytes.slice(scan.rest..))
+    // The fetched bytes are the log's batches from the fetched offset on, without holes: a batch starting at or
+    // after the range's end leaves nothing of the range unread.
+    if first_base_offset(&bytes[scan.rest.min(bytes.len())..]).is_some_and(|b| b >= slot.2) {
+        slot.1 = slot.2;
+    }
+    (scan.rest + 12 <= bytes.len()).then(|| chunk.with(bytes.slice(scan.rest..)))
 }
 
 /// Where a range at `from` (ending at `until`) continues once whole batches up to `next` are read.
@@ -515,6 +603,9 @@ pub struct Segment {
     pub bytes: Bytes,
     /// The most bytes one of its batches may inflate to.
     pub max_batch_bytes: usize,
+    /// Base offsets, ascending, of its batches that belong to aborted transactions (read_committed): their
+    /// records are not handed over. `None`: none.
+    pub aborted: Option<Arc<[i64]>>,
 }
 
 impl RecordSource for Segment {
@@ -526,7 +617,8 @@ impl RecordSource for Segment {
     fn for_each_run(&self, f: &mut dyn FnMut(Run<'_>)) -> std::result::Result<usize, SourceError> {
         let mut runs = Runs { partition: self.partition, from: self.from, until: self.until, run: Vec::new(), n: 0, f };
         runs.run.reserve(RUN_RECORDS);
-        for_each_record_placed(&self.bytes, self.until, self.max_batch_bytes, &mut runs)
+        let skip = self.aborted.as_deref().unwrap_or(&[]);
+        for_each_record_placed(&self.bytes, self.until, self.max_batch_bytes, skip, &mut runs)
             .map_err(|e| SourceError { reason: corrupt(&self.topic, self.partition, e).to_string() })?;
         runs.flush();
         Ok(runs.n)
@@ -591,23 +683,24 @@ impl<F: FnMut(Segment)> Dest for InOrder<F> {
     fn read(
         &mut self,
         topic: &str,
-        bytes: &Bytes,
+        chunk: &Chunk,
         slot: &mut (i32, i64, i64),
         max_batch_bytes: usize,
-    ) -> Result<Option<Bytes>> {
+    ) -> Result<Option<Chunk>> {
         let (partition, from, until) = *slot;
-        let scan = scan_headers_before(bytes, until).map_err(|e| corrupt(topic, partition, e))?;
+        let scan = scan_headers_before(&chunk.bytes, until).map_err(|e| corrupt(topic, partition, e))?;
         if scan.next_offset.is_some_and(|n| n > from) {
             let topic = self.topic.clone();
-            let bytes = bytes.slice(..scan.end);
-            let segment = Segment { topic, partition, from, until, bytes, max_batch_bytes };
+            let bytes = chunk.bytes.slice(..scan.end);
+            let aborted = chunk.aborted.clone();
+            let segment = Segment { topic, partition, from, until, bytes, max_batch_bytes, aborted };
             match self.order.iter().position(|&p| p == partition) {
                 Some(i) if i == self.cursor => (self.emit)(segment),
                 Some(i) => self.staged[i].push(segment),
                 None => {}
             }
         }
-        Ok(advance(slot, &scan, bytes))
+        Ok(advance(slot, &scan, chunk))
     }
 
     fn round(&mut self, open: &[(i32, i64, i64)]) {
@@ -636,7 +729,8 @@ fn corrupt(topic: &str, partition: i32, e: BatchError) -> KafkaError {
 
 struct Probe {
     out_of_range: bool,
-    high_watermark: i64,
+    /// The end of what the stream may read: the high watermark, or with read_committed the last stable offset.
+    end: i64,
     log_start: i64,
 }
 
@@ -647,7 +741,7 @@ mod tests {
     use dstream_core::{BatchTimer, Engine, ManualClock};
 
     fn segment(bytes: Bytes, from: i64, until: i64) -> Segment {
-        Segment { topic: "avg".into(), partition: 3, from, until, bytes, max_batch_bytes: 1 << 20 }
+        Segment { topic: "avg".into(), partition: 3, from, until, bytes, max_batch_bytes: 1 << 20, aborted: None }
     }
 
     #[test]
@@ -692,7 +786,8 @@ mod tests {
             assert!(err.reason.contains(want), "{codec:?}: {err}");
             // Read into a RecordBatch (catching up on pending batches): a typed error, the range not moved past it.
             let (mut batch, mut slot) = (RecordBatch::new(), (3, 0, 3));
-            let err = Dest::read(&mut batch, "avg", &bad, &mut slot, 1 << 20).unwrap_err();
+            let chunk = Chunk { bytes: bad.clone(), aborted: None };
+            let err = Dest::read(&mut batch, "avg", &chunk, &mut slot, 1 << 20).unwrap_err();
             assert!(
                 matches!(&err, KafkaError::CorruptBatch { partition: 3, offset: 0, last_offset: 2, reason, .. }
                     if reason.contains("more records than the 1")),

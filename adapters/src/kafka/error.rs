@@ -43,6 +43,17 @@ pub enum KafkaError {
         /// The partitions that are gone.
         missing: Vec<i32>,
     },
+    /// A topic this client had read is gone from the cluster's metadata, or came back with another id: it was
+    /// deleted (and perhaps created again) while being read.
+    #[error("topic {topic:?} was deleted{} while dstream read it (as the cluster at {addr} says)", if *.recreated { " and created again" } else { "" })]
+    TopicDeleted {
+        /// The topic.
+        topic: String,
+        /// The broker that answered.
+        addr: String,
+        /// True if a topic of that name exists again, with another id.
+        recreated: bool,
+    },
     /// A broker did not answer a request, whole, by its deadline (the request timeout, or the end of the retry
     /// period if sooner).
     #[error("no answer from {addr} to {api} in {secs:.1} s{}", received_text(*.received))]

@@ -6,5 +6,7 @@ pub mod direct;
 pub mod error;
 pub mod records;
 
-pub use client::{Acks, Client, ClientConfig, FetchedPartition, OffsetSpec, PartitionFetch, PartitionState};
+pub use client::{
+    Acks, Client, ClientConfig, FetchedPartition, IsolationLevel, OffsetSpec, PartitionFetch, PartitionState,
+};
 pub use error::{KafkaError, Result};

@@ -90,7 +90,7 @@ pub fn for_each_record_before(
             (self.0)(r)
         }
     }
-    for_each_record_placed(data, until, max_batch_bytes, &mut Each(f))
+    for_each_record_placed(data, until, max_batch_bytes, &[], &mut Each(f))
 }
 
 /// Takes records from [`for_each_record_placed`], by where they lie.
@@ -102,16 +102,19 @@ pub trait PlacedRecords<'a> {
 }
 
 /// As [`for_each_record_before`], handing each record over by where it lies, so that a reader can keep records of
-/// uncompressed batches (slices of `data`) beyond the call without copying them.
+/// uncompressed batches (slices of `data`) beyond the call without copying them. The batches whose base offsets
+/// are in `skip` (ascending; e.g. [`aborted_batches`]) are passed over as control batches are: their offsets
+/// count in `next_offset`, their records are not handed over.
 pub fn for_each_record_placed<'a>(
     data: &'a Bytes,
     until: i64,
     max_batch_bytes: usize,
+    skip: &[i64],
     to: &mut impl PlacedRecords<'a>,
 ) -> Result<Scan, BatchError> {
     walk(data, until, true, |b| {
-        if b.attributes & (1 << 5) != 0 {
-            Ok(()) // a control batch (transaction marker) holds no records to read
+        if b.attributes & CONTROL != 0 || (!skip.is_empty() && skip.binary_search(&b.base_offset).is_ok()) {
+            Ok(()) // a control batch (transaction marker) holds no records to read; an aborted one none to keep
         } else if b.attributes & 7 == 0 {
             let records: &'a [u8] = &data[b.pos + HEADER..b.end];
             parse_records(records, b, &mut |r| to.in_place(r)).map_err(BatchProblem::Corrupt)
@@ -119,6 +122,39 @@ pub fn for_each_record_placed<'a>(
             read_compressed(&data[b.pos + HEADER..b.end], b, max_batch_bytes, &mut |r| to.decompressed(r))
         }
     })
+}
+
+/// Attribute bit of a transactional batch.
+const TRANSACTIONAL: i16 = 1 << 4;
+/// Attribute bit of a control batch (a transaction marker).
+const CONTROL: i16 = 1 << 5;
+
+/// The base offsets, ascending, of the whole batches in `data` (a fetch answer's records) that belong to the
+/// aborted transactions `aborted` (the fetch answer's list, as (producer id, first offset)): the records a
+/// read_committed consumer drops. As Kafka's consumer reads it: a transactional batch of a producer is aborted if
+/// one of that producer's aborted transactions starts at or before the batch's last offset and no control batch
+/// (its abort marker) of that producer came between. Damaged headers end the list there; the read reports them.
+pub fn aborted_batches(data: &[u8], aborted: &[(i64, i64)]) -> Vec<i64> {
+    let mut out = Vec::new();
+    if aborted.is_empty() {
+        return out;
+    }
+    let mut starts = aborted.to_vec();
+    starts.sort_unstable_by_key(|a| a.1);
+    let (mut next, mut open) = (0usize, Vec::<i64>::new());
+    let _ = walk(data, i64::MAX, false, |b| {
+        while next < starts.len() && starts[next].1 <= b.base_offset.saturating_add(b.last_delta as i64) {
+            open.push(starts[next].0);
+            next += 1;
+        }
+        if b.attributes & CONTROL != 0 {
+            open.retain(|&p| p != b.producer_id);
+        } else if b.attributes & TRANSACTIONAL != 0 && open.contains(&b.producer_id) {
+            out.push(b.base_offset);
+        }
+        Ok(())
+    });
+    out
 }
 
 /// What [`for_each_record_before`] reports for `data` and `until`, read from the batch headers alone: the same
@@ -136,6 +172,7 @@ struct BatchAt {
     last_delta: i32,
     attributes: i16,
     base_ts: i64,
+    producer_id: i64,
     count: i32,
 }
 
@@ -193,6 +230,7 @@ fn walk(
             last_delta,
             attributes: i16::from_be_bytes(b[21..23].try_into().expect("2 bytes")),
             base_ts: i64::from_be_bytes(b[27..35].try_into().expect("8 bytes")),
+            producer_id: i64::from_be_bytes(b[43..51].try_into().expect("8 bytes")),
             count,
         };
         batch(&at).map_err(|p| err(last_offset, p))?;
@@ -635,7 +673,7 @@ mod tests {
         for codec in [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
             let data = encode_batch(&refs, 0, codec).unwrap();
             let mut placed = Placements(vec![]);
-            let scan = for_each_record_placed(&data, 200, DEFAULT_MAX_BATCH_BYTES, &mut placed).unwrap();
+            let scan = for_each_record_placed(&data, 200, DEFAULT_MAX_BATCH_BYTES, &[], &mut placed).unwrap();
             let (want, want_scan) = collect(&data.slice(..));
             assert_eq!(scan.next_offset, want_scan.next_offset, "{codec:?}");
             let in_place = codec == Codec::None;
@@ -674,6 +712,51 @@ mod tests {
                 assert_eq!(scan_headers_before(&part, until), Ok(scan), "cut {cut} until {until}");
             }
         }
+    }
+
+    /// A batch of `n` records at `base` with the given producer id and attributes (transactional, control).
+    fn batch_at(base: i64, n: usize, producer: i64, attributes: i16) -> Vec<u8> {
+        let values: Vec<&[u8]> = vec![b"k,1"; n];
+        let mut b = encode_batch(&values, 0, Codec::None).unwrap().to_vec();
+        b[..8].copy_from_slice(&base.to_be_bytes());
+        b[21..23].copy_from_slice(&attributes.to_be_bytes());
+        b[43..51].copy_from_slice(&producer.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn aborted_batches_are_those_of_aborted_producers_up_to_their_markers_and_are_skipped() {
+        let (tx, ctl) = (TRANSACTIONAL, TRANSACTIONAL | CONTROL);
+        // Producer 7 aborts [0, 4) (marker at 4), commits [6, 8) (marker at 8); producer 9 aborts [2, 3) (marker
+        // at 5); plain records at 3 and 9; producer 7 opens an aborted transaction again at 10.
+        let mut data = vec![];
+        for b in [
+            batch_at(0, 2, 7, tx),
+            batch_at(2, 1, 9, tx),
+            batch_at(3, 1, -1, 0),
+            batch_at(4, 1, 7, ctl),
+            batch_at(5, 1, 9, ctl),
+            batch_at(6, 2, 7, tx),
+            batch_at(8, 1, 7, ctl),
+            batch_at(9, 1, -1, 0),
+            batch_at(10, 2, 7, tx),
+        ] {
+            data.extend(b);
+        }
+        let data = Bytes::from(data);
+        let aborted = [(7, 0), (9, 2), (7, 10)];
+        assert_eq!(aborted_batches(&data, &aborted), vec![0, 2, 10]);
+        // In any order, as the broker's list need not be sorted.
+        assert_eq!(aborted_batches(&data, &[(7, 10), (9, 2), (7, 0)]), vec![0, 2, 10]);
+        assert!(aborted_batches(&data, &[]).is_empty());
+        let skip = aborted_batches(&data, &aborted);
+        let mut placed = Placements(vec![]);
+        let scan = for_each_record_placed(&data, i64::MAX, DEFAULT_MAX_BATCH_BYTES, &skip, &mut placed).unwrap();
+        // Markers and aborted records are not handed over; their offsets are passed all the same.
+        assert_eq!(placed.0.iter().map(|p| p.1).collect::<Vec<_>>(), vec![3, 6, 7, 9]);
+        assert_eq!(scan.next_offset, Some(12));
     }
 
     #[test]
