@@ -7,7 +7,7 @@ use dstream_adapters::clock::SystemClock;
 use dstream_adapters::generate::{generate, GenerateOptions};
 use dstream_adapters::kafka::direct::{OutOfRangePolicy, StartingOffsets};
 use dstream_adapters::kafka::records::Codec;
-use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
+use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError, Security};
 use dstream_adapters::local::LocalKafka;
 use dstream_adapters::record::Recorder;
 use dstream_adapters::recording::{self, Recording, RecordingReader};
@@ -79,6 +79,9 @@ struct RunArgs {
     /// Kafka brokers, HOST:PORT[,HOST:PORT...]. Without it: localhost:9092, or a local tansu broker if none answers.
     #[arg(long, value_parser = brokers_arg)]
     brokers: Option<String>,
+    /// Kafka client configuration, a properties file: security.protocol, sasl.*, ssl.* (see README).
+    #[arg(long, value_name = "FILE", requires = "brokers")]
+    kafka_config: Option<PathBuf>,
     /// The topic to read.
     #[arg(long, default_value = "avg")]
     topic: String,
@@ -211,6 +214,9 @@ enum Command {
         /// Kafka brokers, HOST:PORT[,HOST:PORT...].
         #[arg(long, default_value = "localhost:9092", value_parser = brokers_arg)]
         brokers: String,
+        /// Kafka client configuration, a properties file: security.protocol, sasl.*, ssl.* (see README).
+        #[arg(long, value_name = "FILE")]
+        kafka_config: Option<PathBuf>,
         /// The topic (created if missing).
         #[arg(long, default_value = "avg")]
         topic: String,
@@ -396,9 +402,10 @@ fn run(cli: Cli) -> Result<()> {
             run.quiet = true;
             cmd_run(run, stop)
         }
-        Some(Command::Generate { brokers, topic, rate, count, seed, partitions, compression, acks }) => {
+        Some(Command::Generate { brokers, kafka_config, topic, rate, count, seed, partitions, compression, acks }) => {
             let brokers = parse_brokers(&brokers)?;
-            let mut client = Client::connect(&brokers, ClientConfig::default()).map_err(explain)?;
+            let cfg = ClientConfig { security: kafka_security(kafka_config.as_deref())?, ..ClientConfig::default() };
+            let mut client = Client::connect(&brokers, cfg).map_err(explain)?;
             let opts = GenerateOptions {
                 topic,
                 rate,
@@ -498,6 +505,15 @@ fn explain(e: KafkaError) -> anyhow::Error {
     }
 }
 
+/// `--kafka-config FILE`'s security settings (PLAINTEXT without it), with its warning, if any, on stderr.
+fn kafka_security(path: Option<&Path>) -> Result<Security> {
+    let security = Security::from_flag(path)?;
+    if let Some(w) = security.warning() {
+        eprintln!("dstream: {w}");
+    }
+    Ok(security)
+}
+
 fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
     // With no --brokers: the default address if something answers there (DSTREAM_DEFAULT_BROKER moves it; tests
     // use it to stay off port 9092), else a local tansu and the lab's generator, stopped when the run ends.
@@ -529,6 +545,7 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
             retry_for: std::time::Duration::from_millis(args.retry_for.millis() as u64),
             max_batch_bytes: (args.max_batch_mib << 20) as usize,
             interrupt: Some(stop.clone()),
+            security: kafka_security(args.kafka_config.as_deref())?,
             ..ClientConfig::default()
         },
     };

@@ -3,6 +3,7 @@
 use super::conn::{Connection, Timeouts, WaitBounds};
 use super::error::{KafkaError, Result};
 use super::records::DEFAULT_MAX_BATCH_BYTES;
+use super::security::Security;
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -46,6 +47,8 @@ pub struct ClientConfig {
     /// no peer can make dstream hold more for one batch. Default [`DEFAULT_MAX_BATCH_BYTES`]: 64 MiB, four times
     /// `partition_max_bytes`.
     pub max_batch_bytes: usize,
+    /// TLS and SASL (default PLAINTEXT), as `--kafka-config FILE` gives them.
+    pub security: Security,
 }
 
 impl Default for ClientConfig {
@@ -60,6 +63,7 @@ impl Default for ClientConfig {
             partition_max_bytes: 16 << 20,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             interrupt: None,
+            security: Security::default(),
         }
     }
 }
@@ -198,7 +202,13 @@ impl Client {
             candidates.extend(self.bootstrap.iter().cloned());
             let mut first_err = None;
             for addr in candidates {
-                match Connection::connect(&addr, &self.cfg.client_id, self.cfg.timeouts, self.bounds()) {
+                match Connection::connect_secure(
+                    &addr,
+                    &self.cfg.client_id,
+                    self.cfg.timeouts,
+                    self.bounds(),
+                    &self.cfg.security,
+                ) {
                     Ok(c) => {
                         self.conns.insert(addr, c);
                         break;
@@ -228,7 +238,13 @@ impl Client {
         })?;
         let bounds = self.bounds();
         if !self.conns.contains_key(&addr) {
-            let c = Connection::connect(&addr, &self.cfg.client_id, self.cfg.timeouts, bounds.clone())?;
+            let c = Connection::connect_secure(
+                &addr,
+                &self.cfg.client_id,
+                self.cfg.timeouts,
+                bounds.clone(),
+                &self.cfg.security,
+            )?;
             self.conns.insert(addr.clone(), c);
         }
         let conn = self.conns.get_mut(&addr).expect("just inserted");
