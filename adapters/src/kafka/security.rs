@@ -7,7 +7,8 @@
 //! `ssl.certificate.location`, `ssl.key.location`, `ssl.endpoint.identification.algorithm` (`https`, the
 //! default, or empty for no host name check). A value may be `${env:NAME}` (the environment variable NAME) or
 //! `${file:PATH}` (the file's contents without the trailing line break), so that no secret needs to be on a
-//! command line or in the properties file itself.
+//! command line or in the properties file itself; so may the `username` and `password` options of a
+//! `sasl.jaas.config`.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -474,6 +475,8 @@ fn parse_jaas(value: &str, at: &str) -> Result<(String, Secret), SecurityError> 
             let end = after.find(char::is_whitespace).unwrap_or(after.len());
             (after[..end].to_string(), &after[end..])
         };
+        // An option's value may be `${env:NAME}` or `${file:PATH}` too.
+        let val = resolve(&val, "sasl.jaas.config", at, true)?;
         match name {
             "username" => username = Some(val),
             "password" => password = Some(Secret(val)),
@@ -805,6 +808,11 @@ mod tests {
         ];
         let e = SecuritySettings::from_pairs(bad_jaas, "settings").unwrap_err().to_string();
         assert!(e.contains("must end with ';'") && !e.contains("hunter2"), "{e}");
+        let jaas = "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"u\" \
+                    password=\"${env:DSTREAM_TEST_SECURITY_PW}\";";
+        let s =
+            SecuritySettings::from_pairs([("security.protocol", "SASL_SSL"), ("sasl.jaas.config", jaas)], "s").unwrap();
+        assert_eq!(s.sasl.as_ref().unwrap().password.expose(), "from-the-env");
     }
 
     #[test]
