@@ -108,6 +108,7 @@ fn secure_kafka() -> Option<&'static (Pki, KafkaCluster)> {
                 ("SCRAM-SHA-512", "alice".into(), PASSWORD.into()),
             ],
             plain_users: vec![("pat".into(), PLAIN_PASSWORD.into())],
+            full_jit: false,
         };
         let cluster = KafkaCluster::start_secure(&config).unwrap_or_else(|e| panic!("start a secure Kafka: {e}"));
         (pki, cluster)
@@ -439,4 +440,42 @@ fn a_connection_authenticates_again_before_its_session_lifetime_ends_and_keeps_s
     assert_eq!(counts.len(), 14, "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(counts.iter().sum::<u64>(), 2000, "{counts:?}");
     assert_no_secret("stderr", &out.stderr);
+}
+
+/// A TLS client's connection to a peer that accepts and then does `peer` with the socket.
+fn tls_connect_to(peer: impl FnOnce(std::net::TcpStream) + Send + 'static) -> String {
+    let pki = Pki::make();
+    let pairs =
+        [("security.protocol", "SSL".to_string()), ("ssl.ca.location", pki.path("ca.pem").display().to_string())];
+    let settings = SecuritySettings::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())), "test").unwrap();
+    let security = Security::new(&settings).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || peer(listener.accept().unwrap().0));
+    let timeouts = Timeouts { connect: Duration::from_millis(500), request: Duration::from_secs(10) };
+    let start = Instant::now();
+    let err = Connection::connect_secure(&addr, "t", timeouts, Default::default(), &security).err().expect("fails");
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}: {err}", start.elapsed());
+    server.join().unwrap();
+    err.to_string()
+}
+
+#[test]
+fn a_peer_that_answers_the_tls_handshake_with_garbage_or_silence_is_named_as_not_tls() {
+    // An HTTP server, say: its answer is no TLS record.
+    let garbage = tls_connect_to(|mut s| {
+        use std::io::{Read, Write};
+        let mut hello = [0u8; 5];
+        s.read_exact(&mut hello).unwrap();
+        s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").unwrap();
+        let _ = s.read(&mut hello);
+    });
+    assert!(garbage.contains("does not answer in TLS") && garbage.contains("plaintext listener"), "{garbage}");
+    // A Kafka plaintext listener reads the ClientHello as the start of a request and waits for the rest.
+    let silent = tls_connect_to(|mut s| {
+        use std::io::Read;
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+    assert!(silent.contains("no TLS handshake answer in 0.5 s") && silent.contains("plaintext listener"), "{silent}");
 }

@@ -193,6 +193,9 @@ pub struct SecureConfig {
     pub scram_users: Vec<(&'static str, String, String)>,
     /// PLAIN users: (user, password).
     pub plain_users: Vec<(String, String)>,
+    /// The JVM's optimizing compiler on (a slower start): Java's TLS is slow without it, which matters to
+    /// benchmarks, not to tests.
+    pub full_jit: bool,
 }
 
 impl SecureConfig {
@@ -288,11 +291,14 @@ impl Node {
 }
 
 /// The `java` command with the capped heap and `lib/*` on the classpath.
-fn java(lib: &Path) -> Command {
+fn java(lib: &Path, full_jit: bool) -> Command {
     let mut cmd = Command::new("java");
-    cmd.arg(format!("-Xmx{HEAP_MB}m"))
-        .args(["-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"])
-        .args(["-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.showDateTime=true"])
+    cmd.arg(format!("-Xmx{HEAP_MB}m")).args(["-Xms64m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"]);
+    if !full_jit {
+        // A quicker start: the first tier of the JIT only.
+        cmd.arg("-XX:TieredStopAtLevel=1");
+    }
+    cmd.args(["-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.showDateTime=true"])
         .arg("-cp")
         .arg(lib.join("*"));
     cmd
@@ -306,6 +312,8 @@ pub struct KafkaCluster {
     nodes: Vec<Node>,
     /// Arguments of the storage tool's format that add SCRAM users.
     scram_args: Vec<String>,
+    /// The brokers' JVMs run the optimizing compiler too.
+    full_jit: bool,
 }
 
 /// How long a cluster may take to answer after its JVMs start.
@@ -394,7 +402,9 @@ impl KafkaCluster {
                     .collect()
             })
             .unwrap_or_default();
-        let mut cluster = KafkaCluster { lib: lib.to_path_buf(), version: version.to_string(), dir, nodes, scram_args };
+        let full_jit = secure.is_some_and(|s| s.full_jit);
+        let mut cluster =
+            KafkaCluster { lib: lib.to_path_buf(), version: version.to_string(), dir, nodes, scram_args, full_jit };
         for n in &cluster.nodes {
             std::fs::write(n.config_path(), n.config(&voters, size))
                 .map_err(|e| BrokerError::NotReady { addr: n.addr(), reason: format!("cannot write config: {e}") })?;
@@ -414,7 +424,7 @@ impl KafkaCluster {
         // All nodes at once: each is a JVM start.
         let mut running = Vec::with_capacity(self.nodes.len());
         for n in &self.nodes {
-            let mut cmd = java(&self.lib);
+            let mut cmd = java(&self.lib, false);
             cmd.args(["kafka.tools.StorageTool", "format", "--cluster-id", CLUSTER_ID, "--config"])
                 .arg(n.config_path())
                 .args(&self.scram_args)
@@ -446,7 +456,7 @@ impl KafkaCluster {
             .open(n.log_path())
             .map_err(|e| BrokerError::NotReady { addr: n.addr(), reason: format!("cannot open the log: {e}") })?;
         let log2 = log.try_clone().map_err(|e| BrokerError::NotReady { addr: n.addr(), reason: e.to_string() })?;
-        let mut cmd = java(&self.lib);
+        let mut cmd = java(&self.lib, self.full_jit);
         cmd.arg("kafka.Kafka").arg(n.config_path()).stdin(Stdio::null()).stdout(log).stderr(log2);
         die_with_parent(&mut cmd);
         let child = spawn_tied(cmd).map_err(|source| BrokerError::Spawn { binary: "java".into(), source })?;

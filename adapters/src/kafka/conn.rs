@@ -87,15 +87,50 @@ enum Stream {
 
 /// A TLS session over its TCP connection.
 struct TlsStream {
-    tcp: TcpStream,
+    tcp: BufferedTcp,
     tls: rustls::ClientConnection,
+}
+
+/// How many bytes one read from a TLS connection's socket may bring: rustls asks for 4 KiB at a time, which
+/// would be a system call per 4 KiB of a large fetch answer.
+const TLS_READ_BUFFER: usize = 256 << 10;
+
+/// A TCP connection with a read buffer (writes go straight through).
+struct BufferedTcp {
+    tcp: TcpStream,
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
+}
+
+impl Read for BufferedTcp {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.len {
+            self.len = self.tcp.read(&mut self.buf)?;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.len - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for BufferedTcp {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
 }
 
 impl Stream {
     fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(t) => &t.tcp,
+            Stream::Tls(t) => &t.tcp.tcp,
         }
     }
 
@@ -250,7 +285,8 @@ impl Connection {
                     .map_err(|e| KafkaError::Tls { addr: addr.to_string(), reason: e.to_string() })?;
                 // A request is in memory whole anyway: let it be encrypted whole.
                 tls.set_buffer_limit(None);
-                Stream::Tls(Box::new(TlsStream { tcp: stream, tls }))
+                let tcp = BufferedTcp { tcp: stream, buf: vec![0; TLS_READ_BUFFER].into_boxed_slice(), pos: 0, len: 0 };
+                Stream::Tls(Box::new(TlsStream { tcp, tls }))
             }
         };
         let mut conn = Connection {
