@@ -324,12 +324,9 @@ impl Connection {
             let writing = t.tls.wants_write();
             if let Err(e) = self.arm(ApiKey::ApiVersions, &deadline, !writing, 0) {
                 return Err(match e {
-                    KafkaError::Timeout { secs, .. } => KafkaError::Tls {
+                    KafkaError::Timeout { secs, .. } => KafkaError::TlsHandshakeCut {
                         addr: self.addr.clone(),
-                        reason: format!(
-                            "no TLS handshake answer in {secs:.1} s: is this a plaintext listener? (check \
-                             security.protocol)"
-                        ),
+                        what: format!("no TLS handshake answer in {secs:.1} s"),
                     },
                     e => e,
                 });
@@ -355,11 +352,9 @@ impl Connection {
                 Ok(()) => {}
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
                 Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
-                    return Err(KafkaError::Tls {
+                    return Err(KafkaError::TlsHandshakeCut {
                         addr: self.addr.clone(),
-                        reason: "the broker closed the connection during the TLS handshake: is this a plaintext \
-                                 listener? (check security.protocol)"
-                            .into(),
+                        what: "the broker closed the connection during the TLS handshake".into(),
                     })
                 }
                 Err(e) => return Err(self.io_failure(e)),

@@ -98,6 +98,15 @@ pub enum KafkaError {
         /// What went wrong, and what to check.
         reason: String,
     },
+    /// The TLS handshake got no answer in time, or the connection closed during it: most likely a plaintext
+    /// listener (retried like a lost connection, since a broker going down does the same).
+    #[error("TLS with {addr} failed: {what}: is this a plaintext listener? (check security.protocol)")]
+    TlsHandshakeCut {
+        /// The broker address.
+        addr: String,
+        /// What happened.
+        what: String,
+    },
     /// SASL authentication failed (wrong password, unknown user, mechanism not enabled). Never holds a secret.
     #[error("SASL {mechanism} authentication with {addr} failed: {reason}")]
     Authentication {
@@ -227,6 +236,7 @@ impl KafkaError {
             KafkaError::ConnectionLost { .. }
             | KafkaError::Unreachable { .. }
             | KafkaError::Timeout { .. }
+            | KafkaError::TlsHandshakeCut { .. }
             | KafkaError::MissingRecords { .. }
             | KafkaError::PartitionNotAnswered { .. } => true,
             KafkaError::Broker { error, .. } => error.is_retriable(),
