@@ -329,7 +329,12 @@ impl Pending {
                     }
                 });
             }
-            _ => return Err(SecurityError::UnknownKey { at: at.to_string(), key: key.to_string() }),
+            _ => {
+                return Err(match unsupported_hint(key) {
+                    Some(hint) => invalid(at, format!("{key} is not read by dstream: {hint}")),
+                    None => SecurityError::UnknownKey { at: at.to_string(), key: key.to_string() },
+                })
+            }
         }
         Ok(())
     }
@@ -401,6 +406,22 @@ impl Pending {
             verify_host: self.verify_host.unwrap_or(true),
         })
     }
+}
+
+/// What to do instead, for Kafka client settings that are common in properties files but not dstream's.
+fn unsupported_hint(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "bootstrap.servers" => "give the brokers with --brokers (KafkaParams::new in the library)",
+        "ssl.key.password" => {
+            "dstream reads unencrypted PEM keys only: decrypt the key (openssl pkcs8 -in KEY -out KEY.pem) and \
+             drop ssl.key.password"
+        }
+        "ssl.keystore.location" | "ssl.keystore.type" | "ssl.keystore.password" => {
+            "give the client certificate and key as PEM files in ssl.certificate.location and ssl.key.location"
+        }
+        "ssl.truststore.password" => "a PEM truststore (ssl.ca.location) needs no password",
+        _ => return None,
+    })
 }
 
 fn non_empty_path(value: &str, key: &str, at: &str) -> Result<PathBuf, SecurityError> {
@@ -767,10 +788,19 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_an_error_that_names_it_and_its_line() {
-        let e = SecuritySettings::from_properties("security.protocol=SSL\nssl.keystore.location=/x\n", "c.properties")
+        let e = SecuritySettings::from_properties("security.protocol=SSL\nssl.keystroe.location=/x\n", "c.properties")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("c.properties:2: unknown Kafka client setting \"ssl.keystore.location\""), "{e}");
+        assert!(e.starts_with("c.properties:2: unknown Kafka client setting \"ssl.keystroe.location\""), "{e}");
+        // Common keys that dstream does not read say what to do instead.
+        let e =
+            SecuritySettings::from_properties("bootstrap.servers=k:9092\n", "c.properties").unwrap_err().to_string();
+        assert!(
+            e.starts_with("c.properties:1: bootstrap.servers is not read by dstream: give the brokers with --brokers"),
+            "{e}"
+        );
+        let e = SecuritySettings::from_properties("ssl.key.password=x\n", "c").unwrap_err().to_string();
+        assert!(e.contains("unencrypted PEM keys only"), "{e}");
     }
 
     #[test]
