@@ -101,6 +101,13 @@ fn secure_kafka() -> Option<&'static (Pki, KafkaCluster)> {
                 listener("SSL", "SSL", "broker.pem", true, None),
                 listener("EXPIRED", "SSL", "expired.pem", false, None),
                 listener("REAUTH", "SASL_SSL", "broker.pem", false, Some(REAUTH_MS)),
+                SecureListener {
+                    name: "SASL_PLAINTEXT".into(),
+                    protocol: "SASL_PLAINTEXT",
+                    keystore: None,
+                    client_auth: false,
+                    reauth_ms: None,
+                },
             ],
             truststore: Some(pki.path("ca.pem")),
             scram_users: vec![
@@ -240,12 +247,32 @@ fn the_lab_job_reads_and_checkpoints_over_sasl_ssl_and_mutual_tls_as_over_plaint
     let _ = ok_stdout(&generated);
     assert_no_secret("generate's stderr", &generated.stderr);
 
+    let sasl_plaintext = config_file(
+        dir.path(),
+        "sasl-plaintext.properties",
+        &[
+            "security.protocol=SASL_PLAINTEXT".into(),
+            "sasl.mechanism=SCRAM-SHA-256".into(),
+            "sasl.username=alice".into(),
+            "sasl.password=${env:DSTREAM_TEST_KAFKA_PASSWORD}".into(),
+        ],
+    );
+    let no_host_check = dir.path().join("no-host-check.properties");
+    let scram = scram_config(pki, dir.path(), "SCRAM-SHA-256", "alice");
+    std::fs::write(
+        &no_host_check,
+        std::fs::read_to_string(&scram).unwrap() + "ssl.endpoint.identification.algorithm=\n",
+    )
+    .unwrap();
     let expected = model_of(lab_messages(7, 3000, 2).iter().flatten()).sums();
     let runs = [
         ("plaintext", kafka.addr(), None),
         ("scram-sha-256", sasl_ssl.clone(), Some(scram_config(pki, dir.path(), "SCRAM-SHA-256", "alice"))),
         ("scram-sha-512", sasl_ssl.clone(), Some(scram_config(pki, dir.path(), "SCRAM-SHA-512", "alice"))),
         ("mtls", listener(kafka, "SSL"), Some(mtls_config(pki, dir.path()))),
+        ("sasl-plaintext", listener(kafka, "SASL_PLAINTEXT"), Some(sasl_plaintext)),
+        // Bootstrapped by a name the certificate does not hold (the brokers it names are 127.0.0.1, which it does).
+        ("no-host-check", format!("localhost:{}", sasl_ssl.rsplit_once(':').unwrap().1), Some(no_host_check)),
     ];
     let mut recordings = Vec::new();
     for (name, brokers, config) in &runs {
@@ -254,6 +281,10 @@ fn the_lab_job_reads_and_checkpoints_over_sasl_ssl_and_mutual_tls_as_over_plaint
         let out = run_checkpointed(brokers, config.as_deref(), topic, &cp, &rec);
         let stdout = ok_stdout(&out);
         assert!(stdout.contains("Time: "), "{name}: {stdout}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let warned =
+            stderr.lines().any(|l| l.starts_with("dstream: warning: ssl.endpoint.identification.algorithm is empty"));
+        assert_eq!(warned, *name == "no-host-check", "{name}: {stderr}");
         assert_no_secret(&format!("{name}: stdout"), &out.stdout);
         assert_no_secret(&format!("{name}: stderr"), &out.stderr);
         let shown = dstream(&["checkpoint", "show", cp.to_str().unwrap()]);
