@@ -162,6 +162,38 @@ fn mtls_config(pki: &Pki, dir: &Path) -> PathBuf {
     )
 }
 
+/// An unsecured JWT (`alg` none, as Kafka's default OAUTHBEARER validator accepts) for `sub`, expiring
+/// `valid_for` seconds from now (a negative number: expired).
+fn unsecured_jwt(sub: &str, valid_for: i64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = format!(r#"{{"sub":"{sub}","iat":{},"exp":{}}}"#, now - 60, now + valid_for);
+    format!("{}.{}.", B64.encode(r#"{"alg":"none"}"#), B64.encode(claims))
+}
+
+/// SASL_SSL with OAUTHBEARER, the token from the file `name`.token.
+fn oauth_config(pki: &Pki, dir: &Path, name: &str, token: &str) -> PathBuf {
+    let token_file = dir.join(format!("{name}.token"));
+    std::fs::write(&token_file, token).unwrap();
+    config_file(
+        dir,
+        &format!("{name}.properties"),
+        &[
+            "security.protocol=SASL_SSL".into(),
+            "sasl.mechanism=OAUTHBEARER".into(),
+            format!("sasl.oauthbearer.token=${{file:{}}}", token_file.display()),
+            format!("ssl.ca.location={}", pki.path("ca.pem").display()),
+        ],
+    )
+}
+
+/// Fails if the claims of `token` (its secret part) show in `bytes`.
+fn assert_no_token(what: &str, token: &str, bytes: &[u8]) {
+    let claims = token.split('.').nth(1).unwrap();
+    assert!(!String::from_utf8_lossy(bytes).contains(claims), "{what} holds the token");
+}
+
 /// Runs dstream with `args` and the password in its environment.
 fn dstream_env(args: &[&str], password: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dstream"))
@@ -264,6 +296,8 @@ fn the_lab_job_reads_and_checkpoints_over_sasl_ssl_and_mutual_tls_as_over_plaint
         std::fs::read_to_string(&scram).unwrap() + "ssl.endpoint.identification.algorithm=\n",
     )
     .unwrap();
+    let token = unsecured_jwt("alice", 3600);
+    let oauth = oauth_config(pki, dir.path(), "oauth", &token);
     let expected = model_of(lab_messages(7, 3000, 2).iter().flatten()).sums();
     let runs = [
         ("plaintext", kafka.addr(), None),
@@ -271,6 +305,7 @@ fn the_lab_job_reads_and_checkpoints_over_sasl_ssl_and_mutual_tls_as_over_plaint
         ("scram-sha-512", sasl_ssl.clone(), Some(scram_config(pki, dir.path(), "SCRAM-SHA-512", "alice"))),
         ("mtls", listener(kafka, "SSL"), Some(mtls_config(pki, dir.path()))),
         ("sasl-plaintext", listener(kafka, "SASL_PLAINTEXT"), Some(sasl_plaintext)),
+        ("oauthbearer", sasl_ssl.clone(), Some(oauth)),
         // Bootstrapped by a name the certificate does not hold (the brokers it names are 127.0.0.1, which it does).
         ("no-host-check", format!("localhost:{}", sasl_ssl.rsplit_once(':').unwrap().1), Some(no_host_check)),
     ];
@@ -287,6 +322,7 @@ fn the_lab_job_reads_and_checkpoints_over_sasl_ssl_and_mutual_tls_as_over_plaint
         assert_eq!(warned, *name == "no-host-check", "{name}: {stderr}");
         assert_no_secret(&format!("{name}: stdout"), &out.stdout);
         assert_no_secret(&format!("{name}: stderr"), &out.stderr);
+        assert_no_token(name, &token, &out.stderr);
         let shown = dstream(&["checkpoint", "show", cp.to_str().unwrap()]);
         assert_eq!(checkpoint_rows(&ok_stdout(&shown)), expected, "{name}");
         let dump = dstream(&["recording", "dump", rec.to_str().unwrap()]);
@@ -349,7 +385,10 @@ fn each_misconfiguration_is_one_clear_line_and_a_non_zero_exit_within_the_connec
     let mallory = scram_config(pki, d, "SCRAM-SHA-512", "mallory");
     let untrusted = d.join("untrusted.properties");
     std::fs::write(&untrusted, std::fs::read_to_string(&scram).unwrap().replace("/ca.pem", "/other-ca.pem")).unwrap();
+    let expired_token = unsecured_jwt("alice", -600);
+    let expired_oauth = oauth_config(pki, d, "expired-token", &expired_token);
     let cases: Vec<(&str, String, Option<PathBuf>, &str, &str)> = vec![
+        ("expired token", sasl_ssl.clone(), Some(expired_oauth), PASSWORD, "SASL OAUTHBEARER authentication"),
         (
             "wrong password",
             sasl_ssl.clone(),
@@ -402,6 +441,7 @@ fn each_misconfiguration_is_one_clear_line_and_a_non_zero_exit_within_the_connec
         }
         assert_no_secret(what, &out.stderr);
         assert_no_secret(what, &out.stdout);
+        assert_no_token(what, &expired_token, &out.stderr);
         if *password != PASSWORD {
             assert!(!stderr.contains(password), "{what}: {stderr}");
         }

@@ -202,7 +202,7 @@ impl SecureConfig {
     /// The configuration lines of the listeners.
     fn lines(&self) -> String {
         let mut out = String::new();
-        let mechanisms = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512";
+        let mechanisms = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER";
         for l in &self.listeners {
             let p = format!("listener.name.{}.", l.name.to_ascii_lowercase());
             if let Some(ks) = &l.keystore {
@@ -217,12 +217,16 @@ impl SecureConfig {
                 let scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
                 out +=
                     &format!("{p}scram-sha-256.sasl.jaas.config={scram}\n{p}scram-sha-512.sasl.jaas.config={scram}\n");
+                // OAUTHBEARER with Kafka's default validator: unsecured JWTs (`alg` none) are accepted.
+                out += &format!(
+                    "{p}oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;\n"
+                );
                 let users: String = self.plain_users.iter().map(|(u, pw)| format!(" user_{u}=\"{pw}\"")).collect();
                 out += &format!(
                     "{p}plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required{users};\n"
                 );
                 if let Some(ms) = l.reauth_ms {
-                    for m in ["plain", "scram-sha-256", "scram-sha-512"] {
+                    for m in ["plain", "scram-sha-256", "scram-sha-512", "oauthbearer"] {
                         out += &format!("{p}{m}.connections.max.reauth.ms={ms}\n");
                     }
                 }

@@ -2,7 +2,7 @@
 //! and SASL authentication (with re-authentication before the broker's session lifetime ends, KIP-368).
 
 use super::error::{KafkaError, Result};
-use super::sasl::{plain_message, Scram};
+use super::sasl::{oauthbearer_message, plain_message, Scram};
 use super::security::{Mechanism, SaslCredentials, Security};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -412,6 +412,22 @@ impl Connection {
         }
         let last = match creds.mechanism {
             Mechanism::Plain => self.sasl_step(&creds, authenticate_v, plain_message(&creds))?,
+            Mechanism::OAuthBearer => {
+                let resp = self.sasl_step(&creds, authenticate_v, oauthbearer_message(creds.password.expose()))?;
+                if !resp.auth_bytes.is_empty() {
+                    // A refusal comes as a JSON status first (RFC 7628 3.2.2); the client answers 0x01 and the
+                    // broker then fails the exchange.
+                    let status = String::from_utf8_lossy(&resp.auth_bytes).into_owned();
+                    let reason = match self.sasl_step(&creds, authenticate_v, vec![1]) {
+                        Err(KafkaError::Authentication { reason, .. }) => reason,
+                        Err(e) => return Err(e),
+                        Ok(_) => String::new(),
+                    };
+                    let reason = if reason.contains(&status) { reason } else { format!("{status}: {reason}") };
+                    return Err(fail(&self.addr, format!("the broker refused the token: {reason}")));
+                }
+                resp
+            }
             Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
                 let mut scram = Scram::new(&creds).map_err(|r| fail(&self.addr, r))?;
                 let first = self.sasl_step(&creds, authenticate_v, scram.client_first())?;

@@ -1,4 +1,5 @@
-//! The client side of SASL PLAIN (RFC 4616) and SCRAM-SHA-256/512 (RFC 5802, RFC 7677) messages; the Kafka
+//! The client side of SASL PLAIN (RFC 4616), SCRAM-SHA-256/512 (RFC 5802, RFC 7677) and OAUTHBEARER (RFC 7628,
+//! a static token) messages; the Kafka
 //! exchange that carries them (SaslHandshake, SaslAuthenticate) is in [`super::conn`].
 
 use super::security::{Mechanism, SaslCredentials};
@@ -18,6 +19,15 @@ pub fn plain_message(c: &SaslCredentials) -> Vec<u8> {
     m.extend_from_slice(c.username.as_bytes());
     m.push(0);
     m.extend_from_slice(c.password.expose().as_bytes());
+    m
+}
+
+/// OAUTHBEARER's client message (RFC 7628): no authorization id, the bearer token, no extensions.
+pub fn oauthbearer_message(token: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(token.len() + 20);
+    m.extend_from_slice(b"n,,\x01auth=Bearer ");
+    m.extend_from_slice(token.as_bytes());
+    m.extend_from_slice(b"\x01\x01");
     m
 }
 
@@ -180,6 +190,12 @@ mod tests {
             let e = s.client_final(msg.as_bytes()).unwrap_err();
             assert!(e.contains(why), "{msg}: {e}");
         }
+    }
+
+    /// RFC 7628 section 3.1: the GS2 header, then `auth=Bearer TOKEN` between 0x01 separators.
+    #[test]
+    fn oauthbearer_is_the_gs2_header_and_the_bearer_token() {
+        assert_eq!(oauthbearer_message("vF9dft4qmT"), b"n,,\x01auth=Bearer vF9dft4qmT\x01\x01");
     }
 
     #[test]

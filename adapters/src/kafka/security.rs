@@ -2,8 +2,8 @@
 //! properties file (`--kafka-config FILE`) or given in the library, and the secrets they hold, which never show.
 //!
 //! Keys as in Kafka's client configuration: `security.protocol` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL),
-//! `sasl.mechanism` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), `sasl.username` and `sasl.password` or
-//! `sasl.jaas.config`, `ssl.ca.location` (or `ssl.truststore.location` with `ssl.truststore.type=PEM`),
+//! `sasl.mechanism` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER), `sasl.username` and `sasl.password` or
+//! `sasl.jaas.config`, `sasl.oauthbearer.token` (dstream's own key: a static OAUTHBEARER token), `ssl.ca.location` (or `ssl.truststore.location` with `ssl.truststore.type=PEM`),
 //! `ssl.certificate.location`, `ssl.key.location`, `ssl.endpoint.identification.algorithm` (`https`, the
 //! default, or empty for no host name check). A value may be `${env:NAME}` (the environment variable NAME) or
 //! `${file:PATH}` (the file's contents without the trailing line break), so that no secret needs to be on a
@@ -92,6 +92,8 @@ pub enum Mechanism {
     ScramSha256,
     /// RFC 5802 with SHA-512.
     ScramSha512,
+    /// RFC 7628 with a static bearer token (`sasl.oauthbearer.token`; no token refresh).
+    OAuthBearer,
 }
 
 impl Mechanism {
@@ -101,6 +103,7 @@ impl Mechanism {
             Mechanism::Plain => "PLAIN",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
             Mechanism::ScramSha512 => "SCRAM-SHA-512",
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -110,9 +113,9 @@ impl Mechanism {
 pub struct SaslCredentials {
     /// The mechanism.
     pub mechanism: Mechanism,
-    /// The user name.
+    /// The user name (empty for OAUTHBEARER).
     pub username: String,
-    /// The password.
+    /// The password; for OAUTHBEARER, the token.
     pub password: Secret,
 }
 
@@ -163,6 +166,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "sasl.username",
     "sasl.password",
     "sasl.jaas.config",
+    "sasl.oauthbearer.token",
     "ssl.ca.location",
     "ssl.truststore.location",
     "ssl.truststore.type",
@@ -231,6 +235,7 @@ struct Pending {
     username: Option<String>,
     password: Option<Secret>,
     jaas: Option<(String, Secret)>,
+    token: Option<Secret>,
     ca: Option<PathBuf>,
     truststore_pem: Option<bool>,
     certificate: Option<PathBuf>,
@@ -244,7 +249,7 @@ fn invalid(at: &str, reason: impl Into<String>) -> SecurityError {
 
 impl Pending {
     fn set(&mut self, key: &str, raw: &str, at: &str) -> Result<(), SecurityError> {
-        let secret_key = matches!(key, "sasl.password" | "sasl.jaas.config");
+        let secret_key = matches!(key, "sasl.password" | "sasl.jaas.config" | "sasl.oauthbearer.token");
         let value = resolve(raw, key, at, secret_key)?;
         let once = |taken: bool| if taken { Err(invalid(at, format!("{key} is set twice"))) } else { Ok(()) };
         match key {
@@ -269,12 +274,13 @@ impl Pending {
                     "PLAIN" => Mechanism::Plain,
                     "SCRAM-SHA-256" => Mechanism::ScramSha256,
                     "SCRAM-SHA-512" => Mechanism::ScramSha512,
+                    "OAUTHBEARER" => Mechanism::OAuthBearer,
                     _ => {
                         return Err(invalid(
                             at,
                             format!(
-                                "sasl.mechanism {value:?}: dstream speaks PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 \
-                                 (not OAUTHBEARER or GSSAPI)"
+                                "sasl.mechanism {value:?}: dstream speaks PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and \
+                                 OAUTHBEARER with a static token (not GSSAPI)"
                             ),
                         ))
                     }
@@ -287,6 +293,13 @@ impl Pending {
             "sasl.password" => {
                 once(self.password.is_some())?;
                 self.password = Some(Secret(value));
+            }
+            "sasl.oauthbearer.token" => {
+                once(self.token.is_some())?;
+                if value.is_empty() {
+                    return Err(invalid(at, "sasl.oauthbearer.token is empty"));
+                }
+                self.token = Some(Secret(value));
             }
             "sasl.jaas.config" => {
                 once(self.jaas.is_some())?;
@@ -341,8 +354,22 @@ impl Pending {
 
     fn finish(self, at: &str) -> Result<SecuritySettings, SecurityError> {
         let protocol = self.protocol.unwrap_or_default();
-        let sasl = if protocol.sasl() {
+        let sasl = if protocol.sasl() && self.mechanism == Some(Mechanism::OAuthBearer) {
+            if self.jaas.is_some() || self.username.is_some() || self.password.is_some() {
+                return Err(invalid(
+                    at,
+                    "OAUTHBEARER takes its token from sasl.oauthbearer.token, not sasl.username, sasl.password or \
+                     sasl.jaas.config",
+                ));
+            }
+            let token =
+                self.token.ok_or_else(|| invalid(at, "sasl.mechanism OAUTHBEARER needs sasl.oauthbearer.token"))?;
+            Some(SaslCredentials { mechanism: Mechanism::OAuthBearer, username: String::new(), password: token })
+        } else if protocol.sasl() {
             let mechanism = self.mechanism.unwrap_or(Mechanism::Plain);
+            if self.token.is_some() {
+                return Err(invalid(at, "sasl.oauthbearer.token is set but sasl.mechanism is not OAUTHBEARER"));
+            }
             let (username, password) = match (self.jaas, self.username, self.password) {
                 (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
                     return Err(invalid(at, "give sasl.jaas.config or sasl.username/sasl.password, not both"))
@@ -369,6 +396,7 @@ impl Pending {
                 ("sasl.username", self.username.is_some()),
                 ("sasl.password", self.password.is_some()),
                 ("sasl.jaas.config", self.jaas.is_some()),
+                ("sasl.oauthbearer.token", self.token.is_some()),
             ];
             if let Some((key, _)) = set.iter().find(|s| s.1) {
                 return Err(invalid(
@@ -856,7 +884,12 @@ mod tests {
             (&[("ssl.ca.location", "/ca.pem")], "ssl.ca.location is set but security.protocol is PLAINTEXT"),
             (&[("security.protocol", "SSL"), ("ssl.key.location", "/k.pem")], "needs both"),
             (&[("security.protocol", "TLS")], "expected PLAINTEXT, SSL"),
-            (&[("security.protocol", "SASL_SSL"), ("sasl.mechanism", "OAUTHBEARER")], "not OAUTHBEARER"),
+            (&[("security.protocol", "SASL_SSL"), ("sasl.mechanism", "GSSAPI")], "not GSSAPI"),
+            (&[("security.protocol", "SASL_SSL"), ("sasl.mechanism", "OAUTHBEARER")], "needs sasl.oauthbearer.token"),
+            (
+                &[("security.protocol", "SASL_SSL"), ("sasl.oauthbearer.token", "t"), ("sasl.username", "u")],
+                "not OAUTHBEARER",
+            ),
             (&[("security.protocol", "SSL"), ("security.protocol", "SSL")], "set twice"),
             (&[("security.protocol", "SSL"), ("ssl.truststore.type", "JKS")], "PEM files only"),
         ];
