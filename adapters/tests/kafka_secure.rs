@@ -550,3 +550,31 @@ fn a_peer_that_answers_the_tls_handshake_with_garbage_or_silence_is_named_as_not
     });
     assert!(silent.contains("no TLS handshake answer in 0.5 s") && silent.contains("plaintext listener"), "{silent}");
 }
+
+#[test]
+fn a_bad_kafka_config_file_is_one_line_naming_the_file_and_key_before_any_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = config_file(dir.path(), "bad.properties", &["security.protocol=SSL".into(), "sasl.pasword=x".into()]);
+    let missing = dir.path().join("missing.properties");
+    let cases = [
+        (bad.clone(), format!("dstream: {}:2: unknown Kafka client setting \"sasl.pasword\"", bad.display())),
+        (missing.clone(), format!("dstream: cannot read the Kafka client configuration {}", missing.display())),
+    ];
+    for (file, expected) in &cases {
+        let f = file.to_str().unwrap();
+        // Port 1 on loopback: nothing listens there, so reaching for a broker would be a different error.
+        for args in [
+            vec!["run", "--brokers", "127.0.0.1:1", "--ui", "off", "--kafka-config", f],
+            vec!["generate", "--brokers", "127.0.0.1:1", "--count", "1", "--kafka-config", f],
+        ] {
+            let out = dstream(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+            assert!(stderr.starts_with(expected.as_str()), "{args:?}: {stderr}");
+        }
+    }
+    // --kafka-config needs --brokers (without it, run would start a plaintext local broker).
+    let out = dstream(&["run", "--kafka-config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
