@@ -94,6 +94,11 @@ impl KafkaParams {
         self.client.isolation_level = level;
         self
     }
+    /// TLS and SASL, e.g. `Security::from_file(path)?` for a Kafka client properties file.
+    pub fn security(mut self, s: crate::kafka::Security) -> Self {
+        self.client.security = s;
+        self
+    }
     /// How long lost connections and leader changes are retried.
     pub fn retry_for(mut self, d: std::time::Duration) -> Self {
         self.client.retry_for = d;

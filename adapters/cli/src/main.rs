@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use dstream_adapters::checkpoint::CheckpointStore;
 use dstream_adapters::kafka::direct::{OutOfRangePolicy, StartingOffsets};
 use dstream_adapters::kafka::records::Codec;
-use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError};
+use dstream_adapters::kafka::{Acks, Client, ClientConfig, KafkaError, Security};
 use dstream_adapters::recording::{self, Recording, RecordingReader};
 use dstream_adapters::run::{MalformedReporter, RunError};
 use dstream_adapters::streaming::{KafkaParams, KafkaUtils, StreamingContext, StreamingError};
@@ -75,6 +75,9 @@ struct RunArgs {
     /// Kafka brokers, HOST:PORT[,HOST:PORT...]. Without it: localhost:9092, or a local tansu broker if none answers.
     #[arg(long, value_parser = brokers_arg)]
     brokers: Option<String>,
+    /// Kafka client configuration, a properties file: security.protocol, sasl.*, ssl.* (see README).
+    #[arg(long, value_name = "FILE", requires = "brokers")]
+    kafka_config: Option<PathBuf>,
     /// The topic to read.
     #[arg(long, default_value = "avg")]
     topic: String,
@@ -211,6 +214,9 @@ enum Command {
         /// Kafka brokers, HOST:PORT[,HOST:PORT...].
         #[arg(long, default_value = "localhost:9092", value_parser = brokers_arg)]
         brokers: String,
+        /// Kafka client configuration, a properties file: security.protocol, sasl.*, ssl.* (see README).
+        #[arg(long, value_name = "FILE")]
+        kafka_config: Option<PathBuf>,
         /// The topic (created if missing).
         #[arg(long, default_value = "avg")]
         topic: String,
@@ -399,9 +405,10 @@ fn run(cli: Cli) -> Result<()> {
     .context("cannot install the handler for Ctrl-C, SIGTERM and SIGHUP")?;
     match cli.command {
         None | Some(Command::Run(_)) | Some(Command::Record { .. }) => unreachable!("runs are handled above"),
-        Some(Command::Generate { brokers, topic, rate, count, seed, partitions, compression, acks }) => {
+        Some(Command::Generate { brokers, kafka_config, topic, rate, count, seed, partitions, compression, acks }) => {
             let brokers = parse_brokers(&brokers)?;
-            let mut client = Client::connect(&brokers, ClientConfig::default()).map_err(explain)?;
+            let cfg = ClientConfig { security: kafka_security(kafka_config.as_deref())?, ..ClientConfig::default() };
+            let mut client = Client::connect(&brokers, cfg).map_err(explain)?;
             let opts = GenerateOptions {
                 topic,
                 rate,
@@ -501,6 +508,15 @@ fn explain(e: KafkaError) -> anyhow::Error {
     }
 }
 
+/// `--kafka-config FILE`'s security settings (PLAINTEXT without it), with its warning, if any, on stderr.
+fn kafka_security(path: Option<&Path>) -> Result<Security> {
+    let security = Security::from_flag(path)?;
+    if let Some(w) = security.warning() {
+        eprintln!("dstream: {w}");
+    }
+    Ok(security)
+}
+
 /// `dstream run` (and `record`): the lab program on a streaming context, as a user's program runs.
 fn cmd_run(args: RunArgs) -> Result<()> {
     let mut ssc = StreamingContext::new(args.batch_interval);
@@ -524,6 +540,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         retry_for: std::time::Duration::from_millis(args.retry_for.millis() as u64),
         max_batch_bytes: (args.max_batch_mib << 20) as usize,
         isolation_level: args.isolation_level,
+        security: kafka_security(args.kafka_config.as_deref())?,
         ..ClientConfig::default()
     };
     let params = KafkaParams::new(&brokers.join(","))

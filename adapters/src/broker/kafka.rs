@@ -159,6 +159,81 @@ struct Node {
     controller_port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Client listeners besides PLAINTEXT: (name, port, security protocol).
+    extra: Vec<(String, u16, &'static str)>,
+    /// Configuration lines of those listeners.
+    extra_config: String,
+}
+
+/// A client listener with TLS or SASL of a [`KafkaCluster::start_secure`] node (inter-broker and controller
+/// traffic stays on PLAINTEXT).
+#[derive(Debug, Clone)]
+pub struct SecureListener {
+    /// The listener's name (upper case letters and `_`), e.g. `SASL_SSL` or `EXPIRED`.
+    pub name: String,
+    /// `SSL`, `SASL_SSL` or `SASL_PLAINTEXT`.
+    pub protocol: &'static str,
+    /// TLS: a PEM file holding the broker's unencrypted PKCS#8 private key and its certificate chain.
+    pub keystore: Option<PathBuf>,
+    /// TLS: require a client certificate signed by a CA of [`SecureConfig::truststore`].
+    pub client_auth: bool,
+    /// SASL: `connections.max.reauth.ms` of this listener (KIP-368), if any.
+    pub reauth_ms: Option<u64>,
+}
+
+/// What [`KafkaCluster::start_secure`] sets up: listeners, the CA trusted for client certificates, users.
+#[derive(Debug, Clone, Default)]
+pub struct SecureConfig {
+    /// The listeners.
+    pub listeners: Vec<SecureListener>,
+    /// PEM file of the CAs whose client certificates are trusted.
+    pub truststore: Option<PathBuf>,
+    /// SCRAM users created with Kafka's storage tool when formatting: (SCRAM-SHA-256 or SCRAM-SHA-512, user,
+    /// password).
+    pub scram_users: Vec<(&'static str, String, String)>,
+    /// PLAIN users: (user, password).
+    pub plain_users: Vec<(String, String)>,
+    /// The JVM's optimizing compiler on (a slower start): Java's TLS is slow without it, which matters to
+    /// benchmarks, not to tests.
+    pub full_jit: bool,
+}
+
+impl SecureConfig {
+    /// The configuration lines of the listeners.
+    fn lines(&self) -> String {
+        let mut out = String::new();
+        let mechanisms = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER";
+        for l in &self.listeners {
+            let p = format!("listener.name.{}.", l.name.to_ascii_lowercase());
+            if let Some(ks) = &l.keystore {
+                out += &format!("{p}ssl.keystore.type=PEM\n{p}ssl.keystore.location={}\n", ks.display());
+                if let Some(ts) = &self.truststore {
+                    out += &format!("{p}ssl.truststore.type=PEM\n{p}ssl.truststore.location={}\n", ts.display());
+                }
+                out += &format!("{p}ssl.client.auth={}\n", if l.client_auth { "required" } else { "none" });
+            }
+            if l.protocol.starts_with("SASL") {
+                out += &format!("{p}sasl.enabled.mechanisms={mechanisms}\n");
+                let scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
+                out +=
+                    &format!("{p}scram-sha-256.sasl.jaas.config={scram}\n{p}scram-sha-512.sasl.jaas.config={scram}\n");
+                // OAUTHBEARER with Kafka's default validator: unsecured JWTs (`alg` none) are accepted.
+                out += &format!(
+                    "{p}oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;\n"
+                );
+                let users: String = self.plain_users.iter().map(|(u, pw)| format!(" user_{u}=\"{pw}\"")).collect();
+                out += &format!(
+                    "{p}plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required{users};\n"
+                );
+                if let Some(ms) = l.reauth_ms {
+                    for m in ["plain", "scram-sha-256", "scram-sha-512", "oauthbearer"] {
+                        out += &format!("{p}{m}.connections.max.reauth.ms={ms}\n");
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 impl Node {
@@ -179,17 +254,19 @@ impl Node {
     /// again), and leadership returns to the preferred replicas within a second or two of any change.
     fn config(&self, voters: &str, size: usize) -> String {
         let (port, cport) = (self.port, self.controller_port);
+        let extra: String = self.extra.iter().map(|(name, p, _)| format!(",{name}://127.0.0.1:{p}")).collect();
+        let protocols: String = self.extra.iter().map(|(name, _, protocol)| format!(",{name}:{protocol}")).collect();
         let replication = size.min(3);
         let min_isr = if size >= 3 { 2 } else { 1 };
         format!(
             "process.roles=broker,controller\n\
              node.id={id}\n\
              controller.quorum.voters={voters}\n\
-             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}\n\
-             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}{extra}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port}{extra}\n\
              controller.listener.names=CONTROLLER\n\
              inter.broker.listener.name=PLAINTEXT\n\
-             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{protocols}\n\
              log.dirs={logs}\n\
              auto.create.topics.enable=false\n\
              min.insync.replicas={min_isr}\n\
@@ -209,19 +286,23 @@ impl Node {
              broker.heartbeat.interval.ms=500\n\
              broker.session.timeout.ms=4000\n\
              leader.imbalance.check.interval.seconds=1\n\
-             leader.imbalance.per.broker.percentage=0\n",
+             leader.imbalance.per.broker.percentage=0\n{secure}",
             id = self.id,
             logs = self.dir.join("data").display(),
+            secure = self.extra_config,
         )
     }
 }
 
 /// The `java` command with the capped heap and `lib/*` on the classpath.
-fn java(lib: &Path) -> Command {
+fn java(lib: &Path, full_jit: bool) -> Command {
     let mut cmd = Command::new("java");
-    cmd.arg(format!("-Xmx{HEAP_MB}m"))
-        .args(["-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"])
-        .args(["-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.showDateTime=true"])
+    cmd.arg(format!("-Xmx{HEAP_MB}m")).args(["-Xms64m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"]);
+    if !full_jit {
+        // A quicker start: the first tier of the JIT only.
+        cmd.arg("-XX:TieredStopAtLevel=1");
+    }
+    cmd.args(["-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.showDateTime=true"])
         .arg("-cp")
         .arg(lib.join("*"));
     cmd
@@ -233,6 +314,10 @@ pub struct KafkaCluster {
     version: String,
     dir: PathBuf,
     nodes: Vec<Node>,
+    /// Arguments of the storage tool's format that add SCRAM users.
+    scram_args: Vec<String>,
+    /// The brokers' JVMs run the optimizing compiler too.
+    full_jit: bool,
 }
 
 /// How long a cluster may take to answer after its JVMs start.
@@ -258,20 +343,72 @@ impl KafkaCluster {
         Err(last.expect("tried at least once"))
     }
 
+    /// Provisions (on first use) and starts one node with the listeners of `secure` besides PLAINTEXT (which
+    /// tells when it serves), and its SCRAM users created by Kafka's storage tool.
+    pub fn start_secure(secure: &SecureConfig) -> Result<KafkaCluster, BrokerError> {
+        let version = kafka_version();
+        let lib = provision(&version)?;
+        let mut last = None;
+        for _ in 0..3 {
+            match Self::start_with(&lib, &version, 1, Some(secure)) {
+                Ok(c) => return Ok(c),
+                Err(e @ BrokerError::NotReady { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("tried at least once"))
+    }
+
+    /// The address, HOST:PORT, of node `i`'s listener `name` (of [`SecureConfig::listeners`]).
+    pub fn listener_addr(&self, i: usize, name: &str) -> Option<String> {
+        self.nodes[i].extra.iter().find(|(n, _, _)| n == name).map(|(_, p, _)| format!("127.0.0.1:{p}"))
+    }
+
     fn start_once(lib: &Path, version: &str, size: usize) -> Result<KafkaCluster, BrokerError> {
+        Self::start_with(lib, version, size, None)
+    }
+
+    fn start_with(
+        lib: &Path,
+        version: &str,
+        size: usize,
+        secure: Option<&SecureConfig>,
+    ) -> Result<KafkaCluster, BrokerError> {
         let dir = new_run_dir()?;
-        let ports = free_ports(2 * size)
+        let extra = secure.map_or(0, |s| s.listeners.len());
+        let ports = free_ports((2 + extra) * size)
             .map_err(|e| BrokerError::NotReady { addr: "127.0.0.1".into(), reason: e.to_string() })?;
         let mut nodes = Vec::with_capacity(size);
-        for (i, pair) in ports.chunks(2).enumerate() {
+        for (i, ports) in ports.chunks(2 + extra).enumerate() {
             let node_dir = dir.join(format!("node-{}", i + 1));
             std::fs::create_dir_all(&node_dir)
                 .map_err(|e| BrokerError::NotReady { addr: node_dir.display().to_string(), reason: e.to_string() })?;
-            nodes.push(Node { id: i as i32 + 1, port: pair[0], controller_port: pair[1], dir: node_dir, child: None });
+            let listeners = secure.map_or(&[][..], |s| &s.listeners[..]);
+            let extra = listeners.iter().zip(&ports[2..]).map(|(l, &p)| (l.name.clone(), p, l.protocol)).collect();
+            let extra_config = secure.map_or(String::new(), SecureConfig::lines);
+            nodes.push(Node {
+                id: i as i32 + 1,
+                port: ports[0],
+                controller_port: ports[1],
+                dir: node_dir,
+                child: None,
+                extra,
+                extra_config,
+            });
         }
         let voters: Vec<String> = nodes.iter().map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port)).collect();
         let voters = voters.join(",");
-        let mut cluster = KafkaCluster { lib: lib.to_path_buf(), version: version.to_string(), dir, nodes };
+        let scram_args = secure
+            .map(|s| {
+                s.scram_users
+                    .iter()
+                    .flat_map(|(m, u, pw)| ["--add-scram".to_string(), format!("{m}=[name={u},password={pw}]")])
+                    .collect()
+            })
+            .unwrap_or_default();
+        let full_jit = secure.is_some_and(|s| s.full_jit);
+        let mut cluster =
+            KafkaCluster { lib: lib.to_path_buf(), version: version.to_string(), dir, nodes, scram_args, full_jit };
         for n in &cluster.nodes {
             std::fs::write(n.config_path(), n.config(&voters, size))
                 .map_err(|e| BrokerError::NotReady { addr: n.addr(), reason: format!("cannot write config: {e}") })?;
@@ -291,9 +428,10 @@ impl KafkaCluster {
         // All nodes at once: each is a JVM start.
         let mut running = Vec::with_capacity(self.nodes.len());
         for n in &self.nodes {
-            let mut cmd = java(&self.lib);
+            let mut cmd = java(&self.lib, false);
             cmd.args(["kafka.tools.StorageTool", "format", "--cluster-id", CLUSTER_ID, "--config"])
                 .arg(n.config_path())
+                .args(&self.scram_args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
@@ -322,7 +460,7 @@ impl KafkaCluster {
             .open(n.log_path())
             .map_err(|e| BrokerError::NotReady { addr: n.addr(), reason: format!("cannot open the log: {e}") })?;
         let log2 = log.try_clone().map_err(|e| BrokerError::NotReady { addr: n.addr(), reason: e.to_string() })?;
-        let mut cmd = java(&self.lib);
+        let mut cmd = java(&self.lib, self.full_jit);
         cmd.arg("kafka.Kafka").arg(n.config_path()).stdin(Stdio::null()).stdout(log).stderr(log2);
         die_with_parent(&mut cmd);
         let child = spawn_tied(cmd).map_err(|source| BrokerError::Spawn { binary: "java".into(), source })?;

@@ -3,6 +3,7 @@
 use super::conn::{Connection, Timeouts, WaitBounds};
 use super::error::{KafkaError, Result};
 use super::records::DEFAULT_MAX_BATCH_BYTES;
+use super::security::Security;
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -49,6 +50,8 @@ pub struct ClientConfig {
     /// Which records fetches and the log end see (Kafka's `isolation.level`); default
     /// [`IsolationLevel::ReadUncommitted`], the Kafka consumer's default and so Spark's.
     pub isolation_level: IsolationLevel,
+    /// TLS and SASL (default PLAINTEXT), as `--kafka-config FILE` gives them.
+    pub security: Security,
 }
 
 /// Which records of transactional producers a consumer sees (Kafka's `isolation.level`). Control records
@@ -106,6 +109,7 @@ impl Default for ClientConfig {
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             interrupt: None,
             isolation_level: IsolationLevel::default(),
+            security: Security::default(),
         }
     }
 }
@@ -250,7 +254,13 @@ impl Client {
             candidates.extend(self.bootstrap.iter().cloned());
             let mut first_err = None;
             for addr in candidates {
-                match Connection::connect(&addr, &self.cfg.client_id, self.cfg.timeouts, self.bounds()) {
+                match Connection::connect_secure(
+                    &addr,
+                    &self.cfg.client_id,
+                    self.cfg.timeouts,
+                    self.bounds(),
+                    &self.cfg.security,
+                ) {
                     Ok(c) => {
                         self.conns.insert(addr, c);
                         break;
@@ -280,7 +290,13 @@ impl Client {
         })?;
         let bounds = self.bounds();
         if !self.conns.contains_key(&addr) {
-            let c = Connection::connect(&addr, &self.cfg.client_id, self.cfg.timeouts, bounds.clone())?;
+            let c = Connection::connect_secure(
+                &addr,
+                &self.cfg.client_id,
+                self.cfg.timeouts,
+                bounds.clone(),
+                &self.cfg.security,
+            )?;
             self.conns.insert(addr.clone(), c);
         }
         let conn = self.conns.get_mut(&addr).expect("just inserted");

@@ -1,9 +1,16 @@
-//! One TCP connection to one broker: framing, correlation ids, timeouts and API version negotiation.
+//! One connection to one broker, over TCP or TLS: framing, correlation ids, timeouts, API version negotiation
+//! and SASL authentication (with re-authentication before the broker's session lifetime ends, KIP-368).
 
 use super::error::{KafkaError, Result};
-use bytes::{BufMut, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use super::sasl::{oauthbearer_message, plain_message, Scram};
+use super::security::{Mechanism, SaslCredentials, Security};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use kafka_protocol::ResponseError;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,10 +79,131 @@ const POLL: Duration = Duration::from_millis(50);
 /// answered by then.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
 
-/// A connection to one broker with negotiated API versions.
+/// The byte stream to a broker: TCP, or TLS over TCP. An enum, so that the plaintext path stays a direct call.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+/// A TLS session over its TCP connection.
+struct TlsStream {
+    tcp: BufferedTcp,
+    tls: rustls::ClientConnection,
+}
+
+/// How many bytes one read from a TLS connection's socket may bring: rustls asks for 4 KiB at a time, which
+/// would be a system call per 4 KiB of a large fetch answer.
+const TLS_READ_BUFFER: usize = 256 << 10;
+
+/// A TCP connection with a read buffer (writes go straight through).
+struct BufferedTcp {
+    tcp: TcpStream,
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
+}
+
+impl Read for BufferedTcp {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.len {
+            self.len = self.tcp.read(&mut self.buf)?;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.len - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Write for BufferedTcp {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => &t.tcp.tcp,
+        }
+    }
+
+    /// Reads what is there (TLS: decrypting records as they come); WouldBlock/TimedOut when the socket's timeout
+    /// passed first.
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(t) => t.read(buf),
+        }
+    }
+
+    /// Writes some of `buf` (TLS: encrypts it all into the session's buffer, sent by [`Stream::flush_some`]).
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(t) => {
+                t.send_pending()?;
+                t.tls.writer().write(buf)
+            }
+        }
+    }
+
+    /// True while encrypted bytes wait to be sent.
+    fn wants_write(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(t) => t.tls.wants_write(),
+        }
+    }
+
+    /// Sends some of the encrypted bytes waiting.
+    fn flush_some(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(_) => Ok(()),
+            Stream::Tls(t) => t.tls.write_tls(&mut t.tcp).map(|_| ()),
+        }
+    }
+}
+
+impl TlsStream {
+    fn send_pending(&mut self) -> std::io::Result<()> {
+        while self.tls.wants_write() {
+            if self.tls.write_tls(&mut self.tcp)? == 0 {
+                return Err(std::io::Error::new(ErrorKind::WriteZero, "the broker takes no more bytes"));
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            // No plaintext buffered: read more records (a timeout comes back as WouldBlock/TimedOut).
+            self.tls.read_tls(&mut self.tcp)?;
+            let processed = self.tls.process_new_packets();
+            // Alerts, or answers to key updates.
+            if self.tls.wants_write() {
+                let _ = self.tls.write_tls(&mut self.tcp);
+            }
+            processed.map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
+        }
+    }
+}
+
+/// A connection to one broker with negotiated API versions, authenticated if SASL is on.
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Stream,
     timeouts: Timeouts,
     bounds: WaitBounds,
     /// The socket's read and write timeouts as last set (setting them is a system call).
@@ -86,6 +214,13 @@ pub struct Connection {
     out: BytesMut,
     /// A request sent with [`Connection::send`] whose response was not read yet: its correlation id.
     in_flight: Option<i32>,
+    /// Every (api key, min, max) the broker's ApiVersions answer offers.
+    offered: Vec<(i16, i16, i16)>,
+    security: Security,
+    /// When to authenticate again (SASL with a session lifetime): somewhat before the broker's session ends.
+    reauth_at: Option<Instant>,
+    /// Times this connection authenticated again.
+    reauthentications: u64,
 }
 
 /// A short name of an API for messages.
@@ -97,13 +232,27 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::Produce => "Produce",
         ApiKey::CreateTopics => "CreateTopics",
         ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
         _ => "request",
     }
 }
 
 impl Connection {
-    /// Connects to `addr` (HOST:PORT) and negotiates API versions, within `bounds`.
+    /// Connects to `addr` (HOST:PORT) in plaintext and negotiates API versions, within `bounds`.
     pub fn connect(addr: &str, client_id: &str, timeouts: Timeouts, bounds: WaitBounds) -> Result<Connection> {
+        Self::connect_secure(addr, client_id, timeouts, bounds, &Security::default())
+    }
+
+    /// Connects to `addr` (HOST:PORT), with TLS and SASL as `security` says, and negotiates API versions, within
+    /// `bounds`. The TLS handshake must be done within the connect timeout.
+    pub fn connect_secure(
+        addr: &str,
+        client_id: &str,
+        timeouts: Timeouts,
+        bounds: WaitBounds,
+        security: &Security,
+    ) -> Result<Connection> {
         let unreachable = |source| KafkaError::Unreachable { addr: addr.to_string(), source };
         if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
             return Err(KafkaError::BadAddress { addr: addr.to_string() });
@@ -123,6 +272,23 @@ impl Connection {
         }
         let stream = stream.ok_or_else(|| unreachable(last))?;
         stream.set_nodelay(true).map_err(unreachable)?;
+        let stream = match security.tls() {
+            None => Stream::Plain(stream),
+            Some(config) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+                let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+                let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|_| KafkaError::Tls {
+                    addr: addr.to_string(),
+                    reason: format!("{host:?} is not a host name a certificate can be checked against"),
+                })?;
+                let mut tls = rustls::ClientConnection::new(config.clone(), name)
+                    .map_err(|e| KafkaError::Tls { addr: addr.to_string(), reason: e.to_string() })?;
+                // A request is in memory whole anyway: let it be encrypted whole.
+                tls.set_buffer_limit(None);
+                let tcp = BufferedTcp { tcp: stream, buf: vec![0; TLS_READ_BUFFER].into_boxed_slice(), pos: 0, len: 0 };
+                Stream::Tls(Box::new(TlsStream { tcp, tls }))
+            }
+        };
         let mut conn = Connection {
             addr: addr.to_string(),
             stream,
@@ -134,9 +300,188 @@ impl Connection {
             versions: Vec::new(),
             out: BytesMut::with_capacity(4096),
             in_flight: None,
+            offered: Vec::new(),
+            security: security.clone(),
+            reauth_at: None,
+            reauthentications: 0,
         };
+        conn.handshake()?;
         conn.negotiate()?;
+        conn.authenticate()?;
         Ok(conn)
+    }
+
+    /// The TLS handshake, if TLS is on, within the connect timeout.
+    fn handshake(&mut self) -> Result<()> {
+        let start = Instant::now();
+        let own = start + self.timeouts.connect;
+        let deadline = Deadline { start, at: self.bounds.until.map_or(own, |u| u.min(own)) };
+        loop {
+            let Stream::Tls(t) = &mut self.stream else { return Ok(()) };
+            if !t.tls.is_handshaking() {
+                return Ok(());
+            }
+            let writing = t.tls.wants_write();
+            if let Err(e) = self.arm(ApiKey::ApiVersions, &deadline, !writing, 0) {
+                return Err(match e {
+                    KafkaError::Timeout { secs, .. } => KafkaError::TlsHandshakeCut {
+                        addr: self.addr.clone(),
+                        what: format!("no TLS handshake answer in {secs:.1} s"),
+                    },
+                    e => e,
+                });
+            }
+            let Stream::Tls(t) = &mut self.stream else { return Ok(()) };
+            let step = if writing {
+                t.tls.write_tls(&mut t.tcp).map(|_| ())
+            } else {
+                match t.tls.read_tls(&mut t.tcp) {
+                    Ok(0) => Err(std::io::Error::new(ErrorKind::UnexpectedEof, "closed")),
+                    Ok(_) => {
+                        let processed = t.tls.process_new_packets();
+                        if processed.is_err() {
+                            // Tell the broker why (the alert rustls queued).
+                            let _ = t.tls.write_tls(&mut t.tcp);
+                        }
+                        processed.map(|_| ()).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            match step {
+                Ok(()) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                    return Err(KafkaError::TlsHandshakeCut {
+                        addr: self.addr.clone(),
+                        what: "the broker closed the connection during the TLS handshake".into(),
+                    })
+                }
+                Err(e) => return Err(self.io_failure(e)),
+            }
+        }
+    }
+
+    /// An I/O failure as an error: a TLS failure in words, else a lost connection.
+    fn io_failure(&self, source: std::io::Error) -> KafkaError {
+        match source.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+            Some(e) => KafkaError::Tls { addr: self.addr.clone(), reason: tls_reason(e) },
+            None => KafkaError::ConnectionLost { addr: self.addr.clone(), source },
+        }
+    }
+
+    /// The highest version of `key` within `min..=max` that the broker offers.
+    fn offered_version(&self, key: ApiKey, min: i16, max: i16) -> Result<i16> {
+        match self.offered.iter().find(|o| o.0 == key as i16) {
+            Some(&(_, bmin, bmax)) if max.min(bmax) >= min.max(bmin) => Ok(max.min(bmax)),
+            found => Err(KafkaError::UnsupportedVersion {
+                addr: self.addr.clone(),
+                api: api_name(key),
+                min,
+                max,
+                offered: found.map_or("nothing".into(), |&(_, a, b)| format!("{a}..={b}")),
+            }),
+        }
+    }
+
+    /// Authenticates with SASL, if SASL is on: SaslHandshake v1, then SaslAuthenticate with the mechanism's
+    /// messages. Notes when to authenticate again if the broker gives the session a lifetime.
+    fn authenticate(&mut self) -> Result<()> {
+        let Some(creds) = self.security.sasl().cloned() else { return Ok(()) };
+        let started = Instant::now();
+        let fail = |addr: &str, reason: String| KafkaError::Authentication {
+            addr: addr.to_string(),
+            mechanism: creds.mechanism.name(),
+            reason,
+        };
+        let handshake_v = self.offered_version(ApiKey::SaslHandshake, 1, 1)?;
+        let authenticate_v = self.offered_version(ApiKey::SaslAuthenticate, 0, 2)?;
+        let req = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(creds.mechanism.name()));
+        let resp: SaslHandshakeResponse =
+            self.exchange_now(ApiKey::SaslHandshake, &req, handshake_v, Duration::ZERO)?;
+        match ResponseError::try_from_code(resp.error_code) {
+            None => {}
+            Some(ResponseError::UnsupportedSaslMechanism) => {
+                let enabled: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
+                return Err(fail(
+                    &self.addr,
+                    format!("the broker does not enable it (it enables {})", enabled.join(", ")),
+                ));
+            }
+            Some(e) => return Err(fail(&self.addr, format!("the broker refused the handshake: {e}"))),
+        }
+        let last = match creds.mechanism {
+            Mechanism::Plain => self.sasl_step(&creds, authenticate_v, plain_message(&creds))?,
+            Mechanism::OAuthBearer => {
+                let resp = self.sasl_step(&creds, authenticate_v, oauthbearer_message(creds.password.expose()))?;
+                if !resp.auth_bytes.is_empty() {
+                    // A refusal comes as a JSON status first (RFC 7628 3.2.2); the client answers 0x01 and the
+                    // broker then fails the exchange.
+                    let status = String::from_utf8_lossy(&resp.auth_bytes).into_owned();
+                    let reason = match self.sasl_step(&creds, authenticate_v, vec![1]) {
+                        Err(KafkaError::Authentication { reason, .. }) => reason,
+                        Err(e) => return Err(e),
+                        Ok(_) => String::new(),
+                    };
+                    let reason = if reason.contains(&status) { reason } else { format!("{status}: {reason}") };
+                    return Err(fail(&self.addr, format!("the broker refused the token: {reason}")));
+                }
+                resp
+            }
+            Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
+                let mut scram = Scram::new(&creds).map_err(|r| fail(&self.addr, r))?;
+                let first = self.sasl_step(&creds, authenticate_v, scram.client_first())?;
+                let client_final = scram.client_final(&first.auth_bytes).map_err(|r| fail(&self.addr, r))?;
+                let last = self.sasl_step(&creds, authenticate_v, client_final)?;
+                scram.verify_server_final(&last.auth_bytes).map_err(|r| fail(&self.addr, r))?;
+                last
+            }
+        };
+        // Again when 85% of the lifetime has passed (as Kafka's own client, which picks 85-95%).
+        self.reauth_at = (last.session_lifetime_ms > 0)
+            .then(|| started + Duration::from_millis(last.session_lifetime_ms as u64 * 85 / 100));
+        Ok(())
+    }
+
+    /// One SaslAuthenticate exchange; the request's bytes are wiped from the send buffer after it.
+    fn sasl_step(&mut self, creds: &SaslCredentials, version: i16, bytes: Vec<u8>) -> Result<SaslAuthenticateResponse> {
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes));
+        let resp =
+            self.exchange_now::<_, SaslAuthenticateResponse>(ApiKey::SaslAuthenticate, &req, version, Duration::ZERO);
+        self.out.iter_mut().for_each(|b| *b = 0);
+        let resp = resp?;
+        if resp.error_code != 0 {
+            let error = ResponseError::try_from_code(resp.error_code)
+                .map_or_else(|| format!("error code {}", resp.error_code), |e| e.to_string());
+            let reason = match resp.error_message.as_ref().map(|m| m.as_str()).filter(|m| !m.is_empty()) {
+                Some(m) => format!("{m} ({error})"),
+                None => error,
+            };
+            return Err(KafkaError::Authentication {
+                addr: self.addr.clone(),
+                mechanism: creds.mechanism.name(),
+                reason,
+            });
+        }
+        Ok(resp)
+    }
+
+    /// Authenticates again if the session's re-authentication time has come (no request is in flight then).
+    fn reauthenticate_if_due(&mut self) -> Result<()> {
+        match self.reauth_at {
+            Some(at) if Instant::now() >= at => {
+                self.reauth_at = None;
+                self.authenticate()?;
+                self.reauthentications += 1;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// How many times this connection authenticated again (KIP-368) since it was opened.
+    pub fn reauthentications(&self) -> u64 {
+        self.reauthentications
     }
 
     /// Sets what ends the waits of the requests from now on besides their own deadlines.
@@ -175,11 +520,11 @@ impl Connection {
         let req = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("dstream"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let resp: ApiVersionsResponse = match self.exchange(ApiKey::ApiVersions, &req, 3, Duration::ZERO) {
+        let resp: ApiVersionsResponse = match self.exchange_now(ApiKey::ApiVersions, &req, 3, Duration::ZERO) {
             Ok(r) => r,
             // A broker older than ApiVersions v3 answers in the v0 format: ask again in v0.
             Err(KafkaError::Protocol { .. }) => {
-                self.exchange(ApiKey::ApiVersions, &ApiVersionsRequest::default(), 0, Duration::ZERO)?
+                self.exchange_now(ApiKey::ApiVersions, &ApiVersionsRequest::default(), 0, Duration::ZERO)?
             }
             Err(e) => return Err(e),
         };
@@ -190,9 +535,8 @@ impl Connection {
                 reason: format!("error code {}", resp.error_code),
             });
         }
-        let offered: Vec<(i16, i16, i16)> =
-            resp.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
-        self.versions = choose_versions(&offered);
+        self.offered = resp.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
+        self.versions = choose_versions(&self.offered);
         Ok(())
     }
 
@@ -208,6 +552,7 @@ impl Connection {
     pub fn send<R: Request>(&mut self, req: &R, version: i16) -> Result<()> {
         let key = Self::key_of::<R>(&self.addr)?;
         self.skip_in_flight(key)?;
+        self.reauthenticate_if_due()?;
         self.write_request(key, req, version)?;
         self.in_flight = Some(self.correlation);
         Ok(())
@@ -251,6 +596,18 @@ impl Connection {
         extra_wait: Duration,
     ) -> Result<S> {
         self.skip_in_flight(key)?;
+        self.reauthenticate_if_due()?;
+        self.exchange_now(key, req, version, extra_wait)
+    }
+
+    /// As [`Connection::exchange`], with nothing in flight and no re-authentication first.
+    fn exchange_now<Q: Encodable, S: Decodable>(
+        &mut self,
+        key: ApiKey,
+        req: &Q,
+        version: i16,
+        extra_wait: Duration,
+    ) -> Result<S> {
         // One deadline for the whole exchange: sending the request and receiving all of its answer.
         let deadline = self.deadline(extra_wait);
         self.write_request_by(key, req, version, deadline)?;
@@ -289,7 +646,8 @@ impl Connection {
         let slice = Some(Duration::from_millis(slice.as_millis().max(1) as u64));
         let current = if read { &mut self.socket_timeouts.0 } else { &mut self.socket_timeouts.1 };
         if *current != slice {
-            let set = if read { self.stream.set_read_timeout(slice) } else { self.stream.set_write_timeout(slice) };
+            let tcp = self.stream.tcp();
+            let set = if read { tcp.set_read_timeout(slice) } else { tcp.set_write_timeout(slice) };
             set.map_err(|source| KafkaError::ConnectionLost { addr: self.addr.clone(), source })?;
             *current = slice;
         }
@@ -308,7 +666,7 @@ impl Connection {
                 }
                 Ok(n) => filled += n,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
-                Err(source) => return Err(KafkaError::ConnectionLost { addr: self.addr.clone(), source }),
+                Err(source) => return Err(self.io_failure(source)),
             }
         }
         Ok(())
@@ -347,7 +705,16 @@ impl Connection {
                 }
                 Ok(n) => written += n,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
-                Err(source) => return Err(KafkaError::ConnectionLost { addr: self.addr.clone(), source }),
+                Err(source) => return Err(self.io_failure(source)),
+            }
+        }
+        // TLS: the encrypted request still has to go out.
+        while self.stream.wants_write() {
+            self.arm(key, &deadline, false, 0)?;
+            match self.stream.flush_some() {
+                Ok(()) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(source) => return Err(self.io_failure(source)),
             }
         }
         Ok(())
@@ -395,6 +762,41 @@ impl Connection {
             ));
         }
         S::decode(&mut body, version).map_err(|e| protocol(&self.addr, format!("cannot decode v{version}: {e}")))
+    }
+}
+
+/// A TLS failure in words a person can act on.
+fn tls_reason(e: &rustls::Error) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    match e {
+        E::InvalidCertificate(C::UnknownIssuer) => "the broker's certificate is not signed by a trusted CA (give its \
+                                                    CA's PEM file in ssl.ca.location)"
+            .into(),
+        E::InvalidCertificate(c @ (C::NotValidForName | C::NotValidForNameContext { .. })) => format!(
+            "the broker's certificate does not name the host connected to ({}; fix the broker address, or, \
+             insecurely, set ssl.endpoint.identification.algorithm= to skip the check)",
+            E::InvalidCertificate(c.clone())
+        ),
+        E::InvalidCertificate(c @ (C::Expired | C::ExpiredContext { .. })) => {
+            format!("the broker's certificate has expired ({})", E::InvalidCertificate(c.clone()))
+        }
+        E::InvalidCertificate(c @ (C::NotValidYet | C::NotValidYetContext { .. })) => {
+            format!("the broker's certificate is not valid yet ({})", E::InvalidCertificate(c.clone()))
+        }
+        E::InvalidCertificate(c) => {
+            format!("the broker's certificate is refused: {}", E::InvalidCertificate(c.clone()))
+        }
+        E::AlertReceived(
+            a @ (A::CertificateRequired | A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::AccessDenied),
+        ) => format!(
+            "the broker refused the TLS handshake ({a:?} alert): it wants a client certificate it trusts \
+             (ssl.certificate.location, ssl.key.location)"
+        ),
+        E::AlertReceived(a) => format!("the broker refused the TLS handshake ({a:?} alert)"),
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
+            format!("the broker does not answer in TLS ({e}): is this a plaintext listener? (check security.protocol)")
+        }
+        e => format!("TLS failed: {e}"),
     }
 }
 

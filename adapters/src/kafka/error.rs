@@ -89,13 +89,44 @@ pub enum KafkaError {
         /// What the broker offers, as text ("nothing" if absent).
         offered: String,
     },
-    /// The broker wants TLS or SASL, which this client does not speak.
-    #[error("broker {addr} requires authentication ({how}), which dstream does not support")]
+    /// The broker wants TLS or SASL, and the connection was not configured for it.
+    #[error(
+        "broker {addr} requires TLS or SASL ({how}): set security.protocol and the rest in a Kafka client \
+         configuration (--kafka-config FILE)"
+    )]
     AuthenticationRequired {
         /// The broker address.
         addr: String,
         /// What gave it away.
         how: &'static str,
+    },
+    /// TLS with a broker failed: an untrusted or mismatched certificate, a refused handshake, or a listener
+    /// that does not speak TLS.
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls {
+        /// The broker address.
+        addr: String,
+        /// What went wrong, and what to check.
+        reason: String,
+    },
+    /// The TLS handshake got no answer in time, or the connection closed during it: most likely a plaintext
+    /// listener (retried like a lost connection, since a broker going down does the same).
+    #[error("TLS with {addr} failed: {what}: is this a plaintext listener? (check security.protocol)")]
+    TlsHandshakeCut {
+        /// The broker address.
+        addr: String,
+        /// What happened.
+        what: String,
+    },
+    /// SASL authentication failed (wrong password, unknown user, mechanism not enabled). Never holds a secret.
+    #[error("SASL {mechanism} authentication with {addr} failed: {reason}")]
+    Authentication {
+        /// The broker address.
+        addr: String,
+        /// The mechanism.
+        mechanism: &'static str,
+        /// The broker's words, or what was wrong with its answers.
+        reason: String,
     },
     /// The broker refused an operation for lack of authorization.
     #[error("not authorized: {api} on {addr}: {error}")]
@@ -216,6 +247,7 @@ impl KafkaError {
             KafkaError::ConnectionLost { .. }
             | KafkaError::Unreachable { .. }
             | KafkaError::Timeout { .. }
+            | KafkaError::TlsHandshakeCut { .. }
             | KafkaError::MissingRecords { .. }
             | KafkaError::PartitionNotAnswered { .. } => true,
             KafkaError::Broker { error, .. } => error.is_retriable(),

@@ -5,8 +5,11 @@ pub mod conn;
 pub mod direct;
 pub mod error;
 pub mod records;
+pub mod sasl;
+pub mod security;
 
 pub use client::{
     Acks, Client, ClientConfig, FetchedPartition, IsolationLevel, OffsetSpec, PartitionFetch, PartitionState,
 };
 pub use error::{KafkaError, Result};
+pub use security::{Secret, Security, SecurityError, SecuritySettings};

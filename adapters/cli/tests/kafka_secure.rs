@@ -1,0 +1,580 @@
+//! TLS and SASL against Apache Kafka: one broker of this test binary's own with SASL_SSL, SSL with client
+//! certificates required, an SSL listener with an expired certificate and a SASL_SSL listener with a short
+//! session lifetime (KIP-368), certificates made here with rcgen, SCRAM users made by Kafka's storage tool.
+//! The lab job reads and checkpoints as over plaintext; each misconfiguration is one clear line and a non-zero
+//! exit within the connect timeout; no password shows anywhere.
+
+mod common;
+
+use common::{broker_disabled, checkpoint_rows, dstream, lab_messages, model_of, ok_stdout};
+use dstream_adapters::broker::kafka::{KafkaCluster, SecureConfig, SecureListener};
+use dstream_adapters::kafka::conn::{Connection, Timeouts};
+use dstream_adapters::kafka::{Client, ClientConfig, Security, SecuritySettings};
+use kafka_protocol::messages::MetadataRequest;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The SCRAM users' password: the tests grep every output for it.
+const PASSWORD: &str = "Scram-pa55word-that-must-not-leak";
+/// The PLAIN user's password.
+const PLAIN_PASSWORD: &str = "Plain-pa55word-that-must-not-leak";
+/// The session lifetime of the REAUTH listener, ms.
+const REAUTH_MS: u64 = 2000;
+
+/// Certificates and keys, as PEM files in a folder of their own.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A CA, a broker certificate for 127.0.0.1 and an expired one, a client certificate; a second CA that
+    /// signed nothing the broker has, and a client certificate of its own.
+    fn make() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        let ca = |cn: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name.push(DnType::CommonName, cn);
+            let cert = p.self_signed(&key).unwrap();
+            (cert, key, p)
+        };
+        let leaf = |issuer: &Issuer<'_, KeyPair>, cn: &str, sans: Vec<SanType>, expired: bool| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.subject_alt_names = sans;
+            if expired {
+                p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            }
+            let cert = p.signed_by(&key, issuer).unwrap();
+            (cert, key)
+        };
+        let ip = SanType::IpAddress("127.0.0.1".parse().unwrap());
+        let (ca_cert, ca_key, ca_params) = ca("dstream test CA");
+        write("ca.pem", ca_cert.pem());
+        let issuer = Issuer::new(ca_params, ca_key);
+        let (broker, broker_key) = leaf(&issuer, "broker", vec![ip.clone()], false);
+        write("broker.pem", broker_key.serialize_pem() + &broker.pem() + &ca_cert.pem());
+        let (old, old_key) = leaf(&issuer, "broker", vec![ip.clone()], true);
+        write("expired.pem", old_key.serialize_pem() + &old.pem());
+        let (client, client_key) = leaf(&issuer, "client", vec![], false);
+        write("client.pem", client.pem());
+        write("client.key", client_key.serialize_pem());
+        let (other_cert, other_key, other_params) = ca("another CA");
+        write("other-ca.pem", other_cert.pem());
+        let other = Issuer::new(other_params, other_key);
+        let (stranger, stranger_key) = leaf(&other, "stranger", vec![], false);
+        write("stranger.pem", stranger.pem());
+        write("stranger.key", stranger_key.serialize_pem());
+        Pki { dir }
+    }
+}
+
+/// The broker of this test binary with its certificates; `None` if DSTREAM_NO_BROKER=1 says so on purpose.
+fn secure_kafka() -> Option<&'static (Pki, KafkaCluster)> {
+    static SHARED: OnceLock<(Pki, KafkaCluster)> = OnceLock::new();
+    if broker_disabled() {
+        return None;
+    }
+    Some(SHARED.get_or_init(|| {
+        let pki = Pki::make();
+        let listener = |name: &str, protocol, keystore: &str, client_auth, reauth_ms| SecureListener {
+            name: name.into(),
+            protocol,
+            keystore: Some(pki.path(keystore)),
+            client_auth,
+            reauth_ms,
+        };
+        let config = SecureConfig {
+            listeners: vec![
+                listener("SASL_SSL", "SASL_SSL", "broker.pem", false, None),
+                listener("SSL", "SSL", "broker.pem", true, None),
+                listener("EXPIRED", "SSL", "expired.pem", false, None),
+                listener("REAUTH", "SASL_SSL", "broker.pem", false, Some(REAUTH_MS)),
+                SecureListener {
+                    name: "SASL_PLAINTEXT".into(),
+                    protocol: "SASL_PLAINTEXT",
+                    keystore: None,
+                    client_auth: false,
+                    reauth_ms: None,
+                },
+            ],
+            truststore: Some(pki.path("ca.pem")),
+            scram_users: vec![
+                ("SCRAM-SHA-256", "alice".into(), PASSWORD.into()),
+                ("SCRAM-SHA-512", "alice".into(), PASSWORD.into()),
+            ],
+            plain_users: vec![("pat".into(), PLAIN_PASSWORD.into())],
+            full_jit: false,
+        };
+        let cluster = KafkaCluster::start_secure(&config).unwrap_or_else(|e| panic!("start a secure Kafka: {e}"));
+        (pki, cluster)
+    }))
+}
+
+fn listener(k: &KafkaCluster, name: &str) -> String {
+    k.listener_addr(0, name).unwrap()
+}
+
+/// A Kafka client properties file in `dir`.
+fn config_file(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// SASL_SSL with SCRAM as alice, the password from the environment variable DSTREAM_TEST_KAFKA_PASSWORD.
+fn scram_config(pki: &Pki, dir: &Path, mechanism: &str, user: &str) -> PathBuf {
+    config_file(
+        dir,
+        &format!("scram-{mechanism}-{user}.properties"),
+        &[
+            "security.protocol=SASL_SSL".into(),
+            format!("sasl.mechanism={mechanism}"),
+            format!("sasl.username={user}"),
+            "sasl.password=${env:DSTREAM_TEST_KAFKA_PASSWORD}".into(),
+            format!("ssl.ca.location={}", pki.path("ca.pem").display()),
+        ],
+    )
+}
+
+/// SSL with the client certificate.
+fn mtls_config(pki: &Pki, dir: &Path) -> PathBuf {
+    config_file(
+        dir,
+        "mtls.properties",
+        &[
+            "security.protocol=SSL".into(),
+            format!("ssl.ca.location={}", pki.path("ca.pem").display()),
+            format!("ssl.certificate.location={}", pki.path("client.pem").display()),
+            format!("ssl.key.location={}", pki.path("client.key").display()),
+        ],
+    )
+}
+
+/// An unsecured JWT (`alg` none, as Kafka's default OAUTHBEARER validator accepts) for `sub`, expiring
+/// `valid_for` seconds from now (a negative number: expired).
+fn unsecured_jwt(sub: &str, valid_for: i64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = format!(r#"{{"sub":"{sub}","iat":{},"exp":{}}}"#, now - 60, now + valid_for);
+    format!("{}.{}.", B64.encode(r#"{"alg":"none"}"#), B64.encode(claims))
+}
+
+/// SASL_SSL with OAUTHBEARER, the token from the file `name`.token.
+fn oauth_config(pki: &Pki, dir: &Path, name: &str, token: &str) -> PathBuf {
+    let token_file = dir.join(format!("{name}.token"));
+    std::fs::write(&token_file, token).unwrap();
+    config_file(
+        dir,
+        &format!("{name}.properties"),
+        &[
+            "security.protocol=SASL_SSL".into(),
+            "sasl.mechanism=OAUTHBEARER".into(),
+            format!("sasl.oauthbearer.token=${{file:{}}}", token_file.display()),
+            format!("ssl.ca.location={}", pki.path("ca.pem").display()),
+        ],
+    )
+}
+
+/// Fails if the claims of `token` (its secret part) show in `bytes`.
+fn assert_no_token(what: &str, token: &str, bytes: &[u8]) {
+    let claims = token.split('.').nth(1).unwrap();
+    assert!(!String::from_utf8_lossy(bytes).contains(claims), "{what} holds the token");
+}
+
+/// Runs dstream with `args` and the password in its environment.
+fn dstream_env(args: &[&str], password: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dstream"))
+        .args(args)
+        .env("DSTREAM_TEST_KAFKA_PASSWORD", password)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dstream")
+}
+
+/// Fails if a password shows in an output or a file under `dir`.
+fn assert_no_secret(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    for secret in [PASSWORD, PLAIN_PASSWORD] {
+        assert!(!text.contains(secret), "{what} holds a password: {text}");
+    }
+}
+
+fn assert_no_secret_in_files(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            assert_no_secret_in_files(&path);
+        } else {
+            assert_no_secret(&path.display().to_string(), &std::fs::read(&path).unwrap());
+        }
+    }
+}
+
+fn run_checkpointed(brokers: &str, config: Option<&Path>, topic: &str, checkpoint: &Path, recording: &Path) -> Output {
+    let mut args = vec!["run", "--brokers", brokers, "--topic", topic, "--starting-offsets", "earliest"];
+    args.extend(["--batch-interval", "300ms", "--batches", "2", "--ui", "off"]);
+    args.extend(["--checkpoint", checkpoint.to_str().unwrap(), "--record", recording.to_str().unwrap()]);
+    if let Some(c) = config {
+        args.extend(["--kafka-config", c.to_str().unwrap()]);
+    }
+    dstream_env(&args, PASSWORD)
+}
+
+#[test]
+fn the_lab_job_reads_and_checkpoints_over_sasl_ssl_and_mutual_tls_as_over_plaintext() {
+    let Some((pki, kafka)) = secure_kafka() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = "avg-secure";
+    // Produced over SASL_SSL with PLAIN, the password read from a file.
+    let pw_file = dir.path().join("plain-password");
+    std::fs::write(&pw_file, format!("{PLAIN_PASSWORD}\n")).unwrap();
+    let plain = config_file(
+        dir.path(),
+        "plain.properties",
+        &[
+            "security.protocol=SASL_SSL".into(),
+            "sasl.mechanism=PLAIN".into(),
+            format!(
+                "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"pat\" \
+                 password=\"${{file:{}}}\";",
+                pw_file.display()
+            ),
+            format!("ssl.ca.location={}", pki.path("ca.pem").display()),
+        ],
+    );
+    let sasl_ssl = listener(kafka, "SASL_SSL");
+    let generated = dstream_env(
+        &[
+            "generate",
+            "--brokers",
+            &sasl_ssl,
+            "--topic",
+            topic,
+            "--rate",
+            "0",
+            "--count",
+            "3000",
+            "--seed",
+            "7",
+            "--partitions",
+            "2",
+            "--kafka-config",
+            plain.to_str().unwrap(),
+        ],
+        PASSWORD,
+    );
+    let _ = ok_stdout(&generated);
+    assert_no_secret("generate's stderr", &generated.stderr);
+
+    let sasl_plaintext = config_file(
+        dir.path(),
+        "sasl-plaintext.properties",
+        &[
+            "security.protocol=SASL_PLAINTEXT".into(),
+            "sasl.mechanism=SCRAM-SHA-256".into(),
+            "sasl.username=alice".into(),
+            "sasl.password=${env:DSTREAM_TEST_KAFKA_PASSWORD}".into(),
+        ],
+    );
+    let no_host_check = dir.path().join("no-host-check.properties");
+    let scram = scram_config(pki, dir.path(), "SCRAM-SHA-256", "alice");
+    std::fs::write(
+        &no_host_check,
+        std::fs::read_to_string(&scram).unwrap() + "ssl.endpoint.identification.algorithm=\n",
+    )
+    .unwrap();
+    let token = unsecured_jwt("alice", 3600);
+    let oauth = oauth_config(pki, dir.path(), "oauth", &token);
+    let expected = model_of(lab_messages(7, 3000, 2).iter().flatten()).sums();
+    let runs = [
+        ("plaintext", kafka.addr(), None),
+        ("scram-sha-256", sasl_ssl.clone(), Some(scram_config(pki, dir.path(), "SCRAM-SHA-256", "alice"))),
+        ("scram-sha-512", sasl_ssl.clone(), Some(scram_config(pki, dir.path(), "SCRAM-SHA-512", "alice"))),
+        ("mtls", listener(kafka, "SSL"), Some(mtls_config(pki, dir.path()))),
+        ("sasl-plaintext", listener(kafka, "SASL_PLAINTEXT"), Some(sasl_plaintext)),
+        ("oauthbearer", sasl_ssl.clone(), Some(oauth)),
+        // Bootstrapped by a name the certificate does not hold (the brokers it names are 127.0.0.1, which it does).
+        ("no-host-check", format!("localhost:{}", sasl_ssl.rsplit_once(':').unwrap().1), Some(no_host_check)),
+    ];
+    let mut recordings = Vec::new();
+    for (name, brokers, config) in &runs {
+        let cp = dir.path().join(format!("cp-{name}"));
+        let rec = dir.path().join(format!("{name}.rec"));
+        let out = run_checkpointed(brokers, config.as_deref(), topic, &cp, &rec);
+        let stdout = ok_stdout(&out);
+        assert!(stdout.contains("Time: "), "{name}: {stdout}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let warned =
+            stderr.lines().any(|l| l.starts_with("dstream: warning: ssl.endpoint.identification.algorithm is empty"));
+        assert_eq!(warned, *name == "no-host-check", "{name}: {stderr}");
+        assert_no_secret(&format!("{name}: stdout"), &out.stdout);
+        assert_no_secret(&format!("{name}: stderr"), &out.stderr);
+        assert_no_token(name, &token, &out.stderr);
+        let shown = dstream(&["checkpoint", "show", cp.to_str().unwrap()]);
+        assert_eq!(checkpoint_rows(&ok_stdout(&shown)), expected, "{name}");
+        let dump = dstream(&["recording", "dump", rec.to_str().unwrap()]);
+        recordings.push((name, ok_stdout(&dump)));
+    }
+    // The same records (with their timestamps) whichever way they came (batch times differ run to run).
+    let records = |dump: &str| -> Vec<String> {
+        let mut r: Vec<String> = dump.lines().filter(|l| l.starts_with("[ts=")).map(String::from).collect();
+        r.sort();
+        r
+    };
+    let plain_records = records(&recordings[0].1);
+    assert!(!plain_records.is_empty(), "{}", recordings[0].1);
+    for (name, dump) in &recordings[1..] {
+        assert_eq!(records(dump), plain_records, "{name}");
+    }
+    assert_no_secret_in_files(dir.path().join("cp-scram-sha-512").as_path());
+    for (name, _) in &recordings {
+        assert_no_secret("recording", &std::fs::read(dir.path().join(format!("{name}.rec"))).unwrap());
+    }
+}
+
+/// One failing run: its exit status, its stderr, how long it took.
+fn failing_run(brokers: &str, config: Option<&Path>, password: &str) -> (Output, Duration) {
+    let mut args = vec!["run", "--brokers", brokers, "--topic", "avg-secure-none", "--ui", "off", "--batches", "1"];
+    if let Some(c) = config {
+        args.extend(["--kafka-config", c.to_str().unwrap()]);
+    }
+    let start = Instant::now();
+    let out = dstream_env(&args, password);
+    (out, start.elapsed())
+}
+
+#[test]
+fn each_misconfiguration_is_one_clear_line_and_a_non_zero_exit_within_the_connect_timeout() {
+    let Some((pki, kafka)) = secure_kafka() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sasl_ssl = listener(kafka, "SASL_SSL");
+    let port = sasl_ssl.rsplit_once(':').unwrap().1;
+    let by_name = format!("localhost:{port}");
+    let with_ca = |name: &str, protocol: &str, ca: &str| {
+        config_file(
+            d,
+            name,
+            &[format!("security.protocol={protocol}"), format!("ssl.ca.location={}", pki.path(ca).display())],
+        )
+    };
+    let stranger = config_file(
+        d,
+        "stranger.properties",
+        &[
+            "security.protocol=SSL".into(),
+            format!("ssl.ca.location={}", pki.path("ca.pem").display()),
+            format!("ssl.certificate.location={}", pki.path("stranger.pem").display()),
+            format!("ssl.key.location={}", pki.path("stranger.key").display()),
+        ],
+    );
+    let scram = scram_config(pki, d, "SCRAM-SHA-256", "alice");
+    let mallory = scram_config(pki, d, "SCRAM-SHA-512", "mallory");
+    let untrusted = d.join("untrusted.properties");
+    std::fs::write(&untrusted, std::fs::read_to_string(&scram).unwrap().replace("/ca.pem", "/other-ca.pem")).unwrap();
+    let expired_token = unsecured_jwt("alice", -600);
+    let expired_oauth = oauth_config(pki, d, "expired-token", &expired_token);
+    let cases: Vec<(&str, String, Option<PathBuf>, &str, &str)> = vec![
+        ("expired token", sasl_ssl.clone(), Some(expired_oauth), PASSWORD, "SASL OAUTHBEARER authentication"),
+        (
+            "wrong password",
+            sasl_ssl.clone(),
+            Some(scram.clone()),
+            "not-the-password",
+            "SASL SCRAM-SHA-256 authentication",
+        ),
+        ("unknown user", sasl_ssl.clone(), Some(mallory), PASSWORD, "SASL SCRAM-SHA-512 authentication"),
+        ("untrusted CA", sasl_ssl.clone(), Some(untrusted), PASSWORD, "not signed by a trusted CA"),
+        ("wrong host name", by_name, Some(scram.clone()), PASSWORD, "does not name the host"),
+        (
+            "expired certificate",
+            listener(kafka, "EXPIRED"),
+            Some(with_ca("ssl.properties", "SSL", "ca.pem")),
+            PASSWORD,
+            "has expired",
+        ),
+        (
+            "no client certificate",
+            listener(kafka, "SSL"),
+            Some(with_ca("ssl2.properties", "SSL", "ca.pem")),
+            PASSWORD,
+            "client certificate",
+        ),
+        ("untrusted client certificate", listener(kafka, "SSL"), Some(stranger), PASSWORD, "client certificate"),
+        ("plaintext client on the TLS port", listener(kafka, "SSL"), None, PASSWORD, "requires TLS or SASL"),
+        ("plaintext client on the SASL port", sasl_ssl.clone(), None, PASSWORD, "requires TLS or SASL"),
+        (
+            "TLS client on the plaintext port",
+            kafka.addr(),
+            Some(with_ca("ssl3.properties", "SSL", "ca.pem")),
+            PASSWORD,
+            "plaintext listener",
+        ),
+    ];
+    // The connect timeout (3 s) and a second for the process.
+    let within = Duration::from_secs(4);
+    let mut failures = Vec::new();
+    for (what, brokers, config, password, expected) in &cases {
+        let (out, took) = failing_run(brokers, config.as_deref(), password);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let lines: Vec<&str> = stderr.lines().collect();
+        let ok = !out.status.success()
+            && lines.len() == 1
+            && lines[0].starts_with("dstream: ")
+            && lines[0].contains(expected)
+            && took < within;
+        if !ok {
+            failures.push(format!("{what}: {} in {took:?}: {stderr}", out.status));
+        }
+        assert_no_secret(what, &out.stderr);
+        assert_no_secret(what, &out.stdout);
+        assert_no_token(what, &expired_token, &out.stderr);
+        if *password != PASSWORD {
+            assert!(!stderr.contains(password), "{what}: {stderr}");
+        }
+        eprintln!("{what}: {}", stderr.trim());
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_connection_authenticates_again_before_its_session_lifetime_ends_and_keeps_serving() {
+    let Some((pki, kafka)) = secure_kafka() else { return };
+    let pairs = [
+        ("security.protocol", "SASL_SSL".to_string()),
+        ("sasl.mechanism", "SCRAM-SHA-256".into()),
+        ("sasl.username", "alice".into()),
+        ("sasl.password", PASSWORD.into()),
+        ("ssl.ca.location", pki.path("ca.pem").display().to_string()),
+    ];
+    let settings = SecuritySettings::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())), "test").unwrap();
+    let security = Security::new(&settings).unwrap();
+    let timeouts = Timeouts { connect: Duration::from_secs(3), request: Duration::from_secs(10) };
+    let addr = listener(kafka, "REAUTH");
+    let mut conn = Connection::connect_secure(&addr, "reauth-test", timeouts, Default::default(), &security).unwrap();
+    let version = conn.version(kafka_protocol::messages::ApiKey::Metadata).unwrap();
+    // Requests on the one connection for three and a half session lifetimes: without re-authentication the
+    // broker closes it at the first request after the session ends.
+    let end = Instant::now() + Duration::from_millis(REAUTH_MS * 7 / 2);
+    let mut requests = 0;
+    while Instant::now() < end {
+        conn.request(&MetadataRequest::default(), version, Duration::ZERO)
+            .unwrap_or_else(|e| panic!("request {requests} on one connection: {e}"));
+        requests += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(conn.reauthentications() >= 3, "{} re-authentications in {requests} requests", conn.reauthentications());
+
+    // The whole client, too: a run over several lifetimes keeps going.
+    let cfg = ClientConfig { security, ..ClientConfig::default() };
+    let mut client = Client::connect(std::slice::from_ref(&addr), cfg).unwrap();
+    client.create_topic("avg-reauth", 1, 1).unwrap();
+    drop(client);
+    common::generate(&kafka.addr(), "avg-reauth", 2000, 3, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = scram_config(pki, dir.path(), "SCRAM-SHA-256", "alice");
+    let args = [
+        "run",
+        "--brokers",
+        &addr,
+        "--topic",
+        "avg-reauth",
+        "--starting-offsets",
+        "earliest",
+        "--batch-interval",
+        "500ms",
+        "--batches",
+        "14",
+        "--max-rate-per-partition",
+        "300",
+        "--ui",
+        "off",
+        "--kafka-config",
+        config.to_str().unwrap(),
+    ];
+    let out = dstream_env(&args, PASSWORD);
+    ok_stdout(&out);
+    let counts = common::batch_record_counts(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(counts.len(), 14, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(counts.iter().sum::<u64>(), 2000, "{counts:?}");
+    assert_no_secret("stderr", &out.stderr);
+}
+
+/// A TLS client's connection to a peer that accepts and then does `peer` with the socket.
+fn tls_connect_to(peer: impl FnOnce(std::net::TcpStream) + Send + 'static) -> String {
+    let pki = Pki::make();
+    let pairs =
+        [("security.protocol", "SSL".to_string()), ("ssl.ca.location", pki.path("ca.pem").display().to_string())];
+    let settings = SecuritySettings::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())), "test").unwrap();
+    let security = Security::new(&settings).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || peer(listener.accept().unwrap().0));
+    let timeouts = Timeouts { connect: Duration::from_millis(500), request: Duration::from_secs(10) };
+    let start = Instant::now();
+    let err = Connection::connect_secure(&addr, "t", timeouts, Default::default(), &security).err().expect("fails");
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}: {err}", start.elapsed());
+    server.join().unwrap();
+    err.to_string()
+}
+
+#[test]
+fn a_peer_that_answers_the_tls_handshake_with_garbage_or_silence_is_named_as_not_tls() {
+    // An HTTP server, say: its answer is no TLS record.
+    let garbage = tls_connect_to(|mut s| {
+        use std::io::{Read, Write};
+        let mut hello = [0u8; 5];
+        s.read_exact(&mut hello).unwrap();
+        s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").unwrap();
+        let _ = s.read(&mut hello);
+    });
+    assert!(garbage.contains("does not answer in TLS") && garbage.contains("plaintext listener"), "{garbage}");
+    // A Kafka plaintext listener reads the ClientHello as the start of a request and waits for the rest.
+    let silent = tls_connect_to(|mut s| {
+        use std::io::Read;
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+    assert!(silent.contains("no TLS handshake answer in 0.5 s") && silent.contains("plaintext listener"), "{silent}");
+}
+
+#[test]
+fn a_bad_kafka_config_file_is_one_line_naming_the_file_and_key_before_any_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = config_file(dir.path(), "bad.properties", &["security.protocol=SSL".into(), "sasl.pasword=x".into()]);
+    let missing = dir.path().join("missing.properties");
+    let cases = [
+        (bad.clone(), format!("dstream: {}:2: unknown Kafka client setting \"sasl.pasword\"", bad.display())),
+        (missing.clone(), format!("dstream: cannot read the Kafka client configuration {}", missing.display())),
+    ];
+    for (file, expected) in &cases {
+        let f = file.to_str().unwrap();
+        // Port 1 on loopback: nothing listens there, so reaching for a broker would be a different error.
+        for args in [
+            vec!["run", "--brokers", "127.0.0.1:1", "--ui", "off", "--kafka-config", f],
+            vec!["generate", "--brokers", "127.0.0.1:1", "--count", "1", "--kafka-config", f],
+        ] {
+            let out = dstream(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+            assert!(stderr.starts_with(expected.as_str()), "{args:?}: {stderr}");
+        }
+    }
+    // --kafka-config needs --brokers (without it, run would start a plaintext local broker).
+    let out = dstream(&["run", "--kafka-config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}

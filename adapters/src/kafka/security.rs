@@ -1,0 +1,909 @@
+//! How the client secures its connections: TLS and SASL settings with Kafka's own keys, read from a client
+//! properties file (`--kafka-config FILE`) or given in the library, and the secrets they hold, which never show.
+//!
+//! Keys as in Kafka's client configuration: `security.protocol` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL),
+//! `sasl.mechanism` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER), `sasl.username` and `sasl.password` or
+//! `sasl.jaas.config`, `sasl.oauthbearer.token` (dstream's own key: a static OAUTHBEARER token), `ssl.ca.location` (or `ssl.truststore.location` with `ssl.truststore.type=PEM`),
+//! `ssl.certificate.location`, `ssl.key.location`, `ssl.endpoint.identification.algorithm` (`https`, the
+//! default, or empty for no host name check). A value may be `${env:NAME}` (the environment variable NAME) or
+//! `${file:PATH}` (the file's contents without the trailing line break), so that no secret needs to be on a
+//! command line or in the properties file itself; so may the `username` and `password` options of a
+//! `sasl.jaas.config`.
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A secret value (a password): its Debug and Display show `***`, never the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Kafka's `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// No TLS, no SASL.
+    #[default]
+    Plaintext,
+    /// TLS, no SASL.
+    Ssl,
+    /// SASL without TLS.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+impl Protocol {
+    /// Kafka's name of it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Plaintext => "PLAINTEXT",
+            Protocol::Ssl => "SSL",
+            Protocol::SaslPlaintext => "SASL_PLAINTEXT",
+            Protocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    /// True for SSL and SASL_SSL.
+    pub fn tls(self) -> bool {
+        matches!(self, Protocol::Ssl | Protocol::SaslSsl)
+    }
+
+    /// True for SASL_PLAINTEXT and SASL_SSL.
+    pub fn sasl(self) -> bool {
+        matches!(self, Protocol::SaslPlaintext | Protocol::SaslSsl)
+    }
+}
+
+/// Kafka's `sasl.mechanism` (those dstream speaks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// RFC 4616: user name and password, in the clear (use it over TLS).
+    Plain,
+    /// RFC 5802/7677 with SHA-256.
+    ScramSha256,
+    /// RFC 5802 with SHA-512.
+    ScramSha512,
+    /// RFC 7628 with a static bearer token (`sasl.oauthbearer.token`; no token refresh).
+    OAuthBearer,
+}
+
+impl Mechanism {
+    /// Kafka's name of it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha512 => "SCRAM-SHA-512",
+            Mechanism::OAuthBearer => "OAUTHBEARER",
+        }
+    }
+}
+
+/// SASL credentials: a mechanism, a user and a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslCredentials {
+    /// The mechanism.
+    pub mechanism: Mechanism,
+    /// The user name (empty for OAUTHBEARER).
+    pub username: String,
+    /// The password; for OAUTHBEARER, the token.
+    pub password: Secret,
+}
+
+/// What went wrong reading security settings. Messages name the setting, the file or the variable, never a
+/// secret's value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    /// The properties file cannot be read.
+    #[error("cannot read the Kafka client configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A key dstream does not know.
+    #[error("{at}: unknown Kafka client setting {key:?} (dstream knows {})", KNOWN_KEYS.join(", "))]
+    UnknownKey {
+        /// Where: file and line, or "settings".
+        at: String,
+        /// The key.
+        key: String,
+    },
+    /// A setting's value is wrong, or settings do not fit together.
+    #[error("{at}: {reason}")]
+    Invalid {
+        /// Where: file and line, or the key.
+        at: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A PEM file (CA, certificate or key) cannot be read or holds nothing usable.
+    #[error("{key} {path}: {reason}")]
+    Pem {
+        /// The setting that names the file.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The keys dstream reads.
+pub const KNOWN_KEYS: &[&str] = &[
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.username",
+    "sasl.password",
+    "sasl.jaas.config",
+    "sasl.oauthbearer.token",
+    "ssl.ca.location",
+    "ssl.truststore.location",
+    "ssl.truststore.type",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.endpoint.identification.algorithm",
+];
+
+/// Security settings as given (before any file is read): what [`Security::new`] builds from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecuritySettings {
+    /// `security.protocol`.
+    pub protocol: Protocol,
+    /// `sasl.mechanism` with `sasl.username`/`sasl.password` (or `sasl.jaas.config`).
+    pub sasl: Option<SaslCredentials>,
+    /// `ssl.ca.location`: PEM file of the CA certificates to trust; none: the system's roots.
+    pub ca: Option<PathBuf>,
+    /// `ssl.certificate.location`: PEM file of the client's certificate chain (mutual TLS).
+    pub certificate: Option<PathBuf>,
+    /// `ssl.key.location`: PEM file of the client certificate's private key (unencrypted PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// False when `ssl.endpoint.identification.algorithm` is empty: the broker's certificate is then not checked
+    /// against its host name (a warning says so at every start).
+    pub verify_host: bool,
+}
+
+impl SecuritySettings {
+    /// Settings from `key=value` pairs with Kafka's keys; `${env:NAME}` and `${file:PATH}` values are resolved.
+    /// `at` names where they come from, for messages.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        at: &str,
+    ) -> Result<SecuritySettings, SecurityError> {
+        let mut p = Pending::default();
+        for (key, value) in pairs {
+            p.set(key.trim(), value.trim(), at)?;
+        }
+        p.finish(at)
+    }
+
+    /// Settings from the text of a Java-style properties file (`key=value`, `key: value` or `key value` lines,
+    /// `#` and `!` comments, `\` line continuations); `origin` names it in messages.
+    pub fn from_properties(text: &str, origin: &str) -> Result<SecuritySettings, SecurityError> {
+        let mut p = Pending::default();
+        for (line_no, line) in logical_lines(text) {
+            let at = format!("{origin}:{line_no}");
+            let (key, value) = split_property(&line);
+            p.set(key, value, &at)?;
+        }
+        p.finish(origin)
+    }
+
+    /// Settings from a properties file.
+    pub fn from_file(path: &Path) -> Result<SecuritySettings, SecurityError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| SecurityError::Read { path: path.to_path_buf(), source })?;
+        Self::from_properties(&text, &path.display().to_string())
+    }
+}
+
+/// Settings being read: each key once.
+#[derive(Default)]
+struct Pending {
+    protocol: Option<Protocol>,
+    mechanism: Option<Mechanism>,
+    username: Option<String>,
+    password: Option<Secret>,
+    jaas: Option<(String, Secret)>,
+    token: Option<Secret>,
+    ca: Option<PathBuf>,
+    truststore_pem: Option<bool>,
+    certificate: Option<PathBuf>,
+    key: Option<PathBuf>,
+    verify_host: Option<bool>,
+}
+
+fn invalid(at: &str, reason: impl Into<String>) -> SecurityError {
+    SecurityError::Invalid { at: at.to_string(), reason: reason.into() }
+}
+
+impl Pending {
+    fn set(&mut self, key: &str, raw: &str, at: &str) -> Result<(), SecurityError> {
+        let secret_key = matches!(key, "sasl.password" | "sasl.jaas.config" | "sasl.oauthbearer.token");
+        let value = resolve(raw, key, at, secret_key)?;
+        let once = |taken: bool| if taken { Err(invalid(at, format!("{key} is set twice"))) } else { Ok(()) };
+        match key {
+            "security.protocol" => {
+                once(self.protocol.is_some())?;
+                self.protocol = Some(match value.to_ascii_uppercase().as_str() {
+                    "PLAINTEXT" => Protocol::Plaintext,
+                    "SSL" => Protocol::Ssl,
+                    "SASL_PLAINTEXT" => Protocol::SaslPlaintext,
+                    "SASL_SSL" => Protocol::SaslSsl,
+                    _ => {
+                        return Err(invalid(
+                            at,
+                            format!("security.protocol {value:?}: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+                        ))
+                    }
+                });
+            }
+            "sasl.mechanism" => {
+                once(self.mechanism.is_some())?;
+                self.mechanism = Some(match value.to_ascii_uppercase().as_str() {
+                    "PLAIN" => Mechanism::Plain,
+                    "SCRAM-SHA-256" => Mechanism::ScramSha256,
+                    "SCRAM-SHA-512" => Mechanism::ScramSha512,
+                    "OAUTHBEARER" => Mechanism::OAuthBearer,
+                    _ => {
+                        return Err(invalid(
+                            at,
+                            format!(
+                                "sasl.mechanism {value:?}: dstream speaks PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and \
+                                 OAUTHBEARER with a static token (not GSSAPI)"
+                            ),
+                        ))
+                    }
+                });
+            }
+            "sasl.username" => {
+                once(self.username.is_some())?;
+                self.username = Some(value);
+            }
+            "sasl.password" => {
+                once(self.password.is_some())?;
+                self.password = Some(Secret(value));
+            }
+            "sasl.oauthbearer.token" => {
+                once(self.token.is_some())?;
+                if value.is_empty() {
+                    return Err(invalid(at, "sasl.oauthbearer.token is empty"));
+                }
+                self.token = Some(Secret(value));
+            }
+            "sasl.jaas.config" => {
+                once(self.jaas.is_some())?;
+                self.jaas = Some(parse_jaas(&value, at)?);
+            }
+            "ssl.ca.location" | "ssl.truststore.location" => {
+                if self.ca.is_some() {
+                    return Err(invalid(at, "give one of ssl.ca.location and ssl.truststore.location"));
+                }
+                self.ca = Some(non_empty_path(&value, key, at)?);
+            }
+            "ssl.truststore.type" => {
+                once(self.truststore_pem.is_some())?;
+                if !value.eq_ignore_ascii_case("PEM") {
+                    return Err(invalid(
+                        at,
+                        format!("ssl.truststore.type {value:?}: dstream reads PEM files only (convert a JKS or PKCS12 store with keytool and openssl)"),
+                    ));
+                }
+                self.truststore_pem = Some(true);
+            }
+            "ssl.certificate.location" => {
+                once(self.certificate.is_some())?;
+                self.certificate = Some(non_empty_path(&value, key, at)?);
+            }
+            "ssl.key.location" => {
+                once(self.key.is_some())?;
+                self.key = Some(non_empty_path(&value, key, at)?);
+            }
+            "ssl.endpoint.identification.algorithm" => {
+                once(self.verify_host.is_some())?;
+                self.verify_host = Some(match value.to_ascii_lowercase().as_str() {
+                    "https" => true,
+                    "" => false,
+                    _ => {
+                        return Err(invalid(
+                            at,
+                            format!("ssl.endpoint.identification.algorithm {value:?}: expected https or nothing"),
+                        ))
+                    }
+                });
+            }
+            _ => {
+                return Err(match unsupported_hint(key) {
+                    Some(hint) => invalid(at, format!("{key} is not read by dstream: {hint}")),
+                    None => SecurityError::UnknownKey { at: at.to_string(), key: key.to_string() },
+                })
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, at: &str) -> Result<SecuritySettings, SecurityError> {
+        let protocol = self.protocol.unwrap_or_default();
+        let sasl = if protocol.sasl() && self.mechanism == Some(Mechanism::OAuthBearer) {
+            if self.jaas.is_some() || self.username.is_some() || self.password.is_some() {
+                return Err(invalid(
+                    at,
+                    "OAUTHBEARER takes its token from sasl.oauthbearer.token, not sasl.username, sasl.password or \
+                     sasl.jaas.config",
+                ));
+            }
+            let token =
+                self.token.ok_or_else(|| invalid(at, "sasl.mechanism OAUTHBEARER needs sasl.oauthbearer.token"))?;
+            Some(SaslCredentials { mechanism: Mechanism::OAuthBearer, username: String::new(), password: token })
+        } else if protocol.sasl() {
+            let mechanism = self.mechanism.unwrap_or(Mechanism::Plain);
+            if self.token.is_some() {
+                return Err(invalid(at, "sasl.oauthbearer.token is set but sasl.mechanism is not OAUTHBEARER"));
+            }
+            let (username, password) = match (self.jaas, self.username, self.password) {
+                (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                    return Err(invalid(at, "give sasl.jaas.config or sasl.username/sasl.password, not both"))
+                }
+                (Some((u, p)), None, None) => (u, p),
+                (None, Some(u), Some(p)) => (u, p),
+                (None, None, _) => {
+                    return Err(invalid(
+                        at,
+                        format!("security.protocol {} needs sasl.username (or sasl.jaas.config)", protocol.name()),
+                    ))
+                }
+                (None, Some(_), None) => {
+                    return Err(invalid(
+                        at,
+                        format!("security.protocol {} needs sasl.password (or sasl.jaas.config)", protocol.name()),
+                    ))
+                }
+            };
+            Some(SaslCredentials { mechanism, username, password })
+        } else {
+            let set = [
+                ("sasl.mechanism", self.mechanism.is_some()),
+                ("sasl.username", self.username.is_some()),
+                ("sasl.password", self.password.is_some()),
+                ("sasl.jaas.config", self.jaas.is_some()),
+                ("sasl.oauthbearer.token", self.token.is_some()),
+            ];
+            if let Some((key, _)) = set.iter().find(|s| s.1) {
+                return Err(invalid(
+                    at,
+                    format!(
+                        "{key} is set but security.protocol is {}: use SASL_SSL or SASL_PLAINTEXT",
+                        protocol.name()
+                    ),
+                ));
+            }
+            None
+        };
+        if !protocol.tls() {
+            let set = [
+                ("ssl.ca.location", self.ca.is_some()),
+                ("ssl.certificate.location", self.certificate.is_some()),
+                ("ssl.key.location", self.key.is_some()),
+            ];
+            if let Some((key, _)) = set.iter().find(|s| s.1) {
+                return Err(invalid(
+                    at,
+                    format!("{key} is set but security.protocol is {}: use SSL or SASL_SSL", protocol.name()),
+                ));
+            }
+        }
+        if self.certificate.is_some() != self.key.is_some() {
+            return Err(invalid(at, "a client certificate needs both ssl.certificate.location and ssl.key.location"));
+        }
+        Ok(SecuritySettings {
+            protocol,
+            sasl,
+            ca: self.ca,
+            certificate: self.certificate,
+            key: self.key,
+            verify_host: self.verify_host.unwrap_or(true),
+        })
+    }
+}
+
+/// What to do instead, for Kafka client settings that are common in properties files but not dstream's.
+fn unsupported_hint(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "bootstrap.servers" => "give the brokers with --brokers (KafkaParams::new in the library)",
+        "ssl.key.password" => {
+            "dstream reads unencrypted PEM keys only: decrypt the key (openssl pkcs8 -in KEY -out KEY.pem) and \
+             drop ssl.key.password"
+        }
+        "ssl.keystore.location" | "ssl.keystore.type" | "ssl.keystore.password" => {
+            "give the client certificate and key as PEM files in ssl.certificate.location and ssl.key.location"
+        }
+        "ssl.truststore.password" => "a PEM truststore (ssl.ca.location) needs no password",
+        _ => return None,
+    })
+}
+
+fn non_empty_path(value: &str, key: &str, at: &str) -> Result<PathBuf, SecurityError> {
+    if value.is_empty() {
+        return Err(invalid(at, format!("{key} is empty")));
+    }
+    Ok(PathBuf::from(value))
+}
+
+/// Resolves `${env:NAME}` and `${file:PATH}` (the whole value); any other value is itself.
+fn resolve(raw: &str, key: &str, at: &str, secret: bool) -> Result<String, SecurityError> {
+    let Some(inner) = raw.strip_prefix("${").and_then(|r| r.strip_suffix('}')) else {
+        return Ok(raw.to_string());
+    };
+    if let Some(name) = inner.strip_prefix("env:") {
+        return std::env::var(name).map_err(|e| {
+            let why = match e {
+                std::env::VarError::NotPresent => "is not set",
+                std::env::VarError::NotUnicode(_) => "is not UTF-8",
+            };
+            invalid(at, format!("{key}: the environment variable {name} {why}"))
+        });
+    }
+    if let Some(path) = inner.strip_prefix("file:") {
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(at, format!("{key}: cannot read {path}: {e}")))?;
+        let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+        return Ok(text.to_string());
+    }
+    let shown = if secret { "${...}".to_string() } else { raw.to_string() };
+    Err(invalid(at, format!("{key}: {shown} is neither ${{env:NAME}} nor ${{file:PATH}}")))
+}
+
+/// The user name and password of a `sasl.jaas.config` for PLAIN or SCRAM:
+/// `org.apache.kafka.common.security.(plain.PlainLoginModule|scram.ScramLoginModule) required username="U"
+/// password="P";`. Messages never quote the value.
+fn parse_jaas(value: &str, at: &str) -> Result<(String, Secret), SecurityError> {
+    let bad = |why: &str| invalid(at, format!("sasl.jaas.config: {why}"));
+    let text = value.trim();
+    let text = text.strip_suffix(';').ok_or_else(|| bad("it must end with ';'"))?.trim_end();
+    let (module, rest) = text.split_once(char::is_whitespace).ok_or_else(|| bad("expected MODULE required ..."))?;
+    if !matches!(
+        module,
+        "org.apache.kafka.common.security.plain.PlainLoginModule"
+            | "org.apache.kafka.common.security.scram.ScramLoginModule"
+    ) {
+        return Err(bad("dstream reads the PlainLoginModule and ScramLoginModule only"));
+    }
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix("required").ok_or_else(|| bad("expected 'required' after the module"))?;
+    let (mut username, mut password) = (None, None);
+    let mut s = rest.trim_start();
+    while !s.is_empty() {
+        let (name, after) = s.split_once('=').ok_or_else(|| bad("expected name=\"value\" options"))?;
+        let name = name.trim();
+        let after = after.trim_start();
+        let (val, after) = if let Some(q) = after.strip_prefix('"') {
+            let mut out = String::new();
+            let mut chars = q.char_indices();
+            let end = loop {
+                match chars.next() {
+                    Some((_, '\\')) => match chars.next() {
+                        Some((_, c)) => out.push(c),
+                        None => return Err(bad("an option's value is not closed with '\"'")),
+                    },
+                    Some((i, '"')) => break i,
+                    Some((_, c)) => out.push(c),
+                    None => return Err(bad("an option's value is not closed with '\"'")),
+                }
+            };
+            (out, &q[end + 1..])
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (after[..end].to_string(), &after[end..])
+        };
+        // An option's value may be `${env:NAME}` or `${file:PATH}` too.
+        let val = resolve(&val, "sasl.jaas.config", at, true)?;
+        match name {
+            "username" => username = Some(val),
+            "password" => password = Some(Secret(val)),
+            _ => {} // other options of the module (e.g. tokenauth) are not dstream's business
+        }
+        s = after.trim_start();
+    }
+    match (username, password) {
+        (Some(u), Some(p)) => Ok((u, p)),
+        (None, _) => Err(bad("no username=\"...\" option")),
+        (_, None) => Err(bad("no password=\"...\" option")),
+    }
+}
+
+/// The logical lines of a properties file with their first physical line's number: comments and blank lines
+/// dropped, `\`-continued lines joined.
+fn logical_lines(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        if current.is_none() && (line.is_empty() || line.starts_with('#') || line.starts_with('!')) {
+            continue;
+        }
+        // An odd number of trailing backslashes continues the line.
+        let trailing = line.len() - line.trim_end_matches('\\').len();
+        let (body, more) = if trailing % 2 == 1 { (&line[..line.len() - 1], true) } else { (line, false) };
+        let entry = current.get_or_insert_with(|| (i + 1, String::new()));
+        entry.1.push_str(body);
+        if !more {
+            out.extend(current.take());
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// A logical line's key and value: split at the first unescaped `=`, `:` or white space.
+fn split_property(line: &str) -> (&str, &str) {
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'=' | b':' => return (line[..i].trim(), line[i + 1..].trim()),
+            b' ' | b'\t' => {
+                let rest = line[i..].trim_start();
+                let rest = rest.strip_prefix(['=', ':']).unwrap_or(rest);
+                return (line[..i].trim(), rest.trim());
+            }
+            _ => i += 1,
+        }
+    }
+    (line.trim(), "")
+}
+
+/// Security settings ready to connect with: the TLS configuration built (files read, keys parsed) once, shared
+/// by every connection. Cheap to clone. The default is PLAINTEXT. Debug shows no secret.
+#[derive(Clone, Default)]
+pub struct Security {
+    protocol: Protocol,
+    sasl: Option<Arc<SaslCredentials>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    verify_host: bool,
+}
+
+impl fmt::Debug for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Security")
+            .field("protocol", &self.protocol)
+            .field("sasl", &self.sasl.as_ref().map(|s| (s.mechanism, &s.username)))
+            .field("verify_host", &self.verify_host)
+            .finish()
+    }
+}
+
+impl Security {
+    /// Builds the settings: reads the CA, certificate and key files (or the system's roots without a CA).
+    pub fn new(settings: &SecuritySettings) -> Result<Security, SecurityError> {
+        let tls = if settings.protocol.tls() { Some(Arc::new(tls_config(settings)?)) } else { None };
+        Ok(Security {
+            protocol: settings.protocol,
+            sasl: settings.sasl.clone().map(Arc::new),
+            tls,
+            verify_host: settings.verify_host,
+        })
+    }
+
+    /// Reads a Kafka client properties file (`--kafka-config FILE`) and builds it.
+    pub fn from_file(path: &Path) -> Result<Security, SecurityError> {
+        Security::new(&SecuritySettings::from_file(path)?)
+    }
+
+    /// What `--kafka-config FILE` gives: the file's settings, or PLAINTEXT without the flag.
+    pub fn from_flag(path: Option<&Path>) -> Result<Security, SecurityError> {
+        path.map_or_else(|| Ok(Security::default()), Security::from_file)
+    }
+
+    /// PLAINTEXT: no TLS, no SASL.
+    pub fn plaintext() -> Security {
+        Security::default()
+    }
+
+    /// The protocol.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The SASL credentials, if SASL is on.
+    pub fn sasl(&self) -> Option<&SaslCredentials> {
+        self.sasl.as_deref()
+    }
+
+    /// The TLS configuration, if TLS is on.
+    pub fn tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.tls.as_ref()
+    }
+
+    /// A warning to print at start when TLS is on without the host name check; `None` otherwise.
+    pub fn warning(&self) -> Option<&'static str> {
+        (self.tls.is_some() && !self.verify_host).then_some(
+            "warning: ssl.endpoint.identification.algorithm is empty: broker certificates are NOT checked against \
+             the broker's host name, so anyone with a certificate from a trusted CA can pose as the broker",
+        )
+    }
+}
+
+/// The crypto provider: ring (no aws-lc build).
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_config(s: &SecuritySettings) -> Result<rustls::ClientConfig, SecurityError> {
+    let mut roots = RootCertStore::empty();
+    match &s.ca {
+        Some(path) => {
+            let pem = |reason: String| SecurityError::Pem { key: "ssl.ca.location", path: path.clone(), reason };
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| pem(pem_error(e)))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| pem(pem_error(e)))?;
+            if certs.is_empty() {
+                return Err(pem("no CERTIFICATE in the file".into()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| pem(format!("not a usable CA certificate: {e}")))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(SecurityError::Invalid {
+                    at: "ssl.ca.location".into(),
+                    reason: "not set, and the system has no CA certificates: give the CA's PEM file".into(),
+                });
+            }
+        }
+    }
+    let provider = provider();
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| invalid("ssl.ca.location", format!("cannot use the CA certificates: {e}")))?;
+    let verifier: Arc<dyn ServerCertVerifier> =
+        if s.verify_host { webpki } else { Arc::new(AnyHostName { inner: webpki }) };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("security.protocol", format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let config = match (&s.certificate, &s.key) {
+        (Some(cert), Some(key)) => {
+            let cert_err =
+                |reason: String| SecurityError::Pem { key: "ssl.certificate.location", path: cert.clone(), reason };
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| cert_err(pem_error(e)))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| cert_err(pem_error(e)))?;
+            if chain.is_empty() {
+                return Err(cert_err("no CERTIFICATE in the file".into()));
+            }
+            let key_err = |reason: String| SecurityError::Pem { key: "ssl.key.location", path: key.clone(), reason };
+            let private = PrivateKeyDer::from_pem_file(key).map_err(|e| key_err(pem_error(e)))?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| key_err(format!("does not fit the certificate or is not usable: {e}")))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(config)
+}
+
+/// A PEM reading error in words (never the file's content).
+fn pem_error(e: rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::NoItemsFound => "no PEM item of the kind needed in the file (an encrypted key is not read)".into(),
+        Error::Io(e) => e.to_string(),
+        _ => "not a valid PEM file".into(),
+    }
+}
+
+/// The standard verification without the host name check (`ssl.endpoint.identification.algorithm=`): the chain,
+/// its validity dates and the handshake signatures are still checked.
+#[derive(Debug)]
+struct AnyHostName {
+    inner: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for AnyHostName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // The name is checked last, after the chain and the dates: a name mismatch means all else passed.
+        match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_properties_file_gives_the_settings() {
+        let text = "# a comment\n\
+                    security.protocol = SASL_SSL\n\
+                    sasl.mechanism: SCRAM-SHA-512\n\
+                    ! another comment\n\
+                    sasl.username alice\n\
+                    sasl.password=s3cr=t:x\n\
+                    ssl.ca.location=/etc/ca.pem\n\
+                    ssl.endpoint.identification.algorithm=\n";
+        let s = SecuritySettings::from_properties(text, "client.properties").unwrap();
+        assert_eq!(s.protocol, Protocol::SaslSsl);
+        let sasl = s.sasl.unwrap();
+        assert_eq!(sasl.mechanism, Mechanism::ScramSha512);
+        assert_eq!(sasl.username, "alice");
+        assert_eq!(sasl.password.expose(), "s3cr=t:x");
+        assert_eq!(s.ca, Some(PathBuf::from("/etc/ca.pem")));
+        assert!(!s.verify_host);
+    }
+
+    #[test]
+    fn continued_lines_join_and_a_jaas_config_gives_user_and_password() {
+        let text = "security.protocol=SASL_PLAINTEXT\n\
+                    sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \\\n\
+                    \x20   username=\"bob\" \\\n\
+                    \x20   password=\"p\\\"w d\";\n";
+        let s = SecuritySettings::from_properties(text, "f").unwrap();
+        let sasl = s.sasl.unwrap();
+        assert_eq!(sasl.mechanism, Mechanism::Plain, "sasl.mechanism defaults to PLAIN, as Kafka's");
+        assert_eq!(sasl.username, "bob");
+        assert_eq!(sasl.password.expose(), "p\"w d");
+        assert!(s.verify_host);
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it_and_its_line() {
+        let e = SecuritySettings::from_properties("security.protocol=SSL\nssl.keystroe.location=/x\n", "c.properties")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.properties:2: unknown Kafka client setting \"ssl.keystroe.location\""), "{e}");
+        // Common keys that dstream does not read say what to do instead.
+        let e =
+            SecuritySettings::from_properties("bootstrap.servers=k:9092\n", "c.properties").unwrap_err().to_string();
+        assert!(
+            e.starts_with("c.properties:1: bootstrap.servers is not read by dstream: give the brokers with --brokers"),
+            "{e}"
+        );
+        let e = SecuritySettings::from_properties("ssl.key.password=x\n", "c").unwrap_err().to_string();
+        assert!(e.contains("unencrypted PEM keys only"), "{e}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_a_file_and_never_show() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-a-file\n").unwrap();
+        std::env::set_var("DSTREAM_TEST_SECURITY_PW", "from-the-env");
+        let pairs = [
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.username", "u"),
+            ("sasl.password", "${env:DSTREAM_TEST_SECURITY_PW}"),
+        ];
+        let s = SecuritySettings::from_pairs(pairs, "settings").unwrap();
+        assert_eq!(s.sasl.as_ref().unwrap().password.expose(), "from-the-env");
+        let debug = format!("{s:?} {:?}", Security::new(&s).unwrap());
+        assert!(!debug.contains("from-the-env"), "{debug}");
+        let path = format!("${{file:{}}}", file.display());
+        let pairs = [("security.protocol", "SASL_PLAINTEXT"), ("sasl.username", "u"), ("sasl.password", &path)];
+        let s = SecuritySettings::from_pairs(pairs, "settings").unwrap();
+        assert_eq!(s.sasl.as_ref().unwrap().password.expose(), "from-a-file");
+
+        let pairs = [("sasl.password", "${env:DSTREAM_TEST_SECURITY_UNSET}")];
+        let e = SecuritySettings::from_pairs(pairs, "settings").unwrap_err().to_string();
+        assert!(e.contains("DSTREAM_TEST_SECURITY_UNSET is not set"), "{e}");
+        let pairs = [("sasl.password", "${vault:hunter2}")];
+        let e = SecuritySettings::from_pairs(pairs, "settings").unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        let bad_jaas = [
+            ("security.protocol", "SASL_SSL"),
+            (
+                "sasl.jaas.config",
+                "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"u\" password=\"hunter2\"",
+            ),
+        ];
+        let e = SecuritySettings::from_pairs(bad_jaas, "settings").unwrap_err().to_string();
+        assert!(e.contains("must end with ';'") && !e.contains("hunter2"), "{e}");
+        let jaas = "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"u\" \
+                    password=\"${env:DSTREAM_TEST_SECURITY_PW}\";";
+        let s =
+            SecuritySettings::from_pairs([("security.protocol", "SASL_SSL"), ("sasl.jaas.config", jaas)], "s").unwrap();
+        assert_eq!(s.sasl.as_ref().unwrap().password.expose(), "from-the-env");
+    }
+
+    #[test]
+    fn settings_that_do_not_fit_together_are_refused() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("security.protocol", "SASL_SSL"), ("sasl.username", "u")], "needs sasl.password"),
+            (
+                &[("security.protocol", "SSL"), ("sasl.username", "u")],
+                "sasl.username is set but security.protocol is SSL",
+            ),
+            (&[("ssl.ca.location", "/ca.pem")], "ssl.ca.location is set but security.protocol is PLAINTEXT"),
+            (&[("security.protocol", "SSL"), ("ssl.key.location", "/k.pem")], "needs both"),
+            (&[("security.protocol", "TLS")], "expected PLAINTEXT, SSL"),
+            (&[("security.protocol", "SASL_SSL"), ("sasl.mechanism", "GSSAPI")], "not GSSAPI"),
+            (&[("security.protocol", "SASL_SSL"), ("sasl.mechanism", "OAUTHBEARER")], "needs sasl.oauthbearer.token"),
+            (
+                &[("security.protocol", "SASL_SSL"), ("sasl.oauthbearer.token", "t"), ("sasl.username", "u")],
+                "not OAUTHBEARER",
+            ),
+            (&[("security.protocol", "SSL"), ("security.protocol", "SSL")], "set twice"),
+            (&[("security.protocol", "SSL"), ("ssl.truststore.type", "JKS")], "PEM files only"),
+        ];
+        for (pairs, expected) in cases {
+            let e = SecuritySettings::from_pairs(pairs.iter().copied(), "settings").unwrap_err().to_string();
+            assert!(e.contains(expected), "{pairs:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_named() {
+        let pairs = [("security.protocol", "SSL"), ("ssl.ca.location", "/nonexistent/ca.pem")];
+        let s = SecuritySettings::from_pairs(pairs, "settings").unwrap();
+        let e = Security::new(&s).unwrap_err().to_string();
+        assert!(e.starts_with("ssl.ca.location /nonexistent/ca.pem: "), "{e}");
+    }
+}
