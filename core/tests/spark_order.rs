@@ -280,3 +280,30 @@ mod props {
         }
     }
 }
+
+#[test]
+fn timed_out_keys_and_snapshots_in_sparks_order() {
+    // mapWithState with a 1 s timeout, scanned at state checkpoints (every 10 batches): 40 keys in batch 1, 16 of
+    // them again (and 2 new) in batch 2; all time out at 10 s, partition by partition, each partition's keys of
+    // batch 1 first, then those of batch 2, each batch's in its delta map's order.
+    let g = GraphBuilder::new();
+    let text: Out = Rc::default();
+    let pairs = words(&g).map(|w| (w, 1i64));
+    let spec = StateSpec::full(
+        |_t, k: &String, v: Option<i64>, st: &mut State<'_, i64>| -> Result<Option<(String, i64)>, StateError> {
+            if st.is_timing_out() {
+                return Ok(Some((k.clone(), -*st.get()?)));
+            }
+            let n = st.get_option().copied().unwrap_or(0) + v.unwrap_or(0);
+            st.update(n)?;
+            Ok(Some((k.clone(), n)))
+        },
+    )
+    .timeout(Duration::from_secs(1))
+    .output_order(OutputOrder::SparkPartitions);
+    let mapped = pairs.map_with_state(spec);
+    out(&mapped, "mapped", &text);
+    out(&mapped.state_snapshots(), "snapshots", &text);
+    run(&g, include_str!("spark/timeouts.in"));
+    check(&text.borrow(), include_str!("spark/timeouts.out"), &["mapped", "snapshots"]);
+}
