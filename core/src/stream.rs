@@ -538,6 +538,14 @@ pub struct MapValues<P, F> {
     parent: P,
     f: F,
 }
+/// `mapValues` keeps its parent's partitioning (as Spark's), so its partition count is its parent's (what
+/// `group_by_key_and_window(..).partitions(n)` sets).
+impl<P: Partitioned, F> Partitioned for MapValues<P, F> {
+    fn shuffle(&self) -> &Shuffle {
+        self.parent.shuffle()
+    }
+}
+
 impl<K, V, U, P: DStream<Item = (K, V)>, F: FnMut(V) -> U> DStream for MapValues<P, F> {
     type Item = (K, U);
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {

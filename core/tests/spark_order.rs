@@ -280,3 +280,66 @@ mod props {
         }
     }
 }
+
+#[test]
+fn timed_out_keys_and_snapshots_in_sparks_order() {
+    // mapWithState with a 1 s timeout, scanned at state checkpoints (every 10 batches): 40 keys in batch 1, 16 of
+    // them again (and 2 new) in batch 2; all time out at 10 s, partition by partition, each partition's keys of
+    // batch 1 first, then those of batch 2, each batch's in its delta map's order.
+    let g = GraphBuilder::new();
+    let text: Out = Rc::default();
+    let pairs = words(&g).map(|w| (w, 1i64));
+    let spec = StateSpec::full(
+        |_t, k: &String, v: Option<i64>, st: &mut State<'_, i64>| -> Result<Option<(String, i64)>, StateError> {
+            if st.is_timing_out() {
+                return Ok(Some((k.clone(), -*st.get()?)));
+            }
+            let n = st.get_option().copied().unwrap_or(0) + v.unwrap_or(0);
+            st.update(n)?;
+            Ok(Some((k.clone(), n)))
+        },
+    )
+    .timeout(Duration::from_secs(1))
+    .output_order(OutputOrder::SparkPartitions);
+    let mapped = pairs.map_with_state(spec);
+    out(&mapped, "mapped", &text);
+    out(&mapped.state_snapshots(), "snapshots", &text);
+    run(&g, include_str!("spark/timeouts.in"));
+    check(&text.borrow(), include_str!("spark/timeouts.out"), &["mapped", "snapshots"]);
+}
+
+#[test]
+fn a_dstream_ext_operator_takes_its_own_order() {
+    // Without a graph: `.output_order(..)` on the operator gives the same order as the graph-wide setting.
+    use dstream_core::{input, DStreamExt, Graph, MalformedPolicy, RecordRef};
+    fn word(r: RecordRef<'_>) -> Result<(String, i64), std::convert::Infallible> {
+        Ok((String::from_utf8_lossy(r.value).into_owned(), 1))
+    }
+    let text: Out = Rc::default();
+    let t2 = text.clone();
+    let sink = move |t: dstream_core::Time, items: &[(String, i64)]| {
+        let mut b = t2.borrow_mut();
+        b.push_str(&format!("== reduce_by_key @ {}\n", t.0));
+        for x in items {
+            x.write_jvm(&mut b);
+            b.push('\n');
+        }
+    };
+    let op = input(word, MalformedPolicy::Fail).reduce_by_key(|a, b| a + b).output_order(OutputOrder::SparkPartitions);
+    let graph = Graph::new().output(op.foreach_batch(sink));
+    let interval = Duration::from_secs(1);
+    let mut clock = ManualClock::default();
+    let mut engine = Engine::new(graph, BatchTimer::first_start(clock.now(), interval));
+    let mut offset = 0;
+    for line in include_str!("spark/keyed.in").lines() {
+        let mut batch = RecordBatch::new();
+        for w in line.split(' ').filter(|w| !w.is_empty() && *w != "-") {
+            batch.push(0, offset, 0, None, w.as_bytes());
+            offset += 1;
+        }
+        clock.advance(interval);
+        let t = engine.poll_due(clock.now()).expect("one batch per interval");
+        engine.run_batch(t, &mut batch, &clock).expect("batch runs");
+    }
+    check(&text.borrow(), include_str!("spark/keyed.out"), &["reduce_by_key"]);
+}

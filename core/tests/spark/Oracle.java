@@ -71,11 +71,16 @@ public class Oracle {
     } else if (which.equals("misc")) {
       out(words.repartition(3), "repartition_3");
       out(words.repartition(2), "repartition_2");
-      outp(pairs.groupByKey(), "group_by_key");
-      outp(pairs.cogroup(pairs.mapValues(v -> v * 10)), "cogroup");
-      words.repartition(3).print();
-      pairs.groupByKey().print();
-      pairs.cogroup(pairs.mapValues(v -> v * 10)).print();
+    } else if (which.equals("timeouts")) {
+      // A running count with a 1 s timeout: a key timing out emits (key, -count); timeouts are scanned at state
+      // checkpoints, every 10 batches.
+      JavaMapWithStateDStream<String, Long, Long, Tuple2<String, Long>> m = pairs.mapWithState(
+          StateSpec.function((String k, Optional<Long> v, State<Long> st) -> {
+            if (st.isTimingOut()) return new Tuple2<>(k, -st.get());
+            long n = (st.exists() ? st.get() : 0L) + v.orElse(0L); st.update(n); return new Tuple2<>(k, n); })
+          .timeout(Durations.seconds(1)));
+      out(m, "mapped");
+      outp(m.stateSnapshots(), "snapshots");
     }
     final int[] done = {0};
     ssc.ssc().addStreamingListener(new StreamingListener() {
