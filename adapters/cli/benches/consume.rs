@@ -1,11 +1,13 @@
-//! Consume 1,000,000 lab messages from a local tansu: the bare client, then `dstream run` end to end, same run.
-//! `cargo bench -p dstream-cli --bench consume` (figures for README.md).
+//! Consume 1,000,000 lab messages from a local broker: the bare client, then `dstream run` end to end, same run;
+//! on tansu, then on Apache Kafka (one KRaft node). `cargo bench -p dstream-cli --bench consume` (figures for
+//! README.md); `DSTREAM_BENCH_BROKER=tansu` or `kafka` runs one of them only.
 //!
 //! Both sides get the best of [`TRIES`] tries in one process: the bare client reads the first million records
 //! [`TRIES`] times over, `dstream run` processes [`TRIES`] batches of a million records each (the topic holds
 //! that many millions). Its first batch, in a process just started (no memory of its own yet, every buffer's pages
 //! faulted in for the first time), is reported on its own.
 
+use dstream_adapters::broker::kafka::KafkaCluster;
 use dstream_adapters::broker::Tansu;
 use dstream_adapters::kafka::records::{
     encode_batch, first_base_offset, for_each_record_before, Codec, DEFAULT_MAX_BATCH_BYTES,
@@ -24,8 +26,23 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list; nothing to list
     }
-    let broker = Tansu::start().expect("start tansu");
-    let addr = broker.addr().to_string();
+    let only = std::env::var("DSTREAM_BENCH_BROKER").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if wanted("tansu") {
+        let broker = Tansu::start().expect("start tansu");
+        println!("== tansu");
+        bench(broker.addr());
+    }
+    if wanted("kafka") {
+        let broker = KafkaCluster::start(1).expect("start Apache Kafka");
+        println!("== Apache Kafka {}", broker.version());
+        bench(&broker.addr());
+    }
+}
+
+/// The whole bench against the broker at `addr`, on a topic `avg` it creates.
+fn bench(addr: &str) {
+    let addr = addr.to_string();
     let mut client = Client::connect(std::slice::from_ref(&addr), ClientConfig::default()).expect("connect");
     client.create_topic("avg", 1, 1).expect("create topic");
     let started = Instant::now();
@@ -154,5 +171,4 @@ fn main() {
             piped / bare
         );
     }
-    drop(broker);
 }
