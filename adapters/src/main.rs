@@ -531,6 +531,7 @@ fn cmd_run(args: RunArgs, stop: Arc<AtomicBool>) -> Result<()> {
             interrupt: Some(stop.clone()),
             ..ClientConfig::default()
         },
+        on_bad_batch: lab_config(0, args.on_malformed, args.order).malformed,
     };
     let stdout = std::io::stdout();
     let mut out: Box<dyn Write> = if args.quiet { Box::new(std::io::sink()) } else { Box::new(stdout.lock()) };

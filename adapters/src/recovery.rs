@@ -294,11 +294,12 @@ impl<J: Job> Resumed<J> {
         let mut hooks = Hooks { checkpointer, on_report };
         let mut summary = RunSummary::default();
         let (mut out, mut status) = (std::io::sink(), std::io::sink());
+        let mut fetch = fetch;
         let result = run_pending(
             &mut self.engine,
             &pending,
             &next,
-            fetch,
+            |r: &[OffsetRange], b: &mut RecordBatch| fetch(r, b).map(|()| Vec::new()),
             &mut hooks,
             &mut summary,
             &mut out,

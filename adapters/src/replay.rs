@@ -87,7 +87,7 @@ impl<J: Job> Replayer<J> {
         on_batch(&report);
         self.summary.batches += 1;
         self.summary.records += report.records as u64;
-        self.summary.malformed += report.malformed.len() as u64;
+        self.summary.malformed += Malformed::total(&report.malformed);
         Ok(())
     }
 }

@@ -8,8 +8,8 @@ use crate::kafka::direct::{
 use crate::kafka::{Client, ClientConfig, KafkaError};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use dstream_core::{
-    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, OffsetRange, OpenBatch, RecordBatch,
-    RecordSource, Time,
+    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, Malformed, MalformedPolicy,
+    OffsetRange, OpenBatch, RecordBatch, RecordSource, Run, SourceError, Time,
 };
 use std::collections::VecDeque;
 use std::io::Write;
@@ -35,6 +35,9 @@ pub struct RunOptions {
     pub on_out_of_range: OutOfRangePolicy,
     /// The Kafka client's settings.
     pub client: ClientConfig,
+    /// A record batch that cannot be read (damaged, or inflating beyond the bound on a batch): fail the run, or
+    /// skip its offsets, counting and reporting them as malformed records (as `--on-malformed` says).
+    pub on_bad_batch: MalformedPolicy,
 }
 
 /// Where a run starts: a job on a new batch grid, or where a checkpoint left it.
@@ -257,7 +260,8 @@ pub fn run_job_to_end<J: Job>(
     let mut fetch_cfg = opts.client.clone();
     fetch_cfg.interrupt = None;
     let fetch_client = Client::connect(&opts.brokers, fetch_cfg)?;
-    let mut fetcher = RangeFetcher::new(fetch_client, &opts.topic);
+    let mut fetcher =
+        RangeFetcher::new(fetch_client, &opts.topic).skip_bad_batches(opts.on_bad_batch == MalformedPolicy::Skip);
     let mut current: Vec<(i32, i64)> = direct.current_offsets().to_vec();
     let mut summary = RunSummary::default();
     // Catch up first: stored batches run again over exactly their ranges (their output appears again).
@@ -339,7 +343,7 @@ pub fn run_pending<J: Job, E: std::error::Error + 'static>(
     engine: &mut Engine<J>,
     pending: &[BatchInfo],
     next_offsets: &[(i32, i64)],
-    mut fetch: impl FnMut(&[OffsetRange], &mut RecordBatch) -> Result<(), E>,
+    mut fetch: impl FnMut(&[OffsetRange], &mut RecordBatch) -> Result<Vec<Malformed>, E>,
     hooks: &mut dyn RunHooks<J>,
     summary: &mut RunSummary,
     out: &mut dyn Write,
@@ -350,8 +354,12 @@ pub fn run_pending<J: Job, E: std::error::Error + 'static>(
     for (i, info) in pending.iter().enumerate() {
         records.clear();
         hooks.before_batch(info);
-        fetch(&info.ranges, &mut records).map_err(|source| PendingError::Fetch { time: info.time, source })?;
-        let report = engine.run_batch(info.time, &mut records, clock).map_err(RunError::from)?;
+        let unread =
+            fetch(&info.ranges, &mut records).map_err(|source| PendingError::Fetch { time: info.time, source })?;
+        let mut open = engine.begin_batch(info.time, clock).map_err(RunError::from)?;
+        records.sort_by_position();
+        engine.feed_source(&mut open, &WithUnread { records: &records, unread: &unread }).map_err(RunError::from)?;
+        let report = engine.finish_batch(open, clock).map_err(RunError::from)?;
         let mut done = CompletedBatch {
             info,
             report: &report,
@@ -364,6 +372,24 @@ pub fn run_pending<J: Job, E: std::error::Error + 'static>(
         finish_batch(&mut done, summary, hooks, out, status)?;
     }
     Ok(())
+}
+
+/// A batch's records and the offsets that were skipped unread.
+struct WithUnread<'a> {
+    records: &'a RecordBatch,
+    unread: &'a [Malformed],
+}
+
+impl RecordSource for WithUnread<'_> {
+    fn len_hint(&self) -> usize {
+        self.records.len()
+    }
+    fn for_each_run(&self, f: &mut dyn FnMut(Run<'_>)) -> Result<usize, SourceError> {
+        self.records.for_each_run(f)
+    }
+    fn for_each_skipped(&self, f: &mut dyn FnMut(&Malformed)) {
+        self.unread.iter().for_each(f)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -383,6 +409,9 @@ fn process_loop<J: Job>(
     let mut whole = RecordBatch::new();
     // The batch being fed: its generation and the engine's open batch.
     let mut open: Option<(GeneratedBatch, OpenBatch)> = None;
+    // Per partition of the open batch: where its records continue after offsets skipped with a bad batch (the
+    // fetch moved past the batch by its length, and later segments may hold records the bad batch claimed).
+    let mut floors: Vec<(i32, i64)> = Vec::new();
     while let Ok(msg) = rx.recv() {
         let msg = match msg {
             Ok(m) => m,
@@ -402,13 +431,21 @@ fn process_loop<J: Job>(
                 hooks.before_batch(&generated.info);
                 let batch = engine.begin_batch(generated.info.time, clock)?;
                 whole.clear();
+                floors.clear();
                 open = Some((generated, batch));
                 continue;
             }
-            Fetched::Segment(segment) => {
+            Fetched::Segment(mut segment) => {
                 // Its records are read in place, on this thread, straight into the job.
                 if let Some((_, batch)) = open.as_mut() {
+                    if let Some(f) = floors.iter().find(|f| f.0 == segment.partition) {
+                        segment.from = segment.from.max(f.1);
+                    }
                     engine.feed_source(batch, &segment)?;
+                    if let Some(after) = segment.skipped_until() {
+                        floors.retain(|f| f.0 != segment.partition);
+                        floors.push((segment.partition, after));
+                    }
                     if keep {
                         segment
                             .for_each_record(&mut |r| whole.push(r.partition, r.offset, r.timestamp, r.key, r.value))
@@ -488,14 +525,14 @@ fn finish_batch<J>(
     out.flush()?;
     summary.batches += 1;
     summary.records += report.records as u64;
-    summary.malformed += report.malformed.len() as u64;
+    summary.malformed += Malformed::total(&report.malformed);
     // Formatted first and written at once: stderr is unbuffered, and a formatted write to it is a system call per
     // piece.
     let line = format!(
         "dstream: batch {}: {} records, {} malformed, processing {} ms, scheduling delay {} ms, lag {}\n",
         info.time,
         report.records,
-        report.malformed.len(),
+        Malformed::total(&report.malformed),
         report.processing_time.millis(),
         report.scheduling_delay.millis(),
         done.lag

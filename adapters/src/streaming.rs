@@ -419,6 +419,7 @@ impl StreamingContext {
             batches: self.batches,
             on_out_of_range: p.on_out_of_range,
             client: p.client.clone(),
+            on_bad_batch: self.graph.malformed_policy(),
         };
         let mut checkpointer = None;
         let mut start = None;
