@@ -662,6 +662,7 @@ fn prepare_checkpoint(
         offsets: resumed.next_offsets.iter().map(|n| (n.partition, n.offset)).collect(),
         engine: resumed.engine,
         pending: resumed.pending,
+        leader_epochs: resumed.leader_epochs,
     };
     Ok((Some(resume), checkpointer))
 }

@@ -12,6 +12,7 @@ use crate::checkpoint::{
 };
 use crate::run::{run_pending, CompletedBatch, PendingError, RunError, RunHooks, RunSummary};
 use crossbeam_channel::{Receiver, Sender};
+use dstream_core::checkpoint::LeaderEpoch;
 use dstream_core::key::Key;
 use dstream_core::lab::{Avg, LabCheckpoint};
 use dstream_core::{
@@ -38,6 +39,7 @@ pub struct Checkpointer {
     fingerprint: Fingerprint,
     every: u64,
     background: Option<Background>,
+    leader_epochs: Vec<LeaderEpoch>,
 }
 
 /// The writer thread: checkpoints are encoded on the batch path (state and offsets captured together) and
@@ -53,7 +55,7 @@ struct Background {
 impl Checkpointer {
     /// A checkpointer for the job `fingerprint` describes, saving every `every` batches (at least 1), inline.
     pub fn new(store: CheckpointStore, fingerprint: Fingerprint, every: u64) -> Self {
-        Checkpointer { store, fingerprint, every: every.max(1), background: None }
+        Checkpointer { store, fingerprint, every: every.max(1), background: None, leader_epochs: Vec::new() }
     }
 
     /// Writes on a background thread: the batch path only encodes. At most one checkpoint waits while another is
@@ -113,6 +115,7 @@ impl Checkpointer {
     ) -> Result<Option<PathBuf>, CheckpointError> {
         let Some(time) = engine.last_completed() else { return Ok(None) };
         let meta = CheckpointMeta {
+            leader_epochs: self.leader_epochs.clone(),
             fingerprint: self.fingerprint.clone(),
             time,
             zero: engine.timer().zero(),
@@ -153,6 +156,12 @@ impl Checkpointer {
             bg.collect(false)?;
         }
         Ok(None)
+    }
+
+    /// The leader epochs the checkpoints saved from now on store (see [`LeaderEpoch`]).
+    pub fn set_leader_epochs(&mut self, epochs: &[LeaderEpoch]) {
+        self.leader_epochs.clear();
+        self.leader_epochs.extend_from_slice(epochs);
     }
 
     /// Waits until every checkpoint handed to the writer thread is durable (no-op when inline).
@@ -204,6 +213,8 @@ pub struct Resumed<J> {
     pub next_offsets: Vec<NextOffset>,
     /// Batches to run again over their stored ranges, oldest first.
     pub pending: Vec<BatchInfo>,
+    /// The leader epochs the checkpoint stored, to check the log against (see [`LeaderEpoch`]).
+    pub leader_epochs: Vec<LeaderEpoch>,
 }
 
 /// Why catching up after a restore failed.
@@ -248,7 +259,12 @@ pub fn restore<J: Job>(
     } else {
         BatchTimer::first_start(now.max(last), interval)
     };
-    Ok(Resumed { engine: Engine::new(job, timer), next_offsets: meta.next_offsets, pending: meta.pending })
+    Ok(Resumed {
+        engine: Engine::new(job, timer),
+        next_offsets: meta.next_offsets,
+        pending: meta.pending,
+        leader_epochs: meta.leader_epochs,
+    })
 }
 
 impl<J: Job> Resumed<J> {
@@ -299,7 +315,8 @@ impl<J: Job> Resumed<J> {
             &mut self.engine,
             &pending,
             &next,
-            |r: &[OffsetRange], b: &mut RecordBatch| fetch(r, b).map(|()| Vec::new()),
+            &mut self.leader_epochs,
+            |r: &[OffsetRange], b: &mut RecordBatch| fetch(r, b).map(|()| Default::default()),
             &mut hooks,
             &mut summary,
             &mut out,

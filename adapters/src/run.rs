@@ -3,10 +3,12 @@
 
 use crate::clock::SystemClock;
 use crate::kafka::direct::{
-    DirectConfig, DirectStream, GeneratedBatch, OffsetReset, OutOfRangePolicy, RangeFetcher, Segment, StartingOffsets,
+    note_epoch, DirectConfig, DirectStream, GeneratedBatch, OffsetReset, OutOfRangePolicy, RangeFetcher, RangesRead,
+    Segment, StartingOffsets,
 };
 use crate::kafka::{Client, ClientConfig, KafkaError};
 use crossbeam_channel::{unbounded, Receiver, Sender};
+use dstream_core::checkpoint::LeaderEpoch;
 use dstream_core::{
     BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, Malformed, MalformedPolicy,
     OffsetRange, OpenBatch, RecordBatch, RecordSource, Run, SourceError, Time,
@@ -58,6 +60,9 @@ pub struct Resume<J> {
     pub engine: Engine<J>,
     /// Batches generated but not completed before the stop, run again first over exactly their ranges.
     pub pending: Vec<BatchInfo>,
+    /// Per partition, the leader epoch of the last batch read before the stop: the log is checked against them
+    /// before the run goes on (see [`LeaderEpoch`]).
+    pub leader_epochs: Vec<LeaderEpoch>,
 }
 
 /// A batch that completed, as the per-batch hook sees it.
@@ -78,6 +83,8 @@ pub struct CompletedBatch<'a, J> {
     pub pending: &'a [BatchInfo],
     /// Records beyond this batch's ranges when it was generated.
     pub lag: i64,
+    /// Per partition, the leader epoch of the last batch read so far (e.g. for a checkpoint to store).
+    pub leader_epochs: &'a [LeaderEpoch],
 }
 
 /// Called by [`run_job`] on the processing thread.
@@ -111,6 +118,8 @@ pub struct RunEnd<'a, J> {
     pub next_offsets: &'a [(i32, i64)],
     /// Batches generated but not completed, oldest first: to run again over their ranges after a restart.
     pub pending: &'a [BatchInfo],
+    /// Per partition, the leader epoch of the last batch read.
+    pub leader_epochs: &'a [LeaderEpoch],
 }
 
 /// Reports malformed records on stderr as a run meets them: the first [`MalformedReporter::SHOWN`], then how many
@@ -245,15 +254,17 @@ pub fn run_job_to_end<J: Job>(
         on_out_of_range: opts.on_out_of_range,
     };
     let clock = SystemClock;
-    let (offsets, mut engine, pending) = match start {
-        Start::Resume(r) => (Some(r.offsets), r.engine, r.pending),
+    let (offsets, mut engine, pending, mut epochs) = match start {
+        Start::Resume(r) => (Some(r.offsets), r.engine, r.pending, r.leader_epochs),
         Start::Fresh(job) => {
             let timer = BatchTimer::first_start(clock.now(), opts.batch_interval);
-            (None, Engine::new(job, timer), Vec::new())
+            (None, Engine::new(job, timer), Vec::new(), Vec::new())
         }
     };
     client.set_interrupt(stop.clone());
-    let direct = DirectStream::new(client, direct_cfg, offsets)?;
+    let mut direct = DirectStream::new(client, direct_cfg, offsets)?;
+    // The log must still hold what was read, in the epochs it was read in (not truncated in place).
+    direct.check_leader_epochs(&epochs)?;
     // Fetching has a connection of its own, so that a slow fetch never delays fixing the next batch's ranges. A
     // stop does not cut it short: a batch whose ranges are fixed is fetched whole and completes (a batch half
     // applied to the state could be neither checkpointed nor run again), and no batch is generated after a stop.
@@ -269,6 +280,7 @@ pub fn run_job_to_end<J: Job>(
         &mut engine,
         &pending,
         &current,
+        &mut epochs,
         |r, b| fetcher.fetch_ranges(r, b),
         hooks,
         &mut summary,
@@ -299,7 +311,19 @@ pub fn run_job_to_end<J: Job>(
         .spawn(move || fetch_loop(fetcher, gen_rx, tx))
         .map_err(RunError::Output)?;
 
-    let result = process_loop(&mut engine, &mut current, &in_flight, summary, hooks, &stop, &rx, out, status, &clock);
+    let result = process_loop(
+        &mut engine,
+        &mut current,
+        &mut epochs,
+        &in_flight,
+        summary,
+        hooks,
+        &stop,
+        &rx,
+        out,
+        status,
+        &clock,
+    );
     // Tell the fetch thread to finish (it also stops when the channels close) and wait for it.
     let interrupted = stop.swap(true, Ordering::SeqCst);
     drop(rx);
@@ -310,13 +334,18 @@ pub fn run_job_to_end<J: Job>(
     // Both threads are done: the batches generated and not completed are final.
     let (pending, next_offsets) = pending_after(&in_flight, engine.last_completed(), &current);
     hooks
-        .at_end(&mut RunEnd { engine: &mut engine, next_offsets: &next_offsets, pending: &pending })
+        .at_end(&mut RunEnd {
+            engine: &mut engine,
+            next_offsets: &next_offsets,
+            pending: &pending,
+            leader_epochs: &epochs,
+        })
         .map_err(RunError::End)?;
     // The grid continues after every batch generated so far (the generate thread's timer, not the engine's).
     if let Some(last) = pending.last().map(|b| b.time).max(engine.last_completed()) {
         engine.resume_timer_after(last);
     }
-    Ok(RunOutcome { summary, resume: Resume { offsets: next_offsets, engine, pending } })
+    Ok(RunOutcome { summary, resume: Resume { offsets: next_offsets, engine, pending, leader_epochs: epochs } })
 }
 
 /// Why running stored batches again failed.
@@ -337,13 +366,15 @@ pub enum PendingError<E: std::error::Error + 'static> {
 
 /// Runs stored batches again over exactly their ranges, oldest first (after a restart: the batches a checkpoint
 /// left pending), through the same path as a live batch: printed output, status line, hooks (recording,
-/// malformed records, checkpoints). `next_offsets` is where the live stream continues after all of them.
+/// malformed records, checkpoints). `next_offsets` is where the live stream continues after all of them;
+/// `epochs` is updated with the leader epochs the fetches saw.
 #[allow(clippy::too_many_arguments)]
 pub fn run_pending<J: Job, E: std::error::Error + 'static>(
     engine: &mut Engine<J>,
     pending: &[BatchInfo],
     next_offsets: &[(i32, i64)],
-    mut fetch: impl FnMut(&[OffsetRange], &mut RecordBatch) -> Result<Vec<Malformed>, E>,
+    epochs: &mut Vec<LeaderEpoch>,
+    mut fetch: impl FnMut(&[OffsetRange], &mut RecordBatch) -> Result<RangesRead, E>,
     hooks: &mut dyn RunHooks<J>,
     summary: &mut RunSummary,
     out: &mut dyn Write,
@@ -354,11 +385,14 @@ pub fn run_pending<J: Job, E: std::error::Error + 'static>(
     for (i, info) in pending.iter().enumerate() {
         records.clear();
         hooks.before_batch(info);
-        let unread =
+        let read =
             fetch(&info.ranges, &mut records).map_err(|source| PendingError::Fetch { time: info.time, source })?;
         let mut open = engine.begin_batch(info.time, clock).map_err(RunError::from)?;
         records.sort_by_position();
-        engine.feed_source(&mut open, &WithUnread { records: &records, unread: &unread }).map_err(RunError::from)?;
+        engine
+            .feed_source(&mut open, &WithUnread { records: &records, unread: &read.unread })
+            .map_err(RunError::from)?;
+        read.leader_epochs.iter().for_each(|&e| note_epoch(epochs, e));
         let report = engine.finish_batch(open, clock).map_err(RunError::from)?;
         let mut done = CompletedBatch {
             info,
@@ -368,6 +402,7 @@ pub fn run_pending<J: Job, E: std::error::Error + 'static>(
             next_offsets,
             pending: &pending[i + 1..],
             lag: 0,
+            leader_epochs: epochs,
         };
         finish_batch(&mut done, summary, hooks, out, status)?;
     }
@@ -396,6 +431,7 @@ impl RecordSource for WithUnread<'_> {
 fn process_loop<J: Job>(
     engine: &mut Engine<J>,
     current: &mut [(i32, i64)],
+    epochs: &mut Vec<LeaderEpoch>,
     in_flight: &InFlight,
     mut summary: RunSummary,
     hooks: &mut dyn RunHooks<J>,
@@ -442,6 +478,9 @@ fn process_loop<J: Job>(
                         segment.from = segment.from.max(f.1);
                     }
                     engine.feed_source(batch, &segment)?;
+                    if let Some(e) = segment.leader_epoch {
+                        note_epoch(epochs, e);
+                    }
                     if let Some(after) = segment.skipped_until() {
                         floors.retain(|f| f.0 != segment.partition);
                         floors.push((segment.partition, after));
@@ -469,6 +508,7 @@ fn process_loop<J: Job>(
             next_offsets: &next,
             pending: &pending,
             lag: generated.lag,
+            leader_epochs: epochs,
         };
         finish_batch(&mut done, &mut summary, hooks, out, status)?;
         if stop.load(Ordering::Relaxed) {

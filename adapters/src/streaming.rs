@@ -445,7 +445,8 @@ impl StreamingContext {
                 let resumed = restore(loaded.checkpoint, job, self.interval, SystemClock.now())
                     .map_err(|source| StreamingError::Restore { path, source })?;
                 let offsets = resumed.next_offsets.iter().map(|n| (n.partition, n.offset)).collect();
-                start = Some(Start::Resume(Resume { offsets, engine: resumed.engine, pending: resumed.pending }));
+                let (engine, pending, leader_epochs) = (resumed.engine, resumed.pending, resumed.leader_epochs);
+                start = Some(Start::Resume(Resume { offsets, engine, pending, leader_epochs }));
                 checkpointer = Some(ck);
                 job = Graph::new();
             } else {
@@ -643,6 +644,7 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
             // Batches generated ahead of processing are stored as pending, with their ranges: after a restart they
             // run again over exactly those ranges, and the live stream continues after them.
             let started = std::time::Instant::now();
+            c.set_leader_epochs(b.leader_epochs);
             let path = c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending)?;
             saved = path.map(|path| crate::ui::SavedCheckpoint { path, batch_path: started.elapsed() });
         }
@@ -668,6 +670,7 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
     }
     fn at_end(&mut self, end: &mut RunEnd<'_, J>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if let Some(c) = &mut self.checkpointer {
+            c.set_leader_epochs(end.leader_epochs);
             c.save(end.engine, &next_offsets(end.next_offsets), end.pending)?;
             c.flush()?;
         }

@@ -181,7 +181,7 @@ fn run_again(addr: &str, topic: &str, pending: Vec<BatchInfo>) -> (Vec<(String, 
     let end = pending.last().unwrap().ranges[0].until;
     let timer = BatchTimer::resume(Time(0), Duration::from_millis(100), pending.last().unwrap().time);
     let engine = Engine::new(LabJob::new(LabConfig::default()), timer);
-    let resume = Resume { offsets: vec![(0, end)], engine, pending };
+    let resume = Resume { offsets: vec![(0, end)], engine, pending, leader_epochs: Vec::new() };
     let mut reports = Reports::default();
     let (mut out, mut status) = (Vec::new(), Vec::new());
     let stop = Arc::new(AtomicBool::new(false));

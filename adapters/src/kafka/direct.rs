@@ -8,6 +8,7 @@ use super::records::{
     scan_headers_skipping, BatchError, BatchProblem, PlacedRecords, RecordView, Scan,
 };
 use bytes::Bytes;
+use dstream_core::checkpoint::LeaderEpoch;
 use dstream_core::{
     BatchInfo, Duration, Malformed, OffsetRange, RecordBatch, RecordRef, RecordSource, Run, SourceError, Time,
     RUN_RECORDS,
@@ -123,6 +124,27 @@ impl DirectStream {
             }
         };
         Ok(DirectStream { client, cfg, current })
+    }
+
+    /// Checks that the log still holds what was read (`epochs`, e.g. from a checkpoint): for each partition, the
+    /// records of the leader epoch read in must not end below the offset read up to. A broker without leader
+    /// epochs (no OffsetForLeaderEpoch, or none in its batches) is not checked.
+    pub fn check_leader_epochs(&mut self, epochs: &[LeaderEpoch]) -> Result<()> {
+        let checks: Vec<&LeaderEpoch> =
+            epochs.iter().filter(|e| e.epoch >= 0 && self.current.iter().any(|c| c.0 == e.partition)).collect();
+        if checks.is_empty() {
+            return Ok(());
+        }
+        let asks: Vec<(i32, i32)> = checks.iter().map(|e| (e.partition, e.epoch)).collect();
+        let Some(ends) = self.client.epoch_end_offsets(&self.cfg.topic, &asks)? else { return Ok(()) };
+        for (e, (_, _, end)) in checks.into_iter().zip(ends) {
+            // A negative end: the leader knows no epoch at or below it (nothing to compare).
+            if end >= 0 && end < e.offset {
+                let (topic, partition, saved, epoch) = (self.cfg.topic.clone(), e.partition, e.offset, e.epoch);
+                return Err(KafkaError::LogTruncated { topic, partition, saved, epoch, end });
+            }
+        }
+        Ok(())
     }
 
     /// The next offset of every partition, as (partition, offset), sorted by partition.
@@ -307,11 +329,11 @@ impl RangeFetcher {
 
     /// Fetches exactly the records of `ranges` into `out` (appending), in offset order per partition. Bytes
     /// fetched beyond a range are kept and serve the next range of that partition first. Returns the offsets
-    /// skipped unread (only if [`skip_bad_batches`](Self::skip_bad_batches)).
-    pub fn fetch_ranges(&mut self, ranges: &[OffsetRange], out: &mut RecordBatch) -> Result<Vec<Malformed>> {
-        let mut dest = Collect { records: out, unread: Vec::new(), skip: self.skip_bad_batches };
+    /// skipped unread (only if [`skip_bad_batches`](Self::skip_bad_batches)) and the leader epochs seen.
+    pub fn fetch_ranges(&mut self, ranges: &[OffsetRange], out: &mut RecordBatch) -> Result<RangesRead> {
+        let mut dest = Collect { records: out, unread: Vec::new(), skip: self.skip_bad_batches, epochs: Vec::new() };
         self.fetch_into(ranges, &mut dest)?;
-        Ok(dest.unread)
+        Ok(RangesRead { unread: dest.unread, leader_epochs: dest.epochs })
     }
 
     /// Fetches the records of `ranges` as [`fetch_ranges`](Self::fetch_ranges) does, but hands the fetched bytes
@@ -495,6 +517,33 @@ impl RangeFetcher {
     }
 }
 
+/// What reading fixed ranges found besides their records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangesRead {
+    /// Offsets skipped unread (bad batches, when they are skipped).
+    pub unread: Vec<Malformed>,
+    /// Per partition read, the leader epoch of the last batch read and the offset after it (within the range).
+    pub leader_epochs: Vec<LeaderEpoch>,
+}
+
+/// The leader epoch of the last batch `scan` read of `partition`, if the broker gave one, and the offset after
+/// it, within the range ending at `until`.
+fn epoch_of(partition: i32, scan: &Scan, until: i64) -> Option<LeaderEpoch> {
+    let next = scan.next_offset?;
+    (scan.last_epoch >= 0).then(|| LeaderEpoch { partition, epoch: scan.last_epoch, offset: next.min(until) })
+}
+
+/// Puts `e` in `epochs` in place of the partition's earlier one.
+pub fn note_epoch(epochs: &mut Vec<LeaderEpoch>, e: LeaderEpoch) {
+    match epochs.iter_mut().find(|x| x.partition == e.partition) {
+        Some(x) => *x = e,
+        None => {
+            epochs.push(e);
+            epochs.sort_unstable();
+        }
+    }
+}
+
 /// The report of the offsets in `[from, until)` of a batch skipped unread (`e`), if any.
 fn unread_in(topic: &str, partition: i32, from: i64, until: i64, e: &BatchError) -> Option<Malformed> {
     let (first, last) = (e.first_unread.max(from), e.last_offset.min(until - 1));
@@ -525,6 +574,7 @@ struct Collect<'a> {
     records: &'a mut RecordBatch,
     unread: Vec<Malformed>,
     skip: bool,
+    epochs: Vec<LeaderEpoch>,
 }
 
 impl Dest for Collect<'_> {
@@ -565,6 +615,9 @@ impl Dest for Collect<'_> {
             }
         }
         let scan = for_each_record_placed(bytes, slot.2, max_batch_bytes, &mut Into { c: self, topic, slot: *slot })?;
+        if let Some(e) = epoch_of(slot.0, &scan, slot.2) {
+            note_epoch(&mut self.epochs, e);
+        }
         Ok(advance(slot, &scan, bytes))
     }
 
@@ -608,6 +661,9 @@ pub struct Segment {
     pub unread: Vec<Malformed>,
     /// Offsets the last read of the bytes skipped.
     found: RefCell<Vec<Malformed>>,
+    /// The leader epoch of the last batch in the bytes, and the offset after it (within the range), if the broker
+    /// gave one.
+    pub leader_epoch: Option<LeaderEpoch>,
 }
 
 impl RecordSource for Segment {
@@ -641,8 +697,8 @@ impl RecordSource for Segment {
 impl Segment {
     /// Bytes of `partition` holding the records of `[from, until)`, read as [`RangeFetcher`] reads them.
     pub fn new(topic: Arc<str>, partition: i32, from: i64, until: i64, bytes: Bytes, max_batch_bytes: usize) -> Self {
-        let (skip_bad_batches, unread, found) = (false, Vec::new(), RefCell::default());
-        Segment { topic, partition, from, until, bytes, max_batch_bytes, skip_bad_batches, unread, found }
+        let (skip_bad_batches, unread, found, leader_epoch) = (false, Vec::new(), RefCell::default(), None);
+        Segment { topic, partition, from, until, bytes, max_batch_bytes, skip_bad_batches, unread, found, leader_epoch }
     }
 
     /// The offsets after the last one this segment's reads skip unread, if they skip any: a later segment of the
@@ -743,6 +799,7 @@ impl<F: FnMut(Segment)> Dest for InOrder<F> {
             let mut segment =
                 Segment::new(self.topic.clone(), partition, from, until, bytes.slice(..scan.end), max_batch_bytes);
             segment.skip_bad_batches = self.skip;
+            segment.leader_epoch = epoch_of(partition, &scan, until);
             self.send(segment);
         }
         Ok(advance(slot, &scan, bytes))
@@ -838,7 +895,7 @@ mod tests {
             assert!(err.reason.contains(want), "{codec:?}: {err}");
             // Read into a RecordBatch (catching up on pending batches): a typed error, the range not moved past it.
             let (mut batch, mut slot) = (RecordBatch::new(), (3, 0, 3));
-            let mut dest = Collect { records: &mut batch, unread: Vec::new(), skip: false };
+            let mut dest = Collect { records: &mut batch, unread: Vec::new(), skip: false, epochs: Vec::new() };
             let err = corrupt("avg", 3, Dest::read(&mut dest, "avg", &bad, &mut slot, 1 << 20).unwrap_err());
             assert!(
                 matches!(&err, KafkaError::CorruptBatch { partition: 3, offset: 0, last_offset: 2, reason, .. }
@@ -928,7 +985,7 @@ mod tests {
     /// The offsets reading `bytes` into a batch (the path of batches run again) takes, and the spans it skips.
     fn read_collect(bytes: Bytes, from: i64, until: i64) -> Read {
         let mut batch = RecordBatch::new();
-        let mut dest = Collect { records: &mut batch, unread: Vec::new(), skip: true };
+        let mut dest = Collect { records: &mut batch, unread: Vec::new(), skip: true, epochs: Vec::new() };
         let mut slot = (3, from, until);
         Dest::read(&mut dest, "avg", &bytes, &mut slot, 1 << 20).unwrap();
         let skipped = dest.unread.iter().map(|m| (m.offset, m.last_offset, m.reason.clone())).collect();

@@ -62,7 +62,7 @@ pub enum BatchProblem {
 }
 
 /// What a pass over fetched bytes found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scan {
     /// The offset after the last whole batch read (`None` if no whole batch was read).
     pub next_offset: Option<i64>,
@@ -73,6 +73,9 @@ pub struct Scan {
     pub rest: usize,
     /// Byte position after the last whole batch read: the records read all lie before it.
     pub end: usize,
+    /// The partition leader epoch the last whole batch read was written in (its header's; -1 if none was read or
+    /// the broker gives none).
+    pub last_epoch: i32,
 }
 
 /// Calls `f` for every record of every whole batch in `data` (a fetch response's record set), in log order.
@@ -209,7 +212,7 @@ fn walk(
     mut batch: impl FnMut(&BatchAt) -> Result<(), Failed>,
 ) -> Result<Scan, BatchError> {
     let mut pos = 0usize;
-    let mut scan = Scan::default();
+    let mut scan = Scan { next_offset: None, batches: 0, rest: 0, end: 0, last_epoch: -1 };
     let mut floor = i64::MIN;
     while data.len() - pos >= 12 {
         let base_offset = i64::from_be_bytes(data[pos..pos + 8].try_into().expect("8 bytes"));
@@ -271,6 +274,9 @@ fn walk(
                 floor,
             })
         });
+        if read.is_ok() {
+            scan.last_epoch = i32::from_be_bytes(b[12..16].try_into().expect("4 bytes"));
+        }
         if let Err(f) = read {
             let first_unread = f.first_unread.max(floor);
             let e = BatchError { offset: base_offset, last_offset, first_unread, problem: f.problem };
@@ -632,7 +638,17 @@ mod tests {
         for codec in [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
             let one = encode_batch(&refs, 1000, codec).unwrap();
             let (got, scan) = collect(&one);
-            assert_eq!(scan, Scan { next_offset: Some(500), batches: 1, rest: one.len(), end: one.len() }, "{codec:?}");
+            assert_eq!(
+                scan,
+                Scan {
+                    next_offset: Some(500),
+                    batches: 1,
+                    rest: one.len(),
+                    end: one.len(),
+                    last_epoch: scan.last_epoch
+                },
+                "{codec:?}"
+            );
             assert_eq!(scan_headers_before(&one, i64::MAX), Ok(scan));
             assert_eq!(got.len(), 500);
             for (i, (off, v)) in got.iter().enumerate() {
