@@ -509,7 +509,7 @@ fn parse_records<'a>(records: &'a [u8], b: &BatchAt, f: &mut impl FnMut(RecordVi
     let mut prev_delta = -1i64;
     parse_records_from(records, b, &mut prev_delta, f).map_err(|reason| Failed {
         problem: BatchProblem::Corrupt(reason),
-        first_unread: b.base_offset + prev_delta + 1,
+        first_unread: b.base_offset + (prev_delta + 1),
     })
 }
 
@@ -670,6 +670,26 @@ mod tests {
         let crc = crc32c::crc32c(&b[21..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
         Bytes::from(b)
+    }
+
+    #[test]
+    fn a_bad_batch_at_the_lowest_offset_is_an_error_not_an_overflow() {
+        // Found by fuzzing (fuzz/regressions/record_batch): the first offset not handed over was computed as
+        // base - 1 + 1, which overflows at i64::MIN.
+        let mut b = with_header(&encode_batch(&[b"a,1", b"b,2", b"c,3"], 0, Codec::None).unwrap(), 1, 2).to_vec();
+        b[..8].copy_from_slice(&i64::MIN.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let mut with_first_record_bad = b.clone();
+        with_first_record_bad[61] = 0x7f; // the first record's length: past the end of the batch
+        for bytes in [b, with_first_record_bad] {
+            let crc = crc32c::crc32c(&bytes[21..]);
+            let mut bytes = bytes;
+            bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+            let err = for_each_record(&Bytes::from(bytes), |_| {}).unwrap_err();
+            assert_eq!(err.offset, i64::MIN, "{err}");
+            assert!(err.first_unread == i64::MIN || err.first_unread == i64::MIN + 1, "{err:?}");
+        }
     }
 
     #[test]
