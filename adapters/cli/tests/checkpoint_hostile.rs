@@ -33,6 +33,7 @@ fn lab_checkpoint(t: i64, entries: &[(&str, i128, u64)]) -> Checkpoint<JobState>
     };
     Checkpoint {
         meta: CheckpointMeta {
+            leader_epochs: Vec::new(),
             fingerprint: dstream_cli::lab::fingerprint("avg", 1, &LabConfig::default(), Duration(100)),
             time: Time(t),
             zero: Time(0),
