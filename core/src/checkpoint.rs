@@ -240,6 +240,18 @@ impl CheckpointMeta {
         // Offsets: every partition of the input exactly once, none negative; a partition left out would start
         // afresh under a state that already counts it, one listed twice would be read twice.
         let partitions = self.fingerprint.partitions as usize;
+        if partitions > self.next_offsets.len() {
+            // Fewer offsets than partitions: one is left out. Found without sizing anything by the partition
+            // count, which comes from the file (a count near 2^32 would ask for tens of GiB).
+            let mut listed = vec![false; self.next_offsets.len() + 1];
+            for n in &self.next_offsets {
+                if let Some(l) = usize::try_from(n.partition).ok().and_then(|p| listed.get_mut(p)) {
+                    *l = true;
+                }
+            }
+            let p = listed.iter().position(|l| !l).expect("one slot more than the offsets");
+            return Err(format!("next offsets leave out partition {p}"));
+        }
         let mut next = vec![None; partitions];
         for n in &self.next_offsets {
             let slot = usize::try_from(n.partition).ok().and_then(|p| next.get_mut(p));

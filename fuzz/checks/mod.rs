@@ -1,6 +1,8 @@
 //! What the fuzz targets check, shared with the normal test suite (`adapters/cli/tests/fuzz_corpora.rs` replays the
 //! committed corpora and regressions through the same functions). Each takes arbitrary bytes and panics only if
 //! an invariant breaks.
+// Each fuzz target uses one of these.
+#![allow(dead_code)]
 
 use bytes::Bytes;
 use dstream_adapters::checkpoint::{decode, encode, JobState};
