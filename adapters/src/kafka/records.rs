@@ -177,7 +177,8 @@ const CONTROL: i16 = 1 << 5;
 /// aborted transactions `aborted` (the fetch answer's list, as (producer id, first offset)): the records a
 /// read_committed consumer drops. As Kafka's consumer reads it: a transactional batch of a producer is aborted if
 /// one of that producer's aborted transactions starts at or before the batch's last offset and no control batch
-/// (its abort marker) of that producer came between. Damaged headers end the list there; the read reports them.
+/// (its abort marker) of that producer came between. A batch whose header is bad is passed over (the read
+/// reports it, or skips it and reads on); a bad length ends the list there.
 pub fn aborted_batches(data: &[u8], aborted: &[(i64, i64)]) -> Vec<i64> {
     let mut out = Vec::new();
     if aborted.is_empty() {
@@ -186,7 +187,8 @@ pub fn aborted_batches(data: &[u8], aborted: &[(i64, i64)]) -> Vec<i64> {
     let mut starts = aborted.to_vec();
     starts.sort_unstable_by_key(|a| a.1);
     let (mut next, mut open) = (0usize, Vec::<i64>::new());
-    let _ = walk(data, i64::MAX, false, None, |b| {
+    // Past a batch whose header is bad, as a read that skips bad batches goes on after it.
+    let _ = walk(data, i64::MAX, false, Some(&mut Vec::new()), |b| {
         while next < starts.len() && starts[next].1 <= b.base_offset.saturating_add(b.last_delta as i64) {
             open.push(starts[next].0);
             next += 1;
@@ -889,6 +891,41 @@ mod tests {
         // Markers and aborted records are not handed over; their offsets are passed all the same.
         assert_eq!(placed.0.iter().map(|p| p.1).collect::<Vec<_>>(), vec![3, 6, 7, 9]);
         assert_eq!(scan.next_offset, Some(12));
+    }
+
+    #[test]
+    fn aborted_batches_after_a_bad_batch_are_still_dropped_when_bad_batches_are_skipped() {
+        /// Placements that skip bad batches.
+        struct Skipping(Placements, Vec<i64>);
+        impl<'a> PlacedRecords<'a> for Skipping {
+            fn in_place(&mut self, r: RecordView<'a>) {
+                self.0.in_place(r)
+            }
+            fn decompressed(&mut self, r: RecordView<'_>) {
+                self.0.decompressed(r)
+            }
+            fn skips_bad_batches(&self) -> bool {
+                true
+            }
+            fn skipped(&mut self, e: &BatchError) {
+                self.1.push(e.offset)
+            }
+        }
+        let tx = TRANSACTIONAL;
+        // A plain batch at 0 whose header counts 2 records in a span of 1 (bad from its header alone), then
+        // producer 7's aborted transaction at 1..=2 (marker at 3), then a plain record at 4.
+        let mut bad = with_header(&Bytes::from(batch_at(0, 1, -1, 0)), 2, 0).to_vec();
+        bad.extend(batch_at(1, 2, 7, tx));
+        bad.extend(batch_at(3, 1, 7, tx | CONTROL));
+        bad.extend(batch_at(4, 1, -1, 0));
+        let data = Bytes::from(bad);
+        let skip = aborted_batches(&data, &[(7, 1)]);
+        assert_eq!(skip, vec![1]);
+        let mut placed = Skipping(Placements(vec![]), vec![]);
+        let scan = for_each_record_placed(&data, i64::MAX, DEFAULT_MAX_BATCH_BYTES, &skip, &mut placed).unwrap();
+        assert_eq!(placed.1, vec![0], "the bad batch is skipped");
+        assert_eq!(placed.0 .0.iter().map(|p| p.1).collect::<Vec<_>>(), vec![4], "aborted records are not read");
+        assert_eq!(scan.next_offset, Some(5));
     }
 
     #[test]
