@@ -220,6 +220,7 @@ pub struct Loaded<S> {
 pub fn encode<S: Serialize>(cp: &Checkpoint<S>) -> Result<Vec<u8>, CheckpointError> {
     let mut meta = postcard::to_stdvec(&cp.meta)?;
     meta.extend_from_slice(&postcard::to_stdvec(&MetaExtension { topic_id: cp.meta.fingerprint.topic_id.clone() })?);
+    meta.extend_from_slice(&postcard::to_stdvec(&EpochExtension { leader_epochs: cp.meta.leader_epochs.clone() })?);
     let mut out = Vec::with_capacity(HEADER_LEN + meta.len() + 8 + 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -293,14 +294,26 @@ struct MetaExtension {
     topic_id: Option<String>,
 }
 
-/// Decodes the meta section: the [`CheckpointMeta`] fields, then the [`MetaExtension`] if the file has one.
+/// What the meta section holds after the [`MetaExtension`] (added within version 2, as it was).
+#[derive(Serialize, serde::Deserialize)]
+struct EpochExtension {
+    /// Per partition, the leader epoch of the last batch fetched.
+    leader_epochs: Vec<dstream_core::checkpoint::LeaderEpoch>,
+}
+
+/// Decodes the meta section: the [`CheckpointMeta`] fields, then the [`MetaExtension`] and the
+/// [`EpochExtension`] if the file has them.
 fn decode_meta(bytes: &[u8]) -> Result<CheckpointMeta, CorruptCheckpoint> {
     let decoding = |source| CorruptCheckpoint::Decode { section: "meta", source };
     let (mut meta, rest): (CheckpointMeta, &[u8]) = postcard::take_from_bytes(bytes).map_err(decoding)?;
     if !rest.is_empty() {
         // Fields a later dstream may add after these are left alone, as this one's are by older readers.
-        let ext: MetaExtension = postcard::from_bytes(rest).map_err(decoding)?;
+        let (ext, rest): (MetaExtension, &[u8]) = postcard::take_from_bytes(rest).map_err(decoding)?;
         meta.fingerprint.topic_id = ext.topic_id;
+        if !rest.is_empty() {
+            let ext: EpochExtension = postcard::from_bytes(rest).map_err(decoding)?;
+            meta.leader_epochs = ext.leader_epochs;
+        }
     }
     Ok(meta)
 }

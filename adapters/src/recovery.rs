@@ -12,6 +12,7 @@ use crate::checkpoint::{
 };
 use crate::run::{run_pending, CompletedBatch, PendingError, RunError, RunHooks, RunSummary};
 use crossbeam_channel::{Receiver, Sender};
+use dstream_core::checkpoint::LeaderEpoch;
 use dstream_core::{
     BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, OffsetRange, RecordBatch, Time,
 };
@@ -27,6 +28,7 @@ pub struct Checkpointer {
     fingerprint: Fingerprint,
     every: u64,
     background: Option<Background>,
+    leader_epochs: Vec<LeaderEpoch>,
     /// Each stateful operator's id and the bytes of its state in the last checkpoint saved.
     state_bytes: Vec<(String, u64)>,
     writes: WriteStats,
@@ -115,6 +117,7 @@ impl Checkpointer {
             fingerprint,
             every: every.max(1),
             background: None,
+            leader_epochs: Vec::new(),
             state_bytes: Vec::new(),
             writes: WriteStats::default(),
             restored: None,
@@ -202,6 +205,7 @@ impl Checkpointer {
         let partitions = u32::try_from(next_offsets.len()).unwrap_or(u32::MAX);
         self.fingerprint.partitions = self.fingerprint.partitions.max(partitions);
         let meta = CheckpointMeta {
+            leader_epochs: self.leader_epochs.clone(),
             fingerprint: self.fingerprint.clone(),
             time,
             zero: engine.timer().zero(),
@@ -249,6 +253,12 @@ impl Checkpointer {
             bg.collect(false, &mut self.writes)?;
         }
         Ok(None)
+    }
+
+    /// The leader epochs the checkpoints saved from now on store (see [`LeaderEpoch`]).
+    pub fn set_leader_epochs(&mut self, epochs: &[LeaderEpoch]) {
+        self.leader_epochs.clear();
+        self.leader_epochs.extend_from_slice(epochs);
     }
 
     /// Waits until every checkpoint handed to the writer thread is durable (no-op when inline).
@@ -301,6 +311,8 @@ pub struct Resumed<J> {
     pub next_offsets: Vec<NextOffset>,
     /// Batches to run again over their stored ranges, oldest first.
     pub pending: Vec<BatchInfo>,
+    /// The leader epochs the checkpoint stored, to check the log against (see [`LeaderEpoch`]).
+    pub leader_epochs: Vec<LeaderEpoch>,
 }
 
 /// Why catching up after a restore failed.
@@ -345,7 +357,12 @@ pub fn restore<J: Job>(
     } else {
         BatchTimer::first_start(now.max(last), interval)
     };
-    Ok(Resumed { engine: Engine::new(job, timer), next_offsets: meta.next_offsets, pending: meta.pending })
+    Ok(Resumed {
+        engine: Engine::new(job, timer),
+        next_offsets: meta.next_offsets,
+        pending: meta.pending,
+        leader_epochs: meta.leader_epochs,
+    })
 }
 
 impl<J: Job> Resumed<J> {
@@ -391,7 +408,18 @@ impl<J: Job> Resumed<J> {
         let mut hooks = Hooks { checkpointer, on_report };
         let mut summary = RunSummary::default();
         let mut out = std::io::sink();
-        let result = run_pending(&mut self.engine, &pending, &next, fetch, &mut hooks, &mut summary, &mut out, clock);
+        let mut fetch = fetch;
+        let result = run_pending(
+            &mut self.engine,
+            &pending,
+            &next,
+            &mut self.leader_epochs,
+            |r: &[OffsetRange], b: &mut RecordBatch| fetch(r, b).map(|()| Default::default()),
+            &mut hooks,
+            &mut summary,
+            &mut out,
+            clock,
+        );
         // What did not run stays pending.
         self.pending = pending[summary.batches as usize..].to_vec();
         result.map_err(|e| match e {

@@ -3,7 +3,7 @@
 
 use crate::recording::{Frame, RecordingError, RecordingHeader, RecordingReader};
 use dstream_core::time::MAX_MILLIS;
-use dstream_core::{BatchReport, BatchTimer, Engine, EngineError, Job, ManualClock, RecordBatch, Time};
+use dstream_core::{BatchReport, BatchTimer, Engine, EngineError, Job, Malformed, ManualClock, RecordBatch, Time};
 use std::io::{Read, Write};
 
 /// Totals of a replay.
@@ -86,7 +86,7 @@ impl<J: Job> Replayer<J> {
         on_batch(&report);
         self.summary.batches += 1;
         self.summary.records += report.records as u64;
-        self.summary.malformed += report.malformed.len() as u64;
+        self.summary.malformed += Malformed::total(&report.malformed);
         Ok(())
     }
 }

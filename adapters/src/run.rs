@@ -3,13 +3,15 @@
 
 use crate::clock::SystemClock;
 use crate::kafka::direct::{
-    DirectConfig, DirectStream, GeneratedBatch, OffsetReset, OutOfRangePolicy, RangeFetcher, Segment, StartingOffsets,
+    note_epoch, DirectConfig, DirectStream, GeneratedBatch, OffsetReset, OutOfRangePolicy, RangeFetcher, RangesRead,
+    Segment, StartingOffsets,
 };
 use crate::kafka::{Client, ClientConfig, KafkaError};
 use crossbeam_channel::{unbounded, Receiver, Sender};
+use dstream_core::checkpoint::LeaderEpoch;
 use dstream_core::{
-    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, OffsetRange, OpenBatch, RecordBatch,
-    RecordSource, Time,
+    BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, Malformed, MalformedPolicy,
+    OffsetRange, OpenBatch, RecordBatch, RecordSource, Run, SourceError, Time,
 };
 use std::collections::VecDeque;
 use std::io::Write;
@@ -35,6 +37,9 @@ pub struct RunOptions {
     pub on_out_of_range: OutOfRangePolicy,
     /// The Kafka client's settings.
     pub client: ClientConfig,
+    /// A record batch that cannot be read (damaged, or inflating beyond the bound on a batch): fail the run, or
+    /// skip its offsets, counting and reporting them as malformed records (as `--on-malformed` says).
+    pub on_bad_batch: MalformedPolicy,
 }
 
 /// Where a run starts: a job on a new batch grid, or where a checkpoint left it.
@@ -55,6 +60,9 @@ pub struct Resume<J> {
     pub engine: Engine<J>,
     /// Batches generated but not completed before the stop, run again first over exactly their ranges.
     pub pending: Vec<BatchInfo>,
+    /// Per partition, the leader epoch of the last batch read before the stop: the log is checked against them
+    /// before the run goes on (see [`LeaderEpoch`]).
+    pub leader_epochs: Vec<LeaderEpoch>,
 }
 
 /// A batch that completed, as the per-batch hook sees it.
@@ -77,6 +85,8 @@ pub struct CompletedBatch<'a, J> {
     pub lag: i64,
     /// The same per partition: (partition, records in its log beyond its range); empty for a batch run again.
     pub lags: &'a [(i32, i64)],
+    /// Per partition, the leader epoch of the last batch read so far (e.g. for a checkpoint to store).
+    pub leader_epochs: &'a [LeaderEpoch],
 }
 
 /// Called by [`run_job`] on the processing thread.
@@ -130,6 +140,8 @@ pub struct RunEnd<'a, J> {
     pub next_offsets: &'a [(i32, i64)],
     /// Batches generated but not completed, oldest first: to run again over their ranges after a restart.
     pub pending: &'a [BatchInfo],
+    /// Per partition, the leader epoch of the last batch read.
+    pub leader_epochs: &'a [LeaderEpoch],
 }
 
 /// Reports malformed records on stderr as a run meets them: the first [`MalformedReporter::SHOWN`], then how many
@@ -276,27 +288,40 @@ fn run_to_end<J: Job>(
         on_out_of_range: opts.on_out_of_range,
     };
     let clock = SystemClock;
-    let (offsets, mut engine, pending) = match start {
-        Start::Resume(r) => (Some(r.offsets), r.engine, r.pending),
+    let (offsets, mut engine, pending, mut epochs) = match start {
+        Start::Resume(r) => (Some(r.offsets), r.engine, r.pending, r.leader_epochs),
         Start::Fresh(job) => {
             let timer = BatchTimer::first_start(clock.now(), opts.batch_interval);
-            (None, Engine::new(job, timer), Vec::new())
+            (None, Engine::new(job, timer), Vec::new(), Vec::new())
         }
     };
     client.set_interrupt(stop.clone());
-    let direct = DirectStream::new(client, direct_cfg, offsets)?;
+    let mut direct = DirectStream::new(client, direct_cfg, offsets)?;
+    // The log must still hold what was read, in the epochs it was read in (not truncated in place).
+    direct.check_leader_epochs(&epochs)?;
     // Fetching has a connection of its own, so that a slow fetch never delays fixing the next batch's ranges. A
     // stop does not cut it short: a batch whose ranges are fixed is fetched whole and completes (a batch half
     // applied to the state could be neither checkpointed nor run again), and no batch is generated after a stop.
     let mut fetch_cfg = opts.client.clone();
     fetch_cfg.interrupt = None;
     let fetch_client = Client::connect(&opts.brokers, fetch_cfg)?;
-    let mut fetcher = RangeFetcher::new(fetch_client, &opts.topic);
+    let mut fetcher =
+        RangeFetcher::new(fetch_client, &opts.topic).skip_bad_batches(opts.on_bad_batch == MalformedPolicy::Skip);
     let mut current: Vec<(i32, i64)> = direct.current_offsets().to_vec();
     let mut summary = RunSummary::default();
     // Catch up first: stored batches run again over exactly their ranges (their output appears again).
-    run_pending(&mut engine, &pending, &current, |r, b| fetcher.fetch_ranges(r, b), hooks, &mut summary, out, &clock)
-        .map_err(|e| match e {
+    run_pending(
+        &mut engine,
+        &pending,
+        &current,
+        &mut epochs,
+        |r, b| fetcher.fetch_ranges(r, b),
+        hooks,
+        &mut summary,
+        out,
+        &clock,
+    )
+    .map_err(|e| match e {
         PendingError::Fetch { source, .. } => RunError::Kafka(source),
         PendingError::Run(e) => e,
     })?;
@@ -320,7 +345,8 @@ fn run_to_end<J: Job>(
         .spawn(move || fetch_loop(fetcher, gen_rx, tx))
         .map_err(RunError::Output)?;
 
-    let result = process_loop(&mut engine, &mut current, &in_flight, summary, hooks, &stop, &rx, out, &clock);
+    let result =
+        process_loop(&mut engine, &mut current, &mut epochs, &in_flight, summary, hooks, &stop, &rx, out, &clock);
     // Tell the fetch thread to finish (it also stops when the channels close) and wait for it.
     let interrupted = stop.swap(true, Ordering::SeqCst);
     drop(rx);
@@ -331,13 +357,18 @@ fn run_to_end<J: Job>(
     // Both threads are done: the batches generated and not completed are final.
     let (pending, next_offsets) = pending_after(&in_flight, engine.last_completed(), &current);
     hooks
-        .at_end(&mut RunEnd { engine: &mut engine, next_offsets: &next_offsets, pending: &pending })
+        .at_end(&mut RunEnd {
+            engine: &mut engine,
+            next_offsets: &next_offsets,
+            pending: &pending,
+            leader_epochs: &epochs,
+        })
         .map_err(RunError::End)?;
     // The grid continues after every batch generated so far (the generate thread's timer, not the engine's).
     if let Some(last) = pending.last().map(|b| b.time).max(engine.last_completed()) {
         engine.resume_timer_after(last);
     }
-    Ok(RunOutcome { summary, resume: Resume { offsets: next_offsets, engine, pending } })
+    Ok(RunOutcome { summary, resume: Resume { offsets: next_offsets, engine, pending, leader_epochs: epochs } })
 }
 
 /// Why running stored batches again failed.
@@ -358,13 +389,15 @@ pub enum PendingError<E: std::error::Error + 'static> {
 
 /// Runs stored batches again over exactly their ranges, oldest first (after a restart: the batches a checkpoint
 /// left pending), through the same path as a live batch: printed output, status line, hooks (recording,
-/// malformed records, checkpoints). `next_offsets` is where the live stream continues after all of them.
+/// malformed records, checkpoints). `next_offsets` is where the live stream continues after all of them;
+/// `epochs` is updated with the leader epochs the fetches saw.
 #[allow(clippy::too_many_arguments)]
 pub fn run_pending<J: Job, E: std::error::Error + 'static>(
     engine: &mut Engine<J>,
     pending: &[BatchInfo],
     next_offsets: &[(i32, i64)],
-    mut fetch: impl FnMut(&[OffsetRange], &mut RecordBatch) -> Result<(), E>,
+    epochs: &mut Vec<LeaderEpoch>,
+    mut fetch: impl FnMut(&[OffsetRange], &mut RecordBatch) -> Result<RangesRead, E>,
     hooks: &mut dyn RunHooks<J>,
     summary: &mut RunSummary,
     out: &mut dyn Write,
@@ -375,8 +408,15 @@ pub fn run_pending<J: Job, E: std::error::Error + 'static>(
         records.clear();
         hooks.on_batch_submitted(info);
         hooks.before_batch(info);
-        fetch(&info.ranges, &mut records).map_err(|source| PendingError::Fetch { time: info.time, source })?;
-        let report = engine.run_batch(info.time, &mut records, clock).map_err(RunError::from)?;
+        let read =
+            fetch(&info.ranges, &mut records).map_err(|source| PendingError::Fetch { time: info.time, source })?;
+        let mut open = engine.begin_batch(info.time, clock).map_err(RunError::from)?;
+        records.sort_by_position();
+        engine
+            .feed_source(&mut open, &WithUnread { records: &records, unread: &read.unread })
+            .map_err(RunError::from)?;
+        read.leader_epochs.iter().for_each(|&e| note_epoch(epochs, e));
+        let report = engine.finish_batch(open, clock).map_err(RunError::from)?;
         let mut done = CompletedBatch {
             info,
             report: &report,
@@ -386,16 +426,36 @@ pub fn run_pending<J: Job, E: std::error::Error + 'static>(
             pending: &pending[i + 1..],
             lag: 0,
             lags: &[],
+            leader_epochs: epochs,
         };
         finish_batch(&mut done, summary, hooks, out)?;
     }
     Ok(())
 }
 
+/// A batch's records and the offsets that were skipped unread.
+struct WithUnread<'a> {
+    records: &'a RecordBatch,
+    unread: &'a [Malformed],
+}
+
+impl RecordSource for WithUnread<'_> {
+    fn len_hint(&self) -> usize {
+        self.records.len()
+    }
+    fn for_each_run(&self, f: &mut dyn FnMut(Run<'_>)) -> Result<usize, SourceError> {
+        self.records.for_each_run(f)
+    }
+    fn for_each_skipped(&self, f: &mut dyn FnMut(&Malformed)) {
+        self.unread.iter().for_each(f)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn process_loop<J: Job>(
     engine: &mut Engine<J>,
     current: &mut Vec<(i32, i64)>,
+    epochs: &mut Vec<LeaderEpoch>,
     in_flight: &InFlight,
     mut summary: RunSummary,
     hooks: &mut dyn RunHooks<J>,
@@ -410,6 +470,9 @@ fn process_loop<J: Job>(
     let mut open: Option<(GeneratedBatch, OpenBatch)> = None;
     // The newest batch the hooks heard was submitted.
     let mut submitted: Option<Time> = None;
+    // Per partition of the open batch: where its records continue after offsets skipped with a bad batch (the
+    // fetch moved past the batch by its length, and later segments may hold records the bad batch claimed).
+    let mut floors: Vec<(i32, i64)> = Vec::new();
     while let Ok(msg) = rx.recv() {
         announce_submitted(in_flight, &mut submitted, hooks);
         let msg = match msg {
@@ -430,13 +493,24 @@ fn process_loop<J: Job>(
                 hooks.before_batch(&generated.info);
                 let batch = engine.begin_batch(generated.info.time, clock)?;
                 whole.clear();
+                floors.clear();
                 open = Some((generated, batch));
                 continue;
             }
-            Fetched::Segment(segment) => {
+            Fetched::Segment(mut segment) => {
                 // Its records are read in place, on this thread, straight into the job.
                 if let Some((_, batch)) = open.as_mut() {
+                    if let Some(f) = floors.iter().find(|f| f.0 == segment.partition) {
+                        segment.from = segment.from.max(f.1);
+                    }
                     engine.feed_source(batch, &segment)?;
+                    if let Some(e) = segment.leader_epoch {
+                        note_epoch(epochs, e);
+                    }
+                    if let Some(after) = segment.skipped_until() {
+                        floors.retain(|f| f.0 != segment.partition);
+                        floors.push((segment.partition, after));
+                    }
                     if keep {
                         segment
                             .for_each_record(&mut |r| whole.push(r.partition, r.offset, r.timestamp, r.key, r.value))
@@ -461,6 +535,7 @@ fn process_loop<J: Job>(
             pending: &pending,
             lag: generated.lag,
             lags: &generated.lags,
+            leader_epochs: epochs,
         };
         finish_batch(&mut done, &mut summary, hooks, out)?;
         if stop.load(Ordering::Relaxed) {
@@ -534,7 +609,7 @@ fn finish_batch<J>(
     out.flush()?;
     summary.batches += 1;
     summary.records += report.records as u64;
-    summary.malformed += report.malformed.len() as u64;
+    summary.malformed += Malformed::total(&report.malformed);
     hooks.after_batch(done).map_err(|source| RunError::Hook { time: info.time, source })
 }
 

@@ -217,7 +217,7 @@ impl<W: Write> StreamingListener for StatusLine<W> {
             "dstream: batch {}: {} records, {} malformed, processing {} ms, scheduling delay {} ms, lag {}",
             b.info.time,
             b.records,
-            b.malformed.len(),
+            Malformed::total(b.malformed),
             b.processing_time.millis(),
             b.scheduling_delay.millis(),
             b.lag
@@ -533,6 +533,7 @@ impl StreamingContext {
             batches: self.batches,
             on_out_of_range: p.on_out_of_range,
             client: client_config,
+            on_bad_batch: self.graph.malformed_policy(),
         };
         let mut checkpointer = None;
         let mut start = None;
@@ -577,7 +578,8 @@ impl StreamingContext {
                     .map_err(|source| StreamingError::Restore { path: path.clone(), source })?;
                 ck.note_restored(crate::recovery::Restored { path, batch, pending, took: restore_started.elapsed() });
                 let offsets = resumed.next_offsets.iter().map(|n| (n.partition, n.offset)).collect();
-                start = Some(Start::Resume(Resume { offsets, engine: resumed.engine, pending: resumed.pending }));
+                let (engine, pending, leader_epochs) = (resumed.engine, resumed.pending, resumed.leader_epochs);
+                start = Some(Start::Resume(Resume { offsets, engine, pending, leader_epochs }));
                 checkpointer = Some(ck);
                 job = Graph::new();
             } else {
@@ -807,6 +809,7 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
             // Batches generated ahead of processing are stored as pending, with their ranges: after a restart they
             // run again over exactly those ranges, and the live stream continues after them.
             let started = std::time::Instant::now();
+            c.set_leader_epochs(b.leader_epochs);
             let path = c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending).inspect_err(|e| {
                 if let Some(ui) = &self.ui {
                     ui.checkpoint_failed(&e.to_string());
@@ -861,6 +864,7 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
     }
     fn at_end(&mut self, end: &mut RunEnd<'_, J>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         if let Some(c) = &mut self.checkpointer {
+            c.set_leader_epochs(end.leader_epochs);
             let saved = c.save(end.engine, &next_offsets(end.next_offsets), end.pending).and_then(|_| c.flush());
             if let Some(ui) = &self.ui {
                 match &saved {

@@ -184,6 +184,20 @@ pub struct NextOffset {
     pub offset: i64,
 }
 
+/// What a run saw of a partition's log: it held offset `offset - 1` in leader epoch `epoch` (the epoch of the last
+/// record batch fetched up to there). If the log's records of that epoch later end below `offset`, the log was
+/// truncated in place (an unclean leader election, a broker that lost data) and the offsets saved no longer
+/// point into the log that was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LeaderEpoch {
+    /// Partition number.
+    pub partition: i32,
+    /// The leader epoch of the batch holding `offset - 1`.
+    pub epoch: i32,
+    /// The offset after the last one read in that epoch.
+    pub offset: i64,
+}
+
 /// Everything in a checkpoint but the state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
@@ -199,6 +213,11 @@ pub struct CheckpointMeta {
     pub next_offsets: Vec<NextOffset>,
     /// Batches generated (ranges fixed) but not completed, oldest first; they run again on restore.
     pub pending: Vec<BatchInfo>,
+    /// Per partition, the leader epoch of the last batch fetched and where it was (none if the broker gives no
+    /// epochs). Not part of this struct's encoding: a store keeps it beside the rest (the file store after the
+    /// meta section's other fields), so checkpoints written without it still read.
+    #[serde(skip)]
+    pub leader_epochs: Vec<LeaderEpoch>,
 }
 
 impl CheckpointMeta {
@@ -221,6 +240,18 @@ impl CheckpointMeta {
         // Offsets: every partition of the input exactly once, none negative; a partition left out would start
         // afresh under a state that already counts it, one listed twice would be read twice.
         let partitions = self.fingerprint.partitions as usize;
+        if partitions > self.next_offsets.len() {
+            // Fewer offsets than partitions: one is left out. Found without sizing anything by the partition
+            // count, which comes from the file (a count near 2^32 would ask for tens of GiB).
+            let mut listed = vec![false; self.next_offsets.len() + 1];
+            for n in &self.next_offsets {
+                if let Some(l) = usize::try_from(n.partition).ok().and_then(|p| listed.get_mut(p)) {
+                    *l = true;
+                }
+            }
+            let p = listed.iter().position(|l| !l).expect("one slot more than the offsets");
+            return Err(format!("next offsets leave out partition {p}"));
+        }
         let mut next = vec![None; partitions];
         for n in &self.next_offsets {
             let slot = usize::try_from(n.partition).ok().and_then(|p| next.get_mut(p));

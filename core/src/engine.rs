@@ -13,7 +13,7 @@ pub struct BatchReport {
     pub time: Time,
     /// Records in the batch's input.
     pub records: usize,
-    /// Records that could not be parsed (skipped).
+    /// Records that could not be parsed, and offsets that could not be read (skipped).
     pub malformed: Vec<Malformed>,
     /// What `print` operations wrote.
     pub printed: String,
@@ -87,6 +87,9 @@ impl RecordSource for Counted<'_> {
         let n = self.source.for_each_run(f)?;
         self.count.set(Some(n));
         Ok(n)
+    }
+    fn for_each_skipped(&self, f: &mut dyn FnMut(&Malformed)) {
+        self.source.for_each_skipped(f)
     }
 }
 
@@ -190,6 +193,7 @@ impl<J: Job> Engine<J> {
             None => part.for_each_run(&mut |_| {}).map_err(|e| EngineError::Job { time, source: e.into() })?,
         };
         batch.records += n;
+        part.for_each_skipped(&mut |m| batch.malformed.push(m.clone()));
         Ok(())
     }
 
@@ -204,7 +208,7 @@ impl<J: Job> Engine<J> {
         self.last_completed = Some(time);
         self.totals.batches += 1;
         self.totals.records += batch.records as u64;
-        self.totals.malformed += batch.malformed.len() as u64;
+        self.totals.malformed += Malformed::total(&batch.malformed);
         Ok(BatchReport {
             time,
             records: batch.records,

@@ -104,6 +104,11 @@ impl GraphBuilder {
         Shuffle::following(self.inner.borrow().order.clone())
     }
 
+    /// The policy [`set_malformed_policy`](Self::set_malformed_policy) set (skip by default).
+    pub fn malformed_policy(&self) -> MalformedPolicy {
+        self.inner.borrow().policy.get()
+    }
+
     /// The batch's input records, from the source `topic` names (for [`ConsumerRecord::topic`]).
     pub fn records_of(&self, topic: &str) -> InputStream {
         InputStream { graph: self.clone(), topic: Rc::from(topic) }

@@ -28,6 +28,11 @@ pub trait RecordSource {
     /// before it may have been handed over.
     fn for_each_run(&self, f: &mut dyn FnMut(Run<'_>)) -> Result<usize, SourceError>;
 
+    /// Calls `f` for each span of offsets the last [`for_each_run`](Self::for_each_run) skipped unread (records
+    /// that could not be read at all, e.g. a damaged record batch, under a policy that skips malformed input); the
+    /// engine counts them as malformed records. None by default.
+    fn for_each_skipped(&self, _f: &mut dyn FnMut(&crate::stream::Malformed)) {}
+
     /// Calls `f` for every record, as [`for_each_run`](Self::for_each_run) hands them over.
     fn for_each_record(&self, f: &mut dyn FnMut(RecordRef<'_>)) -> Result<usize, SourceError> {
         self.for_each_run(&mut |run| run.iter().for_each(&mut *f))

@@ -23,20 +23,48 @@ use std::fmt;
 use std::hash::Hash;
 use std::rc::Rc;
 
-/// A record that could not be parsed, with where it was.
+/// A record that could not be parsed, or offsets whose records could not be read at all (a damaged record batch),
+/// with where they were.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Malformed {
     /// Partition of the record.
     pub partition: i32,
-    /// Offset of the record.
+    /// Offset of the record (the first of the offsets skipped).
     pub offset: i64,
     /// What was wrong with it.
     pub reason: String,
+    /// For offsets skipped unread: the last of them (`offset..=last_offset`); `None` for one parsed record.
+    #[serde(default)]
+    pub last_offset: Option<i64>,
+}
+
+impl Malformed {
+    /// The offsets `offset..=last` of `partition`, skipped unread because of `reason`.
+    pub fn skipped(partition: i32, offset: i64, last: i64, reason: String) -> Self {
+        Malformed { partition, offset, reason, last_offset: Some(last) }
+    }
+
+    /// How many records (offsets) it stands for: one for a record, the offsets skipped for a damaged batch.
+    pub fn count(&self) -> u64 {
+        self.last_offset.map_or(1, |last| (last - self.offset).max(0) as u64 + 1)
+    }
+
+    /// Malformed records in `list`, counted by [`count`](Self::count).
+    pub fn total(list: &[Malformed]) -> u64 {
+        list.iter().map(Malformed::count).sum()
+    }
 }
 
 impl fmt::Display for Malformed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed record at partition {} offset {}: {}", self.partition, self.offset, self.reason)
+        match self.last_offset {
+            None => {
+                write!(f, "malformed record at partition {} offset {}: {}", self.partition, self.offset, self.reason)
+            }
+            Some(last) => {
+                write!(f, "offsets {}..={last} of partition {} (unread): {}", self.offset, self.partition, self.reason)
+            }
+        }
     }
 }
 
@@ -431,7 +459,8 @@ impl<F: RecordParser> Reader<'_, F> {
 #[cold]
 #[inline(never)]
 fn malformed(rec: &RecordRef<'_>, e: &dyn fmt::Display) -> Malformed {
-    Malformed { partition: rec.partition, offset: rec.offset, reason: format!("{e} (value {:?})", preview(rec.value)) }
+    let reason = format!("{e} (value {:?})", preview(rec.value));
+    Malformed { partition: rec.partition, offset: rec.offset, reason, last_offset: None }
 }
 
 fn preview(value: &[u8]) -> String {

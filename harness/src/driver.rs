@@ -382,6 +382,7 @@ impl Driver<Graph> {
         let fingerprint =
             Fingerprint::of_job(topic, self.partitions() as u32, job_name, self.engine.job_mut(), interval);
         let meta = CheckpointMeta {
+            leader_epochs: Vec::new(),
             fingerprint,
             time: self.clock.now(),
             zero: self.zero(),

@@ -29,6 +29,7 @@ fn to_store(d: &Driver<dstream_cli::lab::LabJob>, fingerprint: &Fingerprint) -> 
     let cp = d.checkpoint();
     Checkpoint {
         meta: CheckpointMeta {
+            leader_epochs: Vec::new(),
             fingerprint: fingerprint.clone(),
             time: cp.time,
             zero: cp.zero,

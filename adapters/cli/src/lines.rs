@@ -61,7 +61,7 @@ pub fn replay_lines(
         out.write_all(report.printed.as_bytes())?;
         summary.batches += 1;
         summary.records += report.records as u64;
-        summary.malformed += report.malformed.len() as u64;
+        summary.malformed += dstream_core::Malformed::total(&report.malformed);
     }
     out.flush()?;
     Ok(summary)

@@ -131,7 +131,7 @@ fn dstream_run_reports_a_bomb_on_a_real_broker_and_holds_memory_to_the_bound() {
         #[allow(clippy::zombie_processes)]
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dstream"))
             .args(["run", "--brokers", &addr, "--topic", &topic, "--starting-offsets", "earliest"])
-            .args(["--batch-interval", "200ms", "--batches", "5", "--max-batch-mib", "16"])
+            .args(["--batch-interval", "200ms", "--batches", "5", "--max-batch-mib", "16", "--on-malformed", "fail"])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

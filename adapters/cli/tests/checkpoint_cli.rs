@@ -284,6 +284,7 @@ fn a_symlinked_newest_checkpoint_is_skipped_with_a_word() {
     };
     let cp = Checkpoint {
         meta: CheckpointMeta {
+            leader_epochs: Vec::new(),
             fingerprint: dstream_cli::lab::fingerprint("avg", 1, &LabConfig::default(), Duration(100)),
             time: Time(100),
             zero: Time(0),

@@ -33,6 +33,7 @@ fn lab_checkpoint(t: i64, entries: &[(&str, i128, u64)]) -> Checkpoint<JobState>
     };
     Checkpoint {
         meta: CheckpointMeta {
+            leader_epochs: Vec::new(),
             fingerprint: dstream_cli::lab::fingerprint("avg", 1, &LabConfig::default(), Duration(100)),
             time: Time(t),
             zero: Time(0),
@@ -204,4 +205,22 @@ fn run_falls_back_or_fails_clearly_on_hostile_checkpoints() {
     let zero = lab_edit(&|lab| lab.state.entries[0].1.state = Avg::new(0, 0));
     let err = failure_line(&run(&["--batches", "1"]));
     assert!(err.contains(zero.to_str().unwrap()) && err.contains("invalid"), "{err}");
+}
+
+/// Found by the checkpoint_reader fuzz target (fuzz/regressions/checkpoint_reader): a CRC-valid file whose
+/// fingerprint claims 2^32 - 1 partitions made the check of its offsets allocate a slot per partition (64 GiB)
+/// before finding that it lists one. Now it is an invalid file like any other: the previous checkpoint is shown.
+#[test]
+fn show_falls_back_over_a_partition_count_near_2_32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::open(tmp.path()).unwrap();
+    store.save(&lab_checkpoint(100, &[("a", 6, 3)])).unwrap();
+    let mut huge = lab_checkpoint(200, &[("a", 8, 4)]);
+    huge.meta.fingerprint.partitions = u32::MAX;
+    std::fs::write(tmp.path().join(file_name(Time(200))), encode(&huge).unwrap()).unwrap();
+    let out = show(tmp.path());
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("checkpoint-200") && err.contains("next offsets leave out partition 1"), "{err}");
+    assert_eq!(checkpoint_rows(&ok(&out)), [("a".to_string(), 6, 3)]);
 }

@@ -22,6 +22,7 @@ fn checkpoint(t: i64) -> Checkpoint<LabCheckpoint> {
     let entries = vec![(Key::new("a"), StateEntry { state: Avg::new(5 * n as i128, n), updated_at: Time(t) })];
     Checkpoint {
         meta: CheckpointMeta {
+            leader_epochs: Vec::new(),
             fingerprint: fingerprint(),
             time: Time(t),
             zero: Time(0),
@@ -500,4 +501,28 @@ fn a_checkpoint_of_a_replaced_topic_is_refused_naming_both_ids() {
     let store = CheckpointStore::open(dir.path().join("ck")).unwrap();
     store.save(&checkpoint(3000)).unwrap();
     assert!(store.load_latest::<LabCheckpoint>(Some(&with_id(Some("id-2")))).unwrap().is_some());
+}
+
+#[test]
+fn leader_epochs_round_trip_and_files_written_before_them_still_read() {
+    use dstream_core::checkpoint::LeaderEpoch;
+    let mut cp = checkpoint(4000);
+    cp.meta.fingerprint = fingerprint().with_topic_id(Some("id-1".into()));
+    cp.meta.leader_epochs =
+        vec![LeaderEpoch { partition: 0, epoch: 3, offset: 5 }, LeaderEpoch { partition: 1, epoch: 7, offset: 7 }];
+    let back: Checkpoint<LabCheckpoint> = decode(&encode(&cp).unwrap()).unwrap();
+    assert_eq!(back, cp);
+    // A file with the topic id but written before the leader epochs: its meta section ends after the topic id.
+    let old = checkpoint(4000);
+    let mut meta = postcard::to_stdvec(&old.meta).unwrap();
+    meta.extend_from_slice(&postcard::to_stdvec(&Some("id-1".to_string())).unwrap());
+    let bytes = file_with_meta_section(&meta, &postcard::to_stdvec(&old.state).unwrap());
+    let back: Checkpoint<LabCheckpoint> = decode(&bytes).unwrap();
+    assert_eq!((back.meta.fingerprint.topic_id.as_deref(), back.meta.leader_epochs.len()), (Some("id-1"), 0));
+    // A reader that knows the topic id but not the epochs (the last dstream) reads the topic id and stops there.
+    let new = encode(&cp).unwrap();
+    let meta_len = u64::from_le_bytes(new[12..20].try_into().unwrap()) as usize;
+    let (_, rest): (CheckpointMeta, &[u8]) = postcard::take_from_bytes(&new[20..20 + meta_len]).unwrap();
+    let topic_id: Option<String> = postcard::from_bytes(rest).unwrap();
+    assert_eq!(topic_id.as_deref(), Some("id-1"));
 }

@@ -180,6 +180,7 @@ fn run(ops: &[Op], input: &[Vec<(u8, i64)>], crashes: &[usize]) -> RunOutput {
             let fingerprint = Fingerprint::of_job("t", 1, "graph", engine.job_mut(), INTERVAL);
             let state = save_state(engine.job_mut()).unwrap();
             let meta = CheckpointMeta {
+                leader_epochs: Vec::new(),
                 fingerprint: fingerprint.clone(),
                 time: t,
                 zero: Time(0),

@@ -44,6 +44,7 @@ fn options(b: &TestBroker, topic: &str, batches: u64) -> RunOptions {
         batches: Some(batches),
         on_out_of_range: OutOfRangePolicy::Fail,
         client: ClientConfig::default(),
+        on_bad_batch: dstream_core::MalformedPolicy::Fail,
     }
 }
 
@@ -67,7 +68,7 @@ fn resume_at(offsets: Vec<(i32, i64)>, state: Option<LabCheckpoint>, timer: Batc
     if let Some(cp) = state {
         job.restore(cp).unwrap();
     }
-    Resume { offsets, engine: Engine::new(job, timer), pending: Vec::new() }
+    Resume { offsets, engine: Engine::new(job, timer), pending: Vec::new(), leader_epochs: Vec::new() }
 }
 
 /// A batch grid starting now.

@@ -160,6 +160,7 @@ fn options(b: &TestBroker, topic: &str, isolation: IsolationLevel, rate: u64, ba
         batches,
         on_out_of_range: OutOfRangePolicy::Fail,
         client: ClientConfig { isolation_level: isolation, ..ClientConfig::default() },
+        on_bad_batch: dstream_core::MalformedPolicy::Fail,
     }
 }
 
@@ -236,7 +237,12 @@ fn read_committed_reads_committed_and_plain_records_once_and_read_uncommitted_al
     let mut job = LabJob::new(LabConfig::default());
     job.restore(first.state.clone().unwrap()).unwrap();
     let timer = BatchTimer::first_start(dstream_adapters::clock::SystemClock.now(), opts.batch_interval);
-    let resume = Resume { offsets: first.offsets.clone(), engine: Engine::new(job, timer), pending: vec![] };
+    let resume = Resume {
+        offsets: first.offsets.clone(),
+        engine: Engine::new(job, timer),
+        pending: vec![],
+        leader_epochs: Vec::new(),
+    };
     let mut second = Seen::default();
     let s2 = run(&opts, Start::Resume(resume), &mut second, stop());
     assert_eq!(s2.malformed, 0, "a transaction marker reached the job");

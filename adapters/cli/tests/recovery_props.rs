@@ -167,6 +167,7 @@ impl Runner<'_> {
                         let t = engine.last_completed().unwrap();
                         let cp = Checkpoint {
                             meta: CheckpointMeta {
+                                leader_epochs: Vec::new(),
                                 fingerprint: self.checkpointer.fingerprint().clone(),
                                 time: t,
                                 zero: engine.timer().zero(),

@@ -9,10 +9,11 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, FetchRequest, FetchResponse, ListOffsetsRequest, MetadataRequest,
-    ProduceRequest, TopicName,
+    OffsetForLeaderEpochRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -550,6 +551,63 @@ impl Client {
             ordered.push(found);
         }
         Ok(ordered)
+    }
+
+    /// Where each asked (partition, leader epoch)'s records end in the log, as (partition, the largest epoch the
+    /// leader knows at or below the one asked, its end offset: the first offset of the next epoch, or the log end),
+    /// in the order asked; `None` if a leader does not offer OffsetForLeaderEpoch (tansu). A log truncated in
+    /// place (an unclean leader election) ends an epoch below offsets once read in it.
+    pub fn epoch_end_offsets(&mut self, topic: &str, asks: &[(i32, i32)]) -> Result<Option<Vec<(i32, i32, i64)>>> {
+        self.with_retry(|c| c.epoch_end_offsets_once(topic, asks))
+    }
+
+    fn epoch_end_offsets_once(&mut self, topic: &str, asks: &[(i32, i32)]) -> Result<Option<Vec<(i32, i32, i64)>>> {
+        let partitions: Vec<i32> = asks.iter().map(|a| a.0).collect();
+        let mut out = Vec::with_capacity(asks.len());
+        for (leader, parts) in self.by_leader(topic, &partitions)? {
+            let conn = self.conn_to(leader)?;
+            let addr = conn.addr().to_string();
+            let version = match conn.version(ApiKey::OffsetForLeaderEpoch) {
+                Ok(v) => v,
+                Err(KafkaError::UnsupportedVersion { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut req = OffsetForLeaderEpochRequest::default();
+            req.replica_id = BrokerId(-1); // a consumer: answered from the leader's log
+            req.topics = vec![OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(
+                    asks.iter()
+                        .filter(|a| parts.contains(&a.0))
+                        .map(|&(p, epoch)| {
+                            OffsetForLeaderPartition::default()
+                                .with_partition(p)
+                                .with_current_leader_epoch(-1)
+                                .with_leader_epoch(epoch)
+                        })
+                        .collect(),
+                )];
+            let resp = conn.request(&req, version, Duration::ZERO)?;
+            for t in &resp.topics {
+                for p in &t.partitions {
+                    if let Some(error) = ResponseError::try_from_code(p.error_code) {
+                        let (topic, partition) = (topic.into(), p.partition);
+                        return Err(KafkaError::Broker { addr, api: "OffsetForLeaderEpoch", topic, partition, error });
+                    }
+                    out.push((p.partition, p.leader_epoch, p.end_offset));
+                }
+            }
+        }
+        let mut ordered = Vec::with_capacity(asks.len());
+        for &(p, _) in asks {
+            let found = out.iter().find(|o| o.0 == p).copied().ok_or_else(|| KafkaError::PartitionNotAnswered {
+                api: "OffsetForLeaderEpoch",
+                topic: topic.to_string(),
+                partition: p,
+            })?;
+            ordered.push(found);
+        }
+        Ok(Some(ordered))
     }
 
     /// One fetch round: asks each partition's leader for records from the given offsets, waiting up to

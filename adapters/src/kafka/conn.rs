@@ -25,6 +25,7 @@ pub const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 12),
     (ApiKey::Produce, 3, 9),
     (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// For each implemented API, the highest version both sides support, or what the broker offers as text.
@@ -231,6 +232,7 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::Fetch => "Fetch",
         ApiKey::Produce => "Produce",
         ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         ApiKey::ApiVersions => "ApiVersions",
         ApiKey::SaslHandshake => "SaslHandshake",
         ApiKey::SaslAuthenticate => "SaslAuthenticate",
@@ -824,9 +826,10 @@ mod tests {
                 (ApiKey::Fetch, Ok(12)),
                 (ApiKey::Produce, Ok(9)),
                 (ApiKey::CreateTopics, Ok(7)),
+                (ApiKey::OffsetForLeaderEpoch, Err("nothing".into())),
             ]
         );
-        let kafka4 = [(0, 3, 12), (1, 4, 17), (2, 1, 10), (3, 0, 13), (19, 2, 7)];
+        let kafka4 = [(0, 3, 12), (1, 4, 17), (2, 1, 10), (3, 0, 13), (19, 2, 7), (23, 2, 4)];
         assert!(choose_versions(&kafka4).iter().all(|(_, v)| v.is_ok()));
         let old = [(0, 0, 2), (1, 0, 3), (3, 0, 1)];
         let v = choose_versions(&old);

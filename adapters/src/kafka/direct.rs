@@ -6,12 +6,15 @@ use super::client::{FetchedPartition, IsolationLevel};
 use super::error::{KafkaError, Result};
 use super::records::{
     aborted_batches, first_base_offset, first_batch_span, for_each_record_placed, next_offset_before,
-    scan_headers_before, BatchError, BatchProblem, PlacedRecords, RecordView, Scan,
+    scan_headers_before, scan_headers_skipping, BatchError, BatchProblem, PlacedRecords, RecordView, Scan,
 };
 use bytes::Bytes;
+use dstream_core::checkpoint::LeaderEpoch;
 use dstream_core::{
-    BatchInfo, Duration, OffsetRange, RecordBatch, RecordRef, RecordSource, Run, SourceError, Time, RUN_RECORDS,
+    BatchInfo, Duration, Malformed, OffsetRange, RecordBatch, RecordRef, RecordSource, Run, SourceError, Time,
+    RUN_RECORDS,
 };
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -124,6 +127,27 @@ impl DirectStream {
             }
         };
         Ok(DirectStream { client, cfg, current })
+    }
+
+    /// Checks that the log still holds what was read (`epochs`, e.g. from a checkpoint): for each partition, the
+    /// records of the leader epoch read in must not end below the offset read up to. A broker without leader
+    /// epochs (no OffsetForLeaderEpoch, or none in its batches) is not checked.
+    pub fn check_leader_epochs(&mut self, epochs: &[LeaderEpoch]) -> Result<()> {
+        let checks: Vec<&LeaderEpoch> =
+            epochs.iter().filter(|e| e.epoch >= 0 && self.current.iter().any(|c| c.0 == e.partition)).collect();
+        if checks.is_empty() {
+            return Ok(());
+        }
+        let asks: Vec<(i32, i32)> = checks.iter().map(|e| (e.partition, e.epoch)).collect();
+        let Some(ends) = self.client.epoch_end_offsets(&self.cfg.topic, &asks)? else { return Ok(()) };
+        for (e, (_, _, end)) in checks.into_iter().zip(ends) {
+            // A negative end: the leader knows no epoch at or below it (nothing to compare).
+            if end >= 0 && end < e.offset {
+                let (topic, partition, saved, epoch) = (self.cfg.topic.clone(), e.partition, e.offset, e.epoch);
+                return Err(KafkaError::LogTruncated { topic, partition, saved, epoch, end });
+            }
+        }
+        Ok(())
     }
 
     /// The next offset of every partition, as (partition, offset), sorted by partition.
@@ -279,6 +303,8 @@ pub struct RangeFetcher {
     max_batch_bytes: usize,
     /// The client's isolation level: with read_committed, aborted transactions' records are dropped.
     isolation: IsolationLevel,
+    /// Skip batches that cannot be read (reporting their offsets) rather than fail.
+    skip_bad_batches: bool,
 }
 
 /// Fetched bytes of one partition, with the base offsets of their batches that belong to aborted transactions
@@ -331,7 +357,18 @@ impl RangeFetcher {
             cache: Vec::new(),
             record_bytes: FIRST_GUESS_RECORD_BYTES,
             prefetched: None,
+            skip_bad_batches: false,
         }
+    }
+
+    /// With `skip`, a record batch that cannot be read (damaged, or beyond the bound on a batch) does not fail a
+    /// fetch: its offsets within the range are skipped and reported as malformed records (see
+    /// [`fetch_ranges`](Self::fetch_ranges) and [`RecordSource::for_each_skipped`] of the [`Segment`]s). Which
+    /// offsets are skipped depends only on the log's bytes, never on how fetches cut them, so a batch run again
+    /// after a restart skips the same ones.
+    pub fn skip_bad_batches(mut self, skip: bool) -> Self {
+        self.skip_bad_batches = skip;
+        self
     }
 
     /// Byte limits (per partition, whole response) for fetching `remaining` offsets of each partition asked for:
@@ -360,9 +397,12 @@ impl RangeFetcher {
     }
 
     /// Fetches exactly the records of `ranges` into `out` (appending), in offset order per partition. Bytes
-    /// fetched beyond a range are kept and serve the next range of that partition first.
-    pub fn fetch_ranges(&mut self, ranges: &[OffsetRange], out: &mut RecordBatch) -> Result<()> {
-        self.fetch_into(ranges, out)
+    /// fetched beyond a range are kept and serve the next range of that partition first. Returns the offsets
+    /// skipped unread (only if [`skip_bad_batches`](Self::skip_bad_batches)) and the leader epochs seen.
+    pub fn fetch_ranges(&mut self, ranges: &[OffsetRange], out: &mut RecordBatch) -> Result<RangesRead> {
+        let mut dest = Collect { records: out, unread: Vec::new(), skip: self.skip_bad_batches, epochs: Vec::new() };
+        self.fetch_into(ranges, &mut dest)?;
+        Ok(RangesRead { unread: dest.unread, leader_epochs: dest.epochs })
     }
 
     /// Fetches the records of `ranges` as [`fetch_ranges`](Self::fetch_ranges) does, but hands the fetched bytes
@@ -376,7 +416,8 @@ impl RangeFetcher {
         order.dedup();
         let staged = order.iter().map(|_| Vec::new()).collect();
         let topic: Arc<str> = self.topic.as_str().into();
-        let mut dest = InOrder { topic, order, cursor: 0, staged, emit: segment };
+        let skip = self.skip_bad_batches;
+        let mut dest = InOrder { topic, order, cursor: 0, staged, emit: segment, skip };
         self.fetch_into(ranges, &mut dest)
     }
 
@@ -411,7 +452,8 @@ impl RangeFetcher {
             let Some(pos) = self.cache.iter().position(|c| c.0 == slot.0) else { continue };
             let chunk = self.cache.swap_remove(pos).1;
             if first_base_offset(&chunk.bytes).is_some_and(|b| b <= slot.1) {
-                if let Some(rest) = dest.read(&topic, &chunk, slot, self.max_batch_bytes)? {
+                let read = dest.read(&topic, &chunk, slot, self.max_batch_bytes);
+                if let Some(rest) = self.read_or_skip(dest, &topic, slot, read)? {
                     self.cache.push((slot.0, rest));
                 }
             }
@@ -468,12 +510,14 @@ impl RangeFetcher {
                     let Some(slot) = next.iter_mut().find(|n| n.0 == p.partition) else { continue };
                     let before = slot.1;
                     let chunk = Chunk::of(&p, self.isolation);
-                    if let Some(rest) = dest.read(&topic, &chunk, slot, self.max_batch_bytes)? {
+                    let read = dest.read(&topic, &chunk, slot, self.max_batch_bytes);
+                    if let Some(rest) = self.read_or_skip(dest, &topic, slot, read)? {
                         self.cache.retain(|c| c.0 != p.partition);
                         self.cache.push((p.partition, rest));
                     }
                     if slot.1 == before {
-                        too_large_first(&topic, p.partition, &p.records, self.max_batch_bytes)?;
+                        let too_large = too_large_first(&p.records, self.max_batch_bytes).map(|()| None);
+                        self.read_or_skip(dest, &topic, slot, too_large)?;
                     }
                     progressed |= slot.1 > before;
                 }
@@ -504,19 +548,77 @@ impl RangeFetcher {
 /// Fails if the first batch of a partition's fetched `records`, which the fetch did not bring whole, declares a
 /// length beyond `limit`: no fetch would ever bring it, and waiting for it would only end in
 /// [`KafkaError::MissingRecords`].
-fn too_large_first(topic: &str, partition: i32, records: &[u8], limit: usize) -> Result<()> {
+fn too_large_first(records: &[u8], limit: usize) -> std::result::Result<(), BatchError> {
     match first_batch_span(records) {
-        Some((offset, last_offset, len)) if len > limit as u64 && (records.len() as u64) < len => {
-            Err(KafkaError::BatchTooLarge {
-                topic: topic.to_string(),
-                partition,
-                offset,
-                last_offset,
-                reason: format!("its header declares {len} bytes, more than the bound on a batch ({limit} bytes)"),
-            })
-        }
+        Some((offset, last_offset, len)) if len > limit as u64 && (records.len() as u64) < len => Err(BatchError {
+            offset,
+            last_offset,
+            first_unread: offset,
+            problem: BatchProblem::LongerThanBound { len, limit },
+        }),
         _ => Ok(()),
     }
+}
+
+impl RangeFetcher {
+    /// What came of reading fetched bytes for `slot`: a batch that could not be read fails the fetch, or, if bad
+    /// batches are skipped, its offsets from the slot's next offset to its last (at least one, within the range)
+    /// are reported to `dest` as skipped and the slot moves past them; the next fetch starts there.
+    fn read_or_skip(
+        &mut self,
+        dest: &mut dyn Dest,
+        topic: &str,
+        slot: &mut (i32, i64, i64),
+        read: std::result::Result<Option<Chunk>, BatchError>,
+    ) -> Result<Option<Chunk>> {
+        let (partition, from, until) = *slot;
+        match read {
+            Ok(rest) => Ok(rest),
+            Err(e) if self.skip_bad_batches => {
+                let first = e.offset.clamp(from, until - 1);
+                let last = e.last_offset.clamp(first, until - 1);
+                dest.unread(Malformed::skipped(partition, first, last, corrupt(topic, partition, e).to_string()));
+                slot.1 = last + 1;
+                self.cache.retain(|c| c.0 != partition);
+                Ok(None)
+            }
+            Err(e) => Err(corrupt(topic, partition, e)),
+        }
+    }
+}
+
+/// What reading fixed ranges found besides their records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangesRead {
+    /// Offsets skipped unread (bad batches, when they are skipped).
+    pub unread: Vec<Malformed>,
+    /// Per partition read, the leader epoch of the last batch read and the offset after it (within the range).
+    pub leader_epochs: Vec<LeaderEpoch>,
+}
+
+/// The leader epoch of the last batch `scan` read of `partition`, if the broker gave one, and the offset after
+/// it, within the range ending at `until`.
+fn epoch_of(partition: i32, scan: &Scan, until: i64) -> Option<LeaderEpoch> {
+    let next = scan.next_offset?;
+    (scan.last_epoch >= 0).then(|| LeaderEpoch { partition, epoch: scan.last_epoch, offset: next.min(until) })
+}
+
+/// Puts `e` in `epochs` in place of the partition's earlier one.
+pub fn note_epoch(epochs: &mut Vec<LeaderEpoch>, e: LeaderEpoch) {
+    match epochs.iter_mut().find(|x| x.partition == e.partition) {
+        Some(x) => *x = e,
+        None => {
+            epochs.push(e);
+            epochs.sort_unstable();
+        }
+    }
+}
+
+/// The report of the offsets in `[from, until)` of a batch skipped unread (`e`), if any.
+fn unread_in(topic: &str, partition: i32, from: i64, until: i64, e: &BatchError) -> Option<Malformed> {
+    let (first, last) = (e.first_unread.max(from), e.last_offset.min(until - 1));
+    (first <= last)
+        .then(|| Malformed::skipped(partition, first, last, corrupt(topic, partition, e.clone()).to_string()))
 }
 
 /// Where a fetch puts the records it reads.
@@ -530,41 +632,68 @@ trait Dest {
         chunk: &Chunk,
         slot: &mut (i32, i64, i64),
         max_batch_bytes: usize,
-    ) -> Result<Option<Chunk>>;
+    ) -> std::result::Result<Option<Chunk>, BatchError>;
+    /// Offsets skipped unread, in order with the records read.
+    fn unread(&mut self, m: Malformed);
     /// After a round of reads: `open` lists the ranges not complete yet.
     fn round(&mut self, _open: &[(i32, i64, i64)]) {}
 }
 
-impl Dest for RecordBatch {
+/// Records read into a batch, and the offsets skipped unread.
+struct Collect<'a> {
+    records: &'a mut RecordBatch,
+    unread: Vec<Malformed>,
+    skip: bool,
+    epochs: Vec<LeaderEpoch>,
+}
+
+impl Dest for Collect<'_> {
     fn read(
         &mut self,
         topic: &str,
         chunk: &Chunk,
         slot: &mut (i32, i64, i64),
         max_batch_bytes: usize,
-    ) -> Result<Option<Chunk>> {
-        /// Pushes the records of `[from, until)` into the batch.
-        struct Into<'b>(&'b mut RecordBatch, i32, i64, i64);
-        impl Into<'_> {
+    ) -> std::result::Result<Option<Chunk>, BatchError> {
+        /// Every record of the range into the batch.
+        struct Into<'c, 'b> {
+            c: &'c mut Collect<'b>,
+            topic: &'c str,
+            slot: (i32, i64, i64),
+        }
+        impl Into<'_, '_> {
             fn push(&mut self, r: RecordView<'_>) {
-                if r.offset >= self.2 && r.offset < self.3 {
-                    self.0.push(self.1, r.offset, r.timestamp, r.key, r.value);
+                let (partition, from, until) = self.slot;
+                if r.offset >= from && r.offset < until {
+                    self.c.records.push(partition, r.offset, r.timestamp, r.key, r.value);
                 }
             }
         }
-        impl PlacedRecords<'_> for Into<'_> {
+        impl PlacedRecords<'_> for Into<'_, '_> {
             fn in_place(&mut self, r: RecordView<'_>) {
                 self.push(r)
             }
             fn decompressed(&mut self, r: RecordView<'_>) {
                 self.push(r)
             }
+            fn skips_bad_batches(&self) -> bool {
+                self.c.skip
+            }
+            fn skipped(&mut self, e: &BatchError) {
+                let (partition, from, until) = self.slot;
+                self.c.unread.extend(unread_in(self.topic, partition, from, until, e));
+            }
         }
-        let (partition, from, until) = *slot;
-        let mut into = Into(self, partition, from, until);
-        let scan = for_each_record_placed(&chunk.bytes, until, max_batch_bytes, chunk.skip(), &mut into)
-            .map_err(|e| corrupt(topic, partition, e))?;
+        let mut into = Into { c: self, topic, slot: *slot };
+        let scan = for_each_record_placed(&chunk.bytes, slot.2, max_batch_bytes, chunk.skip(), &mut into)?;
+        if let Some(e) = epoch_of(slot.0, &scan, slot.2) {
+            note_epoch(&mut self.epochs, e);
+        }
         Ok(advance(slot, &scan, chunk))
+    }
+
+    fn unread(&mut self, m: Malformed) {
+        self.unread.push(m);
     }
 }
 
@@ -606,6 +735,16 @@ pub struct Segment {
     /// Base offsets, ascending, of its batches that belong to aborted transactions (read_committed): their
     /// records are not handed over. `None`: none.
     pub aborted: Option<Arc<[i64]>>,
+    /// Skip a batch that cannot be read, reporting its offsets (see [`RecordSource::for_each_skipped`]), rather
+    /// than fail.
+    pub skip_bad_batches: bool,
+    /// Offsets the fetch skipped unread before these bytes (a batch whose length is bad, or too large to fetch).
+    pub unread: Vec<Malformed>,
+    /// Offsets the last read of the bytes skipped.
+    found: RefCell<Vec<Malformed>>,
+    /// The leader epoch of the last batch in the bytes, and the offset after it (within the range), if the broker
+    /// gave one.
+    pub leader_epoch: Option<LeaderEpoch>,
 }
 
 impl RecordSource for Segment {
@@ -615,13 +754,53 @@ impl RecordSource for Segment {
     }
 
     fn for_each_run(&self, f: &mut dyn FnMut(Run<'_>)) -> std::result::Result<usize, SourceError> {
-        let mut runs = Runs { partition: self.partition, from: self.from, until: self.until, run: Vec::new(), n: 0, f };
+        let mut found = self.found.borrow_mut();
+        found.clear();
+        if self.bytes.is_empty() {
+            return Ok(0);
+        }
+        let (partition, from, until) = (self.partition, self.from, self.until);
+        let skip = self.skip_bad_batches;
+        let mut runs = Runs { partition, from, until, run: Vec::new(), n: 0, f, skip, bad: Vec::new() };
         runs.run.reserve(RUN_RECORDS);
-        let skip = self.aborted.as_deref().unwrap_or(&[]);
-        for_each_record_placed(&self.bytes, self.until, self.max_batch_bytes, skip, &mut runs)
+        let aborted = self.aborted.as_deref().unwrap_or(&[]);
+        for_each_record_placed(&self.bytes, self.until, self.max_batch_bytes, aborted, &mut runs)
             .map_err(|e| SourceError { reason: corrupt(&self.topic, self.partition, e).to_string() })?;
         runs.flush();
+        found.extend(runs.bad.iter().filter_map(|e| unread_in(&self.topic, partition, from, until, e)));
         Ok(runs.n)
+    }
+
+    fn for_each_skipped(&self, f: &mut dyn FnMut(&Malformed)) {
+        self.unread.iter().chain(self.found.borrow().iter()).for_each(f)
+    }
+}
+
+impl Segment {
+    /// Bytes of `partition` holding the records of `[from, until)`, read as [`RangeFetcher`] reads them.
+    pub fn new(topic: Arc<str>, partition: i32, from: i64, until: i64, bytes: Bytes, max_batch_bytes: usize) -> Self {
+        let (skip_bad_batches, unread, found, leader_epoch) = (false, Vec::new(), RefCell::default(), None);
+        let aborted = None;
+        Segment {
+            topic,
+            partition,
+            from,
+            until,
+            bytes,
+            max_batch_bytes,
+            aborted,
+            skip_bad_batches,
+            unread,
+            found,
+            leader_epoch,
+        }
+    }
+
+    /// The offsets after the last one this segment's reads skip unread, if they skip any: a later segment of the
+    /// same range starts its records there (they were skipped with the bad batch).
+    pub fn skipped_until(&self) -> Option<i64> {
+        let last = self.unread.iter().chain(self.found.borrow().iter()).filter_map(|m| m.last_offset).max();
+        last.map(|l| l + 1)
     }
 }
 
@@ -633,6 +812,8 @@ struct Runs<'a, 'f> {
     run: Vec<RecordRef<'a>>,
     n: usize,
     f: &'f mut dyn FnMut(Run<'_>),
+    skip: bool,
+    bad: Vec<BatchError>,
 }
 
 impl Runs<'_, '_> {
@@ -667,6 +848,14 @@ impl<'a> PlacedRecords<'a> for Runs<'a, '_> {
             (self.f)(Run::of_refs(&[RecordRef { partition, offset, timestamp, key: r.key, value: r.value }]));
         }
     }
+
+    fn skips_bad_batches(&self) -> bool {
+        self.skip
+    }
+
+    fn skipped(&mut self, e: &BatchError) {
+        self.bad.push(e.clone());
+    }
 }
 
 /// Hands fetched bytes over as [`Segment`]s in (partition, offset) order: the lowest partition not yet complete
@@ -677,30 +866,47 @@ struct InOrder<F> {
     cursor: usize,
     staged: Vec<Vec<Segment>>,
     emit: F,
+    skip: bool,
+}
+
+impl<F: FnMut(Segment)> InOrder<F> {
+    /// Hands `segment` over now if its partition's turn has come, else stages it.
+    fn send(&mut self, segment: Segment) {
+        match self.order.iter().position(|&p| p == segment.partition) {
+            Some(i) if i == self.cursor => (self.emit)(segment),
+            Some(i) => self.staged[i].push(segment),
+            None => {}
+        }
+    }
 }
 
 impl<F: FnMut(Segment)> Dest for InOrder<F> {
     fn read(
         &mut self,
-        topic: &str,
+        _topic: &str,
         chunk: &Chunk,
         slot: &mut (i32, i64, i64),
         max_batch_bytes: usize,
-    ) -> Result<Option<Chunk>> {
+    ) -> std::result::Result<Option<Chunk>, BatchError> {
         let (partition, from, until) = *slot;
-        let scan = scan_headers_before(&chunk.bytes, until).map_err(|e| corrupt(topic, partition, e))?;
+        let bytes = &chunk.bytes;
+        let scan = if self.skip { scan_headers_skipping(bytes, until)? } else { scan_headers_before(bytes, until)? };
         if scan.next_offset.is_some_and(|n| n > from) {
-            let topic = self.topic.clone();
-            let bytes = chunk.bytes.slice(..scan.end);
-            let aborted = chunk.aborted.clone();
-            let segment = Segment { topic, partition, from, until, bytes, max_batch_bytes, aborted };
-            match self.order.iter().position(|&p| p == partition) {
-                Some(i) if i == self.cursor => (self.emit)(segment),
-                Some(i) => self.staged[i].push(segment),
-                None => {}
-            }
+            let mut segment =
+                Segment::new(self.topic.clone(), partition, from, until, bytes.slice(..scan.end), max_batch_bytes);
+            segment.aborted = chunk.aborted.clone();
+            segment.skip_bad_batches = self.skip;
+            segment.leader_epoch = epoch_of(partition, &scan, until);
+            self.send(segment);
         }
         Ok(advance(slot, &scan, chunk))
+    }
+
+    fn unread(&mut self, m: Malformed) {
+        let (partition, from) = (m.partition, m.offset);
+        let mut segment = Segment::new(self.topic.clone(), partition, from, from, Bytes::new(), 0);
+        segment.unread.push(m);
+        self.send(segment);
     }
 
     fn round(&mut self, open: &[(i32, i64, i64)]) {
@@ -721,7 +927,7 @@ fn corrupt(topic: &str, partition: i32, e: BatchError) -> KafkaError {
     let (topic, offset, last_offset) = (topic.to_string(), e.offset, e.last_offset);
     match e.problem {
         BatchProblem::Corrupt(reason) => KafkaError::CorruptBatch { topic, partition, offset, last_offset, reason },
-        p @ BatchProblem::TooLarge { .. } => {
+        p @ (BatchProblem::TooLarge { .. } | BatchProblem::LongerThanBound { .. }) => {
             KafkaError::BatchTooLarge { topic, partition, offset, last_offset, reason: p.to_string() }
         }
     }
@@ -741,7 +947,7 @@ mod tests {
     use dstream_core::{BatchTimer, Engine, ManualClock};
 
     fn segment(bytes: Bytes, from: i64, until: i64) -> Segment {
-        Segment { topic: "avg".into(), partition: 3, from, until, bytes, max_batch_bytes: 1 << 20, aborted: None }
+        Segment::new("avg".into(), 3, from, until, bytes, 1 << 20)
     }
 
     #[test]
@@ -787,7 +993,8 @@ mod tests {
             // Read into a RecordBatch (catching up on pending batches): a typed error, the range not moved past it.
             let (mut batch, mut slot) = (RecordBatch::new(), (3, 0, 3));
             let chunk = Chunk { bytes: bad.clone(), aborted: None };
-            let err = Dest::read(&mut batch, "avg", &chunk, &mut slot, 1 << 20).unwrap_err();
+            let mut dest = Collect { records: &mut batch, unread: Vec::new(), skip: false, epochs: Vec::new() };
+            let err = corrupt("avg", 3, Dest::read(&mut dest, "avg", &chunk, &mut slot, 1 << 20).unwrap_err());
             assert!(
                 matches!(&err, KafkaError::CorruptBatch { partition: 3, offset: 0, last_offset: 2, reason, .. }
                     if reason.contains("more records than the 1")),
@@ -813,13 +1020,13 @@ mod tests {
         let one = encode_batch(&[b"a,1"], 0, Codec::None).unwrap();
         let mut huge = one.to_vec();
         huge[8..12].copy_from_slice(&(i32::MAX - 11).to_be_bytes()); // a batch of 2 GiB, cut off by the fetch
-        let err = too_large_first("avg", 3, &huge, 64 << 20).unwrap_err();
+        let err = corrupt("avg", 3, too_large_first(&huge, 64 << 20).unwrap_err());
         let want = "record batch in avg-3 at offsets 0..=0 is too large: its header declares 2147483648 bytes, more \
                     than the bound on a batch (67108864 bytes)";
         assert_eq!(err.to_string(), want);
         // A batch merely cut off by the fetch's size, or one fetched whole, is no error.
-        assert!(too_large_first("avg", 3, &one[..one.len() - 1], 64 << 20).is_ok());
-        assert!(too_large_first("avg", 3, &one, 10).is_ok());
+        assert!(too_large_first(&one[..one.len() - 1], 64 << 20).is_ok());
+        assert!(too_large_first(&one, 10).is_ok());
     }
 
     #[test]
@@ -842,5 +1049,98 @@ mod tests {
         let mut open = engine.begin_batch(dstream_core::Time(1000), &clock).unwrap();
         let failed = engine.feed_source(&mut open, &s).unwrap_err();
         assert!(failed.to_string().contains("checksum"), "{failed}");
+    }
+
+    /// `batch` with one byte of its records flipped: its checksum no longer matches.
+    fn damaged(batch: &Bytes) -> Bytes {
+        let mut b = batch.to_vec();
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        Bytes::from(b)
+    }
+
+    /// Three batches at offsets 0..=2, 3..=5 and 6..=8; the middle one is `middle` applied to it.
+    fn three_batches(codec: Codec, middle: impl Fn(&Bytes) -> Bytes) -> Bytes {
+        let mut all = encode_batch(&[b"a,1", b"b,2", b"c,3"], 0, codec).unwrap().to_vec();
+        let mut bad = middle(&encode_batch(&[b"a,4", b"b,5", b"c,6"], 0, codec).unwrap()).to_vec();
+        bad[..8].copy_from_slice(&3i64.to_be_bytes());
+        all.extend(bad);
+        let mut last = encode_batch(&[b"a,7", b"b,8", b"c,9"], 0, codec).unwrap().to_vec();
+        last[..8].copy_from_slice(&6i64.to_be_bytes());
+        all.extend(last);
+        Bytes::from(all)
+    }
+
+    /// Offsets read, and the spans skipped (first, last, reason).
+    type Read = (Vec<i64>, Vec<(i64, Option<i64>, String)>);
+
+    /// The offsets a segment over `bytes` hands over, and the spans it reports skipped.
+    fn read_segment(bytes: Bytes, from: i64, until: i64) -> Read {
+        let mut s = segment(bytes, from, until);
+        s.skip_bad_batches = true;
+        let mut got = vec![];
+        s.for_each_record(&mut |r| got.push(r.offset)).unwrap();
+        let mut skipped = vec![];
+        s.for_each_skipped(&mut |m| skipped.push((m.offset, m.last_offset, m.reason.clone())));
+        (got, skipped)
+    }
+
+    /// The offsets reading `bytes` into a batch (the path of batches run again) takes, and the spans it skips.
+    fn read_collect(bytes: Bytes, from: i64, until: i64) -> Read {
+        let mut batch = RecordBatch::new();
+        let mut dest = Collect { records: &mut batch, unread: Vec::new(), skip: true, epochs: Vec::new() };
+        let mut slot = (3, from, until);
+        Dest::read(&mut dest, "avg", &Chunk { bytes, aborted: None }, &mut slot, 1 << 20).unwrap();
+        let skipped = dest.unread.iter().map(|m| (m.offset, m.last_offset, m.reason.clone())).collect();
+        (batch.iter().map(|r| r.offset).collect(), skipped)
+    }
+
+    #[test]
+    fn a_damaged_batch_is_skipped_whole_and_reported_when_bad_batches_are_skipped() {
+        for codec in [Codec::None, Codec::Gzip, Codec::Zstd] {
+            let bytes = three_batches(codec, damaged);
+            for read in [read_segment, read_collect] {
+                let (got, skipped) = read(bytes.clone(), 0, 9);
+                assert_eq!(got, [0, 1, 2, 6, 7, 8], "{codec:?}");
+                assert_eq!(skipped.len(), 1, "{codec:?}: {skipped:?}");
+                let (first, last, reason) = &skipped[0];
+                assert_eq!((*first, *last), (3, Some(5)), "{codec:?}");
+                assert_eq!(reason, "corrupt record batch in avg-3 at offsets 3..=5: checksum mismatch");
+                // Only the range's offsets are reported.
+                let (got, skipped) = read(bytes.clone(), 4, 5);
+                assert_eq!((got, skipped[0].0, skipped[0].1), (vec![], 4, Some(4)), "{codec:?}");
+            }
+        }
+        // Without skipping, the same bytes fail the segment, as before.
+        let err = segment(three_batches(Codec::None, damaged), 0, 9).for_each_record(&mut |_| {}).unwrap_err();
+        assert!(err.reason.contains("avg-3 at offsets 3..=5: checksum mismatch"), "{err}");
+    }
+
+    #[test]
+    fn a_batch_bad_part_of_the_way_is_skipped_from_its_first_record_not_handed_over() {
+        // The header counts one record of three: the first is read, the other two are reported unread.
+        let bytes = three_batches(Codec::None, |b| with_count(b, 1));
+        for read in [read_segment, read_collect] {
+            let (got, skipped) = read(bytes.clone(), 0, 9);
+            assert_eq!(got, [0, 1, 2, 3, 6, 7, 8]);
+            assert_eq!((skipped[0].0, skipped[0].1), (4, Some(5)), "{skipped:?}");
+            assert!(skipped[0].2.contains("more records than the 1 its header counts"), "{skipped:?}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_batch_claiming_offsets_beyond_its_own_skips_them_whatever_follows_it() {
+        // Damage in the header's last offset delta: the batch claims 3..=7, so the records at 6 and 7 of the next
+        // batch are skipped with it, as they are when a later fetch starts at 8 (the path does not matter).
+        let bytes = three_batches(Codec::None, |b| {
+            let mut b = b.to_vec();
+            b[23..27].copy_from_slice(&4i32.to_be_bytes());
+            Bytes::from(b)
+        });
+        for read in [read_segment, read_collect] {
+            let (got, skipped) = read(bytes.clone(), 0, 9);
+            assert_eq!(got, [0, 1, 2, 8]);
+            assert_eq!((skipped[0].0, skipped[0].1), (3, Some(7)), "{skipped:?}");
+        }
     }
 }

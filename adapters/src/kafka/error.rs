@@ -226,6 +226,27 @@ pub enum KafkaError {
         /// The partition asked for.
         partition: i32,
     },
+    /// The log was truncated in place below what a run had read: the records of the leader epoch it read up to an
+    /// offset now end before it (an unclean leader election, or a broker that lost data), so the saved offsets
+    /// and state belong to a log that is gone.
+    #[error(
+        "{topic}-{partition} was truncated: dstream read it up to offset {saved} in leader epoch {epoch}, but that \
+         epoch's records now end at offset {end} (an unclean leader election, or a broker that lost data); the \
+         saved offsets and state do not match the log: pass --reset-checkpoint to start over on it, or use another \
+         --checkpoint directory"
+    )]
+    LogTruncated {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The offset after the last one read in the epoch.
+        saved: i64,
+        /// The leader epoch read in.
+        epoch: i32,
+        /// Where the log's records of that epoch (or the largest one the leader knows below it) end now.
+        end: i64,
+    },
     /// A fetch returned nothing where records had to be, for longer than the retry deadline.
     #[error("{topic}-{partition}: no records at offset {offset} although the log end is {end}")]
     MissingRecords {

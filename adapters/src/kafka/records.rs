@@ -29,8 +29,12 @@ pub const DEFAULT_MAX_BATCH_BYTES: usize = 64 << 20;
 pub struct BatchError {
     /// Base offset of the batch.
     pub offset: i64,
-    /// Last offset of the batch as its header says (the base offset if the header was not read that far).
+    /// Last offset of the batch as its header says (the base offset if the header was not read that far, or is
+    /// not sound).
     pub last_offset: i64,
+    /// The first offset of the batch whose record was not handed over (records before it were: a batch whose
+    /// records turn out bad part of the way); the base offset if none was.
+    pub first_unread: i64,
     /// What was wrong.
     pub problem: BatchProblem,
 }
@@ -47,10 +51,18 @@ pub enum BatchProblem {
         /// The bound, in bytes.
         limit: usize,
     },
+    /// The batch's header declares a length beyond the bound on a batch: no fetch brings it whole.
+    #[error("its header declares {len} bytes, more than the bound on a batch ({limit} bytes)")]
+    LongerThanBound {
+        /// The length declared, with the batch's overhead.
+        len: u64,
+        /// The bound, in bytes.
+        limit: usize,
+    },
 }
 
 /// What a pass over fetched bytes found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scan {
     /// The offset after the last whole batch read (`None` if no whole batch was read).
     pub next_offset: Option<i64>,
@@ -61,6 +73,9 @@ pub struct Scan {
     pub rest: usize,
     /// Byte position after the last whole batch read: the records read all lie before it.
     pub end: usize,
+    /// The partition leader epoch the last whole batch read was written in (its header's; -1 if none was read or
+    /// the broker gives none).
+    pub last_epoch: i32,
 }
 
 /// Calls `f` for every record of every whole batch in `data` (a fetch response's record set), in log order.
@@ -99,6 +114,15 @@ pub trait PlacedRecords<'a> {
     fn in_place(&mut self, r: RecordView<'a>);
     /// A record in a compressed batch's decompressed records: valid during the call only.
     fn decompressed(&mut self, r: RecordView<'_>);
+    /// True if a batch that cannot be read is to be skipped (handed to [`skipped`](Self::skipped)) and reading
+    /// to go on after it, rather than to fail the pass.
+    fn skips_bad_batches(&self) -> bool {
+        false
+    }
+    /// A batch skipped unread (if [`skips_bad_batches`](Self::skips_bad_batches)): its records from
+    /// `e.first_unread` to `e.last_offset` were not handed over, nor will those of any later batch in the data up to
+    /// `e.last_offset` be.
+    fn skipped(&mut self, _e: &BatchError) {}
 }
 
 /// As [`for_each_record_before`], handing each record over by where it lies, so that a reader can keep records of
@@ -112,16 +136,36 @@ pub fn for_each_record_placed<'a>(
     skip: &[i64],
     to: &mut impl PlacedRecords<'a>,
 ) -> Result<Scan, BatchError> {
-    walk(data, until, true, |b| {
+    let skip_bad = to.skips_bad_batches();
+    let mut bad: Vec<BatchError> = Vec::new();
+    let scan = walk(data, until, true, skip_bad.then_some(&mut bad), |b| {
+        let floor = b.floor;
         if b.attributes & CONTROL != 0 || (!skip.is_empty() && skip.binary_search(&b.base_offset).is_ok()) {
             Ok(()) // a control batch (transaction marker) holds no records to read; an aborted one none to keep
         } else if b.attributes & 7 == 0 {
             let records: &'a [u8] = &data[b.pos + HEADER..b.end];
-            parse_records(records, b, &mut |r| to.in_place(r)).map_err(BatchProblem::Corrupt)
-        } else {
+            if b.base_offset >= floor {
+                parse_records(records, b, &mut |r| to.in_place(r))
+            } else {
+                parse_records(records, b, &mut |r| {
+                    if r.offset >= floor {
+                        to.in_place(r)
+                    }
+                })
+            }
+        } else if b.base_offset >= floor {
             read_compressed(&data[b.pos + HEADER..b.end], b, max_batch_bytes, &mut |r| to.decompressed(r))
+        } else {
+            let each = &mut |r: RecordView<'_>| {
+                if r.offset >= floor {
+                    to.decompressed(r)
+                }
+            };
+            read_compressed(&data[b.pos + HEADER..b.end], b, max_batch_bytes, each)
         }
-    })
+    });
+    bad.iter().for_each(|e| to.skipped(e));
+    scan
 }
 
 /// Attribute bit of a transactional batch.
@@ -133,7 +177,8 @@ const CONTROL: i16 = 1 << 5;
 /// aborted transactions `aborted` (the fetch answer's list, as (producer id, first offset)): the records a
 /// read_committed consumer drops. As Kafka's consumer reads it: a transactional batch of a producer is aborted if
 /// one of that producer's aborted transactions starts at or before the batch's last offset and no control batch
-/// (its abort marker) of that producer came between. Damaged headers end the list there; the read reports them.
+/// (its abort marker) of that producer came between. A batch whose header is bad is passed over (the read
+/// reports it, or skips it and reads on); a bad length ends the list there.
 pub fn aborted_batches(data: &[u8], aborted: &[(i64, i64)]) -> Vec<i64> {
     let mut out = Vec::new();
     if aborted.is_empty() {
@@ -142,7 +187,8 @@ pub fn aborted_batches(data: &[u8], aborted: &[(i64, i64)]) -> Vec<i64> {
     let mut starts = aborted.to_vec();
     starts.sort_unstable_by_key(|a| a.1);
     let (mut next, mut open) = (0usize, Vec::<i64>::new());
-    let _ = walk(data, i64::MAX, false, |b| {
+    // Past a batch whose header is bad, as a read that skips bad batches goes on after it.
+    let _ = walk(data, i64::MAX, false, Some(&mut Vec::new()), |b| {
         while next < starts.len() && starts[next].1 <= b.base_offset.saturating_add(b.last_delta as i64) {
             open.push(starts[next].0);
             next += 1;
@@ -161,7 +207,14 @@ pub fn aborted_batches(data: &[u8], aborted: &[(i64, i64)]) -> Vec<i64> {
 /// [`Scan`] for sound batches, and the same errors for a bad length, record format or record count; checksums,
 /// compression and records are left to the pass that reads the records. Cheap: one look per batch.
 pub fn scan_headers_before(data: &[u8], until: i64) -> Result<Scan, BatchError> {
-    walk(data, until, false, |_| Ok(()))
+    walk(data, until, false, None, |_| Ok(()))
+}
+
+/// As [`scan_headers_before`] for a pass that skips bad batches ([`PlacedRecords::skips_bad_batches`]): the
+/// [`Scan`] that pass reports, as far as headers tell (a batch with a bad record format or count is passed over;
+/// reading stops before a batch whose length is bad, unless it is the first, which fails).
+pub fn scan_headers_skipping(data: &[u8], until: i64) -> Result<Scan, BatchError> {
+    walk(data, until, false, Some(&mut Vec::new()), |_| Ok(()))
 }
 
 /// One whole batch found by [`walk`]: where it lies in the data and what its header says.
@@ -174,29 +227,49 @@ struct BatchAt {
     base_ts: i64,
     producer_id: i64,
     count: i32,
+    /// Records below this offset are not to be handed over: they lie among offsets skipped with a bad batch
+    /// before this one (`i64::MIN` if none).
+    floor: i64,
+}
+
+/// Why the records of a batch could not be read, and the first offset not handed over (records before it were).
+struct Failed {
+    problem: BatchProblem,
+    first_unread: i64,
 }
 
 /// Walks the whole batches of `data` before `until` (see [`for_each_record_before`]), checking lengths, the
 /// record format, the record count against the offsets the batch spans and, if `checksums`, each batch's
-/// checksum, and calls `batch` for each one.
+/// checksum, and calls `batch` for each one. With `skipped`, a batch that fails a check (or `batch`) is put there
+/// and the walk goes on after it, passing over the offsets up to its last; a batch whose length is bad still fails
+/// the walk if it comes first, and ends it (as a batch cut short does) otherwise.
 fn walk(
     data: &[u8],
     until: i64,
     checksums: bool,
-    mut batch: impl FnMut(&BatchAt) -> Result<(), BatchProblem>,
+    mut skipped: Option<&mut Vec<BatchError>>,
+    mut batch: impl FnMut(&BatchAt) -> Result<(), Failed>,
 ) -> Result<Scan, BatchError> {
     let mut pos = 0usize;
-    let mut scan = Scan::default();
+    let mut scan = Scan { next_offset: None, batches: 0, rest: 0, end: 0, last_epoch: -1 };
+    let mut floor = i64::MIN;
     while data.len() - pos >= 12 {
         let base_offset = i64::from_be_bytes(data[pos..pos + 8].try_into().expect("8 bytes"));
         let batch_len = i32::from_be_bytes(data[pos + 8..pos + 12].try_into().expect("4 bytes"));
-        let err = |last_offset: i64, problem: BatchProblem| BatchError { offset: base_offset, last_offset, problem };
-        let corrupt = |last_offset: i64, reason: String| err(last_offset, BatchProblem::Corrupt(reason));
         if base_offset >= until {
             break;
         }
         if batch_len < (HEADER - 12) as i32 {
-            return Err(corrupt(base_offset, format!("batch length {batch_len} is too small")));
+            if pos > 0 && skipped.is_some() {
+                break; // where the next batch starts is unknown: a later pass starts at this one's offset
+            }
+            let problem = BatchProblem::Corrupt(format!("batch length {batch_len} is too small"));
+            return Err(BatchError {
+                offset: base_offset,
+                last_offset: base_offset,
+                first_unread: base_offset,
+                problem,
+            });
         }
         let end = pos + 12 + batch_len as usize;
         if end > data.len() {
@@ -204,37 +277,58 @@ fn walk(
         }
         let b = &data[pos..end];
         let magic = b[16] as i8;
-        if magic != 2 {
-            return Err(corrupt(base_offset, format!("record format v{magic} is not supported (only v2)")));
-        }
         let last_delta = i32::from_be_bytes(b[23..27].try_into().expect("4 bytes"));
-        let last_offset = base_offset.saturating_add(last_delta as i64);
-        if checksums {
-            let crc = u32::from_be_bytes(b[17..21].try_into().expect("4 bytes"));
-            if crc32c::crc32c(&b[21..]) != crc {
-                return Err(corrupt(last_offset, "checksum mismatch".into()));
+        let delta_ok = last_delta >= 0 && base_offset.checked_add(last_delta as i64 + 1).is_some();
+        let last_offset = if magic == 2 && delta_ok { base_offset + last_delta as i64 } else { base_offset };
+        if last_offset < floor {
+            // Wholly among offsets skipped with a bad batch before it: passed over unread.
+            scan.batches += 1;
+            scan.end = end;
+            pos = end;
+            continue;
+        }
+        let corrupt = |reason: String| Failed { problem: BatchProblem::Corrupt(reason), first_unread: base_offset };
+        let count = i32::from_be_bytes(b[57..61].try_into().expect("4 bytes"));
+        let checked = if magic != 2 {
+            Err(corrupt(format!("record format v{magic} is not supported (only v2)")))
+        } else if checksums && crc32c::crc32c(&b[21..]) != u32::from_be_bytes(b[17..21].try_into().expect("4 bytes")) {
+            Err(corrupt("checksum mismatch".into()))
+        } else if !delta_ok {
+            Err(corrupt(format!("its header gives a last offset delta of {last_delta}")))
+        } else if count < 0 || count as i64 > last_delta as i64 + 1 {
+            let span = last_delta as i64 + 1;
+            Err(corrupt(format!("its header counts {count} records in a span of {span} offsets")))
+        } else {
+            Ok(())
+        };
+        let read = checked.and_then(|()| {
+            batch(&BatchAt {
+                pos,
+                end,
+                base_offset,
+                last_delta,
+                attributes: i16::from_be_bytes(b[21..23].try_into().expect("2 bytes")),
+                base_ts: i64::from_be_bytes(b[27..35].try_into().expect("8 bytes")),
+                producer_id: i64::from_be_bytes(b[43..51].try_into().expect("8 bytes")),
+                count,
+                floor,
+            })
+        });
+        if read.is_ok() {
+            scan.last_epoch = i32::from_be_bytes(b[12..16].try_into().expect("4 bytes"));
+        }
+        if let Err(f) = read {
+            let first_unread = f.first_unread.max(floor);
+            let e = BatchError { offset: base_offset, last_offset, first_unread, problem: f.problem };
+            match skipped.as_deref_mut() {
+                Some(list) => {
+                    list.push(e);
+                    floor = last_offset + 1;
+                }
+                None => return Err(e),
             }
         }
-        let count = i32::from_be_bytes(b[57..61].try_into().expect("4 bytes"));
-        if last_delta < 0 || base_offset.checked_add(last_delta as i64 + 1).is_none() {
-            return Err(corrupt(base_offset, format!("its header gives a last offset delta of {last_delta}")));
-        }
-        if count < 0 || count as i64 > last_delta as i64 + 1 {
-            let span = last_delta as i64 + 1;
-            return Err(corrupt(last_offset, format!("its header counts {count} records in a span of {span} offsets")));
-        }
-        let at = BatchAt {
-            pos,
-            end,
-            base_offset,
-            last_delta,
-            attributes: i16::from_be_bytes(b[21..23].try_into().expect("2 bytes")),
-            base_ts: i64::from_be_bytes(b[27..35].try_into().expect("8 bytes")),
-            producer_id: i64::from_be_bytes(b[43..51].try_into().expect("8 bytes")),
-            count,
-        };
-        batch(&at).map_err(|p| err(last_offset, p))?;
-        let next = last_offset + 1;
+        let next = (last_offset + 1).max(scan.next_offset.unwrap_or(i64::MIN));
         scan.next_offset = Some(next);
         scan.batches += 1;
         scan.end = end;
@@ -268,15 +362,11 @@ const KEEP_INFLATED: usize = 8 << 20;
 
 /// Reads the records of one compressed batch, whose compressed records are `body`, inflating them to at most
 /// `limit` bytes.
-fn read_compressed(
-    body: &[u8],
-    b: &BatchAt,
-    limit: usize,
-    f: &mut impl FnMut(RecordView<'_>),
-) -> Result<(), BatchProblem> {
+fn read_compressed(body: &[u8], b: &BatchAt, limit: usize, f: &mut impl FnMut(RecordView<'_>)) -> Result<(), Failed> {
     let mut buf = INFLATED.take();
     let result = inflate(b.attributes & 7, body, limit, &mut buf)
-        .and_then(|n| parse_records(&buf[..n], b, f).map_err(BatchProblem::Corrupt));
+        .map_err(|problem| Failed { problem, first_unread: b.base_offset })
+        .and_then(|n| parse_records(&buf[..n], b, f));
     if buf.capacity() <= KEEP_INFLATED {
         INFLATED.set(buf);
     }
@@ -455,10 +545,24 @@ fn bytes_field<'a>(b: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, Str
 
 /// Reads the records of batch `b` from `records` (its record bytes, decompressed if need be): exactly as many as
 /// the header counts, filling `records` exactly, at offsets rising within the batch's span.
-fn parse_records<'a>(records: &'a [u8], b: &BatchAt, f: &mut impl FnMut(RecordView<'a>)) -> Result<(), String> {
+fn parse_records<'a>(records: &'a [u8], b: &BatchAt, f: &mut impl FnMut(RecordView<'a>)) -> Result<(), Failed> {
+    let mut prev_delta = -1i64;
+    parse_records_from(records, b, &mut prev_delta, f).map_err(|reason| Failed {
+        problem: BatchProblem::Corrupt(reason),
+        first_unread: b.base_offset + (prev_delta + 1),
+    })
+}
+
+/// [`parse_records`], keeping the offset delta of the last record handed over in `prev_delta`.
+#[inline(always)]
+fn parse_records_from<'a>(
+    records: &'a [u8],
+    b: &BatchAt,
+    prev_delta: &mut i64,
+    f: &mut impl FnMut(RecordView<'a>),
+) -> Result<(), String> {
     let (count, last_delta) = (b.count, b.last_delta as i64);
     let mut pos = 0usize;
-    let mut prev_delta = -1i64;
     for i in 0..count {
         if pos == records.len() {
             return Err(format!("its header counts {count} records but it holds {i}"));
@@ -480,13 +584,13 @@ fn parse_records<'a>(records: &'a [u8], b: &BatchAt, f: &mut impl FnMut(RecordVi
         if pos != end {
             return Err("record length does not match its fields".into());
         }
-        if offset_delta <= prev_delta || offset_delta > last_delta {
+        if offset_delta <= *prev_delta || offset_delta > last_delta {
             return Err(format!(
                 "record {i} has offset delta {offset_delta}, where one above {prev_delta} and at most {last_delta} \
                  was expected"
             ));
         }
-        prev_delta = offset_delta;
+        *prev_delta = offset_delta;
         let offset = b.base_offset + offset_delta;
         f(RecordView { offset, timestamp: b.base_ts.wrapping_add(ts_delta), key, value });
     }
@@ -574,7 +678,17 @@ mod tests {
         for codec in [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
             let one = encode_batch(&refs, 1000, codec).unwrap();
             let (got, scan) = collect(&one);
-            assert_eq!(scan, Scan { next_offset: Some(500), batches: 1, rest: one.len(), end: one.len() }, "{codec:?}");
+            assert_eq!(
+                scan,
+                Scan {
+                    next_offset: Some(500),
+                    batches: 1,
+                    rest: one.len(),
+                    end: one.len(),
+                    last_epoch: scan.last_epoch
+                },
+                "{codec:?}"
+            );
             assert_eq!(scan_headers_before(&one, i64::MAX), Ok(scan));
             assert_eq!(got.len(), 500);
             for (i, (off, v)) in got.iter().enumerate() {
@@ -596,6 +710,26 @@ mod tests {
         let crc = crc32c::crc32c(&b[21..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
         Bytes::from(b)
+    }
+
+    #[test]
+    fn a_bad_batch_at_the_lowest_offset_is_an_error_not_an_overflow() {
+        // Found by fuzzing (fuzz/regressions/record_batch): the first offset not handed over was computed as
+        // base - 1 + 1, which overflows at i64::MIN.
+        let mut b = with_header(&encode_batch(&[b"a,1", b"b,2", b"c,3"], 0, Codec::None).unwrap(), 1, 2).to_vec();
+        b[..8].copy_from_slice(&i64::MIN.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let mut with_first_record_bad = b.clone();
+        with_first_record_bad[61] = 0x7f; // the first record's length: past the end of the batch
+        for bytes in [b, with_first_record_bad] {
+            let crc = crc32c::crc32c(&bytes[21..]);
+            let mut bytes = bytes;
+            bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+            let err = for_each_record(&Bytes::from(bytes), |_| {}).unwrap_err();
+            assert_eq!(err.offset, i64::MIN, "{err}");
+            assert!(err.first_unread == i64::MIN || err.first_unread == i64::MIN + 1, "{err:?}");
+        }
     }
 
     #[test]
@@ -757,6 +891,41 @@ mod tests {
         // Markers and aborted records are not handed over; their offsets are passed all the same.
         assert_eq!(placed.0.iter().map(|p| p.1).collect::<Vec<_>>(), vec![3, 6, 7, 9]);
         assert_eq!(scan.next_offset, Some(12));
+    }
+
+    #[test]
+    fn aborted_batches_after_a_bad_batch_are_still_dropped_when_bad_batches_are_skipped() {
+        /// Placements that skip bad batches.
+        struct Skipping(Placements, Vec<i64>);
+        impl<'a> PlacedRecords<'a> for Skipping {
+            fn in_place(&mut self, r: RecordView<'a>) {
+                self.0.in_place(r)
+            }
+            fn decompressed(&mut self, r: RecordView<'_>) {
+                self.0.decompressed(r)
+            }
+            fn skips_bad_batches(&self) -> bool {
+                true
+            }
+            fn skipped(&mut self, e: &BatchError) {
+                self.1.push(e.offset)
+            }
+        }
+        let tx = TRANSACTIONAL;
+        // A plain batch at 0 whose header counts 2 records in a span of 1 (bad from its header alone), then
+        // producer 7's aborted transaction at 1..=2 (marker at 3), then a plain record at 4.
+        let mut bad = with_header(&Bytes::from(batch_at(0, 1, -1, 0)), 2, 0).to_vec();
+        bad.extend(batch_at(1, 2, 7, tx));
+        bad.extend(batch_at(3, 1, 7, tx | CONTROL));
+        bad.extend(batch_at(4, 1, -1, 0));
+        let data = Bytes::from(bad);
+        let skip = aborted_batches(&data, &[(7, 1)]);
+        assert_eq!(skip, vec![1]);
+        let mut placed = Skipping(Placements(vec![]), vec![]);
+        let scan = for_each_record_placed(&data, i64::MAX, DEFAULT_MAX_BATCH_BYTES, &skip, &mut placed).unwrap();
+        assert_eq!(placed.1, vec![0], "the bad batch is skipped");
+        assert_eq!(placed.0 .0.iter().map(|p| p.1).collect::<Vec<_>>(), vec![4], "aborted records are not read");
+        assert_eq!(scan.next_offset, Some(5));
     }
 
     #[test]

@@ -393,7 +393,7 @@ impl BatchRecord {
         BatchRecord {
             time: b.info.time,
             records: b.records as u64,
-            malformed: b.malformed.len() as u64,
+            malformed: Malformed::total(b.malformed),
             malformed_kept: b.malformed.iter().take(MALFORMED_KEPT_PER_BATCH).cloned().collect(),
             timed_out: 0,
             scheduling_delay: b.scheduling_delay,
