@@ -2590,8 +2590,7 @@ where
     fn sorted_states(&self) -> Vec<(K, S)> {
         self.map.sorted_states()
     }
-    /// Under Spark's order: partition by partition, each as Spark's state map lists it (see
-    /// [`spark_state_order`]).
+    /// Under Spark's order: partition by partition, each as Spark's state map lists it.
     fn ordered_states(&self) -> Vec<(K, S)> {
         if self.options.output_order != OutputOrder::SparkPartitions {
             return self.map.sorted_states();

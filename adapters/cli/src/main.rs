@@ -158,7 +158,7 @@ enum OrderArg {
     /// (Kafka partition, offset) order: dstream's documented default.
     #[default]
     Arrival,
-    /// Spark's: grouped by state partition (JVM hashCode mod 2, as under local[2]), arrival order within each.
+    /// Spark's: grouped by state partition (JVM hashCode mod 2, as under `local[2]`), arrival order within each.
     Spark,
 }
 

@@ -269,7 +269,7 @@ const FIRST_GUESS_RECORD_BYTES: f64 = 16.0;
 const MIN_FETCH_BYTES: i64 = 64 << 10;
 
 /// Records per partition the first fetch of a range is sized for; each later fetch of the same call is sized for
-/// [`RAMP`] times as many (up to what is left). A large range then reaches its reader after a short first fetch
+/// `RAMP` times as many (up to what is left). A large range then reaches its reader after a short first fetch
 /// rather than after the whole range came in one answer, so that reading overlaps fetching from the start.
 pub const FIRST_FETCH_RECORDS: i64 = 1 << 15;
 
