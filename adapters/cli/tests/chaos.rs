@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long the faults go on.
-const CHAOS: Duration = Duration::from_secs(40);
+const CHAOS: Duration = Duration::from_secs(60);
 const PARTITIONS: i32 = 2;
 
 /// `dstream run` resuming from `dir`; its stderr goes to the file `err`.

@@ -190,3 +190,52 @@ fn sigkilled_run_takes_its_broker_along() {
     child.wait().unwrap();
     assert!(gone_within(tansu, start, Duration::from_secs(20)), "tansu {tansu} outlived the SIGKILLed dstream");
 }
+
+/// The child of `parent` whose command is `comm`, with its start time.
+fn child_named(parent: u32, comm: &str) -> Option<(u32, u64)> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let (c, ppid, start) = proc_stat(pid)?;
+        (ppid == parent && c == comm).then_some((pid, start))
+    })
+}
+
+/// Issue 14 item 10: the pip install that provisions tansu on a fresh machine dies with a SIGKILLed dstream too.
+/// A `python3` of the test's own stands in for a slow pip (it sleeps), so the test needs no network and no broker.
+#[test]
+fn sigkilled_run_takes_its_pip_install_along() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let python = bin.join("python3");
+    std::fs::write(&python, "#!/bin/sh\nexec sleep 120\n").unwrap();
+    std::fs::set_permissions(&python, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let port = dstream_adapters::broker::free_port().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dstream"))
+        .args(["run", "--ui", "off"])
+        .env("PATH", path)
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env_remove("DSTREAM_TANSU")
+        .env("DSTREAM_DEFAULT_BROKER", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pip = loop {
+        if let Some(p) = child_named(child.id(), "sleep") {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "dstream never started its pip install");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gone = gone_within(pip.0, pip.1, Duration::from_secs(10));
+    if !gone {
+        signal(pip.0, libc::SIGKILL);
+    }
+    assert!(gone, "the pip install {} outlived the SIGKILLed dstream", pip.0);
+}
