@@ -2514,12 +2514,12 @@ where
     pub fn state(&self) -> &StateMap<K, S> {
         &self.map
     }
-    /// Checkpointable content.
+    /// Checkpointable content, entries in the state's own order (as a checkpoint file holds them).
     pub fn checkpoint(&self) -> MapWithStateCheckpoint<K, S>
     where
         S: Clone,
     {
-        MapWithStateCheckpoint { initialized: self.initialized, state: self.map.snapshot() }
+        MapWithStateCheckpoint { initialized: self.initialized, state: self.map.snapshot_in_order() }
     }
     /// Checkpointable content, borrowed: serialises as `checkpoint()` does, without copying or sorting.
     pub fn checkpoint_ref(&self) -> MapWithStateCheckpointRef<'_, K, S>
