@@ -9,12 +9,11 @@
 
 use dstream_adapters::broker::kafka::KafkaCluster;
 use dstream_adapters::broker::Tansu;
-use dstream_adapters::kafka::records::{
-    encode_batch, first_base_offset, for_each_record_before, Codec, DEFAULT_MAX_BATCH_BYTES,
-};
+use dstream_adapters::kafka::records::{first_base_offset, for_each_record_before, Codec, DEFAULT_MAX_BATCH_BYTES};
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, PartitionFetch};
-use dstream_cli::generate::LabMessages;
+use dstream_cli::generate::{generate, GenerateOptions};
 use std::process::Command;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 const N: i64 = 1_000_000;
@@ -46,20 +45,16 @@ fn bench(addr: &str) {
     let mut client = Client::connect(std::slice::from_ref(&addr), ClientConfig::default()).expect("connect");
     client.create_topic("avg", 1, 1).expect("create topic");
     let started = Instant::now();
-    let mut msgs = LabMessages::new(1);
-    let mut line = Vec::new();
-    let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(10_000);
-    let mut produced = 0;
-    while produced < N * TRIES as i64 {
-        chunk.clear();
-        for _ in 0..10_000 {
-            msgs.next_into(&mut line);
-            chunk.push(line.clone());
-        }
-        let refs: Vec<&[u8]> = chunk.iter().map(|v| v.as_slice()).collect();
-        client.produce("avg", 0, encode_batch(&refs, 0, Codec::None).unwrap(), Acks::Leader).expect("produce");
-        produced += chunk.len() as i64;
-    }
+    let opts = GenerateOptions {
+        topic: "avg".into(),
+        rate: 0,
+        count: Some((N * TRIES as i64) as u64),
+        seed: 1,
+        partitions: 1,
+        codec: Codec::None,
+        acks: Acks::Leader,
+    };
+    let produced = generate(&mut client, &opts, &AtomicBool::new(false)).expect("produce");
     println!("produced {produced} lab messages in {:.3} s", started.elapsed().as_secs_f64());
 
     // The bare client: fetch and parse the first million records in place, best of TRIES. Each fetch asks for

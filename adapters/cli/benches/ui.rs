@@ -12,9 +12,9 @@
 //! delay plus processing time), so the grid's idle time does not count.
 
 use dstream_adapters::broker::Tansu;
-use dstream_adapters::kafka::records::{encode_batch, Codec};
+use dstream_adapters::kafka::records::Codec;
 use dstream_adapters::kafka::{Acks, Client, ClientConfig};
-use dstream_cli::generate::LabMessages;
+use dstream_cli::generate::{generate, GenerateOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -37,21 +37,16 @@ fn main() {
     let addr = broker.addr().to_string();
     let mut client = Client::connect(std::slice::from_ref(&addr), ClientConfig::default()).expect("connect");
     client.create_topic("avg", 1, 1).expect("create topic");
-    let mut msgs = LabMessages::new(1);
-    let mut line = Vec::new();
-    let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(10_000);
-    let total = BATCHES * PER_BATCH;
-    let mut produced = 0;
-    while produced < total {
-        chunk.clear();
-        for _ in 0..10_000 {
-            msgs.next_into(&mut line);
-            chunk.push(line.clone());
-        }
-        let refs: Vec<&[u8]> = chunk.iter().map(|v| v.as_slice()).collect();
-        client.produce("avg", 0, encode_batch(&refs, 0, Codec::None).unwrap(), Acks::Leader).expect("produce");
-        produced += chunk.len();
-    }
+    let opts = GenerateOptions {
+        topic: "avg".into(),
+        rate: 0,
+        count: Some((BATCHES * PER_BATCH) as u64),
+        seed: 1,
+        partitions: 1,
+        codec: Codec::None,
+        acks: Acks::Leader,
+    };
+    let produced = generate(&mut client, &opts, &AtomicBool::new(false)).expect("produce");
     println!("produced {produced} lab messages");
     let (mut off, mut on, mut ui_cpu) = (vec![], vec![], vec![]);
     for i in 0..2 * TRIES {
