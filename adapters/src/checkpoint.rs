@@ -221,6 +221,11 @@ pub fn encode<S: Serialize>(cp: &Checkpoint<S>) -> Result<Vec<u8>, CheckpointErr
     let mut meta = postcard::to_stdvec(&cp.meta)?;
     meta.extend_from_slice(&postcard::to_stdvec(&MetaExtension { topic_id: cp.meta.fingerprint.topic_id.clone() })?);
     meta.extend_from_slice(&postcard::to_stdvec(&EpochExtension { leader_epochs: cp.meta.leader_epochs.clone() })?);
+    if !cp.meta.fingerprint.more_inputs.is_empty() {
+        // Only a job of several inputs has it: a one-topic checkpoint's bytes are what they were.
+        let more_inputs = cp.meta.fingerprint.more_inputs.clone();
+        meta.extend_from_slice(&postcard::to_stdvec(&InputsExtension { more_inputs })?);
+    }
     let mut out = Vec::with_capacity(HEADER_LEN + meta.len() + 8 + 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -301,8 +306,15 @@ struct EpochExtension {
     leader_epochs: Vec<dstream_core::checkpoint::LeaderEpoch>,
 }
 
-/// Decodes the meta section: the [`CheckpointMeta`] fields, then the [`MetaExtension`] and the
-/// [`EpochExtension`] if the file has them.
+/// What the meta section holds after the [`EpochExtension`] when a job reads several topics (added within
+/// version 2): its inputs after the first.
+#[derive(Serialize, serde::Deserialize)]
+struct InputsExtension {
+    more_inputs: Vec<dstream_core::checkpoint::InputPrint>,
+}
+
+/// Decodes the meta section: the [`CheckpointMeta`] fields, then the [`MetaExtension`], the [`EpochExtension`]
+/// and the [`InputsExtension`] if the file has them.
 fn decode_meta(bytes: &[u8]) -> Result<CheckpointMeta, CorruptCheckpoint> {
     let decoding = |source| CorruptCheckpoint::Decode { section: "meta", source };
     let (mut meta, rest): (CheckpointMeta, &[u8]) = postcard::take_from_bytes(bytes).map_err(decoding)?;
@@ -311,8 +323,12 @@ fn decode_meta(bytes: &[u8]) -> Result<CheckpointMeta, CorruptCheckpoint> {
         let (ext, rest): (MetaExtension, &[u8]) = postcard::take_from_bytes(rest).map_err(decoding)?;
         meta.fingerprint.topic_id = ext.topic_id;
         if !rest.is_empty() {
-            let ext: EpochExtension = postcard::from_bytes(rest).map_err(decoding)?;
+            let (ext, rest): (EpochExtension, &[u8]) = postcard::take_from_bytes(rest).map_err(decoding)?;
             meta.leader_epochs = ext.leader_epochs;
+            if !rest.is_empty() {
+                let (ext, _): (InputsExtension, &[u8]) = postcard::take_from_bytes(rest).map_err(decoding)?;
+                meta.fingerprint.more_inputs = ext.more_inputs;
+            }
         }
     }
     Ok(meta)
@@ -571,9 +587,8 @@ impl CheckpointStore {
                 if !differences.is_empty() {
                     return Err(CheckpointError::FingerprintMismatch { path, differences });
                 }
-                if let Some((stored, current)) = meta.fingerprint.replaced_topic(expected) {
-                    let (stored, current) = (stored.to_string(), current.to_string());
-                    let topic = expected.topic.clone();
+                if let Some((topic, stored, current)) = meta.fingerprint.replaced_topic(expected) {
+                    let (topic, stored, current) = (topic.to_string(), stored.to_string(), current.to_string());
                     return Err(CheckpointError::TopicReplaced { path, topic, stored, current });
                 }
             }

@@ -201,9 +201,8 @@ impl Checkpointer {
         pending: &[BatchInfo],
     ) -> Result<Option<PathBuf>, CheckpointError> {
         let Some(time) = engine.last_completed() else { return Ok(None) };
-        // Partitions added to the topic while running are read, so the checkpoint's input has them too.
-        let partitions = u32::try_from(next_offsets.len()).unwrap_or(u32::MAX);
-        self.fingerprint.partitions = self.fingerprint.partitions.max(partitions);
+        // Partitions added to a topic while running are read, so the checkpoint's input has them too.
+        self.fingerprint.grow_to(next_offsets);
         let meta = CheckpointMeta {
             leader_epochs: self.leader_epochs.clone(),
             fingerprint: self.fingerprint.clone(),

@@ -3,9 +3,10 @@
 
 use crate::clock::SystemClock;
 use crate::kafka::direct::{
-    note_epoch, DirectConfig, DirectStream, GeneratedBatch, OffsetReset, OutOfRangePolicy, RangeFetcher, RangesRead,
-    Segment, StartingOffsets,
+    note_epoch, DirectConfig, GeneratedBatch, OffsetReset, OutOfRangePolicy, RangeFetcher, RangesRead, Segment,
+    StartingOffsets,
 };
+use crate::kafka::inputs::{DirectStreams, RangeFetchers};
 use crate::kafka::{Client, ClientConfig, KafkaError};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use dstream_core::checkpoint::LeaderEpoch;
@@ -40,6 +41,28 @@ pub struct RunOptions {
     /// A record batch that cannot be read (damaged, or inflating beyond the bound on a batch): fail the run, or
     /// skip its offsets, counting and reporting them as malformed records (as `--on-malformed` says).
     pub on_bad_batch: MalformedPolicy,
+    /// Other topics the job reads, each with its own direct stream: inputs 1, 2, ... (`topic` and the fields
+    /// above are input 0; see [`dstream_core::record::input_partition`] for how their partitions are numbered).
+    pub more_topics: Vec<DirectConfig>,
+}
+
+impl RunOptions {
+    /// The direct stream configuration of every topic read, by input index.
+    pub fn direct_configs(&self) -> Vec<DirectConfig> {
+        let first = DirectConfig {
+            topic: self.topic.clone(),
+            starting_offsets: self.starting_offsets,
+            max_rate_per_partition: self.max_rate_per_partition,
+            batch_interval: self.batch_interval,
+            on_out_of_range: self.on_out_of_range,
+        };
+        std::iter::once(first).chain(self.more_topics.iter().cloned()).collect()
+    }
+
+    /// Every topic read, by input index.
+    pub fn topics(&self) -> Vec<String> {
+        std::iter::once(self.topic.clone()).chain(self.more_topics.iter().map(|c| c.topic.clone())).collect()
+    }
 }
 
 /// Where a run starts: a job on a new batch grid, or where a checkpoint left it.
@@ -279,14 +302,6 @@ fn run_to_end<J: Job>(
     stop: Arc<AtomicBool>,
     out: &mut dyn Write,
 ) -> Result<RunOutcome<J>, RunError> {
-    let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
-    let direct_cfg = DirectConfig {
-        topic: opts.topic.clone(),
-        starting_offsets: opts.starting_offsets,
-        max_rate_per_partition: opts.max_rate_per_partition,
-        batch_interval: opts.batch_interval,
-        on_out_of_range: opts.on_out_of_range,
-    };
     let clock = SystemClock;
     let (offsets, mut engine, pending, mut epochs) = match start {
         Start::Resume(r) => (Some(r.offsets), r.engine, r.pending, r.leader_epochs),
@@ -295,19 +310,27 @@ fn run_to_end<J: Job>(
             (None, Engine::new(job, timer), Vec::new(), Vec::new())
         }
     };
-    client.set_interrupt(stop.clone());
-    let mut direct = DirectStream::new(client, direct_cfg, offsets)?;
+    let connect = || {
+        let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
+        client.set_interrupt(stop.clone());
+        Ok(client)
+    };
+    let mut direct = DirectStreams::new(connect, opts.direct_configs(), offsets)?;
     // The log must still hold what was read, in the epochs it was read in (not truncated in place).
     direct.check_leader_epochs(&epochs)?;
-    // Fetching has a connection of its own, so that a slow fetch never delays fixing the next batch's ranges. A
+    // Fetching has connections of its own, so that a slow fetch never delays fixing the next batch's ranges. A
     // stop does not cut it short: a batch whose ranges are fixed is fetched whole and completes (a batch half
     // applied to the state could be neither checkpointed nor run again), and no batch is generated after a stop.
     let mut fetch_cfg = opts.client.clone();
     fetch_cfg.interrupt = None;
-    let fetch_client = Client::connect(&opts.brokers, fetch_cfg)?;
-    let mut fetcher =
-        RangeFetcher::new(fetch_client, &opts.topic).skip_bad_batches(opts.on_bad_batch == MalformedPolicy::Skip);
-    let mut current: Vec<(i32, i64)> = direct.current_offsets().to_vec();
+    let skip = opts.on_bad_batch == MalformedPolicy::Skip;
+    let mut fetchers = Vec::new();
+    for topic in opts.topics() {
+        let fetch_client = Client::connect(&opts.brokers, fetch_cfg.clone())?;
+        fetchers.push(RangeFetcher::new(fetch_client, &topic).skip_bad_batches(skip));
+    }
+    let mut fetcher = RangeFetchers::new(fetchers);
+    let mut current: Vec<(i32, i64)> = direct.current_offsets();
     let mut summary = RunSummary::default();
     // Catch up first: stored batches run again over exactly their ranges (their output appears again).
     run_pending(
@@ -615,7 +638,7 @@ fn finish_batch<J>(
 
 /// Fixes each batch's ranges at its tick, independent of how fast batches are fetched and processed.
 fn generate_loop(
-    mut direct: DirectStream,
+    mut direct: DirectStreams,
     mut timer: BatchTimer,
     limit: Option<u64>,
     stop: Arc<AtomicBool>,
@@ -638,7 +661,7 @@ fn generate_loop(
             std::thread::sleep(left.min(std::time::Duration::from_millis(20)));
         }
         let Some(time) = timer.poll(clock.now()) else { continue };
-        if tx.send(Ok(Generated::Tick(direct.current_offsets().to_vec()))).is_err() {
+        if tx.send(Ok(Generated::Tick(direct.current_offsets()))).is_err() {
             return;
         }
         let result = direct.generate(time);
@@ -655,7 +678,7 @@ fn generate_loop(
 
 /// Fetches exactly the records of each generated batch, in order, and sends the fetched bytes on as they come.
 fn fetch_loop(
-    mut fetcher: RangeFetcher,
+    mut fetcher: RangeFetchers,
     rx: Receiver<Result<Generated, KafkaError>>,
     tx: Sender<Result<Fetched, KafkaError>>,
 ) {

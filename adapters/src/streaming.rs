@@ -29,7 +29,7 @@
 
 use crate::checkpoint::{CheckpointError, CheckpointStore, Fingerprint, NextOffset};
 use crate::clock::SystemClock;
-use crate::kafka::direct::{OffsetReset, OutOfRangePolicy, StartingOffsets};
+use crate::kafka::direct::{DirectConfig, OffsetReset, OutOfRangePolicy, StartingOffsets};
 use crate::kafka::{Client, ClientConfig, IsolationLevel, KafkaError};
 use crate::record::Recorder;
 use crate::recovery::{restore, Checkpointer, RestoreError};
@@ -37,6 +37,7 @@ use crate::run::{
     reset_warning, run_job_to_end, CompletedBatch, MalformedReporter, Resume, RunEnd, RunError, RunHooks, RunOptions,
     RunSummary, Start,
 };
+use dstream_core::checkpoint::InputPrint;
 use dstream_core::graph::{GraphBuilder, InputStream, Stream};
 use dstream_core::jvm::JvmDisplay;
 use dstream_core::{BatchInfo, Clock, DStream, Duration, Graph, Malformed, MalformedPolicy, Time};
@@ -119,9 +120,38 @@ impl KafkaUtils {
     /// A direct stream of `topic` on `ssc`: each batch is exactly the records of its offset ranges, fixed at its
     /// tick (SPARK-SEMANTICS §1.2); records carry topic, partition, offset, timestamp, key and value.
     pub fn create_direct_stream(ssc: &mut StreamingContext, params: KafkaParams, topic: &str) -> InputStream {
-        ssc.sources += 1;
-        ssc.source = Some(Source { params, topic: topic.to_string() });
-        ssc.graph.records_of(topic)
+        Self::create_direct_stream_of(ssc, params, &[topic])
+    }
+
+    /// A direct stream of several topics on `ssc` (Spark's `Subscribe(topics)`): each batch holds every topic's
+    /// records of its ranges, topic by topic in the order given, each record carrying its topic. A context may
+    /// have several direct streams (a join of two topics); all of them use the same brokers and client settings,
+    /// and a topic read by two streams is read once, each stream seeing all its records.
+    ///
+    /// # Panics
+    /// If `topics` is empty (a program's mistake, as Spark's `Subscribe` of no topic).
+    pub fn create_direct_stream_of(ssc: &mut StreamingContext, params: KafkaParams, topics: &[&str]) -> InputStream {
+        for t in topics {
+            if !ssc.sources.iter().any(|s| s.topic == *t) {
+                ssc.sources.push(Source { params: params.clone(), topic: t.to_string() });
+            } else if ssc.sources.iter().any(|s| s.topic == *t && !s.params.same_as(&params)) {
+                ssc.conflict
+                    .get_or_insert_with(|| format!("topic {t:?} has two direct streams with different settings"));
+            }
+        }
+        ssc.graph.records_of_all(topics)
+    }
+}
+
+impl KafkaParams {
+    /// True if both read alike (what `Debug` shows: brokers, offsets, rate, policy, client settings).
+    fn same_as(&self, other: &KafkaParams) -> bool {
+        format!("{self:?}") == format!("{other:?}")
+    }
+
+    /// True if both reach the cluster alike (brokers and client settings).
+    fn same_cluster(&self, other: &KafkaParams) -> bool {
+        self.brokers == other.brokers && format!("{:?}", self.client) == format!("{:?}", other.client)
     }
 }
 
@@ -233,6 +263,9 @@ pub enum StreamingError {
     /// `start` before a stream or an output operation was defined, or after the context stopped.
     #[error("{0}")]
     Usage(&'static str),
+    /// The program's inputs do not fit together (e.g. two direct streams on different clusters).
+    #[error("{0}")]
+    Config(String),
     /// Kafka failed.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
@@ -307,8 +340,10 @@ pub struct StreamingContext {
     interval: Duration,
     name: String,
     checkpoint: Option<CheckpointSettings>,
-    source: Option<Source>,
-    sources: usize,
+    /// The topics of the direct streams, each with its stream's settings, in the order first given.
+    sources: Vec<Source>,
+    /// A program's mistake found while defining, reported at start.
+    conflict: Option<String>,
     checkpoint_every: u64,
     record: Option<PathBuf>,
     replay: Option<PathBuf>,
@@ -346,8 +381,8 @@ impl StreamingContext {
             interval: batch_interval,
             name: "dstream".into(),
             checkpoint: None,
-            source: None,
-            sources: 0,
+            sources: Vec::new(),
+            conflict: None,
             checkpoint_every: 1,
             record: None,
             replay: None,
@@ -507,18 +542,36 @@ impl StreamingContext {
             self.phase = Phase::Replaying(self.graph.build());
             return Ok(());
         }
-        let source = self
-            .source
-            .clone()
-            .ok_or(StreamingError::Usage("no input stream: call KafkaUtils::create_direct_stream"))?;
-        if self.sources > 1 {
-            return Err(StreamingError::Usage(
-                "one direct stream per context for now: create_direct_stream was called more than once",
-            ));
+        if self.sources.is_empty() {
+            return Err(StreamingError::Usage("no input stream: call KafkaUtils::create_direct_stream"));
+        }
+        if let Some(conflict) = &self.conflict {
+            return Err(StreamingError::Config(conflict.clone()));
         }
         if self.graph.outputs() == 0 {
             return Err(StreamingError::Usage(NO_OUTPUTS));
         }
+        // The graph numbers its inputs in the order the program asked for them: the direct streams follow it.
+        let mut inputs = Vec::new();
+        for topic in self.graph.inputs() {
+            match self.sources.iter().find(|s| s.topic == topic) {
+                Some(s) => inputs.push(s.clone()),
+                None => {
+                    return Err(StreamingError::Config(format!(
+                        "the program reads input {topic:?}, which no direct stream of this context reads"
+                    )))
+                }
+            }
+        }
+        let source = inputs[0].clone();
+        if let Some(other) = inputs.iter().find(|s| !s.params.same_cluster(&source.params)) {
+            return Err(StreamingError::Config(format!(
+                "the direct streams of one context use the same brokers and client settings ({:?} differs from {:?})",
+                other.topic, source.topic
+            )));
+        }
+        let topics: Vec<String> = inputs.iter().map(|s| s.topic.clone()).collect();
+        let topics_label = topics.join(",");
         let mut job = self.graph.build();
         let p = &source.params;
         let mut client_config = p.client.clone();
@@ -534,6 +587,16 @@ impl StreamingContext {
             on_out_of_range: p.on_out_of_range,
             client: client_config,
             on_bad_batch: self.graph.malformed_policy(),
+            more_topics: inputs[1..]
+                .iter()
+                .map(|s| DirectConfig {
+                    topic: s.topic.clone(),
+                    starting_offsets: s.params.starting_offsets,
+                    max_rate_per_partition: s.params.max_rate_per_partition,
+                    batch_interval: self.interval,
+                    on_out_of_range: s.params.on_out_of_range,
+                })
+                .collect(),
         };
         let mut checkpointer = None;
         let mut start = None;
@@ -552,10 +615,16 @@ impl StreamingContext {
                 }
             }
             let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
-            let partitions = client.partitions(&opts.topic)?.len() as u32;
-            let topic_id = client.topic_id(&opts.topic)?;
-            let fingerprint = Fingerprint::of_job(&opts.topic, partitions, &self.name, &mut job, self.interval)
-                .with_topic_id(topic_id);
+            let mut prints = Vec::new();
+            for topic in &topics {
+                let partitions = client.partitions(topic)?.len() as u32;
+                let topic_id = client.topic_id(topic)?;
+                prints.push(InputPrint { topic: topic.clone(), partitions, topic_id });
+            }
+            let first = prints.remove(0);
+            let fingerprint = Fingerprint::of_job(&first.topic, first.partitions, &self.name, &mut job, self.interval)
+                .with_topic_id(first.topic_id)
+                .with_more_inputs(prints);
             let mut ck = Checkpointer::new(store, fingerprint, self.checkpoint_every).in_background();
             let restore_started = std::time::Instant::now();
             let loaded = ck.load()?;
@@ -592,10 +661,13 @@ impl StreamingContext {
             if self.checkpoint.is_none() {
                 // The topic is known to exist before the UI starts, so that a bad broker or topic is the one line
                 // it is without the UI.
-                Client::connect(&opts.brokers, opts.client.clone())?.partitions(&opts.topic)?;
+                let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
+                for topic in &topics {
+                    client.partitions(topic)?;
+                }
             }
             let config = crate::ui::UiConfig {
-                topic: source.topic.clone(),
+                topic: topics_label.clone(),
                 batch_interval: self.interval,
                 retained_batches: *retained,
             };
@@ -611,7 +683,7 @@ impl StreamingContext {
         let recorder = self
             .record
             .as_ref()
-            .map(|path| Recorder::new(path.clone(), &source.topic, &self.name, self.record_params.clone()));
+            .map(|path| Recorder::new(path.clone(), &topics_label, &self.name, self.record_params.clone()));
         let hooks = StandardHooks {
             malformed: MalformedReporter::default(),
             recorder,

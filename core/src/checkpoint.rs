@@ -25,13 +25,69 @@ pub struct Fingerprint {
     /// section's other fields), so checkpoints written without it still read.
     #[serde(skip)]
     pub topic_id: Option<String>,
+    /// The job's other inputs, when it reads several topics: input 1 on (input 0 is `topic`). Not part of this
+    /// struct's encoding either (the file store keeps them after the topic's id), so that a one-topic
+    /// checkpoint's bytes stay what they were.
+    #[serde(skip)]
+    pub more_inputs: Vec<InputPrint>,
+}
+
+/// One more input of a job that reads several topics: what [`Fingerprint`]'s `topic`, `partitions` and `topic_id`
+/// say of the first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputPrint {
+    /// The topic.
+    pub topic: String,
+    /// Its number of partitions.
+    pub partitions: u32,
+    /// Its id, if known.
+    pub topic_id: Option<String>,
 }
 
 impl Fingerprint {
     /// A fingerprint with the given parameters (sorted by name here).
     pub fn new(topic: &str, partitions: u32, job: &str, mut params: Vec<(String, String)>) -> Self {
         params.sort();
-        Fingerprint { topic: topic.to_string(), partitions, job: job.to_string(), params, topic_id: None }
+        let (topic, job) = (topic.to_string(), job.to_string());
+        Fingerprint { topic, partitions, job, params, topic_id: None, more_inputs: Vec::new() }
+    }
+
+    /// The same fingerprint reading `more` besides its first topic (inputs 1, 2, ...).
+    pub fn with_more_inputs(mut self, more: Vec<InputPrint>) -> Self {
+        self.more_inputs = more;
+        self
+    }
+
+    /// Every input's topic, partition count and id, by input index.
+    pub fn inputs(&self) -> Vec<InputPrint> {
+        let first =
+            InputPrint { topic: self.topic.clone(), partitions: self.partitions, topic_id: self.topic_id.clone() };
+        std::iter::once(first).chain(self.more_inputs.iter().cloned()).collect()
+    }
+
+    /// The topics, comma-separated (as a program names them: Kafka topic names have no commas).
+    pub fn topics(&self) -> String {
+        std::iter::once(self.topic.as_str())
+            .chain(self.more_inputs.iter().map(|i| i.topic.as_str()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Raises each input's partition count to the partitions `next` names (partitions added to a topic while
+    /// running are read, so a checkpoint's input has them too).
+    pub fn grow_to(&mut self, next: &[NextOffset]) {
+        for n in next {
+            let (input, p) = crate::record::split_partition(n.partition);
+            let count = u32::try_from(p).map_or(0, |p| p.saturating_add(1));
+            match input {
+                0 => self.partitions = self.partitions.max(count),
+                i => {
+                    if let Some(more) = self.more_inputs.get_mut(i - 1) {
+                        more.partitions = more.partitions.max(count);
+                    }
+                }
+            }
+        }
     }
 
     /// The same fingerprint with the topic's id (`None`: unknown, e.g. a broker without topic ids).
@@ -40,13 +96,19 @@ impl Fingerprint {
         self
     }
 
-    /// The stored and current topic ids if both are known and differ: the topic was replaced (deleted and
+    /// The first topic whose stored and current ids are both known and differ, with both ids: the topic was replaced (deleted and
     /// re-created, or its broker lost its data), so stored offsets point into a different log.
-    pub fn replaced_topic<'a>(&'a self, current: &'a Fingerprint) -> Option<(&'a str, &'a str)> {
-        match (&self.topic_id, &current.topic_id) {
-            (Some(stored), Some(now)) if stored != now => Some((stored.as_str(), now.as_str())),
+    pub fn replaced_topic<'a>(&'a self, current: &'a Fingerprint) -> Option<(&'a str, &'a str, &'a str)> {
+        let first = (self.topic.as_str(), &self.topic_id, &current.topic_id);
+        let more = self
+            .more_inputs
+            .iter()
+            .zip(&current.more_inputs)
+            .map(|(s, c)| (s.topic.as_str(), &s.topic_id, &c.topic_id));
+        std::iter::once(first).chain(more).find_map(|(topic, stored, now)| match (stored, now) {
+            (Some(stored), Some(now)) if stored != now => Some((topic, stored.as_str(), now.as_str())),
             _ => None,
-        }
+        })
     }
 
     /// The fingerprint of `job` named `name` reading `topic`: each stateful operator (by id) with its kind and the
@@ -71,11 +133,16 @@ impl Fingerprint {
                 d.push(FingerprintDiff { field: name.to_string(), stored, current: now });
             }
         };
-        field("topic", self.topic.clone(), current.topic.clone());
+        field("topic", self.topics(), current.topics());
         // A topic with more partitions than the checkpoint's is the same input grown (Kafka adds partitions, never
         // removes them): the new ones are read from their earliest offsets. Fewer is another input.
         if current.partitions < self.partitions {
             field("partitions", self.partitions.to_string(), current.partitions.to_string());
+        }
+        for (s, c) in self.more_inputs.iter().zip(&current.more_inputs) {
+            if c.partitions < s.partitions && c.topic == s.topic {
+                field(&format!("partitions of {}", s.topic), s.partitions.to_string(), c.partitions.to_string());
+            }
         }
         field("job", self.job.clone(), current.job.clone());
         let mut names: Vec<&String> = self.params.iter().chain(&current.params).map(|(k, _)| k).collect();
@@ -237,37 +304,51 @@ impl CheckpointMeta {
                 return Err(format!("{what} {} ms is out of range (at most {MAX_MILLIS} ms either side of 0)", t.0));
             }
         }
-        // Offsets: every partition of the input exactly once, none negative; a partition left out would start
+        // Offsets: every partition of every input exactly once, none negative; a partition left out would start
         // afresh under a state that already counts it, one listed twice would be read twice.
-        let partitions = self.fingerprint.partitions as usize;
-        if partitions > self.next_offsets.len() {
+        let counts: Vec<usize> = std::iter::once(self.fingerprint.partitions)
+            .chain(self.fingerprint.more_inputs.iter().map(|i| i.partitions))
+            .map(|n| n as usize)
+            .collect();
+        let label = |p: i32| crate::stream::PartitionLabel(p);
+        if counts.iter().fold(0usize, |a, &n| a.saturating_add(n)) > self.next_offsets.len() {
             // Fewer offsets than partitions: one is left out. Found without sizing anything by the partition
-            // count, which comes from the file (a count near 2^32 would ask for tens of GiB).
-            let mut listed = vec![false; self.next_offsets.len() + 1];
-            for n in &self.next_offsets {
-                if let Some(l) = usize::try_from(n.partition).ok().and_then(|p| listed.get_mut(p)) {
-                    *l = true;
+            // counts, which come from the file (a count near 2^32 would ask for tens of GiB).
+            for (input, &n) in counts.iter().enumerate() {
+                let mut listed = vec![false; self.next_offsets.len().min(n) + 1];
+                for o in &self.next_offsets {
+                    let (i, p) = crate::record::split_partition(o.partition);
+                    if let Some(l) = usize::try_from(p).ok().filter(|_| i == input).and_then(|p| listed.get_mut(p)) {
+                        *l = true;
+                    }
+                }
+                if let Some(p) = listed.iter().take(n).position(|l| !l) {
+                    let p = crate::record::input_partition(input, p as i32);
+                    return Err(format!("next offsets leave out partition {}", label(p)));
                 }
             }
-            let p = listed.iter().position(|l| !l).expect("one slot more than the offsets");
-            return Err(format!("next offsets leave out partition {p}"));
         }
-        let mut next = vec![None; partitions];
+        let mut next: Vec<Vec<Option<i64>>> = counts.iter().map(|&n| vec![None; n]).collect();
         for n in &self.next_offsets {
-            let slot = usize::try_from(n.partition).ok().and_then(|p| next.get_mut(p));
+            let (input, p) = crate::record::split_partition(n.partition);
+            let slot = next.get_mut(input).and_then(|v| usize::try_from(p).ok().and_then(|p| v.get_mut(p)));
             let Some(slot) = slot else {
-                return Err(format!("next offsets name partition {}, the input has {partitions}", n.partition));
+                let has = counts.get(input).copied().unwrap_or(0);
+                return Err(format!("next offsets name partition {}, the input has {has}", label(n.partition)));
             };
             if slot.is_some() {
-                return Err(format!("next offsets list partition {} twice", n.partition));
+                return Err(format!("next offsets list partition {} twice", label(n.partition)));
             }
             if n.offset < 0 {
-                return Err(format!("next offset {} of partition {} is negative", n.offset, n.partition));
+                return Err(format!("next offset {} of partition {} is negative", n.offset, label(n.partition)));
             }
             *slot = Some(n.offset);
         }
-        if let Some(p) = next.iter().position(Option::is_none) {
-            return Err(format!("next offsets leave out partition {p}"));
+        for (input, v) in next.iter().enumerate() {
+            if let Some(p) = v.iter().position(Option::is_none) {
+                let p = crate::record::input_partition(input, p as i32);
+                return Err(format!("next offsets leave out partition {}", label(p)));
+            }
         }
         // Pending batches: after the checkpoint's batch and in order, each range within what was generated.
         let mut after = self.time;
@@ -277,14 +358,19 @@ impl CheckpointMeta {
             }
             after = b.time;
             for r in &b.ranges {
-                let until = usize::try_from(r.partition).ok().and_then(|p| next.get(p).copied().flatten());
+                let (input, p) = crate::record::split_partition(r.partition);
+                let until =
+                    next.get(input).and_then(|v| usize::try_from(p).ok().and_then(|p| v.get(p).copied().flatten()));
                 let Some(next) = until else {
-                    return Err(format!("pending batch {} ms names partition {}", b.time.0, r.partition));
+                    return Err(format!("pending batch {} ms names partition {}", b.time.0, label(r.partition)));
                 };
                 if !(0 <= r.from && r.from <= r.until && r.until <= next) {
                     return Err(format!(
                         "pending batch {} ms has range [{}, {}) of partition {}, outside [0, {next})",
-                        b.time.0, r.from, r.until, r.partition
+                        b.time.0,
+                        r.from,
+                        r.until,
+                        label(r.partition)
                     ));
                 }
             }

@@ -21,14 +21,14 @@
 //! ```
 
 use crate::jvm::{JvmDisplay, StableHash};
-use crate::record::{RecordRef, SourceError};
+use crate::record::{split_partition, RecordRef, SourceError};
 use crate::sources::{Directory, PullStream, Queue, QueueStream, TextFileStream};
 use crate::state::OutputOrder;
 use crate::stateful::Stateful;
 use crate::stream::{
     group_by_key_and_window_with, input_with, reduce_by_key_and_window_with, CoGroup, CoGroupAll, Count, CountByValue,
     CountByValueAndWindow, CountByWindow, DStream, DStreamExt, Filter, FlatMap, FullOuterJoin, Graph, GroupByKey,
-    GroupByKeyAndWindow, InnerJoin, Input, LeftOuterJoin, MalformedPolicy, Map, MapValues, MapWithState,
+    GroupByKeyAndWindow, InnerJoin, Input, Inputs, LeftOuterJoin, MalformedPolicy, Map, MapValues, MapWithState,
     MappingFunction, OutputError, OutputOp, Partitioned, RecordParser, Reduce, ReduceByKey, ReduceByWindow,
     ReducedByWindow, ReducedWindow, Repartition, RightOuterJoin, Shared, Shuffle, Snapshots, StateSpec, Transform,
     TransformWith, Union, UpdateStateByKey, Window,
@@ -51,6 +51,9 @@ pub struct GraphBuilder {
 #[derive(Default)]
 struct Builder {
     outputs: Vec<Box<dyn OutputOp>>,
+    /// The named inputs (topics), in the order the program first asked for them: the index of each is its
+    /// input number (see [`crate::record::input_partition`]).
+    inputs: Vec<Rc<str>>,
     policy: Rc<std::cell::Cell<MalformedPolicy>>,
     order: Rc<std::cell::Cell<OutputOrder>>,
 }
@@ -109,14 +112,48 @@ impl GraphBuilder {
         self.inner.borrow().policy.get()
     }
 
-    /// The batch's input records, from the source `topic` names (for [`ConsumerRecord::topic`]).
+    /// The batch's input records from the source `topic` names (a Kafka topic): the records of that input only,
+    /// when a job reads several (see [`inputs`](Self::inputs)).
     pub fn records_of(&self, topic: &str) -> InputStream {
-        InputStream { graph: self.clone(), topic: Rc::from(topic) }
+        self.records_of_all(&[topic])
     }
 
-    /// The batch's input records, from a source with no name.
+    /// The batch's input records from any of the sources `topics` name (Spark's `Subscribe(topics)`): one
+    /// stream of the records of all of them, each carrying its topic.
+    ///
+    /// # Panics
+    /// If `topics` is empty, or the graph would read more than [`MAX_INPUTS`](crate::record::MAX_INPUTS) inputs.
+    pub fn records_of_all(&self, topics: &[&str]) -> InputStream {
+        assert!(!topics.is_empty(), "an input stream needs at least one topic");
+        let mut mask = 0u128;
+        for t in topics {
+            mask |= 1 << self.input_index(t);
+        }
+        let names = self.inner.borrow().inputs.clone().into();
+        InputStream { graph: self.clone(), inputs: Inputs::Of(mask), names }
+    }
+
+    /// The index of input `topic`, registered if new.
+    fn input_index(&self, topic: &str) -> usize {
+        let mut b = self.inner.borrow_mut();
+        if let Some(i) = b.inputs.iter().position(|t| &**t == topic) {
+            return i;
+        }
+        assert!(b.inputs.len() < crate::record::MAX_INPUTS, "a job reads at most {} inputs", crate::record::MAX_INPUTS);
+        b.inputs.push(Rc::from(topic));
+        b.inputs.len() - 1
+    }
+
+    /// The named inputs the program reads (its topics), in the order it first asked for them: input `n`'s
+    /// partition `p` is engine partition [`input_partition(n, p)`](crate::record::input_partition).
+    pub fn inputs(&self) -> Vec<String> {
+        self.inner.borrow().inputs.iter().map(|t| t.to_string()).collect()
+    }
+
+    /// Every record of the batch, from a source with no name (or whatever input it came from).
     pub fn records(&self) -> InputStream {
-        self.records_of("")
+        let names = self.inner.borrow().inputs.clone().into();
+        InputStream { graph: self.clone(), inputs: Inputs::All, names }
     }
 
     /// `queueStream(queue, oneAtATime)`: each batch takes the next batch pushed on `queue` (`one_at_a_time`), or
@@ -180,18 +217,47 @@ impl GraphBuilder {
 #[derive(Clone)]
 pub struct InputStream {
     graph: GraphBuilder,
-    topic: Rc<str>,
+    inputs: Inputs,
+    /// The graph's inputs when this stream was made (its own among them), by index.
+    names: Rc<[Rc<str>]>,
 }
 
 impl fmt::Debug for InputStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InputStream").field("topic", &&*self.topic).finish()
+        f.debug_struct("InputStream").field("inputs", &self.inputs).field("names", &self.names).finish()
+    }
+}
+
+/// The topic of a record, from its engine partition: the one input a stream reads, or a table of them.
+#[derive(Clone)]
+struct TopicOf {
+    names: Rc<[Rc<str>]>,
+    only: Option<Rc<str>>,
+}
+
+impl TopicOf {
+    fn of(stream: &InputStream) -> Self {
+        let only = match stream.inputs {
+            Inputs::Of(mask) if mask.count_ones() == 1 => stream.names.get(mask.trailing_zeros() as usize).cloned(),
+            _ => None,
+        };
+        TopicOf { names: stream.names.clone(), only }
+    }
+
+    #[inline(always)]
+    fn record<'a>(&'a self, r: RecordRef<'a>) -> ConsumerRecord<'a> {
+        let (input, partition) = split_partition(r.partition);
+        let topic = match &self.only {
+            Some(t) => t,
+            None => self.names.get(input).map_or("", |t| t),
+        };
+        ConsumerRecord { topic, partition, offset: r.offset, timestamp: r.timestamp, key: r.key, value: r.value }
     }
 }
 
 /// A parser from records to elements that always succeeds.
 pub struct MapRecords<F> {
-    topic: Rc<str>,
+    topic: TopicOf,
     f: F,
 }
 
@@ -200,13 +266,13 @@ impl<T, F: FnMut(ConsumerRecord<'_>) -> T> RecordParser for MapRecords<F> {
     type Error = std::convert::Infallible;
     #[inline(always)]
     fn parse(&mut self, r: RecordRef<'_>) -> Result<T, std::convert::Infallible> {
-        Ok((self.f)(consumer_record(&self.topic, r)))
+        Ok((self.f)(self.topic.record(r)))
     }
 }
 
 /// A parser from records to elements that may refuse a record (it is then malformed: counted and reported).
 pub struct TryMapRecords<F> {
-    topic: Rc<str>,
+    topic: TopicOf,
     f: F,
 }
 
@@ -215,19 +281,7 @@ impl<T, E: fmt::Display, F: FnMut(ConsumerRecord<'_>) -> Result<T, E>> RecordPar
     type Error = E;
     #[inline(always)]
     fn parse(&mut self, r: RecordRef<'_>) -> Result<T, E> {
-        (self.f)(consumer_record(&self.topic, r))
-    }
-}
-
-#[inline(always)]
-fn consumer_record<'a>(topic: &'a str, r: RecordRef<'a>) -> ConsumerRecord<'a> {
-    ConsumerRecord {
-        topic,
-        partition: r.partition,
-        offset: r.offset,
-        timestamp: r.timestamp,
-        key: r.key,
-        value: r.value,
+        (self.f)(self.topic.record(r))
     }
 }
 
@@ -239,7 +293,7 @@ impl InputStream {
         F: FnMut(ConsumerRecord<'_>) -> T + 'static,
     {
         let policy = self.graph.inner.borrow().policy.clone();
-        self.graph.stream(input_with(MapRecords { topic: self.topic.clone(), f }, policy))
+        self.graph.stream(input_with(MapRecords { topic: TopicOf::of(self), f }, policy, self.inputs))
     }
 
     /// `map` with a parser that may refuse a record: a refused record is malformed, reported with its partition
@@ -251,7 +305,7 @@ impl InputStream {
         F: FnMut(ConsumerRecord<'_>) -> Result<T, E> + 'static,
     {
         let policy = self.graph.inner.borrow().policy.clone();
-        self.graph.stream(input_with(TryMapRecords { topic: self.topic.clone(), f }, policy))
+        self.graph.stream(input_with(TryMapRecords { topic: TopicOf::of(self), f }, policy, self.inputs))
     }
 
     /// Each record through a [`RecordParser`] of the program's own.
@@ -261,7 +315,7 @@ impl InputStream {
         P::Item: Clone + 'static,
     {
         let policy = self.graph.inner.borrow().policy.clone();
-        self.graph.stream(input_with(parser, policy))
+        self.graph.stream(input_with(parser, policy, self.inputs))
     }
 }
 

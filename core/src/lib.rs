@@ -26,7 +26,7 @@ pub use record::{OffsetRange, RecordBatch, RecordRef, RecordSource, Run, RunIter
 pub use state::{OutputOrder, State, StateError, StateMap, StateSnapshot, StateSpecOptions, TimeoutScan};
 pub use stateful::{StateCodecError, StateVisit, Stateful};
 pub use stream::{
-    input, BatchContext, ConfigError, DStream, DStreamExt, Graph, Job, JobError, Malformed, MalformedPolicy, OutputOp,
-    Shared, StateSpec,
+    input, BatchContext, ConfigError, DStream, DStreamExt, Graph, Inputs, Job, JobError, Malformed, MalformedPolicy,
+    OutputOp, PartitionLabel, Shared, StateSpec,
 };
 pub use time::{BatchTimer, Clock, Duration, ManualClock, Time};

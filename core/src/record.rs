@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 /// A record borrowed from a batch buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordRef<'a> {
-    /// Kafka partition the record came from.
+    /// The partition the record came from, as the engine numbers it: the Kafka partition of a job's first input,
+    /// the input's index and the partition for others (see [`input_partition`]).
     pub partition: i32,
     /// Offset of the record within its partition.
     pub offset: i64,
@@ -119,10 +120,42 @@ impl RecordSource for RecordBatch {
     }
 }
 
+/// The bits of an engine partition number below the input's index: a job reading several inputs (e.g. several
+/// Kafka topics) numbers partition `p` of its input `n` (counted from 0) as `n << INPUT_SHIFT | p`, so that the
+/// first input's partitions keep their own numbers. See [`input_partition`].
+pub const INPUT_SHIFT: u32 = 24;
+
+/// The most inputs one job reads: their indices fit in the bits above [`INPUT_SHIFT`] of a non-negative `i32`.
+pub const MAX_INPUTS: usize = 1 << (31 - INPUT_SHIFT);
+
+/// The engine's number for partition `partition` of input `input` (its index among the job's inputs): the
+/// partition itself for the first input. Partitions must be below `1 << INPUT_SHIFT` and `input` below
+/// [`MAX_INPUTS`] (the adapters check both where they meet a topic).
+///
+/// ```
+/// use dstream_core::record::{input_partition, split_partition};
+/// assert_eq!(input_partition(0, 3), 3);
+/// assert_eq!(split_partition(input_partition(2, 3)), (2, 3));
+/// ```
+#[inline(always)]
+pub const fn input_partition(input: usize, partition: i32) -> i32 {
+    ((input as i32) << INPUT_SHIFT) | partition
+}
+
+/// The input index and the input's own partition number of an engine partition number (see [`input_partition`]).
+#[inline(always)]
+pub const fn split_partition(p: i32) -> (usize, i32) {
+    if p < 0 {
+        // Not a partition of any input (e.g. a test's placeholder): the first input's, as it is.
+        return (0, p);
+    }
+    ((p >> INPUT_SHIFT) as usize, p & ((1 << INPUT_SHIFT) - 1))
+}
+
 /// The half-open offset range `[from, until)` of one partition in one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct OffsetRange {
-    /// Partition number.
+    /// Partition number (see [`input_partition`] for a job of several inputs).
     pub partition: i32,
     /// First offset included.
     pub from: i64,
@@ -134,6 +167,16 @@ impl OffsetRange {
     /// Number of offsets in the range.
     pub fn count(&self) -> i64 {
         (self.until - self.from).max(0)
+    }
+
+    /// The index of the input (e.g. the topic among a job's topics) the range is of; 0 for a job's first input.
+    pub fn input(&self) -> usize {
+        split_partition(self.partition).0
+    }
+
+    /// The partition number within its input (the Kafka partition).
+    pub fn input_partition(&self) -> i32 {
+        split_partition(self.partition).1
     }
 }
 
@@ -229,6 +272,18 @@ impl RecordBatch {
     /// The records in the order they were pushed.
     pub fn iter(&self) -> Iter<'_> {
         Iter { bytes: &self.bytes, meta: self.meta.iter() }
+    }
+
+    /// Renumbers the partitions of the records from the `from`-th on as those of input `input` (see
+    /// [`input_partition`]): records read from a job's `input`-th topic by a reader that knows only that topic.
+    pub fn set_input(&mut self, from: usize, input: usize) {
+        if input == 0 {
+            return;
+        }
+        for m in self.meta.iter_mut().skip(from) {
+            m.partition = input_partition(input, m.partition);
+        }
+        self.sorted = self.meta.windows(2).all(|w| (w[0].partition, w[0].offset) <= (w[1].partition, w[1].offset));
     }
 
     /// Sorts records by (partition, offset), the engine's documented processing order; stable and cheap when already sorted.

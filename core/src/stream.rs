@@ -59,11 +59,27 @@ impl fmt::Display for Malformed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.last_offset {
             None => {
-                write!(f, "malformed record at partition {} offset {}: {}", self.partition, self.offset, self.reason)
+                let p = PartitionLabel(self.partition);
+                write!(f, "malformed record at partition {p} offset {}: {}", self.offset, self.reason)
             }
             Some(last) => {
-                write!(f, "offsets {}..={last} of partition {} (unread): {}", self.offset, self.partition, self.reason)
+                let p = PartitionLabel(self.partition);
+                write!(f, "offsets {}..={last} of partition {p} (unread): {}", self.offset, self.reason)
             }
+        }
+    }
+}
+
+/// An engine partition number as a reader knows it: the partition of a job's first input as it is, another
+/// input's as `P of input N` (see [`crate::record::input_partition`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionLabel(pub i32);
+
+impl fmt::Display for PartitionLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match crate::record::split_partition(self.0) {
+            (0, p) => write!(f, "{p}"),
+            (n, p) => write!(f, "{p} of input {n}"),
         }
     }
 }
@@ -363,6 +379,27 @@ impl<T, E: fmt::Display, F: FnMut(RecordRef<'_>) -> Result<T, E>> RecordParser f
 pub struct Input<F> {
     parse: F,
     policy: Policy,
+    inputs: Inputs,
+}
+
+/// Which of a job's inputs an [`Input`] reads (see [`crate::record::input_partition`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inputs {
+    /// Every record of the batch.
+    All,
+    /// The records of the inputs whose bits are set (bit `n`: input `n`).
+    Of(u128),
+}
+
+impl Inputs {
+    /// True if the record of engine partition `p` is read.
+    #[inline(always)]
+    pub fn admits(self, p: i32) -> bool {
+        match self {
+            Inputs::All => true,
+            Inputs::Of(mask) => (mask >> (crate::record::split_partition(p).0 & 127)) & 1 == 1,
+        }
+    }
 }
 
 /// What an input does with a refused record: fixed, or the graph's (which the program may set at any time before
@@ -374,12 +411,16 @@ enum Policy {
 
 /// The input stream of a job, with a parser from records to elements.
 pub fn input<F: RecordParser>(parse: F, policy: MalformedPolicy) -> Input<F> {
-    Input { parse, policy: Policy::Fixed(policy) }
+    Input { parse, policy: Policy::Fixed(policy), inputs: Inputs::All }
 }
 
-/// As [`input`], following the graph's policy cell.
-pub(crate) fn input_with<F: RecordParser>(parse: F, policy: Rc<std::cell::Cell<MalformedPolicy>>) -> Input<F> {
-    Input { parse, policy: Policy::Graph(policy) }
+/// As [`input`], following the graph's policy cell, reading the records of `inputs` only.
+pub(crate) fn input_with<F: RecordParser>(
+    parse: F,
+    policy: Rc<std::cell::Cell<MalformedPolicy>>,
+    inputs: Inputs,
+) -> Input<F> {
+    Input { parse, policy: Policy::Graph(policy), inputs }
 }
 
 impl<F: RecordParser> DStream for Input<F> {
@@ -395,6 +436,7 @@ impl<F: RecordParser> DStream for Input<F> {
             Policy::Graph(cell) => cell.get(),
         };
         let mut reader = Reader { parse: &mut self.parse, policy, malformed: ctx.malformed, failed: &mut failed };
+        let inputs = self.inputs;
         // Records come a run at a time; the loop over a run, with the per-record work inlined, is the only one. The
         // closure owns the reader and the sink, so that the loop keeps their parts in registers.
         let mut each_run = move |run: Run<'_>| {
@@ -402,6 +444,9 @@ impl<F: RecordParser> DStream for Input<F> {
                 return;
             }
             for rec in run.iter() {
+                if !inputs.admits(rec.partition) {
+                    continue;
+                }
                 if !reader.read(rec, &mut sink) {
                     break;
                 }

@@ -45,6 +45,7 @@ fn options(b: &TestBroker, topic: &str, batches: u64) -> RunOptions {
         on_out_of_range: OutOfRangePolicy::Fail,
         client: ClientConfig::default(),
         on_bad_batch: dstream_core::MalformedPolicy::Fail,
+        more_topics: Vec::new(),
     }
 }
 

@@ -161,6 +161,7 @@ fn options(b: &TestBroker, topic: &str, isolation: IsolationLevel, rate: u64, ba
         on_out_of_range: OutOfRangePolicy::Fail,
         client: ClientConfig { isolation_level: isolation, ..ClientConfig::default() },
         on_bad_batch: dstream_core::MalformedPolicy::Fail,
+        more_topics: Vec::new(),
     }
 }
 

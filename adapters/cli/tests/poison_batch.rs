@@ -172,6 +172,7 @@ fn options(addr: &str, topic: &str, policy: MalformedPolicy, batches: u64) -> Ru
         on_out_of_range: dstream_adapters::kafka::direct::OutOfRangePolicy::Fail,
         client: ClientConfig { max_batch_bytes: BOUND_MIB << 20, ..ClientConfig::default() },
         on_bad_batch: policy,
+        more_topics: Vec::new(),
     }
 }
 

@@ -162,10 +162,23 @@ fn a_context_used_wrongly_says_so() {
     assert!(e.to_string().contains("no output operations"), "{e}");
     let mut ssc = StreamingContext::new(Duration::from_secs(1));
     let a = KafkaUtils::create_direct_stream(&mut ssc, KafkaParams::new("127.0.0.1:1"), "a");
-    let b = KafkaUtils::create_direct_stream(&mut ssc, KafkaParams::new("127.0.0.1:1"), "b");
+    let b = KafkaUtils::create_direct_stream(&mut ssc, KafkaParams::new("127.0.0.1:2"), "b");
     a.map(|r| r.offset).union(&b.map(|r| r.offset)).print(1);
     let e = ssc.start().unwrap_err();
-    assert!(e.to_string().contains("one direct stream per context"), "{e}");
+    assert!(e.to_string().contains("use the same brokers and client settings"), "{e}");
+    // One topic in two streams with different settings, and an input no direct stream reads.
+    let mut ssc = StreamingContext::new(Duration::from_secs(1));
+    let a = KafkaUtils::create_direct_stream(&mut ssc, KafkaParams::new("127.0.0.1:1"), "a");
+    let again = KafkaParams::new("127.0.0.1:1").max_rate_per_partition(5);
+    let b = KafkaUtils::create_direct_stream(&mut ssc, again, "a");
+    a.map(|r| r.offset).union(&b.map(|r| r.offset)).print(1);
+    let e = ssc.start().unwrap_err();
+    assert!(e.to_string().contains(r#"topic "a" has two direct streams with different settings"#), "{e}");
+    let mut ssc = StreamingContext::new(Duration::from_secs(1));
+    let a = KafkaUtils::create_direct_stream(&mut ssc, KafkaParams::new("127.0.0.1:1"), "a");
+    a.map(|r| r.offset).union(&ssc.graph().records_of("elsewhere").map(|r| r.offset)).print(1);
+    let e = ssc.start().unwrap_err();
+    assert!(e.to_string().contains(r#"input "elsewhere", which no direct stream"#), "{e}");
     let mut ssc = StreamingContext::new(Duration::from_secs(1));
     let e = ssc.await_termination().unwrap_err();
     assert!(e.to_string().contains("not started"), "{e}");

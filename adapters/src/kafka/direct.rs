@@ -150,6 +150,11 @@ impl DirectStream {
         Ok(())
     }
 
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.cfg.topic
+    }
+
     /// The next offset of every partition, as (partition, offset), sorted by partition.
     pub fn current_offsets(&self) -> &[(i32, i64)] {
         &self.current
@@ -796,6 +801,22 @@ impl Segment {
         }
     }
 
+    /// The same bytes as those of input `input` of a job of several topics: its partitions numbered as the
+    /// engine numbers that input's (see [`dstream_core::record::input_partition`]).
+    pub fn of_input(mut self, input: usize) -> Self {
+        if input == 0 {
+            return self;
+        }
+        let to = |p: i32| dstream_core::record::input_partition(input, p);
+        self.partition = to(self.partition);
+        self.unread.iter_mut().for_each(|m| m.partition = to(m.partition));
+        self.found.get_mut().iter_mut().for_each(|m| m.partition = to(m.partition));
+        if let Some(e) = self.leader_epoch.as_mut() {
+            e.partition = to(e.partition);
+        }
+        self
+    }
+
     /// The offsets after the last one this segment's reads skip unread, if they skip any: a later segment of the
     /// same range starts its records there (they were skipped with the bad batch).
     pub fn skipped_until(&self) -> Option<i64> {
@@ -924,6 +945,8 @@ impl<F: FnMut(Segment)> Dest for InOrder<F> {
 
 /// The error for a damaged (or too large) batch of a partition.
 fn corrupt(topic: &str, partition: i32, e: BatchError) -> KafkaError {
+    // The topic's own partition number, whatever input of a job the topic is.
+    let partition = dstream_core::record::split_partition(partition).1;
     let (topic, offset, last_offset) = (topic.to_string(), e.offset, e.last_offset);
     match e.problem {
         BatchProblem::Corrupt(reason) => KafkaError::CorruptBatch { topic, partition, offset, last_offset, reason },

@@ -35,6 +35,24 @@ pub enum KafkaError {
         /// The broker that answered.
         addr: String,
     },
+    /// A job was given no topic, or more than it can number.
+    #[error("a job reads 1 to {max} topics; this one was given {count}")]
+    Inputs {
+        /// Topics given.
+        count: usize,
+        /// The most a job reads.
+        max: usize,
+    },
+    /// A topic has a partition beyond what a job of several topics can number.
+    #[error("topic {topic:?} has partition {partition}; dstream reads partitions 0 to {max} only")]
+    PartitionTooHigh {
+        /// Topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The highest partition read.
+        max: i32,
+    },
     /// Saved offsets name partitions the topic no longer has.
     #[error("topic {topic:?} has no partition {missing:?}, which the saved offsets name (was it re-created?)")]
     PartitionsGone {

@@ -4,6 +4,7 @@ pub mod client;
 pub mod conn;
 pub mod direct;
 pub mod error;
+pub mod inputs;
 pub mod records;
 pub mod sasl;
 pub mod security;

@@ -1,0 +1,183 @@
+//! Several topics in one streaming context, against a real tansu: one direct stream over two topics (Spark's
+//! `Subscribe(topics)`), two direct streams in one program, each record carrying its own topic and partition,
+//! exactly-once state across a stop and a resume from the checkpoint, a fingerprint that names the topics, and a
+//! recording of a two-topic run replayed through the same program.
+
+mod common;
+
+use common::{broker, generate, lab_messages};
+use dstream_adapters::kafka::direct::StartingOffsets;
+use dstream_adapters::streaming::{BatchCompleted, KafkaParams, KafkaUtils, StreamingContext, StreamingListener};
+use dstream_core::{Duration, State, StateError, StateSpec};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// Output written to memory.
+#[derive(Clone, Default)]
+struct Buf(Rc<RefCell<Vec<u8>>>);
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buf {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.borrow().clone()).unwrap()
+    }
+}
+
+/// Stops the context once `at` records were seen in completed batches.
+struct StopAt(dstream_adapters::streaming::StopHandle, usize, usize);
+
+impl StreamingListener for StopAt {
+    fn on_batch_completed(&mut self, b: &BatchCompleted<'_>) {
+        self.2 += b.records;
+        if self.2 >= self.1 {
+            self.0.stop();
+        }
+    }
+}
+
+fn params(addr: &str) -> KafkaParams {
+    KafkaParams::new(addr).starting_offsets(StartingOffsets::Earliest).max_rate_per_partition(2000)
+}
+
+/// A running sum per key.
+fn sum(_k: &String, v: Option<i64>, s: &mut State<'_, i64>) -> Result<i64, StateError> {
+    let n = s.get_option().copied().unwrap_or(0) + v.unwrap_or(0);
+    s.update(n)?;
+    Ok(n)
+}
+
+/// `key,value` of a lab message.
+fn pair(value: &[u8]) -> (String, i64) {
+    let text = std::str::from_utf8(value).unwrap();
+    let (k, v) = text.rsplit_once(',').unwrap();
+    (k.to_string(), v.trim().parse().unwrap())
+}
+
+/// The sum per key of what `dstream generate --seed SEED --count COUNT --partitions P` wrote, by the test's own
+/// reading of the messages (not dstream's).
+fn expected_sums(seed: u64, count: u64, partitions: u64, prefix: &str) -> BTreeMap<String, i64> {
+    let mut sums = BTreeMap::new();
+    for m in lab_messages(seed, count, partitions).iter().flatten() {
+        let (k, v) = pair(m);
+        *sums.entry(format!("{prefix}{k}")).or_insert(0) += v;
+    }
+    sums
+}
+
+#[test]
+fn one_stream_of_two_topics_sees_each_record_once_with_its_topic_and_resumes_exactly() {
+    let Some(b) = broker() else { return };
+    generate(b.addr(), "left", 900, 5, &["--partitions", "2"]);
+    generate(b.addr(), "right", 700, 6, &["--partitions", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    // The program, as built at every start: one stream of both topics, summed per (topic, key); each record's
+    // partition is checked against its topic's partition count.
+    let run = |stop_at: Option<usize>| {
+        let mut ssc = StreamingContext::new(Duration::from_millis(100));
+        ssc.status_lines(false).print_to(Buf::default()).checkpoint(dir.path()).app_name("two-topics");
+        let msgs = KafkaUtils::create_direct_stream_of(&mut ssc, params(b.addr()), &["left", "right"]);
+        let bad = Rc::new(RefCell::new(Vec::new()));
+        let bad_seen = bad.clone();
+        let keyed = msgs.map(move |r| {
+            let partitions = if r.topic == "left" { 2 } else { 3 };
+            if !(0..partitions).contains(&r.partition) || !(r.topic == "left" || r.topic == "right") {
+                bad_seen.borrow_mut().push((r.topic.to_string(), r.partition));
+            }
+            let (k, v) = pair(r.value);
+            (format!("{}/{k}", r.topic), v)
+        });
+        let sums = keyed.map_with_state(StateSpec::function(sum));
+        sums.print(2);
+        if let Some(n) = stop_at {
+            let h = ssc.stop_handle();
+            ssc.add_listener(StopAt(h, n, 0));
+        } else {
+            ssc.stop_after_batches(4);
+        }
+        ssc.start().unwrap();
+        ssc.await_termination().unwrap();
+        let state: BTreeMap<String, i64> = sums.with_state(|m| m.iter().map(|(k, n, _)| (k.clone(), *n)).collect());
+        let records = ssc.summary().records;
+        assert!(bad.borrow().is_empty(), "records with a wrong topic or partition: {:?}", bad.borrow());
+        (state, records)
+    };
+    let (_, first) = run(Some(600));
+    assert!((600..1600).contains(&first), "stopped part way: {first}");
+    let (state, second) = run(None);
+    assert_eq!(first + second, 1600, "every record of both topics read once across the two runs");
+    let mut expected = expected_sums(5, 900, 2, "left/");
+    expected.extend(expected_sums(6, 700, 3, "right/"));
+    assert_eq!(state, expected, "the state after the resume is that of one uninterrupted read of both topics");
+
+    // The same program reading a third topic is another input: refused, naming the topics.
+    generate(b.addr(), "third", 10, 7, &[]);
+    let mut ssc = StreamingContext::new(Duration::from_millis(100));
+    ssc.status_lines(false).checkpoint(dir.path()).app_name("two-topics");
+    let msgs = KafkaUtils::create_direct_stream_of(&mut ssc, params(b.addr()), &["left", "right", "third"]);
+    msgs.map(|r| (r.topic.to_string(), 1i64)).map_with_state(StateSpec::function(sum)).print(2);
+    let err = ssc.start().unwrap_err().to_string();
+    assert!(err.contains(r#"topic: checkpoint has "left,right", this run has "left,right,third""#), "{err}");
+}
+
+#[test]
+fn two_direct_streams_each_read_their_own_topic_and_a_recording_replays_byte_identical() {
+    let Some(b) = broker() else { return };
+    generate(b.addr(), "clicks", 500, 11, &["--partitions", "2"]);
+    generate(b.addr(), "views", 800, 12, &["--partitions", "2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("run.dstrec");
+    // Two streams, each summed on its own; their union counts records per topic.
+    let program = |ssc: &mut StreamingContext, addr: &str| {
+        let clicks = KafkaUtils::create_direct_stream(ssc, params(addr), "clicks");
+        let views = KafkaUtils::create_direct_stream(ssc, params(addr), "views");
+        let c = clicks.map(|r| (format!("{}:{}", r.topic, pair(r.value).0), pair(r.value).1));
+        let v = views.map(|r| (format!("{}:{}", r.topic, pair(r.value).0), pair(r.value).1));
+        let c_sums = c.map_with_state(StateSpec::function(sum));
+        let v_sums = v.map_with_state(StateSpec::function(sum));
+        c_sums.print(3);
+        v_sums.print(3);
+        let per_topic = clicks.map(|r| (r.topic.to_string(), 1i64)).union(&views.map(|r| (r.topic.to_string(), 1i64)));
+        per_topic.reduce_by_key(|a, b| a + b).print(2);
+        (c_sums, v_sums)
+    };
+    let out = Buf::default();
+    let mut ssc = StreamingContext::new(Duration::from_millis(100));
+    ssc.status_lines(false).print_to(out.clone()).record_to(&recording).stop_after_batches(4);
+    let (c_sums, v_sums) = program(&mut ssc, b.addr());
+    ssc.start().unwrap();
+    ssc.await_termination().unwrap();
+    let clicks: BTreeMap<String, i64> =
+        c_sums.with_state(|m| m.iter().map(|(k, n, _)| (k.replace("clicks:", ""), *n)).collect());
+    let views: BTreeMap<String, i64> =
+        v_sums.with_state(|m| m.iter().map(|(k, n, _)| (k.replace("views:", ""), *n)).collect());
+    assert!(c_sums.with_state(|m| m.iter().all(|(k, _, _)| k.starts_with("clicks:"))), "clicks sees clicks only");
+    assert!(v_sums.with_state(|m| m.iter().all(|(k, _, _)| k.starts_with("views:"))), "views sees views only");
+    assert_eq!(clicks, expected_sums(11, 500, 2, ""));
+    assert_eq!(views, expected_sums(12, 800, 2, ""));
+    // The union's per-batch counts add up to each topic's records.
+    let live = out.text();
+    let printed = |topic: &str| -> i64 {
+        let prefix = format!("({topic},");
+        live.lines().filter_map(|l| l.strip_prefix(&prefix)?.strip_suffix(')')?.parse::<i64>().ok()).sum()
+    };
+    assert_eq!((printed("clicks"), printed("views")), (500, 800), "{live}");
+
+    // Replayed through the same program: the same output, byte for byte.
+    let replayed = Buf::default();
+    let mut ssc = StreamingContext::new(Duration::from_millis(100));
+    ssc.status_lines(false).print_to(replayed.clone()).replay_from(&recording);
+    program(&mut ssc, b.addr());
+    ssc.start().unwrap();
+    ssc.await_termination().unwrap();
+    assert_eq!(replayed.text(), live);
+}
