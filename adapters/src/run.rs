@@ -196,7 +196,7 @@ impl MalformedReporter {
 pub fn reset_warning(r: &OffsetReset) -> String {
     format!(
         "dstream: warning: partition {} offsets [{}, {}) are outside the log [{}, {}); skipped {} offsets to {}",
-        r.partition,
+        dstream_core::PartitionLabel(r.partition),
         r.from.min(r.to),
         r.from.max(r.to),
         r.earliest,

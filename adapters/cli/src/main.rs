@@ -609,14 +609,29 @@ fn checkpoint_show(dir: &Path) -> Result<()> {
     }
     let meta = &loaded.checkpoint.meta;
     let state = &loaded.checkpoint.state;
-    let offsets: Vec<String> = meta.next_offsets.iter().map(|n| format!("{}:{}", n.partition, n.offset)).collect();
+    let inputs = meta.fingerprint.inputs();
+    // A job of several topics: each offset names its topic (topic/partition:offset).
+    let offsets: Vec<String> = meta
+        .next_offsets
+        .iter()
+        .map(|n| match dstream_core::record::split_partition(n.partition) {
+            (i, p) if inputs.len() > 1 => format!("{}/{p}:{}", inputs.get(i).map_or("?", |t| t.topic.as_str()), n.offset),
+            _ => format!("{}:{}", n.partition, n.offset),
+        })
+        .collect();
+    let topics: Vec<String> = inputs
+        .iter()
+        .map(|t| {
+            let id = t.topic_id.as_ref().map_or(String::new(), |id| format!(", topic id {id}"));
+            format!("{} ({} partitions{id})", t.topic, t.partitions)
+        })
+        .collect();
     eprintln!(
-        "dstream: {}: job {} on topic {} ({} partitions{}), batch {}, next offsets {}, {} pending batch(es), {} keys",
+        "dstream: {}: job {} on topic{} {}, batch {}, next offsets {}, {} pending batch(es), {} keys",
         loaded.path.display(),
         meta.fingerprint.job,
-        meta.fingerprint.topic,
-        meta.fingerprint.partitions,
-        meta.fingerprint.topic_id.as_ref().map_or(String::new(), |id| format!(", topic id {id}")),
+        if inputs.len() > 1 { "s" } else { "" },
+        topics.join(", "),
         meta.time,
         offsets.join(" "),
         meta.pending.len(),

@@ -119,6 +119,16 @@ fn one_stream_of_two_topics_sees_each_record_once_with_its_topic_and_resumes_exa
     expected.extend(expected_sums(6, 700, 3, "right/"));
     assert_eq!(state, expected, "the state after the resume is that of one uninterrupted read of both topics");
 
+    // `dstream checkpoint show` names each topic, and each next offset's topic.
+    let shown = common::dstream(&["checkpoint", "show", dir.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&shown.stderr);
+    assert!(shown.status.success(), "{stderr}");
+    assert!(stderr.contains("job two-topics on topics left (2 partitions"), "{stderr}");
+    assert!(stderr.contains("right (3 partitions"), "{stderr}");
+    assert!(stderr.contains("next offsets left/0:450 left/1:450 right/0:234 right/1:233 right/2:233,"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&shown.stdout);
+    assert!(stdout.starts_with("OPERATOR\tKIND\tKEYS\tBYTES\nmap_with_state#0\tmap_with_state\t"), "{stdout}");
+
     // The same program reading a third topic is another input: refused, naming the topics.
     generate(b.addr(), "third", 10, 7, &[]);
     let mut ssc = StreamingContext::new(Duration::from_millis(100));
@@ -148,6 +158,9 @@ fn two_direct_streams_each_read_their_own_topic_and_a_recording_replays_byte_ide
         v_sums.print(3);
         let per_topic = clicks.map(|r| (r.topic.to_string(), 1i64)).union(&views.map(|r| (r.topic.to_string(), 1i64)));
         per_topic.reduce_by_key(|a, b| a + b).print(2);
+        // A per-batch join of the two topics' keyed records (Spark's `join` of two direct streams).
+        let by_key = |r: dstream_core::graph::ConsumerRecord<'_>| (pair(r.value).0, r.offset);
+        clicks.map(by_key).join(&views.map(by_key)).count().print(1);
         (c_sums, v_sums)
     };
     let out = Buf::default();
@@ -180,4 +193,61 @@ fn two_direct_streams_each_read_their_own_topic_and_a_recording_replays_byte_ide
     ssc.start().unwrap();
     ssc.await_termination().unwrap();
     assert_eq!(replayed.text(), live);
+}
+
+/// `GET path` of the web UI at `addr`: the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("connect to the UI");
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).expect("read the answer");
+    let text = String::from_utf8(all).unwrap();
+    text.split_once("\r\n\r\n").expect("a complete head").1.to_string()
+}
+
+#[test]
+fn the_web_ui_names_each_topic_and_its_own_partitions() {
+    let Some(b) = broker() else { return };
+    generate(b.addr(), "alpha", 300, 21, &["--partitions", "2"]);
+    generate(b.addr(), "beta", 300, 22, &["--partitions", "3"]);
+    let mut ssc = StreamingContext::new(Duration::from_millis(100));
+    ssc.status_lines(false).print_to(Buf::default()).ui("127.0.0.1:0", 100);
+    let msgs = KafkaUtils::create_direct_stream_of(&mut ssc, params(b.addr()), &["alpha", "beta"]);
+    msgs.map(|r| r.offset).count().print(1);
+    ssc.start().unwrap();
+    let addr = ssc.ui_addr().expect("the UI runs").to_string();
+    // Every record is in the first batch (200 per partition per batch at most); a few batches later the UI shows
+    // them all.
+    assert!(!ssc.await_termination_or_timeout(std::time::Duration::from_millis(800)).unwrap());
+    let state: serde_json::Value = serde_json::from_str(&http_get(&addr, "/api/v1/state")).unwrap();
+    assert_eq!(state["topic"], "alpha,beta");
+    let mut parts: Vec<(String, i64, i64)> = state["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["topic"].as_str().unwrap().to_string(),
+                p["partition"].as_i64().unwrap(),
+                p["nextOffset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    parts.sort();
+    let want: Vec<(String, i64, i64)> = vec![
+        ("alpha".into(), 0, 150),
+        ("alpha".into(), 1, 150),
+        ("beta".into(), 0, 100),
+        ("beta".into(), 1, 100),
+        ("beta".into(), 2, 100),
+    ];
+    assert_eq!(parts, want, "{state}");
+    let metrics = http_get(&addr, "/metrics");
+    for (topic, partition, next) in &want {
+        let line = format!("dstream_partition_next_offset{{topic=\"{topic}\",partition=\"{partition}\"}} {next}");
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+    ssc.stop(true).unwrap();
 }

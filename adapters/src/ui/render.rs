@@ -158,6 +158,7 @@ struct RangeView<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct MalformedView<'a> {
+    topic: &'a str,
     partition: i32,
     offset: i64,
     reason: &'a str,
@@ -186,8 +187,8 @@ impl<'a> BatchDetail<'a> {
                 .ranges
                 .iter()
                 .map(|r| RangeView {
-                    topic: &d.config.topic,
-                    partition: r.partition,
+                    topic: topic_of(&d.config.topic, r.partition).0,
+                    partition: topic_of(&d.config.topic, r.partition).1,
                     from_offset: r.from,
                     until_offset: r.until,
                     count: r.count(),
@@ -197,7 +198,10 @@ impl<'a> BatchDetail<'a> {
             malformed: b
                 .malformed_kept
                 .iter()
-                .map(|m| MalformedView { partition: m.partition, offset: m.offset, reason: &m.reason })
+                .map(|m| {
+                    let (topic, partition) = topic_of(&d.config.topic, m.partition);
+                    MalformedView { topic, partition, offset: m.offset, reason: &m.reason }
+                })
                 .collect(),
             malformed_shown: b.malformed_kept.len(),
             printed: &b.printed,
@@ -253,8 +257,9 @@ fn state(d: &UiData, waiting: &[(Time, u64)]) -> serde_json::Value {
         "avgProcessingTime": average(&d.batches, |b| b.processing_time.0 as f64),
         "avgTotalDelay": average(&d.batches, |b| b.total_delay().0 as f64),
         "lag": d.last_lag,
-        "partitions": d.partitions.iter().map(|(p, t)| serde_json::json!({
-            "partition": p, "records": t.records, "nextOffset": t.next_offset, "lag": t.lag,
+        "partitions": d.partitions.iter().map(|(&p, t)| serde_json::json!({
+            "topic": topic_of(&d.config.topic, p).0, "partition": topic_of(&d.config.topic, p).1,
+            "records": t.records, "nextOffset": t.next_offset, "lag": t.lag,
         })).collect::<Vec<_>>(),
         "state": d.state.iter().map(|o| serde_json::json!({
             "operator": o.name, "kind": o.kind, "keys": o.keys,
@@ -290,6 +295,13 @@ fn sample(out: &mut String, name: &str, value: impl std::fmt::Display) {
 }
 
 /// A label value, escaped as the text format requires.
+/// The topic and the topic's own partition number of engine partition `p`, `topics` being the job's topics,
+/// comma-separated, in input order (see [`dstream_core::record::input_partition`]).
+fn topic_of(topics: &str, p: i32) -> (&str, i32) {
+    let (input, partition) = dstream_core::record::split_partition(p);
+    (topics.split(',').nth(input).unwrap_or(topics), partition)
+}
+
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
@@ -364,7 +376,10 @@ fn metrics(d: &UiData, waiting: &[(Time, u64)]) -> String {
         "Records beyond the last completed batch's ranges when it was generated.",
     );
     sample(m, "dstream_streaming_lag_records", d.last_lag);
-    let topic = label(&d.config.topic);
+    let tp = |p: i32| {
+        let (topic, partition) = topic_of(&d.config.topic, p);
+        format!("topic=\"{}\",partition=\"{partition}\"", label(topic))
+    };
     family(
         m,
         "dstream_partition_records",
@@ -372,11 +387,11 @@ fn metrics(d: &UiData, waiting: &[(Time, u64)]) -> String {
         "Offsets in completed batches' ranges per partition (records, unless the log has gaps).",
     );
     for (p, t) in &d.partitions {
-        let _ = writeln!(m, "dstream_partition_records_total{{topic=\"{topic}\",partition=\"{p}\"}} {}", t.records);
+        let _ = writeln!(m, "dstream_partition_records_total{{{}}} {}", tp(*p), t.records);
     }
     family(m, "dstream_partition_next_offset", "gauge", "The next offset after the last completed batch.");
     for (p, t) in &d.partitions {
-        let _ = writeln!(m, "dstream_partition_next_offset{{topic=\"{topic}\",partition=\"{p}\"}} {}", t.next_offset);
+        let _ = writeln!(m, "dstream_partition_next_offset{{{}}} {}", tp(*p), t.next_offset);
     }
     family(
         m,
@@ -386,7 +401,7 @@ fn metrics(d: &UiData, waiting: &[(Time, u64)]) -> String {
     );
     for (p, t) in &d.partitions {
         if let Some(lag) = t.lag {
-            let _ = writeln!(m, "dstream_partition_lag_records{{topic=\"{topic}\",partition=\"{p}\"}} {lag}");
+            let _ = writeln!(m, "dstream_partition_lag_records{{{}}} {lag}", tp(*p));
         }
     }
     family(m, "dstream_state_keys", "gauge", "Keys in a stateful operator's state after the last batch.");

@@ -158,18 +158,21 @@ function render() {
   const oldest = [...view.batches].reverse();
   const interval = st.batchDuration;
   const rate = (b) => (b.inputSize * 1000) / interval;
+  // A job of several topics numbers topic n's partition p as n << 24 | p; the state lists the topics in that order.
+  const topics = st.topic.split(",");
+  const partName = (p) => (topics.length > 1 ? topics[p >> 24] + "/" + (p & 0xffffff) : String(p));
   const parts = new Map();
   for (const b of oldest) for (const [p, n] of b.partitions) {
     if (!parts.has(p)) parts.set(p, []);
     parts.get(p).push({ x: b.batchTime, y: (n * 1000) / interval });
   }
-  const series = [...parts.entries()].sort((a, b) => a[0] - b[0]).map(([p, pts]) => ({ name: "partition " + p, points: pts }));
+  const series = [...parts.entries()].sort((a, b) => a[0] - b[0]).map(([p, pts]) => ({ name: "partition " + partName(p), points: pts }));
   const lagParts = new Map();
   for (const b of oldest) for (const [p, n] of b.partitionLags) {
     if (!lagParts.has(p)) lagParts.set(p, []);
     lagParts.get(p).push({ x: b.batchTime, y: n });
   }
-  const lagSeries = [...lagParts.entries()].sort((a, b) => a[0] - b[0]).map(([p, pts]) => ({ name: "partition " + p, points: pts }));
+  const lagSeries = [...lagParts.entries()].sort((a, b) => a[0] - b[0]).map(([p, pts]) => ({ name: "partition " + partName(p), points: pts }));
   const pts = (f) => oldest.map((b) => ({ x: b.batchTime, y: f(b) }));
   const avg = (v) => (v == null ? "-" : v);
   main.replaceChildren(
@@ -208,8 +211,9 @@ function render() {
     ...batchTable(),
     h("h2", {}, "Partitions"),
     h("table", { id: "partitions" }, h("tr", {}, h("th", {}, "Partition"), h("th", {}, "Records"), h("th", {}, "Next offset"), h("th", {}, "Lag")),
-      st.partitions.map((p) => h("tr", { "data-partition": p.partition }, h("td", {}, p.partition), h("td", {}, fmtNum(p.records)), h("td", {}, p.nextOffset),
-        h("td", { "data-col": "lag" }, p.lag == null ? "-" : fmtNum(p.lag))))),
+      st.partitions.map((p) => [topics.length > 1 ? p.topic + "/" + p.partition : p.partition]
+        .map((name) => h("tr", { "data-partition": name }, h("td", {}, name), h("td", {}, fmtNum(p.records)), h("td", {}, p.nextOffset),
+        h("td", { "data-col": "lag" }, p.lag == null ? "-" : fmtNum(p.lag))))[0])),
     h("p", { class: "muted" }, "Lag: records in the partition's log beyond the last completed batch's range when that batch was generated."),
     h("h2", {}, "State"),
     st.state.length === 0 ? h("p", { class: "muted" }, "no stateful operators reported")
