@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 pub struct RunOptions {
     /// Bootstrap brokers, HOST:PORT.
     pub brokers: Vec<String>,
-    /// The topic.
+    /// The topic (empty, with no `more_topics`: the job reads no Kafka topic, only its graph's other sources).
     pub topic: String,
     /// The batch interval.
     pub batch_interval: Duration,
@@ -47,8 +47,12 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// The direct stream configuration of every topic read, by input index.
+    /// The direct stream configuration of every topic read, by input index; none if `topic` is empty (a job
+    /// with no Kafka input).
     pub fn direct_configs(&self) -> Vec<DirectConfig> {
+        if self.topic.is_empty() && self.more_topics.is_empty() {
+            return Vec::new();
+        }
         let first = DirectConfig {
             topic: self.topic.clone(),
             starting_offsets: self.starting_offsets,
@@ -61,7 +65,7 @@ impl RunOptions {
 
     /// Every topic read, by input index.
     pub fn topics(&self) -> Vec<String> {
-        std::iter::once(self.topic.clone()).chain(self.more_topics.iter().map(|c| c.topic.clone())).collect()
+        self.direct_configs().into_iter().map(|c| c.topic).collect()
     }
 }
 

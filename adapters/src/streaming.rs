@@ -542,9 +542,6 @@ impl StreamingContext {
             self.phase = Phase::Replaying(self.graph.build());
             return Ok(());
         }
-        if self.sources.is_empty() {
-            return Err(StreamingError::Usage("no input stream: call KafkaUtils::create_direct_stream"));
-        }
         if let Some(conflict) = &self.conflict {
             return Err(StreamingError::Config(conflict.clone()));
         }
@@ -563,7 +560,9 @@ impl StreamingContext {
                 }
             }
         }
-        let source = inputs[0].clone();
+        // No direct stream: the batches hold only what the graph's other sources (queues, files, sockets) bring,
+        // and no broker is contacted.
+        let source = inputs.first().cloned().unwrap_or(Source { params: KafkaParams::new(""), topic: String::new() });
         if let Some(other) = inputs.iter().find(|s| !s.params.same_cluster(&source.params)) {
             return Err(StreamingError::Config(format!(
                 "the direct streams of one context use the same brokers and client settings ({:?} differs from {:?})",
@@ -587,8 +586,9 @@ impl StreamingContext {
             on_out_of_range: p.on_out_of_range,
             client: client_config,
             on_bad_batch: self.graph.malformed_policy(),
-            more_topics: inputs[1..]
+            more_topics: inputs
                 .iter()
+                .skip(1)
                 .map(|s| DirectConfig {
                     topic: s.topic.clone(),
                     starting_offsets: s.params.starting_offsets,
@@ -614,14 +614,17 @@ impl StreamingContext {
                     eprintln!("dstream: reset: moved the old checkpoints to {}", aside.display());
                 }
             }
-            let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
             let mut prints = Vec::new();
-            for topic in &topics {
-                let partitions = client.partitions(topic)?.len() as u32;
-                let topic_id = client.topic_id(topic)?;
-                prints.push(InputPrint { topic: topic.clone(), partitions, topic_id });
+            if !topics.is_empty() {
+                let mut client = Client::connect(&opts.brokers, opts.client.clone())?;
+                for topic in &topics {
+                    let partitions = client.partitions(topic)?.len() as u32;
+                    let topic_id = client.topic_id(topic)?;
+                    prints.push(InputPrint { topic: topic.clone(), partitions, topic_id });
+                }
             }
-            let first = prints.remove(0);
+            let no_kafka = InputPrint { topic: String::new(), partitions: 0, topic_id: None };
+            let first = if prints.is_empty() { no_kafka } else { prints.remove(0) };
             let fingerprint = Fingerprint::of_job(&first.topic, first.partitions, &self.name, &mut job, self.interval)
                 .with_topic_id(first.topic_id)
                 .with_more_inputs(prints);
@@ -658,7 +661,7 @@ impl StreamingContext {
         let start = start.unwrap_or(Start::Fresh(job));
         let mut ui = None;
         if let Some((addr, retained)) = &self.ui {
-            if self.checkpoint.is_none() {
+            if self.checkpoint.is_none() && !topics.is_empty() {
                 // The topic is known to exist before the UI starts, so that a bad broker or topic is the one line
                 // it is without the UI.
                 let mut client = Client::connect(&opts.brokers, opts.client.clone())?;

@@ -615,7 +615,9 @@ fn checkpoint_show(dir: &Path) -> Result<()> {
         .next_offsets
         .iter()
         .map(|n| match dstream_core::record::split_partition(n.partition) {
-            (i, p) if inputs.len() > 1 => format!("{}/{p}:{}", inputs.get(i).map_or("?", |t| t.topic.as_str()), n.offset),
+            (i, p) if inputs.len() > 1 => {
+                format!("{}/{p}:{}", inputs.get(i).map_or("?", |t| t.topic.as_str()), n.offset)
+            }
             _ => format!("{}:{}", n.partition, n.offset),
         })
         .collect();
@@ -626,14 +628,17 @@ fn checkpoint_show(dir: &Path) -> Result<()> {
             format!("{} ({} partitions{id})", t.topic, t.partitions)
         })
         .collect();
+    let on = match inputs.as_slice() {
+        [only] if only.topic.is_empty() => "no Kafka topic".to_string(),
+        [_] => format!("topic {}", topics[0]),
+        _ => format!("topics {}", topics.join(", ")),
+    };
     eprintln!(
-        "dstream: {}: job {} on topic{} {}, batch {}, next offsets {}, {} pending batch(es), {} keys",
+        "dstream: {}: job {} on {on}, batch {}, next offsets {}, {} pending batch(es), {} keys",
         loaded.path.display(),
         meta.fingerprint.job,
-        if inputs.len() > 1 { "s" } else { "" },
-        topics.join(", "),
         meta.time,
-        offsets.join(" "),
+        if offsets.is_empty() { "none".to_string() } else { offsets.join(" ") },
         meta.pending.len(),
         state.iter().map(|op| op.len).sum::<u64>()
     );

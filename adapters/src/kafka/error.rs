@@ -35,8 +35,8 @@ pub enum KafkaError {
         /// The broker that answered.
         addr: String,
     },
-    /// A job was given no topic, or more than it can number.
-    #[error("a job reads 1 to {max} topics; this one was given {count}")]
+    /// A job was given more topics than it can number.
+    #[error("a job reads at most {max} topics; this one was given {count}")]
     Inputs {
         /// Topics given.
         count: usize,

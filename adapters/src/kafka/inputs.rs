@@ -19,13 +19,14 @@ pub struct DirectStreams {
 
 impl DirectStreams {
     /// One direct stream per configuration (input `n` reads `configs[n]`'s topic), each on a client from
-    /// `connect`, starting at `from` (engine partitions, e.g. from a checkpoint) or the configured offsets.
+    /// `connect`, starting at `from` (engine partitions, e.g. from a checkpoint) or the configured offsets. No
+    /// configuration: batches of no Kafka records (a job whose input is elsewhere), and no connection.
     pub fn new(
         mut connect: impl FnMut() -> Result<Client>,
         configs: Vec<DirectConfig>,
         from: Option<Vec<(i32, i64)>>,
     ) -> Result<Self> {
-        if configs.is_empty() || configs.len() > MAX_INPUTS {
+        if configs.len() > MAX_INPUTS {
             return Err(KafkaError::Inputs { count: configs.len(), max: MAX_INPUTS });
         }
         let mut streams = Vec::with_capacity(configs.len());
