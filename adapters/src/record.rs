@@ -24,19 +24,26 @@ impl Recorder {
 
     /// Appends one completed batch.
     pub fn record<J: dstream_core::Job>(&mut self, b: &CompletedBatch<'_, J>) -> Result<(), RecordingError> {
+        self.record_batch(&crate::streaming::BatchCompleted::of(b))
+    }
+
+    /// Writes one completed batch as a listener hears it (its input records must have been kept:
+    /// [`StreamingListener::needs_input`](crate::streaming::StreamingListener::needs_input)); the header comes
+    /// before the first.
+    pub fn record_batch(&mut self, b: &crate::streaming::BatchCompleted<'_>) -> Result<(), RecordingError> {
         if self.writer.is_none() {
             let header = RecordingHeader {
                 topic: self.topic.clone(),
                 partitions: b.info.ranges.len() as u32,
-                batch_interval: b.engine.timer().interval(),
-                zero: b.engine.timer().zero(),
+                batch_interval: b.interval,
+                zero: b.zero,
                 job: self.job.clone(),
                 params: self.params.clone(),
             };
             self.writer = Some(RecordingWriter::create(&self.path, &header)?);
         }
         let w = self.writer.as_mut().expect("created above");
-        w.write_batch(b.info.time, &b.info.ranges, b.records)?;
+        w.write_batch(b.info.time, &b.info.ranges, b.input)?;
         w.flush()
     }
 

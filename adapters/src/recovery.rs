@@ -16,7 +16,7 @@ use dstream_core::checkpoint::LeaderEpoch;
 use dstream_core::{
     BatchInfo, BatchReport, BatchTimer, Clock, Duration, Engine, EngineError, Job, OffsetRange, RecordBatch, Time,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 pub use dstream_core::checkpoint::{restore_state, save_state, RestoreError};
@@ -33,6 +33,19 @@ pub struct Checkpointer {
     state_bytes: Vec<(String, u64)>,
     writes: WriteStats,
     restored: Option<Restored>,
+    last_saved: Option<PathBuf>,
+    saved_by_last_batch: bool,
+}
+
+/// A completed batch's place on its grid: its time, the grid's origin and interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    /// The batch's time.
+    pub time: Time,
+    /// The grid's origin.
+    pub zero: Time,
+    /// The batch interval.
+    pub interval: Duration,
 }
 
 /// A run's restore from a checkpoint at start.
@@ -121,6 +134,8 @@ impl Checkpointer {
             state_bytes: Vec::new(),
             writes: WriteStats::default(),
             restored: None,
+            last_saved: None,
+            saved_by_last_batch: false,
         }
     }
 
@@ -201,27 +216,41 @@ impl Checkpointer {
         pending: &[BatchInfo],
     ) -> Result<Option<PathBuf>, CheckpointError> {
         let Some(time) = engine.last_completed() else { return Ok(None) };
+        let at = Grid { time, zero: engine.timer().zero(), interval: engine.timer().interval() };
+        self.save_job(engine.job_mut(), at, next_offsets, pending).map(Some)
+    }
+
+    /// Saves `job`'s state as of batch `at.time` on its grid, with where the stream continues and the batches
+    /// generated after it (what [`save`](Self::save) does with an engine's job).
+    pub fn save_job(
+        &mut self,
+        job: &mut dyn Job,
+        at: Grid,
+        next_offsets: &[NextOffset],
+        pending: &[BatchInfo],
+    ) -> Result<PathBuf, CheckpointError> {
+        let Grid { time, zero, interval } = at;
         // Partitions added to a topic while running are read, so the checkpoint's input has them too.
         self.fingerprint.grow_to(next_offsets);
         let meta = CheckpointMeta {
             leader_epochs: self.leader_epochs.clone(),
             fingerprint: self.fingerprint.clone(),
             time,
-            zero: engine.timer().zero(),
-            interval: engine.timer().interval(),
+            zero,
+            interval,
             next_offsets: next_offsets.to_vec(),
             pending: pending.to_vec(),
         };
-        let state = save_state(engine.job_mut()).map_err(|e| CheckpointError::State(e.to_string()))?;
+        let state = save_state(job).map_err(|e| CheckpointError::State(e.to_string()))?;
         self.state_bytes.clear();
         self.state_bytes.extend(state.iter().map(|o| (o.id.clone(), o.bytes.len() as u64)));
         let cp = Checkpoint { meta, state };
-        match &mut self.background {
+        let path = match &mut self.background {
             None => {
                 let r = write_timed(&self.store, time, &encode(&cp)?);
                 let path = r.as_ref().map(|w| w.path.clone()).ok();
                 self.writes.record(r)?;
-                Ok(path)
+                path.unwrap_or_else(|| self.store.dir().join(file_name(time)))
             }
             Some(bg) => {
                 bg.collect(false, &mut self.writes)?;
@@ -232,9 +261,11 @@ impl Checkpointer {
                     bg.collect(true, &mut self.writes)?;
                 }
                 bg.in_flight += 1;
-                Ok(Some(self.store.dir().join(file_name(time))))
+                self.store.dir().join(file_name(time))
             }
-        }
+        };
+        self.last_saved = Some(path.clone());
+        Ok(path)
     }
 
     /// Saves if the engine's last completed batch is a checkpoint batch; call after every batch.
@@ -244,14 +275,46 @@ impl Checkpointer {
         next_offsets: &[NextOffset],
         pending: &[BatchInfo],
     ) -> Result<Option<PathBuf>, CheckpointError> {
-        let timer = engine.timer();
-        if engine.last_completed().is_some_and(|t| self.is_due(t, timer.zero(), timer.interval())) {
-            return self.save(engine, next_offsets, pending);
+        let Some(time) = engine.last_completed() else { return self.collect().map(|()| None) };
+        let at = Grid { time, zero: engine.timer().zero(), interval: engine.timer().interval() };
+        self.after_batch_job(engine.job_mut(), at, next_offsets, pending)
+    }
+
+    /// Saves `job` if batch `at.time` is a checkpoint batch (what [`after_batch`](Self::after_batch) does with an
+    /// engine's job); call after every batch.
+    pub fn after_batch_job(
+        &mut self,
+        job: &mut dyn Job,
+        at: Grid,
+        next_offsets: &[NextOffset],
+        pending: &[BatchInfo],
+    ) -> Result<Option<PathBuf>, CheckpointError> {
+        self.saved_by_last_batch = false;
+        if self.is_due(at.time, at.zero, at.interval) {
+            let path = self.save_job(job, at, next_offsets, pending)?;
+            self.saved_by_last_batch = true;
+            return Ok(Some(path));
         }
-        if let Some(bg) = &mut self.background {
-            bg.collect(false, &mut self.writes)?;
+        self.collect().map(|()| None)
+    }
+
+    /// The checkpoint the last [`after_batch`](Self::after_batch) (or [`after_batch_job`](Self::after_batch_job))
+    /// saved, if that batch was a checkpoint batch.
+    pub fn saved_by_last_batch(&self) -> Option<&Path> {
+        self.last_saved.as_deref().filter(|_| self.saved_by_last_batch)
+    }
+
+    /// Takes in the background writer's finished writes (their failures), without waiting.
+    fn collect(&mut self) -> Result<(), CheckpointError> {
+        match &mut self.background {
+            Some(bg) => bg.collect(false, &mut self.writes),
+            None => Ok(()),
         }
-        Ok(None)
+    }
+
+    /// The file of the newest checkpoint saved (written, or handed to the background writer), if any.
+    pub fn last_saved(&self) -> Option<&Path> {
+        self.last_saved.as_deref()
     }
 
     /// The leader epochs the checkpoints saved from now on store (see [`LeaderEpoch`]).

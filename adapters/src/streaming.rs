@@ -32,15 +32,18 @@ use crate::clock::SystemClock;
 use crate::kafka::direct::{DirectConfig, OffsetReset, OutOfRangePolicy, StartingOffsets};
 use crate::kafka::{Client, ClientConfig, IsolationLevel, KafkaError};
 use crate::record::Recorder;
-use crate::recovery::{restore, Checkpointer, RestoreError};
+use crate::recovery::{restore, Checkpointer, Grid, RestoreError};
 use crate::run::{
     reset_warning, run_job_to_end, CompletedBatch, MalformedReporter, Resume, RunEnd, RunError, RunHooks, RunOptions,
     RunSummary, Start,
 };
 use dstream_core::checkpoint::InputPrint;
+use dstream_core::checkpoint::LeaderEpoch;
 use dstream_core::graph::{GraphBuilder, InputStream, Stream};
 use dstream_core::jvm::JvmDisplay;
-use dstream_core::{BatchInfo, Clock, DStream, Duration, Graph, Malformed, MalformedPolicy, Time};
+use dstream_core::{
+    BatchInfo, BatchReport, Clock, DStream, Duration, Graph, Job, Malformed, MalformedPolicy, RecordBatch, Time,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -184,24 +187,108 @@ pub struct BatchCompleted<'a> {
     pub pending: &'a [BatchInfo],
     /// What its `print` operations wrote.
     pub printed: &'a str,
+    /// Its input records, sorted by (partition, offset), if a listener asked for them
+    /// ([`StreamingListener::needs_input`]); empty otherwise.
+    pub input: &'a RecordBatch,
+    /// Where the stream continues after it and `pending`: the next offset of every partition.
+    pub next_offsets: &'a [(i32, i64)],
+    /// Per partition, the leader epoch of the last record batch read so far (what a checkpoint stores).
+    pub leader_epochs: &'a [LeaderEpoch],
+    /// The batch grid's origin (batch k is at `zero + k * interval`).
+    pub zero: Time,
+    /// The batch interval.
+    pub interval: Duration,
 }
 
 impl<'a> BatchCompleted<'a> {
     /// What listeners hear of a batch the run loop completed.
-    pub fn of<J>(b: &'a CompletedBatch<'_, J>) -> Self {
+    pub fn of<J: Job>(b: &'a CompletedBatch<'_, J>) -> Self {
+        let (zero, interval) = (b.engine.timer().zero(), b.engine.timer().interval());
+        Self::parts(
+            b.info,
+            b.report,
+            b.records,
+            b.next_offsets,
+            b.pending,
+            b.lag,
+            b.lags,
+            b.leader_epochs,
+            zero,
+            interval,
+        )
+    }
+
+    /// What listeners hear of a batch the run loop completed, and its job (for a listener that reads or saves the
+    /// state).
+    pub fn with_job<'b, J: Job>(b: &'b mut CompletedBatch<'_, J>) -> (BatchCompleted<'b>, &'b mut dyn Job) {
+        let (zero, interval) = (b.engine.timer().zero(), b.engine.timer().interval());
+        let CompletedBatch { info, report, records, engine, next_offsets, pending, lag, lags, leader_epochs } = b;
+        let done = BatchCompleted::parts(
+            info,
+            report,
+            records,
+            next_offsets,
+            pending,
+            *lag,
+            lags,
+            leader_epochs,
+            zero,
+            interval,
+        );
+        (done, engine.job_mut())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn parts(
+        info: &'a BatchInfo,
+        report: &'a BatchReport,
+        input: &'a RecordBatch,
+        next_offsets: &'a [(i32, i64)],
+        pending: &'a [BatchInfo],
+        lag: i64,
+        lags: &'a [(i32, i64)],
+        leader_epochs: &'a [LeaderEpoch],
+        zero: Time,
+        interval: Duration,
+    ) -> Self {
         BatchCompleted {
-            info: b.info,
-            records: b.report.records,
-            malformed: &b.report.malformed,
-            scheduling_delay: b.report.scheduling_delay,
-            processing_time: b.report.processing_time,
-            lag: b.lag,
-            lags: b.lags,
-            pending: b.pending,
-            printed: &b.report.printed,
+            info,
+            records: report.records,
+            malformed: &report.malformed,
+            scheduling_delay: report.scheduling_delay,
+            processing_time: report.processing_time,
+            lag,
+            lags,
+            pending,
+            printed: &report.printed,
+            input,
+            next_offsets,
+            leader_epochs,
+            zero,
+            interval,
         }
     }
 }
+
+/// Where a run stopped, as [`StreamingListener::on_stopped`] hears it.
+#[derive(Debug)]
+pub struct RunStopped<'a> {
+    /// The last completed batch, if any.
+    pub last_completed: Option<Time>,
+    /// The batch grid's origin.
+    pub zero: Time,
+    /// The batch interval.
+    pub interval: Duration,
+    /// Where the stream continues after `pending`: the next offset of every partition.
+    pub next_offsets: &'a [(i32, i64)],
+    /// Batches generated but not completed, oldest first (run again after a restart).
+    pub pending: &'a [BatchInfo],
+    /// Per partition, the leader epoch of the last record batch read.
+    pub leader_epochs: &'a [LeaderEpoch],
+}
+
+/// What a listener that stops the run returns.
+pub type ListenerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Spark's `StreamingListener`: told of each batch as it completes, on the processing thread.
 pub trait StreamingListener {
@@ -213,6 +300,27 @@ pub trait StreamingListener {
     fn on_batch_started(&mut self, _info: &BatchInfo) {}
     /// A batch completed (its output operations ran).
     fn on_batch_completed(&mut self, _batch: &BatchCompleted<'_>) {}
+    /// True if this listener reads each batch's input records ([`BatchCompleted::input`]): they are then kept
+    /// for the batch (a copy of every record).
+    fn needs_input(&self) -> bool {
+        false
+    }
+    /// A batch completed, heard with its job, for a listener that reads or saves the job's state (the
+    /// checkpointer does) or may stop the run: an error stops it, as a failed output operation does. By default
+    /// [`on_batch_completed`](Self::on_batch_completed).
+    fn on_batch_completed_with_job(
+        &mut self,
+        batch: &BatchCompleted<'_>,
+        _job: &mut dyn Job,
+    ) -> Result<(), ListenerError> {
+        self.on_batch_completed(batch);
+        Ok(())
+    }
+    /// The run stopped (its last batch completed, or the context was stopped), with where the stream stands and
+    /// the job; an error fails the stop. By default nothing.
+    fn on_stopped(&mut self, _end: &RunStopped<'_>, _job: &mut dyn Job) -> Result<(), ListenerError> {
+        Ok(())
+    }
 }
 
 /// The status line `dstream run` prints after each batch, as a listener: `dstream: batch TIME: N records, M
@@ -780,6 +888,8 @@ impl StreamingContext {
         let mut reader = crate::recording::RecordingReader::open(&path)
             .map_err(|e| StreamingError::Replay(format!("{}: {e}", path.display())))?;
         let listeners = &mut self.listeners;
+        let (zero, interval) = (reader.header().zero, reader.header().batch_interval);
+        let no_input = dstream_core::RecordBatch::new();
         let mut on_batch = |r: &dstream_core::BatchReport| {
             r.malformed.iter().for_each(|m| eprintln!("dstream: skipped {m}"));
             let info = BatchInfo { time: r.time, ranges: Vec::new() };
@@ -793,6 +903,11 @@ impl StreamingContext {
                 lags: &[],
                 pending: &[],
                 printed: &r.printed,
+                input: &no_input,
+                next_offsets: &[],
+                leader_epochs: &[],
+                zero,
+                interval,
             };
             for l in listeners.iter_mut() {
                 l.on_batch_submitted(&info);
@@ -872,33 +987,33 @@ fn next_offsets(offsets: &[(i32, i64)]) -> Vec<NextOffset> {
 impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
     fn after_batch(&mut self, b: &mut CompletedBatch<'_, J>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.completed += 1;
+        let (done, job) = BatchCompleted::with_job(b);
         if let Some(status) = &mut self.status {
-            status.on_batch_completed(&BatchCompleted::of(b));
+            status.on_batch_completed_with_job(&done, job)?;
         }
         if let Some(r) = &mut self.recorder {
-            r.record(b)?;
+            r.on_batch_completed_with_job(&done, job)?;
         }
-        b.report.malformed.iter().for_each(|m| self.malformed.report(m));
+        done.malformed.iter().for_each(|m| self.malformed.report(m));
         let mut saved = None;
         if let Some(c) = &mut self.checkpointer {
             // Batches generated ahead of processing are stored as pending, with their ranges: after a restart they
             // run again over exactly those ranges, and the live stream continues after them.
             let started = std::time::Instant::now();
-            c.set_leader_epochs(b.leader_epochs);
-            let path = c.after_batch(b.engine, &next_offsets(b.next_offsets), b.pending).inspect_err(|e| {
+            c.on_batch_completed_with_job(&done, job).inspect_err(|e| {
                 if let Some(ui) = &self.ui {
                     ui.checkpoint_failed(&e.to_string());
                 }
             })?;
-            saved = path.map(|path| crate::ui::SavedCheckpoint {
-                path,
+            saved = c.saved_by_last_batch().map(|path| crate::ui::SavedCheckpoint {
+                path: path.to_path_buf(),
                 batch_path: started.elapsed(),
                 state_bytes: c.state_bytes().to_vec(),
             });
         }
         if let Some(ui) = &self.ui {
             let mut sizes: Vec<(String, &'static str, u64, u64)> = Vec::new();
-            crate::checkpoint::for_each_operator(b.engine.job_mut(), &mut |id, op| {
+            crate::checkpoint::for_each_operator(job, &mut |id, op| {
                 sizes.push((id.to_string(), op.kind(), op.len() as u64, op.timed_out()))
             });
             let state: Vec<crate::ui::StateSize<'_>> = sizes
@@ -911,11 +1026,10 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
                 })
                 .collect();
             let writes = self.checkpointer.as_ref().map(|c| c.write_stats());
-            ui.batch_completed(&BatchCompleted::of(b), &state, saved, writes);
+            ui.batch_completed(&done, &state, saved, writes);
         }
-        let done = BatchCompleted::of(b);
         for l in &mut self.listeners {
-            l.on_batch_completed(&done);
+            l.on_batch_completed_with_job(&done, job)?;
         }
         Ok(())
     }
@@ -938,9 +1052,17 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
         }
     }
     fn at_end(&mut self, end: &mut RunEnd<'_, J>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let stopped = RunStopped {
+            last_completed: end.engine.last_completed(),
+            zero: end.engine.timer().zero(),
+            interval: end.engine.timer().interval(),
+            next_offsets: end.next_offsets,
+            pending: end.pending,
+            leader_epochs: end.leader_epochs,
+        };
+        let job: &mut dyn Job = end.engine.job_mut();
         if let Some(c) = &mut self.checkpointer {
-            c.set_leader_epochs(end.leader_epochs);
-            let saved = c.save(end.engine, &next_offsets(end.next_offsets), end.pending).and_then(|_| c.flush());
+            let saved = c.on_stopped(&stopped, job);
             if let Some(ui) = &self.ui {
                 match &saved {
                     Ok(()) => ui.checkpoints_written(c.write_stats()),
@@ -948,6 +1070,9 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
                 }
             }
             saved?;
+        }
+        for l in &mut self.listeners {
+            l.on_stopped(&stopped, job)?;
         }
         Ok(())
     }
@@ -962,10 +1087,41 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
         }
     }
     fn needs_records(&self) -> bool {
-        self.recorder.is_some()
+        self.recorder.is_some() || self.listeners.iter().any(|l| l.needs_input())
     }
     fn on_reset(&mut self, r: &OffsetReset) {
         eprintln!("{}", reset_warning(r));
+    }
+}
+
+/// The checkpointer is a listener: after each batch it saves the job's state if the batch is a checkpoint batch,
+/// and when the run stops it saves the last batch's and waits until every checkpoint is durable.
+impl StreamingListener for Checkpointer {
+    fn on_batch_completed_with_job(&mut self, b: &BatchCompleted<'_>, job: &mut dyn Job) -> Result<(), ListenerError> {
+        self.set_leader_epochs(b.leader_epochs);
+        let at = Grid { time: b.info.time, zero: b.zero, interval: b.interval };
+        self.after_batch_job(job, at, &next_offsets(b.next_offsets), b.pending)?;
+        Ok(())
+    }
+    fn on_stopped(&mut self, end: &RunStopped<'_>, job: &mut dyn Job) -> Result<(), ListenerError> {
+        self.set_leader_epochs(end.leader_epochs);
+        if let Some(time) = end.last_completed {
+            let at = Grid { time, zero: end.zero, interval: end.interval };
+            self.save_job(job, at, &next_offsets(end.next_offsets), end.pending)?;
+        }
+        self.flush()?;
+        Ok(())
+    }
+}
+
+/// The recorder is a listener: it writes each batch's ranges and input records to the recording.
+impl StreamingListener for Recorder {
+    fn needs_input(&self) -> bool {
+        true
+    }
+    fn on_batch_completed_with_job(&mut self, b: &BatchCompleted<'_>, _job: &mut dyn Job) -> Result<(), ListenerError> {
+        self.record_batch(b)?;
+        Ok(())
     }
 }
 

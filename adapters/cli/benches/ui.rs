@@ -105,6 +105,7 @@ fn feed_cost() {
         }
     });
     let printed = "x".repeat(1024);
+    let no_input = dstream_core::RecordBatch::new();
     let state = [StateSize { operator: "map_with_state#0", kind: "map_with_state", keys: 26, timed_out: 0 }];
     let start = Instant::now();
     for i in 0..N as i64 {
@@ -123,6 +124,11 @@ fn feed_cost() {
             lags: &[(0, 0)],
             pending: &[],
             printed: &printed,
+            input: &no_input,
+            next_offsets: &[],
+            leader_epochs: &[],
+            zero: Time(0),
+            interval: Dur(INTERVAL_MS as i64),
         };
         ui.batch_completed(&b, &state, None, None);
     }

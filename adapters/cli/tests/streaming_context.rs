@@ -216,6 +216,75 @@ fn a_context_reading_only_a_directory_checkpoints_and_resumes_without_reading_a_
     assert!(stdout.contains("update_state_by_key#1\tupdate_state_by_key\t3\t"), "{stdout}");
 }
 
+/// A listener of the full interface: each batch's input records and the job's state, as the recorder and the
+/// checkpointer use them; it fails the run at batch `fail_at` (counted from 1) if set.
+struct Inspect {
+    seen: Rc<RefCell<Vec<(usize, Vec<(i32, i64)>, u64)>>>,
+    fail_at: Option<usize>,
+}
+
+impl StreamingListener for Inspect {
+    fn needs_input(&self) -> bool {
+        true
+    }
+    fn on_batch_completed_with_job(
+        &mut self,
+        b: &BatchCompleted<'_>,
+        job: &mut dyn dstream_core::Job,
+    ) -> Result<(), dstream_adapters::streaming::ListenerError> {
+        let mut keys = 0;
+        dstream_core::checkpoint::for_each_operator(job, &mut |_, op| keys += op.len() as u64);
+        let positions = b.input.iter().map(|r| (r.partition, r.offset)).collect();
+        assert_eq!(b.input.len(), b.records, "the input records kept are the batch's");
+        self.seen.borrow_mut().push((b.records, positions, keys));
+        if self.fail_at == Some(self.seen.borrow().len()) {
+            return Err(format!("refused batch {}", b.info.time).into());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_listener_reads_each_batchs_input_and_the_jobs_state_and_can_stop_the_run() {
+    let Some(b) = broker() else { return };
+    generate(b.addr(), "avg", 600, 8, &["--partitions", "2"]);
+    let program = |fail_at: Option<usize>| {
+        let mut ssc = StreamingContext::new(Duration::from_millis(100));
+        ssc.status_lines(false).print_to(Buf::default()).stop_after_batches(4);
+        let msgs = KafkaUtils::create_direct_stream(&mut ssc, params(b.addr()), "avg");
+        let keys = msgs.map(|r| (String::from_utf8_lossy(r.value).split(',').next().unwrap().to_string(), 1i64));
+        let counts = keys.map_with_state(StateSpec::function(count));
+        counts.print(1);
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        ssc.add_listener(Inspect { seen: seen.clone(), fail_at });
+        ssc.start().unwrap();
+        let result = ssc.await_termination();
+        let keys_now = counts.with_state(|m| m.len() as u64);
+        (result, seen, keys_now)
+    };
+    let (result, seen, keys_now) = program(None);
+    result.unwrap();
+    let seen = seen.borrow();
+    // 100 records per partition per batch: every record once, in (partition, offset) order within a batch, and
+    // the state the listener saw after the last batch is the state the program holds.
+    assert_eq!(seen.iter().map(|s| s.0).sum::<usize>(), 600);
+    let mut all: Vec<(i32, i64)> = Vec::new();
+    for (_, positions, _) in seen.iter() {
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+        all.extend(positions);
+    }
+    all.sort();
+    let want: Vec<(i32, i64)> = (0..2).flat_map(|p| (0..300).map(move |o| (p, o))).collect();
+    assert_eq!(all, want);
+    assert_eq!(seen.last().unwrap().2, keys_now);
+    assert!(seen.windows(2).all(|w| w[0].2 <= w[1].2), "keys only grow without timeouts");
+
+    let (result, seen, _) = program(Some(2));
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("refused batch"), "{err}");
+    assert_eq!(seen.borrow().len(), 2, "no batch completes after the failing listener");
+}
+
 #[test]
 fn a_context_used_wrongly_says_so() {
     let mut ssc = StreamingContext::new(Duration::from_secs(1));
