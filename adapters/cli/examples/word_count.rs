@@ -3,7 +3,8 @@
 //! each window is the previous one plus what entered minus what left). Both are printed and saved, one file per
 //! batch: `OUT/counts-TIME.txt` and `OUT/windowed-TIME.txt`.
 //!
-//! `cargo run --example word_count -- --brokers H:P --batch-interval 1s` (topic `lines`).
+//! `cargo run --example word_count -- --brokers H:P --batch-interval 1s` (topic `lines`; `--topics A,B` reads
+//! several).
 #[path = "common/mod.rs"]
 mod common;
 
@@ -34,7 +35,9 @@ fn main() -> anyhow::Result<()> {
     let mut ssc = StreamingContext::new(args.batch_interval);
     ssc.app_name("word_count").checkpoint(&args.checkpoint);
     let params = KafkaParams::new(kafka.brokers()).starting_offsets(args.starting_offsets);
-    let lines = KafkaUtils::create_direct_stream(&mut ssc, params.max_rate_per_partition(args.max_rate), "lines");
+    let params = params.max_rate_per_partition(args.max_rate);
+    // `--topics A,B`: one stream of several topics (Spark's `Subscribe(topics)`).
+    let lines = KafkaUtils::create_direct_stream_of(&mut ssc, params, &args.topics("lines"));
     let (counts, windowed) = word_counts(&lines);
     counts.print(args.print);
     counts.save_as_text_files(args.out.join("counts"), "txt");

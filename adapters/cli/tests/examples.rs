@@ -252,9 +252,10 @@ fn sessions_example_closes_every_session_with_all_its_events() {
 }
 
 /// An example with `--checkpoint`, resuming from `ck`.
-fn spawn_example(name: &str, addr: &str, out: &Path, ck: &Path, rate: u32, interval: &str) -> Child {
+fn spawn_example(name: &str, addr: &str, out: &Path, ck: &Path, rate: u32, interval: &str, extra: &[&str]) -> Child {
     Command::new(example(name))
         .args(["--brokers", addr, "--earliest", "--batch-interval", interval, "--print", "1"])
+        .args(extra)
         .args(["--max-rate-per-partition", &rate.to_string(), "--out"])
         .arg(out)
         .arg("--checkpoint")
@@ -277,6 +278,19 @@ fn kill_and_restart(
     interval: &str,
     done: &dyn Fn(&Path) -> bool,
 ) -> String {
+    kill_and_restart_with(name, files, addr, dir, interval, done, &[])
+}
+
+/// As [`kill_and_restart`], with more flags for the example.
+fn kill_and_restart_with(
+    name: &str,
+    files: &str,
+    addr: &str,
+    dir: &Path,
+    interval: &str,
+    done: &dyn Fn(&Path) -> bool,
+    extra: &[&str],
+) -> String {
     let seed: u64 = std::env::var("DSTREAM_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
     });
@@ -285,7 +299,7 @@ fn kill_and_restart(
     let mut rng = SplitMix64::new(seed);
     for kill in 1..=10 {
         let after = Duration::from_millis(100 + rng.below(900) as u64);
-        let mut child = spawn_example(name, addr, &out, &ck, 200, interval);
+        let mut child = spawn_example(name, addr, &out, &ck, 200, interval, extra);
         let started = Instant::now();
         while started.elapsed() < after {
             if let Some(status) = child.try_wait().unwrap() {
@@ -301,7 +315,7 @@ fn kill_and_restart(
     // The kills must have landed while the program was running batches, not only while it started.
     let checkpoints = std::fs::read_dir(&ck).map_or(0, |d| d.count());
     assert!(checkpoints > 0 && out.exists() && batch_files(&out, files).len() >= 10, "no progress\n{log}");
-    let mut child = spawn_example(name, addr, &out, &ck, 0, interval);
+    let mut child = spawn_example(name, addr, &out, &ck, 0, interval, extra);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !(out.exists() && done(&out)) {
         if let Some(status) = child.try_wait().unwrap() {
@@ -335,6 +349,37 @@ fn word_count_example_survives_sigkill_exactly_once() {
     let log = kill_and_restart("word_count", "counts", b.addr(), dir.path(), "200ms", &done);
     let windows = std::panic::catch_unwind(|| check_word_count(&dir.path().join("out"), &model))
         .unwrap_or_else(|_| panic!("word_count's output after the kills is wrong\n{log}"));
+    assert!(windows > 0, "{log}");
+    eprintln!("{log}");
+}
+
+#[test]
+fn word_count_example_over_two_topics_survives_sigkill_exactly_once() {
+    let Some(b) = broker() else { return };
+    const N: u64 = 1500;
+    generate(b.addr(), "lines", N, 31, &["--partitions", "2"]);
+    generate(b.addr(), "more", N, 32, &["--partitions", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = word_model(31, N);
+    for (w, n) in word_model(32, N) {
+        *model.entry(w).or_insert(0) += n;
+    }
+    let total: i64 = model.values().sum();
+    let done = |out: &Path| {
+        let counted: i64 = batch_files(out, "counts").values().map(|l| pairs(l).iter().map(|p| p.1).sum::<i64>()).sum();
+        counted >= total
+    };
+    let log = kill_and_restart_with(
+        "word_count",
+        "counts",
+        b.addr(),
+        dir.path(),
+        "200ms",
+        &done,
+        &["--topics", "lines,more"],
+    );
+    let windows = std::panic::catch_unwind(|| check_word_count(&dir.path().join("out"), &model))
+        .unwrap_or_else(|_| panic!("word_count's output over two topics after the kills is wrong\n{log}"));
     assert!(windows > 0, "{log}");
     eprintln!("{log}");
 }

@@ -216,10 +216,13 @@ fn a_context_reading_only_a_directory_checkpoints_and_resumes_without_reading_a_
     assert!(stdout.contains("update_state_by_key#1\tupdate_state_by_key\t3\t"), "{stdout}");
 }
 
+/// What [`Inspect`] saw of a batch: its record count, its input's (partition, offset)s, the state's keys after it.
+type Seen = (usize, Vec<(i32, i64)>, u64);
+
 /// A listener of the full interface: each batch's input records and the job's state, as the recorder and the
 /// checkpointer use them; it fails the run at batch `fail_at` (counted from 1) if set.
 struct Inspect {
-    seen: Rc<RefCell<Vec<(usize, Vec<(i32, i64)>, u64)>>>,
+    seen: Rc<RefCell<Vec<Seen>>>,
     fail_at: Option<usize>,
 }
 

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 /// `checkpoint`), `--out DIR` (default `out`), `--batch-interval D` (default 2s), `--batches N` (default: run
 /// until Ctrl-C), `--print N` (default 10), `--max-rate-per-partition N` (default: unlimited), `--earliest`
 /// (start at the log's beginning rather than its end), `--record FILE` (also record every batch), `--replay FILE`
-/// (run over a recording instead of Kafka).
+/// (run over a recording instead of Kafka), `--topics A,B` (read these topics instead of the example's own, as one
+/// stream).
 pub struct Args {
     pub brokers: Option<String>,
     pub checkpoint: PathBuf,
@@ -23,6 +24,7 @@ pub struct Args {
     pub starting_offsets: StartingOffsets,
     pub record: Option<PathBuf>,
     pub replay: Option<PathBuf>,
+    pub topics: Option<Vec<String>>,
 }
 
 impl Args {
@@ -38,6 +40,7 @@ impl Args {
             starting_offsets: StartingOffsets::Latest,
             record: None,
             replay: None,
+            topics: None,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -53,6 +56,7 @@ impl Args {
                 "--earliest" => a.starting_offsets = StartingOffsets::Earliest,
                 "--record" => a.record = Some(value().into()),
                 "--replay" => a.replay = Some(value().into()),
+                "--topics" => a.topics = Some(value().split(',').map(str::to_string).collect()),
                 other => fail(&format!("unknown flag {other}")),
             }
         }
@@ -61,6 +65,11 @@ impl Args {
 }
 
 impl Args {
+    /// The topics to read: `--topics`, else the example's own `topic`.
+    pub fn topics<'a>(&'a self, topic: &'a str) -> Vec<&'a str> {
+        self.topics.as_ref().map_or_else(|| vec![topic], |t| t.iter().map(String::as_str).collect())
+    }
+
     /// The broker to read `topic` from: `--brokers`, else a local one (started with the lab's generator if none
     /// answers); none when replaying.
     pub fn kafka(&self, topic: &str) -> anyhow::Result<LocalKafka> {
