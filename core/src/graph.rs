@@ -54,6 +54,8 @@ struct Builder {
     /// The named inputs (topics), in the order the program first asked for them: the index of each is its
     /// input number (see [`crate::record::input_partition`]).
     inputs: Vec<Rc<str>>,
+    /// `inputs.len()`, shared with the graph's input streams.
+    input_count: Rc<std::cell::Cell<usize>>,
     policy: Rc<std::cell::Cell<MalformedPolicy>>,
     order: Rc<std::cell::Cell<OutputOrder>>,
 }
@@ -141,6 +143,7 @@ impl GraphBuilder {
         }
         assert!(b.inputs.len() < crate::record::MAX_INPUTS, "a job reads at most {} inputs", crate::record::MAX_INPUTS);
         b.inputs.push(Rc::from(topic));
+        b.input_count.set(b.inputs.len());
         b.inputs.len() - 1
     }
 
@@ -206,6 +209,11 @@ impl GraphBuilder {
             g.push_output(op);
         }
         g
+    }
+
+    fn policy_and_count(&self) -> (Rc<std::cell::Cell<MalformedPolicy>>, Rc<std::cell::Cell<usize>>) {
+        let b = self.inner.borrow();
+        (b.policy.clone(), b.input_count.clone())
     }
 
     fn stream<D: DStream>(&self, node: D) -> Stream<D> {
@@ -292,8 +300,8 @@ impl InputStream {
         T: Clone + 'static,
         F: FnMut(ConsumerRecord<'_>) -> T + 'static,
     {
-        let policy = self.graph.inner.borrow().policy.clone();
-        self.graph.stream(input_with(MapRecords { topic: TopicOf::of(self), f }, policy, self.inputs))
+        let (policy, count) = self.graph.policy_and_count();
+        self.graph.stream(input_with(MapRecords { topic: TopicOf::of(self), f }, policy, self.inputs, count))
     }
 
     /// `map` with a parser that may refuse a record: a refused record is malformed, reported with its partition
@@ -304,8 +312,8 @@ impl InputStream {
         E: fmt::Display + 'static,
         F: FnMut(ConsumerRecord<'_>) -> Result<T, E> + 'static,
     {
-        let policy = self.graph.inner.borrow().policy.clone();
-        self.graph.stream(input_with(TryMapRecords { topic: TopicOf::of(self), f }, policy, self.inputs))
+        let (policy, count) = self.graph.policy_and_count();
+        self.graph.stream(input_with(TryMapRecords { topic: TopicOf::of(self), f }, policy, self.inputs, count))
     }
 
     /// Each record through a [`RecordParser`] of the program's own.
@@ -314,8 +322,8 @@ impl InputStream {
         P: RecordParser + 'static,
         P::Item: Clone + 'static,
     {
-        let policy = self.graph.inner.borrow().policy.clone();
-        self.graph.stream(input_with(parser, policy, self.inputs))
+        let (policy, count) = self.graph.policy_and_count();
+        self.graph.stream(input_with(parser, policy, self.inputs, count))
     }
 }
 

@@ -380,6 +380,9 @@ pub struct Input<F> {
     parse: F,
     policy: Policy,
     inputs: Inputs,
+    /// How many named inputs the graph reads, if the input belongs to one: reading its only input is reading
+    /// every record (no check per record).
+    graph_inputs: Option<Rc<std::cell::Cell<usize>>>,
 }
 
 /// Which of a job's inputs an [`Input`] reads (see [`crate::record::input_partition`]).
@@ -411,16 +414,18 @@ enum Policy {
 
 /// The input stream of a job, with a parser from records to elements.
 pub fn input<F: RecordParser>(parse: F, policy: MalformedPolicy) -> Input<F> {
-    Input { parse, policy: Policy::Fixed(policy), inputs: Inputs::All }
+    Input { parse, policy: Policy::Fixed(policy), inputs: Inputs::All, graph_inputs: None }
 }
 
-/// As [`input`], following the graph's policy cell, reading the records of `inputs` only.
+/// As [`input`], following the graph's policy cell, reading the records of `inputs` only of the graph's
+/// `graph_inputs` named inputs.
 pub(crate) fn input_with<F: RecordParser>(
     parse: F,
     policy: Rc<std::cell::Cell<MalformedPolicy>>,
     inputs: Inputs,
+    graph_inputs: Rc<std::cell::Cell<usize>>,
 ) -> Input<F> {
-    Input { parse, policy: Policy::Graph(policy), inputs }
+    Input { parse, policy: Policy::Graph(policy), inputs, graph_inputs: Some(graph_inputs) }
 }
 
 impl<F: RecordParser> DStream for Input<F> {
@@ -436,7 +441,12 @@ impl<F: RecordParser> DStream for Input<F> {
             Policy::Graph(cell) => cell.get(),
         };
         let mut reader = Reader { parse: &mut self.parse, policy, malformed: ctx.malformed, failed: &mut failed };
-        let inputs = self.inputs;
+        // The only input of a graph that reads one is every record: no check per record.
+        let only = self.graph_inputs.as_ref().is_some_and(|n| n.get() <= 1);
+        let inputs = match self.inputs {
+            Inputs::Of(mask) if only && mask & 1 == 1 => Inputs::All,
+            other => other,
+        };
         // Records come a run at a time; the loop over a run, with the per-record work inlined, is the only one. The
         // closure owns the reader and the sink, so that the loop keeps their parts in registers.
         let mut each_run = move |run: Run<'_>| {
