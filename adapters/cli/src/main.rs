@@ -78,7 +78,7 @@ struct RunArgs {
     /// Kafka client configuration, a properties file: security.protocol, sasl.*, ssl.* (see README).
     #[arg(long, value_name = "FILE", requires = "brokers")]
     kafka_config: Option<PathBuf>,
-    /// The topic to read.
+    /// The topic to read; several, comma-separated (with --brokers), are read as one stream.
     #[arg(long, default_value = "avg")]
     topic: String,
     /// Batch interval, such as 2s or 500ms.
@@ -526,8 +526,13 @@ fn cmd_run(args: RunArgs) -> Result<()> {
     ssc.stop_handle().stop_on_ctrl_c().context("cannot install the handler for Ctrl-C, SIGTERM and SIGHUP")?;
     // With no --brokers: the default address if something answers there (DSTREAM_DEFAULT_BROKER moves it; tests
     // use it to stay off port 9092), else a local tansu and the lab's generator, stopped when the run ends.
+    let topics: Vec<&str> = args.topic.split(',').map(str::trim).collect();
+    if topics.iter().any(|t| t.is_empty()) {
+        bail!("--topic {:?} names an empty topic: expected TOPIC[,TOPIC...]", args.topic);
+    }
     let provisioned = match &args.brokers {
         Some(_) => None,
+        None if topics.len() > 1 => bail!("reading several topics needs --brokers (a local broker serves one topic)"),
         None => Some(dstream_cli::generate::local_lab_kafka(None, &args.topic)?),
     };
     let brokers = match (&args.brokers, &provisioned) {
@@ -556,7 +561,7 @@ fn cmd_run(args: RunArgs) -> Result<()> {
         })
         .client_config(client);
     ssc.app_name(dstream_cli::lab::JOB_NAME).on_malformed(lab.malformed);
-    let messages = KafkaUtils::create_direct_stream(&mut ssc, params, &args.topic);
+    let messages = KafkaUtils::create_direct_stream_of(&mut ssc, params, &topics);
     lab_program(&messages, &lab);
     if args.quiet {
         ssc.print_to(std::io::sink());

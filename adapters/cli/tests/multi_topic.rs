@@ -251,3 +251,53 @@ fn the_web_ui_names_each_topic_and_its_own_partitions() {
     }
     ssc.stop(true).unwrap();
 }
+
+#[test]
+fn dstream_run_reads_several_topics_as_one_stream_and_resumes_them() {
+    let Some(b) = broker() else { return };
+    generate(b.addr(), "avg1", 400, 41, &["--partitions", "2"]);
+    generate(b.addr(), "avg2", 300, 42, &["--partitions", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let run = |batches: &str| {
+        common::dstream(&[
+            "run",
+            "--brokers",
+            b.addr(),
+            "--topic",
+            "avg1,avg2",
+            "--starting-offsets",
+            "earliest",
+            "--batch-interval",
+            "100ms",
+            "--batches",
+            batches,
+            "--max-rate-per-partition",
+            "1000",
+            "--print",
+            "1000",
+            "--checkpoint",
+            ck.to_str().unwrap(),
+        ])
+    };
+    // 100 records per partition per batch: two batches read 600 of 700, the resumed run the rest.
+    let first = run("2");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let second = run("3");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    let counts: u64 = common::batch_record_counts(&String::from_utf8_lossy(&first.stderr)).iter().sum::<u64>()
+        + common::batch_record_counts(&stderr).iter().sum::<u64>();
+    assert_eq!(counts, 700, "every record of both topics once");
+    // The last averages printed are those of every message of both topics (keys print when updated).
+    let mut printed = common::final_averages(&common::ok_stdout(&first));
+    printed.extend(common::final_averages(&common::ok_stdout(&second)));
+    let all: Vec<Vec<u8>> = lab_messages(41, 400, 2).into_iter().chain(lab_messages(42, 300, 1)).flatten().collect();
+    let model = common::model_of(&all);
+    let want: BTreeMap<String, f64> = model.averages().into_iter().collect();
+    assert_eq!(printed, want);
+    // Several topics without --brokers: one clear line.
+    let out = common::dstream(&["run", "--topic", "a,b", "--batches", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading several topics needs --brokers"));
+}
