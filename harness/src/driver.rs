@@ -23,7 +23,7 @@
 
 use crate::recording::Frame;
 use dstream_core::checkpoint::{
-    restore_state, save_state, Checkpoint, CheckpointMeta, Fingerprint, JobState, NextOffset, RestoreError,
+    restore_state, save_state, Checkpoint, CheckpointMeta, Fingerprint, InputPrint, JobState, NextOffset, RestoreError,
 };
 use dstream_core::graph::{GraphBuilder, Stream};
 use dstream_core::{
@@ -123,6 +123,11 @@ pub struct Driver<J: DriverJob> {
     committed: Vec<i64>,
     /// Whether each batch's output carries a state snapshot.
     snapshots: bool,
+    /// Inputs after the first (a graph reading several topics): per input, (next offset to assign, offset
+    /// where the next batch's range starts) per partition.
+    more: Vec<(Vec<i64>, Vec<i64>)>,
+    /// The graph's named inputs (its topics) by index, for [`Driver::pipe_to`].
+    inputs: Vec<String>,
 }
 
 impl<J: DriverJob> Driver<J> {
@@ -140,6 +145,8 @@ impl<J: DriverJob> Driver<J> {
             next_offsets: vec![0],
             committed: vec![0],
             snapshots: true,
+            more: Vec::new(),
+            inputs: Vec::new(),
         }
     }
 
@@ -168,16 +175,31 @@ impl<J: DriverJob> Driver<J> {
         self.pipe_record(partition, None, value, ts)
     }
 
-    /// Pipes a record into `partition`; returns the offset it was given.
+    /// Pipes a record into `partition`; returns the offset it was given. `partition` is the engine's number: for a graph of several inputs, input `n`'s partition `p` is
+    /// [`input_partition(n, p)`](dstream_core::record::input_partition) (or use [`Driver::pipe_to`]).
     ///
     /// # Panics
     /// If `partition` is negative.
     pub fn pipe_record(&mut self, partition: i32, key: Option<&[u8]>, value: &[u8], timestamp: i64) -> i64 {
         assert!(partition >= 0, "partition must not be negative, got {partition}");
-        let p = partition as usize;
-        self.grow(p + 1);
-        let offset = self.next_offsets[p];
-        self.next_offsets[p] += 1;
+        let (input, p) = dstream_core::record::split_partition(partition);
+        let p = p as usize;
+        let next = if input == 0 {
+            self.grow(p + 1);
+            &mut self.next_offsets[p]
+        } else {
+            if self.more.len() < input {
+                self.more.resize(input, (Vec::new(), Vec::new()));
+            }
+            let (next, committed) = &mut self.more[input - 1];
+            if next.len() <= p {
+                next.resize(p + 1, 0);
+                committed.resize(p + 1, 0);
+            }
+            &mut next[p]
+        };
+        let offset = *next;
+        *next += 1;
         self.pending.push(partition, offset, timestamp, key, value);
         offset
     }
@@ -208,9 +230,18 @@ impl<J: DriverJob> Driver<J> {
     }
 
     fn run_one(&mut self, time: Time) -> Result<Batch<J>, EngineError> {
-        let ranges: Vec<OffsetRange> = (0..self.next_offsets.len())
+        let mut ranges: Vec<OffsetRange> = (0..self.next_offsets.len())
             .map(|p| OffsetRange { partition: p as i32, from: self.committed[p], until: self.next_offsets[p] })
             .collect();
+        for (i, (next, committed)) in self.more.iter_mut().enumerate() {
+            let input = |p: usize| dstream_core::record::input_partition(i + 1, p as i32);
+            ranges.extend((0..next.len()).map(|p| OffsetRange {
+                partition: input(p),
+                from: committed[p],
+                until: next[p],
+            }));
+            committed.copy_from_slice(next);
+        }
         self.pending.sort_by_position();
         let frame = Frame::from_batch(time, &ranges, &self.pending);
         let report = self.engine.run_batch(time, &mut self.pending, &self.clock)?;
@@ -290,6 +321,8 @@ impl<J: CheckpointJob> Driver<J> {
             committed: next.clone(),
             next_offsets: next,
             snapshots: true,
+            more: Vec::new(),
+            inputs: Vec::new(),
         }
     }
 }
@@ -356,7 +389,52 @@ impl Driver<Graph> {
     /// A driver of everything `graph` defines so far (build [`Output`]s first), clock at zero, first batch at
     /// `batch_interval`.
     pub fn for_graph(graph: &GraphBuilder, batch_interval: Duration) -> Self {
-        Driver::with_job(graph.build(), batch_interval).without_snapshots()
+        let mut d = Driver::with_job(graph.build(), batch_interval).without_snapshots();
+        d.inputs = graph.inputs();
+        d
+    }
+
+    /// Pipes a record into `partition` of the graph's input `topic` (a name it gave
+    /// [`GraphBuilder::records_of`]), as a Kafka producer writes to a topic; returns its offset.
+    ///
+    /// ```
+    /// use dstream_core::graph::GraphBuilder;
+    /// use dstream_core::Duration;
+    /// use dstream_harness::driver::{Driver, Output};
+    /// let program = |g: &GraphBuilder| {
+    ///     let text = |r: dstream_core::graph::ConsumerRecord<'_>| String::from_utf8_lossy(r.value).into_owned();
+    ///     let clicks = g.records_of("clicks").map(move |r| (text(r), r.topic.to_string()));
+    ///     let views = g.records_of("views").map(move |r| (text(r), r.partition));
+    ///     Output::capture(&clicks.join(&views))
+    /// };
+    /// let g = GraphBuilder::new();
+    /// let joined = program(&g);
+    /// let mut d = Driver::for_graph(&g, Duration::from_secs(1));
+    /// d.pipe_to("clicks", 0, None, b"ann");
+    /// d.pipe_to("views", 2, None, b"ann");
+    /// d.pipe_to("views", 0, None, b"bob");
+    /// d.advance(1).unwrap();
+    /// assert_eq!(joined.read_values(), vec![("ann".to_string(), ("clicks".to_string(), 2))]);
+    /// // A checkpoint holds both topics' offsets; a driver of the program built anew continues after them.
+    /// let cp = d.checkpoint_as("clicks", "app").unwrap();
+    /// assert_eq!(cp.meta.fingerprint.topics(), "clicks,views");
+    /// let g = GraphBuilder::new();
+    /// let _joined = program(&g);
+    /// let mut d = Driver::from_checkpoint(&g, &cp).unwrap();
+    /// assert_eq!(d.pipe_to("views", 0, None, b"cat"), 1);
+    /// assert_eq!(d.pipe_to("views", 2, None, b"dan"), 1);
+    /// assert_eq!(d.pipe_to("clicks", 0, None, b"eve"), 1);
+    /// ```
+    ///
+    /// # Panics
+    /// If the graph reads no input `topic`, or `partition` is negative or beyond what an input can number.
+    pub fn pipe_to(&mut self, topic: &str, partition: i32, key: Option<&[u8]>, value: &[u8]) -> i64 {
+        let Some(input) = self.inputs.iter().position(|t| t == topic) else {
+            panic!("the graph reads no input {topic:?} (it reads {:?})", self.inputs);
+        };
+        assert!((0..1 << dstream_core::record::INPUT_SHIFT).contains(&partition), "partition {partition} out of range");
+        let ts = self.clock.now().millis();
+        self.pipe_record(dstream_core::record::input_partition(input, partition), key, value, ts)
     }
 
     /// The state of every stateful operator now, as a checkpoint holds it.
@@ -379,20 +457,35 @@ impl Driver<Graph> {
     /// the source in the fingerprint). Records piped since are not included.
     pub fn checkpoint_as(&mut self, topic: &str, job_name: &str) -> Result<Checkpoint<JobState>, DriverStateError> {
         let interval = self.engine.timer().interval();
+        // Inputs after the first are named as the graph names them.
+        let more = self
+            .more
+            .iter()
+            .enumerate()
+            .map(|(i, (_, committed))| InputPrint {
+                topic: self.inputs.get(i + 1).cloned().unwrap_or_default(),
+                partitions: committed.len() as u32,
+                topic_id: None,
+            })
+            .collect();
         let fingerprint =
-            Fingerprint::of_job(topic, self.partitions() as u32, job_name, self.engine.job_mut(), interval);
+            Fingerprint::of_job(topic, self.partitions() as u32, job_name, self.engine.job_mut(), interval)
+                .with_more_inputs(more);
+        let mut next_offsets: Vec<NextOffset> =
+            self.committed.iter().enumerate().map(|(p, &offset)| NextOffset { partition: p as i32, offset }).collect();
+        for (i, (_, committed)) in self.more.iter().enumerate() {
+            next_offsets.extend(committed.iter().enumerate().map(|(p, &offset)| NextOffset {
+                partition: dstream_core::record::input_partition(i + 1, p as i32),
+                offset,
+            }));
+        }
         let meta = CheckpointMeta {
             leader_epochs: Vec::new(),
             fingerprint,
             time: self.clock.now(),
             zero: self.zero(),
             interval,
-            next_offsets: self
-                .committed
-                .iter()
-                .enumerate()
-                .map(|(p, &offset)| NextOffset { partition: p as i32, offset })
-                .collect(),
+            next_offsets,
             pending: Vec::new(),
         };
         Ok(Checkpoint { meta, state: self.operator_states()? })
@@ -405,9 +498,28 @@ impl Driver<Graph> {
         restore_state(&mut job, &checkpoint.state)?;
         let meta = &checkpoint.meta;
         let timer = BatchTimer::resume(meta.zero, meta.interval, meta.time);
-        let mut next: Vec<i64> = meta.next_offsets.iter().map(|n| n.offset).collect();
-        if next.is_empty() {
-            next.push(0);
+        let mut next: Vec<i64> = vec![0; (meta.fingerprint.partitions as usize).max(1)];
+        let mut more: Vec<(Vec<i64>, Vec<i64>)> =
+            meta.fingerprint.more_inputs.iter().map(|i| (vec![0; i.partitions as usize], Vec::new())).collect();
+        for n in &meta.next_offsets {
+            let (input, p) = dstream_core::record::split_partition(n.partition);
+            let Ok(p) = usize::try_from(p) else { continue };
+            let offsets = match input {
+                0 => &mut next,
+                i => match more.get_mut(i - 1) {
+                    Some(m) => &mut m.0,
+                    None => continue,
+                },
+            };
+            if offsets.len() <= p {
+                offsets.resize(p + 1, 0);
+            }
+            offsets[p] = n.offset;
+        }
+        more.iter_mut().for_each(|(next, committed)| *committed = next.clone());
+        let mut inputs = graph.inputs();
+        if inputs.is_empty() {
+            inputs.push(meta.fingerprint.topic.clone());
         }
         Ok(Driver {
             engine: Engine::new(job, timer),
@@ -416,6 +528,8 @@ impl Driver<Graph> {
             committed: next.clone(),
             next_offsets: next,
             snapshots: false,
+            more,
+            inputs,
         })
     }
 }

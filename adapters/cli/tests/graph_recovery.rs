@@ -1,12 +1,14 @@
 //! Any job's state survives a crash: for random graphs built from the stateful operators (map_with_state with
 //! and without timeouts, update_state_by_key, window, reduce_by_key_and_window with and without inverse),
 //! crashing at random batches and restoring from a checkpoint (written and read back through the file format)
-//! gives exactly the output of the uninterrupted run. And the fingerprint tells jobs apart by their stateful
-//! operators only.
+//! gives exactly the output of the uninterrupted run. The jobs read two topics: each operator reads one of them or
+//! their union. And the fingerprint tells jobs apart by their stateful operators only.
 
-use dstream_adapters::checkpoint::{decode, encode, Checkpoint, CheckpointMeta, Fingerprint, JobState};
+use dstream_adapters::checkpoint::{decode, encode, Checkpoint, CheckpointMeta, Fingerprint, JobState, NextOffset};
 use dstream_adapters::recovery::{restore_state, save_state};
+use dstream_core::checkpoint::InputPrint;
 use dstream_core::graph::GraphBuilder;
+use dstream_core::record::input_partition;
 use dstream_core::{
     BatchTimer, Duration, Engine, Graph, ManualClock, OutputOrder, RecordBatch, State, StateError, StateSpec, Time,
     TimeoutScan,
@@ -60,6 +62,18 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Which topic an operator reads.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    A,
+    B,
+    Both,
+}
+
+fn source() -> impl Strategy<Value = Source> {
+    prop_oneof![Just(Source::A), Just(Source::B), Just(Source::Both)]
+}
+
 /// What every output collected: per output, per batch with output, its elements as text.
 type Collected = Rc<RefCell<Vec<Vec<(i64, Vec<String>)>>>>;
 
@@ -68,21 +82,30 @@ fn collect<T: std::fmt::Debug>(c: &Collected, i: usize) -> impl FnMut(Time, &[T]
     move |t, items| c.borrow_mut()[i].push((t.0, items.iter().map(|x| format!("{x:?}")).collect()))
 }
 
-/// The job for `ops`, every output collected into `c`.
-fn build(ops: &[Op], c: &Collected) -> Graph {
+/// The job for `ops`, every output collected into `c`; each operator reads topic `a`, `b` or both.
+fn build(ops: &[(Op, Source)], c: &Collected) -> Graph {
     let g = GraphBuilder::new();
-    let pairs = g.records().map(|r| {
+    let parse = |r: dstream_core::graph::ConsumerRecord<'_>| {
         let s = std::str::from_utf8(r.value).unwrap();
         let (k, v) = s.split_once(':').unwrap();
-        (k.to_string(), v.parse::<i64>().unwrap())
-    });
+        (format!("{k}{}", r.topic), v.parse::<i64>().unwrap())
+    };
+    let (a, b) = (g.records_of("a").map(parse), g.records_of("b").map(parse));
+    let both = a.union(&b);
     let mut n = 0;
     let mut next = || {
         c.borrow_mut().push(Vec::new());
         n += 1;
         n - 1
     };
-    for op in ops {
+    for (op, source) in ops {
+        // One type for the three sources: the union of both topics, kept to the topic(s) the operator reads.
+        let source = *source;
+        let pairs = both.filter(move |(k, _): &(String, i64)| match source {
+            Source::A => k.ends_with('a'),
+            Source::B => k.ends_with('b'),
+            Source::Both => true,
+        });
         match op {
             Op::MapWithState { parts, timeout, every_batch, spark_order, snapshots } => {
                 let sum = |_t: Time, k: &String, v: Option<i64>, s: &mut State<'_, i64>| {
@@ -136,15 +159,21 @@ fn build(ops: &[Op], c: &Collected) -> Graph {
     g.build()
 }
 
-fn batches() -> impl Strategy<Value = Vec<Vec<(u8, i64)>>> {
-    prop::collection::vec(prop::collection::vec((0u8..4, -3i64..4), 0..6), 1..14)
+/// Per batch: (key, value, of topic `b` rather than `a`).
+type Input = Vec<Vec<(u8, i64, bool)>>;
+
+fn batches() -> impl Strategy<Value = Input> {
+    prop::collection::vec(prop::collection::vec((0u8..4, -3i64..4, any::<bool>()), 0..6), 1..14)
 }
 
-fn fill(batch: &mut RecordBatch, items: &[(u8, i64)], offset: &mut i64) {
+/// The batch of `items`: topic `a` is input 0 (partition 0), `b` input 1; `offsets` are each topic's next offset.
+fn fill(batch: &mut RecordBatch, items: &[(u8, i64, bool)], offsets: &mut [i64; 2]) {
     batch.clear();
-    for (k, v) in items {
-        batch.push(0, *offset, 0, None, format!("{}:{v}", (b'a' + k) as char).as_bytes());
-        *offset += 1;
+    for (k, v, of_b) in items {
+        let input = usize::from(*of_b);
+        let value = format!("{}:{v}", (b'a' + k) as char);
+        batch.push(input_partition(input, 0), offsets[input], 0, None, value.as_bytes());
+        offsets[input] += 1;
     }
 }
 
@@ -154,12 +183,12 @@ type RunOutput = (Vec<Vec<(i64, Vec<String>)>>, Option<String>);
 /// Runs every batch, crashing after each batch in `crashes`: the state is saved as a checkpoint file would hold
 /// it, the job is built anew and restored from it, and the run continues on the same grid. A batch that fails
 /// ends the run (as Spark, `reduce_by_key_and_window` with a filter fails on values that cancel).
-fn run(ops: &[Op], input: &[Vec<(u8, i64)>], crashes: &[usize]) -> RunOutput {
+fn run(ops: &[(Op, Source)], input: &[Vec<(u8, i64, bool)>], crashes: &[usize]) -> RunOutput {
     let mut outputs: Vec<Vec<(i64, Vec<String>)>> = Vec::new();
     let mut c: Collected = Rc::new(RefCell::new(Vec::new()));
     let mut engine = Engine::new(build(ops, &c), BatchTimer::first_start(Time(0), INTERVAL));
     let mut batch = RecordBatch::new();
-    let mut offset = 0;
+    let mut offset = [0i64; 2];
     let take = |c: &Collected, outputs: &mut Vec<Vec<(i64, Vec<String>)>>| {
         let got = std::mem::take(&mut *c.borrow_mut());
         if outputs.is_empty() {
@@ -177,25 +206,31 @@ fn run(ops: &[Op], input: &[Vec<(u8, i64)>], crashes: &[usize]) -> RunOutput {
             return (outputs, Some(e.to_string()));
         }
         if crashes.contains(&i) {
-            let fingerprint = Fingerprint::of_job("t", 1, "graph", engine.job_mut(), INTERVAL);
+            let fingerprint = print_of(engine.job_mut());
             let state = save_state(engine.job_mut()).unwrap();
+            let next_offsets = vec![
+                NextOffset { partition: 0, offset: offset[0] },
+                NextOffset { partition: input_partition(1, 0), offset: offset[1] },
+            ];
             let meta = CheckpointMeta {
                 leader_epochs: Vec::new(),
                 fingerprint: fingerprint.clone(),
                 time: t,
                 zero: Time(0),
                 interval: INTERVAL,
-                next_offsets: vec![],
+                next_offsets,
                 pending: vec![],
             };
-            let bytes = encode(&Checkpoint { meta, state }).unwrap();
+            meta.check().unwrap();
+            let bytes = encode(&Checkpoint { meta: meta.clone(), state }).unwrap();
             take(&c, &mut outputs);
             // The process dies here; a new one builds the same job and restores the state into it.
             drop(engine);
             let loaded: Checkpoint<JobState> = decode(&bytes).unwrap();
+            assert_eq!(loaded.meta, meta, "both topics' inputs and offsets come back from the file");
             c = Rc::new(RefCell::new(Vec::new()));
             let mut job = build(ops, &c);
-            assert_eq!(Fingerprint::of_job("t", 1, "graph", &mut job, INTERVAL), loaded.meta.fingerprint);
+            assert_eq!(print_of(&mut job), loaded.meta.fingerprint);
             restore_state(&mut job, &loaded.state).unwrap();
             engine = Engine::new(job, BatchTimer::resume(Time(0), INTERVAL, t));
         }
@@ -204,12 +239,18 @@ fn run(ops: &[Op], input: &[Vec<(u8, i64)>], crashes: &[usize]) -> RunOutput {
     (outputs, None)
 }
 
+/// The fingerprint of a job reading topics `a` (1 partition) and `b` (1 partition).
+fn print_of(job: &mut Graph) -> Fingerprint {
+    let b = InputPrint { topic: "b".into(), partitions: 1, topic_id: None };
+    Fingerprint::of_job("a", 1, "graph", job, INTERVAL).with_more_inputs(vec![b])
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
     fn a_restored_job_continues_exactly_as_the_uninterrupted_one(
-        ops in prop::collection::vec(op(), 1..4),
+        ops in prop::collection::vec((op(), source()), 1..4),
         input in batches(),
         crashes in prop::collection::vec(0usize..14, 0..4),
     ) {
@@ -222,13 +263,13 @@ proptest! {
 #[test]
 fn a_lost_operator_state_is_noticed() {
     // Mutation check of the property above: restoring into a job without the window's state differs.
-    let ops = [Op::ReduceWindow { length: 3000, slide: 1000, inverse: true, filter: false }];
-    let input = vec![vec![(0, 1)], vec![(0, 2)], vec![], vec![]];
+    let ops = [(Op::ReduceWindow { length: 3000, slide: 1000, inverse: true, filter: false }, Source::Both)];
+    let input = vec![vec![(0, 1, false)], vec![(0, 2, true)], vec![], vec![]];
     let whole = run(&ops, &input, &[]).0;
     let c: Collected = Rc::new(RefCell::new(Vec::new()));
     let mut engine = Engine::new(build(&ops, &c), BatchTimer::first_start(Time(0), INTERVAL));
     let mut batch = RecordBatch::new();
-    let mut offset = 0;
+    let mut offset = [0i64; 2];
     for (i, items) in input.iter().enumerate() {
         let t = Time((i as i64 + 1) * 1000);
         fill(&mut batch, items, &mut offset);
