@@ -42,7 +42,8 @@ use dstream_core::checkpoint::LeaderEpoch;
 use dstream_core::graph::{GraphBuilder, InputStream, Stream};
 use dstream_core::jvm::JvmDisplay;
 use dstream_core::{
-    BatchInfo, BatchReport, Clock, DStream, Duration, Graph, Job, Malformed, MalformedPolicy, RecordBatch, Time,
+    BatchInfo, BatchReport, Clock, DStream, Duration, Graph, Job, Malformed, MalformedPolicy, OutputOperation,
+    RecordBatch, Time,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -198,6 +199,8 @@ pub struct BatchCompleted<'a> {
     pub zero: Time,
     /// The batch interval.
     pub interval: Duration,
+    /// Its output operations, in order, with when each ran its last step.
+    pub output_operations: &'a [OutputOperation],
 }
 
 impl<'a> BatchCompleted<'a> {
@@ -266,6 +269,7 @@ impl<'a> BatchCompleted<'a> {
             leader_epochs,
             zero,
             interval,
+            output_operations: &report.output_operations,
         }
     }
 }
@@ -298,6 +302,12 @@ pub trait StreamingListener {
     fn on_batch_submitted(&mut self, _info: &BatchInfo) {}
     /// A batch began processing (its ranges are fixed).
     fn on_batch_started(&mut self, _info: &BatchInfo) {}
+    /// An output operation of a batch began its last step (Spark's `onOutputOperationStarted`; see
+    /// [`OutputOperation`] for what is timed). Heard once the batch's output operations ran, each operation's
+    /// start and completion in order, before the batch's completion.
+    fn on_output_operation_started(&mut self, _op: &OutputOperation) {}
+    /// An output operation of a batch completed its last step (Spark's `onOutputOperationCompleted`).
+    fn on_output_operation_completed(&mut self, _op: &OutputOperation) {}
     /// A batch completed (its output operations ran).
     fn on_batch_completed(&mut self, _batch: &BatchCompleted<'_>) {}
     /// True if this listener reads each batch's input records ([`BatchCompleted::input`]): they are then kept
@@ -908,10 +918,15 @@ impl StreamingContext {
                 leader_epochs: &[],
                 zero,
                 interval,
+                output_operations: &r.output_operations,
             };
             for l in listeners.iter_mut() {
                 l.on_batch_submitted(&info);
                 l.on_batch_started(&info);
+                for op in &r.output_operations {
+                    l.on_output_operation_started(op);
+                    l.on_output_operation_completed(op);
+                }
                 l.on_batch_completed(&done);
             }
         };
@@ -1029,6 +1044,10 @@ impl<J: dstream_core::Job> RunHooks<J> for StandardHooks {
             ui.batch_completed(&done, &state, saved, writes);
         }
         for l in &mut self.listeners {
+            for op in done.output_operations {
+                l.on_output_operation_started(op);
+                l.on_output_operation_completed(op);
+            }
             l.on_batch_completed_with_job(&done, job)?;
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! The engine: one batch at a time, FIFO, on the batch grid; time is passed in, never read.
 
 use crate::record::{OffsetRange, RecordBatch, RecordSource, SourceError};
-use crate::stream::{BatchContext, Job, JobError, Malformed, NO_RECORDS};
+use crate::stream::{BatchContext, Job, JobError, Malformed, OutputOperation, NO_RECORDS};
 use crate::time::{BatchTimer, Clock, Duration, Time};
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
@@ -21,6 +21,8 @@ pub struct BatchReport {
     pub scheduling_delay: Duration,
     /// End of processing minus its start.
     pub processing_time: Duration,
+    /// The job's output operations, in order, with when each ran its last step (see [`OutputOperation`]).
+    pub output_operations: Vec<OutputOperation>,
 }
 
 /// Metadata of one generated batch: its time and the offset ranges it covers.
@@ -49,6 +51,7 @@ pub struct OpenBatch {
     parts: u64,
     malformed: Vec<Malformed>,
     printed: String,
+    outputs: Vec<OutputOperation>,
 }
 
 impl OpenBatch {
@@ -161,8 +164,15 @@ impl<J: Job> Engine<J> {
                 return Err(EngineError::OutOfOrder { time, last });
             }
         }
-        let mut batch =
-            OpenBatch { time, start: clock.now(), records: 0, parts: 0, malformed: Vec::new(), printed: String::new() };
+        let mut batch = OpenBatch {
+            time,
+            start: clock.now(),
+            records: 0,
+            parts: 0,
+            malformed: Vec::new(),
+            printed: String::new(),
+            outputs: Vec::new(),
+        };
         let mut ctx = self.context(&mut batch, &NO_RECORDS);
         self.job.begin_batch(&mut ctx).map_err(|source| EngineError::Job { time, source })?;
         Ok(batch)
@@ -202,6 +212,7 @@ impl<J: Job> Engine<J> {
         let time = batch.time;
         {
             let mut ctx = self.context(&mut batch, &NO_RECORDS);
+            ctx.clock = Some(clock);
             self.job.finish_batch(&mut ctx).map_err(|source| EngineError::Job { time, source })?;
         }
         let end = clock.now();
@@ -216,6 +227,7 @@ impl<J: Job> Engine<J> {
             printed: batch.printed,
             scheduling_delay: batch.start - time,
             processing_time: end - batch.start,
+            output_operations: batch.outputs,
         })
     }
 
@@ -228,6 +240,8 @@ impl<J: Job> Engine<J> {
             part: batch.parts,
             malformed: &mut batch.malformed,
             printed: &mut batch.printed,
+            clock: None,
+            outputs: &mut batch.outputs,
         }
     }
 

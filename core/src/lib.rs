@@ -27,6 +27,6 @@ pub use state::{OutputOrder, State, StateError, StateMap, StateSnapshot, StateSp
 pub use stateful::{StateCodecError, StateVisit, Stateful};
 pub use stream::{
     input, BatchContext, ConfigError, DStream, DStreamExt, Graph, Inputs, Job, JobError, Malformed, MalformedPolicy,
-    OutputOp, PartitionLabel, Shared, StateSpec,
+    OutputOp, OutputOperation, PartitionLabel, Shared, StateSpec,
 };
 pub use time::{BatchTimer, Clock, Duration, ManualClock, Time};

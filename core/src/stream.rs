@@ -203,6 +203,28 @@ pub struct BatchContext<'a> {
     pub malformed: &'a mut Vec<Malformed>,
     /// Text printed by `print` output operations.
     pub printed: &'a mut String,
+    /// The batch's clock while it finishes (`None` while it begins and is fed): output operations are timed
+    /// with it.
+    pub clock: Option<&'a dyn crate::time::Clock>,
+    /// The output operations that ran their last step in this batch, in order.
+    pub outputs: &'a mut Vec<OutputOperation>,
+}
+
+/// One output operation of a batch (Spark's `OutputOperationInfo`): its position among the job's output
+/// operations, its kind, and when its last step ran. An output operation's elements reach it as the batch is
+/// fed, interleaved with the other operations in one pass; its last step (what must see the whole batch
+/// upstream, e.g. a `reduce_by_key`'s result or a window's, and then its own action: the text of a `print`, the
+/// closure of a `foreach_batch`) runs on its own, and that is what is timed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputOperation {
+    /// Its position among the job's output operations (0, 1, ...), in the order the program defined them.
+    pub id: usize,
+    /// Its kind: `print` or `foreach_batch` (`save_as_text_files` and the like are `foreach_batch`).
+    pub name: String,
+    /// When its last step began.
+    pub started: Time,
+    /// When its last step ended.
+    pub completed: Time,
 }
 
 impl fmt::Debug for BatchContext<'_> {
@@ -280,6 +302,10 @@ pub trait OutputOp {
     fn finish(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError>;
     /// Visits the stateful operators it reads.
     fn visit_state(&mut self, visit: &mut StateVisit<'_>);
+    /// Its kind, as [`OutputOperation::name`] reports it.
+    fn name(&self) -> &'static str {
+        "output"
+    }
 }
 
 /// A whole streaming job: what runs on each batch, part by part.
@@ -346,7 +372,15 @@ impl Job for Graph {
         self.ops.iter_mut().try_for_each(|op| op.feed(ctx))
     }
     fn finish_batch(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
-        self.ops.iter_mut().try_for_each(|op| op.finish(ctx))
+        for (id, op) in self.ops.iter_mut().enumerate() {
+            let started = ctx.clock.map(|c| c.now());
+            op.finish(ctx)?;
+            if let (Some(started), Some(clock)) = (started, ctx.clock) {
+                let name = op.name().to_string();
+                ctx.outputs.push(OutputOperation { id, name, started, completed: clock.now() });
+            }
+        }
+        Ok(())
     }
     fn visit_state(&mut self, visit: &mut StateVisit<'_>) {
         self.ops.iter_mut().for_each(|op| op.visit_state(visit))
@@ -2714,6 +2748,9 @@ impl<P: DStream> OutputOp for Print<P>
 where
     P::Item: JvmDisplay,
 {
+    fn name(&self) -> &'static str {
+        "print"
+    }
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.buf.clear();
         self.parent.begin(ctx)
@@ -2779,6 +2816,9 @@ impl<T, F: FnMut(Time, &[T]) -> Result<(), OutputError>> BatchFn<T> for Fallible
 }
 
 impl<P: DStream, F: BatchFn<P::Item>> OutputOp for ForEachBatch<P, F> {
+    fn name(&self) -> &'static str {
+        "foreach_batch"
+    }
     fn begin(&mut self, ctx: &mut BatchContext<'_>) -> Result<(), JobError> {
         self.buf.clear();
         self.parent.begin(ctx)

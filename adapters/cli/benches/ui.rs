@@ -129,6 +129,7 @@ fn feed_cost() {
             leader_epochs: &[],
             zero: Time(0),
             interval: Dur(INTERVAL_MS as i64),
+            output_operations: &[],
         };
         ui.batch_completed(&b, &state, None, None);
     }

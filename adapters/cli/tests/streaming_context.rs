@@ -288,6 +288,49 @@ fn a_listener_reads_each_batchs_input_and_the_jobs_state_and_can_stop_the_run() 
     assert_eq!(seen.borrow().len(), 2, "no batch completes after the failing listener");
 }
 
+/// Every output-operation and batch-completed event, in the order heard.
+#[derive(Default)]
+struct Ops(Rc<RefCell<Vec<String>>>);
+
+impl StreamingListener for Ops {
+    fn on_output_operation_started(&mut self, op: &dstream_core::OutputOperation) {
+        self.0.borrow_mut().push(format!("started {} {}", op.id, op.name));
+    }
+    fn on_output_operation_completed(&mut self, op: &dstream_core::OutputOperation) {
+        assert!(op.started <= op.completed, "{op:?}");
+        self.0.borrow_mut().push(format!("completed {} {}", op.id, op.name));
+    }
+    fn on_batch_completed(&mut self, b: &BatchCompleted<'_>) {
+        let within = b.output_operations.iter().all(|o| o.started >= b.info.time);
+        self.0.borrow_mut().push(format!("batch {} {within}", b.output_operations.len()));
+    }
+}
+
+#[test]
+fn listeners_hear_each_output_operation_of_a_live_batch_before_the_batch() {
+    let Some(b) = broker() else { return };
+    generate(b.addr(), "avg", 100, 9, &[]);
+    let mut ssc = StreamingContext::new(Duration::from_millis(100));
+    ssc.status_lines(false).print_to(Buf::default()).stop_after_batches(2);
+    let msgs = KafkaUtils::create_direct_stream(&mut ssc, params(b.addr()), "avg");
+    let offsets = msgs.map(|r| r.offset);
+    offsets.print(1);
+    offsets.foreach_batch(|_, _| {});
+    let heard = Rc::new(RefCell::new(Vec::new()));
+    ssc.add_listener(Ops(heard.clone()));
+    ssc.start().unwrap();
+    ssc.await_termination().unwrap();
+    let per_batch = [
+        "started 0 print",
+        "completed 0 print",
+        "started 1 foreach_batch",
+        "completed 1 foreach_batch",
+        "batch 2 true",
+    ];
+    let want: Vec<String> = per_batch.iter().chain(&per_batch).map(|s| s.to_string()).collect();
+    assert_eq!(*heard.borrow(), want);
+}
+
 #[test]
 fn a_context_used_wrongly_says_so() {
     let mut ssc = StreamingContext::new(Duration::from_secs(1));
