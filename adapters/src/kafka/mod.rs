@@ -7,6 +7,7 @@ pub mod error;
 pub mod records;
 pub mod sasl;
 pub mod security;
+mod tls;
 
 pub use client::{
     Acks, Client, ClientConfig, FetchedPartition, IsolationLevel, OffsetSpec, PartitionFetch, PartitionState,
