@@ -477,6 +477,11 @@ fn a_connection_authenticates_again_before_its_session_lifetime_ends_and_keeps_s
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(conn.reauthentications() >= 3, "{} re-authentications in {requests} requests", conn.reauthentications());
+    // The password went through PBKDF2 once: every re-authentication, and a second connection, used the keys
+    // kept for the broker's salt and iteration count.
+    let second = Connection::connect_secure(&addr, "reauth-test", timeouts, Default::default(), &security).unwrap();
+    drop(second);
+    assert_eq!(security.scram_keys().derivations(), 1);
 
     // The whole client, too: a run over several lifetimes keeps going.
     let cfg = ClientConfig { security, ..ClientConfig::default() };

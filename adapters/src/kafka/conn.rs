@@ -355,7 +355,8 @@ impl Connection {
                 resp
             }
             Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
-                let mut scram = Scram::new(&creds).map_err(|r| fail(&self.addr, r))?;
+                let mut scram =
+                    Scram::new(&creds).map_err(|r| fail(&self.addr, r))?.with_keys(self.security.scram_keys().clone());
                 let first = self.sasl_step(&creds, authenticate_v, scram.client_first())?;
                 let client_final = scram.client_final(&first.auth_bytes).map_err(|r| fail(&self.addr, r))?;
                 let last = self.sasl_step(&creds, authenticate_v, client_final)?;
