@@ -15,7 +15,7 @@ use dstream_adapters::kafka::records::{first_base_offset, for_each_record_before
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, PartitionFetch, Security, SecuritySettings};
 use dstream_cli::generate::{generate, GenerateOptions};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
@@ -91,24 +91,12 @@ fn children_cpu_secs() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
-/// CPU time in ns of every thread of process `pid` (user and system, from /proc's schedstat).
-fn threads_cpu_ns(pid: u32) -> u64 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process's threads");
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// One `dstream run`.
 struct RunFigures {
     /// Each batch's tick to completion, ms.
     batches: Vec<i64>,
     /// CPU seconds of the whole dstream process (user and system, start to exit).
     process_cpu: f64,
-    /// CPU seconds of its threads from the first batch's status line to the last's: the steady state, without
-    /// starting, connecting and authenticating.
-    steady_cpu: f64,
 }
 
 /// One `dstream run` of TRIES batches of a million records from the earliest offset.
@@ -127,22 +115,8 @@ fn run_batches(addr: &str, config: Option<&Path>, profiles: Option<&Path>) -> Ru
     // The broker is a child too, but still running: only dstream's use is added when it has been waited for.
     let cpu = children_cpu_secs();
     let mut child = cmd.spawn().expect("run dstream");
-    let pid = child.id();
-    let (mut stderr, mut seen, mut first, mut last) = (String::new(), 0, 0, 0);
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.starts_with("dstream: batch ") {
-            seen += 1;
-            // The process is alive until it has printed its last batch line (the summary follows).
-            let ns = threads_cpu_ns(pid);
-            if seen == 1 {
-                first = ns
-            }
-            last = ns;
-        }
-        stderr.push_str(&line);
-        stderr.push('\n');
-    }
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).expect("dstream's stderr");
     let status = child.wait().unwrap();
     let process_cpu = children_cpu_secs() - cpu;
     assert!(status.success(), "{stderr}");
@@ -159,7 +133,7 @@ fn run_batches(addr: &str, config: Option<&Path>, profiles: Option<&Path>) -> Ru
             num_after("processing ") + num_after("scheduling delay ")
         })
         .collect();
-    RunFigures { batches, process_cpu, steady_cpu: (last - first) as f64 / 1e9 }
+    RunFigures { batches, process_cpu }
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -270,20 +244,16 @@ fn wall_clock(plain_addr: &str, secure_addr: &str, properties: &Path, security: 
     // `dstream run`, ROUNDS runs per protocol, taking turns: each run's batches, and the process's CPU time.
     let (mut run_plain, mut run_secure) = (Vec::new(), Vec::new());
     let (mut cpu_plain, mut cpu_secure) = (Vec::new(), Vec::new());
-    let (mut steady_plain, mut steady_secure) = (Vec::new(), Vec::new());
     let mut paired = Vec::new();
     for round in 0..ROUNDS {
         let p = run_batches(plain_addr, None, None);
         let s = run_batches(secure_addr, Some(properties), None);
         println!(
-            "  dstream run {round}: PLAINTEXT batches {:?} ms, CPU {:.0} ms ({:.0} ms after the first batch); SASL_SSL \
-             batches {:?} ms, CPU {:.0} ms ({:.0} ms)",
+            "  dstream run {round}: PLAINTEXT batches {:?} ms, CPU {:.0} ms; SASL_SSL batches {:?} ms, CPU {:.0} ms",
             p.batches,
             p.process_cpu * 1e3,
-            p.steady_cpu * 1e3,
             s.batches,
             s.process_cpu * 1e3,
-            s.steady_cpu * 1e3,
         );
         let ms = |v: &[i64]| v.iter().map(|&m| m as f64).collect::<Vec<_>>();
         paired.push(median(&ms(&p.batches)) / median(&ms(&s.batches)));
@@ -291,8 +261,6 @@ fn wall_clock(plain_addr: &str, secure_addr: &str, properties: &Path, security: 
         run_secure.extend(ms(&s.batches));
         cpu_plain.push(p.process_cpu);
         cpu_secure.push(s.process_cpu);
-        steady_plain.push(p.steady_cpu / (TRIES - 1) as f64);
-        steady_secure.push(s.steady_cpu / (TRIES - 1) as f64);
     }
     let best = |v: &[f64]| v.iter().cloned().fold(f64::MAX, f64::min);
     println!(
@@ -310,13 +278,10 @@ fn wall_clock(plain_addr: &str, secure_addr: &str, properties: &Path, security: 
         paired.iter().cloned().fold(0.0, f64::max),
         median(&paired),
     );
-    let (sp, ss) = (median(&steady_plain) * 1e3, median(&steady_secure) * 1e3);
     let (wp, ws) = (median(&cpu_plain) * 1e3, median(&cpu_secure) * 1e3);
     println!(
-        "dstream run's own CPU (all threads, user + system) per 1M records after the first batch, median of {ROUNDS} \
-         runs: PLAINTEXT {sp:.1} ms, SASL_SSL {ss:.1} ms: {:.2} of PLAINTEXT's rate; whole process per run of \
-         {TRIES}M records (start, connections, authentication): {wp:.0} ms, {ws:.0} ms: {:.2}",
-        sp / ss,
+        "dstream run's own CPU (user + system, the whole process: start, connections, authentication and {TRIES}M \
+         records), median of {ROUNDS} runs: PLAINTEXT {wp:.0} ms, SASL_SSL {ws:.0} ms: {:.2} of PLAINTEXT's rate",
         wp / ws
     );
 }
