@@ -303,11 +303,12 @@ mod tests {
         (Arc::new(server), Arc::new(client))
     }
 
-    /// A rustls server on loopback (one connection) that reads a 5-byte request, then answers with `answer`
+    /// A rustls server on loopback (one connection) that reads a request of `request_len` bytes, then answers with `answer`
     /// written in pieces of the given sizes (each piece one write, so records of those sizes), a key update
     /// after the first piece (TLS 1.3), and closes the session; the request, when done.
     fn serve(
         server: Arc<rustls::ServerConfig>,
+        request_len: usize,
         answer: Vec<u8>,
         pieces: Vec<usize>,
     ) -> (String, std::thread::JoinHandle<Vec<u8>>) {
@@ -317,7 +318,7 @@ mod tests {
             let (tcp, _) = listener.accept().unwrap();
             let conn = rustls::ServerConnection::new(server).unwrap();
             let mut s = rustls::StreamOwned::new(conn, tcp);
-            let mut request = [0u8; 5];
+            let mut request = vec![0u8; request_len];
             s.read_exact(&mut request).unwrap();
             let mut at = 0;
             for (i, &n) in pieces.iter().enumerate() {
@@ -331,7 +332,7 @@ mod tests {
             s.write_all(&answer[at..]).unwrap();
             s.conn.send_close_notify();
             s.flush().unwrap();
-            request.to_vec()
+            request
         });
         (addr, handle)
     }
@@ -360,15 +361,18 @@ mod tests {
     }
 
     #[test]
-    fn plaintext_arrives_whole_and_in_order_in_reads_of_any_size_over_tls_1_2_and_1_3() {
+    fn a_large_request_and_an_answer_read_in_pieces_of_any_size_arrive_whole_over_tls_1_2_and_1_3() {
         for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
             // More than the read buffer holds, in records of many sizes (1 byte to the 16 KiB maximum).
             let answer: Vec<u8> = (0..700_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
             let pieces = vec![4, 1, 16_384, 3, 100_000, 17, 20_000, 5, 300_000, 1];
             let (server_config, config) = configs(version);
-            let (addr, server) = serve(server_config, answer.clone(), pieces);
+            let (addr, server) = serve(server_config, 1_000_000, answer.clone(), pieces);
             let mut t = connect(&addr, config);
-            assert_eq!(t.write(b"hello").unwrap(), 5);
+            // A request larger than a TLS record, as a big Produce is, and a small one after it.
+            let request: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+            assert_eq!(t.write(&request[..999_995]).unwrap(), 999_995);
+            assert_eq!(t.write(&request[999_995..]).unwrap(), 5);
             while t.wants_write() {
                 t.flush_some().unwrap();
             }
@@ -382,7 +386,7 @@ mod tests {
             assert!(got == answer, "the plaintext differs ({version:?})");
             // The server closed the session cleanly: the end, not an error.
             assert_eq!(t.read_with(10, &mut |_| panic!("no more data")).unwrap(), 0);
-            assert_eq!(server.join().unwrap(), b"hello");
+            assert!(server.join().unwrap() == request, "the server read another request");
         }
     }
 
