@@ -1,7 +1,13 @@
-//! Consume 1,000,000 lab messages from one Apache Kafka over PLAINTEXT and over SASL_SSL (SCRAM-SHA-512, TLS 1.3),
-//! same broker, same run: the bare client, then `dstream run` end to end; each figure the best of [`TRIES`], the
-//! two protocols taking turns, after an untimed warm-up; the bare client's own CPU time is reported too (the
-//! broker's share of TLS, encrypting in the JVM without zero-copy sends, is not dstream's). `cargo bench -p dstream-adapters --bench consume_secure` (figures for README.md).
+//! Consume lab messages from one Apache Kafka over PLAINTEXT and over SASL_SSL (SCRAM-SHA-512, TLS 1.3), same
+//! broker, same run, the two protocols taking turns after an untimed warm-up: the bare client's best of [`TRIES`]
+//! passes over 1,000,000 records (with its own CPU time: the broker's share of TLS, encrypting in the JVM without
+//! zero-copy sends, is not dstream's), then [`ROUNDS`] `dstream run`s per protocol of [`TRIES`] batches of a
+//! million records each: best and median batch, the per-round ratio of medians, and the dstream process's own CPU
+//! time per million records, which the machine's noise barely moves.
+//! `cargo bench -p dstream-cli --bench consume_secure` (figures for README.md).
+
+#[path = "common/callgrind.rs"]
+mod callgrind;
 
 use dstream_adapters::broker::kafka::{KafkaCluster, SecureConfig, SecureListener};
 use dstream_adapters::kafka::records::DEFAULT_MAX_BATCH_BYTES;
@@ -9,15 +15,19 @@ use dstream_adapters::kafka::records::{first_base_offset, for_each_record_before
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, PartitionFetch, Security, SecuritySettings};
 use dstream_cli::generate::{generate, GenerateOptions};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 const N: i64 = 1_000_000;
 
-/// Tries per protocol and side.
+/// Tries per protocol and side: the bare client's passes, and the batches of one `dstream run`.
 const TRIES: usize = 5;
+
+/// `dstream run`s per protocol, taking turns.
+const ROUNDS: usize = 4;
 
 const PASSWORD: &str = "bench-password";
 
@@ -72,21 +82,47 @@ fn cpu_secs() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
-/// `dstream run` of TRIES batches of a million records from the earliest offset: each batch's tick to completion.
-fn run_batches(addr: &str, config: Option<&Path>) -> Vec<i64> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dstream"));
+/// CPU seconds (user and system) of this process's children that have ended and were waited for.
+fn children_cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// One `dstream run`.
+struct RunFigures {
+    /// Each batch's tick to completion, ms.
+    batches: Vec<i64>,
+    /// CPU seconds of the whole dstream process (user and system, start to exit).
+    process_cpu: f64,
+}
+
+/// One `dstream run` of TRIES batches of a million records from the earliest offset.
+/// Under callgrind if `profiles` is given (the directory its profiles go to).
+fn run_batches(addr: &str, config: Option<&Path>, profiles: Option<&Path>) -> RunFigures {
+    let dstream = env!("CARGO_BIN_EXE_dstream");
+    let mut cmd = profiles.map_or_else(|| Command::new(dstream), |dir| callgrind::command(dstream, dir));
     cmd.args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batches", &TRIES.to_string()])
         .args(["--batch-interval", "100ms", "--max-rate-per-partition", "10000000", "--ui", "off"])
-        .env("BENCH_KAFKA_PASSWORD", PASSWORD);
+        .env("BENCH_KAFKA_PASSWORD", PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     if let Some(c) = config {
         cmd.arg("--kafka-config").arg(c);
     }
-    let out = cmd.output().expect("run dstream");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    // The broker is a child too, but still running: only dstream's use is added when it has been waited for.
+    let cpu = children_cpu_secs();
+    let mut child = cmd.spawn().expect("run dstream");
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).expect("dstream's stderr");
+    let status = child.wait().unwrap();
+    let process_cpu = children_cpu_secs() - cpu;
+    assert!(status.success(), "{stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("dstream: batch ")).collect();
     assert_eq!(lines.len(), TRIES, "{stderr}");
-    lines
+    let batches = lines
         .iter()
         .map(|line| {
             assert!(line.contains(&format!(": {N} records")), "{line}");
@@ -96,7 +132,19 @@ fn run_batches(addr: &str, config: Option<&Path>) -> Vec<i64> {
             };
             num_after("processing ") + num_after("scheduling delay ")
         })
-        .collect()
+        .collect();
+    RunFigures { batches, process_cpu }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn main() {
@@ -148,9 +196,19 @@ fn main() {
     };
     let produced = generate(&mut plain, &opts, &AtomicBool::new(false)).expect("produce");
     println!("produced {produced} lab messages in {:.3} s", started.elapsed().as_secs_f64());
+    if !std::env::args().any(|a| a == "instructions") {
+        wall_clock(&plain_addr, &secure_addr, &properties, security);
+    }
+    instructions(&plain_addr, &secure_addr, &properties);
+    drop(kafka);
+}
+
+/// The bare client's passes and `dstream run`'s batches, PLAINTEXT and SASL_SSL taking turns, on the clock.
+fn wall_clock(plain_addr: &str, secure_addr: &str, properties: &Path, security: Security) {
+    let mut plain = Client::connect(&[plain_addr.to_string()], ClientConfig::default()).expect("connect");
 
     let cfg = ClientConfig { security, ..ClientConfig::default() };
-    let mut secure = Client::connect(std::slice::from_ref(&secure_addr), cfg).expect("connect over SASL_SSL");
+    let mut secure = Client::connect(&[secure_addr.to_string()], cfg).expect("connect over SASL_SSL");
     // Warm-up, untimed: the broker's JIT compiles its TLS path.
     for _ in 0..3 {
         bare_pass(&mut plain);
@@ -183,19 +241,82 @@ fn main() {
         cpu_plain / cpu_secure
     );
 
+    // `dstream run`, ROUNDS runs per protocol, taking turns: each run's batches, and the process's CPU time.
     let (mut run_plain, mut run_secure) = (Vec::new(), Vec::new());
-    for _ in 0..2 {
-        run_plain.extend(run_batches(&plain_addr, None));
-        run_secure.extend(run_batches(&secure_addr, Some(&properties)));
+    let (mut cpu_plain, mut cpu_secure) = (Vec::new(), Vec::new());
+    let mut paired = Vec::new();
+    for round in 0..ROUNDS {
+        let p = run_batches(plain_addr, None, None);
+        let s = run_batches(secure_addr, Some(properties), None);
+        println!(
+            "  dstream run {round}: PLAINTEXT batches {:?} ms, CPU {:.0} ms; SASL_SSL batches {:?} ms, CPU {:.0} ms",
+            p.batches,
+            p.process_cpu * 1e3,
+            s.batches,
+            s.process_cpu * 1e3,
+        );
+        let ms = |v: &[i64]| v.iter().map(|&m| m as f64).collect::<Vec<_>>();
+        paired.push(median(&ms(&p.batches)) / median(&ms(&s.batches)));
+        run_plain.extend(ms(&p.batches));
+        run_secure.extend(ms(&s.batches));
+        cpu_plain.push(p.process_cpu);
+        cpu_secure.push(s.process_cpu);
     }
-    println!("  dstream run batches, tick to completion: PLAINTEXT {run_plain:?} ms, SASL_SSL {run_secure:?} ms");
-    let rate = |ms: &[i64]| N as f64 / (*ms.iter().min().unwrap()).max(1) as f64 * 1000.0;
-    let (rp, rs) = (rate(&run_plain), rate(&run_secure));
+    let best = |v: &[f64]| v.iter().cloned().fold(f64::MAX, f64::min);
     println!(
-        "dstream run: PLAINTEXT {:.2} M records/s, SASL_SSL {:.2} M records/s: {:.2} of PLAINTEXT",
-        rp / 1e6,
-        rs / 1e6,
-        rs / rp
+        "dstream run, {} batches of 1M records per protocol: best batch PLAINTEXT {:.0} ms, SASL_SSL {:.0} ms: {:.2} \
+         of PLAINTEXT's rate; median batch {:.0} ms, {:.0} ms: {:.2}; per round (median / median) {:.2}-{:.2}, \
+         median {:.2}",
+        run_plain.len(),
+        best(&run_plain),
+        best(&run_secure),
+        best(&run_plain) / best(&run_secure),
+        median(&run_plain),
+        median(&run_secure),
+        median(&run_plain) / median(&run_secure),
+        best(&paired),
+        paired.iter().cloned().fold(0.0, f64::max),
+        median(&paired),
     );
-    drop(kafka);
+    let (wp, ws) = (median(&cpu_plain) * 1e3, median(&cpu_secure) * 1e3);
+    println!(
+        "dstream run's own CPU (user + system, the whole process: start, connections, authentication and {TRIES}M \
+         records), median of {ROUNDS} runs: PLAINTEXT {wp:.0} ms, SASL_SSL {ws:.0} ms: {:.2} of PLAINTEXT's rate",
+        wp / ws
+    );
+}
+
+/// `dstream run` under callgrind, once per protocol: the instructions each thread executed per record.
+fn instructions(plain_addr: &str, secure_addr: &str, properties: &Path) {
+    callgrind::require_valgrind();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut counts = Vec::new();
+    for (name, addr, config) in [("PLAINTEXT", plain_addr, None), ("SASL_SSL", secure_addr, Some(properties))] {
+        run_batches(addr, config, Some(dir.path()));
+        let threads = callgrind::threads(dir.path());
+        let all: u64 = threads.iter().map(|t| t.instructions).sum();
+        let main = threads.iter().filter(|t| t.id == 1).map(|t| t.instructions).sum::<u64>();
+        let fetch = threads.iter().filter(|t| t.ran("dstream_adapters::run::fetch_loop")).map(|t| t.instructions).sum();
+        let per = |n: u64| n as f64 / (N * TRIES as i64) as f64;
+        println!(
+            "  callgrind, {name}: all threads {all} instructions ({:.1} per record), processing thread {:.1}, fetch \
+             thread {:.1}, others {:.1}",
+            per(all),
+            per(main),
+            per(fetch),
+            per(all - main - fetch)
+        );
+        counts.push((all, fetch));
+    }
+    let (plain, secure) = (counts[0], counts[1]);
+    let records = (N * TRIES as i64) as f64;
+    println!(
+        "instructions, SASL_SSL / PLAINTEXT, {TRIES}M records: all threads {:.3} (so dstream's own work runs at {:.2} \
+         of PLAINTEXT's rate); TLS adds {:.1} instructions per record, {:.1} of them on the fetch thread (reading \
+         and decrypting)",
+        secure.0 as f64 / plain.0 as f64,
+        plain.0 as f64 / secure.0 as f64,
+        (secure.0 as f64 - plain.0 as f64) / records,
+        (secure.1 as f64 - plain.1 as f64) / records,
+    );
 }

@@ -7,9 +7,18 @@
 //! whole process's, sampled after each poll; and first, what feeding it costs the batch path per batch, timed
 //! alone over many batches while a client polls it.
 //!
+//! Wall clock cannot resolve a few percent here, so `cargo bench -p dstream-cli --bench ui -- instructions` (also
+//! run at the end of the whole bench) counts instructions instead, which noise does not change: the same run
+//! under valgrind's callgrind, each thread counted apart, with the UI off and on (polled twice per batch, as
+//! every 100 ms does on the 200 ms grid), for the processing thread (the main thread, which runs the batches and
+//! feeds the UI) and for all threads.
+//!
 //! Each run processes [`BATCHES`] batches of [`PER_BATCH`] records on a [`INTERVAL_MS`] ms grid from the earliest
 //! offset; its throughput is its records over the sum of its batches' time from tick to completion (scheduling
 //! delay plus processing time), so the grid's idle time does not count.
+
+#[path = "common/callgrind.rs"]
+mod callgrind;
 
 use dstream_adapters::broker::Tansu;
 use dstream_adapters::kafka::records::Codec;
@@ -32,7 +41,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list; nothing to list
     }
-    feed_cost();
+    let only_instructions = std::env::args().any(|a| a == "instructions");
+    if !only_instructions {
+        feed_cost();
+    }
     let broker = Tansu::start().expect("start tansu");
     let addr = broker.addr().to_string();
     let mut client = Client::connect(std::slice::from_ref(&addr), ClientConfig::default()).expect("connect");
@@ -48,10 +60,19 @@ fn main() {
     };
     let produced = generate(&mut client, &opts, &AtomicBool::new(false)).expect("produce");
     println!("produced {produced} lab messages");
+    if !only_instructions {
+        wall_clock(&addr);
+    }
+    instructions(&addr);
+    drop(broker);
+}
+
+/// Throughput and the UI threads' CPU time, UI on and off, TRIES runs each, alternating.
+fn wall_clock(addr: &str) {
     let (mut off, mut on, mut ui_cpu) = (vec![], vec![], vec![]);
     for i in 0..2 * TRIES {
         let ui = i % 2 == 1;
-        let (rate, polls, cpu) = run(&addr, ui);
+        let (rate, polls, cpu) = run(addr, ui);
         println!("  UI {}: {:.2} M records/s{}", if ui { "on " } else { "off" }, rate / 1e6, polls_text(polls, cpu));
         if let Some((u, all)) = cpu {
             ui_cpu.push((u, all));
@@ -82,7 +103,125 @@ fn main() {
         ui_cpu.len(),
         100.0 * u as f64 / all.max(1) as f64
     );
-    drop(broker);
+}
+
+/// Instructions executed by one run's threads, as callgrind counted them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    /// The main thread: it runs the batches and feeds the UI.
+    processing: u64,
+    /// The UI server's threads (accepting and answering).
+    ui: u64,
+    /// Every thread.
+    all: u64,
+    /// Polls answered (each: the page's two requests and `/metrics`).
+    polls: u64,
+}
+
+/// The same run twice with the UI off and twice with it on, under callgrind; prints the ratios.
+fn instructions(addr: &str) {
+    callgrind::require_valgrind();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut off = vec![];
+    let mut on = vec![];
+    for i in 0..4 {
+        let ui = i % 2 == 1;
+        let c = run_counted(addr, ui, dir.path());
+        println!(
+            "  callgrind, UI {}: processing thread {} instructions, UI threads {}, all threads {}{}",
+            if ui { "on " } else { "off" },
+            c.processing,
+            c.ui,
+            c.all,
+            if ui { format!(", {} polls answered", c.polls) } else { String::new() }
+        );
+        if ui {
+            on.push(c)
+        } else {
+            off.push(c)
+        }
+    }
+    let mean = |v: &[Counts], f: fn(&Counts) -> u64| v.iter().map(|c| f(c) as f64).sum::<f64>() / v.len() as f64;
+    let (p_on, p_off) = (mean(&on, |c| c.processing), mean(&off, |c| c.processing));
+    let (a_on, a_off) = (mean(&on, |c| c.all), mean(&off, |c| c.all));
+    let records = (BATCHES * PER_BATCH) as f64;
+    println!(
+        "instructions, UI on and polled twice per batch / UI off: processing thread {:.4} ({:.1} / {:.1} per \
+         record), all threads {:.4} ({:.1} / {:.1} per record); the UI's threads {:.0} instructions per poll",
+        p_on / p_off,
+        p_on / records,
+        p_off / records,
+        a_on / a_off,
+        a_on / records,
+        a_off / records,
+        mean(&on, |c| c.ui) / mean(&on, |c| c.polls.max(1)),
+    );
+    println!(
+        "as throughput (instructions per record of UI off / UI on): processing thread {:.4}, all threads {:.4}",
+        p_off / p_on,
+        a_off / a_on
+    );
+}
+
+/// One `dstream run` under callgrind, each thread counted apart; with the UI, polled twice after each batch's
+/// status line.
+fn run_counted(addr: &str, ui: bool, dir: &std::path::Path) -> Counts {
+    let mut child = callgrind::command(env!("CARGO_BIN_EXE_dstream"), dir)
+        .args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batches", &BATCHES.to_string()])
+        .args(["--batch-interval", &format!("{INTERVAL_MS}ms")])
+        .args(["--max-rate-per-partition", &(PER_BATCH * 1000 / INTERVAL_MS).to_string()])
+        .args(["--ui", if ui { "127.0.0.1:0" } else { "off" }])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run dstream under valgrind");
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut stderr, mut url, mut polls, mut since, mut batches) = (String::new(), None::<String>, 0, 0i64, 0);
+    for l in lines {
+        let l = l.unwrap();
+        stderr.push_str(&l);
+        stderr.push('\n');
+        if let Some(u) = l.strip_prefix("dstream: web UI at http://") {
+            url = Some(u.trim_end_matches('/').to_string());
+        }
+        if l.starts_with("dstream: batch ") {
+            batches += 1;
+            // The last batch's polls could race the end of the run: the UI stops with it.
+            if let Some(url) = url.as_ref().filter(|_| batches < BATCHES) {
+                for _ in 0..2 {
+                    let ok = get(url, "/api/v1/state").is_some()
+                        && get(url, "/metrics").is_some()
+                        && get(url, &format!("/api/v1/batches?since={since}")).is_some_and(|b| {
+                            since = since.max(newest(&b).unwrap_or(0));
+                            true
+                        });
+                    polls += ok as u64;
+                }
+            }
+        }
+    }
+    assert!(child.wait().unwrap().success(), "{stderr}");
+    assert_eq!(batches, BATCHES, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("dstream: batch "))
+            .all(|l| l.contains(&format!(": {PER_BATCH} records"))),
+        "{stderr}"
+    );
+    if ui {
+        assert_eq!(polls, 2 * (BATCHES as u64 - 1), "every poll answered\n{stderr}");
+    }
+    let mut c = Counts { polls, ..Counts::default() };
+    for t in callgrind::threads(dir) {
+        c.all += t.instructions;
+        if t.id == 1 {
+            c.processing += t.instructions;
+        } else if t.ran("dstream_adapters::ui::http::") {
+            c.ui += t.instructions;
+        }
+    }
+    c
 }
 
 /// What feeding the UI costs the batch path, alone: a batch's start and completion as the run's hooks report

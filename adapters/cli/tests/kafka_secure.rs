@@ -477,6 +477,11 @@ fn a_connection_authenticates_again_before_its_session_lifetime_ends_and_keeps_s
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(conn.reauthentications() >= 3, "{} re-authentications in {requests} requests", conn.reauthentications());
+    // The password went through PBKDF2 once: every re-authentication, and a second connection, used the keys
+    // kept for the broker's salt and iteration count.
+    let second = Connection::connect_secure(&addr, "reauth-test", timeouts, Default::default(), &security).unwrap();
+    drop(second);
+    assert_eq!(security.scram_keys().derivations(), 1);
 
     // The whole client, too: a run over several lifetimes keeps going.
     let cfg = ClientConfig { security, ..ClientConfig::default() };
@@ -577,4 +582,48 @@ fn a_bad_kafka_config_file_is_one_line_naming_the_file_and_key_before_any_connec
     // --kafka-config needs --brokers (without it, run would start a plaintext local broker).
     let out = dstream(&["run", "--kafka-config", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Without `ssl.ca.location` the system's CA certificates are trusted: the store rustls-native-certs reads,
+/// which `SSL_CERT_FILE` replaces (as for OpenSSL). With the test's CA there, `generate` and `run` work over
+/// SASL_SSL with the host checked; with another CA there, the broker's certificate is refused in one line.
+#[test]
+fn without_a_ca_file_the_system_roots_are_trusted() {
+    let Some((pki, kafka)) = secure_kafka() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let lines = [
+        "security.protocol=SASL_SSL".to_string(),
+        "sasl.mechanism=SCRAM-SHA-512".into(),
+        "sasl.username=alice".into(),
+        "sasl.password=${env:DSTREAM_TEST_KAFKA_PASSWORD}".into(),
+    ];
+    let config = config_file(dir.path(), "system-roots.properties", &lines);
+    let addr = listener(kafka, "SASL_SSL");
+    let with_roots = |roots: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dstream"))
+            .args(args)
+            .args(["--brokers", &addr, "--topic", "avg-system-roots", "--kafka-config"])
+            .arg(&config)
+            .env("SSL_CERT_FILE", pki.path(roots))
+            .env_remove("SSL_CERT_DIR")
+            .env("DSTREAM_TEST_KAFKA_PASSWORD", PASSWORD)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dstream")
+    };
+    ok_stdout(&with_roots("ca.pem", &["generate", "--count", "100", "--rate", "0", "--seed", "5"]));
+    let out = with_roots("ca.pem", &["run", "--starting-offsets", "earliest", "--batches", "1", "--ui", "off"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(": 100 records, 0 malformed"), "{stderr}");
+    assert_no_secret("run with the system roots", &out.stderr);
+
+    let start = Instant::now();
+    let out = with_roots("other-ca.pem", &["run", "--starting-offsets", "earliest", "--batches", "1", "--ui", "off"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "a broker certificate from a CA not in the system's store was taken: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() == 1 && lines[0].contains("not signed by a trusted CA"), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(4), "took {:?}", start.elapsed());
+    assert_no_secret("run with other system roots", &out.stderr);
 }

@@ -346,11 +346,19 @@ impl KafkaCluster {
     /// Provisions (on first use) and starts one node with the listeners of `secure` besides PLAINTEXT (which
     /// tells when it serves), and its SCRAM users created by Kafka's storage tool.
     pub fn start_secure(secure: &SecureConfig) -> Result<KafkaCluster, BrokerError> {
+        Self::start_secure_cluster(1, secure)
+    }
+
+    /// As [`KafkaCluster::start_secure`], a cluster of `size` nodes, each with the listeners of `secure` (its
+    /// metadata names every node's listener of the name a client connected to); replicated as
+    /// [`KafkaCluster::start`]'s.
+    pub fn start_secure_cluster(size: usize, secure: &SecureConfig) -> Result<KafkaCluster, BrokerError> {
+        assert!(size >= 1, "a cluster has at least one node");
         let version = kafka_version();
         let lib = provision(&version)?;
         let mut last = None;
         for _ in 0..3 {
-            match Self::start_with(&lib, &version, 1, Some(secure)) {
+            match Self::start_with(&lib, &version, size, Some(secure)) {
                 Ok(c) => return Ok(c),
                 Err(e @ BrokerError::NotReady { .. }) => last = Some(e),
                 Err(e) => return Err(e),

@@ -4,6 +4,7 @@
 use super::error::{KafkaError, Result};
 use super::sasl::{oauthbearer_message, plain_message, Scram};
 use super::security::{Mechanism, SaslCredentials, Security};
+use super::tls::{Handshake, TlsStream};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
@@ -86,52 +87,11 @@ enum Stream {
     Tls(Box<TlsStream>),
 }
 
-/// A TLS session over its TCP connection.
-struct TlsStream {
-    tcp: BufferedTcp,
-    tls: rustls::ClientConnection,
-}
-
-/// How many bytes one read from a TLS connection's socket may bring: rustls asks for 4 KiB at a time, which
-/// would be a system call per 4 KiB of a large fetch answer.
-const TLS_READ_BUFFER: usize = 256 << 10;
-
-/// A TCP connection with a read buffer (writes go straight through).
-struct BufferedTcp {
-    tcp: TcpStream,
-    buf: Box<[u8]>,
-    pos: usize,
-    len: usize,
-}
-
-impl Read for BufferedTcp {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos == self.len {
-            self.len = self.tcp.read(&mut self.buf)?;
-            self.pos = 0;
-        }
-        let n = out.len().min(self.len - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl Write for BufferedTcp {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tcp.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.tcp.flush()
-    }
-}
-
 impl Stream {
     fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(t) => &t.tcp.tcp,
+            Stream::Tls(t) => &t.tcp,
         }
     }
 
@@ -140,7 +100,7 @@ impl Stream {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read(buf),
-            Stream::Tls(t) => t.read(buf),
+            Stream::Tls(t) => t.read_with(buf.len(), &mut |p| buf[..p.len()].copy_from_slice(p)),
         }
     }
 
@@ -148,10 +108,7 @@ impl Stream {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             Stream::Plain(s) => s.write(buf),
-            Stream::Tls(t) => {
-                t.send_pending()?;
-                t.tls.writer().write(buf)
-            }
+            Stream::Tls(t) => t.write(buf),
         }
     }
 
@@ -159,7 +116,7 @@ impl Stream {
     fn wants_write(&self) -> bool {
         match self {
             Stream::Plain(_) => false,
-            Stream::Tls(t) => t.tls.wants_write(),
+            Stream::Tls(t) => t.wants_write(),
         }
     }
 
@@ -167,36 +124,7 @@ impl Stream {
     fn flush_some(&mut self) -> std::io::Result<()> {
         match self {
             Stream::Plain(_) => Ok(()),
-            Stream::Tls(t) => t.tls.write_tls(&mut t.tcp).map(|_| ()),
-        }
-    }
-}
-
-impl TlsStream {
-    fn send_pending(&mut self) -> std::io::Result<()> {
-        while self.tls.wants_write() {
-            if self.tls.write_tls(&mut self.tcp)? == 0 {
-                return Err(std::io::Error::new(ErrorKind::WriteZero, "the broker takes no more bytes"));
-            }
-        }
-        Ok(())
-    }
-
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            match self.tls.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-            // No plaintext buffered: read more records (a timeout comes back as WouldBlock/TimedOut).
-            self.tls.read_tls(&mut self.tcp)?;
-            let processed = self.tls.process_new_packets();
-            // Alerts, or answers to key updates.
-            if self.tls.wants_write() {
-                let _ = self.tls.write_tls(&mut self.tcp);
-            }
-            processed.map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
+            Stream::Tls(t) => t.flush_some(),
         }
     }
 }
@@ -283,12 +211,9 @@ impl Connection {
                     addr: addr.to_string(),
                     reason: format!("{host:?} is not a host name a certificate can be checked against"),
                 })?;
-                let mut tls = rustls::ClientConnection::new(config.clone(), name)
+                let tls = TlsStream::new(stream, config.clone(), name)
                     .map_err(|e| KafkaError::Tls { addr: addr.to_string(), reason: e.to_string() })?;
-                // A request is in memory whole anyway: let it be encrypted whole.
-                tls.set_buffer_limit(None);
-                let tcp = BufferedTcp { tcp: stream, buf: vec![0; TLS_READ_BUFFER].into_boxed_slice(), pos: 0, len: 0 };
-                Stream::Tls(Box::new(TlsStream { tcp, tls }))
+                Stream::Tls(Box::new(tls))
             }
         };
         let mut conn = Connection {
@@ -320,10 +245,12 @@ impl Connection {
         let deadline = Deadline { start, at: self.bounds.until.map_or(own, |u| u.min(own)) };
         loop {
             let Stream::Tls(t) = &mut self.stream else { return Ok(()) };
-            if !t.tls.is_handshaking() {
-                return Ok(());
-            }
-            let writing = t.tls.wants_write();
+            let writing = match t.handshake() {
+                Ok(Handshake::Done) => return Ok(()),
+                Ok(Handshake::Send) => true,
+                Ok(Handshake::Receive) => false,
+                Err(e) => return Err(self.handshake_failure(e)),
+            };
             if let Err(e) = self.arm(ApiKey::ApiVersions, &deadline, !writing, 0) {
                 return Err(match e {
                     KafkaError::Timeout { secs, .. } => KafkaError::TlsHandshakeCut {
@@ -335,33 +262,30 @@ impl Connection {
             }
             let Stream::Tls(t) = &mut self.stream else { return Ok(()) };
             let step = if writing {
-                t.tls.write_tls(&mut t.tcp).map(|_| ())
+                t.flush_some()
             } else {
-                match t.tls.read_tls(&mut t.tcp) {
-                    Ok(0) => Err(std::io::Error::new(ErrorKind::UnexpectedEof, "closed")),
-                    Ok(_) => {
-                        let processed = t.tls.process_new_packets();
-                        if processed.is_err() {
-                            // Tell the broker why (the alert rustls queued).
-                            let _ = t.tls.write_tls(&mut t.tcp);
-                        }
-                        processed.map(|_| ()).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))
-                    }
-                    Err(e) => Err(e),
-                }
+                t.receive().and_then(|n| match n {
+                    0 => Err(std::io::Error::new(ErrorKind::UnexpectedEof, "closed")),
+                    _ => Ok(()),
+                })
             };
             match step {
                 Ok(()) => {}
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
-                    return Err(KafkaError::TlsHandshakeCut {
-                        addr: self.addr.clone(),
-                        what: "the broker closed the connection during the TLS handshake".into(),
-                    })
-                }
-                Err(e) => return Err(self.io_failure(e)),
+                Err(e) => return Err(self.handshake_failure(e)),
             }
         }
+    }
+
+    /// A failure during the TLS handshake as an error.
+    fn handshake_failure(&self, e: std::io::Error) -> KafkaError {
+        if e.kind() == ErrorKind::UnexpectedEof {
+            return KafkaError::TlsHandshakeCut {
+                addr: self.addr.clone(),
+                what: "the broker closed the connection during the TLS handshake".into(),
+            };
+        }
+        self.io_failure(e)
     }
 
     /// An I/O failure as an error: a TLS failure in words, else a lost connection.
@@ -431,7 +355,8 @@ impl Connection {
                 resp
             }
             Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
-                let mut scram = Scram::new(&creds).map_err(|r| fail(&self.addr, r))?;
+                let mut scram =
+                    Scram::new(&creds).map_err(|r| fail(&self.addr, r))?.with_keys(self.security.scram_keys().clone());
                 let first = self.sasl_step(&creds, authenticate_v, scram.client_first())?;
                 let client_final = scram.client_final(&first.auth_bytes).map_err(|r| fail(&self.addr, r))?;
                 let last = self.sasl_step(&creds, authenticate_v, client_final)?;
@@ -661,15 +586,8 @@ impl Connection {
         let mut filled = 0;
         while filled < buf.len() {
             self.arm(key, deadline, true, before + filled)?;
-            match self.stream.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    let source = std::io::Error::new(ErrorKind::UnexpectedEof, "the broker closed the connection");
-                    return Err(KafkaError::ConnectionLost { addr: self.addr.clone(), source });
-                }
-                Ok(n) => filled += n,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
-                Err(source) => return Err(self.io_failure(source)),
-            }
+            let read = self.stream.read(&mut buf[filled..]);
+            filled += self.read_outcome(read)?;
         }
         Ok(())
     }
@@ -740,9 +658,34 @@ impl Connection {
                 reason: format!("response length {n} out of bounds"),
             });
         }
-        let mut body = BytesMut::zeroed(n as usize);
-        self.read_by(key, &mut body, deadline, 4)?;
+        let n = n as usize;
+        let Stream::Tls(_) = &self.stream else {
+            let mut body = BytesMut::zeroed(n);
+            self.read_by(key, &mut body, deadline, 4)?;
+            return Ok(body);
+        };
+        // TLS: each record's plaintext appended where it belongs, the buffer not zeroed first.
+        let mut body = BytesMut::with_capacity(n);
+        while body.len() < n {
+            self.arm(key, deadline, true, 4 + body.len())?;
+            let Stream::Tls(t) = &mut self.stream else { unreachable!("the stream does not change") };
+            let read = t.read_with(n - body.len(), &mut |p| body.extend_from_slice(p));
+            self.read_outcome(read)?;
+        }
         Ok(body)
+    }
+
+    /// What one read from the socket came to: the bytes read (0 if its timeout passed first), or the failure.
+    fn read_outcome(&self, read: std::io::Result<usize>) -> Result<usize> {
+        match read {
+            Ok(0) => {
+                let source = std::io::Error::new(ErrorKind::UnexpectedEof, "the broker closed the connection");
+                Err(KafkaError::ConnectionLost { addr: self.addr.clone(), source })
+            }
+            Ok(n) => Ok(n),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => Ok(0),
+            Err(source) => Err(self.io_failure(source)),
+        }
     }
 
     fn read_response_by<S: Decodable>(

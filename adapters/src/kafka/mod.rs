@@ -8,6 +8,7 @@ pub mod inputs;
 pub mod records;
 pub mod sasl;
 pub mod security;
+mod tls;
 
 pub use client::{
     Acks, Client, ClientConfig, FetchedPartition, IsolationLevel, OffsetSpec, PartitionFetch, PartitionState,

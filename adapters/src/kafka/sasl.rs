@@ -7,6 +7,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use ring::{digest, hmac, pbkdf2};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The most PBKDF2 iterations a server may ask for: a hostile broker must not make the client spin for minutes
 /// (Kafka itself allows at most 16,384).
@@ -31,6 +33,37 @@ pub fn oauthbearer_message(token: &str) -> Vec<u8> {
     m
 }
 
+/// The keys a SCRAM password gives for one salt and iteration count (RFC 5802's ClientKey and ServerKey), kept
+/// so that the next connection with the same credentials skips PBKDF2's thousands of iterations (RFC 5802
+/// section 5.1 allows a client to cache them). Shared by the connections of one [`super::Security`].
+#[derive(Default)]
+pub struct ScramKeys {
+    keys: Mutex<Option<Derived>>,
+    derivations: AtomicU64,
+}
+
+impl ScramKeys {
+    /// How many times a password went through PBKDF2 (the rest of the conversations used the kept keys).
+    pub fn derivations(&self) -> u64 {
+        self.derivations.load(Ordering::Relaxed)
+    }
+}
+
+/// Keys derived for one salt and iteration count.
+struct Derived {
+    sha512: bool,
+    salt: Vec<u8>,
+    iterations: u32,
+    client_key: Vec<u8>,
+    server_key: Vec<u8>,
+}
+
+impl Drop for Derived {
+    fn drop(&mut self) {
+        self.client_key.iter_mut().chain(self.server_key.iter_mut()).for_each(|b| *b = 0);
+    }
+}
+
 /// One SCRAM conversation of the client: [`Scram::client_first`], then [`Scram::client_final`] with the
 /// server's first message, then [`Scram::verify_server_final`] with its last, which proves the server knows the
 /// password too.
@@ -40,6 +73,7 @@ pub struct Scram {
     client_first_bare: String,
     client_nonce: String,
     server_signature: Option<Vec<u8>>,
+    keys: Option<Arc<ScramKeys>>,
 }
 
 impl Drop for Scram {
@@ -66,7 +100,45 @@ impl Scram {
             client_first_bare: format!("n={name},r={nonce}"),
             client_nonce: nonce.to_string(),
             server_signature: None,
+            keys: None,
         }
+    }
+
+    /// Uses and keeps the keys in `keys` (for the same password, salt and iteration count).
+    pub fn with_keys(mut self, keys: Arc<ScramKeys>) -> Scram {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// ClientKey and ServerKey for `salt` and `iterations`: kept ones, or derived (and kept).
+    fn client_and_server_keys(&self, salt: &[u8], iterations: NonZeroU32) -> (Vec<u8>, Vec<u8>) {
+        let kept = self.keys.as_ref().map(|k| k.keys.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(d) = kept.as_ref().and_then(|k| k.as_ref()) {
+            if d.sha512 == self.sha512 && d.iterations == iterations.get() && d.salt == salt {
+                return (d.client_key.clone(), d.server_key.clone());
+            }
+        }
+        let (alg, len) = if self.sha512 {
+            (pbkdf2::PBKDF2_HMAC_SHA512, digest::SHA512_OUTPUT_LEN)
+        } else {
+            (pbkdf2::PBKDF2_HMAC_SHA256, digest::SHA256_OUTPUT_LEN)
+        };
+        let mut salted = vec![0u8; len];
+        pbkdf2::derive(alg, iterations, salt, &self.password, &mut salted);
+        let client_key = self.hmac(&salted, b"Client Key");
+        let server_key = self.hmac(&salted, b"Server Key");
+        salted.iter_mut().for_each(|b| *b = 0);
+        if let (Some(keys), Some(mut kept)) = (&self.keys, kept) {
+            keys.derivations.fetch_add(1, Ordering::Relaxed);
+            *kept = Some(Derived {
+                sha512: self.sha512,
+                salt: salt.to_vec(),
+                iterations: iterations.get(),
+                client_key: client_key.clone(),
+                server_key: server_key.clone(),
+            });
+        }
+        (client_key, server_key)
     }
 
     /// The client's first message.
@@ -106,23 +178,15 @@ impl Scram {
             return Err(format!("the server asks for {iterations} iterations, more than {MAX_ITERATIONS}"));
         }
         let iterations = NonZeroU32::new(iterations).ok_or("the server asks for 0 iterations")?;
-        let (alg, len) = if self.sha512 {
-            (pbkdf2::PBKDF2_HMAC_SHA512, digest::SHA512_OUTPUT_LEN)
-        } else {
-            (pbkdf2::PBKDF2_HMAC_SHA256, digest::SHA256_OUTPUT_LEN)
-        };
-        let mut salted = vec![0u8; len];
-        pbkdf2::derive(alg, iterations, &salt, &self.password, &mut salted);
-        let client_key = self.hmac(&salted, b"Client Key");
+        let (mut client_key, mut server_key) = self.client_and_server_keys(&salt, iterations);
         let stored_key = digest::digest(if self.sha512 { &digest::SHA512 } else { &digest::SHA256 }, &client_key);
         // "biws" is base64 of the GS2 header "n,,": no channel binding, no authorization id.
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
         let client_signature = self.hmac(stored_key.as_ref(), auth_message.as_bytes());
         let proof: Vec<u8> = client_key.iter().zip(&client_signature).map(|(a, b)| a ^ b).collect();
-        let server_key = self.hmac(&salted, b"Server Key");
         self.server_signature = Some(self.hmac(&server_key, auth_message.as_bytes()));
-        salted.iter_mut().for_each(|b| *b = 0);
+        client_key.iter_mut().chain(server_key.iter_mut()).for_each(|b| *b = 0);
         Ok(format!("{without_proof},p={}", B64.encode(proof)).into_bytes())
     }
 
@@ -172,6 +236,33 @@ mod tests {
         assert!(e.contains("signature is wrong"), "{e}");
         let e = s.verify_server_final(b"e=invalid-proof").unwrap_err();
         assert!(e.contains("invalid-proof"), "{e}");
+    }
+
+    /// Connections after the first skip PBKDF2: the kept keys give the same proof and check the same server
+    /// signature (RFC 7677's example twice); another salt or iteration count is derived again.
+    #[test]
+    fn scram_keys_are_derived_once_per_salt_and_iteration_count() {
+        let keys = Arc::new(ScramKeys::default());
+        let c = creds(Mechanism::ScramSha256, "user", "pencil");
+        let server_first = b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+        for _ in 0..3 {
+            let mut s = Scram::with_nonce(&c, "rOprNGfwEbeRWgbNEkqO").with_keys(keys.clone());
+            let client_final = String::from_utf8(s.client_final(server_first).unwrap()).unwrap();
+            assert!(client_final.ends_with(",p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="), "{client_final}");
+            s.verify_server_final(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=").unwrap();
+        }
+        assert_eq!(keys.derivations(), 1);
+        let other_salt = b"r=rOprNGfwEbeRWgbNEkqOxyz,s=AAAAaJ0SNY7soEsUEjb6gQ==,i=4096";
+        let other_count = b"r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4097";
+        for (msg, derivations) in [(&other_salt[..], 2), (&other_count[..], 3), (&server_first[..], 4)] {
+            let mut s = Scram::with_nonce(&c, "rOprNGfwEbeRWgbNEkqO").with_keys(keys.clone());
+            s.client_final(msg).unwrap();
+            assert_eq!(keys.derivations(), derivations);
+        }
+        // SCRAM-SHA-512 with the same salt and count is not SCRAM-SHA-256's keys.
+        let c512 = creds(Mechanism::ScramSha512, "user", "pencil");
+        Scram::with_nonce(&c512, "rOprNGfwEbeRWgbNEkqO").with_keys(keys.clone()).client_final(server_first).unwrap();
+        assert_eq!(keys.derivations(), 5);
     }
 
     #[test]

@@ -590,6 +590,8 @@ pub struct Security {
     sasl: Option<Arc<SaslCredentials>>,
     tls: Option<Arc<rustls::ClientConfig>>,
     verify_host: bool,
+    /// SCRAM's keys as derived for the first connection, for the others (shared by the clones).
+    scram_keys: Arc<super::sasl::ScramKeys>,
 }
 
 impl fmt::Debug for Security {
@@ -611,6 +613,7 @@ impl Security {
             sasl: settings.sasl.clone().map(Arc::new),
             tls,
             verify_host: settings.verify_host,
+            scram_keys: Arc::default(),
         })
     }
 
@@ -637,6 +640,11 @@ impl Security {
     /// The SASL credentials, if SASL is on.
     pub fn sasl(&self) -> Option<&SaslCredentials> {
         self.sasl.as_deref()
+    }
+
+    /// SCRAM's keys derived from the password, shared by every connection made with these settings.
+    pub fn scram_keys(&self) -> &Arc<super::sasl::ScramKeys> {
+        &self.scram_keys
     }
 
     /// The TLS configuration, if TLS is on.
