@@ -2,8 +2,10 @@
 //! and SASL authentication (with re-authentication before the broker's session lifetime ends, KIP-368).
 
 use super::error::{KafkaError, Result};
+use super::pool::{BufferPool, MAX_IDLE_BYTES, MIN_POOLED};
 use super::sasl::{oauthbearer_message, plain_message, Scram};
 use super::security::{Mechanism, SaslCredentials, Security};
+use super::trace;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
@@ -222,6 +224,8 @@ pub struct Connection {
     reauth_at: Option<Instant>,
     /// Times this connection authenticated again.
     reauthentications: u64,
+    /// Buffers for large answers, used again once an answer's records are dropped.
+    pool: Arc<BufferPool>,
 }
 
 /// A short name of an API for messages.
@@ -306,6 +310,7 @@ impl Connection {
             security: security.clone(),
             reauth_at: None,
             reauthentications: 0,
+            pool: BufferPool::new(MAX_IDLE_BYTES),
         };
         conn.handshake()?;
         conn.negotiate()?;
@@ -719,11 +724,18 @@ impl Connection {
                 Err(source) => return Err(self.io_failure(source)),
             }
         }
+        if trace::enabled() {
+            let (addr, n, c) = (&self.addr, self.out.len(), self.correlation);
+            trace::line(format_args!("sent {api} v{version} #{c} to {addr}: {n} bytes"));
+        }
         Ok(())
     }
 
     /// Reads one length-prefixed response frame, whole, by the deadline.
-    fn read_frame(&mut self, key: ApiKey, deadline: &Deadline) -> Result<BytesMut> {
+    fn read_frame(&mut self, key: ApiKey, deadline: &Deadline) -> Result<Bytes> {
+        if trace::enabled() {
+            trace::line(format_args!("wait for the answer of {} from {}", api_name(key), self.addr));
+        }
         let mut len_buf = [0u8; 4];
         self.read_by(key, &mut len_buf, deadline, 0)?;
         if len_buf[0] == 0x15 && len_buf[1] == 0x03 {
@@ -740,8 +752,23 @@ impl Connection {
                 reason: format!("response length {n} out of bounds"),
             });
         }
-        let mut body = BytesMut::zeroed(n as usize);
-        self.read_by(key, &mut body, deadline, 4)?;
+        if trace::enabled() {
+            trace::line(format_args!("answer of {} from {} begins: {n} bytes", api_name(key), self.addr));
+        }
+        let n = n as usize;
+        let body = if n >= MIN_POOLED {
+            // Large answers (fetched records) in a buffer used again once the records are done with.
+            let mut buf = self.pool.take(n);
+            self.read_by(key, buf.as_mut_slice(), deadline, 4)?;
+            buf.freeze()
+        } else {
+            let mut body = BytesMut::zeroed(n);
+            self.read_by(key, &mut body, deadline, 4)?;
+            body.freeze()
+        };
+        if trace::enabled() {
+            trace::line(format_args!("answer of {} from {} read", api_name(key), self.addr));
+        }
         Ok(body)
     }
 
@@ -754,7 +781,7 @@ impl Connection {
     ) -> Result<S> {
         let api = api_name(key);
         let protocol = |addr: &str, reason: String| KafkaError::Protocol { addr: addr.to_string(), api, reason };
-        let mut body = self.read_frame(key, &deadline)?.freeze();
+        let mut body = self.read_frame(key, &deadline)?;
         let rh = ResponseHeader::decode(&mut body, key.response_header_version(version))
             .map_err(|e| protocol(&self.addr, format!("bad header: {e}")))?;
         if rh.correlation_id != correlation {

@@ -4,9 +4,11 @@ pub mod client;
 pub mod conn;
 pub mod direct;
 pub mod error;
+pub mod pool;
 pub mod records;
 pub mod sasl;
 pub mod security;
+pub mod trace;
 
 pub use client::{
     Acks, Client, ClientConfig, FetchedPartition, IsolationLevel, OffsetSpec, PartitionFetch, PartitionState,
