@@ -260,7 +260,63 @@ fn a_prefetch_from_any_offset_never_changes_what_ranges_read(b: &TestBroker) {
     }
 }
 
+/// Minor page faults of this thread so far (pages touched for the first time).
+fn thread_page_faults() -> i64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) }, 0);
+    u.ru_minflt
+}
+
+fn answers_are_read_into_the_memory_of_answers_dropped_before(b: &TestBroker) {
+    let t = &b.topic("avg");
+    let addr = vec![b.addr().to_string()];
+    let mut c = Client::connect(&addr, ClientConfig::default()).unwrap();
+    c.create_topic(t, 1, 1).unwrap();
+    // 4,000 records of 1 KB in batches of 100 (about 100 KB each).
+    let value = |i: usize| format!("{i:08},{}", "y".repeat(1000)).into_bytes();
+    for batch in 0..40 {
+        let values: Vec<Vec<u8>> = (0..100).map(|j| value(batch * 100 + j)).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        c.produce(t, 0, encode_batch(&refs, 7, Codec::None).unwrap(), Acks::Leader).unwrap();
+    }
+    // The records read in answers of about 512 KB (Kafka; tansu's may be larger) held at once, as a batch's are
+    // until it is processed; their records checked.
+    let round = |c: &mut Client| {
+        let (mut answers, mut next) = (vec![], 0i64);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while next < 4000 {
+            assert!(Instant::now() < deadline, "stuck at {next}");
+            let at = [PartitionFetch { partition: 0, offset: next }];
+            let f = c.fetch_sized(t, &at, Duration::from_millis(100), 512 << 10, 512 << 10).unwrap();
+            let mut seen = 0;
+            let scan = for_each_record(&f[0].records, |r| {
+                if r.offset >= next {
+                    assert_eq!(r.value, value(r.offset as usize), "offset {}", r.offset);
+                    seen += 1;
+                }
+            })
+            .unwrap();
+            // tansu may answer with nothing while records it acknowledged are not yet visible: asked again.
+            if seen > 0 {
+                next = scan.next_offset.unwrap();
+                answers.push(f);
+            }
+        }
+        answers
+    };
+    drop(round(&mut c));
+    let before = thread_page_faults();
+    let answers = round(&mut c);
+    let faults = thread_page_faults() - before;
+    let pages: usize = answers.iter().map(|f| f[0].records.len()).sum::<usize>() / 4096;
+    assert!(pages >= 800, "{pages} pages");
+    // Fresh buffers would fault in every page of the answers; buffers used again, next to none.
+    assert!(faults < pages as i64 / 8, "{faults} page faults reading {pages} pages of answers");
+}
+
 on_both_brokers!(
+    answers_are_read_into_the_memory_of_answers_dropped_before,
     produce_and_fetch_every_codec,
     ranges_read_over_many_pipelined_fetches_are_exact,
     fetches_sized_from_a_wrong_first_guess_still_read_exact_ranges,

@@ -4,6 +4,7 @@ use super::conn::{Connection, Timeouts, WaitBounds};
 use super::error::{KafkaError, Result};
 use super::records::DEFAULT_MAX_BATCH_BYTES;
 use super::security::Security;
+use super::trace;
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -678,6 +679,13 @@ impl Client {
             let version = conn.version(ApiKey::Fetch)?;
             let mut req = fetch_request(topic, parts, &group, wait_ms, partition_max_bytes, max_bytes);
             req.isolation_level = isolation;
+            if trace::enabled() {
+                let at: Vec<(i32, i64)> = parts.iter().map(|p| (p.partition, p.offset)).collect();
+                trace::line(format_args!(
+                    "fetch {topic} {at:?} max_wait {wait_ms} ms, partition_max_bytes {partition_max_bytes}, \
+                     max_bytes {max_bytes}"
+                ));
+            }
             conn.send(&req, version)?;
             sent.push((conn.addr().to_string(), version));
         }
@@ -886,6 +894,15 @@ fn fetch_answer(
                         error,
                     })
                 }
+            }
+            if trace::enabled() {
+                let (n, hw) = (p.records.as_ref().map_or(0, |r| r.len()), p.high_watermark);
+                let first = p.records.as_deref().and_then(super::records::first_base_offset);
+                let next = p.records.as_deref().and_then(|r| super::records::next_offset_before(r, i64::MAX));
+                trace::line(format_args!(
+                    "fetched {topic}-{}: {n} bytes, offsets {first:?}..{next:?}, high watermark {hw}",
+                    p.partition_index
+                ));
             }
             out.push(FetchedPartition {
                 partition: p.partition_index,

@@ -2,9 +2,11 @@
 //! and SASL authentication (with re-authentication before the broker's session lifetime ends, KIP-368).
 
 use super::error::{KafkaError, Result};
+use super::pool::{BufferPool, MAX_IDLE_BYTES, MIN_POOLED};
 use super::sasl::{oauthbearer_message, plain_message, Scram};
 use super::security::{Mechanism, SaslCredentials, Security};
 use super::tls::{Handshake, TlsStream};
+use super::trace;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
@@ -150,6 +152,8 @@ pub struct Connection {
     reauth_at: Option<Instant>,
     /// Times this connection authenticated again.
     reauthentications: u64,
+    /// Buffers for large answers, used again once an answer's records are dropped.
+    pool: Arc<BufferPool>,
 }
 
 /// A short name of an API for messages.
@@ -231,6 +235,7 @@ impl Connection {
             security: security.clone(),
             reauth_at: None,
             reauthentications: 0,
+            pool: BufferPool::new(MAX_IDLE_BYTES),
         };
         conn.handshake()?;
         conn.negotiate()?;
@@ -637,11 +642,18 @@ impl Connection {
                 Err(source) => return Err(self.io_failure(source)),
             }
         }
+        if trace::enabled() {
+            let (addr, n, c) = (&self.addr, self.out.len(), self.correlation);
+            trace::line(format_args!("sent {api} v{version} #{c} to {addr}: {n} bytes"));
+        }
         Ok(())
     }
 
     /// Reads one length-prefixed response frame, whole, by the deadline.
-    fn read_frame(&mut self, key: ApiKey, deadline: &Deadline) -> Result<BytesMut> {
+    fn read_frame(&mut self, key: ApiKey, deadline: &Deadline) -> Result<Bytes> {
+        if trace::enabled() {
+            trace::line(format_args!("wait for the answer of {} from {}", api_name(key), self.addr));
+        }
         let mut len_buf = [0u8; 4];
         self.read_by(key, &mut len_buf, deadline, 0)?;
         if len_buf[0] == 0x15 && len_buf[1] == 0x03 {
@@ -658,19 +670,49 @@ impl Connection {
                 reason: format!("response length {n} out of bounds"),
             });
         }
+        if trace::enabled() {
+            trace::line(format_args!("answer of {} from {} begins: {n} bytes", api_name(key), self.addr));
+        }
         let n = n as usize;
-        let Stream::Tls(_) = &self.stream else {
+        let body = if let Stream::Tls(_) = &self.stream {
+            // TLS: each record's plaintext put where it belongs (in a buffer used again, for a large answer), the
+            // buffer not zeroed first.
+            if n >= MIN_POOLED {
+                let mut buf = self.pool.take(n);
+                let mut at = 0;
+                while at < n {
+                    self.arm(key, deadline, true, 4 + at)?;
+                    let Stream::Tls(t) = &mut self.stream else { unreachable!("the stream does not change") };
+                    let slice = buf.as_mut_slice();
+                    let read = t.read_with(n - at, &mut |p| {
+                        slice[at..at + p.len()].copy_from_slice(p);
+                        at += p.len();
+                    });
+                    self.read_outcome(read)?;
+                }
+                buf.freeze()
+            } else {
+                let mut body = BytesMut::with_capacity(n);
+                while body.len() < n {
+                    self.arm(key, deadline, true, 4 + body.len())?;
+                    let Stream::Tls(t) = &mut self.stream else { unreachable!("the stream does not change") };
+                    let read = t.read_with(n - body.len(), &mut |p| body.extend_from_slice(p));
+                    self.read_outcome(read)?;
+                }
+                body.freeze()
+            }
+        } else if n >= MIN_POOLED {
+            // Large answers (fetched records) in a buffer used again once the records are done with.
+            let mut buf = self.pool.take(n);
+            self.read_by(key, buf.as_mut_slice(), deadline, 4)?;
+            buf.freeze()
+        } else {
             let mut body = BytesMut::zeroed(n);
             self.read_by(key, &mut body, deadline, 4)?;
-            return Ok(body);
+            body.freeze()
         };
-        // TLS: each record's plaintext appended where it belongs, the buffer not zeroed first.
-        let mut body = BytesMut::with_capacity(n);
-        while body.len() < n {
-            self.arm(key, deadline, true, 4 + body.len())?;
-            let Stream::Tls(t) = &mut self.stream else { unreachable!("the stream does not change") };
-            let read = t.read_with(n - body.len(), &mut |p| body.extend_from_slice(p));
-            self.read_outcome(read)?;
+        if trace::enabled() {
+            trace::line(format_args!("answer of {} from {} read", api_name(key), self.addr));
         }
         Ok(body)
     }
@@ -697,7 +739,7 @@ impl Connection {
     ) -> Result<S> {
         let api = api_name(key);
         let protocol = |addr: &str, reason: String| KafkaError::Protocol { addr: addr.to_string(), api, reason };
-        let mut body = self.read_frame(key, &deadline)?.freeze();
+        let mut body = self.read_frame(key, &deadline)?;
         let rh = ResponseHeader::decode(&mut body, key.response_header_version(version))
             .map_err(|e| protocol(&self.addr, format!("bad header: {e}")))?;
         if rh.correlation_id != correlation {

@@ -8,6 +8,7 @@ use super::records::{
     aborted_batches, first_base_offset, first_batch_span, for_each_record_placed, next_offset_before,
     scan_headers_before, scan_headers_skipping, BatchError, BatchProblem, PlacedRecords, RecordView, Scan,
 };
+use super::trace;
 use bytes::Bytes;
 use dstream_core::checkpoint::LeaderEpoch;
 use dstream_core::{
@@ -213,6 +214,9 @@ impl DirectStream {
     /// Generates the batch at `time`: fixes `[current, min(end, current + max))` for every partition (partitions
     /// added to the topic since the last batch included, from their earliest offset) and advances.
     pub fn generate(&mut self, time: Time) -> Result<GeneratedBatch> {
+        if trace::enabled() {
+            trace::line(format_args!("generate the batch of {} ms", time.0));
+        }
         self.add_new_partitions()?;
         let topic = self.cfg.topic.clone();
         let parts: Vec<i32> = self.current.iter().map(|c| c.0).collect();
@@ -449,6 +453,9 @@ impl RangeFetcher {
     }
 
     fn fetch_into(&mut self, ranges: &[OffsetRange], dest: &mut dyn Dest) -> Result<()> {
+        if trace::enabled() {
+            trace::line(format_args!("fetch ranges {ranges:?}"));
+        }
         let topic = self.topic.clone();
         let mut next: Vec<(i32, i64, i64)> =
             ranges.iter().filter(|r| r.until > r.from).map(|r| (r.partition, r.from, r.until)).collect();
@@ -545,6 +552,9 @@ impl RangeFetcher {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
             }
+        }
+        if trace::enabled() {
+            trace::line(format_args!("ranges fetched"));
         }
         Ok(())
     }
@@ -769,9 +779,16 @@ impl RecordSource for Segment {
         let mut runs = Runs { partition, from, until, run: Vec::new(), n: 0, f, skip, bad: Vec::new() };
         runs.run.reserve(RUN_RECORDS);
         let aborted = self.aborted.as_deref().unwrap_or(&[]);
+        if trace::enabled() {
+            let n = self.bytes.len();
+            trace::line(format_args!("read segment {}-{partition} [{from}, {until}): {n} bytes", self.topic));
+        }
         for_each_record_placed(&self.bytes, self.until, self.max_batch_bytes, aborted, &mut runs)
             .map_err(|e| SourceError { reason: corrupt(&self.topic, self.partition, e).to_string() })?;
         runs.flush();
+        if trace::enabled() {
+            trace::line(format_args!("segment {}-{partition} read: {} records", self.topic, runs.n));
+        }
         found.extend(runs.bad.iter().filter_map(|e| unread_in(&self.topic, partition, from, until, e)));
         Ok(runs.n)
     }

@@ -5,10 +5,12 @@ pub mod conn;
 pub mod direct;
 pub mod error;
 pub mod inputs;
+pub mod pool;
 pub mod records;
 pub mod sasl;
 pub mod security;
 mod tls;
+pub mod trace;
 
 pub use client::{
     Acks, Client, ClientConfig, FetchedPartition, IsolationLevel, OffsetSpec, PartitionFetch, PartitionState,

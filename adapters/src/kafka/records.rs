@@ -492,8 +492,8 @@ pub fn first_base_offset(data: &[u8]) -> Option<i64> {
     data.get(..8).map(|b| i64::from_be_bytes(b.try_into().expect("8 bytes")))
 }
 
-/// A zigzag varint; one- and two-byte values (lengths and deltas of small records: offset deltas up to 8191 in a
-/// batch) take the short path.
+/// A zigzag varint; values of up to three bytes (lengths and deltas of small records: offset deltas up to about a
+/// million in a batch) take the short path.
 #[inline(always)]
 fn varint(b: &[u8], pos: &mut usize) -> Result<i64, String> {
     match b.get(*pos) {
@@ -507,7 +507,15 @@ fn varint(b: &[u8], pos: &mut usize) -> Result<i64, String> {
                 let v = (low & 0x7f) as u64 | (high as u64) << 7;
                 Ok((v >> 1) as i64 ^ -((v & 1) as i64))
             }
-            _ => varint_long(b, pos),
+            Some(&mid) => match b.get(*pos + 2) {
+                Some(&high) if high < 0x80 => {
+                    *pos += 3;
+                    let v = (low & 0x7f) as u64 | ((mid & 0x7f) as u64) << 7 | (high as u64) << 14;
+                    Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+                }
+                _ => varint_long(b, pos),
+            },
+            None => varint_long(b, pos),
         },
         None => varint_long(b, pos),
     }
@@ -926,6 +934,31 @@ mod tests {
         assert_eq!(placed.1, vec![0], "the bad batch is skipped");
         assert_eq!(placed.0 .0.iter().map(|p| p.1).collect::<Vec<_>>(), vec![4], "aborted records are not read");
         assert_eq!(scan.next_offset, Some(5));
+    }
+
+    #[test]
+    fn short_varints_read_as_the_general_path_reads_them() {
+        // Zigzag values around each byte-length boundary, encoded, read by both paths, whole and cut short.
+        for v in [0i64, -1, 1, 63, -64, 64, -65, 8191, -8192, 8192, -8193, 1 << 20, -(1 << 20), (1 << 20) + 1, i64::MAX]
+        {
+            let mut z = ((v << 1) ^ (v >> 63)) as u64;
+            let mut enc = vec![];
+            loop {
+                if z < 0x80 {
+                    enc.push(z as u8);
+                    break;
+                }
+                enc.push((z as u8 & 0x7f) | 0x80);
+                z >>= 7;
+            }
+            for cut in 0..=enc.len() {
+                let (mut a, mut b) = (0usize, 0usize);
+                assert_eq!(varint(&enc[..cut], &mut a), varint_long(&enc[..cut], &mut b), "{v} cut to {cut}");
+                assert_eq!(a, b, "{v} cut to {cut}");
+            }
+            let mut pos = 0;
+            assert_eq!((varint(&enc, &mut pos), pos), (Ok(v), enc.len()));
+        }
     }
 
     #[test]
