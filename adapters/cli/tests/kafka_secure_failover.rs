@@ -139,9 +139,16 @@ fn a_leader_killed_mid_run_over_sasl_ssl_loses_and_duplicates_nothing() {
     let bootstrap = secure[0].clone();
     std::env::set_var("DSTREAM_TEST_KAFKA_PASSWORD", PASSWORD);
     let security = Security::from_file(&properties).unwrap();
-    let mut over_tls =
-        Client::connect(std::slice::from_ref(&bootstrap), ClientConfig { security, ..ClientConfig::default() })
-            .expect("connect over SASL_SSL");
+    // The cluster is ready once any node serves: this one may still be starting (refusing connections).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut over_tls = loop {
+        let config = ClientConfig { security: security.clone(), ..ClientConfig::default() };
+        match Client::connect(std::slice::from_ref(&bootstrap), config) {
+            Ok(c) => break c,
+            Err(e) => assert!(Instant::now() < deadline, "connect over SASL_SSL: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while !over_tls.leaders("avg").is_ok_and(|l| l.len() == 6 && l.iter().all(|p| p.1 >= 0)) {
         assert!(Instant::now() < deadline, "node 1 does not know topic avg's leaders over SASL_SSL");
