@@ -7,44 +7,10 @@ mod common;
 
 use common::*;
 use dstream_adapters::broker::kafka::KafkaCluster;
-use dstream_adapters::checkpoint::CheckpointStore;
-use dstream_adapters::checkpoint::JobState;
 use dstream_adapters::kafka::{Client, ClientConfig};
-use dstream_cli::lab::lab_state;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Records the latest checkpoint in `dir` has counted, if there is one.
-fn counted(dir: &Path) -> Option<u64> {
-    if !dir.exists() {
-        return None;
-    }
-    let cp = CheckpointStore::open_read_only(dir).load_latest::<JobState>(None).expect("checkpoints readable")?;
-    let lab = lab_state(&cp.checkpoint.state).expect("the lab's one operator").expect("decodes");
-    Some(lab.state.entries.iter().map(|(_, e)| e.state.count()).sum())
-}
-
-/// Waits until the latest checkpoint in `dir` counts at least `n` records, at most `within`.
-fn wait_counted(dir: &Path, n: u64, within: Duration, child: &mut Child) -> u64 {
-    let deadline = Instant::now() + within;
-    loop {
-        let c = counted(dir).unwrap_or(0);
-        if c >= n {
-            return c;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            panic!("dstream run exited ({status}) with {c} of {n} records counted: {err}");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{c} of {n} records counted after {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Creates topic `avg` (6 partitions, replication factor 3) on `cluster` and waits until its partitions are led
 /// by different brokers; returns the (partition, leader) pairs.

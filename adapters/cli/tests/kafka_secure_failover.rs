@@ -7,14 +7,12 @@
 
 mod common;
 
-use common::{broker_disabled, checkpoint_rows, dstream, lab_messages, model_of, ok_stdout};
+use common::{broker_disabled, checkpoint_rows, dstream, lab_messages, model_of, ok_stdout, wait_counted};
 use dstream_adapters::broker::kafka::{KafkaCluster, SecureConfig, SecureListener};
-use dstream_adapters::checkpoint::{CheckpointStore, JobState};
 use dstream_adapters::kafka::{Client, ClientConfig, Security};
-use dstream_cli::lab::lab_state;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "Failover-pa55word-that-must-not-leak";
@@ -34,37 +32,6 @@ fn certificates(dir: &Path) {
     let cert = leaf.signed_by(&key, &issuer).unwrap();
     std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     std::fs::write(dir.join("broker.pem"), key.serialize_pem() + &cert.pem() + &ca.pem()).unwrap();
-}
-
-/// Records the latest checkpoint in `dir` has counted, if there is one.
-fn counted(dir: &Path) -> Option<u64> {
-    if !dir.exists() {
-        return None;
-    }
-    let cp = CheckpointStore::open_read_only(dir).load_latest::<JobState>(None).expect("checkpoints readable")?;
-    let lab = lab_state(&cp.checkpoint.state).expect("the lab's one operator").expect("decodes");
-    Some(lab.state.entries.iter().map(|(_, e)| e.state.count()).sum())
-}
-
-/// Waits until the latest checkpoint in `dir` counts at least `n` records, at most `within`.
-fn wait_counted(dir: &Path, n: u64, within: Duration, child: &mut Child) -> u64 {
-    let deadline = Instant::now() + within;
-    loop {
-        let c = counted(dir).unwrap_or(0);
-        if c >= n {
-            return c;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            panic!("dstream run exited ({status}) with {c} of {n} records counted: {err}");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{c} of {n} records counted after {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// `dstream generate` over SASL_SSL.

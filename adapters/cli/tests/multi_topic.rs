@@ -5,33 +5,13 @@
 
 mod common;
 
-use common::{broker, generate, lab_messages};
+use common::{broker, generate, lab_messages, Buf};
 use dstream_adapters::kafka::direct::StartingOffsets;
 use dstream_adapters::streaming::{BatchCompleted, KafkaParams, KafkaUtils, StreamingContext, StreamingListener};
 use dstream_core::{Duration, State, StateError, StateSpec};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-
-/// Output written to memory.
-#[derive(Clone, Default)]
-struct Buf(Rc<RefCell<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buf {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.borrow().clone()).unwrap()
-    }
-}
 
 /// Stops the context once `at` records were seen in completed batches.
 struct StopAt(dstream_adapters::streaming::StopHandle, usize, usize);

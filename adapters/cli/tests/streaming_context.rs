@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{broker, generate};
+use common::{broker, generate, Buf};
 use dstream_adapters::kafka::direct::StartingOffsets;
 use dstream_adapters::streaming::{
     BatchCompleted, KafkaParams, KafkaUtils, StopHandle, StreamingContext, StreamingError, StreamingListener,
@@ -12,26 +12,6 @@ use dstream_adapters::streaming::{
 use dstream_core::{BatchInfo, Duration, State, StateError, StateSpec, Time};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-
-/// Output written to memory.
-#[derive(Clone, Default)]
-struct Buf(Rc<RefCell<Vec<u8>>>);
-
-impl Buf {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.borrow().clone()).unwrap()
-    }
-}
-
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Every completed batch's time and record count; stops the context once `stop_at` records were seen.
 struct Batches {

@@ -307,3 +307,57 @@ pub fn bombs(inflated: usize) -> Vec<(&'static str, bytes::Bytes)> {
         ("zstd", raw_batch(4, 1, 0, &zstd)),
     ]
 }
+
+/// Records the latest checkpoint in `dir` has counted, if there is one.
+pub fn counted(dir: &std::path::Path) -> Option<u64> {
+    if !dir.exists() {
+        return None;
+    }
+    let cp = dstream_adapters::checkpoint::CheckpointStore::open_read_only(dir)
+        .load_latest::<dstream_adapters::checkpoint::JobState>(None)
+        .expect("checkpoints readable")?;
+    let lab = dstream_cli::lab::lab_state(&cp.checkpoint.state).expect("the lab's one operator").expect("decodes");
+    Some(lab.state.entries.iter().map(|(_, e)| e.state.count()).sum())
+}
+
+/// Waits until the latest checkpoint in `dir` counts at least `n` records, at most `within`.
+pub fn wait_counted(dir: &std::path::Path, n: u64, within: Duration, child: &mut Child) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let c = counted(dir).unwrap_or(0);
+        if c >= n {
+            return c;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("dstream run exited ({status}) with {c} of {n} records counted: {err}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{c} of {n} records counted after {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Output written to memory (what a test's `print_to` reads back).
+#[derive(Clone, Default)]
+pub struct Buf(pub std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl Buf {
+    /// Everything written, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.borrow().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
