@@ -8,13 +8,14 @@
 
 #[path = "common/callgrind.rs"]
 mod callgrind;
+#[path = "../tests/common/secure.rs"]
+mod secure;
 
-use dstream_adapters::broker::kafka::{KafkaCluster, SecureConfig, SecureListener};
+use dstream_adapters::broker::kafka::KafkaCluster;
 use dstream_adapters::kafka::records::DEFAULT_MAX_BATCH_BYTES;
 use dstream_adapters::kafka::records::{first_base_offset, for_each_record_before, Codec};
 use dstream_adapters::kafka::{Acks, Client, ClientConfig, PartitionFetch, Security, SecuritySettings};
 use dstream_cli::generate::{generate, GenerateOptions};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -30,22 +31,6 @@ const TRIES: usize = 5;
 const ROUNDS: usize = 4;
 
 const PASSWORD: &str = "bench-password";
-
-/// A CA and a broker certificate for 127.0.0.1 in `dir`: ca.pem, broker.pem (key and chain).
-fn certificates(dir: &Path) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, "bench CA");
-    let ca = p.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(p, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("broker.pem"), key.serialize_pem() + &cert.pem() + &ca.pem()).unwrap();
-}
 
 /// The bare client's best time over TRIES to fetch and parse the first million records.
 fn bare_pass(client: &mut Client) -> (f64, f64) {
@@ -152,20 +137,8 @@ fn main() {
         return; // `cargo test --benches` asks for a list; nothing to list
     }
     let dir = tempfile::tempdir().unwrap();
-    certificates(dir.path());
-    let config = SecureConfig {
-        listeners: vec![SecureListener {
-            name: "SASL_SSL".into(),
-            protocol: "SASL_SSL",
-            keystore: Some(dir.path().join("broker.pem")),
-            client_auth: false,
-            reauth_ms: None,
-        }],
-        truststore: None,
-        scram_users: vec![("SCRAM-SHA-512", "bench".into(), PASSWORD.into())],
-        plain_users: vec![],
-        full_jit: true,
-    };
+    secure::broker_certificates(dir.path(), "bench CA");
+    let config = secure::sasl_ssl_scram512(dir.path(), "bench", PASSWORD, true);
     let kafka = KafkaCluster::start_secure(&config).expect("start Apache Kafka");
     let plain_addr = kafka.addr();
     let secure_addr = kafka.listener_addr(0, "SASL_SSL").unwrap();

@@ -6,33 +6,17 @@
 //! tally, nothing lost and nothing counted twice; the password shows nowhere.
 
 mod common;
+#[path = "common/secure.rs"]
+mod secure;
 
 use common::{broker_disabled, checkpoint_rows, dstream, lab_messages, model_of, ok_stdout, wait_counted};
-use dstream_adapters::broker::kafka::{KafkaCluster, SecureConfig, SecureListener};
+use dstream_adapters::broker::kafka::KafkaCluster;
 use dstream_adapters::kafka::{Client, ClientConfig, Security};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "Failover-pa55word-that-must-not-leak";
-
-/// A CA (ca.pem) and a broker key and certificate for 127.0.0.1 signed by it (broker.pem) in `dir`.
-fn certificates(dir: &Path) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, "dstream failover CA");
-    let ca = p.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(p, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, "broker");
-    leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("broker.pem"), key.serialize_pem() + &cert.pem() + &ca.pem()).unwrap();
-}
 
 /// `dstream generate` over SASL_SSL.
 fn generate_secure(bootstrap: &str, config: &Path, count: u64, seed: u64) {
@@ -56,20 +40,8 @@ fn a_leader_killed_mid_run_over_sasl_ssl_loses_and_duplicates_nothing() {
     }
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    certificates(dir.path());
-    let config = SecureConfig {
-        listeners: vec![SecureListener {
-            name: "SASL_SSL".into(),
-            protocol: "SASL_SSL",
-            keystore: Some(dir.path().join("broker.pem")),
-            client_auth: false,
-            reauth_ms: None,
-        }],
-        truststore: None,
-        scram_users: vec![("SCRAM-SHA-512", "alice".into(), PASSWORD.into())],
-        plain_users: vec![],
-        full_jit: false,
-    };
+    secure::broker_certificates(dir.path(), "dstream failover CA");
+    let config = secure::sasl_ssl_scram512(dir.path(), "alice", PASSWORD, false);
     let mut cluster = KafkaCluster::start_secure_cluster(3, &config).expect("start a secure 3-node Kafka");
     eprintln!("3-node Apache Kafka with SASL_SSL serving after {:.1} s", started.elapsed().as_secs_f64());
     let secure: Vec<String> = (0..3).map(|i| cluster.listener_addr(i, "SASL_SSL").unwrap()).collect();
