@@ -742,6 +742,52 @@ fn chromium_renders_the_page_and_a_batch() {
     assert_eq!(seen["printed"], detail["printed"]);
 }
 
+const TOPICS_SCRIPT: &str = r##"
+const { chromium } = require(process.env.PLAYWRIGHT);
+(async () => {
+  const url = process.argv[1], batch = process.argv[2];
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ["--no-sandbox"] });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1200 } });
+  const errors = [];
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(url);
+  await page.waitForFunction(() => document.querySelectorAll("#partitions tr[data-partition]").length >= 5, null, { timeout: 60000 });
+  const partitions = await page.$$eval("#partitions tr[data-partition]", (trs) => trs.map((tr) => [tr.dataset.partition, tr.children[0].textContent]));
+  await page.goto(new URL("/batches/" + batch, url).toString());
+  await page.waitForFunction(() => document.body.dataset.loaded === "1", null, { timeout: 60000 });
+  const ranges = await page.$$eval("#ranges tr[data-partition]", (trs) => trs.map((tr) => [tr.children[0].textContent, tr.children[1].textContent]));
+  await browser.close();
+  console.log(JSON.stringify({ errors, partitions, ranges }));
+})().catch((e) => { console.error(e); process.exit(1); });
+"##;
+
+#[test]
+fn chromium_names_each_topic_of_a_run_of_two() {
+    let Some(b) = broker() else { return };
+    chromium();
+    playwright_core();
+    for (topic, partitions) in [("alpha", "2"), ("beta", "3")] {
+        let args = ["generate", "--brokers", b.addr(), "--topic", topic, "--rate", "0", "--count", "300"];
+        ok_stdout(&dstream(&[&args[..], &["--partitions", partitions]].concat()));
+    }
+    let run = Running::start(b.addr(), &["--topic", "alpha,beta"]);
+    run.wait_for(Duration::from_secs(60), |s| s["numTotalCompletedBatches"].as_u64() >= Some(2));
+    let oldest = run.json("/api/v1/batches").as_array().unwrap().last().unwrap()["batchTime"].as_i64().unwrap();
+    let seen = browse(TOPICS_SCRIPT, &format!("http://{}/", run.ui), &[oldest.to_string()]);
+    run.stop();
+    assert_eq!(seen["errors"], serde_json::json!([]), "console errors");
+    // The partitions table: each topic's own partitions, named topic/partition.
+    let names = ["alpha/0", "alpha/1", "beta/0", "beta/1", "beta/2"];
+    let want: Vec<Vec<String>> = names.iter().map(|n| vec![n.to_string(), n.to_string()]).collect();
+    let got: Vec<Vec<String>> = serde_json::from_value(seen["partitions"].clone()).unwrap();
+    assert_eq!(got, want);
+    // The first batch's ranges (every partition has records in it): topic and its own partition number.
+    let got: Vec<Vec<String>> = serde_json::from_value(seen["ranges"].clone()).unwrap();
+    let want: Vec<Vec<String>> = names.iter().map(|n| n.split('/').map(str::to_string).collect()).collect();
+    assert_eq!(got, want);
+}
+
 /// A process's resident memory in KiB, threads and open files, from /proc.
 fn footprint(pid: u32) -> (u64, usize, usize) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
