@@ -2,7 +2,6 @@
 //! `dstream replay FILE` (or the same program, through `replay`) plays back with the same output.
 
 use crate::recording::{RecordingError, RecordingHeader, RecordingWriter};
-use crate::run::CompletedBatch;
 use std::path::PathBuf;
 
 /// Writes a recording of a run, batch by batch; the file is created at the first batch, when the grid and the
@@ -20,11 +19,6 @@ impl Recorder {
     /// (the recording's header names them, so that a replay can rebuild the job).
     pub fn new(path: PathBuf, topic: &str, job: &str, params: Vec<(String, String)>) -> Self {
         Recorder { path, topic: topic.to_string(), job: job.to_string(), params, writer: None }
-    }
-
-    /// Appends one completed batch.
-    pub fn record<J: dstream_core::Job>(&mut self, b: &CompletedBatch<'_, J>) -> Result<(), RecordingError> {
-        self.record_batch(&crate::streaming::BatchCompleted::of(b))
     }
 
     /// Writes one completed batch as a listener hears it (its input records must have been kept:

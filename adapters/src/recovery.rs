@@ -33,8 +33,8 @@ pub struct Checkpointer {
     state_bytes: Vec<(String, u64)>,
     writes: WriteStats,
     restored: Option<Restored>,
-    last_saved: Option<PathBuf>,
-    saved_by_last_batch: bool,
+    /// The checkpoint the last batch saved, if it was a checkpoint batch.
+    saved_by_last_batch: Option<PathBuf>,
 }
 
 /// A completed batch's place on its grid: its time, the grid's origin and interval.
@@ -134,8 +134,7 @@ impl Checkpointer {
             state_bytes: Vec::new(),
             writes: WriteStats::default(),
             restored: None,
-            last_saved: None,
-            saved_by_last_batch: false,
+            saved_by_last_batch: None,
         }
     }
 
@@ -264,7 +263,6 @@ impl Checkpointer {
                 self.store.dir().join(file_name(time))
             }
         };
-        self.last_saved = Some(path.clone());
         Ok(path)
     }
 
@@ -289,10 +287,10 @@ impl Checkpointer {
         next_offsets: &[NextOffset],
         pending: &[BatchInfo],
     ) -> Result<Option<PathBuf>, CheckpointError> {
-        self.saved_by_last_batch = false;
+        self.saved_by_last_batch = None;
         if self.is_due(at.time, at.zero, at.interval) {
             let path = self.save_job(job, at, next_offsets, pending)?;
-            self.saved_by_last_batch = true;
+            self.saved_by_last_batch = Some(path.clone());
             return Ok(Some(path));
         }
         self.collect().map(|()| None)
@@ -301,7 +299,7 @@ impl Checkpointer {
     /// The checkpoint the last [`after_batch`](Self::after_batch) (or [`after_batch_job`](Self::after_batch_job))
     /// saved, if that batch was a checkpoint batch.
     pub fn saved_by_last_batch(&self) -> Option<&Path> {
-        self.last_saved.as_deref().filter(|_| self.saved_by_last_batch)
+        self.saved_by_last_batch.as_deref()
     }
 
     /// Takes in the background writer's finished writes (their failures), without waiting.
@@ -310,11 +308,6 @@ impl Checkpointer {
             Some(bg) => bg.collect(false, &mut self.writes),
             None => Ok(()),
         }
-    }
-
-    /// The file of the newest checkpoint saved (written, or handed to the background writer), if any.
-    pub fn last_saved(&self) -> Option<&Path> {
-        self.last_saved.as_deref()
     }
 
     /// The leader epochs the checkpoints saved from now on store (see [`LeaderEpoch`]).

@@ -215,12 +215,12 @@ pub struct BatchContext<'a> {
 /// fed, interleaved with the other operations in one pass; its last step (what must see the whole batch
 /// upstream, e.g. a `reduce_by_key`'s result or a window's, and then its own action: the text of a `print`, the
 /// closure of a `foreach_batch`) runs on its own, and that is what is timed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputOperation {
     /// Its position among the job's output operations (0, 1, ...), in the order the program defined them.
     pub id: usize,
     /// Its kind: `print` or `foreach_batch` (`save_as_text_files` and the like are `foreach_batch`).
-    pub name: String,
+    pub name: &'static str,
     /// When its last step began.
     pub started: Time,
     /// When its last step ended.
@@ -376,8 +376,7 @@ impl Job for Graph {
             let started = ctx.clock.map(|c| c.now());
             op.finish(ctx)?;
             if let (Some(started), Some(clock)) = (started, ctx.clock) {
-                let name = op.name().to_string();
-                ctx.outputs.push(OutputOperation { id, name, started, completed: clock.now() });
+                ctx.outputs.push(OutputOperation { id, name: op.name(), started, completed: clock.now() });
             }
         }
         Ok(())

@@ -32,9 +32,9 @@ fn each_output_operation_is_timed_in_order() {
     batch.push(0, 0, 0, None, b"abc");
     clock.0.set(Time(1000));
     let report = engine.run_batch(Time(1000), &mut batch, &clock).unwrap();
-    let op = |id, name: &str, started, completed| OutputOperation {
+    let op = |id, name: &'static str, started, completed| OutputOperation {
         id,
-        name: name.to_string(),
+        name,
         started: Time(started),
         completed: Time(completed),
     };

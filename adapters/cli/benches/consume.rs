@@ -7,14 +7,15 @@
 //! that many millions). Its first batch, in a process just started (no memory of its own yet, every buffer's pages
 //! faulted in for the first time), is reported on its own.
 
+#[path = "common/lab_topic.rs"]
+mod lab_topic;
+
 use dstream_adapters::broker::kafka::KafkaCluster;
 use dstream_adapters::broker::Tansu;
-use dstream_adapters::kafka::records::{first_base_offset, for_each_record_before, Codec, DEFAULT_MAX_BATCH_BYTES};
-use dstream_adapters::kafka::{Acks, Client, ClientConfig, PartitionFetch};
-use dstream_cli::generate::{generate, GenerateOptions};
+use dstream_adapters::kafka::{Client, ClientConfig};
 use std::process::Command;
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+
+use std::time::Instant;
 
 const N: i64 = 1_000_000;
 
@@ -43,47 +44,13 @@ fn main() {
 fn bench(addr: &str) {
     let addr = addr.to_string();
     let mut client = Client::connect(std::slice::from_ref(&addr), ClientConfig::default()).expect("connect");
-    client.create_topic("avg", 1, 1).expect("create topic");
-    let started = Instant::now();
-    let opts = GenerateOptions {
-        topic: "avg".into(),
-        rate: 0,
-        count: Some((N * TRIES as i64) as u64),
-        seed: 1,
-        partitions: 1,
-        codec: Codec::None,
-        acks: Acks::Leader,
-    };
-    let produced = generate(&mut client, &opts, &AtomicBool::new(false)).expect("produce");
-    println!("produced {produced} lab messages in {:.3} s", started.elapsed().as_secs_f64());
+    lab_topic::produce(&mut client, (N * TRIES as i64) as u64);
 
-    // The bare client: fetch and parse the first million records in place, best of TRIES. Each fetch asks for
-    // what is left of the million (at the bytes per record seen so far) and the parse stops at the millionth, so
-    // that records after it cost nothing however many the topic holds.
+    // The bare client: fetch and parse the first million records in place, best of TRIES.
     let mut best = f64::MAX;
     for _ in 0..TRIES {
         let t = Instant::now();
-        let (mut next, mut count, mut bytes) = (0i64, 0i64, 0usize);
-        let mut record_bytes = 16.0f64;
-        while next < N {
-            let want = ((N - next) as f64 * record_bytes * 1.1) as i32 + (64 << 10);
-            let at = [PartitionFetch { partition: 0, offset: next }];
-            let f = client.fetch_sized("avg", &at, Duration::from_millis(100), want, want).unwrap();
-            let scan = for_each_record_before(&f[0].records, N, DEFAULT_MAX_BATCH_BYTES, |r| {
-                if r.offset >= next {
-                    count += 1;
-                    bytes += r.value.len();
-                }
-            })
-            .unwrap();
-            let n = scan.next_offset.unwrap_or(next).max(next);
-            if n > next {
-                record_bytes = scan.end as f64 / (n - first_base_offset(&f[0].records).unwrap_or(next)) as f64;
-            }
-            next = n;
-        }
-        assert_eq!(count, N);
-        assert!(bytes > 0);
+        assert!(lab_topic::read_first(&mut client, N) > 0);
         println!("  bare client pass: {:.3} s", t.elapsed().as_secs_f64());
         best = best.min(t.elapsed().as_secs_f64());
     }

@@ -8,19 +8,17 @@
 
 #[path = "common/callgrind.rs"]
 mod callgrind;
+#[path = "common/lab_topic.rs"]
+mod lab_topic;
 #[path = "../tests/common/secure.rs"]
 mod secure;
 
 use dstream_adapters::broker::kafka::KafkaCluster;
-use dstream_adapters::kafka::records::DEFAULT_MAX_BATCH_BYTES;
-use dstream_adapters::kafka::records::{first_base_offset, for_each_record_before, Codec};
-use dstream_adapters::kafka::{Acks, Client, ClientConfig, PartitionFetch, Security, SecuritySettings};
-use dstream_cli::generate::{generate, GenerateOptions};
+use dstream_adapters::kafka::{Client, ClientConfig, Security, SecuritySettings};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const N: i64 = 1_000_000;
 
@@ -36,25 +34,7 @@ const PASSWORD: &str = "bench-password";
 fn bare_pass(client: &mut Client) -> (f64, f64) {
     let cpu = cpu_secs();
     let t = Instant::now();
-    let (mut next, mut count) = (0i64, 0i64);
-    let mut record_bytes = 16.0f64;
-    while next < N {
-        let want = ((N - next) as f64 * record_bytes * 1.1) as i32 + (64 << 10);
-        let at = [PartitionFetch { partition: 0, offset: next }];
-        let f = client.fetch_sized("avg", &at, Duration::from_millis(100), want, want).unwrap();
-        let scan = for_each_record_before(&f[0].records, N, DEFAULT_MAX_BATCH_BYTES, |r| {
-            if r.offset >= next {
-                count += 1;
-            }
-        })
-        .unwrap();
-        let n = scan.next_offset.unwrap_or(next).max(next);
-        if n > next {
-            record_bytes = scan.end as f64 / (n - first_base_offset(&f[0].records).unwrap_or(next)) as f64;
-        }
-        next = n;
-    }
-    assert_eq!(count, N);
+    lab_topic::read_first(client, N);
     (t.elapsed().as_secs_f64(), cpu_secs() - cpu)
 }
 
@@ -156,19 +136,7 @@ fn main() {
     let security = Security::new(&SecuritySettings::from_file(&properties).unwrap()).unwrap();
 
     let mut plain = Client::connect(std::slice::from_ref(&plain_addr), ClientConfig::default()).expect("connect");
-    plain.create_topic("avg", 1, 1).expect("create topic");
-    let started = Instant::now();
-    let opts = GenerateOptions {
-        topic: "avg".into(),
-        rate: 0,
-        count: Some((N * TRIES as i64) as u64),
-        seed: 1,
-        partitions: 1,
-        codec: Codec::None,
-        acks: Acks::Leader,
-    };
-    let produced = generate(&mut plain, &opts, &AtomicBool::new(false)).expect("produce");
-    println!("produced {produced} lab messages in {:.3} s", started.elapsed().as_secs_f64());
+    lab_topic::produce(&mut plain, (N * TRIES as i64) as u64);
     if !std::env::args().any(|a| a == "instructions") {
         wall_clock(&plain_addr, &secure_addr, &properties, security);
     }
