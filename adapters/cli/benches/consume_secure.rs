@@ -1,10 +1,12 @@
 //! Consume lab messages from one Apache Kafka over PLAINTEXT and over SASL_SSL (SCRAM-SHA-512, TLS 1.3), same
-//! broker, same run, the two protocols taking turns after an untimed warm-up: the bare client's best of [`TRIES`]
-//! passes over 1,000,000 records (with its own CPU time: the broker's share of TLS, encrypting in the JVM without
-//! zero-copy sends, is not dstream's), then [`ROUNDS`] `dstream run`s per protocol of [`TRIES`] batches of a
-//! million records each: best and median batch, the per-round ratio of medians, and the dstream process's own CPU
-//! time per million records, which the machine's noise barely moves.
-//! `cargo bench -p dstream-cli --bench consume_secure` (figures for README.md).
+//! broker, same run, the two protocols taking turns after an untimed warm-up that brings the broker to the steady
+//! state of one that has served for a while ([`WARM_PASSES`], [`WARM_RUNS`]): the bare client's best of [`TRIES`]
+//! passes over 1,000,000 records (with its own CPU time and the broker's: the broker's share of TLS, encrypting in
+//! the JVM without zero-copy sends, is not dstream's), then [`ROUNDS`] `dstream run`s per protocol of [`TRIES`]
+//! batches of a million records each: best and median batch, the per-round ratio of medians, the dstream
+//! process's own CPU time and the broker's CPU time during each run.
+//! `cargo bench -p dstream-cli --bench consume_secure` (figures for README.md); `-- wall-clock` for the timed
+//! part alone, `-- instructions` for the instruction counts alone.
 
 #[path = "common/callgrind.rs"]
 mod callgrind;
@@ -26,7 +28,13 @@ const N: i64 = 1_000_000;
 const TRIES: usize = 5;
 
 /// `dstream run`s per protocol, taking turns.
-const ROUNDS: usize = 4;
+const ROUNDS: usize = 8;
+
+/// Untimed bare passes per protocol before anything is timed.
+const WARM_PASSES: usize = 20;
+
+/// Untimed `dstream run`s per protocol after those passes.
+const WARM_RUNS: usize = 2;
 
 const PASSWORD: &str = "bench-password";
 
@@ -56,17 +64,30 @@ fn children_cpu_secs() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
+/// CPU seconds the process `pid` has used so far: the time on a CPU of each of its threads, from
+/// `/proc/PID/task/*/schedstat` (nanoseconds; threads that ended in between are not counted).
+fn pid_cpu_secs(pid: u32) -> f64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the broker's /proc/PID/task");
+    let ns: u64 = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
+}
+
 /// One `dstream run`.
 struct RunFigures {
     /// Each batch's tick to completion, ms.
     batches: Vec<i64>,
     /// CPU seconds of the whole dstream process (user and system, start to exit).
     process_cpu: f64,
+    /// CPU seconds the broker used while the run ran.
+    broker_cpu: f64,
 }
 
 /// One `dstream run` of TRIES batches of a million records from the earliest offset.
 /// Under callgrind if `profiles` is given (the directory its profiles go to).
-fn run_batches(addr: &str, config: Option<&Path>, profiles: Option<&Path>) -> RunFigures {
+fn run_batches(addr: &str, config: Option<&Path>, profiles: Option<&Path>, broker: u32) -> RunFigures {
     let dstream = env!("CARGO_BIN_EXE_dstream");
     let mut cmd = profiles.map_or_else(|| Command::new(dstream), |dir| callgrind::command(dstream, dir));
     cmd.args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batches", &TRIES.to_string()])
@@ -79,11 +100,13 @@ fn run_batches(addr: &str, config: Option<&Path>, profiles: Option<&Path>) -> Ru
     }
     // The broker is a child too, but still running: only dstream's use is added when it has been waited for.
     let cpu = children_cpu_secs();
+    let broker_before = pid_cpu_secs(broker);
     let mut child = cmd.spawn().expect("run dstream");
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).expect("dstream's stderr");
     let status = child.wait().unwrap();
     let process_cpu = children_cpu_secs() - cpu;
+    let broker_cpu = pid_cpu_secs(broker) - broker_before;
     assert!(status.success(), "{stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("dstream: batch ")).collect();
     assert_eq!(lines.len(), TRIES, "{stderr}");
@@ -98,7 +121,7 @@ fn run_batches(addr: &str, config: Option<&Path>, profiles: Option<&Path>) -> Ru
             num_after("processing ") + num_after("scheduling delay ")
         })
         .collect();
-    RunFigures { batches, process_cpu }
+    RunFigures { batches, process_cpu, broker_cpu }
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -120,6 +143,7 @@ fn main() {
     secure::broker_certificates(dir.path(), "bench CA");
     let config = secure::sasl_ssl_scram512(dir.path(), "bench", PASSWORD, true);
     let kafka = KafkaCluster::start_secure(&config).expect("start Apache Kafka");
+    let broker = kafka.pid(0).expect("the broker's process");
     let plain_addr = kafka.addr();
     let secure_addr = kafka.listener_addr(0, "SASL_SSL").unwrap();
     let properties = dir.path().join("client.properties");
@@ -138,31 +162,46 @@ fn main() {
     let mut plain = Client::connect(std::slice::from_ref(&plain_addr), ClientConfig::default()).expect("connect");
     lab_topic::produce(&mut plain, (N * TRIES as i64) as u64);
     if !std::env::args().any(|a| a == "instructions") {
-        wall_clock(&plain_addr, &secure_addr, &properties, security);
+        wall_clock(&plain_addr, &secure_addr, &properties, security, broker);
     }
-    instructions(&plain_addr, &secure_addr, &properties);
+    if !std::env::args().any(|a| a == "wall-clock") {
+        instructions(&plain_addr, &secure_addr, &properties, broker);
+    }
     drop(kafka);
 }
 
 /// The bare client's passes and `dstream run`'s batches, PLAINTEXT and SASL_SSL taking turns, on the clock.
-fn wall_clock(plain_addr: &str, secure_addr: &str, properties: &Path, security: Security) {
+fn wall_clock(plain_addr: &str, secure_addr: &str, properties: &Path, security: Security, broker: u32) {
     let mut plain = Client::connect(&[plain_addr.to_string()], ClientConfig::default()).expect("connect");
 
     let cfg = ClientConfig { security, ..ClientConfig::default() };
     let mut secure = Client::connect(&[secure_addr.to_string()], cfg).expect("connect over SASL_SSL");
-    // Warm-up, untimed: the broker's JIT compiles its TLS path.
-    for _ in 0..3 {
+    // Warm-up, untimed, until the broker runs as a broker that has served for a while does: its JIT compiles
+    // its TLS path (its CPU per SASL_SSL pass falls from about 170 ms to about 25 ms over the first few passes,
+    // and per `dstream run` it kept falling over the first four runs when the warm-up was 3 passes).
+    for _ in 0..WARM_PASSES {
         bare_pass(&mut plain);
         bare_pass(&mut secure);
     }
+    for _ in 0..WARM_RUNS {
+        run_batches(plain_addr, None, None, broker);
+        run_batches(secure_addr, Some(properties), None, broker);
+    }
     let (mut best_plain, mut best_secure) = (f64::MAX, f64::MAX);
     let (mut cpu_plain, mut cpu_secure) = (f64::MAX, f64::MAX);
+    let (mut broker_plain, mut broker_secure) = (f64::MAX, f64::MAX);
     for _ in 0..TRIES {
+        let b = pid_cpu_secs(broker);
         let (p, pc) = bare_pass(&mut plain);
+        let bpc = pid_cpu_secs(broker) - b;
         let (s, sc) = bare_pass(&mut secure);
+        let bsc = pid_cpu_secs(broker) - b - bpc;
         println!(
-            "  bare client pass: PLAINTEXT {p:.3} s (client CPU {pc:.3} s), SASL_SSL {s:.3} s (client CPU {sc:.3} s)"
+            "  bare client pass: PLAINTEXT {p:.3} s (client CPU {pc:.3} s, broker's {bpc:.3} s), SASL_SSL {s:.3} s \
+             (client CPU {sc:.3} s, broker's {bsc:.3} s)"
         );
+        broker_plain = broker_plain.min(bpc);
+        broker_secure = broker_secure.min(bsc);
         best_plain = best_plain.min(p);
         best_secure = best_secure.min(s);
         cpu_plain = cpu_plain.min(pc);
@@ -181,21 +220,34 @@ fn wall_clock(plain_addr: &str, secure_addr: &str, properties: &Path, security: 
         cpu_secure * 1e3,
         cpu_plain / cpu_secure
     );
+    println!(
+        "the broker's CPU per bare pass over a million records, least of {TRIES}: PLAINTEXT {:.1} ms, SASL_SSL \
+         {:.1} ms: {:.2} x",
+        broker_plain * 1e3,
+        broker_secure * 1e3,
+        broker_secure / broker_plain
+    );
 
     // `dstream run`, ROUNDS runs per protocol, taking turns: each run's batches, and the process's CPU time.
     let (mut run_plain, mut run_secure) = (Vec::new(), Vec::new());
     let (mut cpu_plain, mut cpu_secure) = (Vec::new(), Vec::new());
     let mut paired = Vec::new();
+    let (mut broker_plain, mut broker_secure) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        let p = run_batches(plain_addr, None, None);
-        let s = run_batches(secure_addr, Some(properties), None);
+        let p = run_batches(plain_addr, None, None, broker);
+        let s = run_batches(secure_addr, Some(properties), None, broker);
         println!(
-            "  dstream run {round}: PLAINTEXT batches {:?} ms, CPU {:.0} ms; SASL_SSL batches {:?} ms, CPU {:.0} ms",
+            "  dstream run {round}: PLAINTEXT batches {:?} ms, CPU {:.0} ms, broker's {:.0} ms; SASL_SSL batches \
+             {:?} ms, CPU {:.0} ms, broker's {:.0} ms",
             p.batches,
             p.process_cpu * 1e3,
+            p.broker_cpu * 1e3,
             s.batches,
             s.process_cpu * 1e3,
+            s.broker_cpu * 1e3,
         );
+        broker_plain.push(p.broker_cpu);
+        broker_secure.push(s.broker_cpu);
         let ms = |v: &[i64]| v.iter().map(|&m| m as f64).collect::<Vec<_>>();
         paired.push(median(&ms(&p.batches)) / median(&ms(&s.batches)));
         run_plain.extend(ms(&p.batches));
@@ -225,15 +277,21 @@ fn wall_clock(plain_addr: &str, secure_addr: &str, properties: &Path, security: 
          records), median of {ROUNDS} runs: PLAINTEXT {wp:.0} ms, SASL_SSL {ws:.0} ms: {:.2} of PLAINTEXT's rate",
         wp / ws
     );
+    let (bp, bs) = (median(&broker_plain) * 1e3, median(&broker_secure) * 1e3);
+    println!(
+        "the broker's CPU while one dstream run ran (its start, connections and {TRIES}M records), median of \
+         {ROUNDS} runs: PLAINTEXT {bp:.0} ms, SASL_SSL {bs:.0} ms: {:.2} x",
+        bs / bp
+    );
 }
 
 /// `dstream run` under callgrind, once per protocol: the instructions each thread executed per record.
-fn instructions(plain_addr: &str, secure_addr: &str, properties: &Path) {
+fn instructions(plain_addr: &str, secure_addr: &str, properties: &Path, broker: u32) {
     callgrind::require_valgrind();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut counts = Vec::new();
     for (name, addr, config) in [("PLAINTEXT", plain_addr, None), ("SASL_SSL", secure_addr, Some(properties))] {
-        run_batches(addr, config, Some(dir.path()));
+        run_batches(addr, config, Some(dir.path()), broker);
         let threads = callgrind::threads(dir.path());
         let all: u64 = threads.iter().map(|t| t.instructions).sum();
         let main = threads.iter().filter(|t| t.id == 1).map(|t| t.instructions).sum::<u64>();

@@ -251,7 +251,12 @@ impl Connection {
         loop {
             let Stream::Tls(t) = &mut self.stream else { return Ok(()) };
             let writing = match t.handshake() {
-                Ok(Handshake::Done) => return Ok(()),
+                Ok(Handshake::Done) => {
+                    if trace::enabled() {
+                        trace::line(format_args!("TLS with {}: {}", self.addr, t.negotiated()));
+                    }
+                    return Ok(());
+                }
                 Ok(Handshake::Send) => true,
                 Ok(Handshake::Receive) => false,
                 Err(e) => return Err(self.handshake_failure(e)),

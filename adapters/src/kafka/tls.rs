@@ -192,6 +192,14 @@ impl TlsStream {
         }
     }
 
+    /// The TLS version and cipher suite agreed, once the handshake is done (e.g. `TLSv1_3 TLS13_AES_128_GCM_SHA256`).
+    pub(super) fn negotiated(&self) -> String {
+        match (self.conn.protocol_version(), self.conn.negotiated_cipher_suite()) {
+            (Some(v), Some(s)) => format!("{v:?} {:?}", s.suite()),
+            _ => "nothing yet".into(),
+        }
+    }
+
     /// Reads encrypted bytes from the socket; `Ok(0)` at its end.
     pub(super) fn receive(&mut self) -> std::io::Result<usize> {
         if self.start > 0 && self.incoming.len() - self.end < MIN_READ {
