@@ -1,6 +1,7 @@
 //! TLS and SASL against Apache Kafka: one broker of this test binary's own with SASL_SSL, SSL with client
-//! certificates required, an SSL listener with an expired certificate and a SASL_SSL listener with a short
-//! session lifetime (KIP-368), certificates made here with rcgen, SCRAM users made by Kafka's storage tool.
+//! certificates required, an SSL listener with an expired certificate, an SSL listener with AES-256-GCM only and
+//! a SASL_SSL listener with a short session lifetime (KIP-368), certificates made here with rcgen, SCRAM users
+//! made by Kafka's storage tool.
 //! The lab job reads and checkpoints as over plaintext; each misconfiguration is one clear line and a non-zero
 //! exit within the connect timeout; no password shows anywhere.
 
@@ -94,6 +95,7 @@ fn secure_kafka() -> Option<&'static (Pki, KafkaCluster)> {
             keystore: Some(pki.path(keystore)),
             client_auth,
             reauth_ms,
+            cipher_suites: None,
         };
         let config = SecureConfig {
             listeners: vec![
@@ -102,11 +104,16 @@ fn secure_kafka() -> Option<&'static (Pki, KafkaCluster)> {
                 listener("EXPIRED", "SSL", "expired.pem", false, None),
                 listener("REAUTH", "SASL_SSL", "broker.pem", false, Some(REAUTH_MS)),
                 SecureListener {
+                    cipher_suites: Some("TLS_AES_256_GCM_SHA384".into()),
+                    ..listener("AES256", "SSL", "broker.pem", false, None)
+                },
+                SecureListener {
                     name: "SASL_PLAINTEXT".into(),
                     protocol: "SASL_PLAINTEXT",
                     keystore: None,
                     client_auth: false,
                     reauth_ms: None,
+                    cipher_suites: None,
                 },
             ],
             truststore: Some(pki.path("ca.pem")),
@@ -357,6 +364,46 @@ fn failing_run(brokers: &str, config: Option<&Path>, password: &str) -> (Output,
 }
 
 #[test]
+fn the_tls_versions_and_cipher_suites_of_the_properties_file_are_the_ones_used() {
+    let Some((pki, kafka)) = secure_kafka() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let scram = std::fs::read_to_string(scram_config(pki, dir.path(), "SCRAM-SHA-512", "alice")).unwrap();
+    let sasl_ssl = listener(kafka, "SASL_SSL");
+    // (extra lines, the session every connection must have): the broker (Java) picks among what is offered,
+    // its own preference first, so AES-256 unless the client offers only others.
+    let cases = [
+        ("", "TLSv1_3 TLS13_AES_256_GCM_SHA384"),
+        ("ssl.cipher.suites=TLS_AES_128_GCM_SHA256,TLS_CHACHA20_POLY1305_SHA256\n", "TLSv1_3 TLS13_AES_128_GCM_SHA256"),
+        ("ssl.enabled.protocols=TLSv1.2\n", "TLSv1_2 TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+        (
+            "ssl.protocol=TLSv1.2\nssl.cipher.suites=TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256\n",
+            "TLSv1_2 TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        ),
+    ];
+    for (i, (extra, session)) in cases.iter().enumerate() {
+        let config = dir.path().join(format!("suites-{i}.properties"));
+        std::fs::write(&config, format!("{scram}{extra}")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_dstream"))
+            .args(["generate", "--brokers", &sasl_ssl, "--topic", "avg-suites", "--rate", "0", "--count", "50"])
+            .arg("--kafka-config")
+            .arg(&config)
+            .env("DSTREAM_TEST_KAFKA_PASSWORD", PASSWORD)
+            .env("DSTREAM_TRACE_KAFKA", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra}: {stderr}");
+        let sessions: Vec<&str> = stderr.lines().filter(|l| l.contains(" TLS with ")).collect();
+        assert!(!sessions.is_empty(), "{extra}: no TLS session traced: {stderr}");
+        for line in &sessions {
+            assert!(line.ends_with(&format!(": {session}")), "{extra}: {line}");
+        }
+        assert_no_secret(extra, &out.stderr);
+    }
+}
+
+#[test]
 fn each_misconfiguration_is_one_clear_line_and_a_non_zero_exit_within_the_connect_timeout() {
     let Some((pki, kafka)) = secure_kafka() else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -416,6 +463,21 @@ fn each_misconfiguration_is_one_clear_line_and_a_non_zero_exit_within_the_connec
         ("untrusted client certificate", listener(kafka, "SSL"), Some(stranger), PASSWORD, "client certificate"),
         ("plaintext client on the TLS port", listener(kafka, "SSL"), None, PASSWORD, "requires TLS or SASL"),
         ("plaintext client on the SASL port", sasl_ssl.clone(), None, PASSWORD, "requires TLS or SASL"),
+        (
+            "no cipher suite in common",
+            listener(kafka, "AES256"),
+            Some(config_file(
+                d,
+                "aes128.properties",
+                &[
+                    "security.protocol=SSL".into(),
+                    format!("ssl.ca.location={}", pki.path("ca.pem").display()),
+                    "ssl.cipher.suites=TLS_AES_128_GCM_SHA256".into(),
+                ],
+            )),
+            PASSWORD,
+            "no TLS version or cipher suite is acceptable to both",
+        ),
         (
             "TLS client on the plaintext port",
             kafka.addr(),

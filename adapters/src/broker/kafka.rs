@@ -179,6 +179,8 @@ pub struct SecureListener {
     pub client_auth: bool,
     /// SASL: `connections.max.reauth.ms` of this listener (KIP-368), if any.
     pub reauth_ms: Option<u64>,
+    /// TLS: the listener's `ssl.cipher.suites` (Java's names, comma-separated), if not the JVM's defaults.
+    pub cipher_suites: Option<String>,
 }
 
 /// What [`KafkaCluster::start_secure`] sets up: listeners, the CA trusted for client certificates, users.
@@ -211,6 +213,9 @@ impl SecureConfig {
                     out += &format!("{p}ssl.truststore.type=PEM\n{p}ssl.truststore.location={}\n", ts.display());
                 }
                 out += &format!("{p}ssl.client.auth={}\n", if l.client_auth { "required" } else { "none" });
+                if let Some(suites) = &l.cipher_suites {
+                    out += &format!("{p}ssl.cipher.suites={suites}\n");
+                }
             }
             if l.protocol.starts_with("SASL") {
                 out += &format!("{p}sasl.enabled.mechanisms={mechanisms}\n");

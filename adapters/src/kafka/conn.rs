@@ -784,6 +784,10 @@ fn tls_reason(e: &rustls::Error) -> String {
             "the broker refused the TLS handshake ({a:?} alert): it wants a client certificate it trusts \
              (ssl.certificate.location, ssl.key.location)"
         ),
+        E::AlertReceived(a @ (A::HandshakeFailure | A::ProtocolVersion | A::InsufficientSecurity)) => format!(
+            "the broker refused the TLS handshake ({a:?} alert): most likely no TLS version or cipher suite is \
+             acceptable to both (compare ssl.enabled.protocols, ssl.protocol and ssl.cipher.suites with the broker's)"
+        ),
         E::AlertReceived(a) => format!("the broker refused the TLS handshake ({a:?} alert)"),
         E::InvalidMessage(_) | E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
             format!("the broker does not answer in TLS ({e}): is this a plaintext listener? (check security.protocol)")

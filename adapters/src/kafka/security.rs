@@ -5,7 +5,8 @@
 //! `sasl.mechanism` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER), `sasl.username` and `sasl.password` or
 //! `sasl.jaas.config`, `sasl.oauthbearer.token` (dstream's own key: a static OAUTHBEARER token), `ssl.ca.location` (or `ssl.truststore.location` with `ssl.truststore.type=PEM`),
 //! `ssl.certificate.location`, `ssl.key.location`, `ssl.endpoint.identification.algorithm` (`https`, the
-//! default, or empty for no host name check). A value may be `${env:NAME}` (the environment variable NAME) or
+//! default, or empty for no host name check), `ssl.enabled.protocols` and `ssl.protocol` (the TLS versions),
+//! `ssl.cipher.suites` (the cipher suites offered, in order of preference). A value may be `${env:NAME}` (the environment variable NAME) or
 //! `${file:PATH}` (the file's contents without the trailing line break), so that no secret needs to be on a
 //! command line or in the properties file itself; so may the `username` and `password` options of a
 //! `sasl.jaas.config`.
@@ -173,7 +174,59 @@ pub const KNOWN_KEYS: &[&str] = &[
     "ssl.certificate.location",
     "ssl.key.location",
     "ssl.endpoint.identification.algorithm",
+    "ssl.enabled.protocols",
+    "ssl.protocol",
+    "ssl.cipher.suites",
 ];
+
+/// A TLS version dstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    /// TLS 1.2 (`TLSv1.2`).
+    Tls12,
+    /// TLS 1.3 (`TLSv1.3`).
+    Tls13,
+}
+
+impl TlsVersion {
+    /// Kafka's (Java's) name: `TLSv1.2`, `TLSv1.3`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        }
+    }
+
+    fn parse(value: &str) -> Option<TlsVersion> {
+        match value.to_ascii_lowercase().as_str() {
+            "tlsv1.2" => Some(TlsVersion::Tls12),
+            "tlsv1.3" => Some(TlsVersion::Tls13),
+            _ => None,
+        }
+    }
+
+    fn rustls(self) -> &'static rustls::SupportedProtocolVersion {
+        match self {
+            TlsVersion::Tls12 => &rustls::version::TLS12,
+            TlsVersion::Tls13 => &rustls::version::TLS13,
+        }
+    }
+}
+
+/// The cipher suites dstream can offer, by their IANA (and Java's) names, e.g. `TLS_AES_128_GCM_SHA256` or
+/// `TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384`, in rustls's order of preference.
+pub fn cipher_suite_names() -> Vec<String> {
+    rustls::crypto::ring::default_provider().cipher_suites.iter().map(|s| suite_name(*s)).collect()
+}
+
+/// A suite's IANA name (rustls calls the TLS 1.3 ones `TLS13_...`; IANA and Java `TLS_...`).
+fn suite_name(s: rustls::SupportedCipherSuite) -> String {
+    let name = format!("{:?}", s.suite());
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
+    }
+}
 
 /// Security settings as given (before any file is read): what [`Security::new`] builds from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -191,6 +244,11 @@ pub struct SecuritySettings {
     /// False when `ssl.endpoint.identification.algorithm` is empty: the broker's certificate is then not checked
     /// against its host name (a warning says so at every start).
     pub verify_host: bool,
+    /// The TLS versions to use (`ssl.enabled.protocols`, capped by `ssl.protocol`); empty: TLS 1.2 and 1.3.
+    pub tls_versions: Vec<TlsVersion>,
+    /// `ssl.cipher.suites`: the suites to offer by IANA name, most preferred first (the broker has the last word
+    /// among them); empty: rustls's safe defaults (see [`cipher_suite_names`]).
+    pub cipher_suites: Vec<String>,
 }
 
 impl SecuritySettings {
@@ -241,6 +299,10 @@ struct Pending {
     certificate: Option<PathBuf>,
     key: Option<PathBuf>,
     verify_host: Option<bool>,
+    enabled_protocols: Option<Vec<TlsVersion>>,
+    /// `ssl.protocol=TLSv1.2`: no TLS 1.3.
+    at_most: Option<TlsVersion>,
+    cipher_suites: Option<Vec<String>>,
 }
 
 fn invalid(at: &str, reason: impl Into<String>) -> SecurityError {
@@ -342,6 +404,53 @@ impl Pending {
                     }
                 });
             }
+            "ssl.enabled.protocols" => {
+                once(self.enabled_protocols.is_some())?;
+                let mut versions = Vec::new();
+                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let v = TlsVersion::parse(name).ok_or_else(|| {
+                        invalid(at, format!("ssl.enabled.protocols: {name:?}: dstream speaks TLSv1.2 and TLSv1.3"))
+                    })?;
+                    if !versions.contains(&v) {
+                        versions.push(v);
+                    }
+                }
+                if versions.is_empty() {
+                    return Err(invalid(at, "ssl.enabled.protocols is empty: give TLSv1.2, TLSv1.3 or both"));
+                }
+                self.enabled_protocols = Some(versions);
+            }
+            "ssl.protocol" => {
+                once(self.at_most.is_some())?;
+                // Java's SSLContext protocol: TLSv1.3 (Kafka's default) enables 1.2 and 1.3, TLSv1.2 only 1.2.
+                self.at_most = Some(match value.to_ascii_lowercase().as_str() {
+                    "tls" | "tlsv1.3" => TlsVersion::Tls13,
+                    "tlsv1.2" => TlsVersion::Tls12,
+                    _ => return Err(invalid(at, format!("ssl.protocol {value:?}: expected TLSv1.3, TLSv1.2 or TLS"))),
+                });
+            }
+            "ssl.cipher.suites" => {
+                once(self.cipher_suites.is_some())?;
+                let known = cipher_suite_names();
+                let mut suites: Vec<String> = Vec::new();
+                for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let upper = name.to_ascii_uppercase();
+                    let upper = upper.strip_prefix("TLS13_").map_or(upper.clone(), |rest| format!("TLS_{rest}"));
+                    if !known.contains(&upper) {
+                        return Err(invalid(
+                            at,
+                            format!("ssl.cipher.suites: {name:?} is not a suite dstream offers ({})", known.join(", ")),
+                        ));
+                    }
+                    if !suites.contains(&upper) {
+                        suites.push(upper);
+                    }
+                }
+                if suites.is_empty() {
+                    return Err(invalid(at, "ssl.cipher.suites is empty: leave it out for the defaults"));
+                }
+                self.cipher_suites = Some(suites);
+            }
             _ => {
                 return Err(match unsupported_hint(key) {
                     Some(hint) => invalid(at, format!("{key} is not read by dstream: {hint}")),
@@ -414,6 +523,9 @@ impl Pending {
                 ("ssl.ca.location", self.ca.is_some()),
                 ("ssl.certificate.location", self.certificate.is_some()),
                 ("ssl.key.location", self.key.is_some()),
+                ("ssl.enabled.protocols", self.enabled_protocols.is_some()),
+                ("ssl.protocol", self.at_most.is_some()),
+                ("ssl.cipher.suites", self.cipher_suites.is_some()),
             ];
             if let Some((key, _)) = set.iter().find(|s| s.1) {
                 return Err(invalid(
@@ -425,6 +537,35 @@ impl Pending {
         if self.certificate.is_some() != self.key.is_some() {
             return Err(invalid(at, "a client certificate needs both ssl.certificate.location and ssl.key.location"));
         }
+        let mut tls_versions = self.enabled_protocols.unwrap_or_default();
+        if let Some(max) = self.at_most {
+            if tls_versions.is_empty() {
+                tls_versions = vec![TlsVersion::Tls12, TlsVersion::Tls13];
+            }
+            tls_versions.retain(|v| *v <= max);
+            if tls_versions.is_empty() {
+                return Err(invalid(at, "ssl.protocol=TLSv1.2 leaves none of ssl.enabled.protocols (TLSv1.3)"));
+            }
+        }
+        let cipher_suites = self.cipher_suites.unwrap_or_default();
+        if !cipher_suites.is_empty() {
+            let versions =
+                if tls_versions.is_empty() { vec![TlsVersion::Tls12, TlsVersion::Tls13] } else { tls_versions.clone() };
+            let usable = rustls::crypto::ring::default_provider()
+                .cipher_suites
+                .iter()
+                .any(|s| cipher_suites.contains(&suite_name(*s)) && versions.iter().any(|v| s.version() == v.rustls()));
+            if !usable {
+                let names: Vec<&str> = versions.iter().map(|v| v.name()).collect();
+                return Err(invalid(
+                    at,
+                    format!(
+                        "none of ssl.cipher.suites is a suite of {}: no TLS session could start",
+                        names.join(" or ")
+                    ),
+                ));
+            }
+        }
         Ok(SecuritySettings {
             protocol,
             sasl,
@@ -432,6 +573,8 @@ impl Pending {
             certificate: self.certificate,
             key: self.key,
             verify_host: self.verify_host.unwrap_or(true),
+            tls_versions,
+            cipher_suites,
         })
     }
 }
@@ -661,9 +804,15 @@ impl Security {
     }
 }
 
-/// The crypto provider: ring (no aws-lc build).
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The crypto provider: ring (no aws-lc build), offering `suites` in their order if any are given.
+fn provider(suites: &[String]) -> Arc<rustls::crypto::CryptoProvider> {
+    let mut p = rustls::crypto::ring::default_provider();
+    if !suites.is_empty() {
+        let all = std::mem::take(&mut p.cipher_suites);
+        p.cipher_suites =
+            suites.iter().filter_map(|name| all.iter().find(|s| suite_name(**s) == *name).copied()).collect();
+    }
+    Arc::new(p)
 }
 
 fn tls_config(s: &SecuritySettings) -> Result<rustls::ClientConfig, SecurityError> {
@@ -693,15 +842,20 @@ fn tls_config(s: &SecuritySettings) -> Result<rustls::ClientConfig, SecurityErro
             }
         }
     }
-    let provider = provider();
+    let provider = provider(&s.cipher_suites);
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| invalid("ssl.ca.location", format!("cannot use the CA certificates: {e}")))?;
     let verifier: Arc<dyn ServerCertVerifier> =
         if s.verify_host { webpki } else { Arc::new(AnyHostName { inner: webpki }) };
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = if s.tls_versions.is_empty() {
+        rustls::DEFAULT_VERSIONS.to_vec()
+    } else {
+        s.tls_versions.iter().map(|v| v.rustls()).collect()
+    };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| invalid("security.protocol", format!("TLS: {e}")))?
+        .with_protocol_versions(&versions)
+        .map_err(|e| invalid("ssl.cipher.suites", format!("TLS: {e}")))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     let config = match (&s.certificate, &s.key) {
@@ -900,11 +1054,66 @@ mod tests {
             ),
             (&[("security.protocol", "SSL"), ("security.protocol", "SSL")], "set twice"),
             (&[("security.protocol", "SSL"), ("ssl.truststore.type", "JKS")], "PEM files only"),
+            (&[("ssl.cipher.suites", "TLS_AES_128_GCM_SHA256")], "ssl.cipher.suites is set but security.protocol"),
+            (&[("security.protocol", "SSL"), ("ssl.enabled.protocols", "TLSv1.1")], "\"TLSv1.1\": dstream speaks"),
+            (&[("security.protocol", "SSL"), ("ssl.enabled.protocols", " , ")], "ssl.enabled.protocols is empty"),
+            (&[("security.protocol", "SSL"), ("ssl.protocol", "SSL")], "expected TLSv1.3, TLSv1.2 or TLS"),
+            (
+                &[("security.protocol", "SSL"), ("ssl.protocol", "TLSv1.2"), ("ssl.enabled.protocols", "TLSv1.3")],
+                "leaves none of ssl.enabled.protocols",
+            ),
+            (
+                &[("security.protocol", "SSL"), ("ssl.cipher.suites", "TLS_RSA_WITH_AES_128_CBC_SHA")],
+                "\"TLS_RSA_WITH_AES_128_CBC_SHA\" is not a suite dstream offers (TLS_AES_256_GCM_SHA384, ",
+            ),
+            (
+                &[
+                    ("security.protocol", "SSL"),
+                    ("ssl.cipher.suites", "TLS_AES_128_GCM_SHA256"),
+                    ("ssl.enabled.protocols", "TLSv1.2"),
+                ],
+                "none of ssl.cipher.suites is a suite of TLSv1.2",
+            ),
         ];
         for (pairs, expected) in cases {
             let e = SecuritySettings::from_pairs(pairs.iter().copied(), "settings").unwrap_err().to_string();
             assert!(e.contains(expected), "{pairs:?}: {e}");
         }
+    }
+
+    #[test]
+    fn tls_versions_and_cipher_suites_are_read_as_kafka_names_them() {
+        let s = SecuritySettings::from_pairs(
+            [
+                ("security.protocol", "SSL"),
+                ("ssl.enabled.protocols", "TLSv1.3, tlsv1.2,TLSv1.3"),
+                (
+                    "ssl.cipher.suites",
+                    "TLS_AES_128_GCM_SHA256,TLS13_CHACHA20_POLY1305_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+                ),
+            ],
+            "s",
+        )
+        .unwrap();
+        assert_eq!(s.tls_versions, [TlsVersion::Tls13, TlsVersion::Tls12]);
+        assert_eq!(
+            s.cipher_suites,
+            ["TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"]
+        );
+        // The offered suites are the ones given, in their order.
+        let offered: Vec<String> = provider(&s.cipher_suites).cipher_suites.iter().map(|c| suite_name(*c)).collect();
+        assert_eq!(offered, s.cipher_suites);
+        // Kafka's default ssl.protocol (TLSv1.3) allows both versions; TLSv1.2 caps them.
+        let both = SecuritySettings::from_pairs([("security.protocol", "SSL"), ("ssl.protocol", "TLSv1.3")], "s");
+        assert_eq!(both.unwrap().tls_versions, [TlsVersion::Tls12, TlsVersion::Tls13]);
+        let capped = SecuritySettings::from_pairs([("security.protocol", "SSL"), ("ssl.protocol", "TLSv1.2")], "s");
+        assert_eq!(capped.unwrap().tls_versions, [TlsVersion::Tls12]);
+        let default = SecuritySettings::from_pairs([("security.protocol", "SSL")], "s").unwrap();
+        assert!(default.tls_versions.is_empty() && default.cipher_suites.is_empty());
+        // The names are IANA's, as Java's: TLS 1.3 suites without rustls's TLS13_ prefix.
+        let names = cipher_suite_names();
+        assert!(names.contains(&"TLS_AES_256_GCM_SHA384".to_string()), "{names:?}");
+        assert!(names.iter().all(|n| n.starts_with("TLS_")), "{names:?}");
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub fn sasl_ssl_scram512(dir: &Path, user: &str, password: &str, full_jit: bool)
             keystore: Some(dir.join("broker.pem")),
             client_auth: false,
             reauth_ms: None,
+            cipher_suites: None,
         }],
         truststore: None,
         scram_users: vec![("SCRAM-SHA-512", user.into(), password.into())],
