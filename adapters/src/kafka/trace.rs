@@ -1,8 +1,8 @@
 //! A timeline of the client's requests and of the reading of fetched bytes, on stderr, when the environment
 //! variable `DSTREAM_TRACE_KAFKA` is set (to anything but empty or `0`): one line per request sent, per answer
-//! read, per TLS session begun (its version and cipher suite) and per segment of a batch read, each with the thread's name and the microseconds since the first event
-//! of the process. For finding where a batch's time goes; off, it costs one relaxed load per request.
-
+//! read, per TLS session begun (its version and cipher suite) and per segment of a batch read, each with the
+//! thread's name and the microseconds since the first event of the process. For finding where a batch's time
+//! goes; off, it costs one relaxed load per request.
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
