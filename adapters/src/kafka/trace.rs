@@ -3,6 +3,7 @@
 //! read, per TLS session begun (its version and cipher suite) and per segment of a batch read, each with the
 //! thread's name and the microseconds since the first event of the process. For finding where a batch's time
 //! goes; off, it costs one relaxed load per request.
+
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
