@@ -2,9 +2,10 @@
 //! broker, same run, the two protocols taking turns after an untimed warm-up that brings the broker to the steady
 //! state of one that has served for a while ([`WARM_PASSES`], [`WARM_RUNS`]): the bare client's best of [`TRIES`]
 //! passes over 1,000,000 records (with its own CPU time and the broker's: the broker's share of TLS, encrypting in
-//! the JVM without zero-copy sends, is not dstream's), then [`ROUNDS`] `dstream run`s per protocol of [`TRIES`]
-//! batches of a million records each: best and median batch, the per-round ratio of medians, the dstream
-//! process's own CPU time and the broker's CPU time during each run.
+//! the JVM without zero-copy sends, is not dstream's), then [`ROUNDS`] `dstream run`s per variant (PLAINTEXT,
+//! SASL_SSL, and SASL_SSL with `ssl.cipher.suites=TLS_AES_128_GCM_SHA256`, since the broker picks AES-256 when
+//! offered it) of [`TRIES`] batches of a million records each: best and median batch, the per-round ratio of
+//! medians, the dstream process's own CPU time and the broker's CPU time during each run.
 //! `cargo bench -p dstream-cli --bench consume_secure` (figures for README.md); `-- wall-clock` for the timed
 //! part alone, `-- instructions` for the instruction counts alone.
 
@@ -27,7 +28,7 @@ const N: i64 = 1_000_000;
 /// Tries per protocol and side: the bare client's passes, and the batches of one `dstream run`.
 const TRIES: usize = 5;
 
-/// `dstream run`s per protocol, taking turns.
+/// `dstream run`s per variant, taking turns.
 const ROUNDS: usize = 8;
 
 /// Untimed bare passes per protocol before anything is timed.
@@ -228,61 +229,63 @@ fn wall_clock(plain_addr: &str, secure_addr: &str, properties: &Path, security: 
         broker_secure / broker_plain
     );
 
-    // `dstream run`, ROUNDS runs per protocol, taking turns: each run's batches, and the process's CPU time.
-    let (mut run_plain, mut run_secure) = (Vec::new(), Vec::new());
-    let (mut cpu_plain, mut cpu_secure) = (Vec::new(), Vec::new());
-    let mut paired = Vec::new();
-    let (mut broker_plain, mut broker_secure) = (Vec::new(), Vec::new());
+    // `dstream run`, ROUNDS runs per variant, taking turns: each run's batches, its CPU time and the broker's.
+    let aes128 = properties.with_file_name("client-aes128.properties");
+    let text = std::fs::read_to_string(properties).expect("the client properties");
+    std::fs::write(&aes128, format!("{text}ssl.cipher.suites=TLS_AES_128_GCM_SHA256\n")).expect("write properties");
+    let variants: [(&str, &str, Option<&Path>); 3] = [
+        ("PLAINTEXT", plain_addr, None),
+        ("SASL_SSL", secure_addr, Some(properties)),
+        ("SASL_SSL offering AES-128 only", secure_addr, Some(&aes128)),
+    ];
+    let mut runs: Vec<Vec<RunFigures>> = variants.iter().map(|_| Vec::new()).collect();
     for round in 0..ROUNDS {
-        let p = run_batches(plain_addr, None, None, broker);
-        let s = run_batches(secure_addr, Some(properties), None, broker);
-        println!(
-            "  dstream run {round}: PLAINTEXT batches {:?} ms, CPU {:.0} ms, broker's {:.0} ms; SASL_SSL batches \
-             {:?} ms, CPU {:.0} ms, broker's {:.0} ms",
-            p.batches,
-            p.process_cpu * 1e3,
-            p.broker_cpu * 1e3,
-            s.batches,
-            s.process_cpu * 1e3,
-            s.broker_cpu * 1e3,
-        );
-        broker_plain.push(p.broker_cpu);
-        broker_secure.push(s.broker_cpu);
-        let ms = |v: &[i64]| v.iter().map(|&m| m as f64).collect::<Vec<_>>();
-        paired.push(median(&ms(&p.batches)) / median(&ms(&s.batches)));
-        run_plain.extend(ms(&p.batches));
-        run_secure.extend(ms(&s.batches));
-        cpu_plain.push(p.process_cpu);
-        cpu_secure.push(s.process_cpu);
+        for (v, (name, addr, config)) in variants.iter().enumerate() {
+            let r = run_batches(addr, *config, None, broker);
+            println!(
+                "  dstream run {round}, {name}: batches {:?} ms, CPU {:.0} ms, broker's {:.0} ms",
+                r.batches,
+                r.process_cpu * 1e3,
+                r.broker_cpu * 1e3
+            );
+            runs[v].push(r);
+        }
     }
+    let ms = |r: &RunFigures| r.batches.iter().map(|&m| m as f64).collect::<Vec<_>>();
+    let batches = |v: usize| runs[v].iter().flat_map(ms).collect::<Vec<f64>>();
     let best = |v: &[f64]| v.iter().cloned().fold(f64::MAX, f64::min);
+    let cpu = |v: usize, f: fn(&RunFigures) -> f64| median(&runs[v].iter().map(f).collect::<Vec<_>>()) * 1e3;
+    let plain = batches(0);
     println!(
-        "dstream run, {} batches of 1M records per protocol: best batch PLAINTEXT {:.0} ms, SASL_SSL {:.0} ms: {:.2} \
-         of PLAINTEXT's rate; median batch {:.0} ms, {:.0} ms: {:.2}; per round (median / median) {:.2}-{:.2}, \
-         median {:.2}",
-        run_plain.len(),
-        best(&run_plain),
-        best(&run_secure),
-        best(&run_plain) / best(&run_secure),
-        median(&run_plain),
-        median(&run_secure),
-        median(&run_plain) / median(&run_secure),
-        best(&paired),
-        paired.iter().cloned().fold(0.0, f64::max),
-        median(&paired),
+        "PLAINTEXT, {} batches of 1M records: best {:.0} ms, median {:.0} ms; per run: dstream's CPU (user + \
+         system, the whole process: start, connections, authentication and {TRIES}M records) {:.0} ms, the broker's \
+         {:.0} ms (medians of {ROUNDS} runs)",
+        plain.len(),
+        best(&plain),
+        median(&plain),
+        cpu(0, |r| r.process_cpu),
+        cpu(0, |r| r.broker_cpu),
     );
-    let (wp, ws) = (median(&cpu_plain) * 1e3, median(&cpu_secure) * 1e3);
-    println!(
-        "dstream run's own CPU (user + system, the whole process: start, connections, authentication and {TRIES}M \
-         records), median of {ROUNDS} runs: PLAINTEXT {wp:.0} ms, SASL_SSL {ws:.0} ms: {:.2} of PLAINTEXT's rate",
-        wp / ws
-    );
-    let (bp, bs) = (median(&broker_plain) * 1e3, median(&broker_secure) * 1e3);
-    println!(
-        "the broker's CPU while one dstream run ran (its start, connections and {TRIES}M records), median of \
-         {ROUNDS} runs: PLAINTEXT {bp:.0} ms, SASL_SSL {bs:.0} ms: {:.2} x",
-        bs / bp
-    );
+    for (v, (name, _, _)) in variants.iter().enumerate().skip(1) {
+        let secure = batches(v);
+        let paired: Vec<f64> = runs[0].iter().zip(&runs[v]).map(|(p, s)| median(&ms(p)) / median(&ms(s))).collect();
+        println!(
+            "{name}: best batch {:.0} ms: {:.2} of PLAINTEXT's rate; median batch {:.0} ms: {:.2}; per round \
+             (median / median) {:.2}-{:.2}, median {:.2}; dstream's CPU per run {:.0} ms: {:.2} of PLAINTEXT's \
+             rate; the broker's {:.0} ms: {:.2} x PLAINTEXT's",
+            best(&secure),
+            best(&plain) / best(&secure),
+            median(&secure),
+            median(&plain) / median(&secure),
+            best(&paired),
+            paired.iter().cloned().fold(0.0, f64::max),
+            median(&paired),
+            cpu(v, |r| r.process_cpu),
+            cpu(0, |r| r.process_cpu) / cpu(v, |r| r.process_cpu),
+            cpu(v, |r| r.broker_cpu),
+            cpu(v, |r| r.broker_cpu) / cpu(0, |r| r.broker_cpu),
+        );
+    }
 }
 
 /// `dstream run` under callgrind, once per protocol: the instructions each thread executed per record.
