@@ -689,3 +689,260 @@ fn without_a_ca_file_the_system_roots_are_trusted() {
     assert!(start.elapsed() < Duration::from_secs(4), "took {:?}", start.elapsed());
     assert_no_secret("run with other system roots", &out.stderr);
 }
+
+/// The password of the encrypted client keys made by [`stores`].
+const KEY_PASSWORD: &str = "Key-pa55word-that-must-not-leak";
+/// The password of the PKCS12 stores made by [`stores`].
+const STORE_PASSWORD: &str = "Store-pa55word-that-must-not-leak";
+
+/// Runs a tool (openssl, keytool) and fails the test unless it succeeds.
+fn tool(program: &str, args: &[&str]) {
+    let out =
+        Command::new(program).args(args).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The client's key and certificate, and the CA, as the tools Kafka users have write them: encrypted PKCS#8
+/// keys (openssl pkcs8 -topk8, PBKDF2 and scrypt), a PKCS12 keystore by openssl and the same converted by
+/// Java's keytool, a PKCS12 truststore and a JKS one by keytool, a PEM keystore (encrypted key and chain).
+fn stores(pki: &Pki, dir: &Path) {
+    let p = |name: &str| pki.path(name).display().to_string();
+    let d = |name: &str| dir.join(name).display().to_string();
+    let key_pass = format!("pass:{KEY_PASSWORD}");
+    let store_pass = format!("pass:{STORE_PASSWORD}");
+    tool(
+        "openssl",
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            &p("client.key"),
+            "-out",
+            &d("pbkdf2.key"),
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            &key_pass,
+        ],
+    );
+    tool(
+        "openssl",
+        &["pkcs8", "-topk8", "-in", &p("client.key"), "-out", &d("scrypt.key"), "-scrypt", "-passout", &key_pass],
+    );
+    let pem_store =
+        std::fs::read_to_string(d("pbkdf2.key")).unwrap() + &std::fs::read_to_string(p("client.pem")).unwrap();
+    std::fs::write(d("keystore.pem"), pem_store).unwrap();
+    tool(
+        "openssl",
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            &p("client.pem"),
+            "-inkey",
+            &p("client.key"),
+            "-certfile",
+            &p("ca.pem"),
+            "-name",
+            "client",
+            "-out",
+            &d("openssl.p12"),
+            "-passout",
+            &store_pass,
+        ],
+    );
+    let keytool = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["-noprompt", "-storepass", STORE_PASSWORD]);
+        tool("keytool", &all);
+    };
+    keytool(&[
+        "-importkeystore",
+        "-srckeystore",
+        &d("openssl.p12"),
+        "-srcstoretype",
+        "PKCS12",
+        "-srcstorepass",
+        STORE_PASSWORD,
+        "-destkeystore",
+        &d("keytool.p12"),
+        "-deststoretype",
+        "PKCS12",
+    ]);
+    keytool(&[
+        "-importcert",
+        "-alias",
+        "ca",
+        "-file",
+        &p("ca.pem"),
+        "-keystore",
+        &d("trust.p12"),
+        "-storetype",
+        "PKCS12",
+    ]);
+    keytool(&["-importcert", "-alias", "ca", "-file", &p("ca.pem"), "-keystore", &d("trust.jks"), "-storetype", "JKS"]);
+}
+
+#[test]
+fn client_keys_and_cas_come_from_encrypted_pem_and_pkcs12_stores_as_openssl_and_keytool_write_them() {
+    let Some((pki, kafka)) = secure_kafka() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    stores(pki, d);
+    let f = |name: &str| d.join(name).display().to_string();
+    let ca = format!("ssl.ca.location={}", pki.path("ca.pem").display());
+    let trust_p12 = vec![
+        format!("ssl.truststore.location={}", f("trust.p12")),
+        "ssl.truststore.type=PKCS12".into(),
+        "ssl.truststore.password=${env:DSTREAM_TEST_STORE_PASSWORD}".into(),
+    ];
+    let key_password = "ssl.key.password=${env:DSTREAM_TEST_KEY_PASSWORD}".to_string();
+    let cert = format!("ssl.certificate.location={}", pki.path("client.pem").display());
+    let with = |lines: Vec<String>| {
+        let mut all = vec!["security.protocol=SSL".to_string()];
+        all.extend(lines);
+        all
+    };
+    let ok: Vec<(&str, Vec<String>)> = vec![
+        (
+            "encrypted PKCS#8 key (PBKDF2)",
+            with(vec![ca.clone(), cert.clone(), format!("ssl.key.location={}", f("pbkdf2.key")), key_password.clone()]),
+        ),
+        (
+            "encrypted PKCS#8 key (scrypt)",
+            with(vec![ca.clone(), cert.clone(), format!("ssl.key.location={}", f("scrypt.key")), key_password.clone()]),
+        ),
+        (
+            "PEM keystore",
+            with(vec![
+                ca.clone(),
+                format!("ssl.keystore.location={}", f("keystore.pem")),
+                "ssl.keystore.type=PEM".into(),
+                key_password.clone(),
+            ]),
+        ),
+        (
+            "openssl's PKCS12 keystore, keytool's PKCS12 truststore",
+            with(
+                [
+                    vec![
+                        format!("ssl.keystore.location={}", f("openssl.p12")),
+                        "ssl.keystore.type=PKCS12".into(),
+                        "ssl.keystore.password=${env:DSTREAM_TEST_STORE_PASSWORD}".into(),
+                    ],
+                    trust_p12.clone(),
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            "keytool's PKCS12 keystore, types told by content",
+            with(vec![
+                ca.clone(),
+                format!("ssl.keystore.location={}", f("keytool.p12")),
+                "ssl.keystore.password=${env:DSTREAM_TEST_STORE_PASSWORD}".into(),
+            ]),
+        ),
+    ];
+    let run = |name: &str, lines: &[String], key_pw: &str, store_pw: &str| {
+        let config =
+            config_file(d, &format!("{}.properties", name.replace([' ', '\'', ',', '(', ')', '#'], "-")), lines);
+        let out = Command::new(env!("CARGO_BIN_EXE_dstream"))
+            .args([
+                "generate",
+                "--brokers",
+                &listener(kafka, "SSL"),
+                "--topic",
+                "avg-stores",
+                "--rate",
+                "0",
+                "--count",
+                "20",
+            ])
+            .arg("--kafka-config")
+            .arg(&config)
+            .env("DSTREAM_TEST_KEY_PASSWORD", key_pw)
+            .env("DSTREAM_TEST_STORE_PASSWORD", store_pw)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        for bytes in [&out.stdout, &out.stderr] {
+            let text = String::from_utf8_lossy(bytes);
+            for secret in [KEY_PASSWORD, STORE_PASSWORD, key_pw, store_pw] {
+                assert!(!text.contains(secret), "{name}: an output holds a password: {text}");
+            }
+        }
+        out
+    };
+    for (name, lines) in &ok {
+        let out = run(name, lines, KEY_PASSWORD, STORE_PASSWORD);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Each failure: one line, exit 1, naming what is wrong.
+    let bad: Vec<(&str, Vec<String>, &str, &str, &str)> = vec![
+        ("wrong key password", ok[0].1.clone(), "not-the-key-password", STORE_PASSWORD, "wrong ssl.key.password"),
+        (
+            "encrypted key without its password",
+            with(vec![ca.clone(), cert.clone(), format!("ssl.key.location={}", f("pbkdf2.key"))]),
+            KEY_PASSWORD,
+            STORE_PASSWORD,
+            "give its password in ssl.key.password",
+        ),
+        (
+            "wrong keystore password",
+            ok[4].1.clone(),
+            KEY_PASSWORD,
+            "not-the-store-password",
+            "wrong ssl.keystore.password",
+        ),
+        (
+            "wrong truststore password",
+            with(
+                [
+                    vec![cert.clone(), format!("ssl.key.location={}", pki.path("client.key").display())],
+                    trust_p12.clone(),
+                ]
+                .concat(),
+            ),
+            KEY_PASSWORD,
+            "not-the-store-password",
+            "wrong ssl.truststore.password",
+        ),
+        (
+            "JKS truststore",
+            with(vec![
+                format!("ssl.truststore.location={}", f("trust.jks")),
+                "ssl.truststore.password=${env:DSTREAM_TEST_STORE_PASSWORD}".into(),
+            ]),
+            KEY_PASSWORD,
+            STORE_PASSWORD,
+            "-deststoretype PKCS12",
+        ),
+        (
+            "PKCS12 keystore typed PEM",
+            with(vec![
+                ca.clone(),
+                format!("ssl.keystore.location={}", f("keytool.p12")),
+                "ssl.keystore.type=PEM".into(),
+            ]),
+            KEY_PASSWORD,
+            STORE_PASSWORD,
+            "the type is PEM but the file holds no PEM text",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, lines, key_pw, store_pw, expected) in &bad {
+        let out = run(name, lines, key_pw, store_pw);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let lines: Vec<&str> = stderr.lines().collect();
+        if out.status.success()
+            || lines.len() != 1
+            || !lines[0].starts_with("dstream: ")
+            || !lines[0].contains(expected)
+        {
+            failures.push(format!("{name}: {}: {stderr}", out.status));
+        }
+        eprintln!("{name}: {}", stderr.trim());
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -16,4 +16,6 @@ pub use client::{
     Acks, Client, ClientConfig, FetchedPartition, IsolationLevel, OffsetSpec, PartitionFetch, PartitionState,
 };
 pub use error::{KafkaError, Result};
-pub use security::{cipher_suite_names, Secret, Security, SecurityError, SecuritySettings, TlsVersion};
+pub use security::{
+    cipher_suite_names, Secret, Security, SecurityError, SecuritySettings, Store, StoreType, TlsVersion,
+};

@@ -6,7 +6,9 @@
 //! `sasl.jaas.config`, `sasl.oauthbearer.token` (dstream's own key: a static OAUTHBEARER token), `ssl.ca.location` (or `ssl.truststore.location` with `ssl.truststore.type=PEM`),
 //! `ssl.certificate.location`, `ssl.key.location`, `ssl.endpoint.identification.algorithm` (`https`, the
 //! default, or empty for no host name check), `ssl.enabled.protocols` and `ssl.protocol` (the TLS versions),
-//! `ssl.cipher.suites` (the cipher suites offered, in order of preference). A value may be `${env:NAME}` (the environment variable NAME) or
+//! `ssl.cipher.suites` (the cipher suites offered, in order of preference), `ssl.key.password` (an encrypted
+//! PKCS#8 key's), `ssl.keystore.location`/`type`/`password` (the client's key and chain in one PEM or PKCS12
+//! file), `ssl.truststore.type=PKCS12` with `ssl.truststore.password`. A value may be `${env:NAME}` (the environment variable NAME) or
 //! `${file:PATH}` (the file's contents without the trailing line break), so that no secret needs to be on a
 //! command line or in the properties file itself; so may the `username` and `password` options of a
 //! `sasl.jaas.config`.
@@ -171,6 +173,11 @@ pub const KNOWN_KEYS: &[&str] = &[
     "ssl.ca.location",
     "ssl.truststore.location",
     "ssl.truststore.type",
+    "ssl.truststore.password",
+    "ssl.keystore.location",
+    "ssl.keystore.type",
+    "ssl.keystore.password",
+    "ssl.key.password",
     "ssl.certificate.location",
     "ssl.key.location",
     "ssl.endpoint.identification.algorithm",
@@ -178,6 +185,59 @@ pub const KNOWN_KEYS: &[&str] = &[
     "ssl.protocol",
     "ssl.cipher.suites",
 ];
+
+/// The format of a keystore or truststore file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreType {
+    /// PEM text: certificates, and for a keystore a PKCS#8 private key (encrypted or not).
+    Pem,
+    /// PKCS#12 (what `keytool` and `openssl pkcs12 -export` write), opened with the store's password.
+    Pkcs12,
+}
+
+impl StoreType {
+    /// Kafka's name: `PEM`, `PKCS12`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreType::Pem => "PEM",
+            StoreType::Pkcs12 => "PKCS12",
+        }
+    }
+
+    /// The type a store's `type` key names; JKS and others are refused with what to do.
+    fn parse(value: &str, key: &str, at: &str) -> Result<StoreType, SecurityError> {
+        match value.to_ascii_uppercase().as_str() {
+            "PEM" => Ok(StoreType::Pem),
+            "PKCS12" => Ok(StoreType::Pkcs12),
+            "JKS" => Err(invalid(at, format!("{key} JKS: {JKS_HINT}"))),
+            _ => Err(invalid(at, format!("{key} {value:?}: expected PEM or PKCS12"))),
+        }
+    }
+
+    /// The format of a file's content: PEM text or PKCS#12's DER; Java's JKS is refused.
+    fn of_content(bytes: &[u8]) -> Result<StoreType, String> {
+        if bytes.starts_with(&[0xfe, 0xed, 0xfe, 0xed]) {
+            return Err(format!("a Java KeyStore (JKS) file: {JKS_HINT}"));
+        }
+        let start: Vec<u8> = bytes.iter().skip_while(|b| b.is_ascii_whitespace()).take(11).copied().collect();
+        Ok(if start == b"-----BEGIN " { StoreType::Pem } else { StoreType::Pkcs12 })
+    }
+}
+
+/// What to do with a JKS store.
+const JKS_HINT: &str = "dstream reads PEM and PKCS12 stores, not Java's JKS: convert it with keytool \
+                        -importkeystore -srckeystore FILE.jks -destkeystore FILE.p12 -deststoretype PKCS12";
+
+/// A keystore given by Kafka's `ssl.keystore.*` keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    /// The file.
+    pub path: PathBuf,
+    /// Its format as given by `ssl.keystore.type`; `None`: told by its content (PEM text or PKCS#12).
+    pub kind: Option<StoreType>,
+    /// The store's password (PKCS12 only).
+    pub password: Option<Secret>,
+}
 
 /// A TLS version dstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -235,8 +295,18 @@ pub struct SecuritySettings {
     pub protocol: Protocol,
     /// `sasl.mechanism` with `sasl.username`/`sasl.password` (or `sasl.jaas.config`).
     pub sasl: Option<SaslCredentials>,
-    /// `ssl.ca.location`: PEM file of the CA certificates to trust; none: the system's roots.
+    /// `ssl.ca.location` (or `ssl.truststore.location`): the file of the CA certificates to trust (PEM or
+    /// PKCS12); none: the system's roots.
     pub ca: Option<PathBuf>,
+    /// `ssl.truststore.type`: the format of `ca`; `None`: told by its content.
+    pub truststore_type: Option<StoreType>,
+    /// `ssl.truststore.password`: a PKCS12 truststore's password.
+    pub truststore_password: Option<Secret>,
+    /// `ssl.keystore.location`, `ssl.keystore.type`, `ssl.keystore.password`: the client's key and certificate
+    /// chain in one file (PEM or PKCS12), instead of `certificate` and `key`.
+    pub keystore: Option<Store>,
+    /// `ssl.key.password`: the password of an encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY` in PEM).
+    pub key_password: Option<Secret>,
     /// `ssl.certificate.location`: PEM file of the client's certificate chain (mutual TLS).
     pub certificate: Option<PathBuf>,
     /// `ssl.key.location`: PEM file of the client certificate's private key (unencrypted PKCS#8, PKCS#1 or SEC1).
@@ -295,7 +365,12 @@ struct Pending {
     jaas: Option<(String, Secret)>,
     token: Option<Secret>,
     ca: Option<PathBuf>,
-    truststore_pem: Option<bool>,
+    truststore_type: Option<StoreType>,
+    truststore_password: Option<Secret>,
+    keystore_location: Option<PathBuf>,
+    keystore_type: Option<StoreType>,
+    keystore_password: Option<Secret>,
+    key_password: Option<Secret>,
     certificate: Option<PathBuf>,
     key: Option<PathBuf>,
     verify_host: Option<bool>,
@@ -311,7 +386,15 @@ fn invalid(at: &str, reason: impl Into<String>) -> SecurityError {
 
 impl Pending {
     fn set(&mut self, key: &str, raw: &str, at: &str) -> Result<(), SecurityError> {
-        let secret_key = matches!(key, "sasl.password" | "sasl.jaas.config" | "sasl.oauthbearer.token");
+        let secret_key = matches!(
+            key,
+            "sasl.password"
+                | "sasl.jaas.config"
+                | "sasl.oauthbearer.token"
+                | "ssl.key.password"
+                | "ssl.keystore.password"
+                | "ssl.truststore.password"
+        );
         let value = resolve(raw, key, at, secret_key)?;
         let once = |taken: bool| if taken { Err(invalid(at, format!("{key} is set twice"))) } else { Ok(()) };
         match key {
@@ -374,14 +457,28 @@ impl Pending {
                 self.ca = Some(non_empty_path(&value, key, at)?);
             }
             "ssl.truststore.type" => {
-                once(self.truststore_pem.is_some())?;
-                if !value.eq_ignore_ascii_case("PEM") {
-                    return Err(invalid(
-                        at,
-                        format!("ssl.truststore.type {value:?}: dstream reads PEM files only (convert a JKS or PKCS12 store with keytool and openssl)"),
-                    ));
-                }
-                self.truststore_pem = Some(true);
+                once(self.truststore_type.is_some())?;
+                self.truststore_type = Some(StoreType::parse(&value, key, at)?);
+            }
+            "ssl.truststore.password" => {
+                once(self.truststore_password.is_some())?;
+                self.truststore_password = Some(Secret(value));
+            }
+            "ssl.keystore.location" => {
+                once(self.keystore_location.is_some())?;
+                self.keystore_location = Some(non_empty_path(&value, key, at)?);
+            }
+            "ssl.keystore.type" => {
+                once(self.keystore_type.is_some())?;
+                self.keystore_type = Some(StoreType::parse(&value, key, at)?);
+            }
+            "ssl.keystore.password" => {
+                once(self.keystore_password.is_some())?;
+                self.keystore_password = Some(Secret(value));
+            }
+            "ssl.key.password" => {
+                once(self.key_password.is_some())?;
+                self.key_password = Some(Secret(value));
             }
             "ssl.certificate.location" => {
                 once(self.certificate.is_some())?;
@@ -526,6 +623,12 @@ impl Pending {
                 ("ssl.enabled.protocols", self.enabled_protocols.is_some()),
                 ("ssl.protocol", self.at_most.is_some()),
                 ("ssl.cipher.suites", self.cipher_suites.is_some()),
+                ("ssl.truststore.type", self.truststore_type.is_some()),
+                ("ssl.truststore.password", self.truststore_password.is_some()),
+                ("ssl.keystore.location", self.keystore_location.is_some()),
+                ("ssl.keystore.type", self.keystore_type.is_some()),
+                ("ssl.keystore.password", self.keystore_password.is_some()),
+                ("ssl.key.password", self.key_password.is_some()),
             ];
             if let Some((key, _)) = set.iter().find(|s| s.1) {
                 return Err(invalid(
@@ -534,8 +637,37 @@ impl Pending {
                 ));
             }
         }
+        if self.keystore_location.is_some() && (self.certificate.is_some() || self.key.is_some()) {
+            return Err(invalid(
+                at,
+                "give the client's key in ssl.keystore.location or in ssl.certificate.location and ssl.key.location, \
+                 not both",
+            ));
+        }
         if self.certificate.is_some() != self.key.is_some() {
             return Err(invalid(at, "a client certificate needs both ssl.certificate.location and ssl.key.location"));
+        }
+        if self.keystore_location.is_none() && (self.keystore_type.is_some() || self.keystore_password.is_some()) {
+            return Err(invalid(at, "ssl.keystore.type or ssl.keystore.password is set without ssl.keystore.location"));
+        }
+        if self.keystore_type == Some(StoreType::Pem) && self.keystore_password.is_some() {
+            return Err(invalid(
+                at,
+                "a PEM keystore has no store password: drop ssl.keystore.password (an encrypted key's password is \
+                 ssl.key.password)",
+            ));
+        }
+        if self.truststore_type == Some(StoreType::Pem) && self.truststore_password.is_some() {
+            return Err(invalid(at, "a PEM truststore needs no password: drop ssl.truststore.password"));
+        }
+        if self.truststore_password.is_some() && self.ca.is_none() {
+            return Err(invalid(at, "ssl.truststore.password is set without ssl.truststore.location"));
+        }
+        if self.key_password.is_some() && self.key.is_none() && self.keystore_location.is_none() {
+            return Err(invalid(
+                at,
+                "ssl.key.password is set but no key is given (ssl.key.location or ssl.keystore.location)",
+            ));
         }
         let mut tls_versions = self.enabled_protocols.unwrap_or_default();
         if let Some(max) = self.at_most {
@@ -573,6 +705,14 @@ impl Pending {
             certificate: self.certificate,
             key: self.key,
             verify_host: self.verify_host.unwrap_or(true),
+            truststore_type: self.truststore_type,
+            truststore_password: self.truststore_password,
+            keystore: self.keystore_location.map(|path| Store {
+                path,
+                kind: self.keystore_type,
+                password: self.keystore_password,
+            }),
+            key_password: self.key_password,
             tls_versions,
             cipher_suites,
         })
@@ -583,14 +723,6 @@ impl Pending {
 fn unsupported_hint(key: &str) -> Option<&'static str> {
     Some(match key {
         "bootstrap.servers" => "give the brokers with --brokers (KafkaParams::new in the library)",
-        "ssl.key.password" => {
-            "dstream reads unencrypted PEM keys only: decrypt the key (openssl pkcs8 -in KEY -out KEY.pem) and \
-             drop ssl.key.password"
-        }
-        "ssl.keystore.location" | "ssl.keystore.type" | "ssl.keystore.password" => {
-            "give the client certificate and key as PEM files in ssl.certificate.location and ssl.key.location"
-        }
-        "ssl.truststore.password" => "a PEM truststore (ssl.ca.location) needs no password",
         _ => return None,
     })
 }
@@ -819,16 +951,26 @@ fn tls_config(s: &SecuritySettings) -> Result<rustls::ClientConfig, SecurityErro
     let mut roots = RootCertStore::empty();
     match &s.ca {
         Some(path) => {
-            let pem = |reason: String| SecurityError::Pem { key: "ssl.ca.location", path: path.clone(), reason };
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| pem(pem_error(e)))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| pem(pem_error(e)))?;
+            let java_style = s.truststore_type.is_some() || s.truststore_password.is_some();
+            let key = if java_style { "ssl.truststore.location" } else { "ssl.ca.location" };
+            let err = |reason: String| SecurityError::Pem { key, path: path.clone(), reason };
+            let certs = match store_file(path, s.truststore_type).map_err(err)? {
+                (StoreType::Pem, bytes) => pem_certificates(&bytes).map_err(err)?,
+                (StoreType::Pkcs12, bytes) => {
+                    let password = s.truststore_password.as_ref().map_or("", |p| p.expose());
+                    let archive = pkcs12(&bytes, password, "ssl.truststore.password").map_err(err)?;
+                    // A truststore's certificates are those of no key (keytool marks them trusted; openssl
+                    // writes them unmarked); a keystore given as truststore lends its whole chain.
+                    let unkeyed: Vec<_> = archive.certs.iter().filter(|c| c.local_key_id.is_none()).collect();
+                    let chosen = if unkeyed.is_empty() { archive.certs.iter().collect() } else { unkeyed };
+                    chosen.into_iter().map(|c| CertificateDer::from(c.cert.as_der().to_vec())).collect()
+                }
+            };
             if certs.is_empty() {
-                return Err(pem("no CERTIFICATE in the file".into()));
+                return Err(err("no certificate in the file".into()));
             }
             for c in certs {
-                roots.add(c).map_err(|e| pem(format!("not a usable CA certificate: {e}")))?;
+                roots.add(c).map_err(|e| err(format!("not a usable CA certificate: {e}")))?;
             }
         }
         None => {
@@ -858,33 +1000,149 @@ fn tls_config(s: &SecuritySettings) -> Result<rustls::ClientConfig, SecurityErro
         .map_err(|e| invalid("ssl.cipher.suites", format!("TLS: {e}")))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let config = match (&s.certificate, &s.key) {
-        (Some(cert), Some(key)) => {
+    let key_password = s.key_password.as_ref().map(Secret::expose);
+    let (chain, private, key, path) = match (&s.certificate, &s.key, &s.keystore) {
+        (Some(cert), Some(key), _) => {
             let cert_err =
                 |reason: String| SecurityError::Pem { key: "ssl.certificate.location", path: cert.clone(), reason };
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| cert_err(pem_error(e)))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| cert_err(pem_error(e)))?;
+            let chain = pem_certificates(&read(cert).map_err(cert_err)?).map_err(cert_err)?;
             if chain.is_empty() {
                 return Err(cert_err("no CERTIFICATE in the file".into()));
             }
             let key_err = |reason: String| SecurityError::Pem { key: "ssl.key.location", path: key.clone(), reason };
-            let private = PrivateKeyDer::from_pem_file(key).map_err(|e| key_err(pem_error(e)))?;
-            builder
-                .with_client_auth_cert(chain, private)
-                .map_err(|e| key_err(format!("does not fit the certificate or is not usable: {e}")))?
+            let private = pem_key(&read(key).map_err(key_err)?, key_password).map_err(key_err)?;
+            (chain, private, "ssl.key.location", key.clone())
         }
-        _ => builder.with_no_client_auth(),
+        (_, _, Some(store)) => {
+            let err =
+                |reason: String| SecurityError::Pem { key: "ssl.keystore.location", path: store.path.clone(), reason };
+            let (chain, private) = match store_file(&store.path, store.kind).map_err(err)? {
+                (StoreType::Pem, bytes) => {
+                    (pem_certificates(&bytes).map_err(err)?, pem_key(&bytes, key_password).map_err(err)?)
+                }
+                (StoreType::Pkcs12, bytes) => {
+                    let password = match (store.password.as_ref().map(Secret::expose), key_password) {
+                        (Some(p), Some(k)) if p != k => {
+                            return Err(err(
+                                "a PKCS12 keystore has one password for the store and its key (as keytool \
+                                 writes them): ssl.key.password differs from ssl.keystore.password"
+                                    .into(),
+                            ))
+                        }
+                        (Some(p), _) | (None, Some(p)) => p,
+                        (None, None) => "",
+                    };
+                    pkcs12_key_chain(&bytes, password).map_err(err)?
+                }
+            };
+            if chain.is_empty() {
+                return Err(err("no certificate in the keystore".into()));
+            }
+            (chain, private, "ssl.keystore.location", store.path.clone())
+        }
+        _ => return Ok(builder.with_no_client_auth()),
     };
-    Ok(config)
+    builder.with_client_auth_cert(chain, private).map_err(|e| SecurityError::Pem {
+        key,
+        path,
+        reason: format!("the key does not fit the certificate or is not usable: {e}"),
+    })
+}
+
+/// A file's bytes, or why not.
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| e.to_string())
+}
+
+/// A store file's bytes and format: as `kind` says, checked against the content, or told by the content.
+fn store_file(path: &Path, kind: Option<StoreType>) -> Result<(StoreType, Vec<u8>), String> {
+    let bytes = read(path)?;
+    let found = StoreType::of_content(&bytes)?;
+    match kind {
+        Some(k) if k != found => Err(format!(
+            "the type is {} but the file holds {}",
+            k.name(),
+            if found == StoreType::Pem { "PEM text" } else { "no PEM text" }
+        )),
+        _ => Ok((found, bytes)),
+    }
+}
+
+/// The certificates of PEM text, in order.
+fn pem_certificates(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_slice_iter(bytes).collect::<Result<_, _>>().map_err(pem_error)
+}
+
+/// The private key of PEM text: PKCS#8, PKCS#1 or SEC1, or an encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY`,
+/// PBES2 as `openssl pkcs8 -topk8` writes it) decrypted with `password`.
+fn pem_key(bytes: &[u8], password: Option<&str>) -> Result<PrivateKeyDer<'static>, String> {
+    let text = String::from_utf8_lossy(bytes);
+    const BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+    const END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+    if let Some(start) = text.find(BEGIN) {
+        let end = text[start..]
+            .find(END)
+            .map(|e| start + e + END.len())
+            .ok_or("an ENCRYPTED PRIVATE KEY without its end line")?;
+        let password = password.ok_or("the key is encrypted: give its password in ssl.key.password")?;
+        let body: String =
+            text[start + BEGIN.len()..end - END.len()].chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        use base64::Engine as _;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|_| "an ENCRYPTED PRIVATE KEY that is not valid base64".to_string())?;
+        let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
+            .map_err(|e| format!("not a valid encrypted PKCS#8 key: {e}"))?;
+        let plain = info.decrypt(password).map_err(|_| {
+            "cannot decrypt the key: wrong ssl.key.password, or an encryption dstream does not read (it reads PBES2 \
+             with PBKDF2 or scrypt and AES-CBC, as openssl pkcs8 -topk8 writes)"
+                .to_string()
+        })?;
+        return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
+    }
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err("an OpenSSL traditional encrypted key: convert it to PKCS#8 (openssl pkcs8 -topk8 -in KEY -out \
+                    KEY.p8), encrypted or not"
+            .into());
+    }
+    PrivateKeyDer::from_pem_slice(bytes).map_err(pem_error)
+}
+
+/// A PKCS#12 file opened with `password`, or why not (a wrong password named by `password_key`).
+fn pkcs12(bytes: &[u8], password: &str, password_key: &str) -> Result<p12_keystore::Pkcs12Archive, String> {
+    p12_keystore::Pkcs12Archive::from_pkcs12(bytes, password).map_err(|e| pkcs12_error(e, password_key))
+}
+
+/// The private key of a PKCS#12 keystore and its certificate chain, leaf first.
+fn pkcs12_key_chain(
+    bytes: &[u8],
+    password: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let store = p12_keystore::KeyStore::from_pkcs12(bytes, password, p12_keystore::Pkcs12ImportPolicy::Strict)
+        .map_err(|e| pkcs12_error(e, "ssl.keystore.password"))?;
+    let (_, chain) = store.private_key_chain().ok_or("no private key with its certificate in the keystore")?;
+    let certs = chain.certs().iter().map(|c| CertificateDer::from(c.as_der().to_vec())).collect();
+    Ok((certs, PrivateKeyDer::Pkcs8(chain.key().as_der().to_vec().into())))
+}
+
+/// A PKCS#12 reading error in words.
+fn pkcs12_error(e: p12_keystore::error::Error, password_key: &str) -> String {
+    use p12_keystore::error::Error as E;
+    match e {
+        E::MacError(_) => format!("the integrity check failed: wrong {password_key}"),
+        E::Pkcs5Error(_) | E::UnpadError => format!("cannot decrypt the store: wrong {password_key}"),
+        E::UnsupportedEncryptionScheme | E::UnsupportedMacAlgorithm => {
+            format!("a PKCS12 file with an encryption or MAC dstream does not read ({e})")
+        }
+        e => format!("not a valid PKCS12 file ({e})"),
+    }
 }
 
 /// A PEM reading error in words (never the file's content).
 fn pem_error(e: rustls::pki_types::pem::Error) -> String {
     use rustls::pki_types::pem::Error;
     match e {
-        Error::NoItemsFound => "no PEM item of the kind needed in the file (an encrypted key is not read)".into(),
+        Error::NoItemsFound => "no PEM item of the kind needed in the file".into(),
         Error::Io(e) => e.to_string(),
         _ => "not a valid PEM file".into(),
     }
@@ -989,8 +1247,6 @@ mod tests {
             e.starts_with("c.properties:1: bootstrap.servers is not read by dstream: give the brokers with --brokers"),
             "{e}"
         );
-        let e = SecuritySettings::from_properties("ssl.key.password=x\n", "c").unwrap_err().to_string();
-        assert!(e.contains("unencrypted PEM keys only"), "{e}");
     }
 
     #[test]
@@ -1053,7 +1309,35 @@ mod tests {
                 "not OAUTHBEARER",
             ),
             (&[("security.protocol", "SSL"), ("security.protocol", "SSL")], "set twice"),
-            (&[("security.protocol", "SSL"), ("ssl.truststore.type", "JKS")], "PEM files only"),
+            (&[("security.protocol", "SSL"), ("ssl.truststore.type", "JKS")], "-deststoretype PKCS12"),
+            (&[("security.protocol", "SSL"), ("ssl.keystore.type", "jks")], "ssl.keystore.type JKS: dstream reads"),
+            (&[("security.protocol", "SSL"), ("ssl.truststore.type", "BCFKS")], "expected PEM or PKCS12"),
+            (
+                &[("security.protocol", "SSL"), ("ssl.keystore.location", "/k.p12"), ("ssl.key.location", "/k.pem")],
+                "not both",
+            ),
+            (&[("security.protocol", "SSL"), ("ssl.keystore.password", "p")], "without ssl.keystore.location"),
+            (
+                &[
+                    ("security.protocol", "SSL"),
+                    ("ssl.keystore.location", "/k.pem"),
+                    ("ssl.keystore.type", "PEM"),
+                    ("ssl.keystore.password", "p"),
+                ],
+                "a PEM keystore has no store password",
+            ),
+            (
+                &[
+                    ("security.protocol", "SSL"),
+                    ("ssl.truststore.location", "/t.pem"),
+                    ("ssl.truststore.type", "PEM"),
+                    ("ssl.truststore.password", "p"),
+                ],
+                "a PEM truststore needs no password",
+            ),
+            (&[("security.protocol", "SSL"), ("ssl.truststore.password", "p")], "without ssl.truststore.location"),
+            (&[("security.protocol", "SSL"), ("ssl.key.password", "p")], "no key is given"),
+            (&[("ssl.key.password", "p")], "ssl.key.password is set but security.protocol is PLAINTEXT"),
             (&[("ssl.cipher.suites", "TLS_AES_128_GCM_SHA256")], "ssl.cipher.suites is set but security.protocol"),
             (&[("security.protocol", "SSL"), ("ssl.enabled.protocols", "TLSv1.1")], "\"TLSv1.1\": dstream speaks"),
             (&[("security.protocol", "SSL"), ("ssl.enabled.protocols", " , ")], "ssl.enabled.protocols is empty"),
