@@ -946,3 +946,45 @@ fn client_keys_and_cas_come_from_encrypted_pem_and_pkcs12_stores_as_openssl_and_
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn an_oauthbearer_token_renewed_in_its_file_is_what_later_authentications_use() {
+    let Some((pki, kafka)) = secure_kafka() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // The first token lives 4 s; the broker gives the session at most that (and at most REAUTH_MS).
+    let config = oauth_config(pki, dir.path(), "renewed", &unsecured_jwt("alice", 4));
+    let token_file = dir.path().join("renewed.token");
+    let settings = SecuritySettings::from_file(&config).unwrap();
+    let security = Security::new(&settings).unwrap();
+    let timeouts = Timeouts { connect: Duration::from_secs(3), request: Duration::from_secs(10) };
+    let addr = listener(kafka, "REAUTH");
+    let mut conn = Connection::connect_secure(&addr, "renew-test", timeouts, Default::default(), &security).unwrap();
+    let version = conn.version(kafka_protocol::messages::ApiKey::Metadata).unwrap();
+    // A second after connecting, a token for 10 minutes replaces it in the file, written whole (a rename), as a
+    // renewing sidecar would. Requests go on past the first token's end: each re-authentication reads the file,
+    // so the connection keeps serving (with the first token it would fail once that token expired).
+    let start = Instant::now();
+    let mut renewed = false;
+    let mut requests = 0;
+    while start.elapsed() < Duration::from_secs(7) {
+        if !renewed && start.elapsed() >= Duration::from_secs(1) {
+            let fresh = dir.path().join("renewed.token.new");
+            std::fs::write(&fresh, unsecured_jwt("alice", 600)).unwrap();
+            std::fs::rename(&fresh, &token_file).unwrap();
+            renewed = true;
+        }
+        conn.request(&MetadataRequest::default(), version, Duration::ZERO)
+            .unwrap_or_else(|e| panic!("request {requests} at {:?}: {e}", start.elapsed()));
+        requests += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(conn.reauthentications() >= 3, "{} re-authentications", conn.reauthentications());
+    // A new connection, after the first token's end, authenticates with the renewed one too.
+    Connection::connect_secure(&addr, "renew-test", timeouts, Default::default(), &security).unwrap();
+    // A token file that is gone: the next authentication is one clear error, the token never in it.
+    std::fs::remove_file(&token_file).unwrap();
+    match Connection::connect_secure(&addr, "renew-test", timeouts, Default::default(), &security) {
+        Ok(_) => panic!("authenticated without a token file"),
+        Err(e) => assert!(e.to_string().contains("cannot read the token file"), "{e}"),
+    }
+}

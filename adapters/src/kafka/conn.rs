@@ -349,7 +349,8 @@ impl Connection {
         let last = match creds.mechanism {
             Mechanism::Plain => self.sasl_step(&creds, authenticate_v, plain_message(&creds))?,
             Mechanism::OAuthBearer => {
-                let resp = self.sasl_step(&creds, authenticate_v, oauthbearer_message(creds.password.expose()))?;
+                let token = creds.current_token().map_err(|reason| fail(&self.addr, reason))?;
+                let resp = self.sasl_step(&creds, authenticate_v, oauthbearer_message(token.expose()))?;
                 if !resp.auth_bytes.is_empty() {
                     // A refusal comes as a JSON status first (RFC 7628 3.2.2); the client answers 0x01 and the
                     // broker then fails the exchange.

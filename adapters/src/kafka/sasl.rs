@@ -217,7 +217,7 @@ mod tests {
     use crate::kafka::security::Secret;
 
     fn creds(mechanism: Mechanism, user: &str, pw: &str) -> SaslCredentials {
-        SaslCredentials { mechanism, username: user.into(), password: Secret::new(pw) }
+        SaslCredentials { mechanism, username: user.into(), password: Secret::new(pw), token_file: None }
     }
 
     /// The SCRAM-SHA-256 example of RFC 7677, section 3.

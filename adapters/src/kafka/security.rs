@@ -120,6 +120,25 @@ pub struct SaslCredentials {
     pub username: String,
     /// The password; for OAUTHBEARER, the token.
     pub password: Secret,
+    /// OAUTHBEARER with `sasl.oauthbearer.token=${file:PATH}`: the file, read again at every authentication
+    /// (each new connection and each re-authentication), so that a token renewed in the file is used from then
+    /// on; `password` holds what it held at start.
+    pub token_file: Option<PathBuf>,
+}
+
+impl SaslCredentials {
+    /// The OAUTHBEARER token to authenticate with now: the token file's content if there is one, else the token
+    /// given. The error says why the file cannot be used (never its content).
+    pub fn current_token(&self) -> Result<Secret, String> {
+        let Some(path) = &self.token_file else { return Ok(self.password.clone()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file {} again: {e}", path.display()))?;
+        let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+        if text.is_empty() {
+            return Err(format!("the token file {} is empty", path.display()));
+        }
+        Ok(Secret(text.to_string()))
+    }
 }
 
 /// What went wrong reading security settings. Messages name the setting, the file or the variable, never a
@@ -364,6 +383,7 @@ struct Pending {
     password: Option<Secret>,
     jaas: Option<(String, Secret)>,
     token: Option<Secret>,
+    token_file: Option<PathBuf>,
     ca: Option<PathBuf>,
     truststore_type: Option<StoreType>,
     truststore_password: Option<Secret>,
@@ -445,6 +465,8 @@ impl Pending {
                     return Err(invalid(at, "sasl.oauthbearer.token is empty"));
                 }
                 self.token = Some(Secret(value));
+                let file = raw.strip_prefix("${file:").and_then(|r| r.strip_suffix('}'));
+                self.token_file = file.map(PathBuf::from);
             }
             "sasl.jaas.config" => {
                 once(self.jaas.is_some())?;
@@ -570,7 +592,12 @@ impl Pending {
             }
             let token =
                 self.token.ok_or_else(|| invalid(at, "sasl.mechanism OAUTHBEARER needs sasl.oauthbearer.token"))?;
-            Some(SaslCredentials { mechanism: Mechanism::OAuthBearer, username: String::new(), password: token })
+            Some(SaslCredentials {
+                mechanism: Mechanism::OAuthBearer,
+                username: String::new(),
+                password: token,
+                token_file: self.token_file,
+            })
         } else if protocol.sasl() {
             let mechanism = self.mechanism.unwrap_or(Mechanism::Plain);
             if self.token.is_some() {
@@ -595,7 +622,7 @@ impl Pending {
                     ))
                 }
             };
-            Some(SaslCredentials { mechanism, username, password })
+            Some(SaslCredentials { mechanism, username, password, token_file: None })
         } else {
             let set = [
                 ("sasl.mechanism", self.mechanism.is_some()),
