@@ -704,7 +704,8 @@ fn tool(program: &str, args: &[&str]) {
 
 /// The client's key and certificate, and the CA, as the tools Kafka users have write them: encrypted PKCS#8
 /// keys (openssl pkcs8 -topk8, PBKDF2 and scrypt), a PKCS12 keystore by openssl and the same converted by
-/// Java's keytool, a PKCS12 truststore and a JKS one by keytool, a PEM keystore (encrypted key and chain).
+/// Java's keytool to PKCS12 and to JKS (the key with a password of its own), PKCS12, JKS and JCEKS truststores by
+/// keytool, a PEM keystore (encrypted key and chain).
 fn stores(pki: &Pki, dir: &Path) {
     let p = |name: &str| pki.path(name).display().to_string();
     let d = |name: &str| dir.join(name).display().to_string();
@@ -781,10 +782,37 @@ fn stores(pki: &Pki, dir: &Path) {
         "PKCS12",
     ]);
     keytool(&["-importcert", "-alias", "ca", "-file", &p("ca.pem"), "-keystore", &d("trust.jks"), "-storetype", "JKS"]);
+    // A JKS keystore whose key has a password of its own, and a JCEKS one (not read).
+    keytool(&[
+        "-importkeystore",
+        "-srckeystore",
+        &d("openssl.p12"),
+        "-srcstoretype",
+        "PKCS12",
+        "-srcstorepass",
+        STORE_PASSWORD,
+        "-destkeystore",
+        &d("client.jks"),
+        "-deststoretype",
+        "JKS",
+        "-destkeypass",
+        KEY_PASSWORD,
+    ]);
+    keytool(&[
+        "-importcert",
+        "-alias",
+        "ca",
+        "-file",
+        &p("ca.pem"),
+        "-keystore",
+        &d("trust.jceks"),
+        "-storetype",
+        "JCEKS",
+    ]);
 }
 
 #[test]
-fn client_keys_and_cas_come_from_encrypted_pem_and_pkcs12_stores_as_openssl_and_keytool_write_them() {
+fn client_keys_and_cas_come_from_encrypted_pem_pkcs12_and_jks_stores_as_openssl_and_keytool_write_them() {
     let Some((pki, kafka)) = secure_kafka() else { return };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -841,6 +869,27 @@ fn client_keys_and_cas_come_from_encrypted_pem_and_pkcs12_stores_as_openssl_and_
                 ca.clone(),
                 format!("ssl.keystore.location={}", f("keytool.p12")),
                 "ssl.keystore.password=${env:DSTREAM_TEST_STORE_PASSWORD}".into(),
+            ]),
+        ),
+        (
+            "keytool's JKS keystore and truststore, as Kafka's documentation makes them",
+            with(vec![
+                format!("ssl.keystore.location={}", f("client.jks")),
+                "ssl.keystore.type=JKS".into(),
+                "ssl.keystore.password=${env:DSTREAM_TEST_STORE_PASSWORD}".into(),
+                key_password.clone(),
+                format!("ssl.truststore.location={}", f("trust.jks")),
+                "ssl.truststore.password=${env:DSTREAM_TEST_STORE_PASSWORD}".into(),
+            ]),
+        ),
+        (
+            "a JKS truststore typed PKCS12 (Java reads either type's files as both)",
+            with(vec![
+                cert.clone(),
+                format!("ssl.key.location={}", pki.path("client.key").display()),
+                format!("ssl.truststore.location={}", f("trust.jks")),
+                "ssl.truststore.type=PKCS12".into(),
+                "ssl.truststore.password=${env:DSTREAM_TEST_STORE_PASSWORD}".into(),
             ]),
         ),
     ];
@@ -909,14 +958,27 @@ fn client_keys_and_cas_come_from_encrypted_pem_and_pkcs12_stores_as_openssl_and_
             "wrong ssl.truststore.password",
         ),
         (
-            "JKS truststore",
+            "JCEKS truststore",
             with(vec![
-                format!("ssl.truststore.location={}", f("trust.jks")),
+                format!("ssl.truststore.location={}", f("trust.jceks")),
                 "ssl.truststore.password=${env:DSTREAM_TEST_STORE_PASSWORD}".into(),
             ]),
             KEY_PASSWORD,
             STORE_PASSWORD,
             "-deststoretype PKCS12",
+        ),
+        ("wrong JKS key password", ok[5].1.clone(), "not-the-key-password", STORE_PASSWORD, "wrong ssl.key.password"),
+        (
+            "wrong JKS store password",
+            with(vec![
+                ca.clone(),
+                format!("ssl.keystore.location={}", f("client.jks")),
+                "ssl.keystore.password=${env:DSTREAM_TEST_STORE_PASSWORD}".into(),
+                key_password.clone(),
+            ]),
+            KEY_PASSWORD,
+            "not-the-store-password",
+            "wrong ssl.keystore.password",
         ),
         (
             "PKCS12 keystore typed PEM",

@@ -5,6 +5,7 @@ pub mod conn;
 pub mod direct;
 pub mod error;
 pub mod inputs;
+mod jks;
 pub mod pool;
 pub mod records;
 pub mod sasl;

@@ -7,8 +7,8 @@
 //! `ssl.certificate.location`, `ssl.key.location`, `ssl.endpoint.identification.algorithm` (`https`, the
 //! default, or empty for no host name check), `ssl.enabled.protocols` and `ssl.protocol` (the TLS versions),
 //! `ssl.cipher.suites` (the cipher suites offered, in order of preference), `ssl.key.password` (an encrypted
-//! PKCS#8 key's), `ssl.keystore.location`/`type`/`password` (the client's key and chain in one PEM or PKCS12
-//! file), `ssl.truststore.type=PKCS12` with `ssl.truststore.password`. A value may be `${env:NAME}` (the environment variable NAME) or
+//! PKCS#8 key's or a JKS key's), `ssl.keystore.location`/`type`/`password` (the client's key and chain in one
+//! PEM, PKCS12 or JKS file), `ssl.truststore.type` (PEM, PKCS12, JKS) with `ssl.truststore.password`. A value may be `${env:NAME}` (the environment variable NAME) or
 //! `${file:PATH}` (the file's contents without the trailing line break), so that no secret needs to be on a
 //! command line or in the properties file itself; so may the `username` and `password` options of a
 //! `sasl.jaas.config`.
@@ -212,6 +212,9 @@ pub enum StoreType {
     Pem,
     /// PKCS#12 (what `keytool` and `openssl pkcs12 -export` write), opened with the store's password.
     Pkcs12,
+    /// Java's own KeyStore format (`keytool -storetype JKS`), checked with the store's password; a key in it
+    /// has its own password (`ssl.key.password`, else the store's).
+    Jks,
 }
 
 impl StoreType {
@@ -220,6 +223,7 @@ impl StoreType {
         match self {
             StoreType::Pem => "PEM",
             StoreType::Pkcs12 => "PKCS12",
+            StoreType::Jks => "JKS",
         }
     }
 
@@ -228,24 +232,29 @@ impl StoreType {
         match value.to_ascii_uppercase().as_str() {
             "PEM" => Ok(StoreType::Pem),
             "PKCS12" => Ok(StoreType::Pkcs12),
-            "JKS" => Err(invalid(at, format!("{key} JKS: {JKS_HINT}"))),
+            "JKS" => Ok(StoreType::Jks),
+            "JCEKS" => Err(invalid(at, format!("{key} JCEKS: {JCEKS_HINT}"))),
             _ => Err(invalid(at, format!("{key} {value:?}: expected PEM or PKCS12"))),
         }
     }
 
-    /// The format of a file's content: PEM text or PKCS#12's DER; Java's JKS is refused.
+    /// The format of a file's content: PEM text, JKS, or else PKCS#12's DER; JCEKS is refused.
     fn of_content(bytes: &[u8]) -> Result<StoreType, String> {
-        if bytes.starts_with(&[0xfe, 0xed, 0xfe, 0xed]) {
-            return Err(format!("a Java KeyStore (JKS) file: {JKS_HINT}"));
+        if bytes.starts_with(&super::jks::MAGIC) {
+            return Ok(StoreType::Jks);
+        }
+        if bytes.starts_with(&super::jks::JCEKS_MAGIC) {
+            return Err(format!("a JCEKS file: {JCEKS_HINT}"));
         }
         let start: Vec<u8> = bytes.iter().skip_while(|b| b.is_ascii_whitespace()).take(11).copied().collect();
         Ok(if start == b"-----BEGIN " { StoreType::Pem } else { StoreType::Pkcs12 })
     }
 }
 
-/// What to do with a JKS store.
-const JKS_HINT: &str = "dstream reads PEM and PKCS12 stores, not Java's JKS: convert it with keytool \
-                        -importkeystore -srckeystore FILE.jks -destkeystore FILE.p12 -deststoretype PKCS12";
+/// What to do with a JCEKS store.
+const JCEKS_HINT: &str = "dstream reads PEM, PKCS12 and JKS stores, not JCEKS: convert it with keytool \
+                          -importkeystore -srckeystore FILE -srcstoretype JCEKS -destkeystore FILE.p12 \
+                          -deststoretype PKCS12";
 
 /// A keystore given by Kafka's `ssl.keystore.*` keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +263,7 @@ pub struct Store {
     pub path: PathBuf,
     /// Its format as given by `ssl.keystore.type`; `None`: told by its content (PEM text or PKCS#12).
     pub kind: Option<StoreType>,
-    /// The store's password (PKCS12 only).
+    /// The store's password (PKCS12 and JKS).
     pub password: Option<Secret>,
 }
 
@@ -319,12 +328,13 @@ pub struct SecuritySettings {
     pub ca: Option<PathBuf>,
     /// `ssl.truststore.type`: the format of `ca`; `None`: told by its content.
     pub truststore_type: Option<StoreType>,
-    /// `ssl.truststore.password`: a PKCS12 truststore's password.
+    /// `ssl.truststore.password`: a PKCS12 or JKS truststore's password.
     pub truststore_password: Option<Secret>,
     /// `ssl.keystore.location`, `ssl.keystore.type`, `ssl.keystore.password`: the client's key and certificate
     /// chain in one file (PEM or PKCS12), instead of `certificate` and `key`.
     pub keystore: Option<Store>,
-    /// `ssl.key.password`: the password of an encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY` in PEM).
+    /// `ssl.key.password`: the password of an encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY` in PEM) or of the
+    /// key in a JKS keystore (else the store's password is tried).
     pub key_password: Option<Secret>,
     /// `ssl.certificate.location`: PEM file of the client's certificate chain (mutual TLS).
     pub certificate: Option<PathBuf>,
@@ -992,6 +1002,17 @@ fn tls_config(s: &SecuritySettings) -> Result<rustls::ClientConfig, SecurityErro
                     let chosen = if unkeyed.is_empty() { archive.certs.iter().collect() } else { unkeyed };
                     chosen.into_iter().map(|c| CertificateDer::from(c.cert.as_der().to_vec())).collect()
                 }
+                (StoreType::Jks, bytes) => {
+                    let password = s.truststore_password.as_ref().map(Secret::expose);
+                    let jks = super::jks::parse(&bytes, password, "ssl.truststore.password").map_err(err)?;
+                    // Its trusted certificates; a keystore given as truststore lends its chains.
+                    let certs = if jks.trusted.is_empty() {
+                        jks.keys.into_iter().flat_map(|k| k.chain).collect()
+                    } else {
+                        jks.trusted
+                    };
+                    certs.into_iter().map(CertificateDer::from).collect()
+                }
             };
             if certs.is_empty() {
                 return Err(err("no certificate in the file".into()));
@@ -1061,6 +1082,19 @@ fn tls_config(s: &SecuritySettings) -> Result<rustls::ClientConfig, SecurityErro
                     };
                     pkcs12_key_chain(&bytes, password).map_err(err)?
                 }
+                (StoreType::Jks, bytes) => {
+                    let store_password = store.password.as_ref().map(Secret::expose);
+                    let jks = super::jks::parse(&bytes, store_password, "ssl.keystore.password").map_err(err)?;
+                    let entry = jks.keys.first().ok_or_else(|| err("no private key in the keystore".into()))?;
+                    let (password, which) = match (key_password, store_password) {
+                        (Some(k), _) => (k, "ssl.key.password"),
+                        (None, Some(p)) => (p, "ssl.keystore.password (no ssl.key.password is given)"),
+                        (None, None) => ("", "ssl.key.password (none is given)"),
+                    };
+                    let key = entry.recover(password, which).map_err(err)?;
+                    let chain = entry.chain.iter().map(|c| CertificateDer::from(c.clone())).collect();
+                    (chain, PrivateKeyDer::Pkcs8(key.into()))
+                }
             };
             if chain.is_empty() {
                 return Err(err("no certificate in the keystore".into()));
@@ -1081,12 +1115,13 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| e.to_string())
 }
 
-/// A store file's bytes and format: as `kind` says, checked against the content, or told by the content.
+/// A store file's bytes and format: told by the content, checked against `kind` if given. PKCS12 and JKS stand
+/// for each other, as in Java (whose keystores of either type load files of both).
 fn store_file(path: &Path, kind: Option<StoreType>) -> Result<(StoreType, Vec<u8>), String> {
     let bytes = read(path)?;
     let found = StoreType::of_content(&bytes)?;
     match kind {
-        Some(k) if k != found => Err(format!(
+        Some(k) if (k == StoreType::Pem) != (found == StoreType::Pem) => Err(format!(
             "the type is {} but the file holds {}",
             k.name(),
             if found == StoreType::Pem { "PEM text" } else { "no PEM text" }
@@ -1336,8 +1371,8 @@ mod tests {
                 "not OAUTHBEARER",
             ),
             (&[("security.protocol", "SSL"), ("security.protocol", "SSL")], "set twice"),
-            (&[("security.protocol", "SSL"), ("ssl.truststore.type", "JKS")], "-deststoretype PKCS12"),
-            (&[("security.protocol", "SSL"), ("ssl.keystore.type", "jks")], "ssl.keystore.type JKS: dstream reads"),
+            (&[("security.protocol", "SSL"), ("ssl.truststore.type", "JCEKS")], "-deststoretype PKCS12"),
+            (&[("security.protocol", "SSL"), ("ssl.keystore.type", "jceks")], "ssl.keystore.type JCEKS: dstream reads"),
             (&[("security.protocol", "SSL"), ("ssl.truststore.type", "BCFKS")], "expected PEM or PKCS12"),
             (
                 &[("security.protocol", "SSL"), ("ssl.keystore.location", "/k.p12"), ("ssl.key.location", "/k.pem")],
