@@ -3,15 +3,16 @@
 //!
 //! Keys as in Kafka's client configuration: `security.protocol` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL),
 //! `sasl.mechanism` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER), `sasl.username` and `sasl.password` or
-//! `sasl.jaas.config`, `sasl.oauthbearer.token` (dstream's own key: a static OAUTHBEARER token), `ssl.ca.location` (or `ssl.truststore.location` with `ssl.truststore.type=PEM`),
-//! `ssl.certificate.location`, `ssl.key.location`, `ssl.endpoint.identification.algorithm` (`https`, the
-//! default, or empty for no host name check), `ssl.enabled.protocols` and `ssl.protocol` (the TLS versions),
-//! `ssl.cipher.suites` (the cipher suites offered, in order of preference), `ssl.key.password` (an encrypted
-//! PKCS#8 key's or a JKS key's), `ssl.keystore.location`/`type`/`password` (the client's key and chain in one
-//! PEM, PKCS12 or JKS file), `ssl.truststore.type` (PEM, PKCS12, JKS) with `ssl.truststore.password`. A value may be `${env:NAME}` (the environment variable NAME) or
-//! `${file:PATH}` (the file's contents without the trailing line break), so that no secret needs to be on a
-//! command line or in the properties file itself; so may the `username` and `password` options of a
-//! `sasl.jaas.config`.
+//! `sasl.jaas.config`, `sasl.oauthbearer.token` (dstream's own key: an OAUTHBEARER token, its file read again at
+//! every authentication), `ssl.ca.location` or `ssl.truststore.location`/`type`/`password` (PEM, PKCS12 or JKS),
+//! `ssl.certificate.location` and `ssl.key.location` (PEM; an encrypted PKCS#8 key with `ssl.key.password`) or
+//! `ssl.keystore.location`/`type`/`password` (the client's key and chain in one PEM, PKCS12 or JKS file; a JKS
+//! key's own password in `ssl.key.password`), `ssl.endpoint.identification.algorithm` (`https`, the default, or
+//! empty for no host name check), `ssl.enabled.protocols` and `ssl.protocol` (the TLS versions),
+//! `ssl.cipher.suites` (the cipher suites offered, in order of preference). A value may be `${env:NAME}` (the
+//! environment variable NAME) or `${file:PATH}` (the file's contents without the trailing line break), so that no
+//! secret needs to be on a command line or in the properties file itself; so may the `username` and `password`
+//! options of a `sasl.jaas.config`.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -227,7 +228,7 @@ impl StoreType {
         }
     }
 
-    /// The type a store's `type` key names; JKS and others are refused with what to do.
+    /// The type a store's `type` key names; JCEKS and others are refused with what to do.
     fn parse(value: &str, key: &str, at: &str) -> Result<StoreType, SecurityError> {
         match value.to_ascii_uppercase().as_str() {
             "PEM" => Ok(StoreType::Pem),
@@ -261,7 +262,7 @@ const JCEKS_HINT: &str = "dstream reads PEM, PKCS12 and JKS stores, not JCEKS: c
 pub struct Store {
     /// The file.
     pub path: PathBuf,
-    /// Its format as given by `ssl.keystore.type`; `None`: told by its content (PEM text or PKCS#12).
+    /// Its format as given by `ssl.keystore.type`; `None`: told by its content (PEM text, JKS or PKCS#12).
     pub kind: Option<StoreType>,
     /// The store's password (PKCS12 and JKS).
     pub password: Option<Secret>,
