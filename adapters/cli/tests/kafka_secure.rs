@@ -757,58 +757,20 @@ fn stores(pki: &Pki, dir: &Path) {
         all.extend(["-noprompt", "-storepass", STORE_PASSWORD]);
         tool("keytool", &all);
     };
-    keytool(&[
-        "-importkeystore",
-        "-srckeystore",
-        &d("openssl.p12"),
-        "-srcstoretype",
-        "PKCS12",
-        "-srcstorepass",
-        STORE_PASSWORD,
-        "-destkeystore",
-        &d("keytool.p12"),
-        "-deststoretype",
-        "PKCS12",
-    ]);
-    keytool(&[
-        "-importcert",
-        "-alias",
-        "ca",
-        "-file",
-        &p("ca.pem"),
-        "-keystore",
-        &d("trust.p12"),
-        "-storetype",
-        "PKCS12",
-    ]);
-    keytool(&["-importcert", "-alias", "ca", "-file", &p("ca.pem"), "-keystore", &d("trust.jks"), "-storetype", "JKS"]);
-    // A JKS keystore whose key has a password of its own, and a JCEKS one (not read).
-    keytool(&[
-        "-importkeystore",
-        "-srckeystore",
-        &d("openssl.p12"),
-        "-srcstoretype",
-        "PKCS12",
-        "-srcstorepass",
-        STORE_PASSWORD,
-        "-destkeystore",
-        &d("client.jks"),
-        "-deststoretype",
-        "JKS",
-        "-destkeypass",
-        KEY_PASSWORD,
-    ]);
-    keytool(&[
-        "-importcert",
-        "-alias",
-        "ca",
-        "-file",
-        &p("ca.pem"),
-        "-keystore",
-        &d("trust.jceks"),
-        "-storetype",
-        "JCEKS",
-    ]);
+    // openssl's PKCS12 keystore converted by keytool: to PKCS12, and to JKS with a key password of its own.
+    let source = d("openssl.p12");
+    let convert = |to: &str, kind: &str, extra: &[&str]| {
+        let mut args = vec!["-importkeystore", "-srckeystore", &source, "-srcstoretype", "PKCS12"];
+        args.extend(["-srcstorepass", STORE_PASSWORD, "-destkeystore", to, "-deststoretype", kind]);
+        args.extend(extra);
+        keytool(&args);
+    };
+    convert(&d("keytool.p12"), "PKCS12", &[]);
+    convert(&d("client.jks"), "JKS", &["-destkeypass", KEY_PASSWORD]);
+    // keytool's truststores of the CA: PKCS12, JKS, and JCEKS (not read).
+    for (file, kind) in [("trust.p12", "PKCS12"), ("trust.jks", "JKS"), ("trust.jceks", "JCEKS")] {
+        keytool(&["-importcert", "-alias", "ca", "-file", &p("ca.pem"), "-keystore", &d(file), "-storetype", kind]);
+    }
 }
 
 #[test]
