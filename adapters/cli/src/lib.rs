@@ -18,6 +18,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod check;
 #[cfg(feature = "driver")]
 pub mod driver;
 pub mod generate;

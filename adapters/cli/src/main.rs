@@ -257,6 +257,19 @@ enum Command {
         #[command(subcommand)]
         command: CheckpointCommand,
     },
+    /// Connect to every broker as `run` would and say how each connection is secured (TLS version and cipher
+    /// suite, the broker's certificate and its days left, SASL) and, with --topic, the topics' partitions.
+    Check {
+        /// Kafka brokers, HOST:PORT[,HOST:PORT...].
+        #[arg(long, default_value = "localhost:9092", value_parser = brokers_arg)]
+        brokers: String,
+        /// Kafka client configuration, a properties file: security.protocol, sasl.*, ssl.* (see README).
+        #[arg(long, value_name = "FILE")]
+        kafka_config: Option<PathBuf>,
+        /// Topics to describe, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        topic: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -438,6 +451,18 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Checkpoint { command: CheckpointCommand::Show { dir } }) => checkpoint_show(&dir),
+        Some(Command::Check { brokers, kafka_config, topic }) => {
+            let brokers = parse_brokers(&brokers)?;
+            let cfg = ClientConfig { security: kafka_security(kafka_config.as_deref())?, ..ClientConfig::default() };
+            let mut client = Client::connect(&brokers, cfg).map_err(explain)?;
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            let report = dstream_cli::check::check(&mut client, &topic, now).map_err(explain)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(report.as_bytes())?;
+            out.flush()?;
+            Ok(())
+        }
         Some(Command::Recording { command: RecordingCommand::Dump { file } }) => {
             let rec = read_recording(&file)?;
             let mut out = std::io::stdout().lock();

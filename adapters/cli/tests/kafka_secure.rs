@@ -1012,3 +1012,51 @@ fn an_oauthbearer_token_renewed_in_its_file_is_what_later_authentications_use() 
         Err(e) => assert!(e.to_string().contains("cannot read the token file"), "{e}"),
     }
 }
+
+#[test]
+fn check_says_how_each_connection_is_secured_and_what_each_topic_has() {
+    let Some((pki, kafka)) = secure_kafka() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let scram = scram_config(pki, dir.path(), "SCRAM-SHA-512", "alice");
+    let sasl_ssl = listener(kafka, "SASL_SSL");
+    let mut client = Client::connect(&[kafka.addr()], ClientConfig::default()).unwrap();
+    client.create_topic("avg-check", 3, 1).unwrap();
+    drop(client);
+    let out = dstream_env(
+        &["check", "--brokers", &sasl_ssl, "--kafka-config", scram.to_str().unwrap(), "--topic", "avg-check"],
+        PASSWORD,
+    );
+    let stdout = ok_stdout(&out);
+    eprintln!("{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines[0], format!("cluster: 1 broker, controller node {}", kafka.node_id(0)));
+    // The certificates the test makes end when rcgen's default says (far off): only the form is checked.
+    let node = format!("node {} at {sasl_ssl}: SASL_SSL, TLSv1_3 TLS13_AES_256_GCM_SHA384, certificate \"CN=broker\" issued by \"CN=dstream test CA\", valid until ", kafka.node_id(0));
+    assert!(lines[1].starts_with(&node), "{}", lines[1]);
+    assert!(lines[1].contains(" days left), SASL SCRAM-SHA-512 as alice, "), "{}", lines[1]);
+    assert!(lines[1].ends_with(" APIs offered"), "{}", lines[1]);
+    let leader = kafka.node_id(0);
+    assert_eq!(
+        lines[2],
+        format!("topic avg-check: 3 partitions, leaders {leader} {leader} {leader}, in sync 1/1 1/1 1/1")
+    );
+    assert_no_secret("check's stdout", &out.stdout);
+    assert_no_secret("check's stderr", &out.stderr);
+    // Over PLAINTEXT: no TLS, no SASL.
+    let out = dstream_env(&["check", "--brokers", &kafka.addr()], PASSWORD);
+    let stdout = ok_stdout(&out);
+    assert!(
+        stdout.lines().nth(1).unwrap().ends_with(&format!(
+            "{}: PLAINTEXT, {}",
+            kafka.addr(),
+            lines[1].rsplit(", ").next().unwrap()
+        )),
+        "{stdout}"
+    );
+    // A wrong password: the one line every command gives.
+    let out = dstream_env(&["check", "--brokers", &sasl_ssl, "--kafka-config", scram.to_str().unwrap()], "wrong");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.lines().count() == 1, "{stderr}");
+    assert!(stderr.contains("SASL SCRAM-SHA-512 authentication"), "{stderr}");
+}

@@ -306,6 +306,21 @@ impl Client {
         Ok(conn)
     }
 
+    /// The cluster's brokers as its metadata names them: (node id, address), by node id.
+    pub fn brokers(&self) -> Vec<(i32, String)> {
+        self.brokers.iter().map(|(id, addr)| (*id, addr.clone())).collect()
+    }
+
+    /// The controller's node id as the metadata names it (-1 if none).
+    pub fn controller(&self) -> i32 {
+        self.controller
+    }
+
+    /// How the connection to broker `node` is secured and what it offers; connects if not connected yet.
+    pub fn connection_info(&mut self, node: i32) -> Result<super::conn::ConnectionInfo> {
+        Ok(self.conn_to(node)?.info())
+    }
+
     /// Forgets connections and cached metadata after a failure, so the next attempt starts clean.
     fn reset_after(&mut self, e: &KafkaError) {
         // A connection whose answer was not read whole is out of step: it goes too.

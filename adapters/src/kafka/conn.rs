@@ -417,6 +417,26 @@ impl Connection {
         }
     }
 
+    /// How this connection is secured and what the broker offers on it.
+    pub fn info(&self) -> ConnectionInfo {
+        let tls = match &self.stream {
+            Stream::Tls(t) => Some(t.negotiated()),
+            Stream::Plain(_) => None,
+        };
+        let certificate = match &self.stream {
+            Stream::Tls(t) => t.peer_certificate().and_then(|der| CertificateInfo::of(&der)),
+            Stream::Plain(_) => None,
+        };
+        ConnectionInfo {
+            addr: self.addr.clone(),
+            protocol: self.security.protocol().name(),
+            tls,
+            certificate,
+            sasl: self.security.sasl().map(|s| (s.mechanism.name(), s.username.clone())),
+            apis: self.offered.len(),
+        }
+    }
+
     /// How many times this connection authenticated again (KIP-368) since it was opened.
     pub fn reauthentications(&self) -> u64 {
         self.reauthentications
@@ -755,6 +775,46 @@ impl Connection {
             ));
         }
         S::decode(&mut body, version).map_err(|e| protocol(&self.addr, format!("cannot decode v{version}: {e}")))
+    }
+}
+
+/// How a connection is secured and what the broker offers on it ([`Connection::info`]); no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The broker's address.
+    pub addr: String,
+    /// `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
+    pub protocol: &'static str,
+    /// TLS: the version and cipher suite agreed, e.g. `TLSv1_3 TLS13_AES_256_GCM_SHA384`.
+    pub tls: Option<String>,
+    /// TLS: the broker's certificate.
+    pub certificate: Option<CertificateInfo>,
+    /// SASL: the mechanism and the user authenticated as (empty for OAUTHBEARER).
+    pub sasl: Option<(&'static str, String)>,
+    /// How many APIs the broker offers (its ApiVersions answer).
+    pub apis: usize,
+}
+
+/// A certificate's names and end of validity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// The subject, e.g. `CN=broker`.
+    pub subject: String,
+    /// The issuer.
+    pub issuer: String,
+    /// The end of its validity, seconds since 1970 (UTC).
+    pub not_after: i64,
+}
+
+impl CertificateInfo {
+    /// The names and validity of a DER certificate; `None` if it cannot be parsed.
+    pub fn of(der: &[u8]) -> Option<CertificateInfo> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        Some(CertificateInfo {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            not_after: cert.validity().not_after.timestamp(),
+        })
     }
 }
 

@@ -200,6 +200,11 @@ impl TlsStream {
         }
     }
 
+    /// The broker's certificate (DER), the first of the chain it sent, once the handshake is done.
+    pub(super) fn peer_certificate(&self) -> Option<Vec<u8>> {
+        self.conn.peer_certificates()?.first().map(|c| c.to_vec())
+    }
+
     /// Reads encrypted bytes from the socket; `Ok(0)` at its end.
     pub(super) fn receive(&mut self) -> std::io::Result<usize> {
         if self.start > 0 && self.incoming.len() - self.end < MIN_READ {
