@@ -11,6 +11,8 @@
 
 #[path = "common/callgrind.rs"]
 mod callgrind;
+#[path = "common/cpu.rs"]
+mod cpu;
 #[path = "common/lab_topic.rs"]
 mod lab_topic;
 #[path = "../tests/common/secure.rs"]
@@ -49,31 +51,19 @@ fn bare_pass(client: &mut Client) -> (f64, f64) {
 
 /// CPU seconds (user and system) this process has used.
 fn cpu_secs() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
+    cpu::rusage_secs(libc::RUSAGE_SELF)
 }
 
 /// CPU seconds (user and system) of this process's children that have ended and were waited for.
 fn children_cpu_secs() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
+    cpu::rusage_secs(libc::RUSAGE_CHILDREN)
 }
 
-/// CPU seconds the process `pid` has used so far: the time on a CPU of each of its threads, from
-/// `/proc/PID/task/*/schedstat` (nanoseconds; threads that ended in between are not counted).
+/// CPU seconds the process `pid` has used so far, its threads' time on a CPU (threads that ended in between are
+/// not counted).
 fn pid_cpu_secs(pid: u32) -> f64 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the broker's /proc/PID/task");
-    let ns: u64 = tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split(' ').next()?.parse::<u64>().ok())
-        .sum();
-    ns as f64 / 1e9
+    let threads = cpu::threads_ns(pid).expect("the broker's /proc/PID/task");
+    threads.iter().map(|t| t.1).sum::<u64>() as f64 / 1e9
 }
 
 /// One `dstream run`.
@@ -147,16 +137,7 @@ fn main() {
     let broker = kafka.pid(0).expect("the broker's process");
     let plain_addr = kafka.addr();
     let secure_addr = kafka.listener_addr(0, "SASL_SSL").unwrap();
-    let properties = dir.path().join("client.properties");
-    std::fs::write(
-        &properties,
-        format!(
-            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\nsasl.username=bench\n\
-             sasl.password=${{env:BENCH_KAFKA_PASSWORD}}\nssl.ca.location={}\n",
-            dir.path().join("ca.pem").display()
-        ),
-    )
-    .unwrap();
+    let properties = secure::scram512_properties(dir.path(), "bench", "BENCH_KAFKA_PASSWORD");
     std::env::set_var("BENCH_KAFKA_PASSWORD", PASSWORD);
     let security = Security::new(&SecuritySettings::from_file(&properties).unwrap()).unwrap();
 

@@ -19,6 +19,8 @@
 
 #[path = "common/callgrind.rs"]
 mod callgrind;
+#[path = "common/cpu.rs"]
+mod cpu;
 
 use dstream_adapters::broker::Tansu;
 use dstream_adapters::kafka::records::Codec;
@@ -163,16 +165,22 @@ fn instructions(addr: &str) {
     );
 }
 
-/// One `dstream run` under callgrind, each thread counted apart; with the UI, polled twice after each batch's
-/// status line.
-fn run_counted(addr: &str, ui: bool, dir: &std::path::Path) -> Counts {
-    let mut child = callgrind::command(env!("CARGO_BIN_EXE_dstream"), dir)
-        .args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batches", &BATCHES.to_string()])
+/// `cmd` (dstream, or valgrind running it) as one `dstream run` of the bench: BATCHES batches of PER_BATCH records
+/// from the earliest offset, the UI on a free port or off, stdout dropped, stderr piped.
+fn run_args(mut cmd: Command, addr: &str, ui: bool) -> Command {
+    cmd.args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batches", &BATCHES.to_string()])
         .args(["--batch-interval", &format!("{INTERVAL_MS}ms")])
         .args(["--max-rate-per-partition", &(PER_BATCH * 1000 / INTERVAL_MS).to_string()])
         .args(["--ui", if ui { "127.0.0.1:0" } else { "off" }])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// One `dstream run` under callgrind, each thread counted apart; with the UI, polled twice after each batch's
+/// status line.
+fn run_counted(addr: &str, ui: bool, dir: &std::path::Path) -> Counts {
+    let mut child = run_args(callgrind::command(env!("CARGO_BIN_EXE_dstream"), dir), addr, ui)
         .spawn()
         .expect("run dstream under valgrind");
     let lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -294,31 +302,15 @@ fn polls_text(polls: Option<u64>, cpu: Option<(u64, u64)>) -> String {
 
 /// CPU time in ns of the process `pid`'s UI threads and of all its threads.
 fn cpu_ns(pid: u32) -> Option<(u64, u64)> {
-    let (mut ui, mut all) = (0, 0);
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let dir = task.ok()?.path();
-        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-        let ns: u64 = std::fs::read_to_string(dir.join("schedstat")).ok()?.split(' ').next()?.parse().ok()?;
-        all += ns;
-        if comm.starts_with("dstream-ui") {
-            ui += ns;
-        }
-    }
-    Some((ui, all))
+    let threads = cpu::threads_ns(pid)?;
+    let ui = threads.iter().filter(|(comm, _)| comm.starts_with("dstream-ui")).map(|t| t.1).sum();
+    Some((ui, threads.iter().map(|t| t.1).sum()))
 }
 
 /// One `dstream run`; its throughput and, with the UI, the polls answered and the CPU time of the UI's threads and
 /// of the whole process (as of the last poll).
 fn run(addr: &str, ui: bool) -> (f64, Option<u64>, Option<(u64, u64)>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dstream"))
-        .args(["run", "--brokers", addr, "--starting-offsets", "earliest", "--batches", &BATCHES.to_string()])
-        .args(["--batch-interval", &format!("{INTERVAL_MS}ms")])
-        .args(["--max-rate-per-partition", &(PER_BATCH * 1000 / INTERVAL_MS).to_string()])
-        .args(["--ui", if ui { "127.0.0.1:0" } else { "off" }])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run dstream");
+    let mut child = run_args(Command::new(env!("CARGO_BIN_EXE_dstream")), addr, ui).spawn().expect("run dstream");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let done = Arc::new(AtomicBool::new(false));
     let polls = Arc::new(AtomicU64::new(0));

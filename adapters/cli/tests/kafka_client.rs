@@ -148,6 +148,15 @@ fn ranges_read_over_many_pipelined_fetches_are_exact(b: &TestBroker) {
     assert_eq!((got.len(), got[0].partition, got[0].high_watermark), (1, 2, 2000));
 }
 
+/// Produces `batches` batches of 100 records to partition 0 of `t`, record `i`'s value `value(i)`.
+fn produce_in_batches_of_100(c: &mut Client, t: &str, batches: usize, value: impl Fn(usize) -> Vec<u8>) {
+    for batch in 0..batches {
+        let values: Vec<Vec<u8>> = (0..100).map(|j| value(batch * 100 + j)).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        c.produce(t, 0, encode_batch(&refs, 7, Codec::None).unwrap(), Acks::Leader).unwrap();
+    }
+}
+
 fn fetches_sized_from_a_wrong_first_guess_still_read_exact_ranges(b: &TestBroker) {
     let t = &b.topic("avg");
     let addr = vec![b.addr().to_string()];
@@ -155,11 +164,7 @@ fn fetches_sized_from_a_wrong_first_guess_still_read_exact_ranges(b: &TestBroker
     c.create_topic(t, 1, 1).unwrap();
     // 3,000 records of 3 KB (the fetcher's first guess is 16 bytes a record), in batches of 100.
     let value = |i: usize| format!("{i:08},{}", "x".repeat(3000)).into_bytes();
-    for batch in 0..30 {
-        let values: Vec<Vec<u8>> = (0..100).map(|j| value(batch * 100 + j)).collect();
-        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
-        c.produce(t, 0, encode_batch(&refs, 7, Codec::None).unwrap(), Acks::Leader).unwrap();
-    }
+    produce_in_batches_of_100(&mut c, t, 30, value);
     let mut fetcher = RangeFetcher::new(Client::connect(&addr, ClientConfig::default()).unwrap(), t);
     let mut batch = RecordBatch::new();
     for (from, until) in [(0i64, 1234i64), (1234, 1250), (1250, 3000)] {
@@ -275,11 +280,7 @@ fn answers_are_read_into_the_memory_of_answers_dropped_before(b: &TestBroker) {
     c.create_topic(t, 1, 1).unwrap();
     // 4,000 records of 1 KB in batches of 100 (about 100 KB each).
     let value = |i: usize| format!("{i:08},{}", "y".repeat(1000)).into_bytes();
-    for batch in 0..40 {
-        let values: Vec<Vec<u8>> = (0..100).map(|j| value(batch * 100 + j)).collect();
-        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
-        c.produce(t, 0, encode_batch(&refs, 7, Codec::None).unwrap(), Acks::Leader).unwrap();
-    }
+    produce_in_batches_of_100(&mut c, t, 40, value);
     // The records read in answers of about 512 KB (Kafka; tansu's may be larger) held at once, as a batch's are
     // until it is processed; their records checked.
     let round = |c: &mut Client| {

@@ -45,16 +45,7 @@ fn a_leader_killed_mid_run_over_sasl_ssl_loses_and_duplicates_nothing() {
     let mut cluster = KafkaCluster::start_secure_cluster(3, &config).expect("start a secure 3-node Kafka");
     eprintln!("3-node Apache Kafka with SASL_SSL serving after {:.1} s", started.elapsed().as_secs_f64());
     let secure: Vec<String> = (0..3).map(|i| cluster.listener_addr(i, "SASL_SSL").unwrap()).collect();
-    let properties = dir.path().join("client.properties");
-    std::fs::write(
-        &properties,
-        format!(
-            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\nsasl.username=alice\n\
-             sasl.password=${{env:DSTREAM_TEST_KAFKA_PASSWORD}}\nssl.ca.location={}\n",
-            dir.path().join("ca.pem").display()
-        ),
-    )
-    .unwrap();
+    let properties = secure::scram512_properties(dir.path(), "alice", "DSTREAM_TEST_KAFKA_PASSWORD");
 
     // The topic is made over PLAINTEXT (the test's admin side), its partitions led by different nodes if Kafka
     // manages that within a minute (the kill below is of partition 0's leader either way).

@@ -55,24 +55,7 @@ fn latest(dir: &Path) -> Option<Latest> {
 
 /// Waits until the newest checkpoint in `dir` counts at least `n` records, at most `within`.
 fn wait_counted(dir: &Path, n: u64, within: Duration, child: &mut Child) -> Latest {
-    let deadline = Instant::now() + within;
-    loop {
-        let l = latest(dir);
-        let c = l.as_ref().map_or(0, |l| l.counted);
-        if c >= n {
-            return l.unwrap();
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            panic!("dstream run exited ({status}) with {c} of {n} records counted: {err}");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{c} of {n} records counted after {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_counted(n, within, child, || latest(dir).map(|l| (l.counted, l)))
 }
 
 /// `dstream run` from the earliest offsets, 100 records per partition per 200 ms batch, checkpointing into `ck`.

@@ -419,13 +419,9 @@ impl Connection {
 
     /// How this connection is secured and what the broker offers on it.
     pub fn info(&self) -> ConnectionInfo {
-        let tls = match &self.stream {
-            Stream::Tls(t) => Some(t.negotiated()),
-            Stream::Plain(_) => None,
-        };
-        let certificate = match &self.stream {
-            Stream::Tls(t) => t.peer_certificate().and_then(|der| CertificateInfo::of(&der)),
-            Stream::Plain(_) => None,
+        let (tls, certificate) = match &self.stream {
+            Stream::Tls(t) => (Some(t.negotiated()), t.peer_certificate().and_then(CertificateInfo::of)),
+            Stream::Plain(_) => (None, None),
         };
         ConnectionInfo {
             addr: self.addr.clone(),

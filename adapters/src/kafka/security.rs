@@ -132,13 +132,12 @@ impl SaslCredentials {
     /// given. The error says why the file cannot be used (never its content).
     pub fn current_token(&self) -> Result<Secret, String> {
         let Some(path) = &self.token_file else { return Ok(self.password.clone()) };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the token file {} again: {e}", path.display()))?;
-        let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+        let text =
+            read_value_file(path).map_err(|e| format!("cannot read the token file {} again: {e}", path.display()))?;
         if text.is_empty() {
             return Err(format!("the token file {} is empty", path.display()));
         }
-        Ok(Secret(text.to_string()))
+        Ok(Secret(text))
     }
 }
 
@@ -219,7 +218,7 @@ pub enum StoreType {
 }
 
 impl StoreType {
-    /// Kafka's name: `PEM`, `PKCS12`.
+    /// Kafka's name: `PEM`, `PKCS12`, `JKS`.
     pub fn name(self) -> &'static str {
         match self {
             StoreType::Pem => "PEM",
@@ -235,7 +234,7 @@ impl StoreType {
             "PKCS12" => Ok(StoreType::Pkcs12),
             "JKS" => Ok(StoreType::Jks),
             "JCEKS" => Err(invalid(at, format!("{key} JCEKS: {JCEKS_HINT}"))),
-            _ => Err(invalid(at, format!("{key} {value:?}: expected PEM or PKCS12"))),
+            _ => Err(invalid(at, format!("{key} {value:?}: expected PEM, PKCS12 or JKS"))),
         }
     }
 
@@ -267,6 +266,9 @@ pub struct Store {
     /// The store's password (PKCS12 and JKS).
     pub password: Option<Secret>,
 }
+
+/// Both TLS versions dstream speaks, oldest first.
+const BOTH_VERSIONS: [TlsVersion; 2] = [TlsVersion::Tls12, TlsVersion::Tls13];
 
 /// A TLS version dstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -308,12 +310,17 @@ pub fn cipher_suite_names() -> Vec<String> {
     rustls::crypto::ring::default_provider().cipher_suites.iter().map(|s| suite_name(*s)).collect()
 }
 
-/// A suite's IANA name (rustls calls the TLS 1.3 ones `TLS13_...`; IANA and Java `TLS_...`).
+/// A suite's IANA name.
 fn suite_name(s: rustls::SupportedCipherSuite) -> String {
-    let name = format!("{:?}", s.suite());
-    match name.strip_prefix("TLS13_") {
+    iana_name(&format!("{:?}", s.suite()))
+}
+
+/// A suite name as IANA (and Java) spell it: rustls calls the TLS 1.3 suites `TLS13_...`, IANA `TLS_...`.
+fn iana_name(name: &str) -> String {
+    let upper = name.to_ascii_uppercase();
+    match upper.strip_prefix("TLS13_") {
         Some(rest) => format!("TLS_{rest}"),
-        None => name,
+        None => upper,
     }
 }
 
@@ -324,22 +331,23 @@ pub struct SecuritySettings {
     pub protocol: Protocol,
     /// `sasl.mechanism` with `sasl.username`/`sasl.password` (or `sasl.jaas.config`).
     pub sasl: Option<SaslCredentials>,
-    /// `ssl.ca.location` (or `ssl.truststore.location`): the file of the CA certificates to trust (PEM or
-    /// PKCS12); none: the system's roots.
+    /// `ssl.ca.location` (or `ssl.truststore.location`): the file of the CA certificates to trust (PEM, PKCS12
+    /// or JKS); none: the system's roots.
     pub ca: Option<PathBuf>,
     /// `ssl.truststore.type`: the format of `ca`; `None`: told by its content.
     pub truststore_type: Option<StoreType>,
     /// `ssl.truststore.password`: a PKCS12 or JKS truststore's password.
     pub truststore_password: Option<Secret>,
     /// `ssl.keystore.location`, `ssl.keystore.type`, `ssl.keystore.password`: the client's key and certificate
-    /// chain in one file (PEM or PKCS12), instead of `certificate` and `key`.
+    /// chain in one file (PEM, PKCS12 or JKS), instead of `certificate` and `key`.
     pub keystore: Option<Store>,
     /// `ssl.key.password`: the password of an encrypted PKCS#8 key (`ENCRYPTED PRIVATE KEY` in PEM) or of the
     /// key in a JKS keystore (else the store's password is tried).
     pub key_password: Option<Secret>,
     /// `ssl.certificate.location`: PEM file of the client's certificate chain (mutual TLS).
     pub certificate: Option<PathBuf>,
-    /// `ssl.key.location`: PEM file of the client certificate's private key (unencrypted PKCS#8, PKCS#1 or SEC1).
+    /// `ssl.key.location`: PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1; an encrypted
+    /// PKCS#8 key with `key_password`).
     pub key: Option<PathBuf>,
     /// False when `ssl.endpoint.identification.algorithm` is empty: the broker's certificate is then not checked
     /// against its host name (a warning says so at every start).
@@ -476,8 +484,7 @@ impl Pending {
                     return Err(invalid(at, "sasl.oauthbearer.token is empty"));
                 }
                 self.token = Some(Secret(value));
-                let file = raw.strip_prefix("${file:").and_then(|r| r.strip_suffix('}'));
-                self.token_file = file.map(PathBuf::from);
+                self.token_file = file_reference(raw).map(PathBuf::from);
             }
             "sasl.jaas.config" => {
                 once(self.jaas.is_some())?;
@@ -564,8 +571,7 @@ impl Pending {
                 let known = cipher_suite_names();
                 let mut suites: Vec<String> = Vec::new();
                 for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                    let upper = name.to_ascii_uppercase();
-                    let upper = upper.strip_prefix("TLS13_").map_or(upper.clone(), |rest| format!("TLS_{rest}"));
+                    let upper = iana_name(name);
                     if !known.contains(&upper) {
                         return Err(invalid(
                             at,
@@ -710,7 +716,7 @@ impl Pending {
         let mut tls_versions = self.enabled_protocols.unwrap_or_default();
         if let Some(max) = self.at_most {
             if tls_versions.is_empty() {
-                tls_versions = vec![TlsVersion::Tls12, TlsVersion::Tls13];
+                tls_versions = BOTH_VERSIONS.to_vec();
             }
             tls_versions.retain(|v| *v <= max);
             if tls_versions.is_empty() {
@@ -719,8 +725,7 @@ impl Pending {
         }
         let cipher_suites = self.cipher_suites.unwrap_or_default();
         if !cipher_suites.is_empty() {
-            let versions =
-                if tls_versions.is_empty() { vec![TlsVersion::Tls12, TlsVersion::Tls13] } else { tls_versions.clone() };
+            let versions: &[TlsVersion] = if tls_versions.is_empty() { &BOTH_VERSIONS } else { &tls_versions };
             let usable = rustls::crypto::ring::default_provider()
                 .cipher_suites
                 .iter()
@@ -772,6 +777,23 @@ fn non_empty_path(value: &str, key: &str, at: &str) -> Result<PathBuf, SecurityE
     Ok(PathBuf::from(value))
 }
 
+/// The PATH of a `${file:PATH}` value.
+fn file_reference(raw: &str) -> Option<&str> {
+    raw.strip_prefix("${file:")?.strip_suffix('}')
+}
+
+/// A `${file:PATH}` value: the file's contents without the trailing line break.
+fn read_value_file(path: &Path) -> std::io::Result<String> {
+    let mut text = std::fs::read_to_string(path)?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
 /// Resolves `${env:NAME}` and `${file:PATH}` (the whole value); any other value is itself.
 fn resolve(raw: &str, key: &str, at: &str, secret: bool) -> Result<String, SecurityError> {
     let Some(inner) = raw.strip_prefix("${").and_then(|r| r.strip_suffix('}')) else {
@@ -787,9 +809,7 @@ fn resolve(raw: &str, key: &str, at: &str, secret: bool) -> Result<String, Secur
         });
     }
     if let Some(path) = inner.strip_prefix("file:") {
-        let text = std::fs::read_to_string(path).map_err(|e| invalid(at, format!("{key}: cannot read {path}: {e}")))?;
-        let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
-        return Ok(text.to_string());
+        return read_value_file(Path::new(path)).map_err(|e| invalid(at, format!("{key}: cannot read {path}: {e}")));
     }
     let shown = if secret { "${...}".to_string() } else { raw.to_string() };
     Err(invalid(at, format!("{key}: {shown} is neither ${{env:NAME}} nor ${{file:PATH}}")))
@@ -1148,12 +1168,8 @@ fn pem_key(bytes: &[u8], password: Option<&str>) -> Result<PrivateKeyDer<'static
             .map(|e| start + e + END.len())
             .ok_or("an ENCRYPTED PRIVATE KEY without its end line")?;
         let password = password.ok_or("the key is encrypted: give its password in ssl.key.password")?;
-        let body: String =
-            text[start + BEGIN.len()..end - END.len()].chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        use base64::Engine as _;
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .map_err(|_| "an ENCRYPTED PRIVATE KEY that is not valid base64".to_string())?;
+        let (_, der) = pkcs8::der::pem::decode_vec(text[start..end].as_bytes())
+            .map_err(|e| format!("an ENCRYPTED PRIVATE KEY that is not valid PEM: {e}"))?;
         let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
             .map_err(|e| format!("not a valid encrypted PKCS#8 key: {e}"))?;
         let plain = info.decrypt(password).map_err(|_| {
@@ -1374,7 +1390,7 @@ mod tests {
             (&[("security.protocol", "SSL"), ("security.protocol", "SSL")], "set twice"),
             (&[("security.protocol", "SSL"), ("ssl.truststore.type", "JCEKS")], "-deststoretype PKCS12"),
             (&[("security.protocol", "SSL"), ("ssl.keystore.type", "jceks")], "ssl.keystore.type JCEKS: dstream reads"),
-            (&[("security.protocol", "SSL"), ("ssl.truststore.type", "BCFKS")], "expected PEM or PKCS12"),
+            (&[("security.protocol", "SSL"), ("ssl.truststore.type", "BCFKS")], "expected PEM, PKCS12 or JKS"),
             (
                 &[("security.protocol", "SSL"), ("ssl.keystore.location", "/k.p12"), ("ssl.key.location", "/k.pem")],
                 "not both",

@@ -201,8 +201,8 @@ impl TlsStream {
     }
 
     /// The broker's certificate (DER), the first of the chain it sent, once the handshake is done.
-    pub(super) fn peer_certificate(&self) -> Option<Vec<u8>> {
-        self.conn.peer_certificates()?.first().map(|c| c.to_vec())
+    pub(super) fn peer_certificate(&self) -> Option<&[u8]> {
+        self.conn.peer_certificates()?.first().map(|c| c.as_ref())
     }
 
     /// Reads encrypted bytes from the socket; `Ok(0)` at its end.

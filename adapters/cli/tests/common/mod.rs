@@ -322,11 +322,18 @@ pub fn counted(dir: &std::path::Path) -> Option<u64> {
 
 /// Waits until the latest checkpoint in `dir` counts at least `n` records, at most `within`.
 pub fn wait_counted(dir: &std::path::Path, n: u64, within: Duration, child: &mut Child) -> u64 {
+    wait_until_counted(n, within, child, || counted(dir).map(|c| (c, c)))
+}
+
+/// Waits until `probe` (the newest checkpoint's count of records, with what the caller reads of it; `None`
+/// while there is none) counts at least `n`, at most `within`; fails at once if `child` (the run) exits first.
+pub fn wait_until_counted<T>(n: u64, within: Duration, child: &mut Child, probe: impl Fn() -> Option<(u64, T)>) -> T {
     let deadline = Instant::now() + within;
     loop {
-        let c = counted(dir).unwrap_or(0);
-        if c >= n {
-            return c;
+        let got = probe();
+        let c = got.as_ref().map_or(0, |g| g.0);
+        if let Some((_, t)) = got.filter(|g| g.0 >= n) {
+            return t;
         }
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();

@@ -3,7 +3,7 @@
 
 use dstream_adapters::broker::kafka::{SecureConfig, SecureListener};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes `ca.pem` (a new CA named `ca_name`) and `broker.pem` (a key and a certificate for 127.0.0.1 signed by
 /// it, then the CA's) into `dir`.
@@ -40,4 +40,17 @@ pub fn sasl_ssl_scram512(dir: &Path, user: &str, password: &str, full_jit: bool)
         plain_users: vec![],
         full_jit,
     }
+}
+
+/// Writes `dir/client.properties` for SASL_SSL with SCRAM-SHA-512 as `user`, the password from the environment
+/// variable `password_env`, trusting `dir/ca.pem`; returns its path.
+pub fn scram512_properties(dir: &Path, user: &str, password_env: &str) -> PathBuf {
+    let path = dir.join("client.properties");
+    let text = format!(
+        "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\nsasl.username={user}\n\
+         sasl.password=${{env:{password_env}}}\nssl.ca.location={}\n",
+        dir.join("ca.pem").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
 }
